@@ -1,0 +1,136 @@
+// Package cli is the sluice command line. The stock binary and every user
+// binary that links the SDK run the same commands, so a user's deployments
+// run as replicas of their own binary.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/sluice-serve/sluice/platform/serve"
+)
+
+// ExitError carries the process exit code of a failed command: 2 for bad
+// usage or an invalid spec, 1 otherwise.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func usageError(format string, args ...any) error {
+	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
+}
+
+// ExitCode is the code a main should exit with for err.
+func ExitCode(err error) int {
+	var e *ExitError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// Env is what a command runs with.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Log            *slog.Logger
+	Registry       *serve.Registry
+	Getenv         func(string) string
+}
+
+const usage = `usage: sluice <command> [flags]
+
+commands:
+  dev       run the platform in one process: embedded broker, controller, replicas, HTTP
+  replica   run one replica of a deployment against any brokers
+  deploy    deploy applications from a YAML file to a running platform
+  status    show applications, deployments, replicas and lag
+  delete    delete an application
+
+Client commands find the platform with --addr, or SLUICE_ADDR (default 127.0.0.1:8000).
+Run 'sluice <command> -h' for a command's flags.
+`
+
+// Run runs the command in args (without the program name).
+func Run(ctx context.Context, args []string, env Env) error {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return usageError("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(ctx, rest, env)
+	case "replica":
+		return runReplica(ctx, rest, env)
+	case "deploy":
+		return runDeploy(ctx, rest, env)
+	case "status":
+		return runStatus(ctx, rest, env)
+	case "delete":
+		return runDelete(ctx, rest, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return nil
+	}
+	fmt.Fprint(env.Stderr, usage)
+	return usageError("unknown command %q", cmd)
+}
+
+// parse parses flags, turning flag errors into exit code 2.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return &ExitError{Code: 0, Err: err}
+		}
+		return &ExitError{Code: 2, Err: err}
+	}
+	return nil
+}
+
+func newFlags(name string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func orEnv(v string, env Env, key, def string) string {
+	if v != "" {
+		return v
+	}
+	if e := env.Getenv(key); e != "" {
+		return e
+	}
+	return def
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// DevConfig configures a platform in one process.
+type DevConfig struct {
+	HTTPAddr  string   // default 127.0.0.1:8000; port 0 picks a free one
+	Brokers   []string // external brokers; empty starts the embedded one
+	KafkaPort int      // embedded broker port; 0 picks a free one
+	DataDir   string   // embedded broker data directory; empty keeps data in memory
+	Prefix    string   // topic and group name prefix; default "sluice"
+	Builtin   bool     // deploy the applications built into the registry
+	Apps      []*spec.App
+	Registry  *serve.Registry
+	Log       *slog.Logger
+}
+
+// Dev is a running platform: embedded or external brokers, the controller
+// with its replicas, and the HTTP front door.
+type Dev struct {
+	Addr    string   // where HTTP listens
+	Brokers []string // where Kafka is
+
+	embedded   *streams.Embedded
+	caller     *streams.Caller
+	controller *controller.Controller
+	server     *http.Server
+	cancel     context.CancelFunc
+	stopped    chan struct{} // closed when the controller has stopped its replicas
+	done       chan error
+}
+
+// StartDev starts the platform and deploys its applications. Close stops it.
+func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8000"
+	}
+	namer, err := streams.NewNamer(cfg.Prefix)
+	if err != nil {
+		return nil, usageError("--prefix: %v", err)
+	}
+	d := &Dev{Brokers: cfg.Brokers, done: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			d.shutdown()
+		}
+	}()
+	if len(d.Brokers) == 0 {
+		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir); err != nil {
+			return nil, err
+		}
+		d.Brokers = d.embedded.Brokers()
+		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir)
+	}
+	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log); err != nil {
+		return nil, err
+	}
+	if d.controller, err = controller.New(ctx, controller.Config{
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log,
+	}); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.stopped = make(chan struct{})
+	ctlDone := make(chan error, 1)
+	go func() {
+		defer close(d.stopped)
+		ctlDone <- d.controller.Run(runCtx)
+	}()
+
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Log: cfg.Log})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		cancel()
+		<-ctlDone
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	d.Addr = ln.Addr().String()
+	d.server = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- d.server.Serve(ln) }()
+	go func() {
+		select {
+		case err := <-srvDone:
+			d.done <- err
+		case err := <-ctlDone:
+			d.done <- err
+		}
+	}()
+
+	apps := cfg.Apps
+	if cfg.Builtin && cfg.Registry != nil {
+		for _, a := range cfg.Registry.Apps() {
+			apps = append(apps, a.Spec())
+		}
+	}
+	if len(apps) > 0 {
+		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
+		defer dcancel()
+		if err := d.controller.Deploy(dctx, apps...); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Log.Info("platform ready", "http", d.Addr, "brokers", d.Brokers, "apps", len(apps))
+	return d, nil
+}
+
+// Done reports a failure of the server or the controller.
+func (d *Dev) Done() <-chan error { return d.done }
+
+// Close stops the platform: HTTP first, then replicas (drained), the
+// caller and the embedded broker.
+func (d *Dev) Close() { d.shutdown() }
+
+func (d *Dev) shutdown() {
+	if d.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.server.Shutdown(ctx)
+		cancel()
+	}
+	if d.cancel != nil {
+		d.cancel()
+		select { // controller.Run returns after its replicas drained
+		case <-d.stopped:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	if d.caller != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d.caller.Close(ctx)
+		cancel()
+	}
+	if d.embedded != nil {
+		d.embedded.Close()
+	}
+}
+
+func runDev(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("dev", env)
+	httpAddr := fs.String("http", "", "HTTP listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
+	brokers := fs.String("brokers", "", "Kafka brokers to use instead of the embedded one, comma-separated (env SLUICE_BROKERS)")
+	port := fs.Int("kafka-port", 0, "port of the embedded broker (0: a free port)")
+	dataDir := fs.String("data-dir", "", "keep the embedded broker's data in this directory across restarts")
+	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
+	builtin := fs.Bool("builtin", true, "deploy the applications built into this binary")
+	var files listFlag
+	fs.Var(&files, "f", "deploy the applications of this YAML file at start (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	apps, err := readSpecs(files)
+	if err != nil {
+		return err
+	}
+	d, err := StartDev(ctx, DevConfig{
+		HTTPAddr:  orEnv(*httpAddr, env, "HTTP_ADDR", "127.0.0.1:8000"),
+		Brokers:   splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", "")),
+		KafkaPort: *port,
+		DataDir:   *dataDir,
+		Prefix:    *prefix,
+		Builtin:   *builtin,
+		Apps:      apps,
+		Registry:  env.Registry,
+		Log:       env.Log,
+	})
+	if err != nil {
+		if errors.Is(err, controller.ErrInvalid) {
+			return &ExitError{Code: 2, Err: err}
+		}
+		return err
+	}
+	defer d.Close()
+	fmt.Fprintf(env.Stdout, "sluice dev: serving on http://%s (brokers %v)\n", d.Addr, d.Brokers)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-d.Done():
+		return err
+	}
+}
+
+// readSpecs parses YAML files; any error is exit code 2 with file, line
+// and field.
+func readSpecs(files []string) ([]*spec.App, error) {
+	var apps []*spec.App
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, &ExitError{Code: 2, Err: err}
+		}
+		as, err := spec.Parse(f, data)
+		if err != nil {
+			return nil, &ExitError{Code: 2, Err: err}
+		}
+		apps = append(apps, as...)
+	}
+	return apps, nil
+}

@@ -1,0 +1,505 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Config configures a controller.
+type Config struct {
+	Brokers      []string
+	Namer        streams.Namer
+	Registry     *serve.Registry
+	Caller       *streams.Caller // handle calls of the replicas it starts
+	Log          *slog.Logger
+	DrainTimeout time.Duration // per replica on stop; default 20s
+}
+
+// Controller stores application specs on the compacted apps topic (the
+// system of record: a restarted platform rebuilds from it) and reconciles
+// each one into topics, groups and replicas running in this process.
+//
+// Lock order: Controller.mu, then appliedMu.
+type Controller struct {
+	cfg Config
+	cl  *kgo.Client
+	adm *kadm.Client
+
+	mu       sync.Mutex
+	apps     map[string]*appRun
+	onChange []func([]*spec.App)
+
+	appliedMu sync.Mutex
+	applied   int64         // offset of the last record applied
+	progress  chan struct{} // closed and replaced on each apply
+}
+
+type appRun struct {
+	spec *spec.App
+	topo *Topology
+	deps map[string]*depRun
+}
+
+type depRun struct {
+	spec     spec.Deployment
+	replicas []*replicaRun
+	err      error // why replicas could not start
+}
+
+type replicaRun struct {
+	rep    *replicas.Replica
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New connects to the brokers and creates the control topics.
+func New(ctx context.Context, cfg Config) (*Controller, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 20 * time.Second
+	}
+	topic := cfg.Namer.Apps()
+	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(500*time.Millisecond),
+	)
+	if err != nil {
+		return nil, err
+	}
+	adm := kadm.NewClient(cl)
+	if err := streams.CreateTopics(ctx, adm, streams.CompactedTopic(topic), streams.CompactedTopic(cfg.Namer.Status())); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return &Controller{cfg: cfg, cl: cl, adm: adm, apps: map[string]*appRun{}, applied: -1, progress: make(chan struct{})}, nil
+}
+
+// OnChange registers fn to receive every application after each change.
+func (c *Controller) OnChange(fn func([]*spec.App)) {
+	c.mu.Lock()
+	c.onChange = append(c.onChange, fn)
+	c.mu.Unlock()
+}
+
+// Run applies the apps topic until ctx ends, then stops every replica.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.cl.Close()
+	for {
+		fs := c.cl.PollFetches(ctx)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			c.cfg.Log.Warn("apps topic fetch failed", "topic", t, "err", err)
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			c.applyRecord(ctx, r)
+		})
+	}
+	c.mu.Lock()
+	apps := c.apps
+	c.apps = map[string]*appRun{}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, a := range apps {
+		for _, d := range a.deps {
+			wg.Go(func() { stopAll(d.replicas) })
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) applyRecord(ctx context.Context, r *kgo.Record) {
+	name := string(r.Key)
+	var s *spec.App
+	if r.Value != nil {
+		s = new(spec.App)
+		if err := json.Unmarshal(r.Value, s); err != nil {
+			c.cfg.Log.Error("app spec undecodable; skipped", "app", name, "offset", r.Offset, "err", err)
+			s = nil
+		}
+	}
+	if s != nil || r.Value == nil {
+		c.apply(ctx, name, s)
+	}
+	c.appliedMu.Lock()
+	c.applied = r.Offset
+	close(c.progress)
+	c.progress = make(chan struct{})
+	c.appliedMu.Unlock()
+}
+
+// apply reconciles one application; s nil deletes it.
+func (c *Controller) apply(ctx context.Context, name string, s *spec.App) {
+	c.mu.Lock()
+	old := c.apps[name]
+	c.mu.Unlock()
+	var next *appRun
+	if s != nil {
+		next = c.start(ctx, s, old)
+	}
+	if old != nil {
+		c.retire(ctx, old, next)
+	}
+	c.mu.Lock()
+	if next == nil {
+		delete(c.apps, name)
+	} else {
+		c.apps[name] = next
+	}
+	specs := c.specsLocked()
+	fns := slices.Clone(c.onChange)
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn(specs)
+	}
+}
+
+// start brings up s, keeping old's replicas of deployments that did not
+// change and starting new ones for the rest (before old ones stop, so an
+// upgrade drops nothing).
+func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRun {
+	topo := Compile(c.cfg.Namer, s)
+	if err := streams.CreateTopics(ctx, c.adm, topo.Topics()...); err != nil {
+		c.cfg.Log.Error("app topics not created", "app", s.Name, "err", err)
+	}
+	run := &appRun{spec: s, topo: topo, deps: map[string]*depRun{}}
+	for _, d := range s.Deployments {
+		if old != nil && sameTopics(old.topo, topo, d.Name) {
+			if prev := old.deps[d.Name]; prev != nil && prev.err == nil && equalDeployment(prev.spec, d) {
+				run.deps[d.Name] = prev
+				continue
+			}
+		}
+		dr := &depRun{spec: d}
+		for range max(d.Replicas.Initial, 0) {
+			rr, err := c.startReplica(ctx, s, topo, d)
+			if err != nil {
+				dr.err = err
+				c.cfg.Log.Error("replica not started", "app", s.Name, "deployment", d.Name, "err", err)
+				break
+			}
+			dr.replicas = append(dr.replicas, rr)
+		}
+		run.deps[d.Name] = dr
+	}
+	return run
+}
+
+// retire stops what old runs that next does not keep, and deletes the
+// topics next no longer uses (all of them when next is nil).
+func (c *Controller) retire(ctx context.Context, old, next *appRun) {
+	var stopping []*replicaRun
+	for name, d := range old.deps {
+		if next != nil && next.deps[name] == d {
+			continue
+		}
+		stopping = append(stopping, d.replicas...)
+	}
+	stopAll(stopping)
+	var gone []string
+	keep := map[string]bool{}
+	if next != nil {
+		for _, t := range next.topo.Topics() {
+			keep[t.Name] = true
+		}
+	}
+	for _, t := range old.topo.Topics() {
+		if !keep[t.Name] {
+			gone = append(gone, t.Name)
+		}
+	}
+	if len(gone) > 0 {
+		if err := streams.DeleteTopics(ctx, c.adm, gone...); err != nil {
+			c.cfg.Log.Warn("app topics not deleted", "app", old.spec.Name, "err", err)
+		}
+	}
+	if next == nil {
+		var groups []string
+		for _, d := range old.topo.Deployments {
+			groups = append(groups, d.Group)
+		}
+		if _, err := c.adm.DeleteGroups(ctx, groups...); err != nil {
+			c.cfg.Log.Warn("app groups not deleted", "app", old.spec.Name, "err", err)
+		}
+	}
+}
+
+func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topology, d spec.Deployment) (*replicaRun, error) {
+	h, err := c.cfg.Registry.Build(ctx, app, d.Name, c.cfg.Caller, c.cfg.Namer)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := replicas.New(ctx, ReplicaConfig(c.cfg.Brokers, topo, d, c.cfg.DrainTimeout, c.cfg.Log), h)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	rr := &replicaRun{rep: rep, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rr.done)
+		if err := rep.Run(rctx); err != nil {
+			c.cfg.Log.Error("replica stopped", "app", app.Name, "deployment", d.Name, "err", err)
+		}
+	}()
+	return rr, nil
+}
+
+// ReplicaConfig is the replica configuration of deployment d of a compiled
+// application; `sluice dev` and `sluice replica` both use it.
+func ReplicaConfig(brokers []string, topo *Topology, d spec.Deployment, drain time.Duration, log *slog.Logger) replicas.Config {
+	dt := topo.Deployments[d.Name]
+	return replicas.Config{
+		Brokers:      brokers,
+		Group:        dt.Group,
+		Topics:       dt.Inputs,
+		Successors:   dt.Successors,
+		Output:       topo.Output,
+		DeadLetter:   topo.DeadLetter,
+		Deployment:   d.Name,
+		MaxOngoing:   d.MaxOngoingRequests,
+		Ordered:      d.Ordered,
+		DrainTimeout: drain,
+		Log:          log.With("deployment", d.Name),
+	}
+}
+
+// stopAll stops replicas softly and in parallel, waiting for all.
+func stopAll(rs []*replicaRun) {
+	for _, r := range rs {
+		r.cancel()
+	}
+	for _, r := range rs {
+		<-r.done
+	}
+}
+
+func sameTopics(a, b *Topology, dep string) bool {
+	x, y := a.Deployments[dep], b.Deployments[dep]
+	return x.Group == y.Group && slices.Equal(x.Inputs, y.Inputs) && slices.Equal(x.Successors, y.Successors) &&
+		a.Output == b.Output && a.DeadLetter == b.DeadLetter
+}
+
+func equalDeployment(a, b spec.Deployment) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+func (c *Controller) specsLocked() []*spec.App {
+	out := make([]*spec.App, 0, len(c.apps))
+	for _, a := range c.apps {
+		out = append(out, a.spec)
+	}
+	slices.SortFunc(out, func(a, b *spec.App) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Apps returns the applied applications, sorted by name.
+func (c *Controller) Apps() []*spec.App {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.specsLocked()
+}
+
+// ErrInvalid is wrapped by deploy errors caused by the spec itself.
+var ErrInvalid = errors.New("invalid application")
+
+// Deploy validates apps against the spec rules and this binary's handlers,
+// writes them to the apps topic and waits, bounded by ctx, until they are
+// applied. Route prefixes must be unique across applications.
+func (c *Controller) Deploy(ctx context.Context, apps ...*spec.App) error {
+	for _, a := range apps {
+		if err := a.Validate(); err != nil {
+			return fmt.Errorf("%w %s: %w", ErrInvalid, a.Name, err)
+		}
+		if err := c.cfg.Registry.Check(a); err != nil {
+			return fmt.Errorf("%w %s: %w", ErrInvalid, a.Name, err)
+		}
+		for _, other := range c.Apps() {
+			if other.Name != a.Name && other.RoutePrefix == a.RoutePrefix {
+				return fmt.Errorf("%w %s: route_prefix %s is taken by application %s", ErrInvalid, a.Name, a.RoutePrefix, other.Name)
+			}
+		}
+	}
+	recs := make([]*kgo.Record, 0, len(apps))
+	for _, a := range apps {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", a.Name, err)
+		}
+		recs = append(recs, &kgo.Record{Topic: c.cfg.Namer.Apps(), Key: []byte(a.Name), Value: b})
+	}
+	return c.write(ctx, recs...)
+}
+
+// ErrNotFound is returned for an application that does not exist.
+var ErrNotFound = errors.New("no such application")
+
+// Delete removes an application: its replicas stop, its topics and
+// groups are deleted.
+func (c *Controller) Delete(ctx context.Context, name string) error {
+	c.mu.Lock()
+	_, ok := c.apps[name]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return c.write(ctx, &kgo.Record{Topic: c.cfg.Namer.Apps(), Key: []byte(name)})
+}
+
+func (c *Controller) write(ctx context.Context, recs ...*kgo.Record) error {
+	res := c.cl.ProduceSync(ctx, recs...)
+	if err := res.FirstErr(); err != nil {
+		return fmt.Errorf("write apps topic: %w", err)
+	}
+	last := recs[len(recs)-1].Offset
+	for {
+		c.appliedMu.Lock()
+		done, wait := c.applied >= last, c.progress
+		c.appliedMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the controller to apply: %w", ctx.Err())
+		}
+	}
+}
+
+// AppStatus is what `sluice status` shows of one application.
+type AppStatus struct {
+	Name        string             `json:"name"`
+	RoutePrefix string             `json:"route_prefix"`
+	Ingress     string             `json:"ingress"`
+	Topics      []string           `json:"topics"`
+	Deployments []DeploymentStatus `json:"deployments"`
+}
+
+// DeploymentStatus is one deployment's state.
+type DeploymentStatus struct {
+	Name       string `json:"name"`
+	Handler    string `json:"handler"`
+	Group      string `json:"group"`
+	Replicas   int    `json:"replicas"`
+	Target     int    `json:"target"`
+	Partitions int    `json:"partitions_assigned"`
+	Processed  int64  `json:"processed"`
+	Failed     int64  `json:"failed"`
+	Ongoing    int64  `json:"ongoing"`
+	Lag        int64  `json:"lag"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Status reports every application, with consumer-group lag read from the
+// brokers (bounded by ctx; -1 where it could not be read).
+func (c *Controller) Status(ctx context.Context) []AppStatus {
+	c.mu.Lock()
+	var out []AppStatus
+	var groups []string
+	for _, a := range c.apps {
+		st := AppStatus{Name: a.spec.Name, RoutePrefix: a.spec.RoutePrefix, Ingress: a.spec.Ingress}
+		for _, t := range a.topo.Topics() {
+			st.Topics = append(st.Topics, t.Name)
+		}
+		for _, d := range a.spec.Deployments {
+			dr := a.deps[d.Name]
+			ds := DeploymentStatus{Name: d.Name, Handler: d.Handler, Group: a.topo.Deployments[d.Name].Group, Target: d.Replicas.Initial, Lag: -1}
+			if dr != nil {
+				ds.Replicas = len(dr.replicas)
+				if dr.err != nil {
+					ds.Error = dr.err.Error()
+				}
+				for _, r := range dr.replicas {
+					s := r.rep.Stats()
+					ds.Processed += s.Processed
+					ds.Failed += s.Failed
+					ds.Ongoing += s.Ongoing
+					ds.Partitions += s.Partitions
+				}
+			}
+			groups = append(groups, ds.Group)
+			st.Deployments = append(st.Deployments, ds)
+		}
+		out = append(out, st)
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b AppStatus) int { return strings.Compare(a.Name, b.Name) })
+	if len(groups) == 0 {
+		return out
+	}
+	lags, err := c.adm.Lag(ctx, groups...)
+	if err != nil {
+		return out
+	}
+	for i := range out {
+		for j := range out[i].Deployments {
+			d := &out[i].Deployments[j]
+			if l, ok := lags[d.Group]; ok && l.Error() == nil {
+				d.Lag = l.Lag.Total()
+			}
+		}
+	}
+	return out
+}
+
+// LoadApp reads the apps topic to its end and returns the named
+// application, for a replica process that runs one deployment of it.
+func LoadApp(ctx context.Context, brokers []string, namer streams.Namer, name string, log *slog.Logger) (*spec.App, error) {
+	topic := namer.Apps()
+	cl, err := streams.Dial(ctx, brokers, log,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("apps topic: %w", err)
+	}
+	end, ok := ends.Lookup(topic, 0)
+	if !ok || end.Err != nil {
+		return nil, fmt.Errorf("apps topic %s: no end offset (is the platform's controller running?)", topic)
+	}
+	var found []byte
+	for pos := int64(0); pos < end.Offset; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading apps topic: %w", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			pos = r.Offset + 1
+			if string(r.Key) == name {
+				found = r.Value // a later tombstone resets it to nil
+			}
+		})
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	app := new(spec.App)
+	if err := json.Unmarshal(found, app); err != nil {
+		return nil, fmt.Errorf("application %s: stored spec undecodable: %w", name, err)
+	}
+	return app, nil
+}

@@ -1,0 +1,101 @@
+// Package controller keeps applications on Kafka and reconciles them into
+// running replicas: it compiles each spec into topics and consumer groups,
+// creates what is missing, and starts, rolls and stops replicas.
+package controller
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Topology is an application compiled to Kafka names: one topic per edge,
+// an ingress, output and dead-letter topic per application, one consumer
+// group per deployment. A Bind graph and the same graph in YAML compile to
+// the same Topology.
+type Topology struct {
+	Ingress, Output, DeadLetter string
+	Partitions                  int32
+	Edges                       []EdgeTopic // sorted by topic
+	Deployments                 map[string]DeploymentTopics
+}
+
+// EdgeTopic is the topic of one edge.
+type EdgeTopic struct {
+	From, To, Topic string
+	Handle          bool // a handle edge (calls) rather than a dataflow edge
+}
+
+// DeploymentTopics is what one deployment's replicas read and write.
+type DeploymentTopics struct {
+	Group      string
+	Inputs     []string // sorted
+	Successors []string // dataflow edge topics, sorted
+}
+
+// Compile names every topic and group of app.
+func Compile(n streams.Namer, app *spec.App) *Topology {
+	t := &Topology{
+		Ingress:     n.Ingress(app.Name),
+		Output:      n.Output(app.Name),
+		DeadLetter:  n.DeadLetter(app.Name),
+		Partitions:  app.Partitions,
+		Deployments: make(map[string]DeploymentTopics, len(app.Deployments)),
+	}
+	for _, d := range app.Deployments {
+		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name)}
+		if d.Name == app.Ingress {
+			dt.Inputs = append(dt.Inputs, t.Ingress)
+		}
+		t.Deployments[d.Name] = dt
+	}
+	add := func(from, to string, handle bool) {
+		topic := n.Edge(app.Name, from, to)
+		for _, e := range t.Edges {
+			if e.Topic == topic {
+				return
+			}
+		}
+		t.Edges = append(t.Edges, EdgeTopic{From: from, To: to, Topic: topic, Handle: handle})
+		dt := t.Deployments[to]
+		dt.Inputs = append(dt.Inputs, topic)
+		t.Deployments[to] = dt
+		if !handle {
+			ft := t.Deployments[from]
+			ft.Successors = append(ft.Successors, topic)
+			t.Deployments[from] = ft
+		}
+	}
+	for _, d := range app.Deployments {
+		for _, a := range d.Args {
+			if a.Handle != "" {
+				add(d.Name, a.Handle, true)
+			}
+		}
+	}
+	for _, e := range app.Edges {
+		add(e.From, e.To, false)
+	}
+	slices.SortFunc(t.Edges, func(a, b EdgeTopic) int { return strings.Compare(a.Topic, b.Topic) })
+	for name, dt := range t.Deployments {
+		slices.Sort(dt.Inputs)
+		slices.Sort(dt.Successors)
+		t.Deployments[name] = dt
+	}
+	return t
+}
+
+// Topics lists every topic of the application with its partition count.
+func (t *Topology) Topics() []streams.TopicSpec {
+	ts := []streams.TopicSpec{
+		{Name: t.Ingress, Partitions: t.Partitions},
+		{Name: t.Output, Partitions: t.Partitions},
+		{Name: t.DeadLetter, Partitions: t.Partitions},
+	}
+	for _, e := range t.Edges {
+		ts = append(ts, streams.TopicSpec{Name: e.Topic, Partitions: t.Partitions})
+	}
+	return ts
+}

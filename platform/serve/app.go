@@ -1,0 +1,240 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Application is a graph built with Bind, compiled to the same spec a
+// YAML file declares.
+type Application struct {
+	spec *spec.App
+	deps []*Deployment
+}
+
+// AppOption sets an application option.
+type AppOption func(*spec.App)
+
+// Partitions sets the partition count of the application's topics.
+func Partitions(n int32) AppOption { return func(a *spec.App) { a.Partitions = n } }
+
+// App compiles the graph rooted at ingress into an application served
+// under routePrefix. A deployment bound twice with different arguments
+// becomes two deployments, the second named with a "-1" suffix.
+func App(name, routePrefix string, ingress *Bound, opts ...AppOption) (*Application, error) {
+	a := &spec.App{Name: name, RoutePrefix: routePrefix}
+	for _, o := range opts {
+		o(a)
+	}
+	names := map[*Bound]string{}
+	taken := map[string]bool{}
+	var order []*Bound
+	var visit func(b *Bound) error
+	visit = func(b *Bound) error {
+		if _, ok := names[b]; ok {
+			return nil
+		}
+		n := b.d.name
+		for i := 1; taken[n]; i++ {
+			n = b.d.name + "-" + strconv.Itoa(i)
+		}
+		names[b], taken[n] = n, true
+		order = append(order, b)
+		for _, arg := range b.args {
+			if nb, ok := arg.(*Bound); ok {
+				if err := visit(nb); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if ingress == nil {
+		return nil, fmt.Errorf("application %s: no ingress deployment", name)
+	}
+	if err := visit(ingress); err != nil {
+		return nil, err
+	}
+	app := &Application{spec: a}
+	seen := map[*Deployment]bool{}
+	for _, b := range order {
+		args, handles, err := b.params()
+		if err != nil {
+			return nil, fmt.Errorf("application %s: %w", name, err)
+		}
+		for i, h := range handles {
+			if h != nil {
+				args[i].Handle = names[h]
+			}
+		}
+		dep := b.d.opts
+		dep.Name = names[b]
+		dep.Handler = b.d.name
+		dep.Args = args
+		a.Deployments = append(a.Deployments, dep)
+		if !seen[b.d] {
+			seen[b.d] = true
+			app.deps = append(app.deps, b.d)
+		}
+	}
+	a.Ingress = names[ingress]
+	a.Default()
+	if err := a.Validate(); err != nil {
+		return nil, fmt.Errorf("application %s: %w", name, err)
+	}
+	return app, nil
+}
+
+// MustApp is App for package-level examples: it panics on a bad graph.
+func MustApp(name, routePrefix string, ingress *Bound, opts ...AppOption) *Application {
+	a, err := App(name, routePrefix, ingress, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// Spec returns a copy of the application's spec.
+func (a *Application) Spec() *spec.App { return a.spec.Clone() }
+
+// Registry holds the deployments a binary can run, by handler name. The
+// binary's main fills it explicitly; nothing registers itself.
+type Registry struct {
+	deps map[string]*Deployment
+	apps []*Application
+}
+
+// NewRegistry returns a registry of the applications' deployments and of
+// extra deployments that YAML specs may name.
+func NewRegistry(apps []*Application, extra ...*Deployment) (*Registry, error) {
+	r := &Registry{deps: map[string]*Deployment{}, apps: apps}
+	for _, a := range apps {
+		for _, d := range a.deps {
+			if err := r.add(d); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, d := range extra {
+		if err := r.add(d); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *Registry) add(d *Deployment) error {
+	if old, ok := r.deps[d.name]; ok && old != d {
+		return fmt.Errorf("two different deployments are named %s", d.name)
+	}
+	r.deps[d.name] = d
+	return nil
+}
+
+// Apps returns the applications built into the binary.
+func (r *Registry) Apps() []*Application { return r.apps }
+
+// ErrUnknownHandler is wrapped when a spec names a handler the binary lacks.
+var ErrUnknownHandler = errors.New("unknown handler")
+
+// Check reports every way app cannot run on this binary: unknown handlers,
+// arguments that do not fit constructors, handles of the wrong type.
+func (r *Registry) Check(app *spec.App) error {
+	var errs []error
+	byName := map[string]*Deployment{}
+	for _, dep := range app.Deployments {
+		byName[dep.Name] = r.deps[dep.Handler]
+	}
+	for i, dep := range app.Deployments {
+		d := r.deps[dep.Handler]
+		if d == nil {
+			errs = append(errs, fmt.Errorf("deployments[%d].handler: %w %q (this binary has %v)", i, ErrUnknownHandler, dep.Handler, r.handlerNames()))
+			continue
+		}
+		if err := d.checkSpec(dep, byName); err != nil {
+			errs = append(errs, fmt.Errorf("deployments[%d]: %w", i, err))
+		}
+		if dep.Batching.MaxBatchSize > 0 {
+			errs = append(errs, fmt.Errorf("deployments[%d].batching: deployment %s has no batch handler", i, dep.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Registry) handlerNames() []string {
+	names := make([]string, 0, len(r.deps))
+	for n := range r.deps {
+		names = append(names, n)
+	}
+	return names
+}
+
+func (d *Deployment) checkSpec(dep spec.Deployment, byName map[string]*Deployment) error {
+	if !d.ctor.IsValid() {
+		if len(dep.Args) > 0 {
+			return fmt.Errorf("args: handler %s is a function and takes no arguments", d.name)
+		}
+		return nil
+	}
+	t := d.ctor.Type()
+	if len(dep.Args) != t.NumIn() {
+		return fmt.Errorf("args: handler %s takes %d arguments, got %d", d.name, t.NumIn(), len(dep.Args))
+	}
+	for i, a := range dep.Args {
+		pt := t.In(i)
+		if a.Handle != "" {
+			target := byName[a.Handle]
+			if target == nil {
+				continue // reported against the target's own handler
+			}
+			if err := checkHandleParam(pt, target); err != nil {
+				return fmt.Errorf("args[%d]: %w", i, err)
+			}
+			continue
+		}
+		if isHandleType(pt) {
+			return fmt.Errorf("args[%d]: parameter is a handle, give {handle: DEPLOYMENT}", i)
+		}
+		if err := jsonInto(a.Value, pt); err != nil {
+			return fmt.Errorf("args[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Streams reports whether the handler yields a stream.
+func (r *Registry) Streams(handler string) bool {
+	d := r.deps[handler]
+	return d != nil && d.streams
+}
+
+// Build constructs the handler of one deployment of app, with handles that
+// call through caller.
+func (r *Registry) Build(ctx context.Context, app *spec.App, deployment string, caller *streams.Caller, namer streams.Namer) (replicas.Handler, error) {
+	for _, dep := range app.Deployments {
+		if dep.Name != deployment {
+			continue
+		}
+		d := r.deps[dep.Handler]
+		if d == nil {
+			return nil, fmt.Errorf("deployment %s: %w %q", dep.Name, ErrUnknownHandler, dep.Handler)
+		}
+		return d.construct(ctx, dep, &runtime{caller: caller, namer: namer, app: app.Name})
+	}
+	return nil, fmt.Errorf("application %s has no deployment %s", app.Name, deployment)
+}
+
+func jsonInto(raw []byte, t reflect.Type) error {
+	if err := json.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
+		return fmt.Errorf("value %s does not fit parameter type %s: %v", raw, t, err)
+	}
+	return nil
+}

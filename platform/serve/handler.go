@@ -1,0 +1,87 @@
+package serve
+
+import (
+	"context"
+
+	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// runtime is what handles need from the replica they run in.
+type runtime struct {
+	caller *streams.Caller
+	namer  streams.Namer
+	app    string
+}
+
+func (rt *runtime) handle(from, to string) *handleCore {
+	return &handleCore{rt: rt, topic: rt.namer.Edge(rt.app, from, to), target: to}
+}
+
+// invoke runs fn inside a scope for the record's child calls: calls not
+// yet sent go out when fn returns, and calls never awaited are let go.
+func invoke(ctx context.Context, rt *runtime, in *replicas.Input, fn func(context.Context) error) error {
+	if rt == nil {
+		return fn(ctx)
+	}
+	sc := &scope{rt: rt, parent: in.Env}
+	err := fn(context.WithValue(ctx, scopeKey{}, sc))
+	sc.flush(ctx)
+	sc.close()
+	return err
+}
+
+// unary adapts a Caller to replicas.Handler.
+type unary[In, Out any] struct {
+	call func(context.Context, In) (Out, error)
+	self any // the constructed value, for Reconfigure
+	rt   *runtime
+}
+
+func (h *unary[In, Out]) Handle(ctx context.Context, in *replicas.Input, out replicas.Output) error {
+	v, err := decode[In](in.Value)
+	if err != nil {
+		return err
+	}
+	var res Out
+	err = invoke(ctx, h.rt, in, func(ctx context.Context) error {
+		res, err = h.call(ctx, v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	b, ct, err := encode(res)
+	if err != nil {
+		return err
+	}
+	return out.Emit(b, ct)
+}
+
+// stream adapts a Streamer to replicas.Handler.
+type stream[In, Out any] struct {
+	call func(ctx context.Context, in In, send func(Out) error) error
+	self any
+	rt   *runtime
+}
+
+func (h *stream[In, Out]) Streams() bool { return true }
+
+func (h *stream[In, Out]) Handle(ctx context.Context, in *replicas.Input, out replicas.Output) error {
+	v, err := decode[In](in.Value)
+	if err != nil {
+		return err
+	}
+	return invoke(ctx, h.rt, in, func(ctx context.Context) error {
+		return h.call(ctx, v, func(item Out) error {
+			if err := ctx.Err(); err != nil {
+				return streams.ContextError(err)
+			}
+			b, ct, err := encode(item)
+			if err != nil {
+				return err
+			}
+			return out.Emit(b, ct)
+		})
+	})
+}

@@ -1,0 +1,322 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"slices"
+	"time"
+)
+
+// Defaults applied by App.Default.
+const (
+	DefaultPartitions         = 8
+	DefaultRequestTimeout     = Duration(30 * time.Second)
+	DefaultMaxOngoingRequests = 100
+	DefaultBatchWaitTimeout   = Duration(10 * time.Millisecond)
+)
+
+var errInvalidJSON = errors.New("invalid JSON")
+
+// App is an application: a graph of deployments served under a route prefix.
+type App struct {
+	Name           string       `json:"name"`
+	RoutePrefix    string       `json:"route_prefix"`
+	Ingress        string       `json:"ingress"`
+	Partitions     int32        `json:"partitions,omitempty"`
+	RequestTimeout Duration     `json:"request_timeout,omitempty"`
+	Deployments    []Deployment `json:"deployments"`
+	Edges          []Edge       `json:"edges,omitempty"`
+	Source         *Source      `json:"-"` // where it was parsed from (nil for apps built in Go)
+}
+
+// Deployment is one node of an application's graph: a handler run by a
+// group of replicas.
+type Deployment struct {
+	Name                string          `json:"name"`
+	Handler             string          `json:"handler,omitempty"`
+	Args                []Arg           `json:"args,omitempty"`
+	Replicas            Replicas        `json:"replicas"`
+	MaxOngoingRequests  int             `json:"max_ongoing_requests,omitempty"`
+	UserConfig          json.RawMessage `json:"user_config,omitempty"`
+	Resources           Resources       `json:"resources,omitzero"`
+	Batching            Batching        `json:"batching,omitzero"`
+	MaxModelsPerReplica int             `json:"max_models_per_replica,omitempty"`
+	Ordered             bool            `json:"ordered,omitempty"`
+}
+
+// Replicas bounds the number of replicas of a deployment. Min 0 allows
+// scaling to zero.
+type Replicas struct {
+	Min     int `json:"min"`
+	Initial int `json:"initial"`
+	Max     int `json:"max"`
+}
+
+// Resources is what each replica of a deployment needs.
+type Resources struct {
+	CPU       float64 `json:"cpu,omitempty"`
+	Memory    Bytes   `json:"memory,omitempty"`
+	GPU       float64 `json:"gpu,omitempty"`
+	GPUMemory Bytes   `json:"gpu_memory,omitempty"`
+}
+
+// Batching groups requests into batches of up to MaxBatchSize, waiting at
+// most BatchWaitTimeout for a batch to fill. MaxBatchSize 0 means no batching.
+type Batching struct {
+	MaxBatchSize     int      `json:"max_batch_size,omitempty"`
+	BatchWaitTimeout Duration `json:"batch_wait_timeout,omitempty"`
+}
+
+// Edge is a dataflow edge: the output of From becomes the input of To.
+type Edge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Arg is a constructor argument: a handle to another deployment of the app
+// (Handle set) or a literal JSON value (Value). In YAML and JSON it is
+// written {"handle": "X"} or as the literal itself.
+type Arg struct {
+	Handle string          // set when the arg is {handle: X}
+	Value  json.RawMessage // the literal otherwise
+}
+
+// Source tells where an App was parsed from. It also remembers the position
+// of each field in the YAML, so that App.Validate can point at it, and which
+// fields the YAML set, so that App.Default tells an explicit 0 from unset.
+// It is shared, not copied, by App.Clone and must not be changed.
+type Source struct {
+	File   string
+	fields map[string]fieldInfo // by field path
+}
+
+type fieldInfo struct {
+	line, col int
+	set       bool // the YAML gave a well-typed value
+}
+
+// position returns the line and column of field path, or of the closest
+// enclosing field that has one.
+func (s *Source) position(path string) (line, col int) {
+	if s == nil {
+		return 0, 0
+	}
+	for {
+		if f, ok := s.fields[path]; ok {
+			return f.line, f.col
+		}
+		if path == "" {
+			return 0, 0
+		}
+		path = parentPath(path)
+	}
+}
+
+// set reports whether the YAML gave a value for field path.
+func (s *Source) set(path string) bool {
+	return s != nil && s.fields[path].set
+}
+
+// MarshalJSON writes {"handle":"X"} for a handle and the literal otherwise
+// (null when it is empty).
+func (a Arg) MarshalJSON() ([]byte, error) {
+	if a.Handle != "" {
+		return json.Marshal(struct {
+			Handle string `json:"handle"`
+		}{a.Handle})
+	}
+	if len(bytes.TrimSpace(a.Value)) == 0 {
+		return []byte("null"), nil
+	}
+	return a.Value, nil
+}
+
+// UnmarshalJSON reads an object whose only key is "handle" with a string
+// value as a handle, and anything else as a literal.
+func (a *Arg) UnmarshalJSON(data []byte) error {
+	if h, ok := handleOf(data); ok {
+		*a = Arg{Handle: h}
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		return err
+	}
+	*a = Arg{Value: buf.Bytes()}
+	return nil
+}
+
+// handleOf reports whether data is a JSON object {"handle": "X"}.
+func handleOf(data []byte) (string, bool) {
+	t := bytes.TrimSpace(data)
+	if len(t) == 0 || t[0] != '{' {
+		return "", false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(t, &m) != nil || len(m) != 1 {
+		return "", false
+	}
+	var h string
+	if raw, ok := m["handle"]; !ok || json.Unmarshal(raw, &h) != nil {
+		return "", false
+	}
+	return h, true
+}
+
+// Default fills in unset fields with their defaults: partitions 8,
+// request_timeout 30s, handler = name, max_ongoing_requests 100,
+// batch_wait_timeout 10ms when batching, and replicas:
+//
+//   - none of min, initial, max set: 1, 1, 1;
+//   - min unset: 1, or less where initial or max is less (not below 0);
+//   - initial unset: max(min, 1), but not above max;
+//   - max unset: max(initial, min, 1).
+//
+// For an app parsed from YAML a field counts as set when the YAML gives it,
+// so an explicit 0 stays 0. For an app built in Go a zero field counts as
+// unset, except that Replicas.Min 0 counts as set when Replicas.Initial is
+// set (so that an app read back from JSON keeps a min of 0). Default is
+// idempotent.
+func (a *App) Default() {
+	set := presence{a.Source}
+	if !set.has("partitions", a.Partitions != 0) {
+		a.Partitions = DefaultPartitions
+	}
+	if !set.has("request_timeout", a.RequestTimeout != 0) {
+		a.RequestTimeout = DefaultRequestTimeout
+	}
+	for i := range a.Deployments {
+		a.Deployments[i].defaults(set, indexPath("deployments", i))
+	}
+}
+
+// presence tells whether a field was set: by the YAML when there is a
+// source, or else by being non-zero.
+type presence struct{ src *Source }
+
+func (p presence) has(path string, nonzero bool) bool {
+	return nonzero || p.src.set(path)
+}
+
+func (d *Deployment) defaults(set presence, path string) {
+	if !set.has(path+".handler", d.Handler != "") {
+		d.Handler = d.Name
+	}
+	if !set.has(path+".max_ongoing_requests", d.MaxOngoingRequests != 0) {
+		d.MaxOngoingRequests = DefaultMaxOngoingRequests
+	}
+	d.Replicas.defaults(set, path+".replicas")
+	b := &d.Batching
+	if b.MaxBatchSize > 0 && !set.has(path+".batching.batch_wait_timeout", b.BatchWaitTimeout != 0) {
+		b.BatchWaitTimeout = DefaultBatchWaitTimeout
+	}
+}
+
+func (r *Replicas) defaults(set presence, path string) {
+	minSet := set.has(path+".min", r.Min != 0 || (set.src == nil && r.Initial != 0))
+	initSet := set.has(path+".initial", r.Initial != 0)
+	maxSet := set.has(path+".max", r.Max != 0)
+	if !minSet {
+		r.Min = 1
+		if initSet {
+			r.Min = min(r.Min, r.Initial)
+		}
+		if maxSet {
+			r.Min = min(r.Min, r.Max)
+		}
+		r.Min = max(r.Min, 0)
+	}
+	if !initSet {
+		r.Initial = max(r.Min, 1)
+		if maxSet {
+			r.Initial = min(r.Initial, r.Max)
+		}
+	}
+	if !maxSet {
+		r.Max = max(r.Initial, r.Min, 1)
+	}
+}
+
+// Clone returns a deep copy of a. The Source is shared.
+func (a *App) Clone() *App {
+	if a == nil {
+		return nil
+	}
+	c := *a
+	c.Edges = slices.Clone(a.Edges)
+	c.Deployments = slices.Clone(a.Deployments)
+	for i := range c.Deployments {
+		d := &c.Deployments[i]
+		d.UserConfig = cloneRaw(d.UserConfig)
+		d.Args = slices.Clone(d.Args)
+		for j := range d.Args {
+			d.Args[j].Value = cloneRaw(d.Args[j].Value)
+		}
+	}
+	return &c
+}
+
+func cloneRaw(r json.RawMessage) json.RawMessage {
+	if r == nil {
+		return nil
+	}
+	return bytes.Clone(r)
+}
+
+// Equal reports whether a and b describe the same application. It ignores
+// Source, treats nil and empty lists alike, compares JSON values by meaning
+// (not spelling) and an empty JSON value as null.
+func Equal(a, b *App) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Name == b.Name &&
+		a.RoutePrefix == b.RoutePrefix &&
+		a.Ingress == b.Ingress &&
+		a.Partitions == b.Partitions &&
+		a.RequestTimeout == b.RequestTimeout &&
+		slices.Equal(a.Edges, b.Edges) &&
+		slices.EqualFunc(a.Deployments, b.Deployments, equalDeployment)
+}
+
+func equalDeployment(a, b Deployment) bool {
+	return a.Name == b.Name &&
+		a.Handler == b.Handler &&
+		a.Replicas == b.Replicas &&
+		a.MaxOngoingRequests == b.MaxOngoingRequests &&
+		a.Resources == b.Resources &&
+		a.Batching == b.Batching &&
+		a.MaxModelsPerReplica == b.MaxModelsPerReplica &&
+		a.Ordered == b.Ordered &&
+		equalJSON(a.UserConfig, b.UserConfig) &&
+		slices.EqualFunc(a.Args, b.Args, func(x, y Arg) bool {
+			return x.Handle == y.Handle && equalJSON(x.Value, y.Value)
+		})
+}
+
+// equalJSON compares two JSON values by meaning; numbers are compared by
+// their text. Invalid JSON is compared byte for byte.
+func equalJSON(a, b json.RawMessage) bool {
+	x, errA := decodeJSON(a)
+	y, errB := decodeJSON(b)
+	if errA != nil || errB != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func decodeJSON(r json.RawMessage) (any, error) {
+	if len(bytes.TrimSpace(r)) == 0 {
+		return nil, nil
+	}
+	if !json.Valid(r) {
+		return nil, errInvalidJSON
+	}
+	dec := json.NewDecoder(bytes.NewReader(r))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}

@@ -1,0 +1,523 @@
+// Package replicas runs deployments: one Replica is one member of a
+// deployment's consumer group that processes records with bounded
+// concurrency and produces their results downstream or to the caller.
+package replicas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Input is one record handed to a Handler.
+type Input struct {
+	Env   streams.Envelope
+	Topic string // the edge or ingress topic it came from
+	Key   []byte
+	Value []byte
+}
+
+// Output receives a handler's results: one Emit for a unary deployment, one
+// per item for a streaming one.
+type Output interface {
+	Emit(value []byte, contentType string) error
+}
+
+// Handler processes one record. Its error is answered to the caller or
+// written to the dead-letter topic; an *streams.Error keeps its code.
+type Handler interface {
+	Handle(ctx context.Context, in *Input, out Output) error
+}
+
+// Streamer is implemented by handlers whose outputs are streams: each Emit
+// is an item, and an end-of-stream record follows the last.
+type Streamer interface {
+	Streams() bool
+}
+
+// Config describes one replica.
+type Config struct {
+	Brokers    []string
+	Group      string
+	Topics     []string // the deployment's incoming edge topics (and ingress)
+	Successors []string // dataflow edge topics the output also goes to
+	Output     string   // the app's output topic, for results nobody waits for
+	DeadLetter string   // the app's dead-letter topic
+	Deployment string   // for dead-letter headers and logs
+
+	MaxOngoing   int           // records processed at once; default 100
+	Ordered      bool          // one record at a time per partition, in offset order
+	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
+	Log          *slog.Logger
+	Opts         []kgo.Opt // extra client options (tests)
+}
+
+func (c *Config) defaults() error {
+	if c.Group == "" || len(c.Topics) == 0 {
+		return errors.New("replica config: group and topics are required")
+	}
+	if c.Output == "" || c.DeadLetter == "" {
+		return errors.New("replica config: output and dead-letter topics are required")
+	}
+	if c.MaxOngoing <= 0 {
+		c.MaxOngoing = 100
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 20 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return nil
+}
+
+// Stats are a replica's counters.
+type Stats struct {
+	Processed, Failed, Expired, DeadLettered, Ongoing int64
+	Partitions                                        int
+}
+
+// Replica is one consumer-group member of a deployment.
+//
+// Offsets: records of a partition complete in any order; the replica marks
+// for commit only the end of the completed prefix, only after the outputs
+// of every record in it were acknowledged by the broker, and never for a
+// partition it no longer owns. A revoke waits (bounded) for the partition's
+// records in flight, then commits synchronously.
+type Replica struct {
+	cfg    Config
+	h      Handler
+	stream bool
+	cl     *kgo.Client
+
+	mu    sync.Mutex // guards parts and every partition's queue
+	parts map[tp]*partition
+	idle  *sync.Cond // broadcast when records complete or a drain times out
+
+	ongoing atomic.Int64
+	freed   chan struct{} // cap 1: a slot came free
+	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// partition tracks the records in flight from one assigned partition.
+type partition struct {
+	queue   []*slot // in offset order
+	revoked bool
+	order   chan *slot // Ordered mode: the partition's worker queue
+}
+
+type slot struct {
+	rec  *kgo.Record
+	part *partition
+	done bool
+}
+
+// New creates a replica and its client; Run starts consuming.
+func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1)}
+	r.idle = sync.NewCond(&r.mu)
+	if s, ok := h.(Streamer); ok {
+		r.stream = s.Streams()
+	}
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(r.assigned),
+		kgo.OnPartitionsRevoked(r.revoked),
+		kgo.OnPartitionsLost(r.lost),
+		kgo.FetchMaxWait(time.Second),
+	}, cfg.Opts...)
+	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
+	if err != nil {
+		return nil, err
+	}
+	r.cl = cl
+	return r, nil
+}
+
+// Stats returns the replica's counters.
+func (r *Replica) Stats() Stats {
+	r.mu.Lock()
+	n := len(r.parts)
+	r.mu.Unlock()
+	return Stats{
+		Processed:    r.stats.processed.Load(),
+		Failed:       r.stats.failed.Load(),
+		Expired:      r.stats.expired.Load(),
+		DeadLettered: r.stats.deadLettered.Load(),
+		Ongoing:      r.ongoing.Load(),
+		Partitions:   n,
+	}
+}
+
+// Run consumes until ctx ends, then stops softly: no new records, in-flight
+// records finish (bounded by DrainTimeout), offsets are committed, and the
+// replica leaves the group. It returns nil after a soft stop.
+func (r *Replica) Run(ctx context.Context) error {
+	defer r.cl.Close()
+	max := int64(r.cfg.MaxOngoing)
+	for ctx.Err() == nil {
+		free := max - r.ongoing.Load()
+		if free <= 0 { // full: stop fetching until a slot frees
+			select {
+			case <-r.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		fs := r.cl.PollRecords(ctx, int(free))
+		if fs.IsClientClosed() {
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				r.cfg.Log.Warn("fetch failed", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fs.EachRecord(r.dispatch)
+	}
+	r.drain()
+	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
+	defer cancel()
+	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
+		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
+	}
+	return nil
+}
+
+// drain waits for every record in flight, bounded by DrainTimeout.
+func (r *Replica) drain() {
+	deadline := time.Now().Add(r.cfg.DrainTimeout)
+	stop := time.AfterFunc(r.cfg.DrainTimeout, func() {
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop.Stop()
+	r.mu.Lock()
+	for r.ongoing.Load() > 0 && time.Now().Before(deadline) {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
+	if n := r.ongoing.Load(); n > 0 {
+		r.cfg.Log.Warn("drain timed out; records will be redelivered", "group", r.cfg.Group, "ongoing", n)
+	}
+}
+
+func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, ps := range got {
+		for _, p := range ps {
+			part := &partition{}
+			if r.cfg.Ordered {
+				part.order = make(chan *slot, r.cfg.MaxOngoing)
+				go r.orderedWorker(part.order)
+			}
+			r.parts[tp{t, p}] = part
+		}
+	}
+}
+
+// revoked waits for the revoked partitions' records in flight (bounded),
+// then commits what they marked. Records still running after the wait are
+// not marked: the next owner processes them again.
+func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	deadline := time.Now().Add(r.cfg.DrainTimeout)
+	stop := time.AfterFunc(r.cfg.DrainTimeout, func() {
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop.Stop()
+	r.mu.Lock()
+	for r.busy(lost) && time.Now().Before(deadline) {
+		r.idle.Wait()
+	}
+	r.forget(lost)
+	r.mu.Unlock()
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		r.cfg.Log.Warn("commit on revoke failed", "group", r.cfg.Group, "err", err)
+	}
+}
+
+func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	r.mu.Lock()
+	r.forget(lost)
+	r.mu.Unlock()
+}
+
+// busy reports whether any of the partitions has records in flight; r.mu is held.
+func (r *Replica) busy(ps map[string][]int32) bool {
+	for t, list := range ps {
+		for _, p := range list {
+			if part := r.parts[tp{t, p}]; part != nil && len(part.queue) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// forget drops the partitions; r.mu is held.
+func (r *Replica) forget(ps map[string][]int32) {
+	for t, list := range ps {
+		for _, p := range list {
+			if part := r.parts[tp{t, p}]; part != nil {
+				part.revoked = true
+				if part.order != nil {
+					close(part.order)
+				}
+				delete(r.parts, tp{t, p})
+			}
+		}
+	}
+}
+
+func (r *Replica) dispatch(rec *kgo.Record) {
+	r.mu.Lock()
+	part := r.parts[tp{rec.Topic, rec.Partition}]
+	if part == nil { // revoked between poll and dispatch: its new owner has it
+		r.mu.Unlock()
+		return
+	}
+	s := &slot{rec: rec, part: part}
+	part.queue = append(part.queue, s)
+	r.ongoing.Add(1)
+	if part.order != nil {
+		part.order <- s // never blocks: at most MaxOngoing records are in flight
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	go r.process(s)
+}
+
+func (r *Replica) orderedWorker(q <-chan *slot) {
+	for s := range q {
+		r.process(s)
+	}
+}
+
+// complete marks s done and, if it ends the partition's completed prefix,
+// marks the prefix for commit.
+func (r *Replica) complete(s *slot) {
+	r.mu.Lock()
+	s.done = true
+	part := s.part
+	var last *kgo.Record
+	for len(part.queue) > 0 && part.queue[0].done {
+		last = part.queue[0].rec
+		part.queue[0] = nil
+		part.queue = part.queue[1:]
+	}
+	if last != nil && !part.revoked {
+		r.cl.MarkCommitRecords(last)
+	}
+	r.ongoing.Add(-1)
+	r.idle.Broadcast()
+	r.mu.Unlock()
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+}
+
+// process runs the handler on one record and routes what it yields. The
+// slot completes once every output the record caused is acknowledged.
+func (r *Replica) process(s *slot) {
+	rec := s.rec
+	run := &run{r: r, s: s, rec: rec}
+	run.pending.Store(1)
+	defer run.release()
+
+	env, err := streams.ParseEnvelope(rec.Headers)
+	run.env = env
+	if err != nil {
+		run.fail(streams.Errorf(streams.CodeInvalidArgument, "%v", err))
+		return
+	}
+	if env.Expired(time.Now()) {
+		r.stats.expired.Add(1)
+		run.fail(&streams.Error{Code: streams.CodeDeadlineExceeded, Msg: "deadline passed before processing"})
+		return
+	}
+	ctx := context.Background()
+	if !env.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, env.Deadline)
+		defer cancel()
+	}
+	in := &Input{Env: env, Topic: rec.Topic, Key: rec.Key, Value: rec.Value}
+	if err := r.call(ctx, in, run); err != nil {
+		run.fail(err)
+		return
+	}
+	r.stats.processed.Add(1)
+	if r.stream {
+		run.send(run.reply(nil, streams.HeaderEOS, run.seq))
+	}
+}
+
+// call runs the handler, turning a panic into an internal error.
+func (r *Replica) call(ctx context.Context, in *Input, out Output) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.cfg.Log.Error("deployment panicked", "deployment", r.cfg.Deployment, "panic", p, "stack", string(debug.Stack()))
+			err = streams.Errorf(streams.CodeInternal, "deployment %s panicked: %v", r.cfg.Deployment, p)
+		}
+	}()
+	return r.h.Handle(ctx, in, out)
+}
+
+// run is one record's processing: it counts the produces in flight so the
+// slot completes after the last acknowledgement.
+type run struct {
+	r       *Replica
+	s       *slot
+	rec     *kgo.Record
+	env     streams.Envelope
+	seq     int64
+	failed  bool
+	pending atomic.Int64
+}
+
+func (x *run) release() {
+	if x.pending.Add(-1) == 0 {
+		x.r.complete(x.s)
+	}
+}
+
+// Emit routes one output: along the continuation, to the successors, to
+// the caller, or to the output topic.
+func (x *run) Emit(value []byte, contentType string) error {
+	env := x.env
+	switch {
+	case len(env.Cont) > 0:
+		if x.r.stream {
+			return streams.Errorf(streams.CodeInvalidArgument, "a streaming deployment's result cannot be forwarded to another deployment")
+		}
+		next := env.Cont[0]
+		fwd := streams.Envelope{ID: next.ID, ReplyTo: env.ReplyTo, Deadline: env.Deadline, Trace: env.Trace, ContentType: contentType, Model: env.Model, Cont: env.Cont[1:]}
+		x.send(&kgo.Record{Topic: next.Topic, Key: []byte(next.ID), Value: value, Headers: fwd.AppendHeaders(nil)})
+	case len(x.r.cfg.Successors) > 0:
+		fwd := env
+		fwd.ContentType = contentType
+		hs := fwd.AppendHeaders(nil)
+		for _, t := range x.r.cfg.Successors {
+			x.send(&kgo.Record{Topic: t, Key: x.rec.Key, Value: value, Headers: hs})
+		}
+	case env.ReplyTo != "":
+		rec := x.reply(value, "", 0)
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: streams.HeaderContentType, Value: []byte(contentType)})
+		if x.r.stream {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
+		}
+		x.send(rec)
+	default:
+		hs := []kgo.RecordHeader{{Key: streams.HeaderContentType, Value: []byte(contentType)}}
+		if env.ID != "" {
+			hs = append(hs, kgo.RecordHeader{Key: streams.HeaderID, Value: []byte(env.ID)})
+		}
+		if x.r.stream {
+			hs = append(hs, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
+		}
+		x.send(&kgo.Record{Topic: x.r.cfg.Output, Key: x.rec.Key, Value: value, Headers: hs})
+	}
+	x.seq++
+	return nil
+}
+
+// reply builds a record to the caller; key names an optional count header.
+func (x *run) reply(value []byte, key string, n int64) *kgo.Record {
+	hs := make([]kgo.RecordHeader, 0, 4)
+	hs = append(hs, kgo.RecordHeader{Key: streams.HeaderID, Value: []byte(x.env.FinalID())})
+	if key != "" {
+		hs = append(hs, kgo.RecordHeader{Key: key, Value: strconv.AppendInt(nil, n, 10)})
+	}
+	return &kgo.Record{Topic: x.env.ReplyTo, Value: value, Headers: hs}
+}
+
+func (x *run) send(rec *kgo.Record) {
+	if rec.Topic == "" { // end of stream of an offline request: nobody to tell
+		if !x.r.stream || x.env.ReplyTo != "" {
+			return
+		}
+		rec.Topic = x.r.cfg.Output
+		rec.Key = x.rec.Key
+	}
+	x.pending.Add(1)
+	x.r.cl.Produce(context.Background(), rec, func(rec *kgo.Record, err error) {
+		if err != nil && rec.Topic != x.r.cfg.DeadLetter {
+			x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
+			x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
+		} else if err != nil {
+			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", x.source(), "err", err)
+		}
+		x.release()
+	})
+}
+
+// fail answers the caller with err, or dead-letters the record when nobody
+// waits for it.
+func (x *run) fail(err error) {
+	if x.failed {
+		return
+	}
+	x.failed = true
+	x.r.stats.failed.Add(1)
+	if x.env.ReplyTo == "" {
+		x.deadLetter(err)
+		return
+	}
+	rec := x.reply(nil, "", 0)
+	rec.Headers = append(rec.Headers,
+		kgo.RecordHeader{Key: streams.HeaderStatus, Value: []byte(streams.CodeOf(err))},
+		kgo.RecordHeader{Key: streams.HeaderError, Value: []byte(err.Error())},
+	)
+	x.send(rec)
+}
+
+func (x *run) deadLetter(err error) {
+	x.r.stats.deadLettered.Add(1)
+	hs := make([]kgo.RecordHeader, 0, len(x.rec.Headers)+4)
+	for _, h := range x.rec.Headers {
+		switch h.Key {
+		case streams.HeaderStatus, streams.HeaderError, streams.HeaderSource, streams.HeaderDeployment:
+		default:
+			hs = append(hs, h)
+		}
+	}
+	hs = append(hs,
+		kgo.RecordHeader{Key: streams.HeaderStatus, Value: []byte(streams.CodeOf(err))},
+		kgo.RecordHeader{Key: streams.HeaderError, Value: []byte(err.Error())},
+		kgo.RecordHeader{Key: streams.HeaderSource, Value: []byte(x.source())},
+		kgo.RecordHeader{Key: streams.HeaderDeployment, Value: []byte(x.r.cfg.Deployment)},
+	)
+	x.send(&kgo.Record{Topic: x.r.cfg.DeadLetter, Key: x.rec.Key, Value: x.rec.Value, Headers: hs})
+}
+
+func (x *run) source() string {
+	return fmt.Sprintf("%s/%d/%d", x.rec.Topic, x.rec.Partition, x.rec.Offset)
+}

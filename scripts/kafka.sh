@@ -1,0 +1,629 @@
+#!/usr/bin/env bash
+# scripts/kafka.sh — install and run a real single-node Apache Kafka broker
+# (KRaft mode, combined broker+controller) on 127.0.0.1 for tests and
+# benchmarks. No Docker and no tarball downloads: the broker and all of its
+# runtime dependencies are fetched from Maven Central with `mvn`.
+#
+#   scripts/kafka.sh install   fetch Kafka jars into the cache (idempotent)
+#   scripts/kafka.sh start     install if needed, start a broker, print
+#                              KAFKA_BROKERS=127.0.0.1:<port> on stdout
+#   scripts/kafka.sh stop      stop the broker and remove its state dir
+#   scripts/kafka.sh status    print KAFKA_BROKERS=... and exit 0 if running,
+#                              exit 1 otherwise
+#
+# Environment:
+#   SLUICE_CACHE      cache root (default: $HOME/.cache/sluice); jars go to
+#                     $SLUICE_CACHE/kafka-<version>/lib
+#   KAFKA_STATE_DIR   broker state dir (default: ${TMPDIR:-/tmp}/sluice-kafka)
+#   KAFKA_TTL         seconds after which a watchdog kills the broker (3600)
+#   KAFKA_LOG_LEVEL   root log level of the broker log (default: WARN)
+#   KAFKA_HEAP_OPTS   JVM heap flags (default: -Xms128m -Xmx768m)
+#   JAVA              java binary (default: $JAVA_HOME/bin/java or java)
+#
+# Only stdout line ever printed by `start`/`status` is KAFKA_BROKERS=...;
+# every diagnostic goes to stderr. Nothing is ever written into the repository.
+set -euo pipefail
+
+# ---- pinned versions --------------------------------------------------------
+# Newest 4.x whose full dependency graph resolves on Maven Central (4.4.0's
+# kafka_2.13 pom is published but its kafka-tools-api jar is not).
+KAFKA_VERSION=4.3.1
+SCALA_BINARY_VERSION=2.13
+# slf4j 1.7 (what Kafka 4.x uses) -> log4j2 bridge; same log4j2 version that
+# kafka-server pulls in transitively.
+LOG4J_VERSION=2.25.4
+MAVEN_DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+# Bump when the set of cached artifacts changes so old caches get rebuilt.
+INSTALL_RECIPE="kafka_${SCALA_BINARY_VERSION}=${KAFKA_VERSION} log4j=${LOG4J_VERSION} r1"
+
+# ---- paths ------------------------------------------------------------------
+CACHE_ROOT="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+KAFKA_DIR="${CACHE_ROOT}/kafka-${KAFKA_VERSION}"
+LIB_DIR="${KAFKA_DIR}/lib"
+INSTALL_MARKER="${KAFKA_DIR}/.installed"
+
+STATE_DIR="${KAFKA_STATE_DIR:-${TMPDIR:-/tmp}/sluice-kafka}"
+STATE_DIR="${STATE_DIR%/}"
+STATE_MARKER="${STATE_DIR}/.sluice-kafka-state"
+BROKER_PID_FILE="${STATE_DIR}/broker.pid"
+WATCHDOG_PID_FILE="${STATE_DIR}/watchdog.pid"
+BROKERS_FILE="${STATE_DIR}/brokers"
+SERVER_PROPS="${STATE_DIR}/server.properties"
+LOG4J_CONF="${STATE_DIR}/log4j2.properties"
+BROKER_LOG="${STATE_DIR}/kafka.log"
+DATA_DIR="${STATE_DIR}/data"
+
+KAFKA_TTL="${KAFKA_TTL:-3600}"
+START_TIMEOUT_S=60
+STOP_TIMEOUT_S=15
+
+SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+
+# ---- helpers ----------------------------------------------------------------
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  cat >&2 <<EOF
+usage: $(basename "$0") {install|start|stop|status}
+
+  install   fetch Apache Kafka ${KAFKA_VERSION} + runtime deps via mvn into
+            ${KAFKA_DIR}/lib
+  start     start a single-node KRaft broker on 127.0.0.1 (state dir:
+            ${STATE_DIR}); prints KAFKA_BROKERS=127.0.0.1:<port>
+  stop      stop the broker, its watchdog, and remove the state dir
+  status    print KAFKA_BROKERS=127.0.0.1:<port> and exit 0 if running, else exit 1
+
+env: SLUICE_CACHE, KAFKA_STATE_DIR, KAFKA_TTL (default 3600 s), KAFKA_LOG_LEVEL,
+     KAFKA_HEAP_OPTS, JAVA
+EOF
+}
+
+java_bin() {
+  if [[ -n "${JAVA:-}" ]]; then
+    printf '%s\n' "$JAVA"
+  elif [[ -n "${JAVA_HOME:-}" && -x "${JAVA_HOME}/bin/java" ]]; then
+    printf '%s\n' "${JAVA_HOME}/bin/java"
+  else
+    printf 'java\n'
+  fi
+}
+
+check_java() {
+  local java ver major
+  java="$(java_bin)"
+  command -v "$java" >/dev/null 2>&1 || die "java not found (Kafka ${KAFKA_VERSION} needs Java 17+)"
+  ver="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+  major="${ver%%.*}"
+  [[ "$major" == 1 ]] && major="$(cut -d. -f2 <<<"$ver")"
+  if [[ "$major" =~ ^[0-9]+$ ]] && (( major < 17 )); then
+    die "Kafka ${KAFKA_VERSION} needs Java 17+, found ${ver} ($java)"
+  fi
+}
+
+# cmdline of a pid as a single space-separated line (empty for zombies/dead).
+proc_cmdline() {
+  local pid="$1"
+  if [[ -r "/proc/${pid}/cmdline" ]]; then
+    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true
+  else
+    ps -p "$pid" -o args= 2>/dev/null || true
+  fi
+}
+
+read_pid() {
+  local f="$1" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(head -n1 "$f" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# True if pid is alive and really is the broker of this state dir (guards
+# against pid reuse).
+is_our_broker() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$(proc_cmdline "$pid")" == *"kafka.Kafka ${SERVER_PROPS}"* ]]
+}
+
+is_our_watchdog() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 1
+  [[ "$(proc_cmdline "$pid")" == *"__watchdog"*"${STATE_DIR}"* ]]
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+broker_address() {
+  local addr
+  addr="$(head -n1 "$BROKERS_FILE" 2>/dev/null || true)"
+  [[ "$addr" =~ ^127\.0\.0\.1:[0-9]+$ ]] || return 1
+  printf '%s\n' "$addr"
+}
+
+# Prints the broker address if a broker from this state dir is up.
+running_address() {
+  local pid addr
+  pid="$(read_pid "$BROKER_PID_FILE")" || return 1
+  is_our_broker "$pid" || return 1
+  addr="$(broker_address)" || return 1
+  port_open "${addr##*:}" || return 1
+  printf '%s\n' "$addr"
+}
+
+# Two distinct free TCP ports on 127.0.0.1, space separated.
+free_ports() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(2):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+    return
+  fi
+  # Fallback: random ports below the usual ephemeral range that nothing
+  # accepts connections on.
+  local ports=() p tries=0
+  while (( ${#ports[@]} < 2 && tries < 200 )); do
+    tries=$((tries + 1))
+    p=$((20000 + RANDOM % 12000))
+    [[ " ${ports[*]-} " == *" $p "* ]] && continue
+    port_open "$p" && continue
+    ports+=("$p")
+  done
+  (( ${#ports[@]} == 2 )) || die "could not find two free TCP ports on 127.0.0.1"
+  printf '%s %s\n' "${ports[0]}" "${ports[1]}"
+}
+
+# Kafka cluster id: 16 random bytes, URL-safe base64 without padding; Kafka's
+# own generator rejects ids starting with '-'.
+random_cluster_id() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c '
+import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break
+'
+  else
+    "$(java_bin)" -Xmx128m -cp "${LIB_DIR}/*" \
+      -Dlog4j2.configurationFile="file:${LOG4J_CONF}" \
+      kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1
+  fi
+}
+
+# Takes an exclusive flock on "$1" using fd 9 (released when the script exits).
+# Children started in the background must close fd 9 (9>&-). Best effort: runs
+# unlocked if flock is missing or the lock file cannot be created.
+take_lock() {
+  local lockfile="$1"
+  command -v flock >/dev/null 2>&1 || return 0
+  mkdir -p "$(dirname "$lockfile")" 2>/dev/null || return 0
+  exec 9>"$lockfile" || return 0
+  if ! flock -w 300 9; then
+    die "timed out waiting for lock ${lockfile}"
+  fi
+}
+
+# Lock file serialising start/stop on one state dir. Lives in the cache (not
+# next to the state dir) so nothing is left behind in $TMPDIR, and is never
+# deleted (deleting flock files races with waiters).
+state_lock_file() {
+  local sum
+  sum="$(printf '%s' "$STATE_DIR" | cksum | cut -d' ' -f1)"
+  printf '%s/locks/state-%s.lock\n' "$CACHE_ROOT" "$sum"
+}
+
+# Removes the state dir, but only if it is ours (has our marker) — so a
+# mistaken KAFKA_STATE_DIR=$HOME can never be wiped.
+remove_state_dir() {
+  [[ -e "$STATE_DIR" ]] || return 0
+  case "$STATE_DIR" in
+    "" | "/" | "$HOME" | "$HOME/") die "refusing to remove state dir '${STATE_DIR}'" ;;
+  esac
+  if [[ -f "$STATE_MARKER" ]]; then
+    rm -rf -- "$STATE_DIR"
+  elif [[ -d "$STATE_DIR" && -z "$(ls -A "$STATE_DIR" 2>/dev/null)" ]]; then
+    rmdir -- "$STATE_DIR" 2>/dev/null || true
+  else
+    log "warning: ${STATE_DIR} was not created by kafka.sh (no marker); not removing it"
+  fi
+}
+
+# ---- install ----------------------------------------------------------------
+install_complete() {
+  [[ -f "$INSTALL_MARKER" && -d "$LIB_DIR" ]] || return 1
+  [[ "$(head -n1 "$INSTALL_MARKER" 2>/dev/null)" == "$INSTALL_RECIPE" ]] || return 1
+  [[ -f "${LIB_DIR}/kafka_${SCALA_BINARY_VERSION}-${KAFKA_VERSION}.jar" ]]
+}
+
+write_install_pom() {
+  cat >"${KAFKA_DIR}/pom.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- generated by scripts/kafka.sh; resolves Kafka's runtime classpath -->
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.sluice.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>${KAFKA_VERSION}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <!-- broker (kafka.Kafka) and storage format tool (kafka.tools.StorageTool) -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_${SCALA_BINARY_VERSION}</artifactId>
+      <version>${KAFKA_VERSION}</version>
+    </dependency>
+    <!-- logging: slf4j 1.7 -> log4j2 (log4j-core is also pulled in by kafka-server) -->
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>${LOG4J_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>${LOG4J_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-api</artifactId>
+      <version>${LOG4J_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+EOF
+}
+
+cmd_install() {
+  if install_complete; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "mvn not found; Maven is needed to fetch Kafka ${KAFKA_VERSION}"
+  check_java
+  mkdir -p "$KAFKA_DIR"
+  take_lock "${CACHE_ROOT}/locks/install-kafka-${KAFKA_VERSION}.lock"
+  if install_complete; then # somebody else finished while we waited
+    return 0
+  fi
+
+  log "installing Apache Kafka ${KAFKA_VERSION} (Scala ${SCALA_BINARY_VERSION}) via Maven into ${LIB_DIR} ..."
+  local started=$SECONDS mvn_log="${KAFKA_DIR}/install.log" tmp_lib="${KAFKA_DIR}/lib.tmp"
+  rm -f "$INSTALL_MARKER"
+  rm -rf "$tmp_lib"
+  write_install_pom
+  if ! (cd "$KAFKA_DIR" && mvn -B -q -f pom.xml \
+          "${MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies" \
+          -DincludeScope=runtime \
+          -DoutputDirectory="$tmp_lib") >"$mvn_log" 2>&1 </dev/null; then
+    tail -n 40 "$mvn_log" >&2 || true
+    rm -rf "$tmp_lib"
+    die "mvn failed to fetch Kafka ${KAFKA_VERSION} (full log: ${mvn_log})"
+  fi
+
+  local required=(
+    "kafka_${SCALA_BINARY_VERSION}-${KAFKA_VERSION}.jar"
+    "kafka-clients-${KAFKA_VERSION}.jar"
+    "kafka-server-${KAFKA_VERSION}.jar"
+    "kafka-raft-${KAFKA_VERSION}.jar"
+    "kafka-metadata-${KAFKA_VERSION}.jar"
+    "log4j-slf4j-impl-${LOG4J_VERSION}.jar"
+    "log4j-core-${LOG4J_VERSION}.jar"
+  )
+  local j
+  for j in "${required[@]}"; do
+    [[ -f "${tmp_lib}/${j}" ]] || { rm -rf "$tmp_lib"; die "install incomplete: ${j} missing (see ${mvn_log})"; }
+  done
+
+  rm -rf "$LIB_DIR"
+  mv "$tmp_lib" "$LIB_DIR"
+  {
+    printf '%s\n' "$INSTALL_RECIPE"
+    (cd "$LIB_DIR" && ls -1 -- *.jar)
+  } >"${INSTALL_MARKER}.tmp"
+  mv "${INSTALL_MARKER}.tmp" "$INSTALL_MARKER"
+  log "installed $(ls -1 "$LIB_DIR" | wc -l | tr -d ' ') jars ($(du -sh "$LIB_DIR" | cut -f1)) in $((SECONDS - started))s"
+}
+
+# ---- start ------------------------------------------------------------------
+write_configs() {
+  local broker_port="$1" controller_port="$2"
+  cat >"$SERVER_PROPS" <<EOF
+# generated by scripts/kafka.sh — single-node KRaft broker for tests
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:${controller_port}
+listeners=PLAINTEXT://127.0.0.1:${broker_port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:${broker_port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+log.dirs=${DATA_DIR}
+
+# fast, single-replica test settings
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+delete.topic.enable=true
+group.initial.rebalance.delay.ms=0
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+EOF
+
+  cat >"$LOG4J_CONF" <<EOF
+# generated by scripts/kafka.sh — everything goes to stdout, which is
+# redirected to ${BROKER_LOG}
+status = warn
+name = sluice-kafka
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = ${KAFKA_LOG_LEVEL:-WARN}
+rootLogger.appenderRef.out.ref = STDOUT
+# lifecycle messages (incl. "Kafka Server started", used as readiness signal)
+logger.raftserver.name = kafka.server.KafkaRaftServer
+logger.raftserver.level = INFO
+EOF
+}
+
+# Start one broker attempt. Returns 0 when ready, 1 on failure, 3 when the
+# failure looks like a port clash (caller retries with fresh ports).
+start_attempt() {
+  local java ports broker_port controller_port cluster_id pid wpid
+  java="$(java_bin)"
+  ports="$(free_ports)"
+  broker_port="${ports%% *}"
+  controller_port="${ports##* }"
+
+  rm -rf -- "$DATA_DIR"
+  rm -f -- "$BROKER_PID_FILE" "$WATCHDOG_PID_FILE" "$BROKERS_FILE"
+  mkdir -p "$DATA_DIR"
+  write_configs "$broker_port" "$controller_port"
+  : >"$BROKER_LOG"
+
+  cluster_id="$(random_cluster_id)"
+  [[ -n "$cluster_id" ]] || die "could not generate a cluster id"
+  if ! "$java" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
+        -Djava.awt.headless=true -Dlog4j2.configurationFile="file:${LOG4J_CONF}" \
+        -cp "${LIB_DIR}/*" kafka.tools.StorageTool format \
+        --cluster-id "$cluster_id" --config "$SERVER_PROPS" \
+        >"${STATE_DIR}/format.log" 2>&1 </dev/null 9>&-; then
+    cat "${STATE_DIR}/format.log" >&2 || true
+    die "formatting Kafka storage failed (kafka.tools.StorageTool format)"
+  fi
+
+  # shellcheck disable=SC2086
+  setsid nohup "$java" ${KAFKA_HEAP_OPTS:--Xms128m -Xmx768m} \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -XX:-UsePerfData \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="file:${LOG4J_CONF}" \
+    -Dkafka.logs.dir="${STATE_DIR}" \
+    -cp "${LIB_DIR}/*" kafka.Kafka "$SERVER_PROPS" \
+    >>"$BROKER_LOG" 2>&1 </dev/null 9>&- &
+  pid=$!
+  printf '%s\n' "$pid" >"$BROKER_PID_FILE"
+
+  # Watchdog: its own session/process group so `stop` can kill it (and its
+  # sleep) as a group; exits on its own as soon as the broker is gone.
+  setsid nohup bash "$SCRIPT_PATH" __watchdog "$pid" "$KAFKA_TTL" "$STATE_DIR" \
+    >/dev/null 2>&1 </dev/null 9>&- &
+  wpid=$!
+  printf '%s\n' "$wpid" >"$WATCHDOG_PID_FILE"
+
+  log "starting Kafka ${KAFKA_VERSION} (pid ${pid}, broker 127.0.0.1:${broker_port}, controller 127.0.0.1:${controller_port}, ttl ${KAFKA_TTL}s, log ${BROKER_LOG})"
+
+  local deadline=$((SECONDS + START_TIMEOUT_S))
+  while (( SECONDS < deadline )); do
+    if ! is_our_broker "$pid"; then
+      break
+    fi
+    if grep -q 'Kafka Server started' "$BROKER_LOG" 2>/dev/null && port_open "$broker_port"; then
+      printf '127.0.0.1:%s\n' "$broker_port" >"$BROKERS_FILE"
+      return 0
+    fi
+    sleep 0.25
+  done
+
+  local rc=1
+  if is_our_broker "$pid"; then
+    log "broker did not become ready within ${START_TIMEOUT_S}s"
+  else
+    log "broker process exited during startup"
+    grep -q 'Address already in use' "$BROKER_LOG" 2>/dev/null && rc=3
+  fi
+  kill_broker "$pid"
+  kill_watchdog
+  if (( rc == 3 )); then
+    return 3
+  fi
+  log "last lines of ${BROKER_LOG}:"
+  tail -n 60 "$BROKER_LOG" >&2 || true
+  return 1
+}
+
+cmd_start() {
+  cmd_install
+  check_java
+  [[ "$KAFKA_TTL" =~ ^[0-9]+$ ]] && (( KAFKA_TTL > 0 )) || die "KAFKA_TTL must be a positive integer (seconds), got '${KAFKA_TTL}'"
+
+  mkdir -p "$(dirname "$STATE_DIR")"
+  take_lock "$(state_lock_file)"
+
+  local addr
+  if addr="$(running_address)"; then
+    log "broker already running (state dir ${STATE_DIR})"
+    printf 'KAFKA_BROKERS=%s\n' "$addr"
+    return 0
+  fi
+
+  # Stale or foreign state dir?
+  if [[ -e "$STATE_DIR" && ! -f "$STATE_MARKER" ]]; then
+    if [[ -d "$STATE_DIR" && -z "$(ls -A "$STATE_DIR" 2>/dev/null)" ]]; then
+      :
+    else
+      die "${STATE_DIR} exists but was not created by kafka.sh; choose another KAFKA_STATE_DIR"
+    fi
+  fi
+  if [[ -f "$STATE_MARKER" ]]; then
+    # Leftovers of a dead broker (or one that is up but unreachable).
+    local old
+    if old="$(read_pid "$BROKER_PID_FILE")" && is_our_broker "$old"; then
+      log "broker pid ${old} is alive but not answering; restarting it"
+      kill_broker "$old"
+    fi
+    kill_watchdog
+    remove_state_dir
+  fi
+  mkdir -p "$STATE_DIR"
+  printf 'created by scripts/kafka.sh\n' >"$STATE_MARKER"
+
+  local attempt rc
+  for attempt in 1 2 3; do
+    rc=0
+    start_attempt || rc=$?
+    if (( rc == 0 )); then
+      printf 'KAFKA_BROKERS=%s\n' "$(broker_address)"
+      return 0
+    fi
+    if (( rc == 3 && attempt < 3 )); then
+      log "port clash, retrying with fresh ports"
+      continue
+    fi
+    break
+  done
+  die "failed to start Kafka (state kept in ${STATE_DIR} for inspection; run '$(basename "$0") stop' to clean up)"
+}
+
+# ---- stop -------------------------------------------------------------------
+kill_broker() {
+  local pid="$1" i
+  is_our_broker "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT_S * 4; i++)); do
+    is_our_broker "$pid" || return 0
+    sleep 0.25
+  done
+  log "broker pid ${pid} still alive after ${STOP_TIMEOUT_S}s, sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 20; i++)); do
+    is_our_broker "$pid" || return 0
+    sleep 0.25
+  done
+  log "warning: broker pid ${pid} survived SIGKILL"
+}
+
+kill_watchdog() {
+  local wpid pgid
+  wpid="$(read_pid "$WATCHDOG_PID_FILE")" || return 0
+  is_our_watchdog "$wpid" || return 0
+  pgid="$(ps -o pgid= -p "$wpid" 2>/dev/null | tr -d ' ' || true)"
+  if [[ "$pgid" == "$wpid" ]]; then
+    kill -TERM -- "-${wpid}" 2>/dev/null || true # watchdog + its sleep
+  else
+    kill -TERM "$wpid" 2>/dev/null || true
+  fi
+}
+
+cmd_stop() {
+  take_lock "$(state_lock_file)"
+  if [[ ! -e "$STATE_DIR" ]]; then
+    log "no broker state at ${STATE_DIR}; nothing to stop"
+    return 0
+  fi
+  local pid
+  if pid="$(read_pid "$BROKER_PID_FILE")" && is_our_broker "$pid"; then
+    log "stopping broker pid ${pid}"
+    kill_broker "$pid"
+  else
+    log "broker not running"
+  fi
+  kill_watchdog
+  remove_state_dir
+  log "stopped"
+  return 0
+}
+
+# ---- status -----------------------------------------------------------------
+cmd_status() {
+  local addr
+  if addr="$(running_address)"; then
+    printf 'KAFKA_BROKERS=%s\n' "$addr"
+    return 0
+  fi
+  log "not running (state dir ${STATE_DIR})"
+  return 1
+}
+
+# ---- watchdog (internal) ----------------------------------------------------
+# __watchdog <broker-pid> <ttl-seconds> <state-dir>: kill the broker after the
+# TTL, then remove its state dir. Exits early once the broker is gone.
+cmd_watchdog() {
+  local pid="$1" ttl="$2"
+  STATE_DIR="$3"
+  SERVER_PROPS="${STATE_DIR}/server.properties"
+  BROKER_PID_FILE="${STATE_DIR}/broker.pid"
+  STATE_MARKER="${STATE_DIR}/.sluice-kafka-state"
+  local deadline=$((SECONDS + ttl)) left
+  while (( SECONDS < deadline )); do
+    is_our_broker "$pid" || exit 0
+    left=$((deadline - SECONDS))
+    sleep $(( left < 5 ? (left > 0 ? left : 1) : 5 ))
+  done
+  is_our_broker "$pid" || exit 0
+  kill_broker "$pid"
+  # Only clean up if the state dir still belongs to the broker we killed.
+  if [[ "$(read_pid "$BROKER_PID_FILE" 2>/dev/null || true)" == "$pid" ]]; then
+    remove_state_dir
+  fi
+}
+
+# ---- main -------------------------------------------------------------------
+main() {
+  if (( $# < 1 )); then
+    usage
+    exit 2
+  fi
+  case "$1" in
+    install) cmd_install ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    __watchdog)
+      (( $# == 4 )) || exit 2
+      cmd_watchdog "$2" "$3" "$4"
+      ;;
+    -h | --help | help)
+      usage
+      exit 0
+      ;;
+    *)
+      log "unknown command '$1'"
+      usage
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"

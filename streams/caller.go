@@ -1,0 +1,354 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Caller sends requests and receives their replies on a reply topic of its
+// own (one partition, no consumer group). Each caller instance - a gateway,
+// a replica process - owns one, so a reply reaches exactly the instance that
+// waits for it: no broadcast, and group rebalances of replicas never touch
+// it. Duplicate replies (at-least-once redelivery upstream) are dropped by
+// request id and stream sequence.
+//
+// Caller.mu and Pending.mu are never held together.
+type Caller struct {
+	cl    *kgo.Client
+	adm   *kadm.Client
+	topic string
+	ids   *IDs
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	waits map[string]*Pending
+
+	dropped atomic.Int64
+	done    chan struct{}
+}
+
+// NewCaller creates the reply topic for instance and starts reading it.
+func NewCaller(ctx context.Context, brokers []string, namer Namer, instance string, log *slog.Logger) (*Caller, error) {
+	topic := namer.Reply(instance)
+	cl, err := Dial(ctx, brokers, log,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(time.Second),
+	)
+	if err != nil {
+		return nil, err
+	}
+	adm := kadm.NewClient(cl)
+	if err := CreateTopics(ctx, adm, ReplyTopic(topic)); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	c := &Caller{
+		cl:    cl,
+		adm:   adm,
+		topic: topic,
+		ids:   NewIDs(),
+		log:   log,
+		waits: make(map[string]*Pending),
+		done:  make(chan struct{}),
+	}
+	go c.read()
+	return c, nil
+}
+
+// Topic is the caller's reply topic.
+func (c *Caller) Topic() string { return c.topic }
+
+// Client is the caller's franz-go client, for producing beside requests.
+func (c *Caller) Client() *kgo.Client { return c.cl }
+
+// NextID returns a fresh request id.
+func (c *Caller) NextID() string { return c.ids.Next() }
+
+// Dropped counts replies that matched no waiter: duplicates, or replies
+// that arrived after their caller gave up.
+func (c *Caller) Dropped() int64 { return c.dropped.Load() }
+
+// Close fails every pending request, stops reading and deletes the reply
+// topic, bounded by ctx.
+func (c *Caller) Close(ctx context.Context) {
+	c.mu.Lock()
+	waits := c.waits
+	c.waits = map[string]*Pending{}
+	c.mu.Unlock()
+	for _, p := range waits {
+		p.fail(&Error{Code: CodeUnavailable, Msg: "caller closed"})
+	}
+	if err := DeleteTopics(ctx, c.adm, c.topic); err != nil {
+		c.log.Warn("reply topic not deleted", "topic", c.topic, "err", err)
+	}
+	c.cl.Close()
+	<-c.done
+}
+
+// Request is one call to a deployment.
+type Request struct {
+	Topic string
+	Key   []byte // default: the request id
+	Env   Envelope
+	Value []byte
+}
+
+// Start produces req and returns the pending reply. It fills in the id (if
+// empty), the reply topic, and the deadline from ctx (if none is set). The
+// caller must Close the Pending when done with it; until then a settled
+// Pending itself drops late duplicates.
+func (c *Caller) Start(ctx context.Context, req *Request) *Pending {
+	if req.Env.ID == "" {
+		req.Env.ID = c.ids.Next()
+	}
+	req.Env.ReplyTo = c.topic
+	if d, ok := ctx.Deadline(); ok && (req.Env.Deadline.IsZero() || d.Before(req.Env.Deadline)) {
+		req.Env.Deadline = d
+	}
+	p := newPending(c, req.Env.FinalID())
+	c.mu.Lock()
+	c.waits[p.id] = p
+	c.mu.Unlock()
+
+	key := req.Key
+	if key == nil {
+		key = []byte(req.Env.ID)
+	}
+	rec := &kgo.Record{Topic: req.Topic, Key: key, Value: req.Value, Headers: req.Env.AppendHeaders(nil)}
+	c.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			p.fail(&Error{Code: CodeUnavailable, Msg: fmt.Sprintf("produce to %s: %v", req.Topic, err), Err: err})
+		}
+	})
+	return p
+}
+
+// Expect registers a waiter for an id whose request someone else produces
+// (the tail of a forwarded chain).
+func (c *Caller) Expect(id string) *Pending {
+	p := newPending(c, id)
+	c.mu.Lock()
+	c.waits[id] = p
+	c.mu.Unlock()
+	return p
+}
+
+// Call sends a unary request and waits for its reply, bounded by ctx.
+func (c *Caller) Call(ctx context.Context, req *Request) (Reply, error) {
+	p := c.Start(ctx, req)
+	defer p.Close()
+	return p.Next(ctx)
+}
+
+func (c *Caller) read() {
+	defer close(c.done)
+	for {
+		fs := c.cl.PollFetches(context.Background())
+		if fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			c.log.Warn("reply fetch failed", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachRecord(c.deliver)
+	}
+}
+
+func (c *Caller) deliver(r *kgo.Record) {
+	rep, id, err := parseReply(r)
+	if err != nil {
+		c.dropped.Add(1)
+		c.log.Warn("reply dropped", "err", err)
+		return
+	}
+	c.mu.Lock()
+	p := c.waits[id]
+	c.mu.Unlock()
+	if p == nil || !p.push(rep) {
+		c.dropped.Add(1)
+	}
+}
+
+func (c *Caller) forget(p *Pending) {
+	c.mu.Lock()
+	if c.waits[p.id] == p {
+		delete(c.waits, p.id)
+	}
+	c.mu.Unlock()
+}
+
+// Reply is one record of an answer: the whole answer of a unary call, or
+// one item of a stream.
+type Reply struct {
+	Value       []byte
+	ContentType string
+	Seq         int64 // stream item number; -1 for a unary reply
+	eos         int64 // end-of-stream count; -1 otherwise
+	err         error
+}
+
+// Streamed reports whether the reply is an item of a stream.
+func (r Reply) Streamed() bool { return r.Seq >= 0 }
+
+func parseReply(r *kgo.Record) (Reply, string, error) {
+	rep := Reply{Value: r.Value, Seq: -1, eos: -1}
+	var id string
+	var code Code
+	var msg string
+	for _, h := range r.Headers {
+		switch h.Key {
+		case HeaderID:
+			id = string(h.Value)
+		case HeaderContentType:
+			rep.ContentType = string(h.Value)
+		case HeaderStatus:
+			code = Code(h.Value)
+		case HeaderError:
+			msg = string(h.Value)
+		case HeaderSeq, HeaderEOS:
+			n, err := strconv.ParseInt(string(h.Value), 10, 64)
+			if err != nil || n < 0 {
+				return rep, id, fmt.Errorf("%w: header %s %q is not a count", ErrEnvelope, h.Key, h.Value)
+			}
+			if h.Key == HeaderSeq {
+				rep.Seq = n
+			} else {
+				rep.eos = n
+			}
+		}
+	}
+	if id == "" {
+		return rep, id, fmt.Errorf("%w: reply without %s header", ErrEnvelope, HeaderID)
+	}
+	if code != CodeOK {
+		rep.err = &Error{Code: code, Msg: msg}
+	}
+	return rep, id, nil
+}
+
+// Pending is a request waiting for its reply or replies. Items of a stream
+// are handed out in order, whatever order duplicates and retries bring them
+// in.
+type Pending struct {
+	c  *Caller
+	id string
+
+	mu      sync.Mutex
+	ready   []Reply         // in order, not yet taken
+	later   map[int64]Reply // stream items that arrived ahead of a gap
+	next    int64           // next stream item expected
+	total   int64           // items announced by end of stream; -1 until then
+	end     error           // set once: io.EOF or the failure
+	notify  chan struct{}   // cap 1
+	settled bool
+}
+
+func newPending(c *Caller, id string) *Pending {
+	return &Pending{c: c, id: id, total: -1, notify: make(chan struct{}, 1)}
+}
+
+// ID is the request id the pending waits on.
+func (p *Pending) ID() string { return p.id }
+
+// push takes one reply record; it reports false for a duplicate.
+func (p *Pending) push(r Reply) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.settled {
+		return false
+	}
+	switch {
+	case r.err != nil:
+		p.settle(r.err)
+	case r.eos >= 0:
+		p.total = r.eos
+	case r.Seq < 0: // unary
+		p.ready = append(p.ready, r)
+		p.settle(io.EOF)
+	case r.Seq < p.next:
+		return false
+	case r.Seq == p.next:
+		p.ready = append(p.ready, r)
+		p.next++
+		for {
+			nr, ok := p.later[p.next]
+			if !ok {
+				break
+			}
+			delete(p.later, p.next)
+			p.ready = append(p.ready, nr)
+			p.next++
+		}
+	default:
+		if _, dup := p.later[r.Seq]; dup {
+			return false
+		}
+		if p.later == nil {
+			p.later = make(map[int64]Reply)
+		}
+		p.later[r.Seq] = r
+	}
+	if p.total >= 0 && p.next >= p.total && !p.settled {
+		p.settle(io.EOF)
+	}
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// settle ends the pending; p.mu is held.
+func (p *Pending) settle(err error) {
+	p.settled = true
+	p.end = err
+}
+
+func (p *Pending) fail(err error) {
+	p.mu.Lock()
+	if !p.settled {
+		p.settle(err)
+	}
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the next reply: the only one of a unary call, or the next
+// stream item. It returns io.EOF after the last, the request's *Error if
+// it failed, and a deadline or cancel error if ctx ends first.
+func (p *Pending) Next(ctx context.Context) (Reply, error) {
+	for {
+		p.mu.Lock()
+		if len(p.ready) > 0 {
+			r := p.ready[0]
+			p.ready = p.ready[1:]
+			p.mu.Unlock()
+			return r, nil
+		}
+		end := p.end
+		p.mu.Unlock()
+		if end != nil {
+			return Reply{}, end
+		}
+		select {
+		case <-p.notify:
+		case <-ctx.Done():
+			return Reply{}, ContextError(ctx.Err())
+		}
+	}
+}
+
+// Close stops waiting; later replies for the id are dropped.
+func (p *Pending) Close() { p.c.forget(p) }

@@ -1,0 +1,119 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
+)
+
+// DialTimeout bounds how long Dial waits for a broker that is down.
+const DialTimeout = 10 * time.Second
+
+// ErrNoBroker is returned when no broker answers within the dial bound.
+var ErrNoBroker = errors.New("no kafka broker answered")
+
+// Options returns Sluice's client defaults: no linger (latency first), no
+// automatic topic creation (the controller creates every topic), franz-go
+// logs bridged to slog.
+func Options(brokers []string, log *slog.Logger) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.ProducerLinger(0),
+		kgo.WithLogger(quietLogger{kslog.New(log.With("component", "kgo"))}),
+		kgo.FetchMaxWait(2 * time.Second),
+		kgo.DialTimeout(3 * time.Second),
+	}
+}
+
+// Dial creates a client and waits, bounded by ctx and DialTimeout, until a
+// broker answers, so a broker that is down fails start-up with a clear error
+// instead of hanging.
+func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("%w: no brokers given", ErrNoBroker)
+	}
+	cl, err := kgo.NewClient(append(Options(brokers, log), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	for {
+		err = cl.Ping(pctx)
+		if err == nil {
+			return cl, nil
+		}
+		select {
+		case <-pctx.Done():
+			cl.Close()
+			return nil, fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TopicSpec is a topic the platform needs.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	Configs    map[string]*string
+}
+
+// CreateTopics creates the topics that do not exist yet; existing ones are
+// left as they are.
+func CreateTopics(ctx context.Context, adm *kadm.Client, topics ...TopicSpec) error {
+	for _, t := range topics {
+		res, err := adm.CreateTopic(ctx, t.Partitions, -1, t.Configs, t.Name)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}
+
+// DeleteTopics deletes topics, ignoring those already gone.
+func DeleteTopics(ctx context.Context, adm *kadm.Client, topics ...string) error {
+	res, err := adm.DeleteTopics(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("delete topics: %w", err)
+	}
+	for _, r := range res {
+		if r.Err != nil && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+			return fmt.Errorf("delete topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// Config values shared by the platform's topics.
+var (
+	compact        = "compact"
+	replyRetention = "3600000" // an hour: replies are read at once or never
+)
+
+// CompactedTopic is a control topic keyed by object name.
+func CompactedTopic(name string) TopicSpec {
+	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{"cleanup.policy": &compact}}
+}
+
+// ReplyTopic is one caller instance's reply topic.
+func ReplyTopic(name string) TopicSpec {
+	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{"retention.ms": &replyRetention}}
+}
+
+// quietLogger passes on franz-go's warnings and errors only: its info lines
+// narrate every rebalance and connection.
+type quietLogger struct{ kgo.Logger }
+
+func (quietLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
