@@ -384,7 +384,7 @@ func (r *Replica) process(s *slot) {
 func (r *Replica) call(ctx context.Context, in *Input, out Output) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.cfg.Log.Error("deployment panicked", "deployment", r.cfg.Deployment, "panic", p, "stack", string(debug.Stack()))
+			r.cfg.Log.Error("deployment panicked", "panic", p, "stack", string(debug.Stack()))
 			err = streams.Errorf(streams.CodeInternal, "deployment %s panicked: %v", r.cfg.Deployment, p)
 		}
 	}()

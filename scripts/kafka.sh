@@ -16,6 +16,7 @@
 #                     $SLUICE_CACHE/kafka-<version>/lib
 #   KAFKA_STATE_DIR   broker state dir (default: ${TMPDIR:-/tmp}/sluice-kafka)
 #   KAFKA_TTL         seconds after which a watchdog kills the broker (3600)
+#   KAFKA_START_TIMEOUT  max seconds to wait for the broker to be ready (60)
 #   KAFKA_LOG_LEVEL   root log level of the broker log (default: WARN)
 #   KAFKA_HEAP_OPTS   JVM heap flags (default: -Xms128m -Xmx768m)
 #   JAVA              java binary (default: $JAVA_HOME/bin/java or java)
@@ -54,7 +55,7 @@ BROKER_LOG="${STATE_DIR}/kafka.log"
 DATA_DIR="${STATE_DIR}/data"
 
 KAFKA_TTL="${KAFKA_TTL:-3600}"
-START_TIMEOUT_S=60
+START_TIMEOUT_S="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT_S=15
 
 SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -74,8 +75,8 @@ usage: $(basename "$0") {install|start|stop|status}
   stop      stop the broker, its watchdog, and remove the state dir
   status    print KAFKA_BROKERS=127.0.0.1:<port> and exit 0 if running, else exit 1
 
-env: SLUICE_CACHE, KAFKA_STATE_DIR, KAFKA_TTL (default 3600 s), KAFKA_LOG_LEVEL,
-     KAFKA_HEAP_OPTS, JAVA
+env: SLUICE_CACHE, KAFKA_STATE_DIR, KAFKA_TTL (default 3600 s),
+     KAFKA_START_TIMEOUT (default 60 s), KAFKA_LOG_LEVEL, KAFKA_HEAP_OPTS, JAVA
 EOF
 }
 
@@ -448,7 +449,7 @@ start_attempt() {
 
   local rc=1
   if is_our_broker "$pid"; then
-    log "broker did not become ready within ${START_TIMEOUT_S}s"
+    log "broker did not become ready within ${START_TIMEOUT_S}s (load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); raise KAFKA_START_TIMEOUT on a busy machine)"
   else
     log "broker process exited during startup"
     grep -q 'Address already in use' "$BROKER_LOG" 2>/dev/null && rc=3
@@ -467,6 +468,7 @@ cmd_start() {
   cmd_install
   check_java
   [[ "$KAFKA_TTL" =~ ^[0-9]+$ ]] && (( KAFKA_TTL > 0 )) || die "KAFKA_TTL must be a positive integer (seconds), got '${KAFKA_TTL}'"
+  [[ "$START_TIMEOUT_S" =~ ^[0-9]+$ ]] && (( START_TIMEOUT_S > 0 )) || die "KAFKA_START_TIMEOUT must be a positive integer (seconds), got '${START_TIMEOUT_S}'"
 
   mkdir -p "$(dirname "$STATE_DIR")"
   take_lock "$(state_lock_file)"
