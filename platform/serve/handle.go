@@ -160,19 +160,19 @@ func (f *Future[T]) Result(ctx context.Context) (T, error) {
 // and next is sent as one record whose continuation header names the
 // later hops.
 type call struct {
-	scope *scope
-	topic string
-	id    string
+	scope  *scope
+	topic  string
+	id     string
 	value  []byte
 	ct     string
 	encErr error
-	from  *call // its input is from's output, forwarded replica to replica
-	next  *call // its output goes to next instead of back here
-	after *call // its input is after's result, awaited here first
+	from   *call // its input is from's output, forwarded replica to replica
+	next   *call // its output goes to next instead of back here
+	after  *call // its input is after's result, awaited here first
 
 	sent    bool             // guarded by scope.mu
 	pending *streams.Pending // guarded by scope.mu; taken by the one waiter
-	done    chan struct{} // closed when result and err are set
+	done    chan struct{}    // closed when result and err are set
 	result  []byte
 	err     error
 	once    sync.Once
