@@ -428,7 +428,7 @@ start_attempt() {
 
   # Watchdog: its own session/process group so `stop` can kill it (and its
   # sleep) as a group; exits on its own as soon as the broker is gone.
-  setsid nohup bash "$SCRIPT_PATH" __watchdog "$pid" "$KAFKA_TTL" "$STATE_DIR" \
+  setsid nohup "${BASH:-bash}" "$SCRIPT_PATH" __watchdog "$pid" "$KAFKA_TTL" "$STATE_DIR" \
     >/dev/null 2>&1 </dev/null 9>&- &
   wpid=$!
   printf '%s\n' "$wpid" >"$WATCHDOG_PID_FILE"
@@ -467,6 +467,7 @@ start_attempt() {
 cmd_start() {
   cmd_install
   check_java
+  command -v setsid >/dev/null 2>&1 || die "setsid not found (util-linux); needed to detach the broker"
   [[ "$KAFKA_TTL" =~ ^[0-9]+$ ]] && (( KAFKA_TTL > 0 )) || die "KAFKA_TTL must be a positive integer (seconds), got '${KAFKA_TTL}'"
   [[ "$START_TIMEOUT_S" =~ ^[0-9]+$ ]] && (( START_TIMEOUT_S > 0 )) || die "KAFKA_START_TIMEOUT must be a positive integer (seconds), got '${START_TIMEOUT_S}'"
 

@@ -20,13 +20,15 @@ const DialTimeout = 10 * time.Second
 // ErrNoBroker is returned when no broker answers within the dial bound.
 var ErrNoBroker = errors.New("no kafka broker answered")
 
-// Options returns Sluice's client defaults: no linger (latency first), no
+// Options returns Sluice's client defaults: no linger and no compression
+// (latency first), no
 // automatic topic creation (the controller creates every topic), franz-go
 // logs bridged to slog.
 func Options(brokers []string, log *slog.Logger) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), // payloads are small or already dense tensors
 		kgo.WithLogger(quietLogger{kslog.New(log.With("component", "kgo"))}),
 		kgo.FetchMaxWait(2 * time.Second),
 		kgo.DialTimeout(3 * time.Second),

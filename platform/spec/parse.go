@@ -85,8 +85,33 @@ func syntaxError(file string, err error) *Error {
 			}
 		}
 	}
+	if isParserProblem(msg) {
+		// yaml.v3 reports the lines of parser (not scanner) errors 0-based,
+		// and leaves out line 0.
+		e.Line++
+	}
 	e.Msg = "bad YAML: " + msg
 	return e
+}
+
+// isParserProblem reports whether msg is one of the problems found by the
+// yaml.v3 parser, as opposed to its scanner.
+func isParserProblem(msg string) bool {
+	switch msg {
+	case "did not find expected <stream-start>",
+		"did not find expected <document start>",
+		"did not find expected node content",
+		"did not find expected '-' indicator",
+		"did not find expected key",
+		"did not find expected ',' or ']'",
+		"did not find expected ',' or '}'",
+		"found undefined tag handle",
+		"found duplicate %YAML directive",
+		"found incompatible YAML document",
+		"found duplicate %TAG directive":
+		return true
+	}
+	return false
 }
 
 // withoutFields drops the validation errors about fields that already have
@@ -301,6 +326,9 @@ func (d *decoder) arg(n *yaml.Node, path string) Arg {
 			first = k
 			d.at(v, path+".handle")
 			d.str(v, path+".handle", &a.Handle)
+			if d.src.set(path+".handle") && a.Handle == "" {
+				d.fail(v, path+".handle", "is required: name a deployment")
+			}
 		}
 	}
 	return a

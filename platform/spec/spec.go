@@ -17,8 +17,6 @@ const (
 	DefaultBatchWaitTimeout   = Duration(10 * time.Millisecond)
 )
 
-var errInvalidJSON = errors.New("invalid JSON")
-
 // App is an application: a graph of deployments served under a route prefix.
 type App struct {
 	Name           string       `json:"name"`
@@ -312,7 +310,7 @@ func decodeJSON(r json.RawMessage) (any, error) {
 		return nil, nil
 	}
 	if !json.Valid(r) {
-		return nil, errInvalidJSON
+		return nil, errors.New("invalid JSON")
 	}
 	dec := json.NewDecoder(bytes.NewReader(r))
 	dec.UseNumber()

@@ -171,6 +171,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`6:19 deployments[0].args[0].handle: handle "Z" is not a deployment of this app`}},
 		{"handle self", base + "  args:\n  - handle: A\n",
 			[]string{`7:13 deployments[0].args[0].handle: deployment A cannot take a handle to itself`}},
+		{"handle empty", base + "  args: [{handle: ''}]\n",
+			[]string{`6:19 deployments[0].args[0].handle: is required`}},
 		{"handle not a string", base + "  args: [{handle: [B]}]\n",
 			[]string{`6:19 deployments[0].args[0].handle: must be a string, got a list`}},
 		{"handle with other keys", base + "  args: [{handle: A, x: 1}]\n",
@@ -361,7 +363,10 @@ func TestParseFileErrors(t *testing.T) {
 		{"empty", "", "t.yaml: no application: the file holds no YAML document"},
 		{"only comments", "# nothing\n", "t.yaml: no application: the file holds no YAML document"},
 		{"only separators", "---\n---\n", "t.yaml: no application: the file holds no YAML document"},
-		{"syntax", "name: a\nroute_prefix: [\n", "t.yaml:2: bad YAML: did not find expected node content"},
+		{"syntax", "name: a\nroute_prefix: [\n", "t.yaml:3: bad YAML: did not find expected node content"},
+		{"unclosed flow list", "name: [a\n", "t.yaml:2: bad YAML: did not find expected ',' or ']'"},
+		{"block mapping", "name: a\n  route_prefix: /a\n", "t.yaml:2: bad YAML: mapping values are not allowed in this context"},
+		{"bad key", "name: a\nroute_prefix: /a\n- x\n", "t.yaml:3: bad YAML: did not find expected key"},
 		{"tab indent", "name: a\ndeployments:\n\t- name: A\n", "t.yaml:3: bad YAML: found character that cannot start any token"},
 		{"unknown anchor", base + "  replicas: *nope\n", "t.yaml: bad YAML: unknown anchor 'nope' referenced"},
 	}
@@ -398,6 +403,35 @@ func TestParseReportsAllErrors(t *testing.T) {
 		`13:11 deployments[2].name: duplicate deployment name "B", first defined at line 10`,
 		`16:5 edges[1]: edge from A to itself`,
 	})
+}
+
+func TestInvalidFiles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"testdata/cycle.yaml", []string{
+			`10:5 deployments[2]: deployment Orphan is not reachable from ingress Router`,
+			`12:5 edges[0]: graph has a cycle: Router -> Worker -> Router`,
+		}},
+		{"testdata/syntax.yaml", []string{
+			`5:0 : bad YAML: did not find expected ',' or '}'`,
+		}},
+		{"testdata/strict.yaml", []string{
+			`6:5 deployments[0].replica: unknown field "replica" (did you mean "replicas"?)`,
+			`7:21 deployments[0].replicas.min: must be an integer, got string "one"`,
+			`9:5 deployments[0].max_ongoing_requests: duplicate key "max_ongoing_requests" (first at line 8)`,
+			`10:25 deployments[0].resources.memory: bad size "8XB": unknown unit "XB"`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(tt.file, mustRead(t, tt.file))
+			checkErrors(t, tt.file, err, tt.want)
+		})
+	}
 }
 
 func TestParseTypeErrorsDoNotCascade(t *testing.T) {
@@ -974,4 +1008,51 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func ExampleParse() {
+	yml := `name: shop
+route_prefix: /shop
+ingress: Front
+deployments:
+  - name: Front
+    args: [{handle: Ranker}]
+    replicas: {min: 2, max: 1}
+  - name: Ranker
+    resources: {gpu: 1.5}
+`
+	_, err := Parse("shop.yaml", []byte(yml))
+	fmt.Println(err)
+	// Output:
+	// shop.yaml:7:29: deployments[0].replicas.max: must be >= replicas.min (2), got 1
+	// shop.yaml:9:22: deployments[1].resources.gpu: gpu 1.5: above 1, ask for whole GPUs
+}
+
+func TestDocExample(t *testing.T) {
+	t.Parallel()
+	yml := `name: hello
+route_prefix: /hello
+ingress: Classifier
+partitions: 8
+request_timeout: 30s
+deployments:
+  - name: Classifier
+    handler: Classifier
+    args:
+      - handle: Responder
+      - {threshold: 3}
+    replicas: {min: 0, initial: 1, max: 4}
+    max_ongoing_requests: 100
+    user_config: {threshold: 0.5}
+    resources: {cpu: 1, memory: 512MiB, gpu: 0.5, gpu_memory: 8GiB}
+    batching: {max_batch_size: 16, batch_wait_timeout: 10ms}
+    max_models_per_replica: 3
+    ordered: false
+  - name: Responder
+edges:
+  - {from: Classifier, to: Responder}
+`
+	if _, err := Parse("doc.yaml", []byte(yml)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -61,15 +61,6 @@ func ParseDuration(s string) (Duration, error) {
 // shortest exact binary form ("8GiB", "1536B").
 type Bytes int64
 
-// binaryUnits lists binary units from largest to smallest, for String.
-var binaryUnits = [...]struct {
-	name string
-	size int64
-}{
-	{"EiB", 1 << 60}, {"PiB", 1 << 50}, {"TiB", 1 << 40},
-	{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-}
-
 // String returns the size with the largest binary unit that divides it
 // exactly, e.g. "8GiB", "512MiB", "1000B", "0B".
 func (b Bytes) String() string {
@@ -79,7 +70,14 @@ func (b Bytes) String() string {
 		}
 		return "-" + (-b).String()
 	}
-	for _, u := range binaryUnits {
+	units := [...]struct {
+		name string
+		size int64
+	}{
+		{"EiB", 1 << 60}, {"PiB", 1 << 50}, {"TiB", 1 << 40},
+		{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	}
+	for _, u := range units {
 		if b != 0 && int64(b)%u.size == 0 {
 			return fmt.Sprintf("%d%s", int64(b)/u.size, u.name)
 		}
@@ -124,7 +122,7 @@ func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
 	return b.UnmarshalText([]byte(n.Value))
 }
 
-// unitSizes maps each accepted unit to its size in bytes.
+// unitSize returns the size in bytes of an accepted unit.
 func unitSize(unit string) (int64, bool) {
 	switch unit {
 	case "", "B":

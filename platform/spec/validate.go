@@ -13,16 +13,16 @@ import (
 
 // Limits checked by App.Validate.
 const (
-	MaxNameLen            = 63
-	MaxPartitions         = 1024
-	MaxRequestTimeout     = Duration(10 * time.Minute)
-	MaxOngoingRequests    = 100000
-	MaxBatchSize          = 10000
-	MaxBatchWaitTimeout   = Duration(10 * time.Second)
-	reservedPrefixesNames = "/v2 and /sluice"
+	maxNameLen          = 63
+	maxPartitions       = 1024
+	maxRequestTimeout   = Duration(10 * time.Minute)
+	maxOngoingRequests  = 100000
+	maxBatchSize        = 10000
+	maxBatchWaitTimeout = Duration(10 * time.Second)
 )
 
-// reservedPrefix returns the reserved prefix that p is, or lies under.
+// reservedPrefix returns the reserved prefix that p is, or lies under:
+// the server itself serves /v2 (the inference protocol) and /sluice.
 func reservedPrefix(p string) string {
 	for _, r := range [...]string{"/v2", "/sluice"} {
 		if p == r || strings.HasPrefix(p, r+"/") {
@@ -46,14 +46,14 @@ func (a *App) validate(skipRefs bool) Errors {
 	v := &validator{app: a}
 	v.name("name", a.Name)
 	v.routePrefix(a.RoutePrefix)
-	if a.Partitions < 1 || a.Partitions > MaxPartitions {
-		v.add("partitions", "must be between 1 and %d, got %d", MaxPartitions, a.Partitions)
+	if a.Partitions < 1 || a.Partitions > maxPartitions {
+		v.add("partitions", "must be between 1 and %d, got %d", maxPartitions, a.Partitions)
 	}
 	switch {
 	case a.RequestTimeout <= 0:
 		v.add("request_timeout", "must be > 0, got %v", a.RequestTimeout)
-	case a.RequestTimeout > MaxRequestTimeout:
-		v.add("request_timeout", "must be <= %v, got %v", time.Duration(MaxRequestTimeout), a.RequestTimeout)
+	case a.RequestTimeout > maxRequestTimeout:
+		v.add("request_timeout", "must be <= %v, got %v", time.Duration(maxRequestTimeout), a.RequestTimeout)
 	}
 	v.deployments()
 	if !skipRefs {
@@ -115,8 +115,8 @@ func nameProblem(s string) string {
 	if s[0] == '-' {
 		return fmt.Sprintf("%q must start with a letter or digit", s)
 	}
-	if len(s) > MaxNameLen {
-		return fmt.Sprintf("must be at most %d characters, got %d", MaxNameLen, len(s))
+	if len(s) > maxNameLen {
+		return fmt.Sprintf("must be at most %d characters, got %d", maxNameLen, len(s))
 	}
 	return ""
 }
@@ -155,7 +155,7 @@ func routePrefixProblem(p string) string {
 		}
 	}
 	if r := reservedPrefix(p); r != "" {
-		return fmt.Sprintf("%q is reserved: the server owns %s and every path under them", p, reservedPrefixesNames)
+		return fmt.Sprintf("%q is reserved: the server itself serves %s and every path under it (reserved prefixes: /v2, /sluice)", p, r)
 	}
 	return ""
 }
@@ -186,8 +186,8 @@ func (v *validator) deployment(i int) {
 		v.name(p+".handler", d.Handler)
 	}
 	v.replicas(p+".replicas", d.Replicas)
-	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > MaxOngoingRequests {
-		v.add(p+".max_ongoing_requests", "must be between 1 and %d, got %d", MaxOngoingRequests, d.MaxOngoingRequests)
+	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > maxOngoingRequests {
+		v.add(p+".max_ongoing_requests", "must be between 1 and %d, got %d", maxOngoingRequests, d.MaxOngoingRequests)
 	}
 	v.userConfig(p+".user_config", d.UserConfig)
 	v.resources(p+".resources", d.Resources)
@@ -277,14 +277,14 @@ func (v *validator) nonNegative(p string, x float64) {
 }
 
 func (v *validator) batching(p string, b Batching) {
-	if b.MaxBatchSize < 0 || b.MaxBatchSize > MaxBatchSize {
-		v.add(p+".max_batch_size", "must be between 0 and %d, got %d", MaxBatchSize, b.MaxBatchSize)
+	if b.MaxBatchSize < 0 || b.MaxBatchSize > maxBatchSize {
+		v.add(p+".max_batch_size", "must be between 0 and %d, got %d", maxBatchSize, b.MaxBatchSize)
 	}
 	switch {
 	case b.BatchWaitTimeout < 0:
 		v.add(p+".batch_wait_timeout", "must be >= 0, got %v", b.BatchWaitTimeout)
-	case b.BatchWaitTimeout > MaxBatchWaitTimeout:
-		v.add(p+".batch_wait_timeout", "must be <= %v, got %v", MaxBatchWaitTimeout, b.BatchWaitTimeout)
+	case b.BatchWaitTimeout > maxBatchWaitTimeout:
+		v.add(p+".batch_wait_timeout", "must be <= %v, got %v", maxBatchWaitTimeout, b.BatchWaitTimeout)
 	}
 }
 

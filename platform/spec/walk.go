@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -91,13 +92,20 @@ func (d *decoder) ok(path string) {
 	d.src.fields[path] = f
 }
 
-// fail records a decoding error at node n for path.
+// fail records a decoding error at node n for the value of path, and marks
+// path bad so that validation does not report it again.
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	d.report(n, path, format, args...)
+	d.bad = append(d.bad, path)
+}
+
+// report records an error at node n for path, such as a bad key, that
+// leaves the value of path alone.
+func (d *decoder) report(n *yaml.Node, path, format string, args ...any) {
 	d.errs = append(d.errs, &Error{
 		File: d.file, Line: n.Line, Column: n.Column, Field: path,
 		Msg: fmt.Sprintf(format, args...),
 	})
-	d.bad = append(d.bad, path)
 }
 
 // spend takes one node from the budget, reporting once when it runs out.
@@ -137,12 +145,12 @@ func (d *decoder) fields(n *yaml.Node, path string, known []string, f func(key s
 		}
 		p := joinPath(path, key)
 		if first, dup := seen[key]; dup {
-			d.fail(k, p, "duplicate key %q (first at line %d)", key, first.Line)
+			d.report(k, p, "duplicate key %q (first at line %d)", key, first.Line)
 			continue
 		}
 		seen[key] = k
-		if !contains(known, key) {
-			d.fail(k, p, "unknown field %q%s", key, suggest(key, known))
+		if !slices.Contains(known, key) {
+			d.report(k, p, "unknown field %q%s", key, suggest(key, known))
 			continue
 		}
 		d.at(v, p)
@@ -154,23 +162,14 @@ func (d *decoder) fields(n *yaml.Node, path string, known []string, f func(key s
 // scalars and merge keys.
 func (d *decoder) key(k *yaml.Node, path string) (string, bool) {
 	if k.Kind != yaml.ScalarNode {
-		d.fail(k, path, "a key must be a scalar, got %s", describe(k))
+		d.report(k, path, "a key must be a scalar, got %s", describe(k))
 		return "", false
 	}
 	if k.ShortTag() == "!!merge" {
-		d.fail(k, path, "merge keys (<<) are not supported")
+		d.report(k, path, "merge keys (<<) are not supported")
 		return "", false
 	}
 	return k.Value, true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // suggest returns ` (did you mean "x"?)` for the known key closest to key,
@@ -241,7 +240,7 @@ func (d *decoder) items(n *yaml.Node, path string, f func(item *yaml.Node, p str
 // reports an error saying what was wanted otherwise.
 func (d *decoder) scalar(n *yaml.Node, path, want string, tags ...string) (*yaml.Node, bool) {
 	t := deref(n)
-	if t.Kind == yaml.ScalarNode && contains(tags, t.ShortTag()) {
+	if t.Kind == yaml.ScalarNode && slices.Contains(tags, t.ShortTag()) {
 		return t, true
 	}
 	hint := ""
