@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+HTTP_ADDR ?= 127.0.0.1:8000
+GO ?= go
+
+.PHONY: build run test test-unit test-e2e test-kafka fuzz bench-core vet
+
+build:
+	$(GO) build -o bin/sluice ./cmd/sluice
+
+# The platform in one process with an embedded broker, serving the examples.
+run: build
+	bin/sluice dev --http $(HTTP_ADDR)
+
+# Every test tier: unit (race detector), short fuzz runs, end-to-end on the
+# embedded broker, then end-to-end on a real Apache Kafka broker.
+test:
+	scripts/test.sh
+
+vet:
+	$(GO) vet ./...
+
+test-unit:
+	scripts/test.sh unit
+
+test-e2e:
+	scripts/test.sh e2e
+
+test-kafka:
+	scripts/test.sh kafka
+
+fuzz:
+	scripts/test.sh fuzz
+
+# Core data-path benchmark (issue #2 figures) on the embedded and a real broker.
+bench-core:
+	scripts/bench-core.sh
