@@ -442,3 +442,16 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
+
+// The pipeline example: handlers of the chain example wired by YAML edges,
+// no code of its own.
+func TestPipelineExample(t *testing.T) {
+	t.Parallel()
+	if code, out := run(t, "deploy", "-f", "../examples/chain/pipeline.yaml"); code != 0 {
+		t.Fatalf("deploy: %s", out)
+	}
+	defer run(t, "delete", "pipeline")
+	if code, got := post(t, "/pipeline", "5"); code != 200 || got != "45" {
+		t.Fatalf("pipeline 5 = %d %q, want 45", code, got)
+	}
+}
