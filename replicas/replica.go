@@ -106,6 +106,9 @@ type Replica struct {
 
 	ongoing atomic.Int64
 	freed   chan struct{} // cap 1: a slot came free
+	work    chan *slot    // unordered records for the workers; cap MaxOngoing
+	waiting atomic.Int64  // workers waiting for work
+	workers atomic.Int64  // workers started, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
 }
 
@@ -132,7 +135,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1)}
+	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing)}
 	r.idle = sync.NewCond(&r.mu)
 	if s, ok := h.(Streamer); ok {
 		r.stream = s.Streams()
@@ -198,6 +201,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		fs.EachRecord(r.dispatch)
 	}
 	r.drain()
+	close(r.work)
 	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
 	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
@@ -311,7 +315,22 @@ func (r *Replica) dispatch(rec *kgo.Record) {
 		return
 	}
 	r.mu.Unlock()
-	go r.process(s)
+	// Long-lived workers, started as load needs them: a goroutine per record
+	// would pay for growing a fresh stack on every record.
+	if r.waiting.Load() == 0 && r.workers.Load() < int64(r.cfg.MaxOngoing) {
+		r.workers.Add(1)
+		go r.worker()
+	}
+	r.work <- s // never blocks: at most MaxOngoing records are in flight
+}
+
+func (r *Replica) worker() {
+	r.waiting.Add(1)
+	for s := range r.work {
+		r.waiting.Add(-1)
+		r.process(s)
+		r.waiting.Add(1)
+	}
 }
 
 func (r *Replica) orderedWorker(q <-chan *slot) {
