@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
 		[]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp()},
-		echo, upper,
+		echo, upper, batchSizer, greeterD,
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-serve/sluice/platform/serve"
@@ -52,3 +55,44 @@ type tagger struct{ tag string }
 func (t *tagger) Call(_ context.Context, s string) (string, error) {
 	return fmt.Sprintf("%s[%s]", t.tag, s), nil
 }
+
+// batchSizer answers each input with the size of the batch it ran in.
+var batchSizer = serve.BatchFunc("BatchSizer", func(_ context.Context, ins []string) ([]string, error) {
+	outs := make([]string, len(ins))
+	for i, in := range ins {
+		outs[i] = fmt.Sprintf("%s/%d", in, len(ins))
+	}
+	return outs, nil
+})
+
+// greeterBuilt counts constructions: a reconfigure must not rebuild.
+var greeterBuilt atomic.Int64
+
+type greeter struct {
+	mu       sync.Mutex
+	greeting string
+}
+
+func (g *greeter) Call(_ context.Context, name string) (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.greeting + " " + name, nil
+}
+
+func (g *greeter) Reconfigure(_ context.Context, cfg json.RawMessage) error {
+	var c struct {
+		Greeting string `json:"greeting"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.greeting = c.Greeting
+	g.mu.Unlock()
+	return nil
+}
+
+var greeterD = serve.Type[string, string]("Greeter", func() *greeter {
+	greeterBuilt.Add(1)
+	return &greeter{greeting: "Hello"}
+})

@@ -63,6 +63,7 @@ type depRun struct {
 
 type replicaRun struct {
 	rep    *replicas.Replica
+	h      replicas.Handler
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -184,7 +185,7 @@ func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRu
 	run := &appRun{spec: s, topo: topo, deps: map[string]*depRun{}}
 	for _, d := range s.Deployments {
 		if old != nil && sameTopics(old.topo, topo, d.Name) {
-			if prev := old.deps[d.Name]; prev != nil && prev.err == nil && equalDeployment(prev.spec, d) {
+			if prev := old.deps[d.Name]; prev != nil && prev.err == nil && c.keep(ctx, prev, d) {
 				run.deps[d.Name] = prev
 				continue
 			}
@@ -253,7 +254,7 @@ func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topo
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	rr := &replicaRun{rep: rep, cancel: cancel, done: make(chan struct{})}
+	rr := &replicaRun{rep: rep, h: h, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rr.done)
 		if err := rep.Run(rctx); err != nil {
@@ -290,6 +291,32 @@ func stopAll(rs []*replicaRun) {
 	for _, r := range rs {
 		<-r.done
 	}
+}
+
+// keep reports whether prev's replicas can serve d as they are: d is the
+// same deployment, or differs only in user_config and every replica took
+// the new config through its Reconfigure hook (no restart, nothing dropped).
+func (c *Controller) keep(ctx context.Context, prev *depRun, d spec.Deployment) bool {
+	if equalDeployment(prev.spec, d) {
+		return true
+	}
+	was := prev.spec
+	was.UserConfig = d.UserConfig
+	if !equalDeployment(was, d) || len(prev.replicas) == 0 {
+		return false
+	}
+	for _, r := range prev.replicas {
+		ok, err := serve.Reconfigure(ctx, r.h, d.UserConfig)
+		if !ok || err != nil {
+			if err != nil {
+				c.cfg.Log.Warn("reconfigure failed; restarting replicas", "deployment", d.Name, "err", err)
+			}
+			return false
+		}
+	}
+	prev.spec = d
+	c.cfg.Log.Info("deployment reconfigured in place", "deployment", d.Name)
+	return true
 }
 
 func sameTopics(a, b *Topology, dep string) bool {

@@ -162,8 +162,8 @@ func (r *Registry) Check(app *spec.App) error {
 		if err := d.checkSpec(dep, byName); err != nil {
 			errs = append(errs, fmt.Errorf("deployments[%d]: %w", i, err))
 		}
-		if dep.Batching.MaxBatchSize > 0 {
-			errs = append(errs, fmt.Errorf("deployments[%d].batching: deployment %s has no batch handler", i, dep.Name))
+		if dep.Batching.MaxBatchSize > 0 && !d.batches {
+			errs = append(errs, fmt.Errorf("deployments[%d].batching: handler %s is not a batch handler (write it with serve.BatchFunc)", i, dep.Handler))
 		}
 	}
 	return errors.Join(errs...)

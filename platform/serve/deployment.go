@@ -39,6 +39,7 @@ type Deployment struct {
 	opts    spec.Deployment
 	in, out reflect.Type
 	streams bool
+	batches bool          // a BatchFunc: its handler groups requests
 	ctor    reflect.Value // nil for functions
 	wrap    func(v any, rt *runtime) (replicas.Handler, error)
 }
@@ -255,6 +256,9 @@ func (d *Deployment) construct(ctx context.Context, dep spec.Deployment, rt *run
 	h, err := d.wrap(v, rt)
 	if err != nil {
 		return nil, err
+	}
+	if b, ok := h.(interface{ configure(spec.Batching) }); ok {
+		b.configure(dep.Batching)
 	}
 	if r, ok := v.(Reconfigurer); ok && len(dep.UserConfig) > 0 {
 		if err := r.Reconfigure(ctx, dep.UserConfig); err != nil {

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
@@ -85,3 +86,24 @@ func (h *stream[In, Out]) Handle(ctx context.Context, in *replicas.Input, out re
 		})
 	})
 }
+
+// Reconfigure hands a new user config to a running handler whose
+// deployment implements Reconfigurer, without a restart. It reports false
+// when the handler cannot take it in place (the caller restarts instead).
+func Reconfigure(ctx context.Context, h replicas.Handler, config json.RawMessage) (bool, error) {
+	var self any
+	switch x := h.(type) {
+	case interface{ value() any }:
+		self = x.value()
+	default:
+		return false, nil
+	}
+	r, ok := self.(Reconfigurer)
+	if !ok {
+		return false, nil
+	}
+	return true, r.Reconfigure(ctx, config)
+}
+
+func (h *unary[In, Out]) value() any  { return h.self }
+func (h *stream[In, Out]) value() any { return h.self }
