@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/sluice-serve/sluice/streams"
 )
 
 const batchYAML = `name: batched
@@ -78,5 +82,25 @@ func TestHotReconfigure(t *testing.T) {
 	}
 	if n := greeterBuilt.Load(); n != built {
 		t.Fatalf("reconfigure rebuilt %d replicas; it should reconfigure them in place", n-built)
+	}
+}
+
+// A broker that is down at start is a clear error after a bounded wait,
+// not a hang.
+func TestBrokerDownAtStart(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	start := time.Now()
+	code, out := run(t, "dev", "--http", "127.0.0.1:0", "--brokers", dead)
+	if code != 1 || !strings.Contains(out, "no kafka broker answered at "+dead) {
+		t.Fatalf("dev with a dead broker: exit %d:\n%s", code, out)
+	}
+	if took := time.Since(start); took > streams.DialTimeout+5*time.Second {
+		t.Fatalf("gave up after %s, want about %s", took, streams.DialTimeout)
 	}
 }
