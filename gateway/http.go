@@ -244,11 +244,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	if err := s.cfg.Controller.Deploy(ctx, apps...); err != nil {
-		code := streams.CodeUnavailable
-		if errors.Is(err, controller.ErrInvalid) {
-			code = streams.CodeInvalidArgument
-		}
-		writeError(w, &streams.Error{Code: code, Msg: err.Error(), Err: err})
+		writeControlError(w, err)
 		return
 	}
 	names := make([]string, len(apps))
@@ -263,11 +259,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	name := r.PathValue("name")
 	if err := s.cfg.Controller.Delete(ctx, name); err != nil {
-		code := streams.CodeUnavailable
-		if errors.Is(err, controller.ErrNotFound) {
-			code = streams.CodeNotFound
-		}
-		writeError(w, &streams.Error{Code: code, Msg: err.Error(), Err: err})
+		writeControlError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
@@ -293,6 +285,19 @@ func HTTPStatus(c streams.Code) int {
 		return 499 // client closed request
 	}
 	return http.StatusInternalServerError
+}
+
+// writeControlError classifies a controller error: the spec's fault, an
+// unknown application, or the platform's (Kafka unreachable, say).
+func writeControlError(w http.ResponseWriter, err error) {
+	code := streams.CodeUnavailable
+	switch {
+	case errors.Is(err, controller.ErrInvalid):
+		code = streams.CodeInvalidArgument
+	case errors.Is(err, controller.ErrNotFound):
+		code = streams.CodeNotFound
+	}
+	writeError(w, &streams.Error{Code: code, Msg: err.Error(), Err: err})
 }
 
 func writeError(w http.ResponseWriter, err error) {

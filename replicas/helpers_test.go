@@ -281,7 +281,7 @@ func (f handlerFunc) Handle(ctx context.Context, in *Input, out Output) error { 
 type streamFunc func(ctx context.Context, in *Input, out Output) error
 
 func (f streamFunc) Handle(ctx context.Context, in *Input, out Output) error { return f(ctx, in, out) }
-func (streamFunc) Streams() bool                                              { return true }
+func (streamFunc) Streams() bool                                             { return true }
 
 // upper emits the input in upper case as text/plain.
 var upper = handlerFunc(func(_ context.Context, in *Input, out Output) error {

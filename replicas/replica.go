@@ -212,20 +212,26 @@ func (r *Replica) Run(ctx context.Context) error {
 
 // drain waits for every record in flight, bounded by DrainTimeout.
 func (r *Replica) drain() {
+	r.mu.Lock()
+	r.waitLocked(func() bool { return r.ongoing.Load() == 0 })
+	r.mu.Unlock()
+	if n := r.ongoing.Load(); n > 0 {
+		r.cfg.Log.Warn("drain timed out; records will be redelivered", "group", r.cfg.Group, "ongoing", n)
+	}
+}
+
+// waitLocked waits until done reports true or DrainTimeout passes; r.mu is
+// held, and released while waiting.
+func (r *Replica) waitLocked(done func() bool) {
 	deadline := time.Now().Add(r.cfg.DrainTimeout)
-	stop := time.AfterFunc(r.cfg.DrainTimeout, func() {
+	wake := time.AfterFunc(r.cfg.DrainTimeout, func() {
 		r.mu.Lock()
 		r.idle.Broadcast()
 		r.mu.Unlock()
 	})
-	defer stop.Stop()
-	r.mu.Lock()
-	for r.ongoing.Load() > 0 && time.Now().Before(deadline) {
+	defer wake.Stop()
+	for !done() && time.Now().Before(deadline) {
 		r.idle.Wait()
-	}
-	r.mu.Unlock()
-	if n := r.ongoing.Load(); n > 0 {
-		r.cfg.Log.Warn("drain timed out; records will be redelivered", "group", r.cfg.Group, "ongoing", n)
 	}
 }
 
@@ -248,17 +254,8 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 // then commits what they marked. Records still running after the wait are
 // not marked: the next owner processes them again.
 func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
-	deadline := time.Now().Add(r.cfg.DrainTimeout)
-	stop := time.AfterFunc(r.cfg.DrainTimeout, func() {
-		r.mu.Lock()
-		r.idle.Broadcast()
-		r.mu.Unlock()
-	})
-	defer stop.Stop()
 	r.mu.Lock()
-	for r.busy(lost) && time.Now().Before(deadline) {
-		r.idle.Wait()
-	}
+	r.waitLocked(func() bool { return !r.busy(lost) })
 	r.forget(lost)
 	r.mu.Unlock()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {

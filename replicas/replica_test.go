@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -505,13 +506,14 @@ func TestCommitOnlyAfterOutput(t *testing.T) {
 		}
 		return upper(ctx, in, out)
 	}))
-	for i := range 4 {
-		produce(t, &kgo.Record{Topic: f.in, Value: []byte(strconv.Itoa(i))})
-	}
+	produce(t, &kgo.Record{Topic: f.in, Value: []byte("0")})
 	select {
 	case <-blocked:
 	case <-time.After(wait):
 		t.Fatal("record #0 never reached the handler")
+	}
+	for i := 1; i < 4; i++ { // fetched after #0 (TestBlockedRecordDoesNotHoldUpOthers: in one fetch)
+		produce(t, &kgo.Record{Topic: f.in, Value: []byte(strconv.Itoa(i))})
 	}
 	consume(t, f.out, 3, wait) // #1..#3 are done
 	time.Sleep(2500 * time.Millisecond)
@@ -835,38 +837,57 @@ func TestCallerRoundTrip(t *testing.T) {
 	}
 }
 
-// Invariant 9: cancelling Run lets the record in flight finish, produce and
-// commit before Run returns nil.
+// Invariant 9: cancelling Run lets the records in flight finish, produce
+// and commit before Run returns nil, and starts no new ones.
 func TestSoftStop(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, 1)
-	started := make(chan struct{})
-	var finished atomic.Bool
-	rep := start(t, f.config(), handlerFunc(func(ctx context.Context, in *Input, out Output) error {
-		close(started)
-		time.Sleep(300 * time.Millisecond)
-		finished.Store(true)
-		return upper(ctx, in, out)
-	}))
-	produce(t, &kgo.Record{Topic: f.in, Value: []byte("slow")})
-	select {
-	case <-started:
-	case <-time.After(wait):
-		t.Fatal("the record never reached the handler")
+	cases := []struct {
+		name       string
+		maxOngoing int
+		records    int
+	}{
+		{name: "one in flight", maxOngoing: 10, records: 1},
+		{name: "full", maxOngoing: 1, records: 3}, // Run waits for a free slot when cancelled
 	}
-	if err := rep.stop(t); err != nil {
-		t.Fatalf("Run returned %v, want nil", err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, 1)
+			cfg := f.config()
+			cfg.MaxOngoing = c.maxOngoing
+			started := make(chan struct{}, c.records)
+			var calls, finished atomic.Int64
+			rep := start(t, cfg, handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+				calls.Add(1)
+				started <- struct{}{}
+				time.Sleep(300 * time.Millisecond)
+				finished.Add(1)
+				return upper(ctx, in, out)
+			}))
+			for i := range c.records {
+				produce(t, &kgo.Record{Topic: f.in, Value: fmt.Appendf(nil, "slow-%d", i)})
+			}
+			select {
+			case <-started:
+			case <-time.After(wait):
+				t.Fatal("no record reached the handler")
+			}
+			if err := rep.stop(t); err != nil {
+				t.Fatalf("Run returned %v, want nil", err)
+			}
+			if calls.Load() != 1 || finished.Load() != 1 {
+				t.Fatalf("after Run returned: %d calls started, %d finished; want the one in flight, finished",
+					calls.Load(), finished.Load())
+			}
+			if n := count(t, f.out); n != 1 {
+				t.Errorf("output holds %d records after Run returned, want 1", n)
+			}
+			if got := committed(t, f.group, f.in)[0]; got != 1 {
+				t.Errorf("committed offset %d after Run returned, want 1", got)
+			}
+			t.Logf("soft stop took %s", rep.stopTook)
+		})
 	}
-	if !finished.Load() {
-		t.Fatal("Run returned before the handler in flight finished")
-	}
-	if n := count(t, f.out); n != 1 {
-		t.Errorf("output holds %d records after Run returned, want 1", n)
-	}
-	if got := committed(t, f.group, f.in)[0]; got != 1 {
-		t.Errorf("committed offset %d after Run returned, want 1", got)
-	}
-	t.Logf("soft stop took %s", rep.stopTook)
 }
 
 // A record that outlives DrainTimeout is not committed: it will be
@@ -984,4 +1005,206 @@ func TestRevoke(t *testing.T) {
 			t.Errorf("partition %d committed at %d, want its end offset %d", p, got[p], e)
 		}
 	}
+}
+
+// A revoke waits for the moving partition's record in flight and commits
+// it, so the new owner does not process it again; when the record outlives
+// DrainTimeout it is not committed and the new owner processes it again.
+func TestRevokeWaitsForInFlight(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		drain time.Duration
+		twice int // records processed twice: the one whose partition moved
+	}{
+		{name: "within drain timeout", drain: 5 * time.Second, twice: 0},
+		{name: "past drain timeout", drain: 200 * time.Millisecond, twice: 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, 2)
+			cfg := f.config()
+			cfg.DrainTimeout = c.drain
+			cfg.Opts = []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)}
+			var mu sync.Mutex
+			calls := map[string]int{}
+			var slept atomic.Int64
+			h := handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+				mu.Lock()
+				calls[in.Env.ID]++
+				first := calls[in.Env.ID] == 1
+				mu.Unlock()
+				if first {
+					slept.Add(1)
+					time.Sleep(time.Second)
+				}
+				return upper(ctx, in, out)
+			})
+			produce(t,
+				&kgo.Record{Topic: f.in, Partition: 0, Value: []byte("p0"), Headers: hdrs(streams.HeaderID, "p0", streams.HeaderReplyTo, f.reply)},
+				&kgo.Record{Topic: f.in, Partition: 1, Value: []byte("p1"), Headers: hdrs(streams.HeaderID, "p1", streams.HeaderReplyTo, f.reply)},
+			)
+			a := start(t, cfg, h)
+			waitFor(t, wait, "A to run both records", func() bool { return slept.Load() == 2 })
+			b := start(t, cfg, h)
+			waitFor(t, wait, "one partition each", func() bool {
+				return a.Stats().Partitions == 1 && b.Stats().Partitions == 1
+			})
+			replies := 0
+			consumeUntil(t, f.reply, wait, func(*kgo.Record) bool { replies++; return replies == 2+c.twice })
+			a.stop(t)
+			b.stop(t)
+			mu.Lock()
+			twice := 0
+			for id, n := range calls {
+				if n > 1 {
+					twice++
+					t.Logf("%s processed %d times", id, n)
+				}
+			}
+			mu.Unlock()
+			if twice != c.twice {
+				t.Errorf("%d records processed twice, want %d (calls %v)", twice, c.twice, calls)
+			}
+			if got := committed(t, f.group, f.in); got[0] != 1 || got[1] != 1 {
+				t.Errorf("committed %v, want both partitions at 1", got)
+			}
+		})
+	}
+}
+
+// Bug: a soft stop waits up to twice DrainTimeout for a record that does
+// not finish: Run's drain waits DrainTimeout, then Close leaves the group,
+// which calls the revoke callback, which waits DrainTimeout again for the
+// same record.
+func TestSoftStopBoundedByDrainTimeout(t *testing.T) {
+	if os.Getenv("REPLICAS_BUG_TESTS") == "" {
+		t.Skip("bug: Run waits 2x DrainTimeout for a stuck record (drain, then again in revoked via Close); set REPLICAS_BUG_TESTS=1 to run")
+	}
+	t.Parallel()
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.DrainTimeout = time.Second
+	started := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	rep := start(t, cfg, handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+		close(started)
+		<-release
+		return upper(ctx, in, out)
+	}))
+	produce(t, &kgo.Record{Topic: f.in, Value: []byte("stuck")})
+	select {
+	case <-started:
+	case <-time.After(wait):
+		t.Fatal("the record never reached the handler")
+	}
+	rep.stop(t)
+	if limit := cfg.DrainTimeout + cfg.DrainTimeout/2; rep.stopTook > limit {
+		t.Errorf("soft stop took %s with DrainTimeout %s; want at most about DrainTimeout", rep.stopTook, cfg.DrainTimeout)
+	}
+}
+
+// Bug: in Ordered mode, records queued behind a record that outlives the
+// revoke's DrainTimeout are still processed by the old owner after the
+// partition was revoked, concurrently with the new owner, which processes
+// them again from the committed offset.
+func TestOrderedRevokeSkipsQueued(t *testing.T) {
+	if os.Getenv("REPLICAS_BUG_TESTS") == "" {
+		t.Skip("bug: Ordered mode's worker keeps processing queued records of a revoked partition (orderedWorker ignores part.revoked); set REPLICAS_BUG_TESTS=1 to run")
+	}
+	t.Parallel()
+	const queued = 4
+	f := newFixture(t, 2)
+	cfg := f.config()
+	cfg.Ordered = true
+	cfg.DrainTimeout = 200 * time.Millisecond
+	cfg.Opts = []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)}
+	var mu sync.Mutex
+	calls := map[string][]string{} // id -> the replicas that processed it
+	var heads atomic.Int64
+	handler := func(name string) Handler {
+		return handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+			mu.Lock()
+			calls[in.Env.ID] = append(calls[in.Env.ID], name)
+			first := len(calls[in.Env.ID]) == 1
+			mu.Unlock()
+			if first && strings.HasSuffix(in.Env.ID, "-0") { // each partition's head outlives the drain
+				heads.Add(1)
+				time.Sleep(time.Second)
+			}
+			return upper(ctx, in, out)
+		})
+	}
+	var recs []*kgo.Record
+	for p := range int32(2) {
+		for i := range queued + 1 {
+			id := fmt.Sprintf("p%d-%d", p, i)
+			recs = append(recs, &kgo.Record{Topic: f.in, Partition: p, Value: []byte(id), Headers: hdrs(streams.HeaderID, id)})
+		}
+	}
+	produce(t, recs...)
+	a := start(t, cfg, handler("A"))
+	waitFor(t, wait, "A to run both partitions' heads", func() bool { return heads.Load() == 2 })
+	b := start(t, cfg, handler("B"))
+	waitFor(t, wait, "one partition each", func() bool {
+		return a.Stats().Partitions == 1 && b.Stats().Partitions == 1
+	})
+	waitFor(t, wait, "A to go idle", func() bool { return a.Stats().Ongoing == 0 })
+	a.stop(t)
+	b.stop(t)
+	mu.Lock()
+	defer mu.Unlock()
+	for id, by := range calls {
+		if !strings.HasSuffix(id, "-0") && len(by) > 1 {
+			t.Errorf("queued record %s processed by %v: the old owner ran it after its partition was revoked", id, by)
+		}
+	}
+}
+
+// Bug: records fetched together wait behind a blocked one although
+// MaxOngoing leaves room. dispatch starts a worker only when r.waiting is 0,
+// but an idle worker counts as waiting until it is scheduled and takes its
+// record, so one idle worker makes every record of the batch go to it.
+func TestBlockedRecordDoesNotHoldUpOthers(t *testing.T) {
+	if os.Getenv("REPLICAS_BUG_TESTS") == "" {
+		t.Skip("bug: dispatch starts no worker while r.waiting > 0, which counts idle workers not yet holding a record; a batch behind a blocked record starves; set REPLICAS_BUG_TESTS=1 to run")
+	}
+	t.Parallel()
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.MaxOngoing = 10
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock()
+	rep := start(t, cfg, handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+		if string(in.Value) == "block" {
+			<-release
+		}
+		return upper(ctx, in, out)
+	}))
+	produce(t, &kgo.Record{Topic: f.in, Value: []byte("warm")})
+	consume(t, f.out, 1, wait)
+	time.Sleep(100 * time.Millisecond) // the worker is idle again
+	// one batch, so one fetch
+	produce(t,
+		&kgo.Record{Topic: f.in, Value: []byte("block")},
+		&kgo.Record{Topic: f.in, Value: []byte("a")},
+		&kgo.Record{Topic: f.in, Value: []byte("b")},
+		&kgo.Record{Topic: f.in, Value: []byte("c")},
+	)
+	for end := time.Now().Add(3 * time.Second); count(t, f.out) < 4 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	n := count(t, f.out)
+	st := rep.Stats()
+	unblock()
+	if n != 4 {
+		t.Errorf("%d of 3 records behind the blocked one completed within 3s (stats %+v); they waited for a worker although MaxOngoing is %d",
+			n-1, st, cfg.MaxOngoing)
+	}
+	consume(t, f.out, 5, wait)
+	rep.stop(t)
 }

