@@ -270,11 +270,14 @@ func (p *Pending) push(r Reply) bool {
 	case r.err != nil:
 		p.settle(r.err)
 	case r.eos >= 0:
+		if p.total >= 0 || r.eos < p.next {
+			return false // a duplicate end, or one that contradicts what came
+		}
 		p.total = r.eos
 	case r.Seq < 0: // unary
 		p.ready = append(p.ready, r)
 		p.settle(io.EOF)
-	case r.Seq < p.next:
+	case r.Seq < p.next, p.total >= 0 && r.Seq >= p.total:
 		return false
 	case r.Seq == p.next:
 		p.ready = append(p.ready, r)

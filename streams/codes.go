@@ -39,10 +39,18 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Errorf builds an *Error with a formatted message.
+// Errorf builds an *Error with a formatted message; every %w operand stays
+// reachable with errors.Is and errors.As.
 func Errorf(code Code, format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
-	return &Error{Code: code, Msg: err.Error(), Err: errors.Unwrap(err)}
+	e := &Error{Code: code, Msg: err.Error()}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		e.Err = u.Unwrap()
+	case interface{ Unwrap() []error }:
+		e.Err = err
+	}
+	return e
 }
 
 // CodeOf classifies any error: an *Error keeps its code, context errors map
@@ -53,6 +61,9 @@ func CodeOf(err error) Code {
 	case err == nil:
 		return CodeOK
 	case errors.As(err, &e):
+		if e.Code == CodeOK { // a failure always has a code
+			return CodeInternal
+		}
 		return e.Code
 	case errors.Is(err, context.DeadlineExceeded):
 		return CodeDeadlineExceeded

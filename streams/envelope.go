@@ -3,6 +3,7 @@ package streams
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderReplyTo, Value: []byte(e.ReplyTo)})
 	}
 	if !e.Deadline.IsZero() {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderDeadline, Value: strconv.AppendInt(nil, e.Deadline.UnixNano(), 10)})
+		hs = append(hs, kgo.RecordHeader{Key: HeaderDeadline, Value: strconv.AppendInt(nil, deadlineNanos(e.Deadline), 10)})
 	}
 	if e.Trace != "" {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderTrace, Value: []byte(e.Trace)})
@@ -86,6 +87,21 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	}
 	return hs
 }
+
+// deadlineNanos is t in Unix nanoseconds, clamped to what the header can
+// say: a deadline past year 2262 means "none in practice", and one at or
+// before 1970 has passed.
+func deadlineNanos(t time.Time) int64 {
+	switch {
+	case t.After(maxDeadline):
+		return math.MaxInt64
+	case t.Unix() <= 0:
+		return 1
+	}
+	return t.UnixNano()
+}
+
+var maxDeadline = time.Unix(0, math.MaxInt64)
 
 // ErrEnvelope is wrapped by every envelope parse error.
 var ErrEnvelope = errors.New("bad envelope")
