@@ -95,7 +95,7 @@ func deadlineNanos(t time.Time) int64 {
 	switch {
 	case t.After(maxDeadline):
 		return math.MaxInt64
-	case t.Unix() <= 0:
+	case !t.After(time.Unix(0, 0)):
 		return 1
 	}
 	return t.UnixNano()
