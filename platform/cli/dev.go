@@ -87,14 +87,28 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		ctlDone <- d.controller.Run(runCtx)
 	}()
 
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Log: cfg.Log})
+	// Bind now (a busy port fails fast) but serve only after the deploy, so
+	// an early request waits in the backlog instead of finding no route.
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		cancel()
-		<-ctlDone
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	d.Addr = ln.Addr().String()
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Log: cfg.Log})
+	apps := cfg.Apps
+	if cfg.Builtin && cfg.Registry != nil {
+		for _, a := range cfg.Registry.Apps() {
+			apps = append(apps, a.Spec())
+		}
+	}
+	if len(apps) > 0 {
+		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
+		defer dcancel()
+		if err := d.controller.Deploy(dctx, apps...); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	d.server = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- d.server.Serve(ln) }()
@@ -107,19 +121,6 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 	}()
 
-	apps := cfg.Apps
-	if cfg.Builtin && cfg.Registry != nil {
-		for _, a := range cfg.Registry.Apps() {
-			apps = append(apps, a.Spec())
-		}
-	}
-	if len(apps) > 0 {
-		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
-		defer dcancel()
-		if err := d.controller.Deploy(dctx, apps...); err != nil {
-			return nil, err
-		}
-	}
 	cfg.Log.Info("platform ready", "http", d.Addr, "brokers", d.Brokers, "apps", len(apps))
 	return d, nil
 }
