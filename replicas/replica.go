@@ -107,8 +107,7 @@ type Replica struct {
 	ongoing atomic.Int64
 	freed   chan struct{} // cap 1: a slot came free
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
-	waiting atomic.Int64  // workers waiting for work
-	workers atomic.Int64  // workers started, at most MaxOngoing
+	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
 }
 
@@ -201,6 +200,13 @@ func (r *Replica) Run(ctx context.Context) error {
 		fs.EachRecord(r.dispatch)
 	}
 	r.drain()
+	// Whatever is still running is the next owner's: forget every partition
+	// so leaving the group does not wait for it a second time.
+	r.mu.Lock()
+	for k := range r.parts {
+		r.forgetPartition(k)
+	}
+	r.mu.Unlock()
 	close(r.work)
 	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
@@ -285,15 +291,23 @@ func (r *Replica) busy(ps map[string][]int32) bool {
 func (r *Replica) forget(ps map[string][]int32) {
 	for t, list := range ps {
 		for _, p := range list {
-			if part := r.parts[tp{t, p}]; part != nil {
-				part.revoked = true
-				if part.order != nil {
-					close(part.order)
-				}
-				delete(r.parts, tp{t, p})
-			}
+			r.forgetPartition(tp{t, p})
 		}
 	}
+}
+
+// forgetPartition marks the partition revoked, so its records in flight
+// are never marked for commit, and drops it; r.mu is held.
+func (r *Replica) forgetPartition(k tp) {
+	part := r.parts[k]
+	if part == nil {
+		return
+	}
+	part.revoked = true
+	if part.order != nil {
+		close(part.order)
+	}
+	delete(r.parts, k)
 }
 
 func (r *Replica) dispatch(rec *kgo.Record) {
@@ -312,9 +326,11 @@ func (r *Replica) dispatch(rec *kgo.Record) {
 		return
 	}
 	r.mu.Unlock()
-	// Long-lived workers, started as load needs them: a goroutine per record
-	// would pay for growing a fresh stack on every record.
-	if r.waiting.Load() == 0 && r.workers.Load() < int64(r.cfg.MaxOngoing) {
+	// Long-lived workers, started as load needs them (a goroutine per record
+	// would grow a fresh stack for every record). Only the poll loop starts
+	// workers, and it keeps one per record in flight, so no record ever
+	// waits behind a slow one while a slot is free.
+	if r.workers.Load() < r.ongoing.Load() {
 		r.workers.Add(1)
 		go r.worker()
 	}
@@ -322,16 +338,23 @@ func (r *Replica) dispatch(rec *kgo.Record) {
 }
 
 func (r *Replica) worker() {
-	r.waiting.Add(1)
 	for s := range r.work {
-		r.waiting.Add(-1)
 		r.process(s)
-		r.waiting.Add(1)
 	}
 }
 
+// orderedWorker processes one partition's records in offset order. Records
+// still queued when the partition is revoked are skipped: their next owner
+// processes them, and running them here too would break the order.
 func (r *Replica) orderedWorker(q <-chan *slot) {
 	for s := range q {
+		r.mu.Lock()
+		revoked := s.part.revoked
+		r.mu.Unlock()
+		if revoked {
+			r.complete(s) // not marked: the partition is gone
+			continue
+		}
 		r.process(s)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -1079,9 +1078,6 @@ func TestRevokeWaitsForInFlight(t *testing.T) {
 // which calls the revoke callback, which waits DrainTimeout again for the
 // same record.
 func TestSoftStopBoundedByDrainTimeout(t *testing.T) {
-	if os.Getenv("REPLICAS_BUG_TESTS") == "" {
-		t.Skip("bug: Run waits 2x DrainTimeout for a stuck record (drain, then again in revoked via Close); set REPLICAS_BUG_TESTS=1 to run")
-	}
 	t.Parallel()
 	f := newFixture(t, 1)
 	cfg := f.config()
@@ -1111,9 +1107,6 @@ func TestSoftStopBoundedByDrainTimeout(t *testing.T) {
 // partition was revoked, concurrently with the new owner, which processes
 // them again from the committed offset.
 func TestOrderedRevokeSkipsQueued(t *testing.T) {
-	if os.Getenv("REPLICAS_BUG_TESTS") == "" {
-		t.Skip("bug: Ordered mode's worker keeps processing queued records of a revoked partition (orderedWorker ignores part.revoked); set REPLICAS_BUG_TESTS=1 to run")
-	}
 	t.Parallel()
 	const queued = 4
 	f := newFixture(t, 2)
@@ -1168,9 +1161,6 @@ func TestOrderedRevokeSkipsQueued(t *testing.T) {
 // but an idle worker counts as waiting until it is scheduled and takes its
 // record, so one idle worker makes every record of the batch go to it.
 func TestBlockedRecordDoesNotHoldUpOthers(t *testing.T) {
-	if os.Getenv("REPLICAS_BUG_TESTS") == "" {
-		t.Skip("bug: dispatch starts no worker while r.waiting > 0, which counts idle workers not yet holding a record; a batch behind a blocked record starves; set REPLICAS_BUG_TESTS=1 to run")
-	}
 	t.Parallel()
 	f := newFixture(t, 1)
 	cfg := f.config()

@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -107,9 +108,12 @@ var maxDeadline = time.Unix(0, math.MaxInt64)
 var ErrEnvelope = errors.New("bad envelope")
 
 // ParseEnvelope reads the envelope from a record's headers. Unknown headers
-// are ignored so that producers may add their own.
+// are ignored so that producers may add their own. On a malformed header it
+// still reads every other header (a caller can be told what went wrong
+// wherever sl-reply sits) and returns the first error.
 func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 	var e Envelope
+	var first error
 	for _, h := range hs {
 		switch h.Key {
 		case HeaderID:
@@ -119,7 +123,8 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 		case HeaderDeadline:
 			ns, err := strconv.ParseInt(string(h.Value), 10, 64)
 			if err != nil || ns <= 0 {
-				return e, fmt.Errorf("%w: header %s %q is not positive Unix nanoseconds", ErrEnvelope, HeaderDeadline, h.Value)
+				first = cmp.Or(first, fmt.Errorf("%w: header %s %q is not positive Unix nanoseconds", ErrEnvelope, HeaderDeadline, h.Value))
+				continue
 			}
 			e.Deadline = time.Unix(0, ns)
 		case HeaderTrace:
@@ -131,12 +136,13 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 		case HeaderCont:
 			hops, err := parseHops(string(h.Value))
 			if err != nil {
-				return e, err
+				first = cmp.Or(first, err)
+				continue
 			}
 			e.Cont = hops
 		}
 	}
-	return e, nil
+	return e, first
 }
 
 func appendHops(b []byte, hops []Hop) []byte {
