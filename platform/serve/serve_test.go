@@ -92,7 +92,7 @@ func TestRegistryChecksYAML(t *testing.T) {
 		{"arg count", "name: a\nroute_prefix: /a\ningress: A\ndeployments:\n  - {name: A, handler: Add}\n", "takes 1 arguments, got 0"},
 		{"arg type", "name: a\nroute_prefix: /a\ningress: A\ndeployments:\n  - {name: A, handler: Add, args: [x]}\n", "does not fit parameter type int"},
 		{"handle type", "name: a\nroute_prefix: /a\ningress: F\ndeployments:\n  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper}\n", "does not match deployment Upper"},
-		{"batching without batch handler", "name: a\nroute_prefix: /a\ningress: U\ndeployments:\n  - {name: U, handler: Upper, batching: {max_batch_size: 4}}\n", "has no batch handler"},
+		{"batching without batch handler", "name: a\nroute_prefix: /a\ningress: U\ndeployments:\n  - {name: U, handler: Upper, batching: {max_batch_size: 4}}\n", "is not a batch handler"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
