@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 BENCHTIME=${BENCHTIME:-3000x}
 echo "== embedded broker"
 go test ./e2e -run '^$' -bench Sync -benchtime "$BENCHTIME" 2>&1 | grep -E '^(Benchmark|cpu|ok)'
+echo "== idle replica process (sluice replica, embedded broker)"
+go test ./e2e -count=1 -run '^TestReplicaProcess$' -v 2>&1 | grep -o 'idle replica process RSS: .*'
 echo "== real Apache Kafka"
 export KAFKA_STATE_DIR=${KAFKA_STATE_DIR:-$(mktemp -d /tmp/sluice-kafka-bench.XXXXXX)}
 trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
