@@ -50,7 +50,7 @@ func brokers() []string {
 func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
-		[]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp()},
+		[]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp()},
 		echo, upper, batchSizer, greeterD,
 	)
 	if err != nil {

@@ -96,3 +96,21 @@ var greeterD = serve.Type[string, string]("Greeter", func() *greeter {
 	greeterBuilt.Add(1)
 	return &greeter{greeting: "Hello"}
 })
+
+// fan calls Faults twice without awaiting in between.
+type fan struct{ faults *serve.Handle[Cmd, string] }
+
+func (f *fan) Call(ctx context.Context, sleepMS int) (string, error) {
+	a := f.faults.Remote(ctx, Cmd{Echo: "a", SleepMS: sleepMS})
+	b := f.faults.Remote(ctx, Cmd{Echo: "b", SleepMS: sleepMS})
+	ra, err := a.Result(ctx)
+	if err != nil {
+		return "", err
+	}
+	rb, err := b.Result(ctx)
+	return ra + rb, err
+}
+
+var fanD = serve.Type[int, string]("Fan", func(h *serve.Handle[Cmd, string]) *fan { return &fan{faults: h} })
+
+func fanApp() *serve.Application { return serve.MustApp("fan", "/fan", fanD.Bind(faults.Bind())) }

@@ -213,7 +213,8 @@ type scope struct {
 	parent streams.Envelope // deadline, trace and model pass to child calls
 
 	mu    sync.Mutex
-	calls []*call
+	calls []*call // not yet sent
+	sent  []*call // chain tails sent, whose replies may still come
 }
 
 type scopeKey struct{}
@@ -228,9 +229,10 @@ func (sc *scope) flush(ctx context.Context) {
 	sc.mu.Lock()
 	var heads []*call
 	for _, c := range sc.calls {
-		if c.sent || c.next != nil {
+		if c.sent || c.next != nil { // a forwarded call goes with its chain's tail
 			continue
 		}
+		sc.sent = append(sc.sent, c)
 		head := c
 		for head.from != nil {
 			head = head.from
@@ -240,6 +242,7 @@ func (sc *scope) flush(ctx context.Context) {
 		}
 		heads = append(heads, head)
 	}
+	sc.calls = sc.calls[:0]
 	sc.mu.Unlock()
 	for _, head := range heads {
 		sc.send(ctx, head)
@@ -289,7 +292,7 @@ func (sc *scope) send(ctx context.Context, head *call) {
 func (sc *scope) close() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	for _, c := range sc.calls {
+	for _, c := range sc.sent {
 		if c.pending != nil {
 			c.pending.Close()
 		}
