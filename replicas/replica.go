@@ -458,7 +458,7 @@ func (x *run) Emit(value []byte, contentType string) error {
 			return streams.Errorf(streams.CodeInvalidArgument, "a streaming deployment's result cannot be forwarded to another deployment")
 		}
 		next := env.Cont[0]
-		fwd := streams.Envelope{ID: next.ID, ReplyTo: env.ReplyTo, Deadline: env.Deadline, Trace: env.Trace, ContentType: contentType, Model: env.Model, Cont: env.Cont[1:]}
+		fwd := streams.Envelope{ID: next.ID, ReplyTo: env.ReplyTo, Deadline: env.Deadline, Trace: env.Trace, ContentType: contentType, Model: env.Model, Version: env.Version, Cont: env.Cont[1:]}
 		x.send(&kgo.Record{Topic: next.Topic, Key: []byte(next.ID), Value: value, Headers: fwd.AppendHeaders(nil)})
 	case len(x.r.cfg.Successors) > 0:
 		fwd := env

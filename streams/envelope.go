@@ -20,7 +20,8 @@ const (
 	HeaderDeadline    = "sl-deadline" // absolute deadline, Unix nanoseconds, decimal
 	HeaderTrace       = "traceparent" // W3C trace context, passed through untouched
 	HeaderContentType = "content-type"
-	HeaderModel       = "sl-model"  // model id for multiplexed deployments
+	HeaderModel       = "sl-model"   // model id for multiplexed deployments
+	HeaderVersion     = "sl-version" // model version the caller asked for
 	HeaderCont        = "sl-cont"   // continuation hops: "topic/id,topic/id"
 	HeaderStatus      = "sl-status" // reply or dead letter: an error code (see Code)
 	HeaderError       = "sl-error"  // reply or dead letter: the error message
@@ -46,6 +47,7 @@ type Envelope struct {
 	Trace       string
 	ContentType string
 	Model       string
+	Version     string
 	Cont        []Hop
 }
 
@@ -82,6 +84,9 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	}
 	if e.Model != "" {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderModel, Value: []byte(e.Model)})
+	}
+	if e.Version != "" {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderVersion, Value: []byte(e.Version)})
 	}
 	if len(e.Cont) > 0 {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderCont, Value: appendHops(nil, e.Cont)})
@@ -133,6 +138,8 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 			e.ContentType = string(h.Value)
 		case HeaderModel:
 			e.Model = string(h.Value)
+		case HeaderVersion:
+			e.Version = string(h.Value)
 		case HeaderCont:
 			hops, err := parseHops(string(h.Value))
 			if err != nil {

@@ -238,3 +238,9 @@ func jsonInto(raw []byte, t reflect.Type) error {
 	}
 	return nil
 }
+
+// InferenceSignature sets how the application presents itself on the Open
+// Inference Protocol endpoints: platform, versions and tensor signature.
+func InferenceSignature(in spec.Inference) AppOption {
+	return func(a *spec.App) { a.Inference = &in }
+}

@@ -19,13 +19,23 @@ func (rt *runtime) handle(from, to string) *handleCore {
 	return &handleCore{rt: rt, topic: rt.namer.Edge(rt.app, from, to), target: to}
 }
 
+// Model returns the model id and version the request being served names
+// (from the OIP path or the sl-model and sl-version headers), or empty
+// strings.
+func Model(ctx context.Context) (model, version string) {
+	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok {
+		return sc.parent.Model, sc.parent.Version
+	}
+	return "", ""
+}
+
 // invoke runs fn inside a scope for the record's child calls: calls not
 // yet sent go out when fn returns, and calls never awaited are let go.
 func invoke(ctx context.Context, rt *runtime, in *replicas.Input, fn func(context.Context) error) error {
-	if rt == nil {
-		return fn(ctx)
-	}
 	sc := &scope{rt: rt, parent: in.Env}
+	if rt == nil {
+		return fn(context.WithValue(ctx, scopeKey{}, sc))
+	}
 	err := fn(context.WithValue(ctx, scopeKey{}, sc))
 	sc.flush(ctx)
 	sc.close()

@@ -196,7 +196,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 		d.fail(root, "", "an application must be a mapping, got %s", describe(root))
 		return a, d.bad
 	}
-	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges"}
+	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference"}
 	d.fields(root, "", keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -217,6 +217,8 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 			d.items(v, p, func(n *yaml.Node, p string) {
 				a.Edges = append(a.Edges, d.edge(n, p))
 			})
+		case "inference":
+			a.Inference = d.inference(v, p)
 		}
 	})
 	return a, d.bad

@@ -26,6 +26,7 @@ type App struct {
 	RequestTimeout Duration     `json:"request_timeout,omitempty"`
 	Deployments    []Deployment `json:"deployments"`
 	Edges          []Edge       `json:"edges,omitempty"`
+	Inference      *Inference   `json:"inference,omitempty"`
 	Source         *Source      `json:"-"` // where it was parsed from (nil for apps built in Go)
 }
 
@@ -244,6 +245,7 @@ func (a *App) Clone() *App {
 	}
 	c := *a
 	c.Edges = slices.Clone(a.Edges)
+	c.Inference = a.Inference.clone()
 	c.Deployments = slices.Clone(a.Deployments)
 	for i := range c.Deployments {
 		d := &c.Deployments[i]
@@ -276,6 +278,7 @@ func Equal(a, b *App) bool {
 		a.Partitions == b.Partitions &&
 		a.RequestTimeout == b.RequestTimeout &&
 		slices.Equal(a.Edges, b.Edges) &&
+		equalInference(a.Inference, b.Inference) &&
 		slices.EqualFunc(a.Deployments, b.Deployments, equalDeployment)
 }
 

@@ -56,6 +56,7 @@ func (a *App) validate(skipRefs bool) Errors {
 		v.add("request_timeout", "must be <= %v, got %v", time.Duration(maxRequestTimeout), a.RequestTimeout)
 	}
 	v.deployments()
+	v.inference(a.Inference)
 	if !skipRefs {
 		v.ingress()
 		v.handles()
