@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 HTTP_ADDR ?= 127.0.0.1:8000
+GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
 .PHONY: build run test test-unit test-e2e test-kafka fuzz bench-core vet
@@ -9,7 +10,7 @@ build:
 
 # The platform in one process with an embedded broker, serving the examples.
 run: build
-	bin/sluice dev --http $(HTTP_ADDR)
+	bin/sluice dev --http $(HTTP_ADDR) --grpc $(GRPC_ADDR)
 
 # Every test tier: unit (race detector), short fuzz runs, end-to-end on the
 # embedded broker, then end-to-end on a real Apache Kafka broker.

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-serve/sluice/examples/chain"
 	"github.com/sluice-serve/sluice/examples/hello"
 	"github.com/sluice-serve/sluice/examples/stream"
+	"github.com/sluice-serve/sluice/examples/tensors"
 	"github.com/sluice-serve/sluice/platform/cli"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/streams"
@@ -50,7 +51,7 @@ func brokers() []string {
 func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
-		[]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp()},
+		append([]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp()}, tensors.Apps()...),
 		echo, upper, batchSizer, greeterD,
 	)
 	if err != nil {
@@ -62,7 +63,7 @@ func TestMain(m *testing.M) {
 	namer, _ = streams.NewNamer(prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	plat, err = cli.StartDev(ctx, cli.DevConfig{
-		HTTPAddr: "127.0.0.1:0", Brokers: brokers(), Prefix: prefix, Builtin: true, Registry: registry, Log: testLog,
+		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Brokers: brokers(), Prefix: prefix, Builtin: true, Registry: registry, Log: testLog,
 	})
 	cancel()
 	if err != nil {
@@ -159,7 +160,7 @@ func TestBadInput(t *testing.T) {
 		{"handler error", "POST", "/faults", `{"fail":"bad thing"}`, 400, "asked to fail: bad thing"},
 		{"panic", "POST", "/faults", `{"panic":true}`, 500, "panicked: asked to panic"},
 		{"deadline", "POST", "/faults?timeout=200ms", `{"sleep_ms":3000}`, 504, "deadline"},
-		{"bad timeout", "POST", "/faults?timeout=soon", `{}`, 400, "is not a positive Go duration"},
+		{"bad timeout", "POST", "/faults?timeout=soon", `{}`, 400, "is not a positive duration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -428,17 +429,20 @@ func TestStatusJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, out)
 	}
-	var st []struct {
-		Name        string `json:"name"`
-		Deployments []struct {
-			Name     string `json:"name"`
-			Replicas int    `json:"replicas"`
-		} `json:"deployments"`
+	var st struct {
+		Applications []struct {
+			Name        string `json:"name"`
+			Deployments []struct {
+				Name     string `json:"name"`
+				Replicas int    `json:"replicas"`
+			} `json:"deployments"`
+		} `json:"applications"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	if len(st) != 1 || st[0].Name != "hello" || len(st[0].Deployments) != 3 || st[0].Deployments[0].Replicas != 1 {
+	apps := st.Applications
+	if len(apps) != 1 || apps[0].Name != "hello" || len(apps[0].Deployments) != 3 || apps[0].Deployments[0].Replicas != 1 {
 		t.Fatalf("status = %+v", st)
 	}
 }

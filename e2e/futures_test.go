@@ -13,6 +13,9 @@ import (
 // Two Remote calls made back to back run at the same time.
 func TestRemoteCallsRunInParallel(t *testing.T) {
 	t.Parallel()
+	if code, got := post(t, "/fan", "0"); code != 200 || got != "ab" { // warm: groups joined
+		t.Fatalf("fan warm-up = %d %q", code, got)
+	}
 	start := time.Now()
 	code, got := post(t, "/fan", "400")
 	took := time.Since(start)

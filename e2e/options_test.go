@@ -96,7 +96,7 @@ func TestBrokerDownAtStart(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 	start := time.Now()
-	code, out := run(t, "dev", "--http", "127.0.0.1:0", "--brokers", dead)
+	code, out := run(t, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--brokers", dead)
 	if code != 1 || !strings.Contains(out, "no kafka broker answered at "+dead) {
 		t.Fatalf("dev with a dead broker: exit %d:\n%s", code, out)
 	}

@@ -164,7 +164,7 @@ func TestDevSurvivesRestart(t *testing.T) {
 	start := func() *cli.Dev {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		d, err := cli.StartDev(ctx, cli.DevConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, Registry: reg, Log: testLog})
+		d, err := cli.StartDev(ctx, cli.DevConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", DataDir: dir, Registry: reg, Log: testLog})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,111 +1,37 @@
-// Package gateway is Sluice's front door: it turns synchronous HTTP calls
-// into Kafka request/reply on an application's ingress topic, with an
-// absolute deadline on every request and bounded requests in flight, and
-// serves the applications API that `sluice deploy/status/delete` use.
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/sluice-serve/sluice/platform/controller"
-	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// Config configures the HTTP front door.
-type Config struct {
-	Caller      *streams.Caller
-	Namer       streams.Namer
-	Controller  *controller.Controller
-	MaxInFlight int           // requests waiting at once; past it 429. Default 10000.
-	MaxBody     int64         // request body limit in bytes; default 64 MiB
-	MaxTimeout  time.Duration // cap on a caller's timeout; default 5m
-	Log         *slog.Logger
+// Handler is the gateway's REST side: the OIP endpoints under /v2, the
+// applications and predict API under /sluice/v1 (api, from grpc-gateway),
+// /metrics, and every application's route prefix.
+func (s *Server) Handler(api http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", s.oipHandler())
+	mux.HandleFunc("/v2", s.serverMetadataREST)
+	mux.Handle("/sluice/v1/", api)
+	mux.HandleFunc("GET /metrics", s.metrics.serve(s))
+	mux.HandleFunc("/", s.callREST)
+	return mux
 }
 
-// Server routes requests to applications by route prefix.
-type Server struct {
-	cfg      Config
-	routes   atomic.Pointer[[]route] // longest prefix first
-	inFlight atomic.Int64
-	mux      *http.ServeMux
-}
-
-type route struct {
-	prefix  string
-	app     string
-	ingress string // topic
-	timeout time.Duration
-}
-
-// New builds the server and subscribes it to application changes.
-func New(cfg Config) *Server {
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 10000
-	}
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 64 << 20
-	}
-	if cfg.MaxTimeout <= 0 {
-		cfg.MaxTimeout = 5 * time.Minute
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
-	s.routes.Store(&[]route{})
-	s.mux.HandleFunc("GET /sluice/v1/health", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]bool{"live": true})
-	})
-	s.mux.HandleFunc("GET /sluice/v1/apps", s.listApps)
-	s.mux.HandleFunc("GET /sluice/v1/apps/{name}", s.getApp)
-	s.mux.HandleFunc("POST /sluice/v1/apps", s.deploy)
-	s.mux.HandleFunc("DELETE /sluice/v1/apps/{name}", s.deleteApp)
-	s.mux.HandleFunc("/", s.call)
-	cfg.Controller.OnChange(s.setApps)
-	s.setApps(cfg.Controller.Apps())
-	return s
-}
-
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-func (s *Server) setApps(apps []*spec.App) {
-	rs := make([]route, 0, len(apps))
-	for _, a := range apps {
-		rs = append(rs, route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout)})
-	}
-	// Longest prefix first so /a/b wins over /a.
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && len(rs[j].prefix) > len(rs[j-1].prefix); j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
-	s.routes.Store(&rs)
-}
-
-func (s *Server) match(path string) (route, bool) {
-	for _, r := range *s.routes.Load() {
-		if r.prefix == "/" || path == r.prefix || strings.HasPrefix(path, r.prefix+"/") {
-			return r, true
-		}
-	}
-	return route{}, false
-}
-
-// call sends the body to the application's ingress and writes the reply;
-// a streamed reply goes out as NDJSON, one line flushed per item.
-func (s *Server) call(w http.ResponseWriter, r *http.Request) {
-	rt, ok := s.match(r.URL.Path)
+// callREST sends the body to the application's ingress and writes the
+// reply; a streamed reply goes out as NDJSON (or server-sent events when
+// the client accepts text/event-stream), one item flushed at a time.
+func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
+	rt, ok := s.byPath(r.URL.Path)
 	if !ok {
 		writeError(w, streams.Errorf(streams.CodeNotFound, "no application serves %s", r.URL.Path))
 		return
@@ -115,194 +41,145 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to call application " + rt.app})
 		return
 	}
-	if n := s.inFlight.Add(1); n > int64(s.cfg.MaxInFlight) {
-		s.inFlight.Add(-1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, streams.Errorf(streams.CodeResourceExhausted, "gateway has %d requests in flight", s.cfg.MaxInFlight))
-		return
-	}
-	defer s.inFlight.Add(-1)
-
-	timeout, err := s.timeout(r, rt)
-	if err != nil {
+	start := time.Now()
+	code := streams.CodeOK
+	defer func() { s.metrics.observe(rt.app, code, time.Since(start)) }()
+	fail := func(err error) {
+		code = streams.CodeOf(err)
 		writeError(w, err)
+	}
+	if r.ContentLength > s.cfg.MaxBody { // refuse what cannot fit before taking a slot
+		fail(errTooLarge(r.ContentLength, s.cfg.MaxBody))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	release, err := s.admit()
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit)})
-			return
-		}
-		writeError(w, streams.Errorf(streams.CodeInvalidArgument, "read body: %v", err))
+		fail(err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer release()
+	timeout, err := parseTimeout(cmp.Or(r.URL.Query().Get("timeout"), r.Header.Get("Sluice-Timeout")))
+	if err != nil {
+		fail(err)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		fail(err)
+		return
+	}
+	ctx, cancel := s.deadline(r.Context(), rt, timeout)
 	defer cancel()
 	env := streams.Envelope{ContentType: r.Header.Get("Content-Type"), Trace: r.Header.Get("traceparent"), Model: r.Header.Get("Sluice-Model")}
-	p := s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Env: env, Value: body})
+	p := s.send(ctx, rt, env, body)
 	defer p.Close()
 	first, err := p.Next(ctx)
 	if err != nil {
-		writeError(w, err)
+		fail(err)
 		return
 	}
 	if !first.Streamed() {
 		if first.ContentType != "" {
 			w.Header().Set("Content-Type", first.ContentType)
 		}
+		w.Header().Set("Sluice-Request-Id", p.ID())
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(first.Value)
 		return
 	}
-	s.stream(ctx, w, p, first)
+	if err := s.stream(ctx, w, r, p, first); err != nil {
+		code = streams.CodeOf(err)
+	}
 }
 
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, p *streams.Pending, first streams.Reply) {
-	w.Header().Set("Content-Type", "application/x-ndjson")
+// readBody reads the body up to MaxBody; past it, 413 at once.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > s.cfg.MaxBody {
+		return nil, errTooLarge(r.ContentLength, s.cfg.MaxBody)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errTooLarge(-1, s.cfg.MaxBody)
+		}
+		return nil, streams.Errorf(streams.CodeInvalidArgument, "read body: %v", err)
+	}
+	return body, nil
+}
+
+// tooLarge marks a size-limit failure: 413 on REST, INVALID_ARGUMENT on
+// gRPC (grpc-go itself answers RESOURCE_EXHAUSTED past its message limit).
+type tooLarge struct{ err *streams.Error }
+
+func (e tooLarge) Error() string { return e.err.Error() }
+func (e tooLarge) Unwrap() error { return e.err }
+
+func errTooLarge(n, limit int64) error {
+	msg := fmt.Sprintf("request body exceeds the %d-byte limit", limit)
+	if n > 0 {
+		msg = fmt.Sprintf("request body of %d bytes exceeds the %d-byte limit", n, limit)
+	}
+	return tooLarge{err: &streams.Error{Code: streams.CodeInvalidArgument, Msg: msg}}
+}
+
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *streams.Pending, first streams.Reply) error {
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	if sse {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+	} else {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Sluice-Request-Id", p.ID())
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	write := func(line []byte, event string) {
+		if sse {
+			if event != "" {
+				fmt.Fprintf(w, "event: %s\n", event)
+			}
+			fmt.Fprintf(w, "data: %s\n\n", line)
+		} else {
+			_, _ = w.Write(append(line, '\n'))
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
 	rep := first
 	for {
 		line := rep.Value
 		if rep.ContentType != "" && !strings.HasPrefix(rep.ContentType, "application/json") {
-			line, _ = json.Marshal(string(rep.Value)) // keep one JSON value per line
+			line, _ = json.Marshal(string(rep.Value)) // one JSON value per line
 		}
-		_, _ = w.Write(line)
-		_, _ = w.Write([]byte{'\n'})
-		if flusher != nil {
-			flusher.Flush()
-		}
+		write(line, "")
 		var err error
 		rep, err = p.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			return
+			return nil
 		}
-		if err != nil { // the status is sent; report the failure as the last line
+		if err != nil { // the status is sent; the failure is the last line
 			b, _ := json.Marshal(map[string]string{"error": err.Error(), "code": string(streams.CodeOf(err))})
-			_, _ = w.Write(append(b, '\n'))
-			return
+			write(b, "error")
+			return err
 		}
 	}
 }
 
-// timeout takes the caller's timeout from the `timeout` query parameter or
-// the Sluice-Timeout header (Go duration), capped, or the app's default.
-func (s *Server) timeout(r *http.Request, rt route) (time.Duration, error) {
-	v := r.URL.Query().Get("timeout")
-	if v == "" {
-		v = r.Header.Get("Sluice-Timeout")
-	}
-	if v == "" {
-		return rt.timeout, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, streams.Errorf(streams.CodeInvalidArgument, "timeout %q is not a positive Go duration like 500ms", v)
-	}
-	return min(d, s.cfg.MaxTimeout), nil
-}
-
-func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	writeJSON(w, http.StatusOK, s.cfg.Controller.Status(ctx))
-}
-
-func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	name := r.PathValue("name")
-	for _, st := range s.cfg.Controller.Status(ctx) {
-		if st.Name == name {
-			writeJSON(w, http.StatusOK, st)
-			return
-		}
-	}
-	writeError(w, streams.Errorf(streams.CodeNotFound, "no application %s", name))
-}
-
-// deploy takes one YAML file (several documents allowed); the file name in
-// the `file` query parameter makes error positions read file:line:column.
-func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
-	if err != nil {
-		writeError(w, streams.Errorf(streams.CodeInvalidArgument, "read spec: %v", err))
-		return
-	}
-	file := r.URL.Query().Get("file")
-	if file == "" {
-		file = "app.yaml"
-	}
-	apps, err := spec.Parse(file, body)
-	if err != nil {
-		writeError(w, &streams.Error{Code: streams.CodeInvalidArgument, Msg: err.Error(), Err: err})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	if err := s.cfg.Controller.Deploy(ctx, apps...); err != nil {
-		writeControlError(w, err)
-		return
-	}
-	names := make([]string, len(apps))
-	for i, a := range apps {
-		names[i] = a.Name
-	}
-	writeJSON(w, http.StatusOK, map[string][]string{"deployed": names})
-}
-
-func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	name := r.PathValue("name")
-	if err := s.cfg.Controller.Delete(ctx, name); err != nil {
-		writeControlError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
-}
-
-// HTTPStatus maps an error code to its HTTP status: the one place the
-// platform speaks HTTP codes.
-func HTTPStatus(c streams.Code) int {
-	switch c {
-	case streams.CodeOK:
-		return http.StatusOK
-	case streams.CodeInvalidArgument:
-		return http.StatusBadRequest
-	case streams.CodeNotFound:
-		return http.StatusNotFound
-	case streams.CodeDeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case streams.CodeResourceExhausted:
-		return http.StatusTooManyRequests
-	case streams.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	case streams.CodeCanceled:
-		return 499 // client closed request
-	}
-	return http.StatusInternalServerError
-}
-
-// writeControlError classifies a controller error: the spec's fault, an
-// unknown application, or the platform's (Kafka unreachable, say).
-func writeControlError(w http.ResponseWriter, err error) {
-	code := streams.CodeUnavailable
-	switch {
-	case errors.Is(err, controller.ErrInvalid):
-		code = streams.CodeInvalidArgument
-	case errors.Is(err, controller.ErrNotFound):
-		code = streams.CodeNotFound
-	}
-	writeError(w, &streams.Error{Code: code, Msg: err.Error(), Err: err})
-}
-
+// writeError writes {"error": ..., "code": ...} with the code's status.
 func writeError(w http.ResponseWriter, err error) {
 	code := streams.CodeOf(err)
-	writeJSON(w, HTTPStatus(code), map[string]string{"error": err.Error(), "code": string(code)})
+	status := HTTPStatus(code)
+	var big tooLarge
+	if errors.As(err, &big) {
+		status = http.StatusRequestEntityTooLarge
+	}
+	if code == streams.CodeResourceExhausted && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, map[string]string{"error": err.Error(), "code": string(code)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -32,8 +32,10 @@ type Caller struct {
 	mu    sync.Mutex
 	waits map[string]*Pending
 
-	dropped atomic.Int64
-	done    chan struct{}
+	dropped     atomic.Int64
+	produceErrs atomic.Int64
+	fetchErrs   atomic.Int64
+	done        chan struct{}
 }
 
 // NewCaller creates the reply topic for instance and starts reading it.
@@ -76,6 +78,9 @@ func (c *Caller) NextID() string { return c.ids.Next() }
 // Dropped counts replies that matched no waiter: duplicates, or replies
 // that arrived after their caller gave up.
 func (c *Caller) Dropped() int64 { return c.dropped.Load() }
+
+// Errors counts failed produces of requests and failed fetches of replies.
+func (c *Caller) Errors() (produce, fetch int64) { return c.produceErrs.Load(), c.fetchErrs.Load() }
 
 // Close fails every pending request, stops reading and deletes the reply
 // topic, bounded by ctx.
@@ -126,6 +131,7 @@ func (c *Caller) Start(ctx context.Context, req *Request) *Pending {
 	rec := &kgo.Record{Topic: req.Topic, Key: key, Value: req.Value, Headers: req.Env.AppendHeaders(nil)}
 	c.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
+			c.produceErrs.Add(1)
 			p.fail(&Error{Code: CodeUnavailable, Msg: fmt.Sprintf("produce to %s: %v", req.Topic, err), Err: err})
 		}
 	})
@@ -157,6 +163,7 @@ func (c *Caller) read() {
 			return
 		}
 		fs.EachError(func(t string, p int32, err error) {
+			c.fetchErrs.Add(1)
 			c.log.Warn("reply fetch failed", "topic", t, "partition", p, "err", err)
 		})
 		fs.EachRecord(c.deliver)

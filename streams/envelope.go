@@ -22,12 +22,12 @@ const (
 	HeaderContentType = "content-type"
 	HeaderModel       = "sl-model"   // model id for multiplexed deployments
 	HeaderVersion     = "sl-version" // model version the caller asked for
-	HeaderCont        = "sl-cont"   // continuation hops: "topic/id,topic/id"
-	HeaderStatus      = "sl-status" // reply or dead letter: an error code (see Code)
-	HeaderError       = "sl-error"  // reply or dead letter: the error message
-	HeaderSeq         = "sl-seq"    // stream item number, from 0
-	HeaderEOS         = "sl-eos"    // end of stream: the number of items sent
-	HeaderSource      = "sl-source" // dead letter: "topic/partition/offset" of the failed record
+	HeaderCont        = "sl-cont"    // continuation hops: "topic/id,topic/id"
+	HeaderStatus      = "sl-status"  // reply or dead letter: an error code (see Code)
+	HeaderError       = "sl-error"   // reply or dead letter: the error message
+	HeaderSeq         = "sl-seq"     // stream item number, from 0
+	HeaderEOS         = "sl-eos"     // end of stream: the number of items sent
+	HeaderSource      = "sl-source"  // dead letter: "topic/partition/offset" of the failed record
 	HeaderDeployment  = "sl-deployment"
 )
 

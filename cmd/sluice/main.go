@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-serve/sluice/examples/chain"
 	"github.com/sluice-serve/sluice/examples/hello"
 	"github.com/sluice-serve/sluice/examples/stream"
+	"github.com/sluice-serve/sluice/examples/tensors"
 	"github.com/sluice-serve/sluice/platform/cli"
 	"github.com/sluice-serve/sluice/platform/serve"
 )
@@ -27,7 +28,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	reg, err := serve.NewRegistry([]*serve.Application{hello.App(), chain.App(), stream.App()})
+	apps := append([]*serve.Application{hello.App(), chain.App(), stream.App()}, tensors.Apps()...)
+	reg, err := serve.NewRegistry(apps)
 	if err == nil {
 		err = cli.Run(ctx, os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Log: log, Registry: reg})
 	}

@@ -55,6 +55,7 @@ const usage = `usage: sluice <command> [flags]
 commands:
   dev       run the platform in one process: embedded broker, controller, replicas, HTTP
   replica   run one replica of a deployment against any brokers
+  gateway   run a gateway instance (REST + gRPC) against any brokers
   deploy    deploy applications from a YAML file to a running platform
   status    show applications, deployments, replicas and lag
   delete    delete an application
@@ -78,6 +79,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runDev(ctx, rest, env)
 	case "replica":
 		return runReplica(ctx, rest, env)
+	case "gateway":
+		return runGateway(ctx, rest, env)
 	case "deploy":
 		return runDeploy(ctx, rest, env)
 	case "status":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,8 +16,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
+	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -36,15 +41,24 @@ func baseURL(addr string, env Env) string {
 	return strings.TrimRight(a, "/")
 }
 
-// apiCall sends one request to the applications API and decodes the JSON
-// answer into out; an error answer becomes an error with its message.
-func apiCall(ctx context.Context, method, u string, body []byte, out any) error {
+// apiCall sends one request to the applications API and decodes the
+// protojson answer into out; an error answer becomes an error with its
+// message (exit code 2 when the spec is at fault).
+func apiCall(ctx context.Context, method, u string, in, out proto.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = protojson.Marshal(in); err != nil {
+			return err
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("platform not reachable: %w", err)
@@ -61,16 +75,13 @@ func apiCall(ctx context.Context, method, u string, body []byte, out any) error 
 		}
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			if e.Code == string(streams.CodeInvalidArgument) {
-				return &ExitError{Code: 2, Err: fmt.Errorf("%s", e.Error)}
+				return &ExitError{Code: 2, Err: errors.New(e.Error)}
 			}
-			return fmt.Errorf("%s", e.Error)
+			return errors.New(e.Error)
 		}
 		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
 	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(data, out)
+	return protojson.Unmarshal(data, out)
 }
 
 func runDeploy(ctx context.Context, args []string, env Env) error {
@@ -90,14 +101,12 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	if _, err := readSpecs([]string{*file}); err != nil { // local check: file, line, field
 		return err
 	}
-	var out struct {
-		Deployed []string `json:"deployed"`
-	}
-	u := baseURL(*addr, env) + "/sluice/v1/apps?file=" + url.QueryEscape(filepath.Base(*file))
-	if err := apiCall(ctx, http.MethodPost, u, data, &out); err != nil {
+	var out sluicev1.DeployResponse
+	in := &sluicev1.DeployRequest{FileName: filepath.Base(*file), Yaml: data}
+	if err := apiCall(ctx, http.MethodPost, baseURL(*addr, env)+"/sluice/v1/apps", in, &out); err != nil {
 		return err
 	}
-	for _, n := range out.Deployed {
+	for _, n := range out.GetDeployed() {
 		fmt.Fprintf(env.Stdout, "deployed %s\n", n)
 	}
 	return nil
@@ -113,7 +122,8 @@ func runDelete(ctx context.Context, args []string, env Env) error {
 		return usageError("delete: give exactly one application name")
 	}
 	name := fs.Arg(0)
-	if err := apiCall(ctx, http.MethodDelete, baseURL(*addr, env)+"/sluice/v1/apps/"+url.PathEscape(name), nil, nil); err != nil {
+	var out sluicev1.DeleteResponse
+	if err := apiCall(ctx, http.MethodDelete, baseURL(*addr, env)+"/sluice/v1/apps/"+url.PathEscape(name), nil, &out); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "deleted %s\n", name)
@@ -127,32 +137,41 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var apps []controller.AppStatus
+	var apps []*sluicev1.ApplicationStatus
 	u := baseURL(*addr, env) + "/sluice/v1/apps"
 	if fs.NArg() == 1 {
-		var one controller.AppStatus
+		var one sluicev1.ApplicationStatus
 		if err := apiCall(ctx, http.MethodGet, u+"/"+url.PathEscape(fs.Arg(0)), nil, &one); err != nil {
 			return err
 		}
-		apps = append(apps, one)
-	} else if err := apiCall(ctx, http.MethodGet, u, nil, &apps); err != nil {
-		return err
+		apps = append(apps, &one)
+	} else {
+		var list sluicev1.ListResponse
+		if err := apiCall(ctx, http.MethodGet, u, nil, &list); err != nil {
+			return err
+		}
+		apps = list.GetApplications()
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(apps)
+		opts := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Multiline: true}
+		b, err := opts.Marshal(&sluicev1.ListResponse{Applications: apps})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(env.Stdout, string(b))
+		return err
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tROUTE\tDEPLOYMENT\tREPLICAS\tPARTITIONS\tPROCESSED\tFAILED\tONGOING\tLAG\tERROR")
 	for _, a := range apps {
-		for _, d := range a.Deployments {
+		for _, d := range a.GetDeployments() {
 			lag := "?"
-			if d.Lag >= 0 {
-				lag = fmt.Sprint(d.Lag)
+			if d.GetLag() >= 0 {
+				lag = fmt.Sprint(d.GetLag())
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%s\t%s\n",
-				a.Name, a.RoutePrefix, d.Name, d.Replicas, d.Target, d.Partitions, d.Processed, d.Failed, d.Ongoing, lag, d.Error)
+				a.GetName(), a.GetRoutePrefix(), d.GetName(), d.GetReplicas(), d.GetTarget(), d.GetPartitionsAssigned(),
+				d.GetProcessed(), d.GetFailed(), d.GetOngoing(), lag, d.GetError())
 		}
 	}
 	return tw.Flush()

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 // DevConfig configures a platform in one process.
 type DevConfig struct {
 	HTTPAddr  string   // default 127.0.0.1:8000; port 0 picks a free one
+	GRPCAddr  string   // default 127.0.0.1:9000; port 0 picks a free one
 	Brokers   []string // external brokers; empty starts the embedded one
 	KafkaPort int      // embedded broker port; 0 picks a free one
 	DataDir   string   // embedded broker data directory; empty keeps data in memory
@@ -33,13 +32,14 @@ type DevConfig struct {
 // Dev is a running platform: embedded or external brokers, the controller
 // with its replicas, and the HTTP front door.
 type Dev struct {
-	Addr    string   // where HTTP listens
-	Brokers []string // where Kafka is
+	Addr     string   // where REST listens
+	GRPCAddr string   // where gRPC listens
+	Brokers  []string // where Kafka is
 
 	embedded   *streams.Embedded
 	caller     *streams.Caller
 	controller *controller.Controller
-	server     *http.Server
+	front      *front
 	cancel     context.CancelFunc
 	stopped    chan struct{} // closed when the controller has stopped its replicas
 	done       chan error
@@ -52,6 +52,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8000"
+	}
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = "127.0.0.1:9000"
 	}
 	namer, err := streams.NewNamer(cfg.Prefix)
 	if err != nil {
@@ -89,11 +92,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 	// Bind now (a busy port fails fast) but serve only after the deploy, so
 	// an early request waits in the backlog instead of finding no route.
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	hl, gl, err := listen(cfg.HTTPAddr, cfg.GRPCAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		return nil, err
 	}
-	d.Addr = ln.Addr().String()
+	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
 	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Log: cfg.Log})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
@@ -105,23 +108,24 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
 		defer dcancel()
 		if err := d.controller.Deploy(dctx, apps...); err != nil {
-			ln.Close()
+			hl.Close()
+			gl.Close()
 			return nil, err
 		}
 	}
-	d.server = &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- d.server.Serve(ln) }()
+	if d.front, err = startFront(ctx, gw, hl, gl, gateway.DefaultMaxBody); err != nil {
+		return nil, err
+	}
 	go func() {
 		select {
-		case err := <-srvDone:
+		case err := <-d.front.done:
 			d.done <- err
 		case err := <-ctlDone:
 			d.done <- err
 		}
 	}()
-
-	cfg.Log.Info("platform ready", "http", d.Addr, "brokers", d.Brokers, "apps", len(apps))
+	gateway.SetReady(true)
+	cfg.Log.Info("platform ready", "http", d.Addr, "grpc", d.GRPCAddr, "brokers", d.Brokers, "apps", len(apps))
 	return d, nil
 }
 
@@ -133,10 +137,8 @@ func (d *Dev) Done() <-chan error { return d.done }
 func (d *Dev) Close() { d.shutdown() }
 
 func (d *Dev) shutdown() {
-	if d.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.server.Shutdown(ctx)
-		cancel()
+	if d.front != nil {
+		d.front.close()
 	}
 	if d.cancel != nil {
 		d.cancel()
@@ -157,7 +159,8 @@ func (d *Dev) shutdown() {
 
 func runDev(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("dev", env)
-	httpAddr := fs.String("http", "", "HTTP listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
+	httpAddr := fs.String("http", "", "REST listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
+	grpcAddr := fs.String("grpc", "", "gRPC listen address (env GRPC_ADDR; default 127.0.0.1:9000)")
 	brokers := fs.String("brokers", "", "Kafka brokers to use instead of the embedded one, comma-separated (env SLUICE_BROKERS)")
 	port := fs.Int("kafka-port", 0, "port of the embedded broker (0: a free port)")
 	dataDir := fs.String("data-dir", "", "keep the embedded broker's data in this directory across restarts")
@@ -174,6 +177,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	}
 	d, err := StartDev(ctx, DevConfig{
 		HTTPAddr:  orEnv(*httpAddr, env, "HTTP_ADDR", "127.0.0.1:8000"),
+		GRPCAddr:  orEnv(*grpcAddr, env, "GRPC_ADDR", "127.0.0.1:9000"),
 		Brokers:   splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", "")),
 		KafkaPort: *port,
 		DataDir:   *dataDir,
@@ -190,7 +194,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer d.Close()
-	fmt.Fprintf(env.Stdout, "sluice dev: serving on http://%s (brokers %v)\n", d.Addr, d.Brokers)
+	fmt.Fprintf(env.Stdout, "sluice dev: REST on http://%s, gRPC on %s (brokers %v)\n", d.Addr, d.GRPCAddr, d.Brokers)
 	select {
 	case <-ctx.Done():
 		return nil

@@ -28,6 +28,9 @@ type Config struct {
 	Caller       *streams.Caller // handle calls of the replicas it starts
 	Log          *slog.Logger
 	DrainTimeout time.Duration // per replica on stop; default 20s
+	// WatchOnly follows the apps topic without running anything: no
+	// topics created, no replicas. A standalone gateway uses it for routes.
+	WatchOnly bool
 }
 
 // Controller stores application specs on the compacted apps topic (the
@@ -85,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	adm := kadm.NewClient(cl)
-	if err := streams.CreateTopics(ctx, adm, streams.CompactedTopic(topic), streams.CompactedTopic(cfg.Namer.Status())); err != nil {
+	if err := streams.CreateTopics(ctx, adm, streams.CompactedTopic(topic), streams.CompactedTopic(cfg.Namer.Status())); err != nil && !cfg.WatchOnly {
 		cl.Close()
 		return nil, err
 	}
@@ -154,10 +157,13 @@ func (c *Controller) apply(ctx context.Context, name string, s *spec.App) {
 	old := c.apps[name]
 	c.mu.Unlock()
 	var next *appRun
-	if s != nil {
+	switch {
+	case c.cfg.WatchOnly && s != nil:
+		next = &appRun{spec: s, topo: Compile(c.cfg.Namer, s), deps: map[string]*depRun{}}
+	case s != nil:
 		next = c.start(ctx, s, old)
 	}
-	if old != nil {
+	if old != nil && !c.cfg.WatchOnly {
 		c.retire(ctx, old, next)
 	}
 	c.mu.Lock()
@@ -529,4 +535,25 @@ func LoadApp(ctx context.Context, brokers []string, namer streams.Namer, name st
 		return nil, fmt.Errorf("application %s: stored spec undecodable: %w", name, err)
 	}
 	return app, nil
+}
+
+// Ready reports whether the application exists and every one of its
+// deployments has a replica running in this process. A controller that
+// only watches (a gateway instance) runs none: it reports existence.
+func (c *Controller) Ready(app string) (exists, ready bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.apps[app]
+	if a == nil {
+		return false, false
+	}
+	if c.cfg.WatchOnly {
+		return true, true
+	}
+	for _, d := range a.deps {
+		if len(d.replicas) == 0 {
+			return true, false
+		}
+	}
+	return true, true
 }

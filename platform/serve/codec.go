@@ -1,9 +1,11 @@
 package serve
 
 import (
+	"encoding"
 	"encoding/json"
 	"fmt"
 
+	"github.com/sluice-serve/sluice/gateway/oip"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -24,6 +26,10 @@ func encode[T any](v T) ([]byte, string, error) {
 		return []byte(x), ContentText, nil
 	case json.RawMessage:
 		return x, ContentJSON, nil
+	case *oip.InferResponse:
+		return marshalOIP(x)
+	case *oip.InferRequest:
+		return marshalOIP(x)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -41,6 +47,12 @@ func decode[T any](b []byte) (T, error) {
 	case *string:
 		*p = string(b)
 		return v, nil
+	case **oip.InferRequest:
+		*p = new(oip.InferRequest)
+		return v, unmarshalOIP(*p, b)
+	case **oip.InferResponse:
+		*p = new(oip.InferResponse)
+		return v, unmarshalOIP(*p, b)
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return v, streams.Errorf(streams.CodeInvalidArgument, "decode %T from %s: %v", v, describe(b), err)
@@ -54,4 +66,21 @@ func describe(b []byte) string {
 		return fmt.Sprintf("%q... (%d bytes)", b[:64], len(b))
 	}
 	return fmt.Sprintf("%q", b)
+}
+
+// Inference requests and responses travel in the compact OIP payload: a
+// JSON header and the raw tensors, never base64.
+func marshalOIP(m encoding.BinaryMarshaler) ([]byte, string, error) {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return nil, "", streams.Errorf(streams.CodeInternal, "encode inference payload: %v", err)
+	}
+	return b, oip.ContentType, nil
+}
+
+func unmarshalOIP(u encoding.BinaryUnmarshaler, b []byte) error {
+	if err := u.UnmarshalBinary(b); err != nil {
+		return streams.Errorf(streams.CodeInvalidArgument, "decode inference payload: %v", err)
+	}
+	return nil
 }

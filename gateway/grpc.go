@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/spec"
+	inference "github.com/sluice-serve/sluice/protos/gen/inference"
+	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// GRPCOptions are the server options the gateway needs: message limits
+// raised to the request size limit, so tensors fit.
+func (s *Server) GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(s.cfg.MaxBody)),
+		grpc.MaxSendMsgSize(int(s.cfg.MaxBody)),
+	}
+}
+
+// Register adds the gateway's services to a gRPC server.
+func (s *Server) Register(srv grpc.ServiceRegistrar) {
+	inference.RegisterGRPCInferenceServiceServer(srv, &inferenceService{s: s})
+	sluicev1.RegisterPredictServer(srv, &predictService{s: s})
+	sluicev1.RegisterApplicationsServer(srv, &appsService{s: s})
+}
+
+// APIHandler serves Sluice's own API as REST through grpc-gateway, over a
+// client connection to this gateway's gRPC server, so REST calls pass the
+// same limits and interceptors as gRPC calls.
+func APIHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+			st := status.Convert(err)
+			writeError(w, &streams.Error{Code: codeOf(st.Code()), Msg: st.Message()})
+		}),
+	)
+	if err := sluicev1.RegisterApplicationsHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	if err := sluicev1.RegisterPredictHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+	return mux, nil
+}
+
+// grpcError turns any error into a gRPC status with the mapped code.
+func grpcError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && streams.CodeOf(err) == streams.CodeInternal {
+		return err // already a status
+	}
+	code := streams.CodeOf(err)
+	if code == streams.CodeResourceExhausted {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", "1"))
+	}
+	return status.Error(GRPCCode(code), err.Error())
+}
+
+type inferenceService struct {
+	inference.UnimplementedGRPCInferenceServiceServer
+	s *Server
+}
+
+func (x *inferenceService) ServerLive(context.Context, *inference.ServerLiveRequest) (*inference.ServerLiveResponse, error) {
+	return &inference.ServerLiveResponse{Live: true}, nil
+}
+
+func (x *inferenceService) ServerReady(context.Context, *inference.ServerReadyRequest) (*inference.ServerReadyResponse, error) {
+	return &inference.ServerReadyResponse{Ready: ready.Load()}, nil
+}
+
+func (x *inferenceService) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {
+	return &inference.ServerMetadataResponse{Name: ServerName, Version: Version, Extensions: []string{"binary_tensor_data"}}, nil
+}
+
+func (x *inferenceService) ModelReady(ctx context.Context, req *inference.ModelReadyRequest) (*inference.ModelReadyResponse, error) {
+	ok, err := x.s.modelReady(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, grpcError(ctx, err)
+	}
+	return &inference.ModelReadyResponse{Ready: ok}, nil
+}
+
+func (x *inferenceService) ModelMetadata(ctx context.Context, req *inference.ModelMetadataRequest) (*inference.ModelMetadataResponse, error) {
+	md, err := x.s.modelMeta(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, grpcError(ctx, err)
+	}
+	tensors := func(ts []spec.TensorSpec) []*inference.ModelMetadataResponse_TensorMetadata {
+		out := make([]*inference.ModelMetadataResponse_TensorMetadata, len(ts))
+		for i, t := range ts {
+			out[i] = &inference.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape}
+		}
+		return out
+	}
+	return &inference.ModelMetadataResponse{Name: md.Name, Versions: md.Versions, Platform: md.Platform, Inputs: tensors(md.Inputs), Outputs: tensors(md.Outputs)}, nil
+}
+
+func (x *inferenceService) ModelInfer(ctx context.Context, req *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
+	r, err := oip.RequestFromProto(req)
+	if err != nil {
+		return nil, grpcError(ctx, streams.Errorf(streams.CodeInvalidArgument, "%v", err))
+	}
+	resp, err := x.s.infer(ctx, req.GetModelName(), req.GetModelVersion(), 0, r)
+	if err != nil {
+		return nil, grpcError(ctx, err)
+	}
+	return oip.ResponseToProto(resp), nil
+}
+
+type predictService struct {
+	sluicev1.UnimplementedPredictServer
+	s *Server
+}
+
+// start admits and sends one Predict call; the caller closes the pending
+// and calls release.
+func (x *predictService) start(ctx context.Context, req *sluicev1.PredictRequest) (*streams.Pending, context.CancelFunc, func(), error) {
+	rt, ok := x.s.byName(req.GetApp())
+	if !ok {
+		return nil, nil, nil, streams.Errorf(streams.CodeNotFound, "no application %q", req.GetApp())
+	}
+	release, err := x.s.admit()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := x.s.deadline(ctx, rt, req.GetTimeout().AsDuration())
+	env := streams.Envelope{ContentType: req.GetContentType(), Model: req.GetModel(), Trace: req.GetHeaders()["traceparent"]}
+	return x.s.send(ctx, rt, env, req.GetPayload()), cancel, release, nil
+}
+
+func (x *predictService) Predict(ctx context.Context, req *sluicev1.PredictRequest) (*sluicev1.PredictResponse, error) {
+	begin := time.Now()
+	p, cancel, release, err := x.start(ctx, req)
+	if err != nil {
+		x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
+		return nil, grpcError(ctx, err)
+	}
+	defer release()
+	defer cancel()
+	defer p.Close()
+	rep, err := p.Next(ctx)
+	if err == nil && rep.Streamed() {
+		err = streams.Errorf(streams.CodeInvalidArgument, "application %s streams its answer: call PredictStream", req.GetApp())
+	}
+	x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
+	if err != nil {
+		return nil, grpcError(ctx, err)
+	}
+	return &sluicev1.PredictResponse{Payload: rep.Value, ContentType: rep.ContentType, Seq: -1, RequestId: p.ID()}, nil
+}
+
+func (x *predictService) PredictStream(req *sluicev1.PredictRequest, out grpc.ServerStreamingServer[sluicev1.PredictResponse]) error {
+	ctx := out.Context()
+	begin := time.Now()
+	p, cancel, release, err := x.start(ctx, req)
+	if err != nil {
+		x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
+		return grpcError(ctx, err)
+	}
+	defer release()
+	defer cancel()
+	defer p.Close()
+	for {
+		rep, err := p.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			x.s.metrics.observe(req.GetApp(), streams.CodeOK, time.Since(begin))
+			return nil
+		}
+		if err == nil {
+			err = out.Send(&sluicev1.PredictResponse{Payload: rep.Value, ContentType: rep.ContentType, Seq: rep.Seq, RequestId: p.ID()})
+		}
+		if err != nil {
+			x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
+			return grpcError(ctx, err)
+		}
+	}
+}
+
+type appsService struct {
+	sluicev1.UnimplementedApplicationsServer
+	s *Server
+}
+
+func (x *appsService) Deploy(ctx context.Context, req *sluicev1.DeployRequest) (*sluicev1.DeployResponse, error) {
+	apps, err := spec.Parse(cmp.Or(req.GetFileName(), "app.yaml"), req.GetYaml())
+	if err != nil {
+		return nil, grpcError(ctx, &streams.Error{Code: streams.CodeInvalidArgument, Msg: err.Error(), Err: err})
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := x.s.cfg.Controller.Deploy(ctx, apps...); err != nil {
+		return nil, grpcError(ctx, controlError(err))
+	}
+	resp := &sluicev1.DeployResponse{}
+	for _, a := range apps {
+		resp.Deployed = append(resp.Deployed, a.Name)
+	}
+	return resp, nil
+}
+
+func (x *appsService) List(ctx context.Context, _ *sluicev1.ListRequest) (*sluicev1.ListResponse, error) {
+	resp := &sluicev1.ListResponse{}
+	for _, st := range x.s.cfg.Controller.Status(ctx) {
+		resp.Applications = append(resp.Applications, appStatus(st))
+	}
+	return resp, nil
+}
+
+func (x *appsService) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.ApplicationStatus, error) {
+	for _, st := range x.s.cfg.Controller.Status(ctx) {
+		if st.Name == req.GetName() {
+			return appStatus(st), nil
+		}
+	}
+	return nil, grpcError(ctx, streams.Errorf(streams.CodeNotFound, "no application %s", req.GetName()))
+}
+
+func (x *appsService) Delete(ctx context.Context, req *sluicev1.DeleteRequest) (*sluicev1.DeleteResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := x.s.cfg.Controller.Delete(ctx, req.GetName()); err != nil {
+		return nil, grpcError(ctx, controlError(err))
+	}
+	return &sluicev1.DeleteResponse{Deleted: req.GetName()}, nil
+}
+
+// controlError classifies a controller error: the spec's fault, an
+// unknown application, or the platform's (Kafka unreachable, say).
+func controlError(err error) error {
+	code := streams.CodeUnavailable
+	switch {
+	case errors.Is(err, controller.ErrInvalid):
+		code = streams.CodeInvalidArgument
+	case errors.Is(err, controller.ErrNotFound):
+		code = streams.CodeNotFound
+	}
+	return &streams.Error{Code: code, Msg: err.Error(), Err: err}
+}
+
+func appStatus(st controller.AppStatus) *sluicev1.ApplicationStatus {
+	out := &sluicev1.ApplicationStatus{Name: st.Name, RoutePrefix: st.RoutePrefix, Ingress: st.Ingress, Topics: st.Topics}
+	for _, d := range st.Deployments {
+		out.Deployments = append(out.Deployments, &sluicev1.DeploymentStatus{
+			Name: d.Name, Handler: d.Handler, Group: d.Group,
+			Replicas: int32(d.Replicas), Target: int32(d.Target), PartitionsAssigned: int32(d.Partitions),
+			Processed: d.Processed, Failed: d.Failed, Ongoing: d.Ongoing, Lag: d.Lag, Error: d.Error,
+		})
+	}
+	return out
+}

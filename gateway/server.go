@@ -1,0 +1,217 @@
+// Package gateway is Sluice's front door: REST (the Open Inference
+// Protocol's REST endpoints, application routes, and Sluice's own API
+// through grpc-gateway) and gRPC (the OIP GRPCInferenceService and Sluice's
+// Predict and Applications services). Every call becomes Kafka
+// request/reply on an application's ingress topic, with an absolute
+// deadline and a bounded number of requests in flight.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Config configures the gateway.
+type Config struct {
+	Caller      *streams.Caller
+	Namer       streams.Namer
+	Controller  *controller.Controller
+	MaxInFlight int           // requests waiting at once, REST and gRPC together; past it 429 / RESOURCE_EXHAUSTED. Default 10000.
+	MaxBody     int64         // request size limit in bytes, REST body or gRPC message; default 64 MiB
+	MaxTimeout  time.Duration // cap on a caller's timeout; default 5m
+	Log         *slog.Logger
+}
+
+// DefaultMaxBody is the default request size limit: large, for tensors.
+const DefaultMaxBody = 64 << 20
+
+// Server is the gateway. Its REST side is Handler, its gRPC side is
+// registered with Register.
+type Server struct {
+	cfg      Config
+	apps     atomic.Pointer[appTable]
+	inFlight atomic.Int64
+	metrics  *metrics
+}
+
+// appTable is the routing state, replaced whole on every change.
+type appTable struct {
+	byPrefix []route // longest prefix first
+	byName   map[string]route
+}
+
+type route struct {
+	prefix    string
+	app       string
+	ingress   string // topic
+	timeout   time.Duration
+	inference *spec.Inference
+}
+
+// New builds the gateway and subscribes it to application changes.
+func New(cfg Config) *Server {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 10000
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = 5 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Server{cfg: cfg, metrics: newMetrics()}
+	s.apps.Store(&appTable{byName: map[string]route{}})
+	cfg.Controller.OnChange(s.setApps)
+	s.setApps(cfg.Controller.Apps())
+	return s
+}
+
+func (s *Server) setApps(apps []*spec.App) {
+	t := &appTable{byName: make(map[string]route, len(apps))}
+	for _, a := range apps {
+		r := route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout), inference: a.Inference}
+		t.byPrefix = append(t.byPrefix, r)
+		t.byName[a.Name] = r
+	}
+	slices.SortStableFunc(t.byPrefix, func(a, b route) int { return len(b.prefix) - len(a.prefix) })
+	s.apps.Store(t)
+}
+
+func (s *Server) byPath(path string) (route, bool) {
+	for _, r := range s.apps.Load().byPrefix {
+		if r.prefix == "/" || path == r.prefix || strings.HasPrefix(path, r.prefix+"/") {
+			return r, true
+		}
+	}
+	return route{}, false
+}
+
+func (s *Server) byName(app string) (route, bool) {
+	r, ok := s.apps.Load().byName[app]
+	return r, ok
+}
+
+// admit takes an in-flight slot or refuses at once.
+func (s *Server) admit() (release func(), err error) {
+	if n := s.inFlight.Add(1); n > int64(s.cfg.MaxInFlight) {
+		s.inFlight.Add(-1)
+		return nil, streams.Errorf(streams.CodeResourceExhausted, "gateway has %d requests in flight; retry shortly", s.cfg.MaxInFlight)
+	}
+	return func() { s.inFlight.Add(-1) }, nil
+}
+
+// deadline bounds ctx by the caller's timeout (zero: the app's default),
+// capped by MaxTimeout, keeping an earlier deadline ctx already has
+// (gRPC's grpc-timeout).
+func (s *Server) deadline(ctx context.Context, rt route, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		if _, ok := ctx.Deadline(); ok {
+			timeout = s.cfg.MaxTimeout // the caller's own deadline rules
+		} else {
+			timeout = rt.timeout
+		}
+	}
+	return context.WithTimeout(ctx, min(timeout, s.cfg.MaxTimeout))
+}
+
+// send produces one request to the app's ingress.
+func (s *Server) send(ctx context.Context, rt route, env streams.Envelope, value []byte) *streams.Pending {
+	return s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Env: env, Value: value})
+}
+
+// parseTimeout reads a Go duration ("500ms") or a number of seconds.
+func parseTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if secs, serr := strconv.ParseFloat(v, 64); serr == nil && secs > 0 {
+			return time.Duration(secs * float64(time.Second)), nil
+		}
+		return 0, streams.Errorf(streams.CodeInvalidArgument, "timeout %q is not a positive duration like 500ms or a number of seconds", v)
+	}
+	if d <= 0 {
+		return 0, streams.Errorf(streams.CodeInvalidArgument, "timeout %q must be positive", v)
+	}
+	return d, nil
+}
+
+// HTTPStatus maps an error code to its HTTP status; with GRPCCode, the one
+// place the platform speaks transport codes.
+func HTTPStatus(c streams.Code) int {
+	switch c {
+	case streams.CodeOK:
+		return http.StatusOK
+	case streams.CodeInvalidArgument:
+		return http.StatusBadRequest
+	case streams.CodeNotFound:
+		return http.StatusNotFound
+	case streams.CodeDeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case streams.CodeResourceExhausted:
+		return http.StatusTooManyRequests
+	case streams.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case streams.CodeCanceled:
+		return 499 // client closed request
+	}
+	return http.StatusInternalServerError
+}
+
+// GRPCCode maps an error code to its gRPC code.
+func GRPCCode(c streams.Code) codes.Code {
+	switch c {
+	case streams.CodeOK:
+		return codes.OK
+	case streams.CodeInvalidArgument:
+		return codes.InvalidArgument
+	case streams.CodeNotFound:
+		return codes.NotFound
+	case streams.CodeDeadlineExceeded:
+		return codes.DeadlineExceeded
+	case streams.CodeResourceExhausted:
+		return codes.ResourceExhausted
+	case streams.CodeUnavailable:
+		return codes.Unavailable
+	case streams.CodeCanceled:
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// codeOf maps a gRPC code back, for errors grpc-gateway hands the REST side.
+func codeOf(c codes.Code) streams.Code {
+	switch c {
+	case codes.OK:
+		return streams.CodeOK
+	case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition:
+		return streams.CodeInvalidArgument
+	case codes.NotFound:
+		return streams.CodeNotFound
+	case codes.DeadlineExceeded:
+		return streams.CodeDeadlineExceeded
+	case codes.ResourceExhausted:
+		return streams.CodeResourceExhausted
+	case codes.Unavailable:
+		return streams.CodeUnavailable
+	case codes.Canceled:
+		return streams.CodeCanceled
+	}
+	return streams.CodeInternal
+}

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// runGateway runs a gateway instance on its own against any brokers: it
+// follows the apps topic for routes (running nothing), owns a reply topic,
+// and serves REST and gRPC. Several instances share the brokers without
+// sharing replies.
+func runGateway(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("gateway", env)
+	httpAddr := fs.String("http", "", "REST listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
+	grpcAddr := fs.String("grpc", "", "gRPC listen address (env GRPC_ADDR; default 127.0.0.1:9000)")
+	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (env SLUICE_BROKERS; required)")
+	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
+	maxInFlight := fs.Int("max-in-flight", 10000, "requests waiting at once; past it 429 / RESOURCE_EXHAUSTED")
+	maxBody := fs.Int64("max-body", gateway.DefaultMaxBody, "request size limit in bytes")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	bs := splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", ""))
+	if len(bs) == 0 {
+		return usageError("gateway: --brokers is required")
+	}
+	namer, err := streams.NewNamer(*prefix)
+	if err != nil {
+		return usageError("--prefix: %v", err)
+	}
+	hl, gl, err := listen(orEnv(*httpAddr, env, "HTTP_ADDR", "127.0.0.1:8000"), orEnv(*grpcAddr, env, "GRPC_ADDR", "127.0.0.1:9000"))
+	if err != nil {
+		return err
+	}
+	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log)
+	if err != nil {
+		hl.Close()
+		gl.Close()
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		caller.Close(cctx)
+		cancel()
+	}()
+	ctl, err := controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true})
+	if err != nil {
+		hl.Close()
+		gl.Close()
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = ctl.Run(runCtx) }()
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Controller: ctl, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
+	f, err := startFront(ctx, gw, hl, gl, int(*maxBody))
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	gateway.SetReady(true)
+	fmt.Fprintf(env.Stdout, "sluice gateway: REST on http://%s, gRPC on %s (brokers %v)\n", hl.Addr(), gl.Addr(), bs)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-f.done:
+		return err
+	}
+}
