@@ -4,6 +4,8 @@
 #   fuzz   each fuzz target for a few seconds (FUZZTIME, default 5s)
 #   e2e    the end-to-end suite against the embedded broker
 #   kafka  the same suite against a real Apache Kafka broker (scripts/kafka.sh)
+#   gen    the committed generated protobuf code is what buf generates now
+#   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -44,12 +46,22 @@ kafka() {
 	$GO test -count=1 ./e2e/
 }
 
+gen() {
+	echo "== generated code is current"
+	scripts/gen.sh check
+}
+
+clients() {
+	echo "== real inference clients (tritonclient, KServe SDK) against sluice dev"
+	scripts/pyclients.sh run
+}
+
 if [ $# -eq 0 ]; then
-	set -- unit fuzz e2e kafka
+	set -- gen unit fuzz e2e kafka clients
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | kafka) "$tier" ;;
-	*) echo "unknown tier $tier (unit, fuzz, e2e, kafka)" >&2; exit 2 ;;
+	unit | fuzz | e2e | kafka | gen | clients) "$tier" ;;
+	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, kafka, clients)" >&2; exit 2 ;;
 	esac
 done

@@ -12,8 +12,9 @@ package oip
 // integer ones; NaN, Infinity and -Infinity also for the floating-point
 // ones), true/false for BOOL, strings for BYTES. Decoding is strict:
 // unknown or repeated fields, missing names, datatypes or shapes, and
-// duplicate input names are errors. The request is validated (see
-// InferRequest.Validate).
+// duplicate input names are errors. (model_name and model_version, which
+// some clients send, are read and ignored: the path names the model.) The
+// request is validated (see InferRequest.Validate).
 func DecodeRequestJSON(body []byte) (*InferRequest, error) {
 	return decodeRequest(body, nil)
 }
@@ -58,14 +59,17 @@ func EncodeResponseJSON(resp *InferResponse, binary func(name string) bool) (jso
 // The fields each object may have, in the order they are written; the
 // constants index them.
 var (
-	requestFields         = []string{"id", "parameters", "inputs", "outputs"}
+	// model_name and model_version are not in the protocol's request body,
+	// but the KServe SDK's REST client sends them; the path names the model,
+	// so they are read and ignored.
+	requestFields         = []string{"id", "parameters", "inputs", "outputs", "model_name", "model_version"}
 	responseFields        = []string{"model_name", "model_version", "id", "parameters", "outputs"}
 	tensorFields          = []string{"name", "datatype", "shape", "parameters", "data"}
 	requestedOutputFields = []string{"name", "parameters"}
 )
 
 const (
-	requestID, requestParameters, requestInputs, requestOutputs = 0, 1, 2, 3
+	requestID, requestParameters, requestInputs, requestOutputs, requestModelName, requestModelVersion = 0, 1, 2, 3, 4, 5
 
 	responseModelName, responseModelVersion, responseID, responseParameters, responseOutputs = 0, 1, 2, 3, 4
 
@@ -132,6 +136,8 @@ func decodeRequest(js, bin []byte) (*InferRequest, error) {
 			ts, err = s.tensors("input")
 		case requestOutputs:
 			r.Outputs, err = s.requestedOutputs()
+		case requestModelName, requestModelVersion:
+			_, err = s.str()
 		}
 		return err
 	})

@@ -37,7 +37,7 @@ func TestDecodeRequestJSONErrors(t *testing.T) {
 		{"deep nesting", input(`{"name":"x","datatype":"INT32","shape":[1],"data":` + strings.Repeat("[", 100) + "1" + strings.Repeat("]", 100) + `}`), "arrays nest deeper than 64"},
 
 		// Request structure.
-		{"unknown top-level field", `{"inputs":[],"model_name":"m"}`, `request: unknown field "model_name"`},
+		{"unknown top-level field", `{"inputs":[],"model":"m"}`, `request: unknown field "model"`},
 		{"field names are case-sensitive", `{"Inputs":[]}`, `request: unknown field "Inputs"`},
 		{"repeated field", `{"inputs":[],"inputs":[]}`, `request: field "inputs" given twice`},
 		{"missing inputs", `{"id":"a"}`, "request: missing inputs"},
@@ -183,6 +183,18 @@ func TestDecodeRequestJSON(t *testing.T) {
 		t.Fatalf("0.1 as FP16 = %#x", fp16(0.1))
 	}
 	wantRequest(t, got, want)
+}
+
+// TestDecodeRequestJSONModelName: the KServe SDK's REST client sends
+// model_name and model_version in the body; the path names the model, so
+// they are read and ignored.
+func TestDecodeRequestJSONModelName(t *testing.T) {
+	t.Parallel()
+	got, err := DecodeRequestJSON([]byte(`{"model_name":"m","model_version":"1","id":"a","inputs":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRequest(t, got, &InferRequest{ID: "a"})
 }
 
 func TestJSONRoundTrip(t *testing.T) {
@@ -393,5 +405,18 @@ func TestParametersJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Parameters, want.Parameters) {
 		t.Errorf("got %#v from %s", got.Parameters, js)
+	}
+}
+
+// The KServe SDK's REST client puts model_name (and may put model_version)
+// in the request body; the path names the model, so both are ignored.
+func TestDecodeRequestJSONIgnoresModelName(t *testing.T) {
+	t.Parallel()
+	r, err := DecodeRequestJSON([]byte(`{"id":"1","model_name":"m","model_version":"2","inputs":[{"name":"X","datatype":"INT64","shape":[1],"data":[5]}]}`))
+	if err != nil || r.ID != "1" || len(r.Inputs) != 1 {
+		t.Fatalf("DecodeRequestJSON = %+v, %v", r, err)
+	}
+	if _, err := DecodeRequestJSON([]byte(`{"model_name":7,"inputs":[]}`)); err == nil {
+		t.Fatal("a model_name that is not a string was accepted")
 	}
 }

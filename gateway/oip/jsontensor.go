@@ -19,6 +19,15 @@ type jsonTensor struct {
 // label names the tensor in errors.
 func (t *jsonTensor) label(role string) string { return tensorLabel(role, t.index, t.Name) }
 
+// wrap prefixes err, if any, with the tensor's label (built only then:
+// this is the hot path).
+func (t *jsonTensor) wrap(role string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return within(t.label(role), err)
+}
+
 // tensorLabel names the i-th input or output (role) in errors: by its
 // name, or by its index when it has none.
 func tensorLabel(role string, i int, name string) string {
@@ -42,9 +51,8 @@ func (s *scanner) tensors(role string) ([]jsonTensor, error) {
 // tensor reads one tensor object.
 func (s *scanner) tensor(role string, index int) (jsonTensor, error) {
 	t := jsonTensor{index: index, binarySize: -1}
-	label := func() string { return t.label(role) }
 	var err error
-	t.seen, err = s.fields(label, tensorFields, func(i int) error {
+	t.seen, err = s.fields(func() string { return t.label(role) }, tensorFields, func(i int) error {
 		switch i {
 		case tensorName:
 			name, err := s.str()
@@ -57,11 +65,11 @@ func (s *scanner) tensor(role string, index int) (jsonTensor, error) {
 		case tensorShape:
 			shape, err := s.shape()
 			t.Shape = shape
-			return within(label(), err)
+			return t.wrap(role, err)
 		case tensorParameters:
 			params, err := s.params(func(key []byte) (bool, error) { return t.binaryDataSize(s, key) })
 			t.Parameters = params
-			return within(label(), err)
+			return t.wrap(role, err)
 		default: // tensorData
 			return t.data(s, role)
 		}
@@ -87,7 +95,7 @@ func (t *jsonTensor) data(s *scanner, role string) error {
 	var err error
 	t.Data, t.count, err = decodeData(s, t.Datatype, want)
 	t.decoded = true
-	return within(t.label(role), err)
+	return t.wrap(role, err)
 }
 
 // binaryDataSize is the params hook that takes a tensor's
@@ -230,7 +238,10 @@ func (s *scanner) requestedOutputs() ([]RequestedOutput, error) {
 			}
 			params, err := s.params(nil)
 			o.Parameters = params
-			return within(label(), err)
+			if err != nil {
+				return within(label(), err)
+			}
+			return nil
 		})
 		if err == nil && !has(seen, outputName) {
 			err = errorf("outputs[%d]: missing name", i)
@@ -265,34 +276,33 @@ func (t *jsonTensor) finish(js []byte, role string, bin []byte) ([]byte, error) 
 	if err := t.header(role); err != nil {
 		return nil, err
 	}
-	label := t.label(role)
 	n, err := elements(t.Shape)
 	if err != nil {
-		return nil, within(label, err)
+		return nil, t.wrap(role, err)
 	}
 	hasData, size := has(t.seen, tensorData), t.binarySize
 	switch {
 	case hasData && size >= 0:
-		return nil, errorf("%s: both data and %s given", label, ParamBinaryDataSize)
+		return nil, errorf("%s: both data and %s given", t.label(role), ParamBinaryDataSize)
 	case hasData:
 		if !t.decoded {
 			s := scanner{buf: js, pos: t.dataAt}
 			if t.Data, t.count, err = decodeData(&s, t.Datatype, n); err != nil {
-				return nil, within(label, err)
+				return nil, t.wrap(role, err)
 			}
 		}
 		if t.count != n {
-			return nil, errorf("%s: shape %v holds %d elements, data has %d", label, t.Shape, n, t.count)
+			return nil, errorf("%s: shape %v holds %d elements, data has %d", t.label(role), t.Shape, n, t.count)
 		}
 		return bin, nil
 	case size >= 0:
 		if size > int64(len(bin)) {
-			return nil, errorf("%s: %s %d beyond the %d bytes of binary data left", label, ParamBinaryDataSize, size, len(bin))
+			return nil, errorf("%s: %s %d beyond the %d bytes of binary data left", t.label(role), ParamBinaryDataSize, size, len(bin))
 		}
 		t.Data = bin[:size:size]
 		return bin[size:], nil
 	}
-	return nil, errorf("%s: missing data", label)
+	return nil, errorf("%s: missing data", t.label(role))
 }
 
 // header checks that a tensor read from JSON has a name, a known datatype
@@ -307,5 +317,5 @@ func (t *jsonTensor) header(role string) error {
 		return errorf("%s: missing shape", t.label(role))
 	}
 	_, err := ParseDatatype(string(t.Datatype))
-	return within(t.label(role), err)
+	return t.wrap(role, err)
 }

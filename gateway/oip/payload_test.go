@@ -136,7 +136,7 @@ func TestPayloadErrors(t *testing.T) {
 		{"short data", payload(fp32, f32s(1)), "input x: binary_data_size 8 beyond the 4 bytes of binary data left"},
 		{"long data", payload(fp32, f32s(1, 2, 3)), "binary data has 4 bytes beyond those the inputs' binary_data_size take"},
 		{"size not matching the shape", payload(strings.Replace(fp32, ":8", ":4", 1), f32s(1)), "input x: shape [2] holds 2 FP32 elements (8 bytes), data has 4 bytes"},
-		{"a response", payload(`{"model_name":"m","outputs":[]}`), `request: unknown field "model_name"`},
+		{"a response", payload(`{"model_name":"m","outputs":[]}`), `request: missing inputs`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

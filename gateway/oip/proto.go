@@ -163,31 +163,40 @@ type protoTensor interface {
 // tensorFromProto converts the i-th input or output (role) of a message,
 // taking its data from raw when the message has raw contents.
 func tensorFromProto(role string, i int, m protoTensor, raw [][]byte) (Tensor, error) {
-	label := tensorLabel(role, i, m.GetName())
+	t, err := tensorFromProtoFields(m, raw, i)
+	if err != nil {
+		return Tensor{}, within(tensorLabel(role, i, m.GetName()), err)
+	}
+	return t, nil
+}
+
+// tensorFromProtoFields is tensorFromProto with errors that do not name
+// the tensor.
+func tensorFromProtoFields(m protoTensor, raw [][]byte, i int) (Tensor, error) {
 	if m.GetName() == "" {
-		return Tensor{}, errorf("%s: missing name", label)
+		return Tensor{}, errorf("missing name")
 	}
 	t := Tensor{Name: m.GetName(), Datatype: Datatype(m.GetDatatype()), Shape: m.GetShape()}
 	var err error
 	if t.Parameters, err = paramsFromProto(m.GetParameters()); err != nil {
-		return Tensor{}, within(label, err)
+		return Tensor{}, err
 	}
 	if _, err := ParseDatatype(m.GetDatatype()); err != nil {
-		return Tensor{}, within(label, err)
+		return Tensor{}, err
 	}
 	n, err := elements(t.Shape)
 	if err != nil {
-		return Tensor{}, within(label, err)
+		return Tensor{}, err
 	}
 	if len(raw) > 0 {
 		if contentsLen(m.GetContents()) > 0 {
-			return Tensor{}, errorf("%s: contents given along with raw contents", label)
+			return Tensor{}, errorf("contents given along with raw contents")
 		}
 		t.Data = raw[i]
 		return t, nil
 	}
 	if t.Data, err = fromContents(t.Datatype, t.Shape, n, m.GetContents()); err != nil {
-		return Tensor{}, within(label, err)
+		return Tensor{}, err
 	}
 	return t, nil
 }

@@ -37,7 +37,10 @@ func ParseDatatype(s string) (Datatype, error) {
 // its dimensions, 1 for a scalar (empty shape).
 func (t *Tensor) Elements() (int64, error) {
 	n, err := elements(t.Shape)
-	return n, within(t.label(), err)
+	if err != nil {
+		return 0, within(t.label(), err)
+	}
+	return n, nil
 }
 
 // Validate checks that t has a known datatype, a shape without negative
@@ -46,7 +49,10 @@ func (t *Tensor) Elements() (int64, error) {
 // length-prefixed elements as the shape, with no trailing bytes; BOOL
 // elements must be 0 or 1.
 func (t *Tensor) Validate() error {
-	return within(t.label(), t.validate())
+	if err := t.validate(); err != nil {
+		return within(t.label(), err)
+	}
+	return nil
 }
 
 // label names t in errors.
