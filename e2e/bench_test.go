@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	inference "github.com/sluice-serve/sluice/protos/gen/inference"
+	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -48,6 +56,7 @@ func BenchmarkSync(b *testing.B) {
 			if err != nil {
 				return err
 			}
+			_, _ = io.Copy(io.Discard, resp.Body) // drained, so the connection is reused
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				return fmt.Errorf("status %d", resp.StatusCode)
@@ -55,13 +64,36 @@ func BenchmarkSync(b *testing.B) {
 			return nil
 		}
 	}
+	conn, err := grpc.NewClient(plat.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	predict := sluicev1.NewPredictClient(conn)
+	viaGRPC := func(app, body string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := predict.Predict(ctx, &sluicev1.PredictRequest{App: app, Payload: []byte(body)})
+			return err
+		}
+	}
+	infer := inference.NewGRPCInferenceServiceClient(conn)
+	raw4 := make([]byte, 16)
+	viaOIPGRPC := func(ctx context.Context) error {
+		_, err := infer.ModelInfer(ctx, &inference.ModelInferRequest{ModelName: "doubler",
+			Inputs:           []*inference.ModelInferRequest_InferInputTensor{{Name: "INPUT0", Datatype: "FP32", Shape: []int64{4}}},
+			RawInputContents: [][]byte{raw4}})
+		return err
+	}
 	workloads := []struct {
 		name string
 		fn   func(ctx context.Context) error
 	}{
 		{"raw", raw.call},
 		{"1hop", call(namer.Ingress("faults"), `{"echo":"x"}`)},
-		{"1hop-http", viaHTTP("/faults", `{"echo":"x"}`)},
+		{"1hop-rest", viaHTTP("/faults", `{"echo":"x"}`)},
+		{"1hop-grpc", viaGRPC("faults", `{"echo":"x"}`)},
+		{"oip-rest", viaHTTP("/v2/models/doubler/infer", `{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]}`)},
+		{"oip-grpc", viaOIPGRPC},
 		{"hello", call(namer.Ingress("hello"), `{"language":"spanish","name":"Dora"}`)},
 		{"chain", call(namer.Ingress("chain"), `5`)},
 	}
@@ -78,6 +110,14 @@ func BenchmarkSync(b *testing.B) {
 				b.ReportMetric(rps, "req/s")
 				if base := rawP50[conc]; base > 0 {
 					b.ReportMetric(p50/base, "x_raw_p50")
+				}
+				if conc > 1 { // the whole platform's memory under this load
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap_MiB")
+					if rss, err := rssKiB(os.Getpid()); err == nil {
+						b.ReportMetric(float64(rss)/1024, "rss_MiB")
+					}
 				}
 			})
 		}

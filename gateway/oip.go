@@ -210,6 +210,9 @@ func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	js, bin, err := oip.EncodeResponseJSON(resp, req.WantsBinary)
+	if err != nil { // e.g. BYTES that are not UTF-8 cannot be JSON: send every output binary
+		js, bin, err = oip.EncodeResponseJSON(resp, func(string) bool { return true })
+	}
 	if err != nil {
 		writeError(w, streams.Errorf(streams.CodeInternal, "encode response: %v", err))
 		return

@@ -22,7 +22,7 @@ fuzz() {
 	echo "== fuzz ($FUZZTIME each)"
 	local pkg target
 	while read -r pkg target; do
-		$GO test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME"
+		$GO test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s
 	done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 		for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
 			echo "./$(dirname "${f#./}") $t"
