@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,7 +57,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	timeout, err := parseTimeout(cmp.Or(r.URL.Query().Get("timeout"), r.Header.Get("Sluice-Timeout")))
+	timeout, err := requestTimeout(r)
 	if err != nil {
 		fail(err)
 		return

@@ -179,7 +179,7 @@ func (s *Server) serverMetadataREST(w http.ResponseWriter, r *http.Request) {
 // inferREST decodes a JSON or binary-extension request, runs it, and
 // writes JSON, with the outputs the caller asked for as binary appended.
 func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) {
-	timeout, err := parseTimeout(cmp.Or(r.URL.Query().Get("timeout"), r.Header.Get("Sluice-Timeout")))
+	timeout, err := requestTimeout(r)
 	if err != nil {
 		writeError(w, err)
 		return

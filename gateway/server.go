@@ -7,6 +7,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -132,6 +133,12 @@ func (s *Server) deadline(ctx context.Context, rt route, timeout time.Duration) 
 // send produces one request to the app's ingress.
 func (s *Server) send(ctx context.Context, rt route, env streams.Envelope, value []byte) *streams.Pending {
 	return s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Env: env, Value: value})
+}
+
+// requestTimeout reads a REST caller's timeout: the `timeout` query
+// parameter, or the Sluice-Timeout or Timeout header.
+func requestTimeout(r *http.Request) (time.Duration, error) {
+	return parseTimeout(cmp.Or(r.URL.Query().Get("timeout"), r.Header.Get("Sluice-Timeout"), r.Header.Get("Timeout")))
 }
 
 // parseTimeout reads a Go duration ("500ms") or a number of seconds.
