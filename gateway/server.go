@@ -159,66 +159,54 @@ func parseTimeout(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// HTTPStatus maps an error code to its HTTP status; with GRPCCode, the one
-// place the platform speaks transport codes.
+// codeTable is the one table of error codes at the edge: each code's HTTP
+// status and gRPC code. Nothing else in the platform speaks either.
+var codeTable = []struct {
+	code streams.Code
+	http int
+	grpc codes.Code
+}{
+	{streams.CodeOK, http.StatusOK, codes.OK},
+	{streams.CodeInvalidArgument, http.StatusBadRequest, codes.InvalidArgument},
+	{streams.CodeNotFound, http.StatusNotFound, codes.NotFound},
+	{streams.CodeDeadlineExceeded, http.StatusGatewayTimeout, codes.DeadlineExceeded},
+	{streams.CodeResourceExhausted, http.StatusTooManyRequests, codes.ResourceExhausted},
+	{streams.CodeUnavailable, http.StatusServiceUnavailable, codes.Unavailable},
+	{streams.CodeCanceled, 499, codes.Canceled}, // 499: client closed request
+	{streams.CodeInternal, http.StatusInternalServerError, codes.Internal},
+}
+
+// HTTPStatus maps an error code to its HTTP status.
 func HTTPStatus(c streams.Code) int {
-	switch c {
-	case streams.CodeOK:
-		return http.StatusOK
-	case streams.CodeInvalidArgument:
-		return http.StatusBadRequest
-	case streams.CodeNotFound:
-		return http.StatusNotFound
-	case streams.CodeDeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case streams.CodeResourceExhausted:
-		return http.StatusTooManyRequests
-	case streams.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	case streams.CodeCanceled:
-		return 499 // client closed request
+	for _, row := range codeTable {
+		if row.code == c {
+			return row.http
+		}
 	}
 	return http.StatusInternalServerError
 }
 
 // GRPCCode maps an error code to its gRPC code.
 func GRPCCode(c streams.Code) codes.Code {
-	switch c {
-	case streams.CodeOK:
-		return codes.OK
-	case streams.CodeInvalidArgument:
-		return codes.InvalidArgument
-	case streams.CodeNotFound:
-		return codes.NotFound
-	case streams.CodeDeadlineExceeded:
-		return codes.DeadlineExceeded
-	case streams.CodeResourceExhausted:
-		return codes.ResourceExhausted
-	case streams.CodeUnavailable:
-		return codes.Unavailable
-	case streams.CodeCanceled:
-		return codes.Canceled
+	for _, row := range codeTable {
+		if row.code == c {
+			return row.grpc
+		}
 	}
 	return codes.Internal
 }
 
-// codeOf maps a gRPC code back, for errors grpc-gateway hands the REST side.
+// codeOf maps a gRPC code back, for errors grpc-gateway hands the REST
+// side; codes outside the table fold into their nearest kin.
 func codeOf(c codes.Code) streams.Code {
 	switch c {
-	case codes.OK:
-		return streams.CodeOK
-	case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition:
+	case codes.OutOfRange, codes.FailedPrecondition:
 		return streams.CodeInvalidArgument
-	case codes.NotFound:
-		return streams.CodeNotFound
-	case codes.DeadlineExceeded:
-		return streams.CodeDeadlineExceeded
-	case codes.ResourceExhausted:
-		return streams.CodeResourceExhausted
-	case codes.Unavailable:
-		return streams.CodeUnavailable
-	case codes.Canceled:
-		return streams.CodeCanceled
+	}
+	for _, row := range codeTable {
+		if row.grpc == c {
+			return row.code
+		}
 	}
 	return streams.CodeInternal
 }

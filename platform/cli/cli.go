@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/streams"
 )
 
 // ExitError carries the process exit code of a failed command: 2 for bad
@@ -136,4 +137,23 @@ func orEnv(v string, env Env, key, def string) string {
 		return e
 	}
 	return def
+}
+
+// clusterFlags registers --brokers and --prefix for a command that joins
+// an existing cluster; resolve reads them after parsing, failing with exit
+// code 2 when no broker is given or the prefix is not a valid name.
+func clusterFlags(fs *flag.FlagSet, env Env) (resolve func() ([]string, streams.Namer, error)) {
+	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (env SLUICE_BROKERS; required)")
+	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
+	return func() ([]string, streams.Namer, error) {
+		bs := splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", ""))
+		if len(bs) == 0 {
+			return nil, streams.Namer{}, usageError("%s: --brokers is required", fs.Name())
+		}
+		namer, err := streams.NewNamer(*prefix)
+		if err != nil {
+			return nil, streams.Namer{}, usageError("--prefix: %v", err)
+		}
+		return bs, namer, nil
+	}
 }

@@ -183,18 +183,16 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("replica", env)
 	app := fs.String("app", "", "application name (required)")
 	dep := fs.String("deployment", "", "deployment name (required)")
-	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (env SLUICE_BROKERS; required)")
-	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
+	cluster := clusterFlags(fs, env)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	bs := splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", ""))
-	if *app == "" || *dep == "" || len(bs) == 0 {
-		return usageError("replica: --app, --deployment and --brokers are required")
+	if *app == "" || *dep == "" {
+		return usageError("replica: --app and --deployment are required")
 	}
-	namer, err := streams.NewNamer(*prefix)
+	bs, namer, err := cluster()
 	if err != nil {
-		return usageError("--prefix: %v", err)
+		return err
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

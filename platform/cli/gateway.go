@@ -18,20 +18,15 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("gateway", env)
 	httpAddr := fs.String("http", "", "REST listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
 	grpcAddr := fs.String("grpc", "", "gRPC listen address (env GRPC_ADDR; default 127.0.0.1:9000)")
-	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (env SLUICE_BROKERS; required)")
-	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
+	cluster := clusterFlags(fs, env)
 	maxInFlight := fs.Int("max-in-flight", 10000, "requests waiting at once; past it 429 / RESOURCE_EXHAUSTED")
 	maxBody := fs.Int64("max-body", gateway.DefaultMaxBody, "request size limit in bytes")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	bs := splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", ""))
-	if len(bs) == 0 {
-		return usageError("gateway: --brokers is required")
-	}
-	namer, err := streams.NewNamer(*prefix)
+	bs, namer, err := cluster()
 	if err != nil {
-		return usageError("--prefix: %v", err)
+		return err
 	}
 	hl, gl, err := listen(orEnv(*httpAddr, env, "HTTP_ADDR", "127.0.0.1:8000"), orEnv(*grpcAddr, env, "GRPC_ADDR", "127.0.0.1:9000"))
 	if err != nil {
