@@ -58,8 +58,15 @@ func APIHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 	if err := sluicev1.RegisterPredictHandler(ctx, mux, conn); err != nil {
 		return nil, err
 	}
+	if err := sluicev1.RegisterModelsHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
 	return mux, nil
 }
+
+// GRPCError turns any error into a gRPC status with the mapped code; other
+// services served beside the gateway's use it too.
+func GRPCError(ctx context.Context, err error) error { return grpcError(ctx, err) }
 
 // grpcError turns any error into a gRPC status with the mapped code.
 func grpcError(ctx context.Context, err error) error {

@@ -169,6 +169,8 @@ var codeTable = []struct {
 	{streams.CodeOK, http.StatusOK, codes.OK},
 	{streams.CodeInvalidArgument, http.StatusBadRequest, codes.InvalidArgument},
 	{streams.CodeNotFound, http.StatusNotFound, codes.NotFound},
+	{streams.CodeAlreadyExists, http.StatusConflict, codes.AlreadyExists},
+	{streams.CodeFailedPrecondition, http.StatusPreconditionFailed, codes.FailedPrecondition},
 	{streams.CodeDeadlineExceeded, http.StatusGatewayTimeout, codes.DeadlineExceeded},
 	{streams.CodeResourceExhausted, http.StatusTooManyRequests, codes.ResourceExhausted},
 	{streams.CodeUnavailable, http.StatusServiceUnavailable, codes.Unavailable},
@@ -199,8 +201,7 @@ func GRPCCode(c streams.Code) codes.Code {
 // codeOf maps a gRPC code back, for errors grpc-gateway hands the REST
 // side; codes outside the table fold into their nearest kin.
 func codeOf(c codes.Code) streams.Code {
-	switch c {
-	case codes.OutOfRange, codes.FailedPrecondition:
+	if c == codes.OutOfRange {
 		return streams.CodeInvalidArgument
 	}
 	for _, row := range codeTable {

@@ -21,7 +21,7 @@ func TestCodeTable(t *testing.T) {
 			t.Fatalf("code %q does not round-trip", row.code)
 		}
 	}
-	if HTTPStatus("made_up") != 500 || GRPCCode("made_up") != codes.Internal || codeOf(codes.FailedPrecondition) != streams.CodeInvalidArgument {
-		t.Fatal("unknown codes must fold into internal, and FailedPrecondition into invalid_argument")
+	if HTTPStatus("made_up") != 500 || GRPCCode("made_up") != codes.Internal || codeOf(codes.OutOfRange) != streams.CodeInvalidArgument {
+		t.Fatal("unknown codes must fold into internal, and OutOfRange into invalid_argument")
 	}
 }

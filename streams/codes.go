@@ -13,14 +13,16 @@ type Code string
 
 // The one table of error codes.
 const (
-	CodeOK                Code = ""
-	CodeInvalidArgument   Code = "invalid_argument"
-	CodeNotFound          Code = "not_found"
-	CodeDeadlineExceeded  Code = "deadline_exceeded"
-	CodeResourceExhausted Code = "resource_exhausted"
-	CodeUnavailable       Code = "unavailable"
-	CodeCanceled          Code = "canceled"
-	CodeInternal          Code = "internal"
+	CodeOK                 Code = ""
+	CodeInvalidArgument    Code = "invalid_argument"
+	CodeNotFound           Code = "not_found"
+	CodeAlreadyExists      Code = "already_exists"
+	CodeFailedPrecondition Code = "failed_precondition"
+	CodeDeadlineExceeded   Code = "deadline_exceeded"
+	CodeResourceExhausted  Code = "resource_exhausted"
+	CodeUnavailable        Code = "unavailable"
+	CodeCanceled           Code = "canceled"
+	CodeInternal           Code = "internal"
 )
 
 // Error is a request failure with its code.

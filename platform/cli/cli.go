@@ -57,6 +57,7 @@ commands:
   dev       run the platform in one process: embedded broker, controller, replicas, HTTP
   replica   run one replica of a deployment against any brokers
   gateway   run a gateway instance (REST + gRPC) against any brokers
+  models    publish, list, alias, delete and download model versions
   deploy    deploy applications from a YAML file to a running platform
   status    show applications, deployments, replicas and lag
   delete    delete an application
@@ -82,6 +83,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runReplica(ctx, rest, env)
 	case "gateway":
 		return runGateway(ctx, rest, env)
+	case "models":
+		return runModels(ctx, rest, env)
 	case "deploy":
 		return runDeploy(ctx, rest, env)
 	case "status":

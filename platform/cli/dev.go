@@ -6,24 +6,29 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/registry"
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
 )
 
 // DevConfig configures a platform in one process.
 type DevConfig struct {
-	HTTPAddr  string   // default 127.0.0.1:8000; port 0 picks a free one
-	GRPCAddr  string   // default 127.0.0.1:9000; port 0 picks a free one
-	Brokers   []string // external brokers; empty starts the embedded one
-	KafkaPort int      // embedded broker port; 0 picks a free one
-	DataDir   string   // embedded broker data directory; empty keeps data in memory
-	Prefix    string   // topic and group name prefix; default "sluice"
-	Builtin   bool     // deploy the applications built into the registry
+	HTTPAddr  string        // default 127.0.0.1:8000; port 0 picks a free one
+	GRPCAddr  string        // default 127.0.0.1:9000; port 0 picks a free one
+	Brokers   []string      // external brokers; empty starts the embedded one
+	KafkaPort int           // embedded broker port; 0 picks a free one
+	DataDir   string        // embedded broker data directory; empty keeps data in memory
+	Prefix    string        // topic and group name prefix; default "sluice"
+	Builtin   bool          // deploy the applications built into the registry
+	S3        blob.S3Config // model weights in S3/MinIO when S3.Endpoint is set; else a local directory
+	BlobDir   string        // the local directory (default: <DataDir>/blobs, or a temporary one)
 	Apps      []*spec.App
 	Registry  *serve.Registry
 	Log       *slog.Logger
@@ -39,6 +44,8 @@ type Dev struct {
 	embedded   *streams.Embedded
 	caller     *streams.Caller
 	controller *controller.Controller
+	registry   *registry.Registry
+	blobTmp    string // a temporary blob directory to remove on close
 	front      *front
 	cancel     context.CancelFunc
 	stopped    chan struct{} // closed when the controller has stopped its replicas
@@ -90,6 +97,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		ctlDone <- d.controller.Run(runCtx)
 	}()
 
+	store, err := d.openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if d.registry, err = registry.New(ctx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
+		return nil, err
+	}
+	go func() { _ = d.registry.Run(runCtx) }()
+
 	// Bind now (a busy port fails fast) but serve only after the deploy, so
 	// an early request waits in the backlog instead of finding no route.
 	hl, gl, err := listen(cfg.HTTPAddr, cfg.GRPCAddr)
@@ -113,7 +129,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			return nil, err
 		}
 	}
-	if d.front, err = startFront(ctx, gw, hl, gl, gateway.DefaultMaxBody); err != nil {
+	models := registry.NewService(d.registry, gateway.GRPCError)
+	if d.front, err = startFront(ctx, gw, hl, gl, gateway.DefaultMaxBody, models.Register); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -155,6 +172,30 @@ func (d *Dev) shutdown() {
 	if d.embedded != nil {
 		d.embedded.Close()
 	}
+	if d.blobTmp != "" {
+		os.RemoveAll(d.blobTmp)
+	}
+}
+
+// openStore opens the model store: MinIO/S3 when configured, else a local
+// directory under the data dir (or a temporary one).
+func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (registry.Store, error) {
+	if cfg.S3.Endpoint != "" {
+		return blob.NewS3(ctx, cfg.S3, cfg.Log)
+	}
+	dir := cfg.BlobDir
+	switch {
+	case dir != "":
+	case cfg.DataDir != "":
+		dir = filepath.Join(cfg.DataDir, "blobs")
+	default:
+		tmp, err := os.MkdirTemp("", "sluice-blobs-")
+		if err != nil {
+			return nil, err
+		}
+		d.blobTmp, dir = tmp, tmp
+	}
+	return blob.NewDir(dir)
 }
 
 func runDev(ctx context.Context, args []string, env Env) error {
@@ -168,6 +209,12 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	builtin := fs.Bool("builtin", true, "deploy the applications built into this binary")
 	var files listFlag
 	fs.Var(&files, "f", "deploy the applications of this YAML file at start (repeatable)")
+	s3 := blob.S3Config{}
+	fs.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3/MinIO endpoint host:port for model weights (env SLUICE_S3_ENDPOINT; default: a local directory)")
+	fs.StringVar(&s3.Bucket, "s3-bucket", "sluice-models", "bucket for model weights")
+	fs.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix inside the bucket")
+	fs.BoolVar(&s3.TLS, "s3-tls", false, "use TLS to reach the S3 endpoint")
+	blobDir := fs.String("blob-dir", "", "local directory for model weights when no S3 endpoint is set")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -183,6 +230,8 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		DataDir:   *dataDir,
 		Prefix:    *prefix,
 		Builtin:   *builtin,
+		S3:        withS3Env(s3, env),
+		BlobDir:   *blobDir,
 		Apps:      apps,
 		Registry:  env.Registry,
 		Log:       env.Log,
@@ -219,4 +268,13 @@ func readSpecs(files []string) ([]*spec.App, error) {
 		apps = append(apps, as...)
 	}
 	return apps, nil
+}
+
+// withS3Env fills the endpoint and credentials from the environment;
+// credentials never come from flags, so they stay out of process lists.
+func withS3Env(c blob.S3Config, env Env) blob.S3Config {
+	c.Endpoint = orEnv(c.Endpoint, env, "SLUICE_S3_ENDPOINT", "")
+	c.AccessKey = env.Getenv("SLUICE_S3_ACCESS_KEY")
+	c.SecretKey = env.Getenv("SLUICE_S3_SECRET_KEY")
+	return c
 }

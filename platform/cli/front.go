@@ -36,9 +36,12 @@ func listen(httpAddr, grpcAddr string) (hl, gl net.Listener, err error) {
 	return hl, gl, nil
 }
 
-func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, maxMsg int) (*front, error) {
+func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, maxMsg int, more ...func(grpc.ServiceRegistrar)) (*front, error) {
 	f := &front{grpc: grpc.NewServer(gw.GRPCOptions()...), done: make(chan error, 2)}
 	gw.Register(f.grpc)
+	for _, register := range more {
+		register(f.grpc)
+	}
 	go func() { f.done <- f.grpc.Serve(gl) }()
 	conn, err := grpc.NewClient(gl.Addr().String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
