@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-kafka fuzz bench-core vet
+.PHONY: build run test test-unit test-e2e test-real fuzz bench-core vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -12,8 +12,9 @@ build:
 run: build
 	bin/sluice dev --http $(HTTP_ADDR) --grpc $(GRPC_ADDR)
 
-# Every test tier: unit (race detector), short fuzz runs, end-to-end on the
-# embedded broker, then end-to-end on a real Apache Kafka broker.
+# Every test tier: generated code current, unit (race detector), short fuzz
+# runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka
+# broker and a real MinIO, and real inference clients against sluice dev.
 test:
 	scripts/test.sh
 
@@ -26,8 +27,8 @@ test-unit:
 test-e2e:
 	scripts/test.sh e2e
 
-test-kafka:
-	scripts/test.sh kafka
+test-real:
+	scripts/test.sh real
 
 fuzz:
 	scripts/test.sh fuzz

@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-serve/sluice/examples/tensors"
 	"github.com/sluice-serve/sluice/platform/cli"
 	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -48,6 +49,18 @@ func brokers() []string {
 	return out
 }
 
+// s3Config names the real MinIO under test (SLUICE_TEST_S3_*), or none:
+// the platform then keeps model weights in a local directory.
+func s3Config(prefix string) blob.S3Config {
+	return blob.S3Config{
+		Endpoint:  os.Getenv("SLUICE_TEST_S3_ENDPOINT"),
+		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"),
+		SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
+		Bucket:    "sluice-e2e",
+		Prefix:    prefix,
+	}
+}
+
 func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
@@ -64,6 +77,7 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	plat, err = cli.StartDev(ctx, cli.DevConfig{
 		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Brokers: brokers(), Prefix: prefix, Builtin: true, Registry: registry, Log: testLog,
+		S3: s3Config(prefix),
 	})
 	cancel()
 	if err != nil {

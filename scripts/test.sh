@@ -3,7 +3,8 @@
 #   unit   go vet, then unit tests with the race detector (no broker needed)
 #   fuzz   each fuzz target for a few seconds (FUZZTIME, default 5s)
 #   e2e    the end-to-end suite against the embedded broker
-#   kafka  the same suite against a real Apache Kafka broker (scripts/kafka.sh)
+#   real   the same suite, the registry and the blob stores against a real
+#          Apache Kafka broker (scripts/kafka.sh) and a real MinIO (scripts/minio.sh)
 #   gen    the committed generated protobuf code is what buf generates now
 #   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`
 set -euo pipefail
@@ -35,15 +36,19 @@ e2e() {
 	$GO test -count=1 ./e2e/
 }
 
-kafka() {
-	echo "== end-to-end, real Apache Kafka"
+real() {
+	echo "== end-to-end, real Apache Kafka and real MinIO"
 	export KAFKA_STATE_DIR=${KAFKA_STATE_DIR:-$(mktemp -d /tmp/sluice-kafka-test.XXXXXX)}
-	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
-	local line
+	export MINIO_STATE_DIR=${MINIO_STATE_DIR:-$(mktemp -d /tmp/sluice-minio-test.XXXXXX)}
+	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
+	local line s3
 	line=$(scripts/kafka.sh start)
 	export SLUICE_TEST_BROKERS=${line#KAFKA_BROKERS=}
-	echo "broker at $SLUICE_TEST_BROKERS"
-	$GO test -count=1 ./e2e/
+	s3=$(scripts/minio.sh start)
+	eval "$s3"
+	export SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY SLUICE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
+	echo "kafka at $SLUICE_TEST_BROKERS, minio at $SLUICE_TEST_S3_ENDPOINT"
+	$GO test -count=1 ./e2e/ ./registry/...
 }
 
 gen() {
@@ -57,11 +62,12 @@ clients() {
 }
 
 if [ $# -eq 0 ]; then
-	set -- gen unit fuzz e2e kafka clients
+	set -- gen unit fuzz e2e real clients
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | kafka | gen | clients) "$tier" ;;
-	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, kafka, clients)" >&2; exit 2 ;;
+	unit | fuzz | e2e | real | gen | clients) "$tier" ;;
+	kafka) real ;; # the tier's former name
+	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, clients)" >&2; exit 2 ;;
 	esac
 done

@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -32,6 +33,9 @@ const (
 	// only when the server refuses.
 	maxSingleCopy  = 5 << 30
 	defaultTimeout = 10 * time.Second
+	// smallObject is how much of a stream of unknown size Put reads ahead
+	// to find out whether it is small.
+	smallObject = 1 << 20
 	// s3MaxRetries bounds minio-go's retries (its default is 10, with
 	// backoff, which keeps an unreachable endpoint busy for a long time).
 	s3MaxRetries = 3
@@ -207,6 +211,8 @@ func NewS3(ctx context.Context, cfg S3Config, log *slog.Logger) (*S3, error) {
 		Secure:     cfg.TLS,
 		Region:     cfg.Region,
 		MaxRetries: s3MaxRetries,
+		// Lets Put send a full-object CRC32C as a trailer; see Put.
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -262,6 +268,12 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) (Info
 	}
 	name := s.object(key)
 	start := time.Now()
+	if size < 0 {
+		var err error
+		if r, size, err = peekSmall(r); err != nil {
+			return Info{}, fmt.Errorf("s3 put %q: %w", key, err)
+		}
+	}
 	h := sha256.New()
 	sr := newSizedReader(r, size)
 	if size == 0 {
@@ -274,6 +286,10 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) (Info
 	up, err := s.client.PutObject(ctx, s.bucket, name, io.TeeReader(sr, h), size, minio.PutObjectOptions{
 		PartSize:    uint64(s.partSize),
 		ContentType: contentType,
+		// With a full-object checksum (and not without one) MinIO updates
+		// the metadata below in place instead of rewriting every byte;
+		// the server also verifies the CRC of what it received.
+		Checksum: minio.ChecksumFullObjectCRC32C,
 	})
 	if errors.Is(sr.err, ErrSizeMismatch) {
 		return Info{}, fmt.Errorf("s3 put %q: %w", key, sr.err)
@@ -303,6 +319,23 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) (Info
 	s.log.DebugContext(ctx, "put object", "key", key, "size", sr.n, "sha256", sum,
 		"elapsed", elapsed, "mb_per_s", float64(sr.n)/1e6/elapsed.Seconds())
 	return Info{Key: key, Size: sr.n, SHA256: sum, Modified: stamped.LastModified}, nil
+}
+
+// peekSmall reads the head of a stream of unknown size. A stream that ends
+// within smallObject bytes is returned with its size, to go up in one PUT
+// instead of a multipart upload (which minio-go also gets wrong for an empty
+// stream with a full-object checksum); otherwise size stays -1.
+func peekSmall(r io.Reader) (io.Reader, int64, error) {
+	head := make([]byte, smallObject)
+	n, err := io.ReadFull(r, head)
+	switch err {
+	case nil:
+		return io.MultiReader(bytes.NewReader(head), r), -1, nil
+	case io.EOF, io.ErrUnexpectedEOF:
+		return bytes.NewReader(head[:n]), int64(n), nil
+	default:
+		return nil, 0, err
+	}
 }
 
 // Get streams key. Timeout bounds the wait for the response, not the read.
