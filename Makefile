@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-real fuzz bench-core vet
+.PHONY: build run test test-unit test-e2e test-real fuzz bench-core bench-registry vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -36,3 +36,7 @@ fuzz:
 # Core data-path benchmark (issue #2 figures) on the embedded and a real broker.
 bench-core:
 	scripts/bench-core.sh
+
+# Registry push/pull of 512 MiB against a real MinIO (issue #4 figures).
+bench-registry:
+	scripts/bench-registry.sh

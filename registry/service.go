@@ -29,7 +29,29 @@ func NewService(r *Registry, toStatus func(context.Context, error) error) *Servi
 func (s *Service) Register(srv grpc.ServiceRegistrar) { sluicev1.RegisterModelsServer(srv, s) }
 
 // chunkSize is the size of the pieces a pull streams.
-const chunkSize = 1 << 20
+const chunkSize = 4 << 20
+
+// Flow-control windows for bulk streams: gRPC's default 64 KiB window
+// holds a gigabyte pull to a fraction of what loopback carries.
+const (
+	bulkWindow     = 16 << 20
+	bulkConnWindow = 64 << 20
+)
+
+// BulkServerOptions are the flow-control windows artifact streams need;
+// the server's message limit must be at least MaxChunk.
+func BulkServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.InitialWindowSize(bulkWindow), grpc.InitialConnWindowSize(bulkConnWindow)}
+}
+
+// MaxChunk is the largest push or pull message.
+const MaxChunk = 2 * chunkSize
+
+// BulkDialOptions are the client options artifact streams need.
+func BulkDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(bulkWindow), grpc.WithInitialConnWindowSize(bulkConnWindow),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxChunk), grpc.MaxCallSendMsgSize(MaxChunk))}
+}
 
 // PushVersion reads the header, then feeds the chunks through a pipe into
 // Publish, so at most a chunk or two are in memory at once.

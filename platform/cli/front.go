@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/registry"
 )
 
 // front serves a gateway: gRPC on one listener, REST (OIP, app routes,
@@ -37,7 +38,7 @@ func listen(httpAddr, grpcAddr string) (hl, gl net.Listener, err error) {
 }
 
 func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, maxMsg int, more ...func(grpc.ServiceRegistrar)) (*front, error) {
-	f := &front{grpc: grpc.NewServer(gw.GRPCOptions()...), done: make(chan error, 2)}
+	f := &front{grpc: grpc.NewServer(append(registry.BulkServerOptions(), gw.GRPCOptions()...)...), done: make(chan error, 2)}
 	gw.Register(f.grpc)
 	for _, register := range more {
 		register(f.grpc)

@@ -63,8 +63,7 @@ func modelsClient(fset *flag.FlagSet, env Env) func() (sluicev1.ModelsClient, fu
 	addr := fset.String("grpc-addr", "", "registry gRPC address (env SLUICE_GRPC_ADDR; default 127.0.0.1:9000)")
 	return func() (sluicev1.ModelsClient, func(), error) {
 		conn, err := grpc.NewClient(orEnv(*addr, env, "SLUICE_GRPC_ADDR", "127.0.0.1:9000"),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+			append(registry.BulkDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -155,7 +154,7 @@ func modelsPush(ctx context.Context, args []string, env Env) error {
 		return rpcError(err)
 	}
 	bar := newProgress(env.Stderr, "push "+name, total)
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, registry.MaxChunk/2)
 	for _, f := range files {
 		if err := sendFile(f.abs, buf, func(b []byte) error {
 			bar.add(len(b))
