@@ -45,14 +45,19 @@ INSTALL_MARKER="${KAFKA_DIR}/.installed"
 
 STATE_DIR="${KAFKA_STATE_DIR:-${TMPDIR:-/tmp}/sluice-kafka}"
 STATE_DIR="${STATE_DIR%/}"
-STATE_MARKER="${STATE_DIR}/.sluice-kafka-state"
-BROKER_PID_FILE="${STATE_DIR}/broker.pid"
-WATCHDOG_PID_FILE="${STATE_DIR}/watchdog.pid"
-BROKERS_FILE="${STATE_DIR}/brokers"
-SERVER_PROPS="${STATE_DIR}/server.properties"
-LOG4J_CONF="${STATE_DIR}/log4j2.properties"
-BROKER_LOG="${STATE_DIR}/kafka.log"
-DATA_DIR="${STATE_DIR}/data"
+# Everything inside the state dir (also called by the watchdog, which gets the
+# state dir as an argument).
+set_state_paths() {
+  STATE_MARKER="${STATE_DIR}/.sluice-kafka-state"
+  SERVER_PID_FILE="${STATE_DIR}/broker.pid"
+  WATCHDOG_PID_FILE="${STATE_DIR}/watchdog.pid"
+  BROKERS_FILE="${STATE_DIR}/brokers"
+  SERVER_PROPS="${STATE_DIR}/server.properties"
+  LOG4J_CONF="${STATE_DIR}/log4j2.properties"
+  BROKER_LOG="${STATE_DIR}/kafka.log"
+  DATA_DIR="${STATE_DIR}/data"
+}
+set_state_paths
 
 KAFKA_TTL="${KAFKA_TTL:-3600}"
 START_TIMEOUT_S="${KAFKA_START_TIMEOUT:-60}"
@@ -60,10 +65,16 @@ STOP_TIMEOUT_S=15
 
 SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 
-# ---- helpers ----------------------------------------------------------------
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
+# ---- service management -----------------------------------------------------
+# log, die, locks, stop, status and the watchdog come from lib/service.sh.
+SERVICE_NAME=kafka.sh
+SERVICE_ENV_PREFIX=KAFKA
+SERVER_NOUN=broker
+STATE_LOCK_PREFIX=state
+# shellcheck source=SCRIPTDIR/lib/service.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
+# ---- helpers ----------------------------------------------------------------
 usage() {
   cat >&2 <<EOF
 usage: $(basename "$0") {install|start|stop|status}
@@ -102,40 +113,12 @@ check_java() {
   fi
 }
 
-# cmdline of a pid as a single space-separated line (empty for zombies/dead).
-proc_cmdline() {
-  local pid="$1"
-  if [[ -r "/proc/${pid}/cmdline" ]]; then
-    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true
-  else
-    ps -p "$pid" -o args= 2>/dev/null || true
-  fi
-}
-
-read_pid() {
-  local f="$1" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(head -n1 "$f" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  printf '%s\n' "$pid"
-}
-
 # True if pid is alive and really is the broker of this state dir (guards
-# against pid reuse).
-is_our_broker() {
+# against pid reuse). Called by lib/service.sh.
+is_our_server() {
   local pid="$1"
   kill -0 "$pid" 2>/dev/null || return 1
   [[ "$(proc_cmdline "$pid")" == *"kafka.Kafka ${SERVER_PROPS}"* ]]
-}
-
-is_our_watchdog() {
-  local pid="$1"
-  kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(proc_cmdline "$pid")" == *"__watchdog"*"${STATE_DIR}"* ]]
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 broker_address() {
@@ -145,44 +128,15 @@ broker_address() {
   printf '%s\n' "$addr"
 }
 
-# Prints the broker address if a broker from this state dir is up.
-running_address() {
+# Prints KAFKA_BROKERS=<address> if a broker from this state dir is up (the
+# output of `start` and `status`).
+running_lines() {
   local pid addr
-  pid="$(read_pid "$BROKER_PID_FILE")" || return 1
-  is_our_broker "$pid" || return 1
+  pid="$(read_pid "$SERVER_PID_FILE")" || return 1
+  is_our_server "$pid" || return 1
   addr="$(broker_address)" || return 1
   port_open "${addr##*:}" || return 1
-  printf '%s\n' "$addr"
-}
-
-# Two distinct free TCP ports on 127.0.0.1, space separated.
-free_ports() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-    return
-  fi
-  # Fallback: random ports below the usual ephemeral range that nothing
-  # accepts connections on.
-  local ports=() p tries=0
-  while (( ${#ports[@]} < 2 && tries < 200 )); do
-    tries=$((tries + 1))
-    p=$((20000 + RANDOM % 12000))
-    [[ " ${ports[*]-} " == *" $p "* ]] && continue
-    port_open "$p" && continue
-    ports+=("$p")
-  done
-  (( ${#ports[@]} == 2 )) || die "could not find two free TCP ports on 127.0.0.1"
-  printf '%s %s\n' "${ports[0]}" "${ports[1]}"
+  printf 'KAFKA_BROKERS=%s\n' "$addr"
 }
 
 # Kafka cluster id: 16 random bytes, URL-safe base64 without padding; Kafka's
@@ -201,44 +155,6 @@ while True:
     "$(java_bin)" -Xmx128m -cp "${LIB_DIR}/*" \
       -Dlog4j2.configurationFile="file:${LOG4J_CONF}" \
       kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1
-  fi
-}
-
-# Takes an exclusive flock on "$1" using fd 9 (released when the script exits).
-# Children started in the background must close fd 9 (9>&-). Best effort: runs
-# unlocked if flock is missing or the lock file cannot be created.
-take_lock() {
-  local lockfile="$1"
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$(dirname "$lockfile")" 2>/dev/null || return 0
-  exec 9>"$lockfile" || return 0
-  if ! flock -w 300 9; then
-    die "timed out waiting for lock ${lockfile}"
-  fi
-}
-
-# Lock file serialising start/stop on one state dir. Lives in the cache (not
-# next to the state dir) so nothing is left behind in $TMPDIR, and is never
-# deleted (deleting flock files races with waiters).
-state_lock_file() {
-  local sum
-  sum="$(printf '%s' "$STATE_DIR" | cksum | cut -d' ' -f1)"
-  printf '%s/locks/state-%s.lock\n' "$CACHE_ROOT" "$sum"
-}
-
-# Removes the state dir, but only if it is ours (has our marker) — so a
-# mistaken KAFKA_STATE_DIR=$HOME can never be wiped.
-remove_state_dir() {
-  [[ -e "$STATE_DIR" ]] || return 0
-  case "$STATE_DIR" in
-    "" | "/" | "$HOME" | "$HOME/") die "refusing to remove state dir '${STATE_DIR}'" ;;
-  esac
-  if [[ -f "$STATE_MARKER" ]]; then
-    rm -rf -- "$STATE_DIR"
-  elif [[ -d "$STATE_DIR" && -z "$(ls -A "$STATE_DIR" 2>/dev/null)" ]]; then
-    rmdir -- "$STATE_DIR" 2>/dev/null || true
-  else
-    log "warning: ${STATE_DIR} was not created by kafka.sh (no marker); not removing it"
   fi
 }
 
@@ -391,14 +307,14 @@ EOF
 # Start one broker attempt. Returns 0 when ready, 1 on failure, 3 when the
 # failure looks like a port clash (caller retries with fresh ports).
 start_attempt() {
-  local java ports broker_port controller_port cluster_id pid wpid
+  local java ports broker_port controller_port cluster_id pid
   java="$(java_bin)"
   ports="$(free_ports)"
   broker_port="${ports%% *}"
   controller_port="${ports##* }"
 
   rm -rf -- "$DATA_DIR"
-  rm -f -- "$BROKER_PID_FILE" "$WATCHDOG_PID_FILE" "$BROKERS_FILE"
+  rm -f -- "$SERVER_PID_FILE" "$WATCHDOG_PID_FILE" "$BROKERS_FILE"
   mkdir -p "$DATA_DIR"
   write_configs "$broker_port" "$controller_port"
   : >"$BROKER_LOG"
@@ -424,20 +340,14 @@ start_attempt() {
     -cp "${LIB_DIR}/*" kafka.Kafka "$SERVER_PROPS" \
     >>"$BROKER_LOG" 2>&1 </dev/null 9>&- &
   pid=$!
-  printf '%s\n' "$pid" >"$BROKER_PID_FILE"
-
-  # Watchdog: its own session/process group so `stop` can kill it (and its
-  # sleep) as a group; exits on its own as soon as the broker is gone.
-  setsid nohup "${BASH:-bash}" "$SCRIPT_PATH" __watchdog "$pid" "$KAFKA_TTL" "$STATE_DIR" \
-    >/dev/null 2>&1 </dev/null 9>&- &
-  wpid=$!
-  printf '%s\n' "$wpid" >"$WATCHDOG_PID_FILE"
+  printf '%s\n' "$pid" >"$SERVER_PID_FILE"
+  spawn_watchdog "$pid" "$KAFKA_TTL"
 
   log "starting Kafka ${KAFKA_VERSION} (pid ${pid}, broker 127.0.0.1:${broker_port}, controller 127.0.0.1:${controller_port}, ttl ${KAFKA_TTL}s, log ${BROKER_LOG})"
 
   local deadline=$((SECONDS + START_TIMEOUT_S))
   while (( SECONDS < deadline )); do
-    if ! is_our_broker "$pid"; then
+    if ! is_our_server "$pid"; then
       break
     fi
     if grep -q 'Kafka Server started' "$BROKER_LOG" 2>/dev/null && port_open "$broker_port"; then
@@ -447,21 +357,7 @@ start_attempt() {
     sleep 0.25
   done
 
-  local rc=1
-  if is_our_broker "$pid"; then
-    log "broker did not become ready within ${START_TIMEOUT_S}s (load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); raise KAFKA_START_TIMEOUT on a busy machine)"
-  else
-    log "broker process exited during startup"
-    grep -q 'Address already in use' "$BROKER_LOG" 2>/dev/null && rc=3
-  fi
-  kill_broker "$pid"
-  kill_watchdog
-  if (( rc == 3 )); then
-    return 3
-  fi
-  log "last lines of ${BROKER_LOG}:"
-  tail -n 60 "$BROKER_LOG" >&2 || true
-  return 1
+  abort_start_attempt "$pid" "$BROKER_LOG" -e 'Address already in use'
 }
 
 cmd_start() {
@@ -474,159 +370,25 @@ cmd_start() {
   mkdir -p "$(dirname "$STATE_DIR")"
   take_lock "$(state_lock_file)"
 
-  local addr
-  if addr="$(running_address)"; then
+  local lines
+  if lines="$(running_lines)"; then
     log "broker already running (state dir ${STATE_DIR})"
-    printf 'KAFKA_BROKERS=%s\n' "$addr"
+    printf '%s\n' "$lines"
     return 0
   fi
 
-  # Stale or foreign state dir?
-  if [[ -e "$STATE_DIR" && ! -f "$STATE_MARKER" ]]; then
-    if [[ -d "$STATE_DIR" && -z "$(ls -A "$STATE_DIR" 2>/dev/null)" ]]; then
-      :
-    else
-      die "${STATE_DIR} exists but was not created by kafka.sh; choose another KAFKA_STATE_DIR"
-    fi
-  fi
-  if [[ -f "$STATE_MARKER" ]]; then
-    # Leftovers of a dead broker (or one that is up but unreachable).
-    local old
-    if old="$(read_pid "$BROKER_PID_FILE")" && is_our_broker "$old"; then
-      log "broker pid ${old} is alive but not answering; restarting it"
-      kill_broker "$old"
-    fi
-    kill_watchdog
-    remove_state_dir
-  fi
+  clear_stale_state_dir
   mkdir -p "$STATE_DIR"
   printf 'created by scripts/kafka.sh\n' >"$STATE_MARKER"
 
-  local attempt rc
-  for attempt in 1 2 3; do
-    rc=0
-    start_attempt || rc=$?
-    if (( rc == 0 )); then
-      printf 'KAFKA_BROKERS=%s\n' "$(broker_address)"
-      return 0
-    fi
-    if (( rc == 3 && attempt < 3 )); then
-      log "port clash, retrying with fresh ports"
-      continue
-    fi
-    break
-  done
+  # shellcheck disable=SC2119 # start_attempt takes no arguments
+  if start_with_retries; then
+    printf 'KAFKA_BROKERS=%s\n' "$(broker_address)"
+    return 0
+  fi
   die "failed to start Kafka (state kept in ${STATE_DIR} for inspection; run '$(basename "$0") stop' to clean up)"
 }
 
-# ---- stop -------------------------------------------------------------------
-kill_broker() {
-  local pid="$1" i
-  is_our_broker "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT_S * 4; i++)); do
-    is_our_broker "$pid" || return 0
-    sleep 0.25
-  done
-  log "broker pid ${pid} still alive after ${STOP_TIMEOUT_S}s, sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do
-    is_our_broker "$pid" || return 0
-    sleep 0.25
-  done
-  log "warning: broker pid ${pid} survived SIGKILL"
-}
-
-kill_watchdog() {
-  local wpid pgid
-  wpid="$(read_pid "$WATCHDOG_PID_FILE")" || return 0
-  is_our_watchdog "$wpid" || return 0
-  pgid="$(ps -o pgid= -p "$wpid" 2>/dev/null | tr -d ' ' || true)"
-  if [[ "$pgid" == "$wpid" ]]; then
-    kill -TERM -- "-${wpid}" 2>/dev/null || true # watchdog + its sleep
-  else
-    kill -TERM "$wpid" 2>/dev/null || true
-  fi
-}
-
-cmd_stop() {
-  take_lock "$(state_lock_file)"
-  if [[ ! -e "$STATE_DIR" ]]; then
-    log "no broker state at ${STATE_DIR}; nothing to stop"
-    return 0
-  fi
-  local pid
-  if pid="$(read_pid "$BROKER_PID_FILE")" && is_our_broker "$pid"; then
-    log "stopping broker pid ${pid}"
-    kill_broker "$pid"
-  else
-    log "broker not running"
-  fi
-  kill_watchdog
-  remove_state_dir
-  log "stopped"
-  return 0
-}
-
-# ---- status -----------------------------------------------------------------
-cmd_status() {
-  local addr
-  if addr="$(running_address)"; then
-    printf 'KAFKA_BROKERS=%s\n' "$addr"
-    return 0
-  fi
-  log "not running (state dir ${STATE_DIR})"
-  return 1
-}
-
-# ---- watchdog (internal) ----------------------------------------------------
-# __watchdog <broker-pid> <ttl-seconds> <state-dir>: kill the broker after the
-# TTL, then remove its state dir. Exits early once the broker is gone.
-cmd_watchdog() {
-  local pid="$1" ttl="$2"
-  STATE_DIR="$3"
-  SERVER_PROPS="${STATE_DIR}/server.properties"
-  BROKER_PID_FILE="${STATE_DIR}/broker.pid"
-  STATE_MARKER="${STATE_DIR}/.sluice-kafka-state"
-  local deadline=$((SECONDS + ttl)) left
-  while (( SECONDS < deadline )); do
-    is_our_broker "$pid" || exit 0
-    left=$((deadline - SECONDS))
-    sleep $(( left < 5 ? (left > 0 ? left : 1) : 5 ))
-  done
-  is_our_broker "$pid" || exit 0
-  kill_broker "$pid"
-  # Only clean up if the state dir still belongs to the broker we killed.
-  if [[ "$(read_pid "$BROKER_PID_FILE" 2>/dev/null || true)" == "$pid" ]]; then
-    remove_state_dir
-  fi
-}
-
 # ---- main -------------------------------------------------------------------
-main() {
-  if (( $# < 1 )); then
-    usage
-    exit 2
-  fi
-  case "$1" in
-    install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    __watchdog)
-      (( $# == 4 )) || exit 2
-      cmd_watchdog "$2" "$3" "$4"
-      ;;
-    -h | --help | help)
-      usage
-      exit 0
-      ;;
-    *)
-      log "unknown command '$1'"
-      usage
-      exit 2
-      ;;
-  esac
-}
-
-main "$@"
+# install/start/stop/status/__watchdog dispatch (lib/service.sh).
+service_main "$@"

@@ -53,23 +53,36 @@ BUILD_LOG="${BIN_DIR}/.minio-${MINIO_VERSION_SUFFIX}.build.log"
 
 STATE_DIR="${MINIO_STATE_DIR:-${TMPDIR:-/tmp}/sluice-minio}"
 STATE_DIR="${STATE_DIR%/}"
-STATE_MARKER="${STATE_DIR}/.sluice-minio-state"
-SERVER_PID_FILE="${STATE_DIR}/minio.pid"
-WATCHDOG_PID_FILE="${STATE_DIR}/watchdog.pid"
-ENV_FILE="${STATE_DIR}/env"
-SERVER_LOG="${STATE_DIR}/minio.log"
-DATA_DIR="${STATE_DIR}/data"
+# Everything inside the state dir (also called by the watchdog, which gets the
+# state dir as an argument).
+set_state_paths() {
+  STATE_MARKER="${STATE_DIR}/.sluice-minio-state"
+  SERVER_PID_FILE="${STATE_DIR}/minio.pid"
+  WATCHDOG_PID_FILE="${STATE_DIR}/watchdog.pid"
+  ENV_FILE="${STATE_DIR}/env"
+  SERVER_LOG="${STATE_DIR}/minio.log"
+  DATA_DIR="${STATE_DIR}/data"
+}
+set_state_paths
 
 MINIO_TTL="${MINIO_TTL:-3600}"
 START_TIMEOUT_S="${MINIO_START_TIMEOUT:-60}"
 STOP_TIMEOUT_S=15
+# The server may still be between fork and exec when the watchdog starts.
+WATCHDOG_START_DELAY_S=1
 
 SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 
-# ---- helpers ----------------------------------------------------------------
-log() { printf 'minio.sh: %s\n' "$*" >&2; }
-die() { printf 'minio.sh: error: %s\n' "$*" >&2; exit 1; }
+# ---- service management -----------------------------------------------------
+# log, die, locks, stop, status and the watchdog come from lib/service.sh.
+SERVICE_NAME=minio.sh
+SERVICE_ENV_PREFIX=MINIO
+SERVER_NOUN=server
+STATE_LOCK_PREFIX=minio-state
+# shellcheck source=SCRIPTDIR/lib/service.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
+# ---- helpers ----------------------------------------------------------------
 usage() {
   cat >&2 <<EOF
 usage: $(basename "$0") {install|start|stop|status}
@@ -90,40 +103,12 @@ EOF
 
 go_bin() { printf '%s\n' "${GO:-go}"; }
 
-# cmdline of a pid as a single space-separated line (empty for zombies/dead).
-proc_cmdline() {
-  local pid="$1"
-  if [[ -r "/proc/${pid}/cmdline" ]]; then
-    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true
-  else
-    ps -p "$pid" -o args= 2>/dev/null || true
-  fi
-}
-
-read_pid() {
-  local f="$1" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(head -n1 "$f" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  printf '%s\n' "$pid"
-}
-
 # True if pid is alive and really is the server of this state dir (guards
-# against pid reuse).
+# against pid reuse). Called by lib/service.sh.
 is_our_server() {
   local pid="$1"
   kill -0 "$pid" 2>/dev/null || return 1
   [[ "$(proc_cmdline "$pid")" == *"/minio-"*" server ${DATA_DIR} --address "* ]]
-}
-
-is_our_watchdog() {
-  local pid="$1"
-  kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(proc_cmdline "$pid")" == *"__watchdog"*"${STATE_DIR}"* ]]
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # HTTP status code of GET http://127.0.0.1:<port><path> ("000" if no answer).
@@ -142,7 +127,8 @@ env_value() {
   printf '%s\n' "${line#"${key}"=}"
 }
 
-# Prints the three S3_* lines if a server from this state dir is up.
+# Prints the three S3_* lines if a server from this state dir is up (the
+# output of `start` and `status`).
 running_lines() {
   local pid endpoint user pass
   pid="$(read_pid "$SERVER_PID_FILE")" || return 1
@@ -153,36 +139,6 @@ running_lines() {
   pass="$(env_value S3_SECRET_KEY)" || return 1
   [[ "$(http_code "${endpoint##*:}" /minio/health/live)" == 200 ]] || return 1
   printf 'S3_ENDPOINT=%s\nS3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\n' "$endpoint" "$user" "$pass"
-}
-
-# Two distinct free TCP ports on 127.0.0.1, space separated.
-free_ports() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-    return
-  fi
-  # Fallback: random ports below the usual ephemeral range that nothing
-  # accepts connections on.
-  local ports=() p tries=0
-  while (( ${#ports[@]} < 2 && tries < 200 )); do
-    tries=$((tries + 1))
-    p=$((20000 + RANDOM % 12000))
-    [[ " ${ports[*]-} " == *" $p "* ]] && continue
-    port_open "$p" && continue
-    ports+=("$p")
-  done
-  (( ${#ports[@]} == 2 )) || die "could not find two free TCP ports on 127.0.0.1"
-  printf '%s %s\n' "${ports[0]}" "${ports[1]}"
 }
 
 # N random characters from [a-z0-9] (uppercase with $2 == upper).
@@ -204,44 +160,6 @@ check_credential() {
   (( ${#value} >= min )) || die "${name} must be at least ${min} characters"
   [[ "$value" =~ ^[A-Za-z0-9._+/=@%:,-]+$ ]] ||
     die "${name} may only contain [A-Za-z0-9._+/=@%:,-] (it is printed unquoted as a shell assignment)"
-}
-
-# Takes an exclusive flock on "$1" using fd 9 (released when the script exits).
-# Children started in the background must close fd 9 (9>&-). Best effort: runs
-# unlocked if flock is missing or the lock file cannot be created.
-take_lock() {
-  local lockfile="$1" wait_s="${2:-300}"
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$(dirname "$lockfile")" 2>/dev/null || return 0
-  exec 9>"$lockfile" || return 0
-  if ! flock -w "$wait_s" 9; then
-    die "timed out waiting for lock ${lockfile}"
-  fi
-}
-
-# Lock file serialising start/stop on one state dir. Lives in the cache (not
-# next to the state dir) so nothing is left behind in $TMPDIR, and is never
-# deleted (deleting flock files races with waiters).
-state_lock_file() {
-  local sum
-  sum="$(printf '%s' "$STATE_DIR" | cksum | cut -d' ' -f1)"
-  printf '%s/locks/minio-state-%s.lock\n' "$CACHE_ROOT" "$sum"
-}
-
-# Removes the state dir, but only if it is ours (has our marker) — so a
-# mistaken MINIO_STATE_DIR=$HOME can never be wiped.
-remove_state_dir() {
-  [[ -e "$STATE_DIR" ]] || return 0
-  case "$STATE_DIR" in
-    "" | "/" | "$HOME" | "$HOME/") die "refusing to remove state dir '${STATE_DIR}'" ;;
-  esac
-  if [[ -f "$STATE_MARKER" ]]; then
-    rm -rf -- "$STATE_DIR"
-  elif [[ -d "$STATE_DIR" && -z "$(ls -A "$STATE_DIR" 2>/dev/null)" ]]; then
-    rmdir -- "$STATE_DIR" 2>/dev/null || true
-  else
-    log "warning: ${STATE_DIR} was not created by minio.sh (no marker); not removing it"
-  fi
 }
 
 # ---- install ----------------------------------------------------------------
@@ -325,7 +243,7 @@ cmd_install() {
 # 1 on failure, 3 when the failure looks like a port clash (caller retries
 # with fresh ports).
 start_attempt() {
-  local user="$1" pass="$2" ports api_port console_port pid wpid
+  local user="$1" pass="$2" ports api_port console_port pid
   ports="$(free_ports)"
   api_port="${ports%% *}"
   console_port="${ports##* }"
@@ -347,13 +265,7 @@ start_attempt() {
     >>"$SERVER_LOG" 2>&1 </dev/null 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$SERVER_PID_FILE"
-
-  # Watchdog: its own session/process group so `stop` can kill it (and its
-  # sleep) as a group; exits on its own as soon as the server is gone.
-  setsid nohup "${BASH:-bash}" "$SCRIPT_PATH" __watchdog "$pid" "$MINIO_TTL" "$STATE_DIR" \
-    >/dev/null 2>&1 </dev/null 9>&- &
-  wpid=$!
-  printf '%s\n' "$wpid" >"$WATCHDOG_PID_FILE"
+  spawn_watchdog "$pid" "$MINIO_TTL"
 
   log "starting MinIO ${MINIO_VERSION_SUFFIX} (pid ${pid}, S3 API 127.0.0.1:${api_port}, console 127.0.0.1:${console_port}, ttl ${MINIO_TTL}s, log ${SERVER_LOG})"
 
@@ -373,21 +285,7 @@ start_attempt() {
     sleep 0.2
   done
 
-  local rc=1
-  if is_our_server "$pid"; then
-    log "server did not become ready within ${START_TIMEOUT_S}s (load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); raise MINIO_START_TIMEOUT on a busy machine)"
-  else
-    log "server process exited during startup"
-    grep -qi 'address already in use' "$SERVER_LOG" 2>/dev/null && rc=3
-  fi
-  kill_server "$pid"
-  kill_watchdog
-  if (( rc == 3 )); then
-    return 3
-  fi
-  log "last lines of ${SERVER_LOG}:"
-  tail -n 60 "$SERVER_LOG" >&2 || true
-  return 1
+  abort_start_attempt "$pid" "$SERVER_LOG" -i -e 'address already in use'
 }
 
 cmd_start() {
@@ -422,155 +320,18 @@ cmd_start() {
     return 0
   fi
 
-  # Stale or foreign state dir?
-  if [[ -e "$STATE_DIR" && ! -f "$STATE_MARKER" ]]; then
-    if [[ -d "$STATE_DIR" && -z "$(ls -A "$STATE_DIR" 2>/dev/null)" ]]; then
-      :
-    else
-      die "${STATE_DIR} exists but was not created by minio.sh; choose another MINIO_STATE_DIR"
-    fi
-  fi
-  if [[ -f "$STATE_MARKER" ]]; then
-    # Leftovers of a dead server (or one that is up but unreachable).
-    local old
-    if old="$(read_pid "$SERVER_PID_FILE")" && is_our_server "$old"; then
-      log "server pid ${old} is alive but not answering; restarting it"
-      kill_server "$old"
-    fi
-    kill_watchdog
-    remove_state_dir
-  fi
+  clear_stale_state_dir
   (umask 077 && mkdir -p "$STATE_DIR")
   chmod 700 "$STATE_DIR" 2>/dev/null || true
   printf 'created by scripts/minio.sh\n' >"$STATE_MARKER"
 
-  local attempt rc
-  for attempt in 1 2 3; do
-    rc=0
-    start_attempt "$user" "$pass" || rc=$?
-    if (( rc == 0 )); then
-      cat -- "$ENV_FILE"
-      return 0
-    fi
-    if (( rc == 3 && attempt < 3 )); then
-      log "port clash, retrying with fresh ports"
-      continue
-    fi
-    break
-  done
+  if start_with_retries "$user" "$pass"; then
+    cat -- "$ENV_FILE"
+    return 0
+  fi
   die "failed to start MinIO (state kept in ${STATE_DIR} for inspection; run '$(basename "$0") stop' to clean up)"
 }
 
-# ---- stop -------------------------------------------------------------------
-kill_server() {
-  local pid="$1" i
-  is_our_server "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT_S * 4; i++)); do
-    is_our_server "$pid" || return 0
-    sleep 0.25
-  done
-  log "server pid ${pid} still alive after ${STOP_TIMEOUT_S}s, sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do
-    is_our_server "$pid" || return 0
-    sleep 0.25
-  done
-  log "warning: server pid ${pid} survived SIGKILL"
-}
-
-kill_watchdog() {
-  local wpid pgid
-  wpid="$(read_pid "$WATCHDOG_PID_FILE")" || return 0
-  is_our_watchdog "$wpid" || return 0
-  pgid="$(ps -o pgid= -p "$wpid" 2>/dev/null | tr -d ' ' || true)"
-  if [[ "$pgid" == "$wpid" ]]; then
-    kill -TERM -- "-${wpid}" 2>/dev/null || true # watchdog + its sleep
-  else
-    kill -TERM "$wpid" 2>/dev/null || true
-  fi
-}
-
-cmd_stop() {
-  take_lock "$(state_lock_file)"
-  if [[ ! -e "$STATE_DIR" ]]; then
-    log "no server state at ${STATE_DIR}; nothing to stop"
-    return 0
-  fi
-  local pid
-  if pid="$(read_pid "$SERVER_PID_FILE")" && is_our_server "$pid"; then
-    log "stopping server pid ${pid}"
-    kill_server "$pid"
-  else
-    log "server not running"
-  fi
-  kill_watchdog
-  remove_state_dir
-  log "stopped"
-  return 0
-}
-
-# ---- status -----------------------------------------------------------------
-cmd_status() {
-  local lines
-  if lines="$(running_lines)"; then
-    printf '%s\n' "$lines"
-    return 0
-  fi
-  log "not running (state dir ${STATE_DIR})"
-  return 1
-}
-
-# ---- watchdog (internal) ----------------------------------------------------
-# __watchdog <server-pid> <ttl-seconds> <state-dir>: kill the server after the
-# TTL, then remove its state dir. Exits early once the server is gone.
-cmd_watchdog() {
-  local pid="$1" ttl="$2"
-  STATE_DIR="$3"
-  DATA_DIR="${STATE_DIR}/data"
-  SERVER_PID_FILE="${STATE_DIR}/minio.pid"
-  STATE_MARKER="${STATE_DIR}/.sluice-minio-state"
-  local deadline=$((SECONDS + ttl)) left
-  # The server may still be between fork and exec when we start.
-  sleep 1
-  while (( SECONDS < deadline )); do
-    is_our_server "$pid" || exit 0
-    left=$((deadline - SECONDS))
-    sleep $(( left < 5 ? (left > 0 ? left : 1) : 5 ))
-  done
-  is_our_server "$pid" || exit 0
-  kill_server "$pid"
-  # Only clean up if the state dir still belongs to the server we killed.
-  if [[ "$(read_pid "$SERVER_PID_FILE" 2>/dev/null || true)" == "$pid" ]]; then
-    remove_state_dir
-  fi
-}
-
 # ---- main -------------------------------------------------------------------
-main() {
-  if (( $# < 1 )); then
-    usage
-    exit 2
-  fi
-  case "$1" in
-    install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
-    __watchdog)
-      (( $# == 4 )) || exit 2
-      cmd_watchdog "$2" "$3" "$4"
-      ;;
-    -h | --help | help)
-      usage
-      exit 0
-      ;;
-    *)
-      log "unknown command '$1'"
-      usage
-      exit 2
-      ;;
-  esac
-}
-
-main "$@"
+# install/start/stop/status/__watchdog dispatch (lib/service.sh).
+service_main "$@"
