@@ -37,6 +37,10 @@ func TestRebalanceLosesNothing(t *testing.T) {
 		t.Fatalf("deploy: %s", out)
 	}
 	defer run(t, "delete", "scaled")
+	// Warm: the group has joined and serves before load and rebalances start.
+	if code, got := post(t, "/scaled", `{"echo":"warm"}`); code != 200 || got != "warm" {
+		t.Fatalf("warm-up: %d %q", code, got)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var sent, ok atomic.Int64
@@ -72,7 +76,9 @@ func TestRebalanceLosesNothing(t *testing.T) {
 	for e := range errs {
 		t.Error("failed request:", e)
 	}
-	if ok.Load() < 100 || ok.Load() != sent.Load() {
+	// The invariant is that none fails; the floor only proves load ran
+	// through both rebalances (a real broker's rebalance pauses for seconds).
+	if ok.Load() < 16 || ok.Load() != sent.Load() {
 		t.Fatalf("%d of %d requests succeeded across two rebalances", ok.Load(), sent.Load())
 	}
 	t.Logf("%d requests, all answered, across scale 1 -> 3 -> 1", ok.Load())

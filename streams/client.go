@@ -69,9 +69,13 @@ type TopicSpec struct {
 	Configs    map[string]*string
 }
 
-// CreateTopics creates the topics that do not exist yet; existing ones are
-// left as they are.
+// CreateTopics creates the topics that do not exist yet (existing ones are
+// left as they are) and waits, bounded by ctx and ten seconds, until the
+// broker's metadata lists every one with leaders for all its partitions:
+// a real broker creates topics asynchronously, and a record produced before
+// then fails with UNKNOWN_TOPIC_OR_PARTITION.
 func CreateTopics(ctx context.Context, adm *kadm.Client, topics ...TopicSpec) error {
+	names := make([]string, 0, len(topics))
 	for _, t := range topics {
 		res, err := adm.CreateTopic(ctx, t.Partitions, -1, t.Configs, t.Name)
 		if err == nil {
@@ -80,8 +84,40 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, topics ...TopicSpec) er
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t.Name, err)
 		}
+		names = append(names, t.Name)
 	}
-	return nil
+	return waitTopics(ctx, adm, names)
+}
+
+func waitTopics(ctx context.Context, adm *kadm.Client, names []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		md, err := adm.Metadata(ctx, names...)
+		if err == nil && allLed(md, names) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %v not ready in the broker's metadata: %w", names, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(md kadm.Metadata, names []string) bool {
+	for _, n := range names {
+		td, ok := md.Topics[n]
+		if !ok || td.Err != nil || len(td.Partitions) == 0 {
+			return false
+		}
+		for _, p := range td.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // DeleteTopics deletes topics, ignoring those already gone.
