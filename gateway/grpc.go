@@ -93,7 +93,7 @@ func (x *inferenceService) ServerLive(context.Context, *inference.ServerLiveRequ
 }
 
 func (x *inferenceService) ServerReady(context.Context, *inference.ServerReadyRequest) (*inference.ServerReadyResponse, error) {
-	return &inference.ServerReadyResponse{Ready: ready.Load()}, nil
+	return &inference.ServerReadyResponse{Ready: x.s.ready.Load()}, nil
 }
 
 func (x *inferenceService) ServerMetadata(context.Context, *inference.ServerMetadataRequest) (*inference.ServerMetadataResponse, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
@@ -24,10 +23,9 @@ const ServerName = "sluice"
 // Version is the server version server metadata reports.
 var Version = "0.1.0"
 
-var ready atomic.Bool // set once the platform has deployed its applications
-
-// SetReady marks the server ready (or not) for /v2/health/ready.
-func SetReady(v bool) { ready.Store(v) }
+// SetReady marks the server ready (or not) for /v2/health/ready: the
+// platform sets it once its applications are deployed.
+func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 
 // infer runs one inference on the application named model.
 func (s *Server) infer(ctx context.Context, model, version string, timeout time.Duration, req *oip.InferRequest) (*oip.InferResponse, error) {
@@ -131,10 +129,10 @@ func (s *Server) oipHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, _ *http.Request) {
 		status := http.StatusOK
-		if !ready.Load() {
+		if !s.ready.Load() {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]bool{"ready": ready.Load()})
+		writeJSON(w, status, map[string]bool{"ready": s.ready.Load()})
 	})
 	meta := func(w http.ResponseWriter, r *http.Request) {
 		md, err := s.modelMeta(r.PathValue("m"), r.PathValue("v"))

@@ -44,6 +44,7 @@ type Server struct {
 	cfg      Config
 	apps     atomic.Pointer[appTable]
 	inFlight atomic.Int64
+	ready    atomic.Bool // /v2/health/ready
 	metrics  *metrics
 }
 

@@ -132,7 +132,7 @@ func BenchmarkPushPull512MiB(b *testing.B) {
 		if err := stream.Send(&sluicev1.PushVersionRequest{Part: &sluicev1.PushVersionRequest_Header{Header: hdr}}); err != nil {
 			b.Fatal(err)
 		}
-		if err := sendChunks(&patternReader{left: size}, buf, func(c []byte) error {
+		if err := SendChunks(&patternReader{left: size}, buf, func(c []byte) error {
 			return stream.Send(&sluicev1.PushVersionRequest{Part: &sluicev1.PushVersionRequest_Chunk{Chunk: c}})
 		}); err != nil {
 			b.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -38,20 +37,14 @@ type Config struct {
 
 // Registry publishes and serves model versions. One process writes (the
 // platform's; writes are serialized there); any number follow the events.
-//
-// Lock order: Registry.mu, then appliedMu.
 type Registry struct {
 	cfg Config
-	cl  *kgo.Client
+	log *streams.Log
 
 	mu       sync.Mutex
 	models   map[string]*Model
 	pending  map[string]map[string]bool // model -> versions being uploaded
 	watchers []func(Event)
-
-	appliedMu sync.Mutex
-	applied   int64
-	progress  chan struct{}
 }
 
 // New connects to the brokers and creates the events topic.
@@ -59,20 +52,16 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	topic := cfg.Namer.RegistryEvents()
-	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(16<<20),
-	)
+	r := &Registry{cfg: cfg, models: map[string]*Model{}, pending: map[string]map[string]bool{}}
+	l, err := streams.OpenLog(ctx, streams.LogConfig{
+		Brokers: cfg.Brokers, Topic: cfg.Namer.RegistryEvents(), Apply: r.apply, Log: cfg.Log,
+		Opts: []kgo.Opt{kgo.ProducerBatchMaxBytes(16 << 20)}, // an event carries a model's whole state
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := streams.CreateTopics(ctx, kadm.NewClient(cl), streams.CompactedTopic(topic)); err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return &Registry{cfg: cfg, cl: cl, models: map[string]*Model{}, pending: map[string]map[string]bool{}, applied: -1, progress: make(chan struct{})}, nil
+	r.log = l
+	return r, nil
 }
 
 // Watch registers fn for every event applied from now on.
@@ -84,20 +73,11 @@ func (r *Registry) Watch(fn func(Event)) {
 
 // Run applies the events topic until ctx ends.
 func (r *Registry) Run(ctx context.Context) error {
-	defer r.cl.Close()
-	for {
-		fs := r.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			r.cfg.Log.Warn("registry events fetch failed", "topic", t, "err", err)
-		})
-		fs.EachRecord(r.apply)
-	}
+	r.log.Run(ctx)
+	return nil
 }
 
-func (r *Registry) apply(rec *kgo.Record) {
+func (r *Registry) apply(_ context.Context, rec *kgo.Record) {
 	var ev Event
 	if rec.Value == nil {
 		ev = Event{Model: string(rec.Key)} // tombstone: the model is gone
@@ -114,11 +94,6 @@ func (r *Registry) apply(rec *kgo.Record) {
 	}
 	fns := slices.Clone(r.watchers)
 	r.mu.Unlock()
-	r.appliedMu.Lock()
-	r.applied = rec.Offset
-	close(r.progress)
-	r.progress = make(chan struct{})
-	r.appliedMu.Unlock()
 	if ev.Model != "" {
 		for _, fn := range fns {
 			fn(ev)
@@ -132,23 +107,7 @@ func (r *Registry) append(ctx context.Context, ev Event) error {
 	if err != nil {
 		return err
 	}
-	rec := &kgo.Record{Topic: r.cfg.Namer.RegistryEvents(), Key: []byte(ev.Model), Value: b}
-	if err := r.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return streams.Errorf(streams.CodeUnavailable, "write registry event: %v", err)
-	}
-	for {
-		r.appliedMu.Lock()
-		done, wait := r.applied >= rec.Offset, r.progress
-		r.appliedMu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return streams.ContextError(ctx.Err())
-		}
-	}
+	return r.log.Write(ctx, &kgo.Record{Key: []byte(ev.Model), Value: b})
 }
 
 // Models returns every model, sorted by name.

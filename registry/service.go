@@ -160,7 +160,7 @@ func (s *Service) PullVersion(req *sluicev1.PullVersionRequest, stream grpc.Serv
 		if err != nil {
 			return s.toStatus(ctx, err)
 		}
-		err = sendChunks(rc, buf, func(b []byte) error {
+		err = SendChunks(rc, buf, func(b []byte) error {
 			return stream.Send(&sluicev1.PullVersionResponse{Part: &sluicev1.PullVersionResponse_Chunk{Chunk: b}})
 		})
 		rc.Close()
@@ -171,8 +171,9 @@ func (s *Service) PullVersion(req *sluicev1.PullVersionRequest, stream grpc.Serv
 	return nil
 }
 
-// sendChunks reads r to its end in pieces of len(buf).
-func sendChunks(r io.Reader, buf []byte, send func([]byte) error) error {
+// SendChunks reads r to its end in pieces of len(buf), handing each to
+// send: how both ends of an artifact stream cut it.
+func SendChunks(r io.Reader, buf []byte, send func([]byte) error) error {
 	for {
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {

@@ -141,7 +141,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			d.done <- err
 		}
 	}()
-	gateway.SetReady(true)
+	gw.SetReady(true)
 	cfg.Log.Info("platform ready", "http", d.Addr, "grpc", d.GRPCAddr, "brokers", d.Brokers, "apps", len(apps))
 	return d, nil
 }

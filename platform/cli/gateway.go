@@ -58,7 +58,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer f.close()
-	gateway.SetReady(true)
+	gw.SetReady(true)
 	fmt.Fprintf(env.Stdout, "sluice gateway: REST on http://%s, gRPC on %s (brokers %v)\n", hl.Addr(), gl.Addr(), bs)
 	select {
 	case <-ctx.Done():

@@ -156,10 +156,14 @@ func modelsPush(ctx context.Context, args []string, env Env) error {
 	bar := newProgress(env.Stderr, "push "+name, total)
 	buf := make([]byte, registry.MaxChunk/2)
 	for _, f := range files {
-		if err := sendFile(f.abs, buf, func(b []byte) error {
+		err := sendFile(f.abs, buf, func(b []byte) error {
 			bar.add(len(b))
 			return stream.Send(&sluicev1.PushVersionRequest{Part: &sluicev1.PushVersionRequest_Chunk{Chunk: b}})
-		}); err != nil && !errors.Is(err, io.EOF) {
+		})
+		if errors.Is(err, io.EOF) {
+			break // the server ended the stream early: CloseAndRecv has its status
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -227,20 +231,7 @@ func sendFile(p string, buf []byte, send func([]byte) error) error {
 		return err
 	}
 	defer f.Close()
-	for {
-		n, err := io.ReadFull(f, buf)
-		if n > 0 {
-			if serr := send(buf[:n]); serr != nil {
-				return serr
-			}
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return registry.SendChunks(f, buf, send)
 }
 
 func modelsList(ctx context.Context, args []string, env Env) error {

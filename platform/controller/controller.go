@@ -36,20 +36,14 @@ type Config struct {
 // Controller stores application specs on the compacted apps topic (the
 // system of record: a restarted platform rebuilds from it) and reconciles
 // each one into topics, groups and replicas running in this process.
-//
-// Lock order: Controller.mu, then appliedMu.
 type Controller struct {
 	cfg Config
-	cl  *kgo.Client
+	log *streams.Log
 	adm *kadm.Client
 
 	mu       sync.Mutex
 	apps     map[string]*appRun
 	onChange []func([]*spec.App)
-
-	appliedMu sync.Mutex
-	applied   int64         // offset of the last record applied
-	progress  chan struct{} // closed and replaced on each apply
 }
 
 type appRun struct {
@@ -79,20 +73,16 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 20 * time.Second
 	}
-	topic := cfg.Namer.Apps()
-	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchMaxWait(500*time.Millisecond),
-	)
+	c := &Controller{cfg: cfg, apps: map[string]*appRun{}}
+	l, err := streams.OpenLog(ctx, streams.LogConfig{
+		Brokers: cfg.Brokers, Topic: cfg.Namer.Apps(), Also: []streams.TopicSpec{streams.CompactedTopic(cfg.Namer.Status())},
+		Apply: c.applyRecord, Log: cfg.Log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	adm := kadm.NewClient(cl)
-	if err := streams.CreateTopics(ctx, adm, streams.CompactedTopic(topic), streams.CompactedTopic(cfg.Namer.Status())); err != nil && !cfg.WatchOnly {
-		cl.Close()
-		return nil, err
-	}
-	return &Controller{cfg: cfg, cl: cl, adm: adm, apps: map[string]*appRun{}, applied: -1, progress: make(chan struct{})}, nil
+	c.log, c.adm = l, kadm.NewClient(l.Client())
+	return c, nil
 }
 
 // OnChange registers fn to receive every application after each change.
@@ -104,19 +94,7 @@ func (c *Controller) OnChange(fn func([]*spec.App)) {
 
 // Run applies the apps topic until ctx ends, then stops every replica.
 func (c *Controller) Run(ctx context.Context) error {
-	defer c.cl.Close()
-	for {
-		fs := c.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			break
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			c.cfg.Log.Warn("apps topic fetch failed", "topic", t, "err", err)
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			c.applyRecord(ctx, r)
-		})
-	}
+	c.log.Run(ctx)
 	c.mu.Lock()
 	apps := c.apps
 	c.apps = map[string]*appRun{}
@@ -144,11 +122,6 @@ func (c *Controller) applyRecord(ctx context.Context, r *kgo.Record) {
 	if s != nil || r.Value == nil {
 		c.apply(ctx, name, s)
 	}
-	c.appliedMu.Lock()
-	c.applied = r.Offset
-	close(c.progress)
-	c.progress = make(chan struct{})
-	c.appliedMu.Unlock()
 }
 
 // apply reconciles one application; s nil deletes it.
@@ -379,9 +352,9 @@ func (c *Controller) Deploy(ctx context.Context, apps ...*spec.App) error {
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", a.Name, err)
 		}
-		recs = append(recs, &kgo.Record{Topic: c.cfg.Namer.Apps(), Key: []byte(a.Name), Value: b})
+		recs = append(recs, &kgo.Record{Key: []byte(a.Name), Value: b})
 	}
-	return c.write(ctx, recs...)
+	return c.log.Write(ctx, recs...)
 }
 
 // ErrNotFound is returned for an application that does not exist.
@@ -396,28 +369,7 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
-	return c.write(ctx, &kgo.Record{Topic: c.cfg.Namer.Apps(), Key: []byte(name)})
-}
-
-func (c *Controller) write(ctx context.Context, recs ...*kgo.Record) error {
-	res := c.cl.ProduceSync(ctx, recs...)
-	if err := res.FirstErr(); err != nil {
-		return fmt.Errorf("write apps topic: %w", err)
-	}
-	last := recs[len(recs)-1].Offset
-	for {
-		c.appliedMu.Lock()
-		done, wait := c.applied >= last, c.progress
-		c.appliedMu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the controller to apply: %w", ctx.Err())
-		}
-	}
+	return c.log.Write(ctx, &kgo.Record{Key: []byte(name)})
 }
 
 // AppStatus is what `sluice status` shows of one application.
