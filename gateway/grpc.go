@@ -101,7 +101,7 @@ func (x *inferenceService) ServerMetadata(context.Context, *inference.ServerMeta
 }
 
 func (x *inferenceService) ModelReady(ctx context.Context, req *inference.ModelReadyRequest) (*inference.ModelReadyResponse, error) {
-	ok, err := x.s.modelReady(req.GetName(), req.GetVersion())
+	ok, _, err := x.s.modelReady(req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(ctx, err)
 	}
@@ -268,11 +268,18 @@ func controlError(err error) error {
 func appStatus(st controller.AppStatus) *sluicev1.ApplicationStatus {
 	out := &sluicev1.ApplicationStatus{Name: st.Name, RoutePrefix: st.RoutePrefix, Ingress: st.Ingress, Topics: st.Topics}
 	for _, d := range st.Deployments {
-		out.Deployments = append(out.Deployments, &sluicev1.DeploymentStatus{
+		ds := &sluicev1.DeploymentStatus{
 			Name: d.Name, Handler: d.Handler, Group: d.Group,
 			Replicas: int32(d.Replicas), Target: int32(d.Target), PartitionsAssigned: int32(d.Partitions),
 			Processed: d.Processed, Failed: d.Failed, Ongoing: d.Ongoing, Lag: d.Lag, Error: d.Error,
-		})
+		}
+		for _, r := range d.Models {
+			ds.ModelReplicas = append(ds.ModelReplicas, &sluicev1.ModelReplicaStatus{
+				Replica: r.Replica, Loaded: r.Loaded, Loading: r.Loading, Failed: r.Failed, MemoryBytes: r.MemoryBytes,
+				Hits: r.Hits, Misses: r.Misses, Loads: r.Loads, Evictions: r.Evictions, LoadFailures: r.Failures,
+			})
+		}
+		out.Deployments = append(out.Deployments, ds)
 	}
 	return out
 }

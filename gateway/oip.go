@@ -3,19 +3,22 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
 	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// The Open Inference Protocol side: a model name is an application's name;
-// /v2/models/{m}/versions/{v} selects one of the versions the application
-// declares (inference.versions, default "1"), and the version travels to
-// the replicas in sl-version.
+// The Open Inference Protocol side: a model name is an application's name,
+// or else a registry model's (see models.go); /v2/models/{m}/versions/{v}
+// selects one of the versions the application declares (inference.versions,
+// default "1") or a registry version or "@alias", and the version travels
+// to the replicas in sl-version.
 
 // ServerName is what server metadata calls this server.
 const ServerName = "sluice"
@@ -36,9 +39,13 @@ func (s *Server) infer(ctx context.Context, model, version string, timeout time.
 }
 
 func (s *Server) inferOnce(ctx context.Context, model, version string, timeout time.Duration, req *oip.InferRequest) (*oip.InferResponse, error) {
-	rt, err := s.model(model, version)
+	tg, err := s.model(model, version)
 	if err != nil {
 		return nil, err
+	}
+	rt := tg.route
+	if tg.reg != nil {
+		rt.key = s.spread.key(model, tg.app.partitions, tg.app.serving.Spread)
 	}
 	release, err := s.admit()
 	if err != nil {
@@ -60,24 +67,40 @@ func (s *Server) inferOnce(ctx context.Context, model, version string, timeout t
 	}
 	resp := new(oip.InferResponse)
 	if err := resp.UnmarshalBinary(rep.Value); err != nil {
-		return nil, streams.Errorf(streams.CodeInternal, "application %s answered something that is not an inference response: %v", model, err)
+		return nil, streams.Errorf(streams.CodeInternal, "application %s answered something that is not an inference response: %v", rt.app, err)
 	}
 	resp.ModelName = model
-	resp.ModelVersion = cmp.Or(version, resp.ModelVersion, defaultVersion(rt.inference))
+	if tg.reg != nil { // the replica says which version answered (an alias resolves there)
+		resp.ModelVersion = cmp.Or(resp.ModelVersion, version)
+	} else {
+		resp.ModelVersion = cmp.Or(version, resp.ModelVersion, defaultVersion(rt.inference))
+	}
 	resp.ID = req.ID
 	return resp, nil
 }
 
-// model finds the application serving model at version.
-func (s *Server) model(model, version string) (route, error) {
+// target is what serves a model name: an application of that name, or a
+// registry model (reg set) through the application app.
+type target struct {
+	route
+	reg *registry.Model
+	app modelApp
+}
+
+// model finds what serves model at version. Application names come first.
+func (s *Server) model(model, version string) (target, error) {
 	rt, ok := s.byName(model)
 	if !ok {
-		return rt, streams.Errorf(streams.CodeNotFound, "unknown model %q", model)
+		m, ma, err := s.registryModel(model, version)
+		if err != nil {
+			return target{}, err
+		}
+		return target{route: ma.route, reg: m, app: ma}, nil
 	}
 	if !rt.inference.ServesVersion(version) {
-		return rt, streams.Errorf(streams.CodeNotFound, "model %q has no version %q (it serves %v)", model, version, versions(rt.inference))
+		return target{}, streams.Errorf(streams.CodeNotFound, "model %q has no version %q (it serves %v)", model, version, versions(rt.inference))
 	}
-	return rt, nil
+	return target{route: rt}, nil
 }
 
 func versions(in *spec.Inference) []string {
@@ -89,16 +112,40 @@ func versions(in *spec.Inference) []string {
 
 func defaultVersion(in *spec.Inference) string { return versions(in)[0] }
 
-// modelReady reports whether the model exists at version and its replicas run.
-func (s *Server) modelReady(model, version string) (bool, error) {
-	if _, err := s.model(model, version); err != nil {
-		return false, err
+// modelReady reports whether the model exists at version and can answer
+// now: an application's replicas run; a registry model's version is
+// loaded on at least one replica (the first request loads it otherwise).
+// why says what is missing.
+func (s *Server) modelReady(model, version string) (ready bool, why string, err error) {
+	tg, err := s.model(model, version)
+	if err != nil {
+		return false, "", err
 	}
-	_, ok := s.cfg.Controller.Ready(model)
-	return ok, nil
+	if tg.reg == nil {
+		_, ok := s.cfg.Controller.Ready(model)
+		if !ok {
+			why = "the application's replicas are not all running"
+		}
+		return ok, why, nil
+	}
+	v, err := servedVersion(tg.reg, tg.app, version)
+	if err != nil {
+		return false, "", err
+	}
+	if s.cfg.Reports == nil {
+		return false, "no replica reports are read here", nil
+	}
+	if n := s.cfg.Reports.LoadedOn(tg.app.app, model, v.Version); n > 0 {
+		return true, "", nil
+	}
+	if failed := s.cfg.Reports.FailedOn(tg.app.app, model, v.Version); failed != "" {
+		return false, failed, nil
+	}
+	return false, fmt.Sprintf("version %s is not loaded on any replica of %s; the first request loads it", v.Version, tg.app.app), nil
 }
 
-// modelMetadata is the OIP model metadata of an application.
+// modelMetadata is the OIP model metadata of an application or a
+// registry model version.
 type modelMetadata struct {
 	Name     string            `json:"name"`
 	Versions []string          `json:"versions"`
@@ -108,12 +155,24 @@ type modelMetadata struct {
 }
 
 func (s *Server) modelMeta(model, version string) (modelMetadata, error) {
-	rt, err := s.model(model, version)
+	tg, err := s.model(model, version)
 	if err != nil {
 		return modelMetadata{}, err
 	}
-	md := modelMetadata{Name: model, Versions: versions(rt.inference), Platform: "sluice", Inputs: []spec.TensorSpec{}, Outputs: []spec.TensorSpec{}}
-	if in := rt.inference; in != nil {
+	md := modelMetadata{Name: model, Platform: "sluice", Inputs: []spec.TensorSpec{}, Outputs: []spec.TensorSpec{}}
+	var in *spec.Inference
+	if tg.reg != nil {
+		v, err := servedVersion(tg.reg, tg.app, version)
+		if err != nil {
+			return modelMetadata{}, err
+		}
+		md.Versions = registryVersions(tg.reg)
+		in = &spec.Inference{Platform: v.Format, Inputs: v.Inputs, Outputs: v.Outputs}
+	} else {
+		md.Versions = versions(tg.inference)
+		in = tg.inference
+	}
+	if in != nil {
 		md.Platform = cmp.Or(in.Platform, md.Platform)
 		md.Inputs = append(md.Inputs, in.Inputs...)
 		md.Outputs = append(md.Outputs, in.Outputs...)
@@ -145,16 +204,18 @@ func (s *Server) oipHandler() http.Handler {
 	mux.HandleFunc("GET /v2/models/{m}", meta)
 	mux.HandleFunc("GET /v2/models/{m}/versions/{v}", meta)
 	readyH := func(w http.ResponseWriter, r *http.Request) {
-		ok, err := s.modelReady(r.PathValue("m"), r.PathValue("v"))
+		ok, why, err := s.modelReady(r.PathValue("m"), r.PathValue("v"))
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		status := http.StatusOK
+		body := map[string]any{"name": r.PathValue("m"), "ready": ok}
 		if !ok {
 			status = http.StatusServiceUnavailable
+			body["reason"] = why
 		}
-		writeJSON(w, status, map[string]any{"name": r.PathValue("m"), "ready": ok})
+		writeJSON(w, status, body)
 	}
 	mux.HandleFunc("GET /v2/models/{m}/ready", readyH)
 	mux.HandleFunc("GET /v2/models/{m}/versions/{v}/ready", readyH)

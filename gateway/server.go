@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -33,6 +34,11 @@ type Config struct {
 	MaxBody     int64         // request size limit in bytes, REST body or gRPC message; default 64 MiB
 	MaxTimeout  time.Duration // cap on a caller's timeout; default 5m
 	Log         *slog.Logger
+	// Models, when set, serves registry models by name on the OIP
+	// endpoints, through applications of kind model.
+	Models Catalog
+	// Reports tells which model replicas hold which versions (OIP ready).
+	Reports *models.Reports
 }
 
 // DefaultMaxBody is the default request size limit: large, for tensors.
@@ -46,12 +52,14 @@ type Server struct {
 	inFlight atomic.Int64
 	ready    atomic.Bool // /v2/health/ready
 	metrics  *metrics
+	spread   *spreader
 }
 
 // appTable is the routing state, replaced whole on every change.
 type appTable struct {
 	byPrefix []route // longest prefix first
 	byName   map[string]route
+	models   []modelApp // applications serving registry models, most specific first
 }
 
 type route struct {
@@ -60,6 +68,7 @@ type route struct {
 	ingress   string // topic
 	timeout   time.Duration
 	inference *spec.Inference
+	key       []byte // the record key; nil: the request id
 }
 
 // New builds the gateway and subscribes it to application changes.
@@ -76,7 +85,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg, metrics: newMetrics()}
+	s := &Server{cfg: cfg, metrics: newMetrics(), spread: newSpreader()}
 	s.apps.Store(&appTable{byName: map[string]route{}})
 	cfg.Controller.OnChange(s.setApps)
 	s.setApps(cfg.Controller.Apps())
@@ -86,12 +95,17 @@ func New(cfg Config) *Server {
 func (s *Server) setApps(apps []*spec.App) {
 	t := &appTable{byName: make(map[string]route, len(apps))}
 	for _, a := range apps {
-		r := route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout), inference: a.Inference}
+		r := s.routeOf(a)
 		t.byPrefix = append(t.byPrefix, r)
 		t.byName[a.Name] = r
 	}
+	t.models = modelApps(apps, s.routeOf)
 	slices.SortStableFunc(t.byPrefix, func(a, b route) int { return len(b.prefix) - len(a.prefix) })
 	s.apps.Store(t)
+}
+
+func (s *Server) routeOf(a *spec.App) route {
+	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout), inference: a.Inference}
 }
 
 func (s *Server) byPath(path string) (route, bool) {
@@ -133,7 +147,7 @@ func (s *Server) deadline(ctx context.Context, rt route, timeout time.Duration) 
 
 // send produces one request to the app's ingress.
 func (s *Server) send(ctx context.Context, rt route, env streams.Envelope, value []byte) *streams.Pending {
-	return s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Env: env, Value: value})
+	return s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Key: rt.key, Env: env, Value: value})
 }
 
 // requestTimeout reads a REST caller's timeout: the `timeout` query

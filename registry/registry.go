@@ -381,3 +381,7 @@ func (r *Registry) Open(ctx context.Context, v *Version, f File) (io.ReadCloser,
 	}
 	return rc, nil
 }
+
+// Sync waits, bounded by ctx, until every event written before the call
+// is applied (Run must be running).
+func (r *Registry) Sync(ctx context.Context) error { return r.log.Sync(ctx) }

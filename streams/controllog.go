@@ -102,3 +102,29 @@ func (l *Log) Write(ctx context.Context, recs ...*kgo.Record) error {
 		}
 	}
 }
+
+// Sync waits, bounded by ctx, until Run has applied every record written
+// before the call: a follower that syncs before serving has the state.
+func (l *Log) Sync(ctx context.Context) error {
+	ends, err := kadm.NewClient(l.cl).ListEndOffsets(ctx, l.topic)
+	if err != nil {
+		return Errorf(CodeUnavailable, "read the end of %s: %v", l.topic, err)
+	}
+	end, ok := ends.Lookup(l.topic, 0)
+	if !ok || end.Err != nil {
+		return Errorf(CodeUnavailable, "read the end of %s: %v", l.topic, end.Err)
+	}
+	for {
+		l.mu.Lock()
+		done, wait := l.applied >= end.Offset-1, l.progress
+		l.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return fmt.Errorf("catching up with %s: %w", l.topic, ContextError(ctx.Err()))
+		}
+	}
+}

@@ -174,7 +174,43 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 				d.GetProcessed(), d.GetFailed(), d.GetOngoing(), lag, d.GetError())
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printModelReplicas(env.Stdout, apps)
+}
+
+// printModelReplicas lists what each replica of a model deployment holds.
+func printModelReplicas(w io.Writer, apps []*sluicev1.ApplicationStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, a := range apps {
+		for _, d := range a.GetDeployments() {
+			for _, r := range d.GetModelReplicas() {
+				if !header {
+					fmt.Fprintln(tw, "\nMODEL REPLICA\tLOADED\tMEMORY\tHITS\tMISSES\tLOADS\tEVICTIONS\tFAILED")
+					header = true
+				}
+				var failed []string
+				for k, why := range r.GetFailed() {
+					failed = append(failed, k+": "+why)
+				}
+				slices.Sort(failed)
+				fmt.Fprintf(tw, "%s/%s/%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", a.GetName(), d.GetName(), r.GetReplica(),
+					strings.Join(append(slices.Clone(r.GetLoaded()), prefixed("loading ", r.GetLoading())...), ","), humanBytes(r.GetMemoryBytes()),
+					r.GetHits(), r.GetMisses(), r.GetLoads(), r.GetEvictions(), strings.Join(failed, "; "))
+			}
+		}
+	}
 	return tw.Flush()
+}
+
+func prefixed(p string, ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = p + s
+	}
+	return out
 }
 
 // runReplica runs one replica of a deployment as this process, against
@@ -184,6 +220,8 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	app := fs.String("app", "", "application name (required)")
 	dep := fs.String("deployment", "", "deployment name (required)")
 	cluster := clusterFlags(fs, env)
+	s3 := s3Flags(fs)
+	cacheDir := fs.String("model-cache", "", "model deployments: download cache directory (default: a temporary one, removed at exit)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -209,11 +247,26 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		caller.Close(cctx)
 		cancel()
 	}()
-	h, err := env.Registry.Build(ctx, appSpec, *dep, caller, namer)
+	i := slices.IndexFunc(appSpec.Deployments, func(d spec.Deployment) bool { return d.Name == *dep })
+	if i < 0 {
+		return fmt.Errorf("application %s has no deployment %s", *app, *dep)
+	}
+	var mb controller.ModelBuilder
+	if appSpec.Deployments[i].Kind == spec.KindModel {
+		f, closeModels, err := replicaModels(ctx, bs, namer, *s3, *cacheDir, env)
+		if err != nil {
+			return err
+		}
+		defer closeModels()
+		mb = f
+	}
+	h, err := controller.BuildHandler(ctx, env.Registry, mb, appSpec, appSpec.Deployments[i], caller, namer)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(appSpec.Deployments, func(d spec.Deployment) bool { return d.Name == *dep })
+	if c, ok := h.(io.Closer); ok {
+		defer c.Close()
+	}
 	topo := controller.Compile(namer, appSpec)
 	rep, err := replicas.New(ctx, controller.ReplicaConfig(bs, topo, appSpec.Deployments[i], 20*time.Second, env.Log), h)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
+	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -29,9 +30,12 @@ type DevConfig struct {
 	Builtin   bool          // deploy the applications built into the registry
 	S3        blob.S3Config // model weights in S3/MinIO when S3.Endpoint is set; else a local directory
 	BlobDir   string        // the local directory (default: <DataDir>/blobs, or a temporary one)
-	Apps      []*spec.App
-	Registry  *serve.Registry
-	Log       *slog.Logger
+	// ModelCacheDir is where model replicas keep downloaded weights
+	// (default: <DataDir>/models, or a temporary one).
+	ModelCacheDir string
+	Apps          []*spec.App
+	Registry      *serve.Registry
+	Log           *slog.Logger
 }
 
 // Dev is a running platform: embedded or external brokers, the controller
@@ -45,7 +49,7 @@ type Dev struct {
 	caller     *streams.Caller
 	controller *controller.Controller
 	registry   *registry.Registry
-	blobTmp    string // a temporary blob directory to remove on close
+	tmpDirs    []string // temporary directories to remove on close
 	front      *front
 	cancel     context.CancelFunc
 	stopped    chan struct{} // closed when the controller has stopped its replicas
@@ -83,20 +87,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log); err != nil {
 		return nil, err
 	}
-	if d.controller, err = controller.New(ctx, controller.Config{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log,
-	}); err != nil {
-		return nil, err
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.stopped = make(chan struct{})
-	ctlDone := make(chan error, 1)
-	go func() {
-		defer close(d.stopped)
-		ctlDone <- d.controller.Run(runCtx)
-	}()
-
 	store, err := d.openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -105,6 +97,29 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	go func() { _ = d.registry.Run(runCtx) }()
+	if err := d.registry.Sync(ctx); err != nil {
+		return nil, err
+	}
+	reports, err := followReports(runCtx, d.Brokers, namer, Env{Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	cacheDir, err := d.modelCacheDir(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
+	if d.controller, err = controller.New(ctx, controller.Config{
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log, Models: mf, Reports: reports,
+	}); err != nil {
+		return nil, err
+	}
+	d.stopped = make(chan struct{})
+	ctlDone := make(chan error, 1)
+	go func() {
+		defer close(d.stopped)
+		ctlDone <- d.controller.Run(runCtx)
+	}()
 
 	// Bind now (a busy port fails fast) but serve only after the deploy, so
 	// an early request waits in the backlog instead of finding no route.
@@ -113,7 +128,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Log: cfg.Log})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Models: d.registry, Reports: reports, Log: cfg.Log})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -159,9 +174,11 @@ func (d *Dev) shutdown() {
 	}
 	if d.cancel != nil {
 		d.cancel()
-		select { // controller.Run returns after its replicas drained
-		case <-d.stopped:
-		case <-time.After(30 * time.Second):
+		if d.stopped != nil {
+			select { // controller.Run returns after its replicas drained
+			case <-d.stopped:
+			case <-time.After(30 * time.Second):
+			}
 		}
 	}
 	if d.caller != nil {
@@ -172,9 +189,26 @@ func (d *Dev) shutdown() {
 	if d.embedded != nil {
 		d.embedded.Close()
 	}
-	if d.blobTmp != "" {
-		os.RemoveAll(d.blobTmp)
+	for _, dir := range d.tmpDirs {
+		os.RemoveAll(dir)
 	}
+}
+
+// modelCacheDir is where model replicas download weights: <DataDir>/models,
+// kept across restarts, or a temporary directory.
+func (d *Dev) modelCacheDir(cfg DevConfig) (string, error) {
+	if cfg.ModelCacheDir != "" {
+		return cfg.ModelCacheDir, nil
+	}
+	if cfg.DataDir != "" {
+		return filepath.Join(cfg.DataDir, "models"), nil
+	}
+	tmp, err := os.MkdirTemp("", "sluice-models-")
+	if err != nil {
+		return "", fmt.Errorf("model cache: %w", err)
+	}
+	d.tmpDirs = append(d.tmpDirs, tmp)
+	return tmp, nil
 }
 
 // openStore opens the model store: MinIO/S3 when configured, else a local
@@ -193,7 +227,7 @@ func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (registry.Store, err
 		if err != nil {
 			return nil, err
 		}
-		d.blobTmp, dir = tmp, tmp
+		d.tmpDirs, dir = append(d.tmpDirs, tmp), tmp
 	}
 	return blob.NewDir(dir)
 }
@@ -209,11 +243,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	builtin := fs.Bool("builtin", true, "deploy the applications built into this binary")
 	var files listFlag
 	fs.Var(&files, "f", "deploy the applications of this YAML file at start (repeatable)")
-	s3 := blob.S3Config{}
-	fs.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3/MinIO endpoint host:port for model weights (env SLUICE_S3_ENDPOINT; default: a local directory)")
-	fs.StringVar(&s3.Bucket, "s3-bucket", "sluice-models", "bucket for model weights")
-	fs.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix inside the bucket")
-	fs.BoolVar(&s3.TLS, "s3-tls", false, "use TLS to reach the S3 endpoint")
+	s3 := s3Flags(fs)
 	blobDir := fs.String("blob-dir", "", "local directory for model weights when no S3 endpoint is set")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -230,7 +260,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		DataDir:   *dataDir,
 		Prefix:    *prefix,
 		Builtin:   *builtin,
-		S3:        withS3Env(s3, env),
+		S3:        withS3Env(*s3, env),
 		BlobDir:   *blobDir,
 		Apps:      apps,
 		Registry:  env.Registry,

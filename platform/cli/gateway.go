@@ -7,6 +7,8 @@ import (
 
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/registry"
+	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -43,16 +45,29 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		caller.Close(cctx)
 		cancel()
 	}()
-	ctl, err := controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true})
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Registry models by name: a read-only follower of the registry's
+	// events (no weights pass through a gateway) and the replicas' reports.
+	reg, err := registry.New(ctx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
+	if err == nil {
+		go func() { _ = reg.Run(runCtx) }()
+	}
+	var reports *models.Reports
+	if err == nil {
+		reports, err = followReports(runCtx, bs, namer, env)
+	}
+	var ctl *controller.Controller
+	if err == nil {
+		ctl, err = controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true, Reports: reports})
+	}
 	if err != nil {
 		hl.Close()
 		gl.Close()
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go func() { _ = ctl.Run(runCtx) }()
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Controller: ctl, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Controller: ctl, Models: reg, Reports: reports, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
 	f, err := startFront(ctx, gw, hl, gl, int(*maxBody))
 	if err != nil {
 		return err

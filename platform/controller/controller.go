@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -31,7 +33,21 @@ type Config struct {
 	// WatchOnly follows the apps topic without running anything: no
 	// topics created, no replicas. A standalone gateway uses it for routes.
 	WatchOnly bool
+	// Models builds the handlers of `kind: model` deployments; nil: this
+	// process serves none (their replicas report why).
+	Models ModelBuilder
+	// Reports, when set, adds what model replicas hold to Status.
+	Reports *models.Reports
 }
+
+// ModelBuilder builds the handler of one replica of a model deployment.
+type ModelBuilder interface {
+	Build(ctx context.Context, app *spec.App, d spec.Deployment) (replicas.Handler, error)
+}
+
+// ErrNoModelServing is returned for a model deployment in a process that
+// was given no model registry.
+var ErrNoModelServing = errors.New("this process has no model registry to serve model deployments from")
 
 // Controller stores application specs on the compacted apps topic (the
 // system of record: a restarted platform rebuilds from it) and reconciles
@@ -223,13 +239,34 @@ func (c *Controller) retire(ctx context.Context, old, next *appRun) {
 	}
 }
 
+// BuildHandler builds the handler of one replica of deployment d: user
+// code from the serve registry, or the model server for kind model.
+func BuildHandler(ctx context.Context, reg *serve.Registry, mb ModelBuilder, app *spec.App, d spec.Deployment, caller *streams.Caller, namer streams.Namer) (replicas.Handler, error) {
+	if d.Kind != spec.KindModel {
+		return reg.Build(ctx, app, d.Name, caller, namer)
+	}
+	if mb == nil {
+		return nil, fmt.Errorf("deployment %s: %w", d.Name, ErrNoModelServing)
+	}
+	return mb.Build(ctx, app, d)
+}
+
+// closeHandler releases what a stopped replica's handler holds (a model
+// server's loaded models), when it has anything to release.
+func closeHandler(h replicas.Handler) {
+	if c, ok := h.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
 func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topology, d spec.Deployment) (*replicaRun, error) {
-	h, err := c.cfg.Registry.Build(ctx, app, d.Name, c.cfg.Caller, c.cfg.Namer)
+	h, err := BuildHandler(ctx, c.cfg.Registry, c.cfg.Models, app, d, c.cfg.Caller, c.cfg.Namer)
 	if err != nil {
 		return nil, err
 	}
 	rep, err := replicas.New(ctx, ReplicaConfig(c.cfg.Brokers, topo, d, c.cfg.DrainTimeout, c.cfg.Log), h)
 	if err != nil {
+		closeHandler(h)
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -269,6 +306,7 @@ func stopAll(rs []*replicaRun) {
 	}
 	for _, r := range rs {
 		<-r.done
+		closeHandler(r.h)
 	}
 }
 
@@ -394,6 +432,8 @@ type DeploymentStatus struct {
 	Ongoing    int64  `json:"ongoing"`
 	Lag        int64  `json:"lag"`
 	Error      string `json:"error,omitempty"`
+	// Models is what each replica of a model deployment holds.
+	Models []models.Report `json:"models,omitempty"`
 }
 
 // Status reports every application, with consumer-group lag read from the
@@ -422,6 +462,9 @@ func (c *Controller) Status(ctx context.Context) []AppStatus {
 					ds.Ongoing += s.Ongoing
 					ds.Partitions += s.Partitions
 				}
+			}
+			if d.Kind == spec.KindModel && c.cfg.Reports != nil {
+				ds.Models = c.cfg.Reports.Deployment(a.spec.Name, d.Name)
 			}
 			groups = append(groups, ds.Group)
 			st.Deployments = append(st.Deployments, ds)

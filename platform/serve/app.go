@@ -154,6 +154,9 @@ func (r *Registry) Check(app *spec.App) error {
 		byName[dep.Name] = r.deps[dep.Handler]
 	}
 	for i, dep := range app.Deployments {
+		if dep.Kind == spec.KindModel {
+			continue // the built-in model server
+		}
 		d := r.deps[dep.Handler]
 		if d == nil {
 			errs = append(errs, fmt.Errorf("deployments[%d].handler: %w %q (this binary has %v)", i, ErrUnknownHandler, dep.Handler, r.handlerNames()))

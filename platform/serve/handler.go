@@ -103,6 +103,8 @@ func (h *stream[In, Out]) Handle(ctx context.Context, in *replicas.Input, out re
 func Reconfigure(ctx context.Context, h replicas.Handler, config json.RawMessage) (bool, error) {
 	var self any
 	switch x := h.(type) {
+	case Reconfigurer: // a built-in handler (the model server)
+		return true, x.Reconfigure(ctx, config)
 	case interface{ value() any }:
 		self = x.value()
 	default:

@@ -226,12 +226,16 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 
 func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 	var dep Deployment
-	keys := []string{"name", "handler", "args", "replicas", "max_ongoing_requests", "user_config",
+	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "max_ongoing_requests", "user_config",
 		"resources", "batching", "max_models_per_replica", "ordered"}
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
 			d.str(v, p, &dep.Name)
+		case "kind":
+			d.str(v, p, &dep.Kind)
+		case "model":
+			dep.Model = d.modelServing(v, p)
 		case "handler":
 			d.str(v, p, &dep.Handler)
 		case "args":

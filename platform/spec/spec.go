@@ -34,6 +34,8 @@ type App struct {
 // group of replicas.
 type Deployment struct {
 	Name                string          `json:"name"`
+	Kind                string          `json:"kind,omitempty"`  // "" (a handler) or "model"
+	Model               *ModelServing   `json:"model,omitempty"` // what a model deployment serves
 	Handler             string          `json:"handler,omitempty"`
 	Args                []Arg           `json:"args,omitempty"`
 	Replicas            Replicas        `json:"replicas"`
@@ -207,6 +209,9 @@ func (d *Deployment) defaults(set presence, path string) {
 		d.MaxOngoingRequests = DefaultMaxOngoingRequests
 	}
 	d.Replicas.defaults(set, path+".replicas")
+	if d.Kind == KindModel && !set.has(path+".max_models_per_replica", d.MaxModelsPerReplica != 0) {
+		d.MaxModelsPerReplica = DefaultModelsPerReplica
+	}
 	b := &d.Batching
 	if b.MaxBatchSize > 0 && !set.has(path+".batching.batch_wait_timeout", b.BatchWaitTimeout != 0) {
 		b.BatchWaitTimeout = DefaultBatchWaitTimeout
@@ -251,6 +256,7 @@ func (a *App) Clone() *App {
 		d := &c.Deployments[i]
 		d.UserConfig = cloneRaw(d.UserConfig)
 		d.Args = slices.Clone(d.Args)
+		d.Model = d.Model.clone()
 		for j := range d.Args {
 			d.Args[j].Value = cloneRaw(d.Args[j].Value)
 		}
@@ -284,6 +290,8 @@ func Equal(a, b *App) bool {
 
 func equalDeployment(a, b Deployment) bool {
 	return a.Name == b.Name &&
+		a.Kind == b.Kind &&
+		equalModelServing(a.Model, b.Model) &&
 		a.Handler == b.Handler &&
 		a.Replicas == b.Replicas &&
 		a.MaxOngoingRequests == b.MaxOngoingRequests &&

@@ -186,6 +186,7 @@ func (v *validator) deployment(i int) {
 	if d.Handler != d.Name {
 		v.name(p+".handler", d.Handler)
 	}
+	v.model(p, d)
 	v.replicas(p+".replicas", d.Replicas)
 	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > maxOngoingRequests {
 		v.add(p+".max_ongoing_requests", "must be between 1 and %d, got %d", maxOngoingRequests, d.MaxOngoingRequests)

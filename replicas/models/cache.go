@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/streams"
@@ -30,7 +32,14 @@ type Config struct {
 	MaxModels    int    // loaded at once; default 3
 	MemoryBudget int64  // bytes loaded at once; 0: no budget
 	DiskBudget   int64  // bytes on disk; 0: no budget
-	Log          *slog.Logger
+	// FailureHold is how long a version that failed to load for a reason
+	// other than an unreachable store (a corrupt artifact, a runtime error)
+	// stays failed before a request tries again; default 30s.
+	FailureHold time.Duration
+	Log         *slog.Logger
+	// OnChange, when set, is called (not under a lock) after a load, an
+	// eviction or a failure.
+	OnChange func()
 }
 
 // Cache holds loaded models, least recently used first out. One download
@@ -64,7 +73,9 @@ type entry struct {
 	err   error // why it failed to load
 	elem  *list.Element
 	size  int64
-	users int // requests using it now; not evicted while > 0
+	users int       // requests using it now; not evicted while > 0
+	drop  bool      // unload as soon as no request uses it
+	until time.Time // a failed entry answers its error until then
 }
 
 // NewCache creates a cache over a source and runtimes.
@@ -74,6 +85,12 @@ func NewCache(cfg Config, src Source, runtimes Runtimes) (*Cache, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.FailureHold <= 0 {
+		cfg.FailureHold = 30 * time.Second
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func() {}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("model cache dir: %w", err)
@@ -95,6 +112,61 @@ func (c *Cache) Loaded() []string {
 	return out
 }
 
+// Loading lists the versions being downloaded or loaded now.
+func (c *Cache) Loading() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, e := range c.entries {
+		if e.elem == nil && e.err == nil {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Failed maps the versions that failed to load, and are held failed now,
+// to the reason.
+func (c *Cache) Failed() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	now := time.Now()
+	for k, e := range c.entries {
+		if e.err != nil && now.Before(e.until) {
+			out[k] = e.err.Error()
+		}
+	}
+	return out
+}
+
+// MemoryBytes is what the loaded models take, as the budget counts it.
+func (c *Cache) MemoryBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.memory
+}
+
+// IsLoaded reports whether model at version is loaded and ready.
+func (c *Cache) IsLoaded(model, version string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[model+"/"+version]
+	return e != nil && e.elem != nil
+}
+
+// Unload unloads model at version now, or when the last request using it
+// is done; a later request loads it again.
+func (c *Cache) Unload(model, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[model+"/"+version]; e != nil && e.elem != nil {
+		e.drop = true
+		c.evictLocked()
+	}
+}
+
 // Acquire returns the loaded model for model at version (a number,
 // "@alias", or "" for the highest), loading it if needed. The caller calls
 // release when its request is done with it.
@@ -103,10 +175,15 @@ func (c *Cache) Acquire(ctx context.Context, model, version string) (Loaded, *re
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	return c.AcquireVersion(ctx, v)
+}
+
+// AcquireVersion is Acquire for a version already looked up.
+func (c *Cache) AcquireVersion(ctx context.Context, v *registry.Version) (Loaded, *registry.Version, func(), error) {
 	key := v.Model + "/" + v.Version
 	c.mu.Lock()
 	e := c.entries[key]
-	if e != nil && e.err != nil { // a failed load is retried by the next request
+	if e != nil && e.err != nil && !time.Now().Before(e.until) { // held long enough: try again
 		delete(c.entries, key)
 		e = nil
 	}
@@ -158,9 +235,10 @@ func (c *Cache) load(e *entry) {
 	c.mu.Lock()
 	if err != nil {
 		c.stats.Failures.Add(1)
-		e.err = fmt.Errorf("model %s version %s: %w", e.v.Model, e.v.Version, err)
-		if streams.CodeOf(err) == streams.CodeInternal {
-			e.err = &streams.Error{Code: streams.CodeUnavailable, Msg: e.err.Error(), Err: err}
+		e.err = fmt.Errorf("model %s version %s failed to load: %w", e.v.Model, e.v.Version, err)
+		if streams.CodeOf(err) != streams.CodeUnavailable { // not the store being down: held failed
+			e.until = time.Now().Add(c.cfg.FailureHold)
+			e.err = &streams.Error{Code: streams.CodeFailedPrecondition, Msg: e.err.Error(), Err: err}
 		}
 		c.cfg.Log.Warn("model load failed", "model", e.v.Model, "version", e.v.Version, "err", err)
 	} else {
@@ -177,6 +255,7 @@ func (c *Cache) load(e *entry) {
 	close(e.ready)
 	c.evictLocked()
 	c.mu.Unlock()
+	c.cfg.OnChange()
 }
 
 // safeLoad turns a runtime panic into an error: one model's broken load
@@ -193,10 +272,10 @@ func (c *Cache) safeLoad(ctx context.Context, rt Runtime, dir string, v *registr
 // evictLocked unloads least recently used models past the limits, never
 // one in use; c.mu is held.
 func (c *Cache) evictLocked() {
-	for e := c.lru.Back(); e != nil && c.over(); {
+	for e := c.lru.Back(); e != nil; {
 		prev := e.Prev()
 		ent := e.Value.(*entry)
-		if ent.users == 0 {
+		if ent.users == 0 && (ent.drop || c.over()) {
 			c.lru.Remove(e)
 			ent.elem = nil
 			delete(c.entries, ent.key)
@@ -208,6 +287,7 @@ func (c *Cache) evictLocked() {
 				}
 			}(ent.model, ent.key)
 			c.cfg.Log.Info("model evicted", "model", ent.key)
+			go c.cfg.OnChange()
 		}
 		e = prev
 	}
@@ -267,8 +347,8 @@ func (c *Cache) download(ctx context.Context, v *registry.Version, f registry.Fi
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("download %s: %w", f.Path, err)
+	if err != nil { // the store or the network, most likely: worth another try
+		return &streams.Error{Code: streams.CodeUnavailable, Msg: fmt.Sprintf("download %s: %v", f.Path, err), Err: err}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); n != f.Size || got != f.SHA256 {
 		return streams.Errorf(streams.CodeInternal, "download %s: got %d bytes with sha256 %s, the registry says %d bytes with %s", f.Path, n, got, f.Size, f.SHA256)
@@ -355,3 +435,18 @@ func (c *Cache) Close() {
 
 // ErrNoModel is returned for a request that names no model.
 var ErrNoModel = errors.New("request names no model")
+
+// SetLimits changes the limits of a running cache: maxModels when > 0,
+// the memory budget when >= 0 (0: none). Models past a lowered limit are
+// unloaded as soon as no request uses them.
+func (c *Cache) SetLimits(maxModels int, memoryBudget int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if maxModels > 0 {
+		c.cfg.MaxModels = maxModels
+	}
+	if memoryBudget >= 0 {
+		c.cfg.MemoryBudget = memoryBudget
+	}
+	c.evictLocked()
+}

@@ -612,7 +612,9 @@ type DeploymentStatus struct {
 	// Consumer lag, in records.
 	Lag int64 `protobuf:"varint,10,opt,name=lag,proto3" json:"lag,omitempty"`
 	// Last error, if any.
-	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// Per replica, for deployments of kind model.
+	ModelReplicas []*ModelReplicaStatus `protobuf:"bytes,12,rep,name=model_replicas,json=modelReplicas,proto3" json:"model_replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -724,6 +726,133 @@ func (x *DeploymentStatus) GetError() string {
 	return ""
 }
 
+func (x *DeploymentStatus) GetModelReplicas() []*ModelReplicaStatus {
+	if x != nil {
+		return x.ModelReplicas
+	}
+	return nil
+}
+
+// What one replica of a model deployment holds and has done.
+type ModelReplicaStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replica string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	// Loaded versions, "model/version", most recently used first.
+	Loaded []string `protobuf:"bytes,2,rep,name=loaded,proto3" json:"loaded,omitempty"`
+	// Versions being downloaded or loaded.
+	Loading []string `protobuf:"bytes,3,rep,name=loading,proto3" json:"loading,omitempty"`
+	// Versions held failed, "model/version" to the reason.
+	Failed        map[string]string `protobuf:"bytes,4,rep,name=failed,proto3" json:"failed,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	MemoryBytes   int64             `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Hits          int64             `protobuf:"varint,6,opt,name=hits,proto3" json:"hits,omitempty"`
+	Misses        int64             `protobuf:"varint,7,opt,name=misses,proto3" json:"misses,omitempty"`
+	Loads         int64             `protobuf:"varint,8,opt,name=loads,proto3" json:"loads,omitempty"`
+	Evictions     int64             `protobuf:"varint,9,opt,name=evictions,proto3" json:"evictions,omitempty"`
+	LoadFailures  int64             `protobuf:"varint,10,opt,name=load_failures,json=loadFailures,proto3" json:"load_failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelReplicaStatus) Reset() {
+	*x = ModelReplicaStatus{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelReplicaStatus) ProtoMessage() {}
+
+func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ModelReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ModelReplicaStatus) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ModelReplicaStatus) GetLoaded() []string {
+	if x != nil {
+		return x.Loaded
+	}
+	return nil
+}
+
+func (x *ModelReplicaStatus) GetLoading() []string {
+	if x != nil {
+		return x.Loading
+	}
+	return nil
+}
+
+func (x *ModelReplicaStatus) GetFailed() map[string]string {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+func (x *ModelReplicaStatus) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *ModelReplicaStatus) GetHits() int64 {
+	if x != nil {
+		return x.Hits
+	}
+	return 0
+}
+
+func (x *ModelReplicaStatus) GetMisses() int64 {
+	if x != nil {
+		return x.Misses
+	}
+	return 0
+}
+
+func (x *ModelReplicaStatus) GetLoads() int64 {
+	if x != nil {
+		return x.Loads
+	}
+	return 0
+}
+
+func (x *ModelReplicaStatus) GetEvictions() int64 {
+	if x != nil {
+		return x.Evictions
+	}
+	return 0
+}
+
+func (x *ModelReplicaStatus) GetLoadFailures() int64 {
+	if x != nil {
+		return x.LoadFailures
+	}
+	return 0
+}
+
 var File_sluice_v1_sluice_proto protoreflect.FileDescriptor
 
 const file_sluice_v1_sluice_proto_rawDesc = "" +
@@ -766,7 +895,7 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\froute_prefix\x18\x02 \x01(\tR\vroutePrefix\x12\x18\n" +
 	"\aingress\x18\x03 \x01(\tR\aingress\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x12=\n" +
-	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xb3\x02\n" +
+	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xf9\x02\n" +
 	"\x10DeploymentStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x14\n" +
@@ -779,7 +908,23 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\aongoing\x18\t \x01(\x03R\aongoing\x12\x10\n" +
 	"\x03lag\x18\n" +
 	" \x01(\x03R\x03lag\x12\x14\n" +
-	"\x05error\x18\v \x01(\tR\x05error2\x95\x01\n" +
+	"\x05error\x18\v \x01(\tR\x05error\x12D\n" +
+	"\x0emodel_replicas\x18\f \x03(\v2\x1d.sluice.v1.ModelReplicaStatusR\rmodelReplicas\"\x86\x03\n" +
+	"\x12ModelReplicaStatus\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x16\n" +
+	"\x06loaded\x18\x02 \x03(\tR\x06loaded\x12\x18\n" +
+	"\aloading\x18\x03 \x03(\tR\aloading\x12A\n" +
+	"\x06failed\x18\x04 \x03(\v2).sluice.v1.ModelReplicaStatus.FailedEntryR\x06failed\x12!\n" +
+	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04hits\x18\x06 \x01(\x03R\x04hits\x12\x16\n" +
+	"\x06misses\x18\a \x01(\x03R\x06misses\x12\x14\n" +
+	"\x05loads\x18\b \x01(\x03R\x05loads\x12\x1c\n" +
+	"\tevictions\x18\t \x01(\x03R\tevictions\x12#\n" +
+	"\rload_failures\x18\n" +
+	" \x01(\x03R\floadFailures\x1a9\n" +
+	"\vFailedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x95\x01\n" +
 	"\aPredict\x12@\n" +
 	"\aPredict\x12\x19.sluice.v1.PredictRequest\x1a\x1a.sluice.v1.PredictResponse\x12H\n" +
 	"\rPredictStream\x12\x19.sluice.v1.PredictRequest\x1a\x1a.sluice.v1.PredictResponse0\x012\x81\x02\n" +
@@ -801,7 +946,7 @@ func file_sluice_v1_sluice_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_sluice_proto_rawDescData
 }
 
-var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*PredictRequest)(nil),      // 0: sluice.v1.PredictRequest
 	(*PredictResponse)(nil),     // 1: sluice.v1.PredictResponse
@@ -814,31 +959,35 @@ var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*DeleteResponse)(nil),      // 8: sluice.v1.DeleteResponse
 	(*ApplicationStatus)(nil),   // 9: sluice.v1.ApplicationStatus
 	(*DeploymentStatus)(nil),    // 10: sluice.v1.DeploymentStatus
-	nil,                         // 11: sluice.v1.PredictRequest.HeadersEntry
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(*ModelReplicaStatus)(nil),  // 11: sluice.v1.ModelReplicaStatus
+	nil,                         // 12: sluice.v1.PredictRequest.HeadersEntry
+	nil,                         // 13: sluice.v1.ModelReplicaStatus.FailedEntry
+	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
 }
 var file_sluice_v1_sluice_proto_depIdxs = []int32{
-	12, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
-	11, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
+	14, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
+	12, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
 	9,  // 2: sluice.v1.ListResponse.applications:type_name -> sluice.v1.ApplicationStatus
 	10, // 3: sluice.v1.ApplicationStatus.deployments:type_name -> sluice.v1.DeploymentStatus
-	0,  // 4: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
-	0,  // 5: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
-	2,  // 6: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
-	4,  // 7: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
-	6,  // 8: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
-	7,  // 9: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
-	1,  // 10: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
-	1,  // 11: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
-	3,  // 12: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
-	5,  // 13: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
-	9,  // 14: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
-	8,  // 15: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	11, // 4: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
+	13, // 5: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
+	0,  // 6: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
+	0,  // 7: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
+	2,  // 8: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
+	4,  // 9: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
+	6,  // 10: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
+	7,  // 11: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
+	1,  // 12: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
+	1,  // 13: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
+	3,  // 14: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
+	5,  // 15: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
+	9,  // 16: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
+	8,  // 17: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_sluice_proto_init() }
@@ -852,7 +1001,7 @@ func file_sluice_v1_sluice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_sluice_proto_rawDesc), len(file_sluice_v1_sluice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

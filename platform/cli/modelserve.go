@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sluice-serve/sluice/registry"
+	"github.com/sluice-serve/sluice/registry/blob"
+	"github.com/sluice-serve/sluice/replicas/models"
+	"github.com/sluice-serve/sluice/replicas/runtime/tensorflow"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// runtimes are the model runtimes this binary has; TensorFlow loads only
+// in a build with the `tensorflow` tag and says so otherwise.
+func runtimes() models.Runtimes {
+	return models.Runtimes{models.LinearFormat: models.Linear{}, tensorflow.Format: tensorflow.Runtime{}}
+}
+
+// s3Flags adds the flags that locate model weights in S3/MinIO.
+func s3Flags(fs *flag.FlagSet) *blob.S3Config {
+	s3 := &blob.S3Config{}
+	fs.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3/MinIO endpoint host:port for model weights (env SLUICE_S3_ENDPOINT; default: a local directory)")
+	fs.StringVar(&s3.Bucket, "s3-bucket", "sluice-models", "bucket for model weights")
+	fs.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix inside the bucket")
+	fs.BoolVar(&s3.TLS, "s3-tls", false, "use TLS to reach the S3 endpoint")
+	return s3
+}
+
+// followReports reads model replicas' reports from the status topic until ctx ends.
+func followReports(ctx context.Context, brokers []string, namer streams.Namer, env Env) (*models.Reports, error) {
+	reports := models.NewReports()
+	l, err := streams.OpenLog(ctx, streams.LogConfig{Brokers: brokers, Topic: namer.Status(), Apply: reports.Apply, Log: env.Log})
+	if err != nil {
+		return nil, err
+	}
+	go l.Run(ctx)
+	return reports, nil
+}
+
+// replicaModels is what a `sluice replica` of a model deployment serves
+// from: a registry follower reading weights from S3/MinIO, and a cache
+// directory.
+func replicaModels(ctx context.Context, brokers []string, namer streams.Namer, s3 blob.S3Config, cacheDir string, env Env) (*models.Factory, func(), error) {
+	s3 = withS3Env(s3, env)
+	if s3.Endpoint == "" {
+		return nil, nil, usageError("replica: a model deployment needs --s3-endpoint (or SLUICE_S3_ENDPOINT): where the registry keeps weights")
+	}
+	store, err := blob.NewS3(ctx, s3, env.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	reg, err := registry.New(ctx, registry.Config{Brokers: brokers, Namer: namer, Store: store, Log: env.Log})
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	go func() { _ = reg.Run(runCtx) }()
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	if err := reg.Sync(sctx); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	tmp := ""
+	if cacheDir == "" {
+		if tmp, err = os.MkdirTemp("", "sluice-models-"); err != nil {
+			cancel()
+			return nil, nil, fmt.Errorf("model cache: %w", err)
+		}
+		cacheDir = tmp
+	}
+	f := &models.Factory{Brokers: brokers, Namer: namer, Catalog: reg, Runtimes: runtimes(), CacheDir: cacheDir, Log: env.Log}
+	return f, func() {
+		cancel()
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+	}, nil
+}

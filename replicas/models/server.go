@@ -1,0 +1,403 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/registry"
+	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Catalog is what the model server reads of the registry: a follower of
+// its events topic.
+type Catalog interface {
+	Source
+	Model(name string) (*registry.Model, error)
+	Watch(fn func(registry.Event))
+}
+
+// ServerConfig configures the model server of one replica.
+type ServerConfig struct {
+	Deployment string
+	Serving    *spec.ModelServing // nil: any model
+	Catalog    Catalog
+	Cache      *Cache
+	Log        *slog.Logger
+}
+
+// Server is the handler of a `kind: model` deployment. A request names a
+// model (sl-model) and a version, an alias ("@production") or nothing
+// (the deployment's default version, else the highest). A version number
+// is served as asked. A name that moves (an alias, or "the highest") is
+// served from the version this replica serves it with now until the new
+// target is loaded beside it; then requests switch and the old version is
+// unloaded, so a move never makes a request wait for a load or fail.
+//
+// Lock order: Server.mu before Cache.mu (Server never holds mu while
+// waiting for a load).
+type Server struct {
+	cfg ServerConfig
+
+	mu         sync.Mutex
+	defVersion string                       // live default version (user_config may change it)
+	serving    map[string]moving            // by "model@ref": what a moving name resolves to here
+	preloading map[string]bool              // "model/version" being loaded ahead of a switch
+	watched    map[string]struct{}          // models with a moving name served here
+	onSwitch   func(model, from, to string) // tests observe switches
+
+	reporter *Reporter // set by Factory.Build
+}
+
+// moving is where a moving name points on this replica.
+type moving struct {
+	model, ref, version string
+}
+
+// NewServer builds the model server and follows the catalog's events, so
+// that alias moves and new versions are loaded ahead of requests.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Server{cfg: cfg, serving: map[string]moving{}, preloading: map[string]bool{}, watched: map[string]struct{}{}}
+	if cfg.Serving != nil {
+		s.defVersion = cfg.Serving.DefaultVersion
+	}
+	cfg.Catalog.Watch(s.changed)
+	return s
+}
+
+// Cache is the server's model cache.
+func (s *Server) Cache() *Cache { return s.cfg.Cache }
+
+// ServerSettings are the settings a model deployment's user_config may
+// change on live replicas.
+type ServerSettings struct {
+	DefaultVersion *string     `json:"default_version"`
+	MaxModels      *int        `json:"max_models_per_replica"`
+	MemoryBudget   *spec.Bytes `json:"memory_budget"`
+}
+
+// Reconfigure applies a new user_config without a restart: default_version,
+// max_models_per_replica and memory_budget (models past a lowered limit
+// are unloaded once idle). Unknown keys are refused, naming them.
+func (s *Server) Reconfigure(_ context.Context, config json.RawMessage) error {
+	var set ServerSettings
+	if len(config) > 0 && string(config) != "null" {
+		dec := json.NewDecoder(strings.NewReader(string(config)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&set); err != nil {
+			return fmt.Errorf("user_config of model deployment %s: %w", s.cfg.Deployment, err)
+		}
+	}
+	if set.MaxModels != nil && *set.MaxModels < 1 {
+		return fmt.Errorf("user_config of model deployment %s: max_models_per_replica must be >= 1, got %d", s.cfg.Deployment, *set.MaxModels)
+	}
+	s.mu.Lock()
+	if set.DefaultVersion != nil {
+		s.defVersion = *set.DefaultVersion
+	} else if s.cfg.Serving != nil {
+		s.defVersion = s.cfg.Serving.DefaultVersion
+	}
+	s.mu.Unlock()
+	if set.MaxModels != nil || set.MemoryBudget != nil {
+		var budget int64 = -1
+		if set.MemoryBudget != nil {
+			budget = int64(*set.MemoryBudget)
+		}
+		s.cfg.Cache.SetLimits(deref(set.MaxModels), budget)
+	}
+	return nil
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Handle serves one inference request.
+func (s *Server) Handle(ctx context.Context, in *replicas.Input, out replicas.Output) error {
+	name := in.Env.Model
+	if name == "" {
+		return streams.Errorf(streams.CodeInvalidArgument, "the request names no model: call /v2/models/{name}/infer, or set the %s header", streams.HeaderModel)
+	}
+	m, err := s.cfg.Catalog.Model(name)
+	if err != nil {
+		return err
+	}
+	if !s.serves(m) {
+		return streams.Errorf(streams.CodeNotFound, "deployment %s does not serve model %s", s.cfg.Deployment, name)
+	}
+	req, binary, err := decodeRequest(in)
+	if err != nil {
+		return err
+	}
+	v, err := s.resolve(m, in.Env.Version)
+	if err != nil {
+		return err
+	}
+	if rt := s.runtime(); rt != "" && v.Format != rt {
+		return streams.Errorf(streams.CodeFailedPrecondition, "model %s version %s has format %q; deployment %s serves %q only", name, v.Version, v.Format, s.cfg.Deployment, rt)
+	}
+	if err := CheckInputs(v, req); err != nil {
+		return err
+	}
+	loaded, _, release, err := s.cfg.Cache.AcquireVersion(ctx, v)
+	if err != nil {
+		return err
+	}
+	resp, err := loaded.Infer(ctx, req)
+	release()
+	if err != nil {
+		return err
+	}
+	resp.ModelName, resp.ModelVersion, resp.ID = name, v.Version, req.ID
+	if binary {
+		b, err := resp.MarshalBinary()
+		if err != nil {
+			return streams.Errorf(streams.CodeInternal, "model %s version %s answered an invalid response: %v", name, v.Version, err)
+		}
+		return out.Emit(b, oip.ContentType)
+	}
+	js, _, err := oip.EncodeResponseJSON(resp, func(string) bool { return false })
+	if err != nil {
+		return streams.Errorf(streams.CodeInternal, "model %s version %s: encode response: %v", name, v.Version, err)
+	}
+	return out.Emit(js, "application/json")
+}
+
+func (s *Server) serves(m *registry.Model) bool {
+	if s.cfg.Serving == nil {
+		return true
+	}
+	var labels map[string]string
+	if len(m.Versions) > 0 {
+		labels = m.Versions[len(m.Versions)-1].Labels
+	}
+	return s.cfg.Serving.Serves(m.Name, labels)
+}
+
+func (s *Server) runtime() string {
+	if s.cfg.Serving == nil {
+		return ""
+	}
+	return s.cfg.Serving.Runtime
+}
+
+// decodeRequest reads the payload form (from the gateway and handles) or
+// the OIP REST JSON form (what a Kafka producer of offline batches
+// writes); binary reports which, so the answer comes back the same way.
+func decodeRequest(in *replicas.Input) (req *oip.InferRequest, binary bool, err error) {
+	switch in.Env.ContentType {
+	case oip.ContentType:
+		req = new(oip.InferRequest)
+		if err := req.UnmarshalBinary(in.Value); err != nil {
+			return nil, true, streams.Errorf(streams.CodeInvalidArgument, "inference request: %v", err)
+		}
+		return req, true, nil
+	case "", "application/json":
+		req, err := oip.DecodeRequestJSON(in.Value)
+		if err != nil {
+			return nil, false, streams.Errorf(streams.CodeInvalidArgument, "inference request: %v", err)
+		}
+		return req, false, nil
+	}
+	return nil, false, streams.Errorf(streams.CodeInvalidArgument, "content type %q is not an inference request (%s or application/json)", in.Env.ContentType, oip.ContentType)
+}
+
+// CheckInputs checks a request against the version's signature: every
+// input it declares is present with its datatype and a shape it accepts,
+// and no input it does not declare. A version without a signature takes
+// anything (its runtime checks).
+func CheckInputs(v *registry.Version, req *oip.InferRequest) error {
+	if len(v.Inputs) == 0 {
+		return nil
+	}
+	given := make(map[string]*oip.Tensor, len(req.Inputs))
+	for i := range req.Inputs {
+		given[req.Inputs[i].Name] = &req.Inputs[i]
+	}
+	for _, want := range v.Inputs {
+		t := given[want.Name]
+		if t == nil {
+			return streams.Errorf(streams.CodeInvalidArgument, "input %s is missing (model %s version %s takes %s)", want.Name, v.Model, v.Version, signature(v.Inputs))
+		}
+		delete(given, want.Name)
+		if string(t.Datatype) != want.Datatype {
+			return streams.Errorf(streams.CodeInvalidArgument, "input %s: datatype %s, model %s version %s takes %s", want.Name, t.Datatype, v.Model, v.Version, want.Datatype)
+		}
+		if !shapeFits(t.Shape, want.Shape) {
+			return streams.Errorf(streams.CodeInvalidArgument, "input %s: shape %v, model %s version %s takes %v (-1: any size)", want.Name, t.Shape, v.Model, v.Version, want.Shape)
+		}
+	}
+	for name := range given {
+		return streams.Errorf(streams.CodeInvalidArgument, "input %s is not an input of model %s version %s (it takes %s)", name, v.Model, v.Version, signature(v.Inputs))
+	}
+	return nil
+}
+
+func shapeFits(got, want []int64) bool {
+	if want == nil {
+		return true // unknown rank
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range want {
+		if want[i] != -1 && want[i] != got[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func signature(ts []spec.TensorSpec) string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = fmt.Sprintf("%s %s%v", t.Name, t.Datatype, t.Shape)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resolve picks the version a request gets.
+func (s *Server) resolve(m *registry.Model, ref string) (*registry.Version, error) {
+	if ref == "" {
+		s.mu.Lock()
+		ref = s.defVersion
+		s.mu.Unlock()
+	}
+	if ref != "" && !strings.HasPrefix(ref, "@") {
+		return m.Lookup(ref) // a version number: exactly that
+	}
+	target, err := m.Lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	key := m.Name + "@" + ref
+	s.mu.Lock()
+	cur, ok := s.serving[key]
+	s.watched[m.Name] = struct{}{}
+	if !ok || cur.version == target.Version {
+		s.serving[key] = moving{model: m.Name, ref: ref, version: target.Version}
+		s.mu.Unlock()
+		return target, nil
+	}
+	old, err := m.Lookup(cur.version)
+	if err != nil || s.cfg.Cache.IsLoaded(m.Name, target.Version) || !s.cfg.Cache.IsLoaded(m.Name, cur.version) {
+		// The target is ready, or the old version is gone or not loaded
+		// either: switch now.
+		s.serving[key] = moving{model: m.Name, ref: ref, version: target.Version}
+		s.mu.Unlock()
+		s.switched(m.Name, cur.version, target.Version)
+		return target, nil
+	}
+	s.preloadLocked(target)
+	s.mu.Unlock()
+	return old, nil
+}
+
+// preloadLocked loads v in the background; when it is loaded, every moving
+// name that points at it switches. s.mu is held.
+func (s *Server) preloadLocked(v *registry.Version) {
+	key := v.Model + "/" + v.Version
+	if s.preloading[key] {
+		return
+	}
+	s.preloading[key] = true
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		_, _, release, err := s.cfg.Cache.AcquireVersion(ctx, v)
+		if err == nil {
+			release()
+		} else {
+			s.cfg.Log.Warn("model preload failed; still serving the previous version", "model", v.Model, "version", v.Version, "err", err)
+		}
+		s.mu.Lock()
+		delete(s.preloading, key)
+		s.mu.Unlock()
+		if err == nil {
+			s.advance(v.Model)
+		}
+	}()
+}
+
+// changed follows registry events: a moving name served here whose
+// target changed gets its new version loaded now, not at the next request.
+func (s *Server) changed(ev registry.Event) {
+	s.mu.Lock()
+	_, ok := s.watched[ev.Model]
+	s.mu.Unlock()
+	if ok {
+		s.advance(ev.Model)
+	}
+}
+
+// advance switches the moving names of model whose target is loaded, and
+// starts loading the targets that are not.
+func (s *Server) advance(model string) {
+	m, err := s.cfg.Catalog.Model(model)
+	if err != nil {
+		return
+	}
+	type sw struct{ from, to string }
+	var switches []sw
+	s.mu.Lock()
+	for key, cur := range s.serving {
+		if cur.model != model {
+			continue
+		}
+		target, err := m.Lookup(cur.ref)
+		if err != nil || target.Version == cur.version {
+			continue
+		}
+		if s.cfg.Cache.IsLoaded(model, target.Version) || !s.cfg.Cache.IsLoaded(model, cur.version) {
+			s.serving[key] = moving{model: model, ref: cur.ref, version: target.Version}
+			switches = append(switches, sw{cur.version, target.Version})
+			continue
+		}
+		s.preloadLocked(target)
+	}
+	s.mu.Unlock()
+	for _, x := range switches {
+		s.switched(model, x.from, x.to)
+	}
+}
+
+// switched unloads the version a moving name left, unless another moving
+// name still points at it.
+func (s *Server) switched(model, from, to string) {
+	s.mu.Lock()
+	inUse := false
+	for _, cur := range s.serving {
+		if cur.model == model && cur.version == from {
+			inUse = true
+		}
+	}
+	fn := s.onSwitch
+	s.mu.Unlock()
+	s.cfg.Log.Info("model version switched", "model", model, "from", from, "to", to)
+	if !inUse {
+		s.cfg.Cache.Unload(model, from)
+	}
+	if fn != nil {
+		fn(model, from, to)
+	}
+}
+
+// Close unloads every model.
+func (s *Server) Close() error {
+	s.closeReporter()
+	s.cfg.Cache.Close()
+	return nil
+}
