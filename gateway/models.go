@@ -62,12 +62,8 @@ func (s *Server) registryModel(name, version string) (*registry.Model, modelApp,
 	if err != nil {
 		return nil, modelApp{}, streams.Errorf(streams.CodeNotFound, "unknown model %q: no application and no registry model has that name", name)
 	}
-	var labels map[string]string
-	if len(m.Versions) > 0 {
-		labels = m.Versions[len(m.Versions)-1].Labels
-	}
 	for _, ma := range s.apps.Load().models {
-		if ma.serving.Serves(name, labels) {
+		if ma.serving.Serves(name, m.Labels()...) {
 			if version != "" {
 				if _, err := m.Lookup(version); err != nil {
 					return nil, modelApp{}, err

@@ -279,10 +279,20 @@ func isHex64(s string) bool {
 }
 
 // objectKey is where a file of a version lives in the store.
-func objectKey(model, version, path string) string {
+// ObjectKey is the store key of one file of a version's artifact.
+func ObjectKey(model, version, path string) string {
 	return fmt.Sprintf("models/%s/%s/files/%s", model, version, path)
 }
 
 func manifestKey(model, version string) string {
 	return fmt.Sprintf("models/%s/%s/MANIFEST.json", model, version)
+}
+
+// Labels returns every version's labels, oldest first.
+func (m *Model) Labels() []map[string]string {
+	out := make([]map[string]string, len(m.Versions))
+	for i := range m.Versions {
+		out[i] = m.Versions[i].Labels
+	}
+	return out
 }

@@ -241,7 +241,7 @@ func (r *Registry) release(model, version string) {
 func (r *Registry) storeFiles(ctx context.Context, v *Version, files []File, content io.Reader) ([]string, error) {
 	var stored []string
 	for _, f := range files {
-		key := objectKey(v.Model, v.Version, f.Path)
+		key := ObjectKey(v.Model, v.Version, f.Path)
 		cr := &countingReader{r: io.LimitReader(content, f.Size)}
 		info, err := r.cfg.Store.Put(ctx, key, cr, f.Size)
 		if err == nil {
@@ -361,7 +361,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, model, version string, for
 	}
 	keys := []string{manifestKey(model, v.Version)}
 	for _, f := range v.Files {
-		keys = append(keys, objectKey(model, v.Version, f.Path))
+		keys = append(keys, ObjectKey(model, v.Version, f.Path))
 	}
 	r.cleanup(keys)
 	return state, nil
@@ -372,7 +372,7 @@ func (r *Registry) Open(ctx context.Context, v *Version, f File) (io.ReadCloser,
 	if r.cfg.Store == nil {
 		return nil, ErrReadOnly
 	}
-	rc, _, err := r.cfg.Store.Get(ctx, objectKey(v.Model, v.Version, f.Path))
+	rc, _, err := r.cfg.Store.Get(ctx, ObjectKey(v.Model, v.Version, f.Path))
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, streams.Errorf(streams.CodeNotFound, "model %s version %s: file %s is missing from the store", v.Model, v.Version, f.Path)
 	}

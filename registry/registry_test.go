@@ -191,7 +191,7 @@ func TestPublishRefusesBadContent(t *testing.T) {
 			if _, err := r.Model(model); streams.CodeOf(err) != streams.CodeNotFound {
 				t.Fatalf("a refused version is visible: %v", err)
 			}
-			if _, _, err := store.Get(context.Background(), objectKey(model, "1", "w")); !errors.Is(err, blob.ErrNotFound) {
+			if _, _, err := store.Get(context.Background(), ObjectKey(model, "1", "w")); !errors.Is(err, blob.ErrNotFound) {
 				t.Fatalf("the refused upload's object was left behind: %v", err)
 			}
 		})

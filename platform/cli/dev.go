@@ -49,6 +49,7 @@ type Dev struct {
 	caller     *streams.Caller
 	controller *controller.Controller
 	registry   *registry.Registry
+	store      registry.Store
 	tmpDirs    []string // temporary directories to remove on close
 	front      *front
 	cancel     context.CancelFunc
@@ -93,6 +94,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.store = store
 	if d.registry, err = registry.New(ctx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
 		return nil, err
 	}
@@ -160,6 +162,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	cfg.Log.Info("platform ready", "http", d.Addr, "grpc", d.GRPCAddr, "brokers", d.Brokers, "apps", len(apps))
 	return d, nil
 }
+
+// Store is where the platform keeps model weights.
+func (d *Dev) Store() registry.Store { return d.store }
 
 // Done reports a failure of the server or the controller.
 func (d *Dev) Done() <-chan error { return d.done }

@@ -113,7 +113,8 @@ func modelsPush(ctx context.Context, args []string, env Env) error {
 	dial := modelsClient(fset, env)
 	version := fset.String("version", "", "version to publish (default: the next number)")
 	alias := fset.String("alias", "", "also point this alias at the new version")
-	format := fset.String("format", "", "artifact format, e.g. tensorflow-savedmodel, onnx, custom")
+	format := fset.String("format", "", "artifact format (default: tensorflow-savedmodel for a SavedModel directory, sluice-linear for a linear model.json)")
+	sigPath := fset.String("signature", "", `JSON file {"inputs": [{"name", "datatype", "shape"}], "outputs": [...]} (default: a SavedModel's sluice-signature.json, a linear model's own)`)
 	var labels listFlag
 	fset.Var(&labels, "label", "label key=value (repeatable)")
 	pos, err := positional(fset, args, 2)
@@ -135,6 +136,9 @@ func modelsPush(ctx context.Context, args []string, env Env) error {
 			return usageError("--label %q is not key=value", l)
 		}
 		hdr.Labels[k] = v
+	}
+	if err := describeArtifact(root, hdr, *sigPath); err != nil {
+		return &ExitError{Code: 2, Err: err}
 	}
 	var total int64
 	for _, f := range files {

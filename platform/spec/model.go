@@ -17,7 +17,7 @@ const KindModel = "model"
 // means any model in the registry.
 type ModelServing struct {
 	Names    []string          `json:"names,omitempty"`    // these models
-	Selector map[string]string `json:"selector,omitempty"` // or every model whose latest version has these labels
+	Selector map[string]string `json:"selector,omitempty"` // or every model with a version labelled so
 	// Runtime restricts the deployment to one artifact format; empty: each
 	// version is loaded by the runtime of its own format.
 	Runtime string `json:"runtime,omitempty"`
@@ -36,17 +36,30 @@ type ModelServing struct {
 // deployment does not set it.
 const DefaultModelsPerReplica = 3
 
-// Serves reports whether the deployment serves model, whose latest
-// version carries labels.
-func (m *ModelServing) Serves(model string, labels map[string]string) bool {
+// Serves reports whether the deployment serves model, whose versions
+// carry labels: it is named, or one of its versions has every label of
+// the selector.
+func (m *ModelServing) Serves(model string, labels ...map[string]string) bool {
 	if m == nil {
 		return false
 	}
 	if len(m.Names) > 0 && !slices.Contains(m.Names, model) {
 		return false
 	}
-	for k, v := range m.Selector {
-		if got, ok := labels[k]; !ok || got != v {
+	if len(m.Selector) == 0 {
+		return true
+	}
+	for _, l := range labels {
+		if hasLabels(l, m.Selector) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
 			return false
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -82,3 +83,20 @@ func (m *linearModel) Infer(_ context.Context, req *oip.InferRequest) (*oip.Infe
 }
 
 func (m *linearModel) Close() error { return nil }
+
+// LinearSignature reads a linear model.json's signature: its input
+// [-1, in] and its output [-1, out], both FP32.
+func LinearSignature(path string) ([]spec.TensorSpec, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var m linearModel
+	if json.Unmarshal(b, &m) != nil || m.Input == "" || m.Output == "" || len(m.Weights) == 0 {
+		return nil, false
+	}
+	return []spec.TensorSpec{
+		{Name: m.Input, Datatype: "FP32", Shape: []int64{-1, int64(len(m.Weights))}},
+		{Name: m.Output, Datatype: "FP32", Shape: []int64{-1, int64(len(m.Bias))}},
+	}, true
+}

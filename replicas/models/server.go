@@ -180,11 +180,7 @@ func (s *Server) serves(m *registry.Model) bool {
 	if s.cfg.Serving == nil {
 		return true
 	}
-	var labels map[string]string
-	if len(m.Versions) > 0 {
-		labels = m.Versions[len(m.Versions)-1].Labels
-	}
-	return s.cfg.Serving.Serves(m.Name, labels)
+	return s.cfg.Serving.Serves(m.Name, m.Labels()...)
 }
 
 func (s *Server) runtime() string {
