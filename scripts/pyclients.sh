@@ -9,6 +9,11 @@
 #                                  gateway (host:port each; ARGS go to pytest)
 #   run [ARGS]                     build bin/sluice, start `sluice dev` on free
 #                                  loopback ports, run the suite, stop it
+#   tf BROKERS S3_ENDPOINT [ARGS]  build bin/sluice-tf (-tags tensorflow, libraries
+#                                  from scripts/tf.sh), start `sluice dev` on
+#                                  those brokers and that MinIO (credentials from
+#                                  SLUICE_S3_ACCESS_KEY/SECRET_KEY), run clients/tf/
+#                                  (SavedModels pushed, served, moved), stop it
 #   selftest [ARGS]                run the suite against clients/fake_oip_server.py,
 #                                  a reference of the contract the suite expects
 #   lock                           regenerate clients/constraints.txt from
@@ -31,6 +36,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # The suite only talks to loopback; never send that through a proxy.
 export NO_PROXY=${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost,::1
 export no_proxy=$NO_PROXY
+
+# The suite pytest runs: the protocol suite; clients/tf/ needs a
+# TensorFlow build and its own setup (the tf command).
+SUITE=(clients/ --ignore=clients/tf)
 
 die() { echo "pyclients: $*" >&2; exit 1; }
 
@@ -116,7 +125,7 @@ run_suite() {
 	setup
 	echo "pyclients: testing REST $http, gRPC $grpc"
 	SLUICE_HTTP=$http SLUICE_GRPC=$grpc PYTHONDONTWRITEBYTECODE=1 \
-		"$VENV/bin/python" -m pytest -q clients/ "$@" || rc=$?
+		"$VENV/bin/python" -m pytest -q "${SUITE[@]}" "$@" || rc=$?
 	if [ "$rc" -eq 5 ]; then
 		echo "pyclients: pytest collected no tests" >&2
 		return 1
@@ -221,6 +230,17 @@ test)
 	[ $# -ge 3 ] || usage
 	shift
 	run_suite "$@"
+	;;
+tf)
+	[ $# -ge 3 ] || usage
+	brokers=$2 s3=$3
+	shift 3
+	eval "$(scripts/tf.sh env)"
+	$GO build -tags tensorflow -o bin/sluice-tf ./cmd/sluice
+	SUITE=(clients/tf)
+	export SLUICE_BIN=$PWD/bin/sluice-tf SLUICE_FIXTURES=$PWD/replicas/runtime/testdata
+	serve_and_test sluice-tf bin/sluice-tf dev --http @HTTP@ --grpc @GRPC@ --brokers "$brokers" \
+		--s3-endpoint "$s3" --s3-bucket sluice-tf --prefix "tf$RANDOM" -- "$@"
 	;;
 run)
 	shift

@@ -7,6 +7,9 @@
 #          Apache Kafka broker (scripts/kafka.sh) and a real MinIO (scripts/minio.sh)
 #   gen    the committed generated protobuf code is what buf generates now
 #   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`
+#   tf     TensorFlow SavedModels pushed with `sluice models push` and served
+#          by a model deployment of a `-tags tensorflow` build, on a real Kafka
+#          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -36,8 +39,10 @@ e2e() {
 	$GO test -count=1 ./e2e/
 }
 
-real() {
-	echo "== end-to-end, real Apache Kafka and real MinIO"
+# services starts a real Kafka and a real MinIO, stopped when the script
+# exits, and exports SLUICE_TEST_BROKERS and SLUICE_TEST_S3_*.
+services() {
+	[ -n "${SLUICE_TEST_BROKERS:-}" ] && return
 	export KAFKA_STATE_DIR=${KAFKA_STATE_DIR:-$(mktemp -d /tmp/sluice-kafka-test.XXXXXX)}
 	export MINIO_STATE_DIR=${MINIO_STATE_DIR:-$(mktemp -d /tmp/sluice-minio-test.XXXXXX)}
 	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
@@ -48,7 +53,19 @@ real() {
 	eval "$s3"
 	export SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY SLUICE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
 	echo "kafka at $SLUICE_TEST_BROKERS, minio at $SLUICE_TEST_S3_ENDPOINT"
+}
+
+real() {
+	echo "== end-to-end, real Apache Kafka and real MinIO"
+	services
 	$GO test -count=1 ./e2e/ ./registry/...
+}
+
+tf() {
+	echo "== TensorFlow models from the registry, tritonclient, real Apache Kafka and real MinIO"
+	services
+	SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY \
+		scripts/pyclients.sh tf "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
 }
 
 gen() {
@@ -62,12 +79,12 @@ clients() {
 }
 
 if [ $# -eq 0 ]; then
-	set -- gen unit fuzz e2e real clients
+	set -- gen unit fuzz e2e real tf clients
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | real | gen | clients) "$tier" ;;
+	unit | fuzz | e2e | real | tf | gen | clients) "$tier" ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, clients)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients)" >&2; exit 2 ;;
 	esac
 done
