@@ -70,6 +70,8 @@ func hasLabels(have, want map[string]string) bool {
 // it beats one that selects it by label, which beats one that takes any.
 func (m *ModelServing) Specificity() int {
 	switch {
+	case m == nil:
+		return 0
 	case len(m.Names) > 0:
 		return 2
 	case len(m.Selector) > 0:

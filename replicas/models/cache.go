@@ -76,6 +76,8 @@ type entry struct {
 	users int       // requests using it now; not evicted while > 0
 	drop  bool      // unload as soon as no request uses it
 	until time.Time // a failed entry answers its error until then
+
+	fetched, loadTook time.Duration // download (0 from disk) and runtime load
 }
 
 // NewCache creates a cache over a source and runtimes.
@@ -139,6 +141,18 @@ func (c *Cache) Failed() map[string]string {
 		}
 	}
 	return out
+}
+
+// Timings returns how long the loaded model at version took to fetch (0
+// when it was already on disk) and to load.
+func (c *Cache) Timings(model, version string) (fetch, load time.Duration, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[model+"/"+version]
+	if e == nil || e.elem == nil {
+		return 0, 0, false
+	}
+	return e.fetched, e.loadTook, true
 }
 
 // MemoryBytes is what the loaded models take, as the budget counts it.
@@ -224,7 +238,9 @@ func (c *Cache) AcquireVersion(ctx context.Context, v *registry.Version) (Loaded
 // load downloads (if not on disk) and loads one version.
 func (c *Cache) load(e *entry) {
 	ctx := context.Background()
+	start := time.Now()
 	dir, err := c.fetch(ctx, e.v)
+	fetched := time.Since(start)
 	var m Loaded
 	if err == nil {
 		var rt Runtime
@@ -232,6 +248,7 @@ func (c *Cache) load(e *entry) {
 			m, err = c.safeLoad(ctx, rt, dir, e.v)
 		}
 	}
+	e.fetched, e.loadTook = fetched, time.Since(start)-fetched
 	c.mu.Lock()
 	if err != nil {
 		c.stats.Failures.Add(1)
@@ -250,7 +267,7 @@ func (c *Cache) load(e *entry) {
 		}
 		c.memory += e.size
 		e.elem = c.lru.PushFront(e)
-		c.cfg.Log.Info("model loaded", "model", e.v.Model, "version", e.v.Version, "bytes", e.size)
+		c.cfg.Log.Info("model loaded", "model", e.v.Model, "version", e.v.Version, "bytes", e.size, "fetch", e.fetched, "load", e.loadTook)
 	}
 	close(e.ready)
 	c.evictLocked()
@@ -343,7 +360,9 @@ func (c *Cache) download(ctx context.Context, v *registry.Version, f registry.Fi
 		return err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), rc)
+	buf := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), struct{ io.Reader }{rc}, *buf) // the struct hides WriterTo: the buffer is used
+	copyBufs.Put(buf)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -355,6 +374,10 @@ func (c *Cache) download(ctx context.Context, v *registry.Version, f registry.Fi
 	}
 	return nil
 }
+
+// copyBufs are download buffers: large reads keep the per-call overhead of
+// the store's reader and the hash small.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // trimDisk removes the least recently fetched versions (by directory
 // modification time) past the disk budget, never keep or a loaded one.

@@ -2,8 +2,10 @@ package models
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -14,72 +16,132 @@ import (
 )
 
 // LinearFormat is the artifact format of the linear runtime: a model.json
-// holding {"input": "x", "output": "y", "weights": [[...]], "bias": [...]}.
+// holding {"input": "x", "output": "y", "weights": [[...]], "bias": [...]},
+// or, for large weights, {"input", "output", "in": N, "weights_file":
+// "weights.bin", "bias"} with the N×len(bias) weights as little-endian
+// float32 in row-major order in weights.bin.
 const LinearFormat = "sluice-linear"
 
 // Linear computes y = xW + b over FP32 rows. It needs no native library,
 // so it serves in every build, and it is the runtime of the tests and the
-// multiplexing benchmark.
+// multiplexing and cold-start benchmarks.
 type Linear struct{}
 
-type linearModel struct {
-	Input   string      `json:"input"`
-	Output  string      `json:"output"`
-	Weights [][]float32 `json:"weights"` // in × out
-	Bias    []float32   `json:"bias"`    // out
+type linearFile struct {
+	Input       string      `json:"input"`
+	Output      string      `json:"output"`
+	Weights     [][]float32 `json:"weights,omitempty"` // in × out
+	In          int         `json:"in,omitempty"`      // rows of weights_file
+	WeightsFile string      `json:"weights_file,omitempty"`
+	Bias        []float32   `json:"bias"` // out
 }
 
-// Load reads model.json.
+type linearModel struct {
+	input, output string
+	in            int
+	w             []float32 // in × out, row-major
+	bias          []float32
+}
+
+// Load reads model.json (and its weights file).
 func (Linear) Load(_ context.Context, dir string, _ *registry.Version) (Loaded, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "model.json"))
+	f, err := readLinear(filepath.Join(dir, "model.json"))
+	if err != nil {
+		return nil, err
+	}
+	out := len(f.Bias)
+	m := &linearModel{input: f.Input, output: f.Output, bias: f.Bias}
+	switch {
+	case f.WeightsFile != "":
+		if f.In <= 0 || out == 0 {
+			return nil, fmt.Errorf("linear model.json: weights_file needs in > 0 and a bias")
+		}
+		if err := registryPath(f.WeightsFile); err != nil {
+			return nil, fmt.Errorf("linear model.json: weights_file: %w", err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.WeightsFile)))
+		if err != nil {
+			return nil, fmt.Errorf("linear model: %w", err)
+		}
+		if len(b) != f.In*out*4 {
+			return nil, fmt.Errorf("linear model: %s has %d bytes, want in %d × out %d × 4", f.WeightsFile, len(b), f.In, out)
+		}
+		m.in, m.w = f.In, make([]float32, f.In*out)
+		for i := range m.w {
+			m.w[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	default:
+		if len(f.Weights) == 0 || out == 0 {
+			return nil, fmt.Errorf("linear model.json: needs weights in×out (or weights_file) and bias of out")
+		}
+		m.in, m.w = len(f.Weights), make([]float32, 0, len(f.Weights)*out)
+		for i, row := range f.Weights {
+			if len(row) != out {
+				return nil, fmt.Errorf("linear model.json: weights row %d has %d columns, bias %d", i, len(row), out)
+			}
+			m.w = append(m.w, row...)
+		}
+	}
+	return m, nil
+}
+
+func readLinear(path string) (*linearFile, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("linear model: %w", err)
 	}
-	var m linearModel
-	if err := json.Unmarshal(b, &m); err != nil {
+	var f linearFile
+	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("linear model.json: %w", err)
 	}
-	if m.Input == "" || m.Output == "" || len(m.Weights) == 0 || len(m.Bias) != len(m.Weights[0]) {
-		return nil, fmt.Errorf("linear model.json: needs input, output, weights in×out and bias of out")
+	if f.Input == "" || f.Output == "" {
+		return nil, fmt.Errorf("linear model.json: needs input and output names")
 	}
-	for i, row := range m.Weights {
-		if len(row) != len(m.Bias) {
-			return nil, fmt.Errorf("linear model.json: weights row %d has %d columns, bias %d", i, len(row), len(m.Bias))
-		}
-	}
-	return &m, nil
+	return &f, nil
 }
+
+// registryPath refuses paths that leave the artifact directory.
+func registryPath(p string) error {
+	if filepath.IsAbs(p) || !filepath.IsLocal(filepath.FromSlash(p)) {
+		return fmt.Errorf("%q must be a relative path inside the artifact", p)
+	}
+	return nil
+}
+
+// MemoryBytes is the weights' size.
+func (m *linearModel) MemoryBytes() int64 { return int64(len(m.w)+len(m.bias)) * 4 }
 
 func (m *linearModel) Infer(_ context.Context, req *oip.InferRequest) (*oip.InferResponse, error) {
 	var in *oip.Tensor
 	for i := range req.Inputs {
-		if req.Inputs[i].Name == m.Input {
+		if req.Inputs[i].Name == m.input {
 			in = &req.Inputs[i]
 		}
 	}
 	if in == nil {
-		return nil, streams.Errorf(streams.CodeInvalidArgument, "input %s is missing", m.Input)
+		return nil, streams.Errorf(streams.CodeInvalidArgument, "input %s is missing", m.input)
 	}
 	xs, err := in.Float32s()
 	if err != nil {
-		return nil, streams.Errorf(streams.CodeInvalidArgument, "input %s: %v", m.Input, err)
+		return nil, streams.Errorf(streams.CodeInvalidArgument, "input %s: %v", m.input, err)
 	}
-	width := len(m.Weights)
+	width, outW := m.in, len(m.bias)
 	if len(in.Shape) != 2 || in.Shape[1] != int64(width) {
-		return nil, streams.Errorf(streams.CodeInvalidArgument, "input %s: shape %v, want [batch %d]", m.Input, in.Shape, width)
+		return nil, streams.Errorf(streams.CodeInvalidArgument, "input %s: shape %v, want [batch %d]", m.input, in.Shape, width)
 	}
-	rows, outW := len(xs)/width, len(m.Bias)
+	rows := len(xs) / width
 	ys := make([]float32, rows*outW)
 	for r := range rows {
-		for o := range outW {
-			acc := m.Bias[o]
-			for i := range width {
-				acc += xs[r*width+i] * m.Weights[i][o]
+		y := ys[r*outW : (r+1)*outW]
+		copy(y, m.bias)
+		for i, x := range xs[r*width : (r+1)*width] {
+			row := m.w[i*outW : (i+1)*outW]
+			for o := range y {
+				y[o] += x * row[o]
 			}
-			ys[r*outW+o] = acc
 		}
 	}
-	return &oip.InferResponse{Outputs: []oip.Tensor{oip.NewFP32(m.Output, []int64{int64(rows), int64(outW)}, ys)}}, nil
+	return &oip.InferResponse{Outputs: []oip.Tensor{oip.NewFP32(m.output, []int64{int64(rows), int64(outW)}, ys)}}, nil
 }
 
 func (m *linearModel) Close() error { return nil }
@@ -87,16 +149,19 @@ func (m *linearModel) Close() error { return nil }
 // LinearSignature reads a linear model.json's signature: its input
 // [-1, in] and its output [-1, out], both FP32.
 func LinearSignature(path string) ([]spec.TensorSpec, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	f, err := readLinear(path)
+	if err != nil || len(f.Bias) == 0 {
 		return nil, false
 	}
-	var m linearModel
-	if json.Unmarshal(b, &m) != nil || m.Input == "" || m.Output == "" || len(m.Weights) == 0 {
+	in := f.In
+	if f.WeightsFile == "" {
+		in = len(f.Weights)
+	}
+	if in == 0 {
 		return nil, false
 	}
 	return []spec.TensorSpec{
-		{Name: m.Input, Datatype: "FP32", Shape: []int64{-1, int64(len(m.Weights))}},
-		{Name: m.Output, Datatype: "FP32", Shape: []int64{-1, int64(len(m.Bias))}},
+		{Name: f.Input, Datatype: "FP32", Shape: []int64{-1, int64(in)}},
+		{Name: f.Output, Datatype: "FP32", Shape: []int64{-1, int64(len(f.Bias))}},
 	}, true
 }
