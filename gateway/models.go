@@ -94,8 +94,10 @@ func registryVersions(m *registry.Model) []string {
 
 // spreader picks the record key of a registry model's request: the model
 // name (so any Kafka producer that keys by model lands on the same
-// partition), or one of the keys that land on the next partitions when the
-// model is spread.
+// partition, and so the same replica), or, for a model spread over k
+// partitions, one of the keys that land on the k-1 partitions after its
+// own that belong to other replicas (when the replicas' reports say who
+// owns what; else the next partitions).
 type spreader struct {
 	window time.Duration
 
@@ -105,24 +107,26 @@ type spreader struct {
 	total  int64              // in this window
 	shares map[string]float64 // per model, over the last window
 	next   map[string]uint32  // round robin over a model's partitions
-	keys   map[spreadKey][]byte
+	keys   map[partKey][]byte
 }
 
-type spreadKey struct {
+type partKey struct {
 	model string
 	parts int32
-	slot  int32
+	p     int32
 }
 
 func newSpreader() *spreader {
 	return &spreader{window: 2 * time.Second, counts: map[string]int64{}, shares: map[string]float64{},
-		next: map[string]uint32{}, keys: map[spreadKey][]byte{}}
+		next: map[string]uint32{}, keys: map[partKey][]byte{}}
 }
 
 // key returns the key of the next request for model on a topic of parts
-// partitions; fixed > 0 spreads over that many partitions, 0 over as many
-// as the model's share of the last window's requests deserves.
-func (sp *spreader) key(model string, parts int32, fixed int) []byte {
+// partitions whose owners are known (partition to replica; may be empty).
+// fixed > 0 spreads over that many partitions; 0 spreads by load: a model
+// gets as many replicas as its share of the last window's requests is
+// worth (share × replicas, rounded), at least one.
+func (sp *spreader) key(model string, parts int32, fixed int, owners map[int32]string) []byte {
 	now := time.Now()
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -138,7 +142,8 @@ func (sp *spreader) key(model string, parts int32, fixed int) []byte {
 	sp.total++
 	spread := int32(fixed)
 	if spread <= 0 {
-		spread = int32(math.Ceil(sp.shares[model] * float64(parts)))
+		replicas := distinct(owners)
+		spread = int32(math.Round(sp.shares[model] * float64(replicas)))
 	}
 	spread = max(1, min(spread, parts))
 	if spread == 1 {
@@ -149,16 +154,49 @@ func (sp *spreader) key(model string, parts int32, fixed int) []byte {
 	if slot == 0 {
 		return []byte(model)
 	}
-	k := spreadKey{model, parts, slot}
+	p := spreadPartitions(streams.KeyPartition([]byte(model), parts), parts, spread, owners)[slot]
+	k := partKey{model, parts, p}
 	if b, ok := sp.keys[k]; ok {
 		return b
 	}
-	b := keyFor(model, parts, (streams.KeyPartition([]byte(model), parts)+slot)%parts)
+	b := keyFor(model, parts, p)
 	if len(sp.keys) > 100_000 { // a bound, should models come and go by the million
 		clear(sp.keys)
 	}
 	sp.keys[k] = b
 	return b
+}
+
+// spreadPartitions picks n partitions starting at home: first the next
+// ones owned by replicas not picked yet, then the next ones in order.
+func spreadPartitions(home, parts, n int32, owners map[int32]string) []int32 {
+	picked := []int32{home}
+	taken := map[int32]bool{home: true}
+	used := map[string]bool{}
+	if o, ok := owners[home]; ok {
+		used[o] = true
+	}
+	for i := int32(1); i < parts && int32(len(picked)) < n; i++ {
+		p := (home + i) % parts
+		if o, ok := owners[p]; ok && !used[o] {
+			used[o] = true
+			picked, taken[p] = append(picked, p), true
+		}
+	}
+	for i := int32(1); i < parts && int32(len(picked)) < n; i++ {
+		if p := (home + i) % parts; !taken[p] {
+			picked, taken[p] = append(picked, p), true
+		}
+	}
+	return picked
+}
+
+func distinct(owners map[int32]string) int {
+	seen := map[string]bool{}
+	for _, o := range owners {
+		seen[o] = true
+	}
+	return max(1, len(seen))
 }
 
 // keyFor finds a key "model#n" that the Kafka key partitioner sends to

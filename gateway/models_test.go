@@ -59,7 +59,7 @@ func TestSpreaderFixed(t *testing.T) {
 			n := 3 * int(tc.spread)
 			keys := make([][]byte, n)
 			for i := range keys {
-				keys[i] = sp.key(tc.model, tc.parts, tc.fixed)
+				keys[i] = sp.key(tc.model, tc.parts, tc.fixed, nil)
 			}
 			if tc.spread == 1 {
 				for i, k := range keys {
@@ -103,9 +103,9 @@ func TestSpreaderModelsIndependent(t *testing.T) {
 	const parts = 8
 	var a, b [][]byte
 	for range 6 {
-		a = append(a, sp.key("a", parts, 3))
-		b = append(b, sp.key("b", parts, 2))
-		sp.key("c", parts, 1)
+		a = append(a, sp.key("a", parts, 3, nil))
+		b = append(b, sp.key("b", parts, 2, nil))
+		sp.key("c", parts, 1, nil)
 	}
 	for _, tc := range []struct {
 		model string
@@ -122,31 +122,35 @@ func TestSpreaderModelsIndependent(t *testing.T) {
 }
 
 // With spread 0, a model's spread follows its share of the last window's
-// requests: ceil(share * parts), at least 1 and at most parts.
+// requests: share × replicas, rounded, at least 1 and at most parts. The
+// replicas here own partitions round robin, so the picked partitions (one
+// per replica) are the consecutive ones.
 func TestSpreaderAutomatic(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		parts  int32
-		counts map[string]int // requests per model in the first window
-		want   map[string]int32
+		name     string
+		parts    int32
+		replicas int32
+		counts   map[string]int // requests per model in the first window
+		want     map[string]int32
 	}{
-		{"hot and rare", 8, map[string]int{"hot": 60, "warm": 35, "rare": 5},
-			map[string]int32{"hot": 5, "warm": 3, "rare": 1, "unseen": 1}}, // 4.8, 2.8, 0.4
-		{"sixteen partitions", 16, map[string]int{"hot": 60, "rare": 40},
-			map[string]int32{"hot": 10, "rare": 7}}, // 9.6, 6.4
-		{"three partitions", 3, map[string]int{"hot": 60, "rare": 40},
-			map[string]int32{"hot": 2, "rare": 2}}, // 1.8, 1.2
-		{"all the traffic", 8, map[string]int{"only": 100},
-			map[string]int32{"only": 8}},
-		{"one partition", 1, map[string]int{"hot": 60, "rare": 40},
+		{"hot and rare", 8, 4, map[string]int{"hot": 60, "warm": 35, "rare": 5},
+			map[string]int32{"hot": 2, "warm": 1, "rare": 1, "unseen": 1}}, // 2.4, 1.4, 0.2
+		{"sixteen partitions", 16, 4, map[string]int{"hot": 60, "rare": 40},
+			map[string]int32{"hot": 2, "rare": 2}}, // 2.4, 1.6
+		{"three partitions", 3, 3, map[string]int{"hot": 60, "rare": 40},
+			map[string]int32{"hot": 2, "rare": 1}}, // 1.8, 1.2
+		{"all the traffic", 8, 4, map[string]int{"only": 100},
+			map[string]int32{"only": 4}},
+		{"one partition", 1, 1, map[string]int{"hot": 60, "rare": 40},
 			map[string]int32{"hot": 1, "rare": 1}},
-		{"tiny share", 1024, map[string]int{"hot": 9999, "rare": 1},
-			map[string]int32{"hot": 1024, "rare": 1}},
+		{"many partitions", 1024, 8, map[string]int{"hot": 9999, "rare": 1},
+			map[string]int32{"hot": 8, "rare": 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			owners := roundRobin(tc.parts, tc.replicas)
 			synctest.Test(t, func(t *testing.T) {
 				sp := newSpreader()
 				sp.window = 10 * time.Millisecond
@@ -155,7 +159,7 @@ func TestSpreaderAutomatic(t *testing.T) {
 				left := maps.Clone(tc.counts)
 				for len(left) > 0 {
 					for _, m := range slices.Sorted(maps.Keys(left)) {
-						if k := sp.key(m, tc.parts, 0); string(k) != m {
+						if k := sp.key(m, tc.parts, 0, owners); string(k) != m {
 							t.Fatalf("first window: key %q for %s, want the model name", k, m)
 						}
 						if left[m]--; left[m] == 0 {
@@ -168,7 +172,7 @@ func TestSpreaderAutomatic(t *testing.T) {
 					n := tc.want[m]
 					keys := make([][]byte, 2*n)
 					for i := range keys {
-						keys[i] = sp.key(m, tc.parts, 0)
+						keys[i] = sp.key(m, tc.parts, 0, owners)
 					}
 					got := partitionsOf(keys, tc.parts)
 					set := slices.Compact(slices.Sorted(slices.Values(got)))
@@ -191,32 +195,73 @@ func TestSpreaderWindowMoves(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const parts = 8
+		owners := roundRobin(parts, parts)
 		sp := newSpreader()
 		sp.window = 10 * time.Millisecond
 		for range 10 {
-			sp.key("hot", parts, 0)
+			sp.key("hot", parts, 0, owners)
 		}
 		time.Sleep(11 * time.Millisecond)
 		// Window 2: hot has all of window 1; it sends 1 in 10 now.
 		seen := map[int32]bool{}
 		for i := range 100 {
 			if i%10 == 0 {
-				seen[streams.KeyPartition(sp.key("hot", parts, 0), parts)] = true
+				seen[streams.KeyPartition(sp.key("hot", parts, 0, owners), parts)] = true
 			} else {
-				sp.key("other", parts, 0)
+				sp.key("other", parts, 0, owners)
 			}
 		}
 		if len(seen) != parts {
 			t.Errorf("hot with all the traffic: %d partitions, want %d", len(seen), parts)
 		}
 		time.Sleep(11 * time.Millisecond)
-		// Window 3: hot had 10% of window 2: ceil(0.8) = 1.
+		// Window 3: hot had 10% of window 2: 0.8 rounds to 1.
 		for range 20 {
-			if k := sp.key("hot", parts, 0); string(k) != "hot" {
+			if k := sp.key("hot", parts, 0, owners); string(k) != "hot" {
 				t.Fatalf("hot with 10%% of the traffic got key %q, want its name", k)
 			}
 		}
 	})
+}
+
+// roundRobin is an assignment of parts partitions to n replicas, p to p mod n.
+func roundRobin(parts, n int32) map[int32]string {
+	out := map[int32]string{}
+	for p := range parts {
+		out[p] = fmt.Sprintf("r%d", p%n)
+	}
+	return out
+}
+
+// A spread model's extra partitions belong to replicas that do not hold
+// it yet, whatever the assignment looks like; without owners, the next
+// partitions.
+func TestSpreadPartitions(t *testing.T) {
+	t.Parallel()
+	blocks := map[int32]string{0: "a", 1: "a", 2: "a", 3: "a", 4: "b", 5: "b", 6: "b", 7: "b"}
+	tests := []struct {
+		name        string
+		home, parts int32
+		n           int32
+		owners      map[int32]string
+		want        []int32
+	}{
+		{"blocks", 1, 8, 2, blocks, []int32{1, 4}},
+		{"blocks wrap", 6, 8, 2, blocks, []int32{6, 0}},
+		{"more than replicas", 1, 8, 3, blocks, []int32{1, 4, 2}},
+		{"round robin", 2, 8, 3, roundRobin(8, 4), []int32{2, 3, 4}},
+		{"no owners", 6, 8, 3, nil, []int32{6, 7, 0}},
+		{"partly known", 0, 4, 3, map[int32]string{0: "a", 1: "a", 3: "b"}, []int32{0, 3, 1}},
+		{"all", 5, 8, 8, blocks, []int32{5, 0, 6, 7, 1, 2, 3, 4}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := spreadPartitions(tc.home, tc.parts, tc.n, tc.owners); !slices.Equal(got, tc.want) {
+				t.Errorf("spreadPartitions(%d, %d, %d) = %v, want %v", tc.home, tc.parts, tc.n, got, tc.want)
+			}
+		})
+	}
 }
 
 func TestKeyFor(t *testing.T) {

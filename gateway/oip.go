@@ -45,7 +45,11 @@ func (s *Server) inferOnce(ctx context.Context, model, version string, timeout t
 	}
 	rt := tg.route
 	if tg.reg != nil {
-		rt.key = s.spread.key(model, tg.app.partitions, tg.app.serving.Spread)
+		var owners map[int32]string
+		if s.cfg.Reports != nil {
+			owners = s.cfg.Reports.Owners(tg.app.app, rt.ingress)
+		}
+		rt.key = s.spread.key(model, tg.app.partitions, tg.app.serving.Spread, owners)
 	}
 	release, err := s.admit()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,14 @@ type Output interface {
 // written to the dead-letter topic; an *streams.Error keeps its code.
 type Handler interface {
 	Handle(ctx context.Context, in *Input, out Output) error
+}
+
+// Assignee is implemented by handlers that want to know which partitions
+// their replica owns (the model server reports them, so that the gateway
+// spreads a hot model over distinct replicas). Assigned gets the whole
+// set after every change; it must not block.
+type Assignee interface {
+	Assigned(partitions map[string][]int32)
 }
 
 // Streamer is implemented by handlers whose outputs are streams: each Emit
@@ -244,6 +253,7 @@ func (r *Replica) waitLocked(done func() bool) {
 func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.tellAssignedLocked()
 	for t, ps := range got {
 		for _, p := range ps {
 			part := &partition{}
@@ -263,6 +273,7 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 	r.mu.Lock()
 	r.waitLocked(func() bool { return !r.busy(lost) })
 	r.forget(lost)
+	r.tellAssignedLocked()
 	r.mu.Unlock()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		r.cfg.Log.Warn("commit on revoke failed", "group", r.cfg.Group, "err", err)
@@ -272,7 +283,24 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	r.mu.Lock()
 	r.forget(lost)
+	r.tellAssignedLocked()
 	r.mu.Unlock()
+}
+
+// tellAssignedLocked hands the owned partitions to an Assignee handler; r.mu is held.
+func (r *Replica) tellAssignedLocked() {
+	a, ok := r.h.(Assignee)
+	if !ok {
+		return
+	}
+	owned := map[string][]int32{}
+	for k := range r.parts {
+		owned[k.topic] = append(owned[k.topic], k.partition)
+	}
+	for _, ps := range owned {
+		slices.Sort(ps)
+	}
+	a.Assigned(owned)
 }
 
 // busy reports whether any of the partitions has records in flight; r.mu is held.

@@ -30,7 +30,10 @@ type Report struct {
 	Loads       int64             `json:"loads"`
 	Evictions   int64             `json:"evictions"`
 	Failures    int64             `json:"failures"`
-	At          time.Time         `json:"at"`
+	// Partitions the replica owns, by topic: the gateway spreads a hot
+	// model over partitions of distinct replicas.
+	Partitions map[string][]int32 `json:"partitions,omitempty"`
+	At         time.Time          `json:"at"`
 }
 
 // ReportEvery is how often a replica republishes its report unchanged; a
@@ -54,6 +57,17 @@ type Reporter struct {
 	poke  chan struct{}
 	done  chan struct{}
 	stop  context.CancelFunc
+
+	mu    sync.Mutex
+	parts map[string][]int32
+}
+
+// SetPartitions records the partitions the replica owns and reports soon.
+func (r *Reporter) SetPartitions(p map[string][]int32) {
+	r.mu.Lock()
+	r.parts = p
+	r.mu.Unlock()
+	r.Poke()
 }
 
 // NewReporter connects to the brokers; Run publishes.
@@ -108,6 +122,9 @@ func (r *Reporter) Snapshot() Report {
 	st := c.Stats()
 	rep.Loaded, rep.Loading, rep.Failed, rep.MemoryBytes = c.Loaded(), c.Loading(), c.Failed(), c.MemoryBytes()
 	rep.Hits, rep.Misses, rep.Loads, rep.Evictions, rep.Failures = st.Hits.Load(), st.Misses.Load(), st.Loads.Load(), st.Evictions.Load(), st.Failures.Load()
+	r.mu.Lock()
+	rep.Partitions = r.parts
+	r.mu.Unlock()
 	rep.At = time.Now().UTC()
 	return rep
 }
@@ -205,6 +222,23 @@ func (rs *Reports) FailedOn(app, model, version string) string {
 		}
 	}
 	return ""
+}
+
+// Owners maps each partition of topic owned by a live replica of app to
+// the replica.
+func (rs *Reports) Owners(app, topic string) map[int32]string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	oldest := rs.now().Add(-3 * ReportEvery)
+	out := map[int32]string{}
+	for _, rep := range rs.byKey {
+		if rep.App == app && rep.At.After(oldest) {
+			for _, p := range rep.Partitions[topic] {
+				out[p] = rep.Replica
+			}
+		}
+	}
+	return out
 }
 
 // All returns every live report.

@@ -391,6 +391,13 @@ func (s *Server) switched(model, from, to string) {
 	}
 }
 
+// Assigned passes the replica's partitions to its report.
+func (s *Server) Assigned(p map[string][]int32) {
+	if s.reporter != nil {
+		s.reporter.SetPartitions(p)
+	}
+}
+
 // Close unloads every model.
 func (s *Server) Close() error {
 	s.closeReporter()
