@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
 		append([]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp()}, tensors.Apps()...),
-		echo, upper, batchSizer, greeterD,
+		echo, upper, batchSizer, greeterD, modelCallerD,
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

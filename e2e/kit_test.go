@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-serve/sluice/gateway/oip"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -114,3 +115,32 @@ func (f *fan) Call(ctx context.Context, sleepMS int) (string, error) {
 var fanD = serve.Type[int, string]("Fan", func(h *serve.Handle[Cmd, string]) *fan { return &fan{faults: h} })
 
 func fanApp() *serve.Application { return serve.MustApp("fan", "/fan", fanD.Bind(faults.Bind())) }
+
+// modelCaller calls a model deployment through a handle, naming the model
+// with serve.WithModel: y = model(x).
+type modelCaller struct {
+	models *serve.Handle[*oip.InferRequest, *oip.InferResponse]
+}
+
+func (c *modelCaller) Call(ctx context.Context, in struct {
+	Model string  `json:"model"`
+	X     float32 `json:"x"`
+}) (float32, error) {
+	req := &oip.InferRequest{Inputs: []oip.Tensor{oip.NewFP32("x", []int64{1, 1}, []float32{in.X})}}
+	resp, err := c.models.Remote(serve.WithModel(ctx, in.Model, ""), req).Result(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ys, err := resp.Outputs[0].Float32s()
+	if err != nil || len(ys) != 1 {
+		return 0, fmt.Errorf("model %s answered %v (%v)", in.Model, ys, err)
+	}
+	return ys[0], nil
+}
+
+var modelCallerD = serve.Type[struct {
+	Model string  `json:"model"`
+	X     float32 `json:"x"`
+}, float32]("ModelCaller", func(m *serve.Handle[*oip.InferRequest, *oip.InferResponse]) *modelCaller {
+	return &modelCaller{models: m}
+})

@@ -311,3 +311,31 @@ func TestModelStoreLoss(t *testing.T) {
 		t.Fatalf("ready of a failed version: %d %s", code, body)
 	}
 }
+
+// Code deployments call model deployments through handles, naming the
+// model with serve.WithModel.
+func TestModelThroughHandle(t *testing.T) {
+	t.Parallel()
+	pushLinear(t, "e2e-via-handle", 10, 2, "--label", "suite=handle")
+	y := `name: m-handle
+route_prefix: /m-handle
+ingress: caller
+deployments:
+  - name: caller
+    handler: ModelCaller
+    args: [{handle: serve}]
+  - name: serve
+    kind: model
+    model: {selector: {suite: handle}}
+`
+	if code, out := run(t, "deploy", "-f", writeFile(t, "h.yaml", y)); code != 0 {
+		t.Fatalf("deploy: %s", out)
+	}
+	t.Cleanup(func() { run(t, "delete", "m-handle") })
+	if code, got := post(t, "/m-handle", `{"model":"e2e-via-handle","x":3}`); code != 200 || got != "32" {
+		t.Fatalf("through a handle: %d %s", code, got)
+	}
+	if code, got := post(t, "/m-handle", `{"model":"e2e-missing","x":3}`); code != 404 || !strings.Contains(got, "e2e-missing") {
+		t.Fatalf("unknown model through a handle: %d %s", code, got)
+	}
+}

@@ -104,7 +104,10 @@ func (h *Handle[In, Out]) Stream(ctx context.Context, in In) iter.Seq2[Out, erro
 		}
 		sc := h.scopeOf(ctx)
 		sc.flush(ctx)
-		p := sc.rt.caller.Start(ctx, &streams.Request{Topic: h.core.topic, Env: sc.child(ct), Value: value})
+		env := sc.child(ct)
+		m := modelOf(ctx)
+		env.Model, env.Version = m.model, m.version
+		p := sc.rt.caller.Start(ctx, &streams.Request{Topic: h.core.topic, Key: m.key(), Env: env, Value: value})
 		defer p.Close()
 		for {
 			rep, err := p.Next(ctx)
@@ -125,7 +128,7 @@ func (h *Handle[In, Out]) Stream(ctx context.Context, in In) iter.Seq2[Out, erro
 
 func (h *Handle[In, Out]) newCall(ctx context.Context) *call {
 	sc := h.scopeOf(ctx)
-	c := &call{scope: sc, topic: h.core.topic, id: sc.rt.caller.NextID(), done: make(chan struct{})}
+	c := &call{scope: sc, topic: h.core.topic, id: sc.rt.caller.NextID(), done: make(chan struct{}), model: modelOf(ctx)}
 	sc.mu.Lock()
 	sc.calls = append(sc.calls, c)
 	sc.mu.Unlock()
@@ -169,6 +172,7 @@ type call struct {
 	from   *call // its input is from's output, forwarded replica to replica
 	next   *call // its output goes to next instead of back here
 	after  *call // its input is after's result, awaited here first
+	model  modelRef
 
 	sent    bool             // guarded by scope.mu
 	pending *streams.Pending // guarded by scope.mu; taken by the one waiter
@@ -264,7 +268,8 @@ func (sc *scope) send(ctx context.Context, head *call) {
 		env := sc.child(ct)
 		env.ID = head.id
 		env.Cont = hops
-		return sc.rt.caller.Start(ctx, &streams.Request{Topic: head.topic, Env: env, Value: value})
+		env.Model, env.Version = head.model.model, head.model.version
+		return sc.rt.caller.Start(ctx, &streams.Request{Topic: head.topic, Key: head.model.key(), Env: env, Value: value})
 	}
 	if head.after == nil {
 		p := start(ctx, head.value, head.ct)
@@ -297,4 +302,30 @@ func (sc *scope) close() {
 			c.pending.Close()
 		}
 	}
+}
+
+// modelRef is the registry model a handle call names.
+type modelRef struct{ model, version string }
+
+type modelKey struct{}
+
+// WithModel makes the handle calls made with the returned context name a
+// registry model and a version (a number, "@alias", or "" for the model
+// deployment's default), for a deployment of kind model. The calls are
+// keyed by the model, so they reach the replicas that hold it.
+func WithModel(ctx context.Context, model, version string) context.Context {
+	return context.WithValue(ctx, modelKey{}, modelRef{model, version})
+}
+
+func modelOf(ctx context.Context) modelRef {
+	m, _ := ctx.Value(modelKey{}).(modelRef)
+	return m
+}
+
+// key is the record key: the model, or nil (the request id) for none.
+func (m modelRef) key() []byte {
+	if m.model == "" {
+		return nil
+	}
+	return []byte(m.model)
 }
