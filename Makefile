@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-real fuzz bench-core bench-registry vet
+.PHONY: build run test test-unit test-e2e test-real fuzz bench-core bench-registry bench-models vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -40,3 +40,7 @@ bench-core:
 # Registry push/pull of 512 MiB against a real MinIO (issue #4 figures).
 bench-registry:
 	scripts/bench-registry.sh
+
+# Model serving benchmarks (issue #5 figures): multiplexing and cold start.
+bench-models:
+	scripts/bench-models.sh

@@ -62,6 +62,8 @@ real() {
 }
 
 tf() {
+	echo "== TensorFlow runtime (-tags tensorflow, libraries from the tensorflow-cpu wheel)"
+	(eval "$(scripts/tf.sh env)" && $GO test -count=1 -tags tensorflow ./replicas/runtime/tensorflow/)
 	echo "== TensorFlow models from the registry, tritonclient, real Apache Kafka and real MinIO"
 	services
 	SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY \
