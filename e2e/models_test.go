@@ -339,3 +339,29 @@ deployments:
 		t.Fatalf("unknown model through a handle: %d %s", code, got)
 	}
 }
+
+// The walkthrough in examples/models/models.yaml, as written there.
+func TestModelsExample(t *testing.T) {
+	t.Parallel()
+	if code, out := runModels(t, "push", "affine", "../examples/models/affine-v1", "--label", "demo=models", "--alias", "production"); code != 0 {
+		t.Fatalf("push: %s", out)
+	}
+	if code, out := run(t, "deploy", "-f", "../examples/models/models.yaml"); code != 0 {
+		t.Fatalf("deploy: %s", out)
+	}
+	t.Cleanup(func() { run(t, "delete", "models") })
+	eventually(t, "y = 2x + 1", func() bool {
+		code, y, _ := inferX(t, "affine", "", 3)
+		return code == 200 && y == 7
+	})
+	if code, out := runModels(t, "push", "affine", "../examples/models/affine-v2", "--label", "demo=models"); code != 0 {
+		t.Fatalf("push v2: %s", out)
+	}
+	if code, out := runModels(t, "alias", "affine", "production", "2"); code != 0 {
+		t.Fatalf("alias: %s", out)
+	}
+	eventually(t, "y = 3x + 1 after the alias move", func() bool {
+		code, y, _ := inferX(t, "affine", "", 3)
+		return code == 200 && y == 10
+	})
+}

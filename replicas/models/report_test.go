@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -299,5 +300,29 @@ func TestReportKey(t *testing.T) {
 		if got := ReportKey(tc.app, tc.dep, tc.replica); got != tc.want {
 			t.Errorf("ReportKey(%q, %q, %q) = %q, want %q", tc.app, tc.dep, tc.replica, got, tc.want)
 		}
+	}
+}
+
+// Owners maps partitions of one topic to the live replicas that report
+// them, for one application.
+func TestReportsOwners(t *testing.T) {
+	t.Parallel()
+	rs := NewReports()
+	now := time.Now()
+	put := func(rep Report) {
+		b, _ := json.Marshal(rep)
+		rs.Apply(context.Background(), &kgo.Record{Key: []byte(ReportKey(rep.App, rep.Deployment, rep.Replica)), Value: b})
+	}
+	put(Report{App: "a", Deployment: "d", Replica: "r1", At: now, Partitions: map[string][]int32{"in": {0, 2}, "edge": {1}}})
+	put(Report{App: "a", Deployment: "d", Replica: "r2", At: now, Partitions: map[string][]int32{"in": {1, 3}}})
+	put(Report{App: "a", Deployment: "d", Replica: "old", At: now.Add(-time.Minute), Partitions: map[string][]int32{"in": {4}}})
+	put(Report{App: "b", Deployment: "d", Replica: "r3", At: now, Partitions: map[string][]int32{"in": {5}}})
+	got := rs.Owners("a", "in")
+	want := map[int32]string{0: "r1", 2: "r1", 1: "r2", 3: "r2"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("Owners = %v, want %v", got, want)
+	}
+	if got := rs.Owners("a", "nope"); len(got) != 0 {
+		t.Fatalf("Owners of an unknown topic = %v", got)
 	}
 }
