@@ -87,10 +87,15 @@ func (l *Log) Write(ctx context.Context, recs ...*kgo.Record) error {
 	if err := l.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return Errorf(CodeUnavailable, "write %s: %v", l.topic, err)
 	}
-	last := recs[len(recs)-1].Offset
+	return l.waitApplied(ctx, recs[len(recs)-1].Offset, "waiting for %s to be applied")
+}
+
+// waitApplied waits until Run has applied offset; what names the wait
+// ("... %s ..." with the topic) in the error when ctx ends first.
+func (l *Log) waitApplied(ctx context.Context, offset int64, what string) error {
 	for {
 		l.mu.Lock()
-		done, wait := l.applied >= last, l.progress
+		done, wait := l.applied >= offset, l.progress
 		l.mu.Unlock()
 		if done {
 			return nil
@@ -98,7 +103,7 @@ func (l *Log) Write(ctx context.Context, recs ...*kgo.Record) error {
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s to be applied: %w", l.topic, ContextError(ctx.Err()))
+			return fmt.Errorf(what+": %w", l.topic, ContextError(ctx.Err()))
 		}
 	}
 }
@@ -114,17 +119,5 @@ func (l *Log) Sync(ctx context.Context) error {
 	if !ok || end.Err != nil {
 		return Errorf(CodeUnavailable, "read the end of %s: %v", l.topic, end.Err)
 	}
-	for {
-		l.mu.Lock()
-		done, wait := l.applied >= end.Offset-1, l.progress
-		l.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return fmt.Errorf("catching up with %s: %w", l.topic, ContextError(ctx.Err()))
-		}
-	}
+	return l.waitApplied(ctx, end.Offset-1, "catching up with %s")
 }

@@ -49,11 +49,7 @@ func (d *decoder) inference(n *yaml.Node, path string) *Inference {
 		case "platform":
 			d.str(v, p, &in.Platform)
 		case "versions":
-			d.items(v, p, func(n *yaml.Node, p string) {
-				var s string
-				d.str(n, p, &s)
-				in.Versions = append(in.Versions, s)
-			})
+			in.Versions = d.strings(v, p)
 		case "inputs":
 			in.Inputs = d.tensors(v, p)
 		case "outputs":
@@ -61,6 +57,17 @@ func (d *decoder) inference(n *yaml.Node, path string) *Inference {
 		}
 	})
 	return in
+}
+
+// strings decodes a list of strings.
+func (d *decoder) strings(n *yaml.Node, path string) []string {
+	var out []string
+	d.items(n, path, func(n *yaml.Node, p string) {
+		var s string
+		d.str(n, p, &s)
+		out = append(out, s)
+	})
+	return out
 }
 
 func (d *decoder) tensors(n *yaml.Node, path string) []TensorSpec {

@@ -105,11 +105,7 @@ func (d *decoder) modelServing(n *yaml.Node, path string) *ModelServing {
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "names":
-			d.items(v, p, func(n *yaml.Node, p string) {
-				var s string
-				d.str(n, p, &s)
-				m.Names = append(m.Names, s)
-			})
+			m.Names = d.strings(v, p)
 		case "selector":
 			m.Selector = d.stringMap(v, p)
 		case "runtime":
