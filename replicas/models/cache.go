@@ -170,6 +170,15 @@ func (c *Cache) IsLoaded(model, version string) bool {
 	return e != nil && e.elem != nil
 }
 
+// HeldFailed reports whether model at version failed to load and is held
+// failed now (a request gets the failure without a new attempt).
+func (c *Cache) HeldFailed(model, version string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[model+"/"+version]
+	return e != nil && e.err != nil && time.Now().Before(e.until)
+}
+
 // Unload unloads model at version now, or when the last request using it
 // is done; a later request loads it again.
 func (c *Cache) Unload(model, version string) {

@@ -54,6 +54,7 @@ type Server struct {
 	onSwitch   func(model, from, to string) // tests observe switches
 
 	reporter *Reporter // set by Factory.Build
+	freeSlot func()    // gives the cache directory back to the Factory
 }
 
 // moving is where a moving name points on this replica.
@@ -306,8 +307,8 @@ func (s *Server) resolve(m *registry.Model, ref string) (*registry.Version, erro
 // name that points at it switches. s.mu is held.
 func (s *Server) preloadLocked(v *registry.Version) {
 	key := v.Model + "/" + v.Version
-	if s.preloading[key] {
-		return
+	if s.preloading[key] || s.cfg.Cache.HeldFailed(v.Model, v.Version) {
+		return // loading, or failed recently: the old version keeps answering
 	}
 	s.preloading[key] = true
 	go func() {
@@ -402,5 +403,8 @@ func (s *Server) Assigned(p map[string][]int32) {
 func (s *Server) Close() error {
 	s.closeReporter()
 	s.cfg.Cache.Close()
+	if s.freeSlot != nil {
+		s.freeSlot()
+	}
 	return nil
 }
