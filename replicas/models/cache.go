@@ -248,8 +248,11 @@ func (c *Cache) AcquireVersion(ctx context.Context, v *registry.Version) (Loaded
 func (c *Cache) load(e *entry) {
 	ctx := context.Background()
 	start := time.Now()
-	dir, err := c.fetch(ctx, e.v)
+	dir, downloaded, err := c.fetch(ctx, e.v)
 	fetched := time.Since(start)
+	if !downloaded {
+		fetched = 0 // on disk already: the Stat is not a fetch
+	}
 	var m Loaded
 	if err == nil {
 		var rt Runtime
@@ -319,40 +322,50 @@ func (c *Cache) evictLocked() {
 	}
 }
 
+// over reports whether the loaded models are past the limits, not
+// counting those unloaded (Unload) but still in use: they go as soon as
+// their requests end, and must not push out the version replacing them.
 func (c *Cache) over() bool {
-	return c.lru.Len() > c.cfg.MaxModels || c.cfg.MemoryBudget > 0 && c.memory > c.cfg.MemoryBudget && c.lru.Len() > 1
+	n, memory := c.lru.Len(), c.memory
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		if ent := e.Value.(*entry); ent.drop {
+			n, memory = n-1, memory-ent.size
+		}
+	}
+	return n > c.cfg.MaxModels || c.cfg.MemoryBudget > 0 && memory > c.cfg.MemoryBudget && n > 1
 }
 
 // fetch makes sure the version's files are on disk, verified, and returns
-// the directory. Files are written to a temporary directory and renamed
-// into place whole, so a partial download is never loaded.
-func (c *Cache) fetch(ctx context.Context, v *registry.Version) (string, error) {
-	dir := filepath.Join(c.cfg.Dir, v.Model, v.Version)
+// the directory; downloaded is false when they were on disk already.
+// Files are written to a temporary directory and renamed into place whole,
+// so a partial download is never loaded.
+func (c *Cache) fetch(ctx context.Context, v *registry.Version) (dir string, downloaded bool, err error) {
+	dir = filepath.Join(c.cfg.Dir, v.Model, v.Version)
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return dir, nil
+		return dir, false, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
+		return "", true, err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".download-")
 	if err != nil {
-		return "", err
+		return "", true, err
 	}
 	defer os.RemoveAll(tmp)
 	for _, f := range v.Files {
 		if err := c.download(ctx, v, f, filepath.Join(tmp, filepath.FromSlash(f.Path))); err != nil {
-			return "", err
+			return "", true, err
 		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		return "", err
+		return "", true, err
 	}
 	os.RemoveAll(dir) // a stale incomplete copy
 	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
+		return "", true, err
 	}
 	c.trimDisk(dir)
-	return dir, nil
+	return dir, true, nil
 }
 
 func (c *Cache) download(ctx context.Context, v *registry.Version, f registry.File, dst string) error {

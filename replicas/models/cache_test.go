@@ -26,6 +26,7 @@ type memSource struct {
 	vers  map[string]*registry.Version
 	opens atomic.Int64
 	delay time.Duration
+	fails []error // returned by the next opens, one each, before the files
 }
 
 func newMemSource() *memSource {
@@ -57,6 +58,11 @@ func (s *memSource) Open(_ context.Context, v *registry.Version, f registry.File
 	time.Sleep(s.delay)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.fails) > 0 {
+		err := s.fails[0]
+		s.fails = s.fails[1:]
+		return nil, err
+	}
 	b, ok := s.files[v.Model+"/"+v.Version+"/"+f.Path]
 	if !ok {
 		return nil, streams.Errorf(streams.CodeNotFound, "file %s is missing from the store", f.Path)
@@ -72,8 +78,14 @@ func (panicRuntime) Load(context.Context, string, *registry.Version) (Loaded, er
 
 func newTestCache(t *testing.T, src Source, max int) *Cache {
 	t.Helper()
-	c, err := NewCache(Config{Dir: t.TempDir(), MaxModels: max, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		src, Runtimes{LinearFormat: Linear{}, "boom": panicRuntime{}})
+	return newTestCacheConfig(t, src, Config{Dir: t.TempDir(), MaxModels: max})
+}
+
+// newTestCacheConfig is newTestCache with a whole config (Log discards).
+func newTestCacheConfig(t *testing.T, src Source, cfg Config) *Cache {
+	t.Helper()
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := NewCache(cfg, src, Runtimes{LinearFormat: Linear{}, "boom": panicRuntime{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,5 +229,143 @@ func TestInUseIsNotEvicted(t *testing.T) {
 	release()
 	if got := c.Loaded(); len(got) != 1 {
 		t.Fatalf("after release, loaded = %v, want one model", got)
+	}
+}
+
+// corrupt replaces model/version's artifact with bytes that do not match
+// the registry's checksum; restore puts the published bytes back.
+func (s *memSource) corrupt(model, version string) (restore func()) {
+	key := model + "/" + version + "/model.json"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	good := s.files[key]
+	s.files[key] = []byte(`{"tampered": true}`)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.files[key] = good
+	}
+}
+
+// A version that failed to load for good (a corrupt artifact) answers its
+// failure without touching the store until FailureHold has passed; then
+// a request tries again.
+func TestFailureIsHeldThenRetried(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("m", "1", 2, 0, LinearFormat)
+	restore := src.corrupt("m", "1")
+	const hold = 200 * time.Millisecond
+	c := newTestCacheConfig(t, src, Config{Dir: t.TempDir(), FailureHold: hold})
+	start := time.Now()
+	_, err := infer(t, c, "m", "1", 1)
+	if code := streams.CodeOf(err); code != streams.CodeFailedPrecondition {
+		t.Fatalf("corrupt artifact: %v (code %q), want %s", err, code, streams.CodeFailedPrecondition)
+	}
+	if _, ok := c.Failed()["m/1"]; !ok {
+		t.Fatalf("Failed() = %v, want m/1 held failed", c.Failed())
+	}
+	restore() // the store is fixed, but the failure is held
+	_, err = infer(t, c, "m", "1", 1)
+	if time.Since(start) < hold {
+		if code := streams.CodeOf(err); code != streams.CodeFailedPrecondition {
+			t.Fatalf("within the hold: %v (code %q), want the held failure", err, code)
+		}
+		if n := src.opens.Load(); n != 1 {
+			t.Fatalf("%d opens within the hold, want 1: a held failure must not go back to the store", n)
+		}
+	}
+	for deadline := time.Now().Add(2 * time.Second); len(c.Failed()) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still held failed after 2s: %v", c.Failed())
+		}
+	}
+	if y, err := infer(t, c, "m", "1", 3); err != nil || y != 6 {
+		t.Fatalf("after the hold: %v, %v; want 6", y, err)
+	}
+	if n := src.opens.Load(); n != 2 {
+		t.Fatalf("%d opens, want 2 (the failure, then the retry after the hold)", n)
+	}
+	if f := c.Failed(); len(f) != 0 {
+		t.Fatalf("Failed() = %v after a successful retry", f)
+	}
+}
+
+// An unreachable store is not held against the version: the next request
+// tries again.
+func TestUnavailableIsRetriedAtOnce(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("m", "1", 2, 0, LinearFormat)
+	src.fails = []error{streams.Errorf(streams.CodeUnavailable, "store is down")}
+	c := newTestCacheConfig(t, src, Config{Dir: t.TempDir(), FailureHold: time.Hour})
+	_, err := infer(t, c, "m", "1", 1)
+	if code := streams.CodeOf(err); code != streams.CodeUnavailable || !strings.Contains(err.Error(), "store is down") {
+		t.Fatalf("store down: %v (code %q), want %s with the store's error", err, code, streams.CodeUnavailable)
+	}
+	if f := c.Failed(); len(f) != 0 {
+		t.Fatalf("Failed() = %v: an unavailable store is not a held failure", f)
+	}
+	if y, err := infer(t, c, "m", "1", 3); err != nil || y != 6 {
+		t.Fatalf("next request: %v, %v; want 6 (retried)", y, err)
+	}
+	if n := src.opens.Load(); n != 2 {
+		t.Fatalf("%d opens, want 2", n)
+	}
+}
+
+// Unload of a model a request is using waits for the request.
+func TestUnloadInUseWaitsForRelease(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("m", "1", 2, 0, LinearFormat)
+	c := newTestCache(t, src, 3)
+	m, _, release, err := c.Acquire(context.Background(), "m", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Unload("m", "1")
+	if !c.IsLoaded("m", "1") {
+		t.Fatal("unloaded under a request using it")
+	}
+	if _, err := m.Infer(context.Background(), &oip.InferRequest{Inputs: []oip.Tensor{oip.NewFP32("x", []int64{1, 1}, []float32{1})}}); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if c.IsLoaded("m", "1") || len(c.Loaded()) != 0 {
+		t.Fatalf("after release: loaded = %v, want none", c.Loaded())
+	}
+	if y, err := infer(t, c, "m", "1", 2); err != nil || y != 4 {
+		t.Fatalf("a request after the unload: %v, %v; want it loaded again", y, err)
+	}
+}
+
+// Timings: a download takes time to fetch; a version already on disk (a
+// replica started again on the same directory) takes none.
+func TestTimingsFetchFromStoreAndDisk(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	src.add("m", "1", 2, 0, LinearFormat)
+	dir := t.TempDir()
+	first := newTestCacheConfig(t, src, Config{Dir: dir})
+	if _, _, ok := first.Timings("m", "1"); ok {
+		t.Fatal("Timings of a version not loaded")
+	}
+	if _, err := infer(t, first, "m", "1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if fetch, _, ok := first.Timings("m", "1"); !ok || fetch <= 0 {
+		t.Fatalf("download: fetch %v, ok %v; want > 0", fetch, ok)
+	}
+	first.Close()
+	again := newTestCacheConfig(t, src, Config{Dir: dir})
+	if _, err := infer(t, again, "m", "1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if fetch, _, ok := again.Timings("m", "1"); !ok || fetch != 0 {
+		t.Fatalf("from disk: fetch %v, ok %v; want 0", fetch, ok)
+	}
+	if n := src.opens.Load(); n != 1 {
+		t.Fatalf("%d opens, want 1: the second cache should find the artifact on disk", n)
 	}
 }

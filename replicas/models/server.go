@@ -103,10 +103,13 @@ func (s *Server) Reconfigure(_ context.Context, config json.RawMessage) error {
 		return fmt.Errorf("user_config of model deployment %s: max_models_per_replica must be >= 1, got %d", s.cfg.Deployment, *set.MaxModels)
 	}
 	s.mu.Lock()
-	if set.DefaultVersion != nil {
+	switch {
+	case set.DefaultVersion != nil:
 		s.defVersion = *set.DefaultVersion
-	} else if s.cfg.Serving != nil {
+	case s.cfg.Serving != nil:
 		s.defVersion = s.cfg.Serving.DefaultVersion
+	default:
+		s.defVersion = "" // no default in the spec: the highest
 	}
 	s.mu.Unlock()
 	if set.MaxModels != nil || set.MemoryBudget != nil {
@@ -315,16 +318,18 @@ func (s *Server) preloadLocked(v *registry.Version) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		_, _, release, err := s.cfg.Cache.AcquireVersion(ctx, v)
-		if err == nil {
-			release()
-		} else {
+		if err != nil {
 			s.cfg.Log.Warn("model preload failed; still serving the previous version", "model", v.Model, "version", v.Version, "err", err)
 		}
 		s.mu.Lock()
 		delete(s.preloading, key)
 		s.mu.Unlock()
 		if err == nil {
+			// Switch while v is held: released first, it could be evicted
+			// at once (the old version in use keeps the cache over its
+			// limit), and advance would load it again, and again.
 			s.advance(v.Model)
+			release()
 		}
 	}()
 }
