@@ -160,8 +160,7 @@ func (s *Server) Handle(ctx context.Context, in *replicas.Input, out replicas.Ou
 	if err != nil {
 		return err
 	}
-	resp, err := loaded.Infer(ctx, req)
-	release()
+	resp, err := infer(ctx, loaded, req, release)
 	if err != nil {
 		return err
 	}
@@ -178,6 +177,13 @@ func (s *Server) Handle(ctx context.Context, in *replicas.Input, out replicas.Ou
 		return streams.Errorf(streams.CodeInternal, "model %s version %s: encode response: %v", name, v.Version, err)
 	}
 	return out.Emit(js, "application/json")
+}
+
+// infer runs the model and releases it, even when the runtime panics (the
+// replica answers the panic as internal; the model stays evictable).
+func infer(ctx context.Context, m Loaded, req *oip.InferRequest, release func()) (*oip.InferResponse, error) {
+	defer release()
+	return m.Infer(ctx, req)
 }
 
 func (s *Server) serves(m *registry.Model) bool {
