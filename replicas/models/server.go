@@ -160,7 +160,7 @@ func (s *Server) Handle(ctx context.Context, in *replicas.Input, out replicas.Ou
 	if err != nil {
 		return err
 	}
-	resp, err := infer(ctx, loaded, req, release)
+	resp, err := inferReleasing(ctx, loaded, req, release)
 	if err != nil {
 		return err
 	}
@@ -179,9 +179,9 @@ func (s *Server) Handle(ctx context.Context, in *replicas.Input, out replicas.Ou
 	return out.Emit(js, "application/json")
 }
 
-// infer runs the model and releases it, even when the runtime panics (the
+// inferReleasing runs the model and releases it, even when the runtime panics (the
 // replica answers the panic as internal; the model stays evictable).
-func infer(ctx context.Context, m Loaded, req *oip.InferRequest, release func()) (*oip.InferResponse, error) {
+func inferReleasing(ctx context.Context, m Loaded, req *oip.InferRequest, release func()) (*oip.InferResponse, error) {
 	defer release()
 	return m.Infer(ctx, req)
 }
