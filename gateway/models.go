@@ -122,11 +122,13 @@ func newSpreader() *spreader {
 }
 
 // key returns the key of the next request for model on a topic of parts
-// partitions whose owners are known (partition to replica; may be empty).
+// partitions; ownersOf tells which replica owns which partition (it may
+// be nil or return an empty map), and is asked only when the model may be
+// spread: most requests, for models with a small share, do not pay for it.
 // fixed > 0 spreads over that many partitions; 0 spreads by load: a model
 // gets as many replicas as its share of the last window's requests is
 // worth (share × replicas, rounded), at least one.
-func (sp *spreader) key(model string, parts int32, fixed int, owners map[int32]string) []byte {
+func (sp *spreader) key(model string, parts int32, fixed int, ownersOf func() map[int32]string) []byte {
 	now := time.Now()
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -140,6 +142,12 @@ func (sp *spreader) key(model string, parts int32, fixed int, owners map[int32]s
 	}
 	sp.counts[model]++
 	sp.total++
+	var owners map[int32]string
+	// Replicas never outnumber partitions: a share worth under half a
+	// partition rounds to one replica whoever owns what.
+	if ownersOf != nil && (fixed > 1 || fixed <= 0 && sp.shares[model]*float64(parts) >= 0.5) {
+		owners = ownersOf()
+	}
 	spread := int32(fixed)
 	if spread <= 0 {
 		replicas := distinct(owners)

@@ -159,7 +159,7 @@ func TestSpreaderAutomatic(t *testing.T) {
 				left := maps.Clone(tc.counts)
 				for len(left) > 0 {
 					for _, m := range slices.Sorted(maps.Keys(left)) {
-						if k := sp.key(m, tc.parts, 0, owners); string(k) != m {
+						if k := sp.key(m, tc.parts, 0, ownersFunc(owners)); string(k) != m {
 							t.Fatalf("first window: key %q for %s, want the model name", k, m)
 						}
 						if left[m]--; left[m] == 0 {
@@ -172,7 +172,7 @@ func TestSpreaderAutomatic(t *testing.T) {
 					n := tc.want[m]
 					keys := make([][]byte, 2*n)
 					for i := range keys {
-						keys[i] = sp.key(m, tc.parts, 0, owners)
+						keys[i] = sp.key(m, tc.parts, 0, ownersFunc(owners))
 					}
 					got := partitionsOf(keys, tc.parts)
 					set := slices.Compact(slices.Sorted(slices.Values(got)))
@@ -199,16 +199,16 @@ func TestSpreaderWindowMoves(t *testing.T) {
 		sp := newSpreader()
 		sp.window = 10 * time.Millisecond
 		for range 10 {
-			sp.key("hot", parts, 0, owners)
+			sp.key("hot", parts, 0, ownersFunc(owners))
 		}
 		time.Sleep(11 * time.Millisecond)
 		// Window 2: hot has all of window 1; it sends 1 in 10 now.
 		seen := map[int32]bool{}
 		for i := range 100 {
 			if i%10 == 0 {
-				seen[streams.KeyPartition(sp.key("hot", parts, 0, owners), parts)] = true
+				seen[streams.KeyPartition(sp.key("hot", parts, 0, ownersFunc(owners)), parts)] = true
 			} else {
-				sp.key("other", parts, 0, owners)
+				sp.key("other", parts, 0, ownersFunc(owners))
 			}
 		}
 		if len(seen) != parts {
@@ -217,11 +217,15 @@ func TestSpreaderWindowMoves(t *testing.T) {
 		time.Sleep(11 * time.Millisecond)
 		// Window 3: hot had 10% of window 2: 0.8 rounds to 1.
 		for range 20 {
-			if k := sp.key("hot", parts, 0, owners); string(k) != "hot" {
+			if k := sp.key("hot", parts, 0, ownersFunc(owners)); string(k) != "hot" {
 				t.Fatalf("hot with 10%% of the traffic got key %q, want its name", k)
 			}
 		}
 	})
+}
+
+func ownersFunc(m map[int32]string) func() map[int32]string {
+	return func() map[int32]string { return m }
 }
 
 // roundRobin is an assignment of parts partitions to n replicas, p to p mod n.

@@ -45,9 +45,9 @@ func (s *Server) inferOnce(ctx context.Context, model, version string, timeout t
 	}
 	rt := tg.route
 	if tg.reg != nil {
-		var owners map[int32]string
+		var owners func() map[int32]string
 		if s.cfg.Reports != nil {
-			owners = s.cfg.Reports.Owners(tg.app.app, rt.ingress)
+			owners = func() map[int32]string { return s.cfg.Reports.Owners(tg.app.app, rt.ingress) }
 		}
 		rt.key = s.spread.key(model, tg.app.partitions, tg.app.serving.Spread, owners)
 	}

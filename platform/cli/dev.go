@@ -95,11 +95,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.store = store
-	if d.registry, err = registry.New(ctx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
-		return nil, err
-	}
-	go func() { _ = d.registry.Run(runCtx) }()
-	if err := d.registry.Sync(ctx); err != nil {
+	if d.registry, err = followRegistry(ctx, runCtx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
 		return nil, err
 	}
 	reports, err := followReports(runCtx, d.Brokers, namer, Env{Log: cfg.Log})

@@ -49,10 +49,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	defer cancel()
 	// Registry models by name: a read-only follower of the registry's
 	// events (no weights pass through a gateway) and the replicas' reports.
-	reg, err := registry.New(ctx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
-	if err == nil {
-		go func() { _ = reg.Run(runCtx) }()
-	}
+	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
 	var reports *models.Reports
 	if err == nil {
 		reports, err = followReports(runCtx, bs, namer, env)

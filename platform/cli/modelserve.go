@@ -30,6 +30,23 @@ func s3Flags(fs *flag.FlagSet) *blob.S3Config {
 	return s3
 }
 
+// followRegistry opens the registry, applies its events until runCtx ends,
+// and returns once it has caught up (bounded by ctx and 30 s), so that
+// what it serves knows every model published before.
+func followRegistry(ctx, runCtx context.Context, cfg registry.Config) (*registry.Registry, error) {
+	reg, err := registry.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = reg.Run(runCtx) }()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := reg.Sync(sctx); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
 // followReports reads model replicas' reports from the status topic until ctx ends.
 func followReports(ctx context.Context, brokers []string, namer streams.Namer, env Env) (*models.Reports, error) {
 	reports := models.NewReports()
@@ -54,15 +71,8 @@ func replicaModels(ctx context.Context, brokers []string, namer streams.Namer, s
 		return nil, nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	reg, err := registry.New(ctx, registry.Config{Brokers: brokers, Namer: namer, Store: store, Log: env.Log})
+	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: brokers, Namer: namer, Store: store, Log: env.Log})
 	if err != nil {
-		cancel()
-		return nil, nil, err
-	}
-	go func() { _ = reg.Run(runCtx) }()
-	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-	defer scancel()
-	if err := reg.Sync(sctx); err != nil {
 		cancel()
 		return nil, nil, err
 	}

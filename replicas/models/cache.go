@@ -401,6 +401,21 @@ func (c *Cache) download(ctx context.Context, v *registry.Version, f registry.Fi
 // the store's reader and the hash small.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
+// DirSize is the total size of the regular files under dir (what a
+// version's artifact takes on disk).
+func DirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
 // trimDisk removes the least recently fetched versions (by directory
 // modification time) past the disk budget, never keep or a loaded one.
 func (c *Cache) trimDisk(keep string) {
@@ -419,15 +434,7 @@ func (c *Cache) trimDisk(keep string) {
 		vers, _ := os.ReadDir(filepath.Join(c.cfg.Dir, m.Name()))
 		for _, vd := range vers {
 			p := filepath.Join(c.cfg.Dir, m.Name(), vd.Name())
-			var size int64
-			filepath.WalkDir(p, func(_ string, d os.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
-					if info, err := d.Info(); err == nil {
-						size += info.Size()
-					}
-				}
-				return nil
-			})
+			size := DirSize(p)
 			info, err := vd.Info()
 			if err != nil {
 				continue

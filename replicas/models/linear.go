@@ -56,7 +56,7 @@ func (Linear) Load(_ context.Context, dir string, _ *registry.Version) (Loaded, 
 		if f.In <= 0 || out == 0 {
 			return nil, fmt.Errorf("linear model.json: weights_file needs in > 0 and a bias")
 		}
-		if err := registryPath(f.WeightsFile); err != nil {
+		if err := localPath(f.WeightsFile); err != nil {
 			return nil, fmt.Errorf("linear model.json: weights_file: %w", err)
 		}
 		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.WeightsFile)))
@@ -100,8 +100,8 @@ func readLinear(path string) (*linearFile, error) {
 	return &f, nil
 }
 
-// registryPath refuses paths that leave the artifact directory.
-func registryPath(p string) error {
+// localPath refuses paths that leave the artifact directory.
+func localPath(p string) error {
 	if filepath.IsAbs(p) || !filepath.IsLocal(filepath.FromSlash(p)) {
 		return fmt.Errorf("%q must be a relative path inside the artifact", p)
 	}

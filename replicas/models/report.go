@@ -180,17 +180,27 @@ func (rs *Reports) Apply(_ context.Context, rec *kgo.Record) {
 	}
 }
 
+// live calls fn with every report renewed within the last three periods
+// (older: a replica gone); rs.mu is held.
+func (rs *Reports) live(fn func(Report)) {
+	oldest := rs.now().Add(-3 * ReportEvery)
+	for _, rep := range rs.byKey {
+		if rep.At.After(oldest) {
+			fn(rep)
+		}
+	}
+}
+
 // Deployment returns the live reports of one deployment's replicas, by replica.
 func (rs *Reports) Deployment(app, deployment string) []Report {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	var out []Report
-	oldest := rs.now().Add(-3 * ReportEvery)
-	for _, rep := range rs.byKey {
-		if rep.App == app && rep.Deployment == deployment && rep.At.After(oldest) {
+	rs.live(func(rep Report) {
+		if rep.App == app && rep.Deployment == deployment {
 			out = append(out, rep)
 		}
-	}
+	})
 	slices.SortFunc(out, func(a, b Report) int { return strings.Compare(a.Replica, b.Replica) })
 	return out
 }
@@ -199,14 +209,12 @@ func (rs *Reports) Deployment(app, deployment string) []Report {
 func (rs *Reports) LoadedOn(app, model, version string) int {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	oldest := rs.now().Add(-3 * ReportEvery)
-	key := model + "/" + version
-	n := 0
-	for _, rep := range rs.byKey {
-		if rep.App == app && rep.At.After(oldest) && slices.Contains(rep.Loaded, key) {
+	key, n := model+"/"+version, 0
+	rs.live(func(rep Report) {
+		if rep.App == app && slices.Contains(rep.Loaded, key) {
 			n++
 		}
-	}
+	})
 	return n
 }
 
@@ -215,13 +223,13 @@ func (rs *Reports) LoadedOn(app, model, version string) int {
 func (rs *Reports) FailedOn(app, model, version string) string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	oldest := rs.now().Add(-3 * ReportEvery)
-	for _, rep := range rs.byKey {
-		if why, ok := rep.Failed[model+"/"+version]; ok && rep.App == app && rep.At.After(oldest) {
-			return why
+	why := ""
+	rs.live(func(rep Report) {
+		if w, ok := rep.Failed[model+"/"+version]; ok && rep.App == app && why == "" {
+			why = w
 		}
-	}
-	return ""
+	})
+	return why
 }
 
 // Owners maps each partition of topic owned by a live replica of app to
@@ -229,29 +237,23 @@ func (rs *Reports) FailedOn(app, model, version string) string {
 func (rs *Reports) Owners(app, topic string) map[int32]string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	oldest := rs.now().Add(-3 * ReportEvery)
 	out := map[int32]string{}
-	for _, rep := range rs.byKey {
-		if rep.App == app && rep.At.After(oldest) {
+	rs.live(func(rep Report) {
+		if rep.App == app {
 			for _, p := range rep.Partitions[topic] {
 				out[p] = rep.Replica
 			}
 		}
-	}
+	})
 	return out
 }
 
-// All returns every live report.
+// All returns every live report, by app, deployment and replica.
 func (rs *Reports) All() []Report {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	oldest := rs.now().Add(-3 * ReportEvery)
 	var out []Report
-	for _, rep := range rs.byKey {
-		if rep.At.After(oldest) {
-			out = append(out, rep)
-		}
-	}
+	rs.live(func(rep Report) { out = append(out, rep) })
 	slices.SortFunc(out, func(a, b Report) int {
 		return strings.Compare(a.App+"/"+a.Deployment+"/"+a.Replica, b.App+"/"+b.Deployment+"/"+b.Replica)
 	})

@@ -1,10 +1,13 @@
 package models
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,18 +51,12 @@ type Server struct {
 
 	mu         sync.Mutex
 	defVersion string                       // live default version (user_config may change it)
-	serving    map[string]moving            // by "model@ref": what a moving name resolves to here
+	serving    map[string]map[string]string // model → moving name ("@alias", "") → the version it is served with here
 	preloading map[string]bool              // "model/version" being loaded ahead of a switch
-	watched    map[string]struct{}          // models with a moving name served here
 	onSwitch   func(model, from, to string) // tests observe switches
 
 	reporter *Reporter // set by Factory.Build
 	freeSlot func()    // gives the cache directory back to the Factory
-}
-
-// moving is where a moving name points on this replica.
-type moving struct {
-	model, ref, version string
 }
 
 // NewServer builds the model server and follows the catalog's events, so
@@ -68,7 +65,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg, serving: map[string]moving{}, preloading: map[string]bool{}, watched: map[string]struct{}{}}
+	s := &Server{cfg: cfg, serving: map[string]map[string]string{}, preloading: map[string]bool{}}
 	if cfg.Serving != nil {
 		s.defVersion = cfg.Serving.DefaultVersion
 	}
@@ -93,7 +90,7 @@ type ServerSettings struct {
 func (s *Server) Reconfigure(_ context.Context, config json.RawMessage) error {
 	var set ServerSettings
 	if len(config) > 0 && string(config) != "null" {
-		dec := json.NewDecoder(strings.NewReader(string(config)))
+		dec := json.NewDecoder(bytes.NewReader(config))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&set); err != nil {
 			return fmt.Errorf("user_config of model deployment %s: %w", s.cfg.Deployment, err)
@@ -289,27 +286,39 @@ func (s *Server) resolve(m *registry.Model, ref string) (*registry.Version, erro
 	if err != nil {
 		return nil, err
 	}
-	key := m.Name + "@" + ref
 	s.mu.Lock()
-	cur, ok := s.serving[key]
-	s.watched[m.Name] = struct{}{}
-	if !ok || cur.version == target.Version {
-		s.serving[key] = moving{model: m.Name, ref: ref, version: target.Version}
+	names := s.serving[m.Name]
+	if names == nil {
+		names = map[string]string{}
+		s.serving[m.Name] = names
+	}
+	cur, ok := names[ref]
+	if !ok || cur == target.Version {
+		names[ref] = target.Version
 		s.mu.Unlock()
 		return target, nil
 	}
-	old, err := m.Lookup(cur.version)
-	if err != nil || s.cfg.Cache.IsLoaded(m.Name, target.Version) || !s.cfg.Cache.IsLoaded(m.Name, cur.version) {
-		// The target is ready, or the old version is gone or not loaded
-		// either: switch now.
-		s.serving[key] = moving{model: m.Name, ref: ref, version: target.Version}
+	old, err := m.Lookup(cur)
+	if err != nil || s.moveLocked(target, cur) { // the old version is gone, or the target is ready
+		names[ref] = target.Version
 		s.mu.Unlock()
-		s.switched(m.Name, cur.version, target.Version)
+		s.switched(m.Name, cur, target.Version)
 		return target, nil
 	}
-	s.preloadLocked(target)
 	s.mu.Unlock()
 	return old, nil
+}
+
+// moveLocked decides for a moving name served here with version cur whose
+// registry target is now target: switch at once (true) when the target is
+// loaded or cur is not (nothing to keep answering from), else start
+// loading the target and keep cur until it is. s.mu is held.
+func (s *Server) moveLocked(target *registry.Version, cur string) bool {
+	if s.cfg.Cache.IsLoaded(target.Model, target.Version) || !s.cfg.Cache.IsLoaded(target.Model, cur) {
+		return true
+	}
+	s.preloadLocked(target)
+	return false
 }
 
 // preloadLocked loads v in the background; when it is loaded, every moving
@@ -344,7 +353,7 @@ func (s *Server) preloadLocked(v *registry.Version) {
 // target changed gets its new version loaded now, not at the next request.
 func (s *Server) changed(ev registry.Event) {
 	s.mu.Lock()
-	_, ok := s.watched[ev.Model]
+	_, ok := s.serving[ev.Model]
 	s.mu.Unlock()
 	if ok {
 		s.advance(ev.Model)
@@ -361,20 +370,13 @@ func (s *Server) advance(model string) {
 	type sw struct{ from, to string }
 	var switches []sw
 	s.mu.Lock()
-	for key, cur := range s.serving {
-		if cur.model != model {
-			continue
+	names := s.serving[model]
+	for ref, cur := range names {
+		target, err := m.Lookup(ref)
+		if err == nil && target.Version != cur && s.moveLocked(target, cur) {
+			names[ref] = target.Version
+			switches = append(switches, sw{cur, target.Version})
 		}
-		target, err := m.Lookup(cur.ref)
-		if err != nil || target.Version == cur.version {
-			continue
-		}
-		if s.cfg.Cache.IsLoaded(model, target.Version) || !s.cfg.Cache.IsLoaded(model, cur.version) {
-			s.serving[key] = moving{model: model, ref: cur.ref, version: target.Version}
-			switches = append(switches, sw{cur.version, target.Version})
-			continue
-		}
-		s.preloadLocked(target)
 	}
 	s.mu.Unlock()
 	for _, x := range switches {
@@ -386,12 +388,7 @@ func (s *Server) advance(model string) {
 // name still points at it.
 func (s *Server) switched(model, from, to string) {
 	s.mu.Lock()
-	inUse := false
-	for _, cur := range s.serving {
-		if cur.model == model && cur.version == from {
-			inUse = true
-		}
-	}
+	inUse := slices.Contains(slices.Collect(maps.Values(s.serving[model])), from)
 	fn := s.onSwitch
 	s.mu.Unlock()
 	s.cfg.Log.Info("model version switched", "model", model, "from", from, "to", to)

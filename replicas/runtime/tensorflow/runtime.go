@@ -3,8 +3,6 @@ package tensorflow
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
@@ -29,7 +27,7 @@ func (Runtime) Load(_ context.Context, dir string, _ *registry.Version) (models.
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{m: m, size: dirSize(dir)}, nil
+	return &loaded{m: m, size: models.DirSize(dir)}, nil
 }
 
 type loaded struct {
@@ -79,16 +77,3 @@ func (l *loaded) Close() error { return l.m.Close() }
 // MemoryBytes counts the SavedModel's size on disk: its variables are
 // what the session holds.
 func (l *loaded) MemoryBytes() int64 { return l.size }
-
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
-}
