@@ -61,6 +61,7 @@ commands:
   deploy    deploy applications from a YAML file to a running platform
   status    show applications, deployments, replicas and lag
   delete    delete an application
+  render    print Kubernetes objects for applications (a KEDA ScaledObject per deployment)
 
 Client commands find the platform with --addr, or SLUICE_ADDR (default 127.0.0.1:8000).
 Run 'sluice <command> -h' for a command's flags.
@@ -91,6 +92,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runStatus(ctx, rest, env)
 	case "delete":
 		return runDelete(ctx, rest, env)
+	case "render":
+		return runRender(ctx, rest, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return nil

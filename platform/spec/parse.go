@@ -226,7 +226,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 
 func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 	var dep Deployment
-	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "max_ongoing_requests", "user_config",
+	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "autoscaling", "max_ongoing_requests", "user_config",
 		"resources", "batching", "max_models_per_replica", "ordered"}
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
@@ -244,6 +244,8 @@ func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 			})
 		case "replicas":
 			d.replicas(v, p, &dep.Replicas)
+		case "autoscaling":
+			d.autoscaling(v, p, &dep.Autoscaling)
 		case "max_ongoing_requests":
 			d.int(v, p, &dep.MaxOngoingRequests)
 		case "user_config":

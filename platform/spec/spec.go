@@ -39,6 +39,7 @@ type Deployment struct {
 	Handler             string          `json:"handler,omitempty"`
 	Args                []Arg           `json:"args,omitempty"`
 	Replicas            Replicas        `json:"replicas"`
+	Autoscaling         Autoscaling     `json:"autoscaling"`
 	MaxOngoingRequests  int             `json:"max_ongoing_requests,omitempty"`
 	UserConfig          json.RawMessage `json:"user_config,omitempty"`
 	Resources           Resources       `json:"resources,omitzero"`
@@ -209,6 +210,7 @@ func (d *Deployment) defaults(set presence, path string) {
 		d.MaxOngoingRequests = DefaultMaxOngoingRequests
 	}
 	d.Replicas.defaults(set, path+".replicas")
+	d.Autoscaling.defaults(set, path+".autoscaling", d.MaxOngoingRequests)
 	if d.Kind == KindModel && !set.has(path+".max_models_per_replica", d.MaxModelsPerReplica != 0) {
 		d.MaxModelsPerReplica = DefaultModelsPerReplica
 	}
@@ -294,6 +296,7 @@ func equalDeployment(a, b Deployment) bool {
 		equalModelServing(a.Model, b.Model) &&
 		a.Handler == b.Handler &&
 		a.Replicas == b.Replicas &&
+		a.Autoscaling == b.Autoscaling &&
 		a.MaxOngoingRequests == b.MaxOngoingRequests &&
 		a.Resources == b.Resources &&
 		a.Batching == b.Batching &&

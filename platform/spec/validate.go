@@ -187,7 +187,8 @@ func (v *validator) deployment(i int) {
 		v.name(p+".handler", d.Handler)
 	}
 	v.model(p, d)
-	v.replicas(p+".replicas", d.Replicas)
+	v.replicas(p+".replicas", d.Replicas, d.Autoscaling.AddPartitions)
+	v.autoscaling(p+".autoscaling", d.Autoscaling)
 	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > maxOngoingRequests {
 		v.add(p+".max_ongoing_requests", "must be between 1 and %d, got %d", maxOngoingRequests, d.MaxOngoingRequests)
 	}
@@ -202,7 +203,7 @@ func (v *validator) deployment(i int) {
 	}
 }
 
-func (v *validator) replicas(p string, r Replicas) {
+func (v *validator) replicas(p string, r Replicas, addPartitions bool) {
 	if r.Min < 0 {
 		v.add(p+".min", "must be >= 0, got %d", r.Min)
 	}
@@ -213,8 +214,8 @@ func (v *validator) replicas(p string, r Replicas) {
 	case r.Min > r.Max:
 		v.add(p+".max", "must be >= replicas.min (%d), got %d", r.Min, r.Max)
 		return // initial cannot fit; one error is enough
-	case parts >= 1 && int64(r.Max) > int64(parts):
-		v.add(p+".max", "replicas.max %d exceeds partitions %d: a consumer group can have no more busy members than partitions", r.Max, parts)
+	case parts >= 1 && int64(r.Max) > int64(parts) && !addPartitions:
+		v.add(p+".max", "replicas.max %d exceeds partitions %d: a consumer group can have no more busy members than partitions (set autoscaling.add_partitions to let the autoscaler add them)", r.Max, parts)
 	}
 	switch {
 	case r.Initial < 0 && r.Min <= 0:
