@@ -1,0 +1,226 @@
+// Package autoscaler sizes each deployment from what its consumer group
+// has not yet done. The policy (Decide) is a pure function of a
+// deployment's options, what it remembers and one observation; the Scaler
+// feeds it observations (lag polled from the brokers, records arriving at a
+// deployment at zero) and hands its decisions to an Actuator.
+package autoscaler
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/sluice-serve/sluice/platform/spec"
+)
+
+// PanicWindow is how long a burst keeps the policy from scaling down: a
+// demand of at least twice the ready capacity starts it.
+const PanicWindow = 6 * time.Second
+
+// Lookahead is how far ahead growing lag is projected: about the time a
+// new replica takes to start consuming.
+const Lookahead = time.Second
+
+// Options are a deployment's bounds and tuning, from its spec.
+type Options struct {
+	Min, Max, Initial int
+	TargetLag         float64 // lag one replica should carry
+	TargetOngoing     float64 // in-flight requests one replica should carry; 0: lag only
+	ActivationLag     int64
+	UpDelay           time.Duration
+	DownDelay         time.Duration
+	ZeroAfter         time.Duration
+	AddPartitions     bool
+}
+
+// OptionsFor reads the options of a defaulted deployment spec.
+func OptionsFor(d spec.Deployment) Options {
+	a := d.Autoscaling
+	return Options{
+		Min: d.Replicas.Min, Max: d.Replicas.Max, Initial: d.Replicas.Initial,
+		TargetLag: a.TargetLagPerReplica, TargetOngoing: a.TargetOngoingRequests, ActivationLag: a.ActivationLag,
+		UpDelay: time.Duration(a.ScaleUpDelay), DownDelay: time.Duration(a.ScaleDownDelay),
+		ZeroAfter: time.Duration(a.ScaleToZeroAfter), AddPartitions: a.AddPartitions,
+	}
+}
+
+// Observation is what was seen of one deployment at one time.
+type Observation struct {
+	Time       time.Time
+	Lag        int64 // records not yet done on the input topics
+	Ongoing    int64 // requests in flight over all replicas; 0 where not reported
+	Current    int   // replicas started or starting
+	Ready      int   // replicas consuming
+	Partitions int   // partitions of the input topics together; 0: unknown
+	Err        error // the lag could not be read: Lag means nothing
+}
+
+// Decision is what the policy wants of one deployment.
+type Decision struct {
+	Time   time.Time `json:"time"`
+	From   int       `json:"from"`
+	To     int       `json:"to"`
+	Reason string    `json:"reason"`
+	Lag    int64     `json:"lag"`
+	Rate   float64   `json:"rate"` // lag growth, records per second
+	Demand float64   `json:"demand"`
+	Panic  bool      `json:"panic,omitempty"`
+	// Partitions, when > 0, is the partition count each input topic
+	// should grow to before To replicas can all consume.
+	Partitions int `json:"partitions,omitempty"`
+}
+
+// Changes reports whether the decision changes the size.
+func (d Decision) Changes() bool { return d.To != d.From || d.Partitions > 0 }
+
+// State is what the policy remembers of a deployment between
+// observations. The zero State is a deployment never observed.
+type State struct {
+	window     []point   // demand (in replicas) over the stable window
+	since      time.Time // first observation
+	lastLag    int64
+	lastTime   time.Time
+	activeAt   time.Time // lag or work last seen
+	upSince    time.Time // demand above the size since then
+	panicUntil time.Time
+}
+
+type point struct {
+	at      time.Time
+	desired int
+}
+
+// Decide is the policy: it turns one observation into a decision and the
+// state to pass to the next call. It reads no clock and keeps nothing
+// else, so the same inputs always give the same decisions.
+//
+//   - A lag read failure keeps the size.
+//   - At zero, a lag of at least ActivationLag (or anything in flight)
+//     wakes the deployment at once.
+//   - Demand is ceil(max(projected lag / TargetLag, ongoing /
+//     TargetOngoing)), with lag projected Lookahead ahead at its growth
+//     rate, clamped to [Min, Max] and to the partitions.
+//   - Up: after UpDelay, or at once in a burst (demand ≥ 2× the ready
+//     replicas), which also opens PanicWindow.
+//   - Down: never in the panic window; otherwise to the highest demand of
+//     the last DownDelay; to zero only after ZeroAfter with no work.
+func Decide(o Options, s State, ob Observation) (Decision, State) {
+	now := ob.Time
+	d := Decision{Time: now, From: ob.Current, To: ob.Current}
+	if ob.Err != nil {
+		d.Reason = fmt.Sprintf("lag not read (%v): keeping %d", ob.Err, ob.Current)
+		return d, s
+	}
+	lag := max(ob.Lag, 0)
+	d.Lag = lag
+	if !s.lastTime.IsZero() && now.After(s.lastTime) {
+		d.Rate = float64(lag-s.lastLag) / now.Sub(s.lastTime).Seconds()
+	}
+	s.lastLag, s.lastTime = lag, now
+	if s.since.IsZero() {
+		s.since, s.activeAt = now, now
+	}
+	if lag > 0 || ob.Ongoing > 0 {
+		s.activeAt = now
+	}
+
+	projected := float64(lag) + max(d.Rate, 0)*Lookahead.Seconds()
+	d.Demand = projected / o.TargetLag
+	if o.TargetOngoing > 0 {
+		d.Demand = max(d.Demand, float64(ob.Ongoing)/o.TargetOngoing)
+	}
+	desired := min(max(ceil(d.Demand), o.Min), o.Max)
+	capped := ""
+	if ob.Partitions > 0 && desired > ob.Partitions {
+		if o.AddPartitions {
+			d.Partitions = desired
+		} else {
+			capped = fmt.Sprintf(" (capped at the %d partitions)", ob.Partitions)
+			desired = ob.Partitions
+		}
+	}
+	s.window = append(s.window, point{now, desired})
+	for len(s.window) > 1 && now.Sub(s.window[0].at) >= o.DownDelay {
+		s.window = s.window[1:]
+	}
+
+	switch {
+	case ob.Current < o.Min:
+		return d.to(max(o.Min, desired), "below replicas.min %d", o.Min), s
+	case ob.Current > o.Max:
+		return d.to(o.Max, "above replicas.max %d", o.Max), s
+	case ob.Current == 0:
+		if lag >= o.ActivationLag || ob.Ongoing > 0 {
+			return d.to(max(desired, 1), "woken: lag %d ≥ activation_lag %d%s", lag, o.ActivationLag, capped), s
+		}
+		d.Partitions = 0
+		return d.hold("idle at zero"), s
+	}
+
+	ready := max(ob.Ready, 1)
+	if d.Demand >= 2*float64(ready) && desired > ob.Current {
+		s.panicUntil = now.Add(PanicWindow)
+	}
+	d.Panic = now.Before(s.panicUntil)
+	if desired > ob.Current {
+		if s.upSince.IsZero() {
+			s.upSince = now
+		}
+		switch {
+		case d.Panic:
+			return d.to(desired, "burst: demand %.1f replicas ≥ 2× %d ready (lag %d, %+.0f/s)%s", d.Demand, ob.Ready, lag, d.Rate, capped), s
+		case now.Sub(s.upSince) >= o.UpDelay:
+			return d.to(desired, "lag %d over %.0f per replica (demand %.1f)%s", lag, o.TargetLag, d.Demand, capped), s
+		}
+		return d.hold("demand %.1f for %v of scale_up_delay %v", d.Demand, now.Sub(s.upSince), o.UpDelay), s
+	}
+	s.upSince = time.Time{}
+	d.Partitions = 0
+	if desired == ob.Current {
+		return d.hold("demand %.1f fits %d", d.Demand, ob.Current), s
+	}
+	if d.Panic {
+		return d.hold("no scale down in a burst (until %s)", s.panicUntil.Format(time.TimeOnly)), s
+	}
+	if now.Sub(s.since) < o.DownDelay {
+		return d.hold("demand %.1f, watching for scale_down_delay %v", d.Demand, o.DownDelay), s
+	}
+	stable := 0
+	for _, p := range s.window {
+		stable = max(stable, p.desired)
+	}
+	if stable >= ob.Current {
+		return d.hold("demand reached %d within scale_down_delay %v", stable, o.DownDelay), s
+	}
+	if stable == 0 {
+		idle := now.Sub(s.activeAt)
+		if idle >= o.ZeroAfter {
+			return d.to(0, "no lag and nothing in flight for %v", idle.Round(time.Second)), s
+		}
+		if ob.Current == 1 {
+			return d.hold("idle for %v of scale_to_zero_after %v", idle.Round(time.Second), o.ZeroAfter), s
+		}
+		stable = 1
+	}
+	return d.to(stable, "demand at most %d over scale_down_delay %v", stable, o.DownDelay), s
+}
+
+func (d Decision) to(n int, format string, args ...any) Decision {
+	d.To = n
+	d.Reason = fmt.Sprintf(format, args...)
+	return d
+}
+
+func (d Decision) hold(format string, args ...any) Decision {
+	d.Partitions = 0
+	d.Reason = fmt.Sprintf(format, args...)
+	return d
+}
+
+// ceil rounds demand up, forgiving float noise just above a whole number.
+func ceil(x float64) int {
+	if x <= 0 || math.IsNaN(x) {
+		return 0
+	}
+	return int(math.Ceil(x - 1e-9))
+}
