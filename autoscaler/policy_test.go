@@ -74,7 +74,7 @@ func TestDecide(t *testing.T) {
 			// after the panic window, the stable window still remembers 8
 			{8 * sec, 3, 0, -1, -1, nil, 8, "watching", false},
 			{20 * sec, 3, 0, -1, -1, nil, 8, "watching", false},
-			{31 * sec, 3, 0, -1, -1, nil, 8, "reached 8 within scale_down_delay", false},
+			{30 * sec, 3, 0, -1, -1, nil, 8, "reached 8 within scale_down_delay", false},
 			{40 * sec, 3, 0, -1, -1, nil, 1, "at most 1", false},
 		}},
 		{"growth is projected", nil, 8, []step{
