@@ -21,6 +21,10 @@ const PanicWindow = 6 * time.Second
 // new replica takes to start consuming.
 const Lookahead = time.Second
 
+// RateSpan is the least time lag growth is measured over: shorter spans
+// (a wake-up right after a poll) would turn one record into a flood.
+const RateSpan = time.Second
+
 // Options are a deployment's bounds and tuning, from its spec.
 type Options struct {
 	Min, Max, Initial int
@@ -77,9 +81,8 @@ func (d Decision) Changes() bool { return d.To != d.From || d.Partitions > 0 }
 // observations. The zero State is a deployment never observed.
 type State struct {
 	window     []point   // demand (in replicas) over the stable window
+	lags       []lagPoint
 	since      time.Time // first observation
-	lastLag    int64
-	lastTime   time.Time
 	activeAt   time.Time // lag or work last seen
 	upSince    time.Time // demand above the size since then
 	panicUntil time.Time
@@ -88,6 +91,11 @@ type State struct {
 type point struct {
 	at      time.Time
 	desired int
+}
+
+type lagPoint struct {
+	at  time.Time
+	lag int64
 }
 
 // Decide is the policy: it turns one observation into a decision and the
@@ -113,10 +121,7 @@ func Decide(o Options, s State, ob Observation) (Decision, State) {
 	}
 	lag := max(ob.Lag, 0)
 	d.Lag = lag
-	if !s.lastTime.IsZero() && now.After(s.lastTime) {
-		d.Rate = float64(lag-s.lastLag) / now.Sub(s.lastTime).Seconds()
-	}
-	s.lastLag, s.lastTime = lag, now
+	d.Rate, s.lags = growth(s.lags, now, lag)
 	if s.since.IsZero() {
 		s.since, s.activeAt = now, now
 	}
@@ -203,6 +208,20 @@ func Decide(o Options, s State, ob Observation) (Decision, State) {
 		stable = 1
 	}
 	return d.to(stable, "demand at most %d over scale_down_delay %v", stable, o.DownDelay), s
+}
+
+// growth is the lag's growth rate over at least RateSpan (0 until there
+// is that much history), and the history to keep.
+func growth(h []lagPoint, now time.Time, lag int64) (float64, []lagPoint) {
+	// Keep the newest point at least RateSpan old, and the newer ones.
+	for len(h) > 1 && now.Sub(h[1].at) >= RateSpan {
+		h = h[1:]
+	}
+	rate := 0.0
+	if len(h) > 0 && now.Sub(h[0].at) >= RateSpan {
+		rate = float64(lag-h[0].lag) / now.Sub(h[0].at).Seconds()
+	}
+	return rate, append(h, lagPoint{now, lag})
 }
 
 func (d Decision) to(n int, format string, args ...any) Decision {

@@ -109,6 +109,10 @@ func TestDecide(t *testing.T) {
 			{0, 4, 0, 0, -1, nil, 0, "idle at zero", false},
 			{sec, 5, 0, -1, -1, nil, 1, "woken: lag 5 ≥ activation_lag 5", false},
 		}},
+		{"one record right after a poll is not a flood", nil, 8, []step{
+			{0, 0, 0, 0, -1, nil, 0, "idle at zero", false},
+			{10 * time.Millisecond, 1, 0, -1, -1, nil, 1, "woken: lag 1", false},
+		}},
 		{"wakes to the demand", nil, 8, []step{
 			{0, 0, 0, 0, -1, nil, 0, "idle at zero", false},
 			{sec, 35, 0, -1, -1, nil, 7, "woken", false}, // 35 now, 70 projected

@@ -376,7 +376,7 @@ ingress: A
 deployments:
   - {name: A, handler: Tag, args: [a]}
   - {name: B, handler: Tag, args: [%s]}
-  - {name: C, handler: Tag, args: [c], replicas: {initial: 2, max: 2}}
+  - {name: C, handler: Tag, args: [c], replicas: {min: 2, initial: 2, max: 2}}
 edges:
   - {from: A, to: B}
   - {from: B, to: C}

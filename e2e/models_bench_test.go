@@ -59,9 +59,9 @@ deployments:
   - name: serve
     kind: model
     max_models_per_replica: %d
-    replicas: {initial: %d, max: %d}
+    replicas: {min: %d, initial: %d, max: %d}
     model: {selector: {suite: %s}, spread: %s}
-`, app.name, app.name, partition, perRep, replicas, replicas, app.name, app.spread)
+`, app.name, app.name, partition, perRep, replicas, replicas, replicas, app.name, app.spread)
 		if code, out := run(t, "deploy", "-f", writeFileB(b, app.name+".yaml", y)); code != 0 {
 			b.Fatalf("deploy: %s", out)
 		}

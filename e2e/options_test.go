@@ -57,7 +57,7 @@ const greeterYAML = `name: greet
 route_prefix: /greet
 ingress: G
 deployments:
-  - {name: G, handler: Greeter, user_config: {greeting: %s}, replicas: {initial: 2, max: 2}}
+  - {name: G, handler: Greeter, user_config: {greeting: %s}, replicas: {min: 2, initial: 2, max: 2}}
 `
 
 // A change of user_config alone reaches the Reconfigure hook of the live

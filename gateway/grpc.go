@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/gateway/oip"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -279,7 +280,23 @@ func appStatus(st controller.AppStatus) *sluicev1.ApplicationStatus {
 				Hits: r.Hits, Misses: r.Misses, Loads: r.Loads, Evictions: r.Evictions, LoadFailures: r.Failures,
 			})
 		}
+		if a := d.Autoscaler; a != nil {
+			ds.Autoscaler = &sluicev1.AutoscalerStatus{
+				MinReplicas: int32(a.Min), MaxReplicas: int32(a.Max), Current: int32(a.Current), Ready: int32(a.Ready),
+				Lag: a.Lag, LagError: a.LagError, Problem: a.Problem, Last: scaleDecision(a.Last),
+			}
+			for _, h := range a.History {
+				ds.Autoscaler.History = append(ds.Autoscaler.History, scaleDecision(h))
+			}
+		}
 		out.Deployments = append(out.Deployments, ds)
 	}
 	return out
+}
+
+func scaleDecision(d autoscaler.Decision) *sluicev1.ScaleDecision {
+	return &sluicev1.ScaleDecision{
+		Time: d.Time.Format(time.RFC3339Nano), From: int32(d.From), To: int32(d.To), Reason: d.Reason,
+		Lag: d.Lag, Rate: d.Rate, Demand: d.Demand, Panic: d.Panic,
+	}
 }

@@ -59,7 +59,7 @@ deployments:
   - name: serve
     kind: model
     max_models_per_replica: 2
-    replicas: {{initial: 2, max: 2}}
+    replicas: {{min: 2, initial: 2, max: 2}}
     model:
       selector: {{suite: {label}}}
       default_version: "@production"

@@ -177,7 +177,53 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printAutoscaler(env.Stdout, apps); err != nil {
+		return err
+	}
 	return printModelReplicas(env.Stdout, apps)
+}
+
+// printAutoscaler lists what the autoscaler sees of each deployment and
+// its latest decision with the reason.
+func printAutoscaler(w io.Writer, apps []*sluicev1.ApplicationStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, a := range apps {
+		for _, d := range a.GetDeployments() {
+			s := d.GetAutoscaler()
+			if s == nil {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(tw, "\nAUTOSCALER\tREADY/ASKED\tMIN-MAX\tLAG\tLAST CHANGE\tNOW")
+				header = true
+			}
+			lag := fmt.Sprint(s.GetLag())
+			if s.GetLagError() != "" {
+				lag = "? (" + s.GetLagError() + ")"
+			}
+			change := "-"
+			if h := s.GetHistory(); len(h) > 0 {
+				c := h[len(h)-1]
+				change = fmt.Sprintf("%s %d→%d: %s", shortTime(c.GetTime()), c.GetFrom(), c.GetTo(), c.GetReason())
+			}
+			now := s.GetLast().GetReason()
+			if s.GetProblem() != "" {
+				now = "PROBLEM: " + s.GetProblem() + "; " + now
+			}
+			fmt.Fprintf(tw, "%s/%s\t%d/%d\t%d-%d\t%s\t%s\t%s\n", a.GetName(), d.GetName(), s.GetReady(), s.GetCurrent(),
+				s.GetMinReplicas(), s.GetMaxReplicas(), lag, change, now)
+		}
+	}
+	return tw.Flush()
+}
+
+// shortTime keeps the clock part of an RFC 3339 time.
+func shortTime(t string) string {
+	if p, err := time.Parse(time.RFC3339Nano, t); err == nil {
+		return p.Local().Format("15:04:05")
+	}
+	return t
 }
 
 // printModelReplicas lists what each replica of a model deployment holds.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
@@ -107,16 +108,35 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
+	var scaler *autoscaler.Scaler
 	if d.controller, err = controller.New(ctx, controller.Config{
 		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log, Models: mf, Reports: reports,
+		Scaling: func(t autoscaler.Target) (autoscaler.Status, bool) { return scaler.Status(t) },
 	}); err != nil {
 		return nil, err
 	}
+	// The autoscaler sizes every deployment; this process's controller is
+	// its actuator (replicas are goroutines here).
+	if scaler, err = autoscaler.New(ctx, autoscaler.Config{
+		Brokers: d.Brokers, Status: namer.Status(), Actuator: d.controller, Ongoing: d.controller.Ongoing, Log: cfg.Log,
+	}); err != nil {
+		return nil, err
+	}
+	d.controller.OnChange(func(apps []*spec.App) { scaler.Set(controller.ScaleTargets(namer, apps)) })
 	d.stopped = make(chan struct{})
 	ctlDone := make(chan error, 1)
 	go func() {
 		defer close(d.stopped)
-		ctlDone <- d.controller.Run(runCtx)
+		sctx, stopScaler := context.WithCancel(runCtx)
+		scaled := make(chan struct{})
+		go func() {
+			defer close(scaled)
+			_ = scaler.Run(sctx)
+		}()
+		err := d.controller.Run(runCtx)
+		stopScaler()
+		<-scaled
+		ctlDone <- err
 	}()
 
 	// Bind now (a busy port fails fast) but serve only after the deploy, so

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
@@ -38,6 +39,8 @@ type Config struct {
 	Models ModelBuilder
 	// Reports, when set, adds what model replicas hold to Status.
 	Reports *models.Reports
+	// Scaling, when set, adds the autoscaler's status to Status.
+	Scaling func(autoscaler.Target) (autoscaler.Status, bool)
 }
 
 // ModelBuilder builds the handler of one replica of a model deployment.
@@ -72,6 +75,14 @@ type depRun struct {
 	spec     spec.Deployment
 	replicas []*replicaRun
 	err      error // why replicas could not start
+
+	// Scaling (under Controller.mu): the size asked for, whether a resize
+	// pass runs, and the backoff of failed starts.
+	want     int
+	resizing bool
+	failures int
+	retryAt  time.Time
+	retired  bool // the deployment was replaced or deleted
 }
 
 type replicaRun struct {
@@ -112,14 +123,19 @@ func (c *Controller) OnChange(fn func([]*spec.App)) {
 func (c *Controller) Run(ctx context.Context) error {
 	c.log.Run(ctx)
 	c.mu.Lock()
-	apps := c.apps
+	var stopping [][]*replicaRun
+	for _, a := range c.apps {
+		for _, d := range a.deps {
+			d.retired = true // a resize in flight stops what it starts
+			stopping = append(stopping, d.replicas)
+			d.replicas = nil
+		}
+	}
 	c.apps = map[string]*appRun{}
 	c.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, a := range apps {
-		for _, d := range a.deps {
-			wg.Go(func() { stopAll(d.replicas) })
-		}
+	for _, rs := range stopping {
+		wg.Go(func() { stopAll(rs) })
 	}
 	wg.Wait()
 	return nil
@@ -160,6 +176,9 @@ func (c *Controller) apply(ctx context.Context, name string, s *spec.App) {
 		delete(c.apps, name)
 	} else {
 		c.apps[name] = next
+		for _, dr := range next.deps {
+			c.resizeLocked(name, dr) // kept deployments whose replicas.initial changed
+		}
 	}
 	specs := c.specsLocked()
 	fns := slices.Clone(c.onChange)
@@ -185,11 +204,11 @@ func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRu
 				continue
 			}
 		}
-		dr := &depRun{spec: d}
-		for range max(d.Replicas.Initial, 0) {
+		dr := &depRun{spec: d, want: max(d.Replicas.Initial, 0)}
+		for range dr.want {
 			rr, err := c.startReplica(ctx, s, topo, d)
 			if err != nil {
-				dr.err = err
+				dr.err, dr.failures, dr.retryAt = err, 1, time.Now().Add(startBackoff)
 				c.cfg.Log.Error("replica not started", "app", s.Name, "deployment", d.Name, "err", err)
 				break
 			}
@@ -204,12 +223,16 @@ func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRu
 // topics next no longer uses (all of them when next is nil).
 func (c *Controller) retire(ctx context.Context, old, next *appRun) {
 	var stopping []*replicaRun
+	c.mu.Lock()
 	for name, d := range old.deps {
 		if next != nil && next.deps[name] == d {
 			continue
 		}
+		d.retired = true
 		stopping = append(stopping, d.replicas...)
+		d.replicas = nil
 	}
+	c.mu.Unlock()
 	stopAll(stopping)
 	var gone []string
 	keep := map[string]bool{}
@@ -314,15 +337,25 @@ func stopAll(rs []*replicaRun) {
 // same deployment, or differs only in user_config and every replica took
 // the new config through its Reconfigure hook (no restart, nothing dropped).
 func (c *Controller) keep(ctx context.Context, prev *depRun, d spec.Deployment) bool {
-	if equalDeployment(prev.spec, d) {
+	was := prev.spec
+	was.Replicas, was.Autoscaling = d.Replicas, d.Autoscaling // sizing is the autoscaler's
+	if equalDeployment(was, d) {
+		c.mu.Lock()
+		if prev.spec.Replicas.Initial != d.Replicas.Initial {
+			prev.want = d.Replicas.Initial // a new initial size is asked for now
+		}
+		prev.spec = d
+		c.mu.Unlock()
 		return true
 	}
-	was := prev.spec
 	was.UserConfig = d.UserConfig
 	if !equalDeployment(was, d) || len(prev.replicas) == 0 {
 		return false
 	}
-	for _, r := range prev.replicas {
+	c.mu.Lock()
+	running := slices.Clone(prev.replicas)
+	c.mu.Unlock()
+	for _, r := range running {
 		ok, err := serve.Reconfigure(ctx, r.h, d.UserConfig)
 		if !ok || err != nil {
 			if err != nil {
@@ -331,7 +364,9 @@ func (c *Controller) keep(ctx context.Context, prev *depRun, d spec.Deployment) 
 			return false
 		}
 	}
+	c.mu.Lock()
 	prev.spec = d
+	c.mu.Unlock()
 	c.cfg.Log.Info("deployment reconfigured in place", "deployment", d.Name)
 	return true
 }
@@ -434,6 +469,8 @@ type DeploymentStatus struct {
 	Error      string `json:"error,omitempty"`
 	// Models is what each replica of a model deployment holds.
 	Models []models.Report `json:"models,omitempty"`
+	// Autoscaler is the autoscaler's view and its latest decisions.
+	Autoscaler *autoscaler.Status `json:"autoscaler,omitempty"`
 }
 
 // Status reports every application, with consumer-group lag read from the
@@ -451,7 +488,7 @@ func (c *Controller) Status(ctx context.Context) []AppStatus {
 			dr := a.deps[d.Name]
 			ds := DeploymentStatus{Name: d.Name, Handler: d.Handler, Group: a.topo.Deployments[d.Name].Group, Target: d.Replicas.Initial, Lag: -1}
 			if dr != nil {
-				ds.Replicas = len(dr.replicas)
+				ds.Replicas, ds.Target = len(dr.replicas), dr.want
 				if dr.err != nil {
 					ds.Error = dr.err.Error()
 				}
@@ -461,6 +498,11 @@ func (c *Controller) Status(ctx context.Context) []AppStatus {
 					ds.Failed += s.Failed
 					ds.Ongoing += s.Ongoing
 					ds.Partitions += s.Partitions
+				}
+			}
+			if c.cfg.Scaling != nil {
+				if st, ok := c.cfg.Scaling(autoscaler.Target{App: a.spec.Name, Deployment: d.Name}); ok {
+					ds.Autoscaler = &st
 				}
 			}
 			if d.Kind == spec.KindModel && c.cfg.Reports != nil {
@@ -546,7 +588,7 @@ func (c *Controller) Ready(app string) (exists, ready bool) {
 		return true, true
 	}
 	for _, d := range a.deps {
-		if len(d.replicas) == 0 {
+		if len(d.replicas) == 0 && (d.want > 0 || d.spec.Replicas.Min > 0 || d.err != nil) {
 			return true, false
 		}
 	}

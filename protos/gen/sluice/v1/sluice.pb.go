@@ -615,6 +615,8 @@ type DeploymentStatus struct {
 	Error string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
 	// Per replica, for deployments of kind model.
 	ModelReplicas []*ModelReplicaStatus `protobuf:"bytes,12,rep,name=model_replicas,json=modelReplicas,proto3" json:"model_replicas,omitempty"`
+	// The autoscaler's view of the deployment, when one runs.
+	Autoscaler    *AutoscalerStatus `protobuf:"bytes,13,opt,name=autoscaler,proto3" json:"autoscaler,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +735,235 @@ func (x *DeploymentStatus) GetModelReplicas() []*ModelReplicaStatus {
 	return nil
 }
 
+func (x *DeploymentStatus) GetAutoscaler() *AutoscalerStatus {
+	if x != nil {
+		return x.Autoscaler
+	}
+	return nil
+}
+
+// What the autoscaler sees of a deployment and what it decided.
+type AutoscalerStatus struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MinReplicas int32                  `protobuf:"varint,1,opt,name=min_replicas,json=minReplicas,proto3" json:"min_replicas,omitempty"`
+	MaxReplicas int32                  `protobuf:"varint,2,opt,name=max_replicas,json=maxReplicas,proto3" json:"max_replicas,omitempty"`
+	// Replicas the autoscaler asked for.
+	Current int32 `protobuf:"varint,3,opt,name=current,proto3" json:"current,omitempty"`
+	// Replicas consuming: members of the consumer group.
+	Ready int32 `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Lag as the autoscaler counts it: from each partition's log start,
+	// without transaction markers.
+	Lag int64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Why the last lag read failed; the size is kept meanwhile.
+	LagError string `protobuf:"bytes,6,opt,name=lag_error,json=lagError,proto3" json:"lag_error,omitempty"`
+	// Why replicas are not starting, from the actuator.
+	Problem string `protobuf:"bytes,7,opt,name=problem,proto3" json:"problem,omitempty"`
+	// The latest decision, holds included.
+	Last *ScaleDecision `protobuf:"bytes,8,opt,name=last,proto3" json:"last,omitempty"`
+	// The latest decisions that changed the size, newest last.
+	History       []*ScaleDecision `protobuf:"bytes,9,rep,name=history,proto3" json:"history,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoscalerStatus) Reset() {
+	*x = AutoscalerStatus{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoscalerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoscalerStatus) ProtoMessage() {}
+
+func (x *AutoscalerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoscalerStatus.ProtoReflect.Descriptor instead.
+func (*AutoscalerStatus) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AutoscalerStatus) GetMinReplicas() int32 {
+	if x != nil {
+		return x.MinReplicas
+	}
+	return 0
+}
+
+func (x *AutoscalerStatus) GetMaxReplicas() int32 {
+	if x != nil {
+		return x.MaxReplicas
+	}
+	return 0
+}
+
+func (x *AutoscalerStatus) GetCurrent() int32 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+func (x *AutoscalerStatus) GetReady() int32 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *AutoscalerStatus) GetLag() int64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *AutoscalerStatus) GetLagError() string {
+	if x != nil {
+		return x.LagError
+	}
+	return ""
+}
+
+func (x *AutoscalerStatus) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *AutoscalerStatus) GetLast() *ScaleDecision {
+	if x != nil {
+		return x.Last
+	}
+	return nil
+}
+
+func (x *AutoscalerStatus) GetHistory() []*ScaleDecision {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+// One decision of the autoscaler.
+type ScaleDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RFC 3339 time of the decision.
+	Time   string `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	From   int32  `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	To     int32  `protobuf:"varint,3,opt,name=to,proto3" json:"to,omitempty"`
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Lag    int64  `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Lag growth, records per second.
+	Rate float64 `protobuf:"fixed64,6,opt,name=rate,proto3" json:"rate,omitempty"`
+	// Demand, in replicas.
+	Demand float64 `protobuf:"fixed64,7,opt,name=demand,proto3" json:"demand,omitempty"`
+	// In a burst: no scale down until it passes.
+	Panic         bool `protobuf:"varint,8,opt,name=panic,proto3" json:"panic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScaleDecision) Reset() {
+	*x = ScaleDecision{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScaleDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScaleDecision) ProtoMessage() {}
+
+func (x *ScaleDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScaleDecision.ProtoReflect.Descriptor instead.
+func (*ScaleDecision) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ScaleDecision) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *ScaleDecision) GetFrom() int32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ScaleDecision) GetTo() int32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *ScaleDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ScaleDecision) GetLag() int64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *ScaleDecision) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *ScaleDecision) GetDemand() float64 {
+	if x != nil {
+		return x.Demand
+	}
+	return 0
+}
+
+func (x *ScaleDecision) GetPanic() bool {
+	if x != nil {
+		return x.Panic
+	}
+	return false
+}
+
 // What one replica of a model deployment holds and has done.
 type ModelReplicaStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -755,7 +986,7 @@ type ModelReplicaStatus struct {
 
 func (x *ModelReplicaStatus) Reset() {
 	*x = ModelReplicaStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +998,7 @@ func (x *ModelReplicaStatus) String() string {
 func (*ModelReplicaStatus) ProtoMessage() {}
 
 func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +1011,7 @@ func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ModelReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ModelReplicaStatus) GetReplica() string {
@@ -895,7 +1126,7 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\froute_prefix\x18\x02 \x01(\tR\vroutePrefix\x12\x18\n" +
 	"\aingress\x18\x03 \x01(\tR\aingress\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x12=\n" +
-	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xf9\x02\n" +
+	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xb6\x03\n" +
 	"\x10DeploymentStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x14\n" +
@@ -909,7 +1140,29 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\x03lag\x18\n" +
 	" \x01(\x03R\x03lag\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12D\n" +
-	"\x0emodel_replicas\x18\f \x03(\v2\x1d.sluice.v1.ModelReplicaStatusR\rmodelReplicas\"\x86\x03\n" +
+	"\x0emodel_replicas\x18\f \x03(\v2\x1d.sluice.v1.ModelReplicaStatusR\rmodelReplicas\x12;\n" +
+	"\n" +
+	"autoscaler\x18\r \x01(\v2\x1b.sluice.v1.AutoscalerStatusR\n" +
+	"autoscaler\"\xb3\x02\n" +
+	"\x10AutoscalerStatus\x12!\n" +
+	"\fmin_replicas\x18\x01 \x01(\x05R\vminReplicas\x12!\n" +
+	"\fmax_replicas\x18\x02 \x01(\x05R\vmaxReplicas\x12\x18\n" +
+	"\acurrent\x18\x03 \x01(\x05R\acurrent\x12\x14\n" +
+	"\x05ready\x18\x04 \x01(\x05R\x05ready\x12\x10\n" +
+	"\x03lag\x18\x05 \x01(\x03R\x03lag\x12\x1b\n" +
+	"\tlag_error\x18\x06 \x01(\tR\blagError\x12\x18\n" +
+	"\aproblem\x18\a \x01(\tR\aproblem\x12,\n" +
+	"\x04last\x18\b \x01(\v2\x18.sluice.v1.ScaleDecisionR\x04last\x122\n" +
+	"\ahistory\x18\t \x03(\v2\x18.sluice.v1.ScaleDecisionR\ahistory\"\xb3\x01\n" +
+	"\rScaleDecision\x12\x12\n" +
+	"\x04time\x18\x01 \x01(\tR\x04time\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x05R\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\x05R\x02to\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03lag\x18\x05 \x01(\x03R\x03lag\x12\x12\n" +
+	"\x04rate\x18\x06 \x01(\x01R\x04rate\x12\x16\n" +
+	"\x06demand\x18\a \x01(\x01R\x06demand\x12\x14\n" +
+	"\x05panic\x18\b \x01(\bR\x05panic\"\x86\x03\n" +
 	"\x12ModelReplicaStatus\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x16\n" +
 	"\x06loaded\x18\x02 \x03(\tR\x06loaded\x12\x18\n" +
@@ -946,7 +1199,7 @@ func file_sluice_v1_sluice_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_sluice_proto_rawDescData
 }
 
-var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*PredictRequest)(nil),      // 0: sluice.v1.PredictRequest
 	(*PredictResponse)(nil),     // 1: sluice.v1.PredictResponse
@@ -959,35 +1212,40 @@ var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*DeleteResponse)(nil),      // 8: sluice.v1.DeleteResponse
 	(*ApplicationStatus)(nil),   // 9: sluice.v1.ApplicationStatus
 	(*DeploymentStatus)(nil),    // 10: sluice.v1.DeploymentStatus
-	(*ModelReplicaStatus)(nil),  // 11: sluice.v1.ModelReplicaStatus
-	nil,                         // 12: sluice.v1.PredictRequest.HeadersEntry
-	nil,                         // 13: sluice.v1.ModelReplicaStatus.FailedEntry
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(*AutoscalerStatus)(nil),    // 11: sluice.v1.AutoscalerStatus
+	(*ScaleDecision)(nil),       // 12: sluice.v1.ScaleDecision
+	(*ModelReplicaStatus)(nil),  // 13: sluice.v1.ModelReplicaStatus
+	nil,                         // 14: sluice.v1.PredictRequest.HeadersEntry
+	nil,                         // 15: sluice.v1.ModelReplicaStatus.FailedEntry
+	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
 }
 var file_sluice_v1_sluice_proto_depIdxs = []int32{
-	14, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
-	12, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
+	16, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
+	14, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
 	9,  // 2: sluice.v1.ListResponse.applications:type_name -> sluice.v1.ApplicationStatus
 	10, // 3: sluice.v1.ApplicationStatus.deployments:type_name -> sluice.v1.DeploymentStatus
-	11, // 4: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
-	13, // 5: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
-	0,  // 6: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
-	0,  // 7: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
-	2,  // 8: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
-	4,  // 9: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
-	6,  // 10: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
-	7,  // 11: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
-	1,  // 12: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
-	1,  // 13: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
-	3,  // 14: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
-	5,  // 15: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
-	9,  // 16: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
-	8,  // 17: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 4: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
+	11, // 5: sluice.v1.DeploymentStatus.autoscaler:type_name -> sluice.v1.AutoscalerStatus
+	12, // 6: sluice.v1.AutoscalerStatus.last:type_name -> sluice.v1.ScaleDecision
+	12, // 7: sluice.v1.AutoscalerStatus.history:type_name -> sluice.v1.ScaleDecision
+	15, // 8: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
+	0,  // 9: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
+	0,  // 10: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
+	2,  // 11: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
+	4,  // 12: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
+	6,  // 13: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
+	7,  // 14: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
+	1,  // 15: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
+	1,  // 16: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
+	3,  // 17: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
+	5,  // 18: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
+	9,  // 19: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
+	8,  // 20: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_sluice_proto_init() }
@@ -1001,7 +1259,7 @@ func file_sluice_v1_sluice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_sluice_proto_rawDesc), len(file_sluice_v1_sluice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
