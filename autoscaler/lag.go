@@ -223,16 +223,50 @@ func (r *LagReader) members(ctx context.Context, group string) (int, error) {
 	if !ok {
 		return 0, errors.New("group missing from the describe response")
 	}
+	if errors.Is(g.Err, kerr.GroupIDNotFound) {
+		// Kafka 4 answers so for a group that does not exist and for a
+		// group of the next-gen protocol (KIP-848), which only
+		// ConsumerGroupDescribe describes. Older brokers answer a group
+		// that does not exist with the state Dead, and have no next-gen
+		// groups.
+		return r.consumerMembers(ctx, group)
+	}
 	if g.Err != nil {
-		if errors.Is(g.Err, kerr.GroupIDNotFound) {
-			return 0, nil
-		}
 		return 0, g.Err
 	}
 	n := 0
 	for _, m := range g.Members {
 		if holdsPartitions(m.Assigned) {
 			n++
+		}
+	}
+	return n, nil
+}
+
+// consumerMembers counts the members holding partitions of a next-gen
+// consumer group; a group that does not exist has none.
+func (r *LagReader) consumerMembers(ctx context.Context, group string) (int, error) {
+	gs, err := r.adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		return 0, err
+	}
+	g, ok := gs[group]
+	if !ok {
+		return 0, errors.New("group missing from the consumer group describe response")
+	}
+	if errors.Is(g.Err, kerr.GroupIDNotFound) {
+		return 0, nil
+	}
+	if g.Err != nil {
+		return 0, g.Err
+	}
+	n := 0
+	for _, m := range g.Members {
+		for _, ps := range m.Assignment {
+			if len(ps) > 0 {
+				n++
+				break
+			}
 		}
 	}
 	return n, nil
@@ -453,7 +487,7 @@ func delivered(raw []byte, aborted []kmsg.FetchResponseTopicPartitionAbortedTran
 			break
 		}
 		var b kmsg.RecordBatch
-		if err := b.ReadFrom(raw[:size]); err != nil {
+		if err := b.ReadFrom(raw[:size]); err != nil || b.LastOffsetDelta < 0 || b.NumRecords < 0 {
 			break
 		}
 		raw = raw[size:]

@@ -80,11 +80,12 @@ func (d Decision) Changes() bool { return d.To != d.From || d.Partitions > 0 }
 // State is what the policy remembers of a deployment between
 // observations. The zero State is a deployment never observed.
 type State struct {
-	window     []point   // demand (in replicas) over the stable window
+	window     []point // demand (in replicas) over the stable window
 	lags       []lagPoint
 	since      time.Time // first observation
 	activeAt   time.Time // lag or work last seen
 	upSince    time.Time // demand above the size since then
+	upMin      int       // the least demand since upSince
 	panicUntil time.Time
 }
 
@@ -103,15 +104,17 @@ type lagPoint struct {
 // else, so the same inputs always give the same decisions.
 //
 //   - A lag read failure keeps the size.
+//   - Demand is max(lag / TargetLag, ongoing / TargetOngoing) replicas,
+//     clamped to [Min, Max] and to the partitions (unless AddPartitions).
 //   - At zero, a lag of at least ActivationLag (or anything in flight)
 //     wakes the deployment at once.
-//   - Demand is ceil(max(projected lag / TargetLag, ongoing /
-//     TargetOngoing)), with lag projected Lookahead ahead at its growth
-//     rate, clamped to [Min, Max] and to the partitions.
-//   - Up: after UpDelay, or at once in a burst (demand ≥ 2× the ready
-//     replicas), which also opens PanicWindow.
-//   - Down: never in the panic window; otherwise to the highest demand of
-//     the last DownDelay; to zero only after ZeroAfter with no work.
+//   - A burst, the demand with lag projected Lookahead ahead at its growth
+//     rate reaching 2× the ready replicas, scales up at once to that
+//     demand and opens PanicWindow, in which nothing scales down.
+//   - Otherwise up once demand has exceeded the size for UpDelay, to the
+//     least demand seen over it.
+//   - Down to the highest demand of the last DownDelay; to zero only after
+//     ZeroAfter with no lag and nothing in flight.
 func Decide(o Options, s State, ob Observation) (Decision, State) {
 	now := ob.Time
 	d := Decision{Time: now, From: ob.Current, To: ob.Current}
@@ -129,21 +132,26 @@ func Decide(o Options, s State, ob Observation) (Decision, State) {
 		s.activeAt = now
 	}
 
-	projected := float64(lag) + max(d.Rate, 0)*Lookahead.Seconds()
-	d.Demand = projected / o.TargetLag
+	// Demand now sizes steady changes and fills the stable window; lag
+	// projected Lookahead ahead at its growth rate only detects a burst
+	// and sizes the answer to it (projecting noise into the window would
+	// keep replicas nobody needs).
+	d.Demand = float64(lag) / o.TargetLag
+	burst := (float64(lag) + max(d.Rate, 0)*Lookahead.Seconds()) / o.TargetLag
 	if o.TargetOngoing > 0 {
-		d.Demand = max(d.Demand, float64(ob.Ongoing)/o.TargetOngoing)
+		busy := float64(ob.Ongoing) / o.TargetOngoing
+		d.Demand, burst = max(d.Demand, busy), max(burst, busy)
 	}
-	desired := min(max(ceil(d.Demand), o.Min), o.Max)
 	capped := ""
-	if ob.Partitions > 0 && desired > ob.Partitions {
-		if o.AddPartitions {
-			d.Partitions = desired
-		} else {
+	bound := func(x float64) int {
+		n := min(max(ceil(x), o.Min), o.Max)
+		if ob.Partitions > 0 && n > ob.Partitions && !o.AddPartitions {
 			capped = fmt.Sprintf(" (capped at the %d partitions)", ob.Partitions)
-			desired = ob.Partitions
+			n = ob.Partitions
 		}
+		return n
 	}
+	desired := bound(d.Demand)
 	s.window = append(s.window, point{now, desired})
 	for len(s.window) > 1 && now.Sub(s.window[0].at) >= o.DownDelay {
 		s.window = s.window[1:]
@@ -151,36 +159,43 @@ func Decide(o Options, s State, ob Observation) (Decision, State) {
 
 	switch {
 	case ob.Current < o.Min:
-		return d.to(max(o.Min, desired), "below replicas.min %d", o.Min), s
+		return d.grow(max(o.Min, desired), ob, o, "below replicas.min %d", o.Min), s
 	case ob.Current > o.Max:
 		return d.to(o.Max, "above replicas.max %d", o.Max), s
 	case ob.Current == 0:
 		if lag >= o.ActivationLag || ob.Ongoing > 0 {
-			return d.to(max(desired, 1), "woken: lag %d ≥ activation_lag %d%s", lag, o.ActivationLag, capped), s
+			n := max(bound(burst), 1)
+			return d.grow(n, ob, o, "woken: lag %d ≥ activation_lag %d%s", lag, o.ActivationLag, capped), s
 		}
-		d.Partitions = 0
 		return d.hold("idle at zero"), s
 	}
 
 	ready := max(ob.Ready, 1)
-	if d.Demand >= 2*float64(ready) && desired > ob.Current {
+	if burst >= 2*float64(ready) && bound(burst) > ob.Current {
 		s.panicUntil = now.Add(PanicWindow)
+		n := bound(burst)
+		s.upSince = time.Time{}
+		d.Panic = true
+		return d.grow(n, ob, o, "burst: demand %.1f replicas ≥ 2× %d ready (lag %d, %+.0f/s)%s", burst, ob.Ready, lag, d.Rate, capped), s
 	}
 	d.Panic = now.Before(s.panicUntil)
 	if desired > ob.Current {
+		// Up after UpDelay, to the least demand seen meanwhile: noise
+		// that lasts less than the delay moves nothing.
+		if s.upSince.IsZero() || desired < s.upMin {
+			s.upMin = desired
+		}
 		if s.upSince.IsZero() {
 			s.upSince = now
 		}
-		switch {
-		case d.Panic:
-			return d.to(desired, "burst: demand %.1f replicas ≥ 2× %d ready (lag %d, %+.0f/s)%s", d.Demand, ob.Ready, lag, d.Rate, capped), s
-		case now.Sub(s.upSince) >= o.UpDelay:
-			return d.to(desired, "lag %d over %.0f per replica (demand %.1f)%s", lag, o.TargetLag, d.Demand, capped), s
+		if now.Sub(s.upSince) >= o.UpDelay && s.upMin > ob.Current {
+			n := s.upMin
+			s.upSince = time.Time{}
+			return d.grow(n, ob, o, "lag %d over %.0f per replica for %v (demand %.1f)%s", lag, o.TargetLag, o.UpDelay, d.Demand, capped), s
 		}
 		return d.hold("demand %.1f for %v of scale_up_delay %v", d.Demand, now.Sub(s.upSince), o.UpDelay), s
 	}
 	s.upSince = time.Time{}
-	d.Partitions = 0
 	if desired == ob.Current {
 		return d.hold("demand %.1f fits %d", d.Demand, ob.Current), s
 	}
@@ -224,6 +239,15 @@ func growth(h []lagPoint, now time.Time, lag int64) (float64, []lagPoint) {
 	return rate, append(h, lagPoint{now, lag})
 }
 
+// grow scales up to n, asking for partitions first where n exceeds them
+// and the options allow adding them.
+func (d Decision) grow(n int, ob Observation, o Options, format string, args ...any) Decision {
+	if o.AddPartitions && ob.Partitions > 0 && n > ob.Partitions {
+		d.Partitions = n
+	}
+	return d.to(n, format, args...)
+}
+
 func (d Decision) to(n int, format string, args ...any) Decision {
 	d.To = n
 	d.Reason = fmt.Sprintf(format, args...)
@@ -231,7 +255,6 @@ func (d Decision) to(n int, format string, args ...any) Decision {
 }
 
 func (d Decision) hold(format string, args ...any) Decision {
-	d.Partitions = 0
 	d.Reason = fmt.Sprintf(format, args...)
 	return d
 }

@@ -74,7 +74,8 @@ func TestDecide(t *testing.T) {
 			// after the panic window, the stable window still remembers 8
 			{8 * sec, 3, 0, -1, -1, nil, 8, "watching", false},
 			{20 * sec, 3, 0, -1, -1, nil, 8, "watching", false},
-			{30 * sec, 3, 0, -1, -1, nil, 8, "reached 8 within scale_down_delay", false},
+			// the window holds the demand of the burst (45/10 → 5), not its projection
+			{30 * sec, 3, 0, -1, -1, nil, 5, "demand at most 5 over scale_down_delay", false},
 			{40 * sec, 3, 0, -1, -1, nil, 1, "at most 1", false},
 		}},
 		{"growth is projected", nil, 8, []step{
@@ -197,7 +198,7 @@ func TestOptionsFor(t *testing.T) {
 	app := &spec.App{Name: "a", Ingress: "d", Deployments: []spec.Deployment{{Name: "d", MaxOngoingRequests: 10, Replicas: spec.Replicas{Initial: 1, Max: 4}}}}
 	app.Default()
 	o := OptionsFor(app.Deployments[0])
-	if o.TargetLag != 7 || o.ActivationLag != 1 || o.DownDelay != 30*time.Second || o.ZeroAfter != time.Minute || o.Max != 4 || o.Min != 0 {
+	if o.TargetLag != 10 || o.UpDelay != 3*time.Second || o.ActivationLag != 1 || o.DownDelay != 30*time.Second || o.ZeroAfter != time.Minute || o.Max != 4 || o.Min != 0 {
 		t.Fatalf("defaults: %+v", o)
 	}
 }

@@ -18,8 +18,8 @@ type Status struct {
 	Min, Max int
 	// Current and Ready are replicas started and replicas consuming
 	// (members of the consumer group).
-	Current int `json:"current"`
-	Ready   int `json:"ready"`
+	Current int   `json:"current"`
+	Ready   int   `json:"ready"`
 	Lag     int64 `json:"lag"`
 	// LagError is why the last lag read failed ("" when it did not).
 	LagError string `json:"lag_error,omitempty"`

@@ -92,7 +92,7 @@ func TestMain(m *testing.M) {
 func url(path string) string { return "http://" + plat.Addr + path }
 
 // post calls a route and returns status and body.
-func post(t *testing.T, path, body string) (int, string) {
+func post(t testing.TB, path, body string) (int, string) {
 	t.Helper()
 	resp, err := http.Post(url(path), "application/json", strings.NewReader(body))
 	if err != nil {
@@ -345,7 +345,7 @@ func consumeN(ctx context.Context, t *testing.T, topic string, n int) []*kgo.Rec
 }
 
 // run runs a CLI command in process and returns its exit code and output.
-func run(t *testing.T, args ...string) (int, string) {
+func run(t testing.TB, args ...string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
 	err := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &out, Log: testLog, Registry: registry,
@@ -361,7 +361,7 @@ func run(t *testing.T, args ...string) (int, string) {
 	return cli.ExitCode(err), out.String()
 }
 
-func writeFile(t *testing.T, name, content string) string {
+func writeFile(t testing.TB, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {

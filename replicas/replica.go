@@ -152,8 +152,14 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Records of aborted transactions are no work (and no lag).
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(time.Second),
+		// Commit often: the autoscaler reads lag from committed offsets.
+		kgo.AutoCommitInterval(250 * time.Millisecond),
+		// Heartbeat often: a member learns of a rebalance (a replica
+		// added by the autoscaler) at its next heartbeat.
+		kgo.HeartbeatInterval(500 * time.Millisecond),
 		kgo.OnPartitionsAssigned(r.assigned),
 		kgo.OnPartitionsRevoked(r.revoked),
 		kgo.OnPartitionsLost(r.lost),

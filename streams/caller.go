@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -129,13 +131,27 @@ func (c *Caller) Start(ctx context.Context, req *Request) *Pending {
 		key = []byte(req.Env.ID)
 	}
 	rec := &kgo.Record{Topic: req.Topic, Key: key, Value: req.Value, Headers: req.Env.AppendHeaders(nil)}
+	c.produce(ctx, rec, p, true)
+	return p
+}
+
+// produce sends rec for p. A topic deleted and created again (an
+// application deleted and deployed again) has a new id that the client
+// does not adopt by itself: it is purged and the record sent once more.
+func (c *Caller) produce(ctx context.Context, rec *kgo.Record, p *Pending, retry bool) {
 	c.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
+		switch {
+		case err == nil:
+		case retry && errors.Is(err, kerr.UnknownTopicID):
+			go func() { // not from within a promise: Produce may block
+				c.cl.PurgeTopicsFromClient(rec.Topic)
+				c.produce(ctx, rec, p, false)
+			}()
+		default:
 			c.produceErrs.Add(1)
-			p.fail(&Error{Code: CodeUnavailable, Msg: fmt.Sprintf("produce to %s: %v", req.Topic, err), Err: err})
+			p.fail(&Error{Code: CodeUnavailable, Msg: fmt.Sprintf("produce to %s: %v", rec.Topic, err), Err: err})
 		}
 	})
-	return p
 }
 
 // Expect registers a waiter for an id whose request someone else produces

@@ -63,6 +63,7 @@ type Controller struct {
 	mu       sync.Mutex
 	apps     map[string]*appRun
 	onChange []func([]*spec.App)
+	draining sync.WaitGroup // replicas stopped by a scale down
 }
 
 type appRun struct {
@@ -138,6 +139,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		wg.Go(func() { stopAll(rs) })
 	}
 	wg.Wait()
+	c.draining.Wait()
 	return nil
 }
 

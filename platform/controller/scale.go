@@ -109,11 +109,11 @@ func (c *Controller) resize(app string, dr *depRun) {
 		have := len(dr.replicas)
 		switch {
 		case dr.want < have:
+			// Stop (drain) in the background: a start asked for meanwhile
+			// does not wait for it. Run waits for these before it returns.
 			stopping := dr.replicas[dr.want:]
 			dr.replicas = dr.replicas[:dr.want:dr.want]
-			c.mu.Unlock()
-			stopAll(stopping)
-			c.mu.Lock()
+			c.draining.Go(func() { stopAll(stopping) })
 		case dr.want > have && !time.Now().Before(dr.retryAt):
 			d := dr.spec
 			c.mu.Unlock()

@@ -7,16 +7,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Autoscaling defaults. The target lag defaults to a share of what a
-// replica can hold in flight, so that a replica is asked to carry
-// DefaultTargetUtilization of its max_ongoing_requests.
+// Autoscaling defaults. The target lag defaults to what a replica holds
+// in flight (its max_ongoing_requests): lag counts records in flight and
+// records queued, so more than that per replica is a queue.
 const (
-	DefaultTargetUtilization = 0.7
-	DefaultActivationLag     = 1
-	DefaultScaleUpDelay      = Duration(0)
-	DefaultScaleDownDelay    = Duration(30 * time.Second)
-	DefaultScaleToZeroAfter  = Duration(60 * time.Second)
-	DefaultPollInterval      = Duration(500 * time.Millisecond)
+	DefaultActivationLag    = 1
+	DefaultScaleUpDelay     = Duration(3 * time.Second)
+	DefaultScaleDownDelay   = Duration(30 * time.Second)
+	DefaultScaleToZeroAfter = Duration(60 * time.Second)
+	DefaultPollInterval     = Duration(500 * time.Millisecond)
 
 	minPollInterval = Duration(50 * time.Millisecond)
 	maxPollInterval = Duration(30 * time.Second)
@@ -31,7 +30,7 @@ const (
 // log start (deleted records never count) and without transaction markers.
 type Autoscaling struct {
 	// TargetLagPerReplica is the lag one replica should carry; desired
-	// replicas = ceil(lag / target). Default: 70% of max_ongoing_requests.
+	// replicas = ceil(lag / target). Default: max_ongoing_requests.
 	TargetLagPerReplica float64 `json:"target_lag_per_replica,omitempty"`
 	// TargetOngoingRequests, when > 0, also asks for
 	// ceil(in-flight requests / target) replicas, where replicas report
@@ -41,7 +40,8 @@ type Autoscaling struct {
 	// ActivationLag is the lag that wakes a deployment at zero. Default 1.
 	ActivationLag int64 `json:"activation_lag,omitempty"`
 	// ScaleUpDelay is how long a higher demand must last before scaling
-	// up. Default 0. A burst of twice the ready capacity scales up at once.
+	// up (to the least demand seen over it). Default 3s. A burst, twice
+	// the ready capacity, scales up at once.
 	ScaleUpDelay Duration `json:"scale_up_delay"`
 	// ScaleDownDelay is the stable window: the deployment shrinks to the
 	// highest demand seen over it. Default 30s.
@@ -92,7 +92,10 @@ func (d *decoder) autoscaling(n *yaml.Node, path string, a *Autoscaling) {
 // max_ongoing_requests.
 func (a *Autoscaling) defaults(set presence, path string, maxOngoing int) {
 	if !set.has(path+".target_lag_per_replica", a.TargetLagPerReplica != 0) {
-		a.TargetLagPerReplica = max(1, math.Round(DefaultTargetUtilization*float64(maxOngoing)))
+		a.TargetLagPerReplica = float64(max(1, maxOngoing))
+	}
+	if !set.has(path+".scale_up_delay", a.ScaleUpDelay != 0) {
+		a.ScaleUpDelay = DefaultScaleUpDelay
 	}
 	if !set.has(path+".activation_lag", a.ActivationLag != 0) {
 		a.ActivationLag = DefaultActivationLag
