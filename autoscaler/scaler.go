@@ -139,7 +139,6 @@ func (s *Scaler) stop(l *loop) {
 
 // Wake makes t's loop look at its lag now rather than at its next poll.
 func (s *Scaler) Wake(t Target) {
-	s.cfg.Log.Warn("DEBUG wake", "t", t.String())
 	s.mu.Lock()
 	l := s.loops[t]
 	s.mu.Unlock()
@@ -255,7 +254,7 @@ func (s *Scaler) step(ctx context.Context, l *loop, st *State, first bool) {
 	}
 	problem := size.Problem
 	if dec.To != dec.From {
-		s.cfg.Log.Warn("scaling", "app", d.App, "deployment", d.Deployment, "from", dec.From, "to", dec.To, "reason", dec.Reason)
+		s.cfg.Log.Info("scaling", "app", d.App, "deployment", d.Deployment, "from", dec.From, "to", dec.To, "reason", dec.Reason)
 		if err := s.cfg.Actuator.Scale(ctx, d.Target, dec.To); err != nil {
 			problem = fmt.Sprintf("scale to %d failed: %v", dec.To, err)
 			s.cfg.Log.Warn("scale failed", "app", d.App, "deployment", d.Deployment, "to", dec.To, "err", err)

@@ -163,7 +163,10 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		kgo.OnPartitionsAssigned(r.assigned),
 		kgo.OnPartitionsRevoked(r.revoked),
 		kgo.OnPartitionsLost(r.lost),
-		kgo.FetchMaxWait(time.Second),
+		// A partition that joins a fetch session late (no committed offset
+		// yet: reset to the start) waits for the fetch in flight: keep
+		// that wait short, or a replica woken from zero answers late.
+		kgo.FetchMaxWait(250 * time.Millisecond),
 	}, cfg.Opts...)
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {

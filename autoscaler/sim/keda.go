@@ -43,7 +43,10 @@ type KEDAOptions struct {
 //     HorizontalPodAutoscalerBehavior): scale down with a 300 s
 //     stabilization window ("the highest recommendation for the last
 //     300sec is used"); scale up with no stabilization, by at most the
-//     higher of 4 pods or 100 % per 60 s. Tolerance 0.1 (the
+//     higher of 4 pods or 100 % per 15 s: the API reference says "per 60
+//     seconds", but the defaults the controller applies
+//     (pkg/apis/autoscaling/v2/defaults.go, scaleUpPeriod) use 15 s, and
+//     that is what runs. Tolerance 0.1 (the
 //     --horizontal-pod-autoscaler-tolerance default). KEDA's Kafka metric is
 //     an AverageValue target, so the HPA wants ceil(lag / lagThreshold).
 func DefaultKEDA() KEDAOptions {
@@ -51,7 +54,7 @@ func DefaultKEDA() KEDAOptions {
 		LagThreshold: 10, ActivationLag: 0,
 		PollingInterval: 30 * time.Second, CooldownPeriod: 300 * time.Second,
 		HPASyncPeriod: 15 * time.Second, Tolerance: 0.1, DownStabilization: 300 * time.Second,
-		UpPods: 4, UpPercent: 100, UpPeriod: 60 * time.Second,
+		UpPods: 4, UpPercent: 100, UpPeriod: 15 * time.Second,
 	}
 }
 

@@ -171,7 +171,7 @@ func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // KEDA on a hand-computed trace, by its documented rules: the HPA syncs
 // every 15 s and wants ceil(lag/10), capped at the partitions, within a
-// 10 % tolerance, scaling up by at most max(+4, ×2) per 60 s and down to
+// 10 % tolerance, scaling up by at most max(+4, ×2) per 15 s and down to
 // the highest recommendation of the last 300 s; the operator polls every
 // 30 s, wakes at lag > 0 and goes to zero 300 s after its last active poll.
 func TestKEDARules(t *testing.T) {
@@ -193,8 +193,10 @@ func TestKEDARules(t *testing.T) {
 	}
 	got := drive(NewKEDA(DefaultKEDA(), DefaultModel()), 1, 1500*time.Second, lag)
 	want := []change{
-		{ms(15000), 5},   // first sync: 16 wanted, +4 allowed
-		{ms(75000), 10},  // the 15 s scale-up left the 60 s period: ×2 allowed
+		{ms(15000), 5},   // first sync: 16 wanted, +4 allowed (more than ×2)
+		{ms(30000), 10},  // next period: ×2 allowed (more than +4)
+		{ms(45000), 16},  // ×2 would be 20: 16 wanted
+		{ms(390000), 10}, // the last recommendation of 16 (90 s) left the 300 s window
 		{ms(690000), 1},  // the last recommendation of 10 (390 s) left the 300 s window
 		{ms(1290000), 0}, // 300 s after the last active poll (990 s)
 		{ms(1410000), 1}, // the next poll after the lag came back

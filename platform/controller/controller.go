@@ -200,6 +200,10 @@ func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRu
 	}
 	run := &appRun{spec: s, topo: topo, deps: map[string]*depRun{}}
 	for _, d := range s.Deployments {
+		dt := topo.Deployments[d.Name]
+		if err := seedOffsets(ctx, c.adm, dt.Group, dt.Inputs); err != nil {
+			c.cfg.Log.Warn("group offsets not seeded", "group", dt.Group, "err", err)
+		}
 		if old != nil && sameTopics(old.topo, topo, d.Name) {
 			if prev := old.deps[d.Name]; prev != nil && prev.err == nil && c.keep(ctx, prev, d) {
 				run.deps[d.Name] = prev

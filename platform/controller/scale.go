@@ -2,8 +2,12 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -137,6 +141,34 @@ func (c *Controller) resize(app string, dr *depRun) {
 			return
 		}
 	}
+}
+
+// seedOffsets commits the log start of every input partition for a group
+// that has committed nothing yet. A replica then finds a committed offset
+// for each partition it is given and fetches them all at once; without
+// one, a partition waits for an offset lookup and then for the fetch in
+// flight, which delays the first answer of a deployment woken from zero.
+// A group with members or commits is left alone.
+func seedOffsets(ctx context.Context, adm *kadm.Client, group string, topics []string) error {
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return err
+	}
+	if len(committed) > 0 {
+		return nil
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return err
+	}
+	if err := starts.Error(); err != nil {
+		return err
+	}
+	res, err := adm.CommitOffsets(ctx, group, starts.Offsets())
+	if err != nil {
+		return err
+	}
+	return res.Error()
 }
 
 // ScaleTargets is what the autoscaler scales of apps: every deployment,
