@@ -85,6 +85,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	removeBinary()
 	plat.Close()
 	os.Exit(code)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,11 +87,7 @@ func TestRebalanceLosesNothing(t *testing.T) {
 // the deployment's group, serves, and stops softly on SIGTERM.
 func TestReplicaProcess(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "sluice")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/sluice")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := sluiceBinary(t)
 	cmd := exec.Command(bin, "replica", "--app", "hello", "--deployment", "SpanishResponder",
 		"--brokers", strings.Join(plat.Brokers, ","), "--prefix", namer.Prefix())
 	var stderr strings.Builder

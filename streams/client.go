@@ -89,6 +89,12 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, topics ...TopicSpec) er
 	return waitTopics(ctx, adm, names)
 }
 
+// WaitTopics waits, at most 10 s, until every topic has a leader for each
+// of its partitions (created by someone else).
+func WaitTopics(ctx context.Context, adm *kadm.Client, names ...string) error {
+	return waitTopics(ctx, adm, names)
+}
+
 func waitTopics(ctx context.Context, adm *kadm.Client, names []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -57,6 +57,8 @@ commands:
   dev       run the platform in one process: embedded broker, controller, replicas, HTTP
   replica   run one replica of a deployment against any brokers
   gateway   run a gateway instance (REST + gRPC) against any brokers
+  node      autoscale deployments as replica processes of this machine
+  autoscaler  autoscale deployments as Kubernetes workloads (--kubernetes)
   models    publish, list, alias, delete and download model versions
   deploy    deploy applications from a YAML file to a running platform
   status    show applications, deployments, replicas and lag
@@ -84,6 +86,10 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runReplica(ctx, rest, env)
 	case "gateway":
 		return runGateway(ctx, rest, env)
+	case "node":
+		return runNode(ctx, rest, env)
+	case "autoscaler":
+		return runAutoscaler(ctx, rest, env)
 	case "models":
 		return runModels(ctx, rest, env)
 	case "deploy":

@@ -99,7 +99,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.registry, err = followRegistry(ctx, runCtx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
 		return nil, err
 	}
-	reports, err := followReports(runCtx, d.Brokers, namer, Env{Log: cfg.Log})
+	reports, _, err := followStatus(runCtx, d.Brokers, namer, Env{Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/registry"
@@ -51,12 +52,14 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	// events (no weights pass through a gateway) and the replicas' reports.
 	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
 	var reports *models.Reports
+	var statuses *autoscaler.Statuses
 	if err == nil {
-		reports, err = followReports(runCtx, bs, namer, env)
+		reports, statuses, err = followStatus(runCtx, bs, namer, env)
 	}
 	var ctl *controller.Controller
 	if err == nil {
-		ctl, err = controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true, Reports: reports})
+		ctl, err = controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true,
+			Reports: reports, Scaling: statuses.Get})
 	}
 	if err != nil {
 		hl.Close()

@@ -7,6 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/replicas/models"
@@ -47,15 +50,20 @@ func followRegistry(ctx, runCtx context.Context, cfg registry.Config) (*registry
 	return reg, nil
 }
 
-// followReports reads model replicas' reports from the status topic until ctx ends.
-func followReports(ctx context.Context, brokers []string, namer streams.Namer, env Env) (*models.Reports, error) {
-	reports := models.NewReports()
-	l, err := streams.OpenLog(ctx, streams.LogConfig{Brokers: brokers, Topic: namer.Status(), Apply: reports.Apply, Log: env.Log})
+// followStatus reads the status topic until ctx ends: model replicas'
+// reports and the autoscaler's statuses.
+func followStatus(ctx context.Context, brokers []string, namer streams.Namer, env Env) (*models.Reports, *autoscaler.Statuses, error) {
+	reports, statuses := models.NewReports(), autoscaler.NewStatuses()
+	apply := func(ctx context.Context, r *kgo.Record) {
+		reports.Apply(ctx, r)
+		statuses.Apply(ctx, r)
+	}
+	l, err := streams.OpenLog(ctx, streams.LogConfig{Brokers: brokers, Topic: namer.Status(), Apply: apply, Log: env.Log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	go l.Run(ctx)
-	return reports, nil
+	return reports, statuses, nil
 }
 
 // replicaModels is what a `sluice replica` of a model deployment serves

@@ -34,6 +34,10 @@ type Config struct {
 	// WatchOnly follows the apps topic without running anything: no
 	// topics created, no replicas. A standalone gateway uses it for routes.
 	WatchOnly bool
+	// TopicsOnly creates and deletes applications' topics and groups but
+	// runs no replicas: `sluice node` and `sluice autoscaler`, whose
+	// replicas are processes or pods.
+	TopicsOnly bool
 	// Models builds the handlers of `kind: model` deployments; nil: this
 	// process serves none (their replicas report why).
 	Models ModelBuilder
@@ -203,6 +207,10 @@ func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRu
 		dt := topo.Deployments[d.Name]
 		if err := seedOffsets(ctx, c.adm, dt.Group, dt.Inputs); err != nil {
 			c.cfg.Log.Warn("group offsets not seeded", "group", dt.Group, "err", err)
+		}
+		if c.cfg.TopicsOnly {
+			run.deps[d.Name] = &depRun{spec: d}
+			continue
 		}
 		if old != nil && sameTopics(old.topo, topo, d.Name) {
 			if prev := old.deps[d.Name]; prev != nil && prev.err == nil && c.keep(ctx, prev, d) {
@@ -433,7 +441,24 @@ func (c *Controller) Deploy(ctx context.Context, apps ...*spec.App) error {
 		}
 		recs = append(recs, &kgo.Record{Key: []byte(a.Name), Value: b})
 	}
-	return c.log.Write(ctx, recs...)
+	if err := c.log.Write(ctx, recs...); err != nil {
+		return err
+	}
+	if !c.cfg.WatchOnly {
+		return nil
+	}
+	// A gateway creates no topics: wait for whoever runs the replicas to,
+	// so that a request sent once deploy returns finds them.
+	for _, a := range apps {
+		var names []string
+		for _, t := range Compile(c.cfg.Namer, a).Topics() {
+			names = append(names, t.Name)
+		}
+		if err := streams.WaitTopics(ctx, c.adm, names...); err != nil {
+			return fmt.Errorf("application %s is stored, but its topics were not created (is a `sluice node`, `sluice autoscaler` or `sluice dev` running against these brokers?): %w", a.Name, err)
+		}
+	}
+	return nil
 }
 
 // ErrNotFound is returned for an application that does not exist.
@@ -590,7 +615,7 @@ func (c *Controller) Ready(app string) (exists, ready bool) {
 	if a == nil {
 		return false, false
 	}
-	if c.cfg.WatchOnly {
+	if c.cfg.WatchOnly || c.cfg.TopicsOnly {
 		return true, true
 	}
 	for _, d := range a.deps {
