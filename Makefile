@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-real fuzz bench-core bench-registry bench-models vet
+.PHONY: build run test test-unit test-e2e test-real fuzz bench-core bench-registry bench-models bench-autoscale vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -44,3 +44,8 @@ bench-registry:
 # Model serving benchmarks (issue #5 figures): multiplexing and cold start.
 bench-models:
 	scripts/bench-models.sh
+
+# Autoscaling (issue #6 figures): the simulator against KEDA and Ray Serve
+# defaults (plots in docs/img), then wake-up and spike on the embedded broker.
+bench-autoscale:
+	scripts/bench-autoscale.sh

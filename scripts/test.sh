@@ -3,7 +3,8 @@
 #   unit   go vet, then unit tests with the race detector (no broker needed)
 #   fuzz   each fuzz target for a few seconds (FUZZTIME, default 5s)
 #   e2e    the end-to-end suite against the embedded broker
-#   real   the same suite, the registry and the blob stores against a real
+#   real   the same suite, the registry, the blob stores and the
+#          autoscaler's lag reader and loop against a real
 #          Apache Kafka broker (scripts/kafka.sh) and a real MinIO (scripts/minio.sh)
 #   gen    the committed generated protobuf code is what buf generates now
 #   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`
@@ -18,6 +19,7 @@ FUZZTIME=${FUZZTIME:-5s}
 unit() {
 	echo "== vet"
 	$GO vet ./...
+	$GO vet -tags kubernetes ./platform/cli/ # the Kubernetes actuator's CLI wiring
 	echo "== unit tests (race detector)"
 	$GO test -race -count=1 $($GO list ./... | grep -v /e2e)
 }
@@ -58,7 +60,7 @@ services() {
 real() {
 	echo "== end-to-end, real Apache Kafka and real MinIO"
 	services
-	$GO test -count=1 ./e2e/ ./registry/...
+	$GO test -count=1 ./e2e/ ./registry/... ./autoscaler/
 }
 
 tf() {

@@ -257,6 +257,24 @@ edges:
 			[]string{`6:19 deployments[0].replicas.max: replicas.max 16 exceeds partitions 8: a consumer group can have no more busy members than partitions`}},
 		{"replicas defaulted max above partitions", "partitions: 2\n" + base + "  replicas: {min: 3}\n",
 			[]string{`7:13 deployments[0].replicas.max: replicas.max 3 exceeds partitions 2`}},
+
+		// autoscaling
+		{"autoscaling negative target lag", base + "  autoscaling: {target_lag_per_replica: -1}\n",
+			[]string{`6:41 deployments[0].autoscaling.target_lag_per_replica: must be a number > 0, got -1`}},
+		{"autoscaling zero target lag", base + "  autoscaling: {target_lag_per_replica: 0}\n",
+			[]string{`6:41 deployments[0].autoscaling.target_lag_per_replica: must be a number > 0, got 0`}},
+		{"autoscaling negative ongoing target", base + "  autoscaling: {target_ongoing_requests: -2}\n",
+			[]string{`6:42 deployments[0].autoscaling.target_ongoing_requests: must be a finite number >= 0, got -2`}},
+		{"autoscaling activation lag zero", base + "  autoscaling: {activation_lag: 0}\n",
+			[]string{`6:33 deployments[0].autoscaling.activation_lag: must be >= 1 (the lag that wakes a deployment at zero), got 0`}},
+		{"autoscaling negative delay", base + "  autoscaling: {scale_down_delay: -5s}\n",
+			[]string{`6:35 deployments[0].autoscaling.scale_down_delay: must be between 0s and 24h0m0s, got -5s`}},
+		{"autoscaling poll too fast", base + "  autoscaling: {poll_interval: 1ms}\n",
+			[]string{`6:32 deployments[0].autoscaling.poll_interval: must be between 50ms and 30s, got 1ms`}},
+		{"autoscaling unknown field", base + "  autoscaling: {target_lag: 5}\n",
+			[]string{`6:17 deployments[0].autoscaling.target_lag: unknown field "target_lag"`}},
+		{"autoscaling min above max", base + "  replicas: {min: 3, max: 2}\n  autoscaling: {scale_up_delay: 1s}\n",
+			[]string{`6:27 deployments[0].replicas.max: must be >= replicas.min (3), got 2`}},
 		{"replicas wrong type", base + "  replicas: {min: \"x\"}\n",
 			[]string{`6:19 deployments[0].replicas.min: must be an integer, got string "x"`}},
 		{"replicas not a mapping", base + "  replicas: 3\n",
@@ -631,6 +649,14 @@ func TestDefaultGo(t *testing.T) {
 	if a.Partitions != 8 || a.RequestTimeout != DefaultRequestTimeout || a.Deployments[0].Handler != "A" ||
 		a.Deployments[0].MaxOngoingRequests != 100 || a.Deployments[0].Batching.BatchWaitTimeout != DefaultBatchWaitTimeout {
 		t.Errorf("Default gave %+v", a)
+	}
+}
+
+// add_partitions lifts the replicas.max ≤ partitions rule: the
+// autoscaler grows the input topics instead.
+func TestAddPartitionsAllowsMaxAbovePartitions(t *testing.T) {
+	if _, err := Parse("t.yaml", []byte(base+"  replicas: {max: 16}\n  autoscaling: {add_partitions: true}\n")); err != nil {
+		t.Fatal(err)
 	}
 }
 
