@@ -3,6 +3,7 @@ package autoscaler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/streams"
@@ -304,6 +306,9 @@ func (s *Scaler) grow(ctx context.Context, d Deployment, gl GroupLag, n int) err
 		rs, err := s.adm.UpdatePartitions(ctx, n, t)
 		if err == nil {
 			err = rs.Error()
+		}
+		if errors.Is(err, kerr.InvalidPartitions) {
+			continue // grown already; this read's metadata was older
 		}
 		if err != nil {
 			return fmt.Errorf("topic %s: %w", t, err)

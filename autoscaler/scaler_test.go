@@ -154,3 +154,31 @@ func TestScalerReportsActuatorError(t *testing.T) {
 		t.Fatalf("actuator asked %v without a known size", got)
 	}
 }
+
+// With add_partitions, demand above the partitions grows the input topic
+// first, then asks for the replicas.
+func TestScalerAddsPartitions(t *testing.T) {
+	k := newLagKafka(t)
+	in := k.topic(t, "grow-in", 2)
+	tg := Target{App: "a", Deployment: "grow"}
+	act := &fakeActuator{size: map[Target]int{tg: 1}}
+	o := zeroOptions()
+	o.Min, o.Max, o.AddPartitions = 1, 6, true
+	k.produce(t, in, 0, 40) // 40 records at 10 per replica: 4 replicas, 2 partitions
+	s, _ := startScaler(t, k, act, Deployment{Target: tg, Group: k.group(t, "grow"), Inputs: []string{in}, Options: o, Poll: 50 * time.Millisecond})
+	st := waitStatus(t, s, tg, "grown", func(st Status) bool { return st.Current >= 4 })
+	if !strings.Contains(st.Changed.Reason, "input topics grown to") {
+		t.Fatalf("reason %q", st.Changed.Reason)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		td, err := k.adm.ListTopics(lagCtx(t), in)
+		if err == nil && len(td[in].Partitions) == st.Current {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic partitions for %d replicas: %v %v", st.Current, td[in].Partitions.Numbers(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

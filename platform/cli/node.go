@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/platform/controller"
@@ -40,14 +42,44 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	if s3.Endpoint != "" {
 		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS))
 	}
+	var mu sync.Mutex
+	resources := map[autoscaler.Target]spec.Resources{}
 	act := procs.New(procs.Config{
 		Command: func(t autoscaler.Target) *exec.Cmd {
-			return exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment)...)
+			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment)...)
+			mu.Lock()
+			cmd.Env = append(os.Environ(), resourceEnv(resources[t])...)
+			mu.Unlock()
+			return cmd
 		},
 		Log: env.Log,
 	})
 	defer act.Close()
-	return runScaler(ctx, env, "node", bs, namer, act, only)
+	return runScaler(ctx, env, "node", bs, namer, act, only, func(apps []*spec.App) {
+		mu.Lock()
+		defer mu.Unlock()
+		clear(resources)
+		for _, a := range apps {
+			for _, d := range a.Deployments {
+				resources[autoscaler.Target{App: a.Name, Deployment: d.Name}] = d.Resources
+			}
+		}
+	})
+}
+
+// resourceEnv gives a replica process what its deployment asks for, as
+// the Go runtime takes it: resources.cpu as GOMAXPROCS (rounded up) and
+// resources.memory as GOMEMLIMIT (a soft limit: the collector works
+// harder near it).
+func resourceEnv(r spec.Resources) []string {
+	var env []string
+	if r.CPU > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(int(math.Ceil(r.CPU))))
+	}
+	if r.Memory > 0 {
+		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(int64(r.Memory), 10))
+	}
+	return env
 }
 
 // runAutoscaler runs the autoscaler against a Kubernetes cluster: each
@@ -77,14 +109,14 @@ func runAutoscaler(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return runScaler(ctx, env, "autoscaler", bs, namer, act, only)
+	return runScaler(ctx, env, "autoscaler", bs, namer, act, only, nil)
 }
 
 type kubeFlags struct{ kubeconfig, namespace, template, kind string }
 
 // runScaler follows the applications and scales their deployments with
-// act until ctx ends.
-func runScaler(ctx context.Context, env Env, name string, bs []string, namer streams.Namer, act autoscaler.Actuator, only []string) error {
+// act until ctx ends; onApps, when set, sees the applications first.
+func runScaler(ctx context.Context, env Env, name string, bs []string, namer streams.Namer, act autoscaler.Actuator, only []string, onApps func([]*spec.App)) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctl, err := controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, TopicsOnly: true})
@@ -98,6 +130,9 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	ctl.OnChange(func(apps []*spec.App) {
 		if len(only) > 0 {
 			apps = slices.DeleteFunc(slices.Clone(apps), func(a *spec.App) bool { return !slices.Contains(only, a.Name) })
+		}
+		if onApps != nil {
+			onApps(apps)
 		}
 		scaler.Set(controller.ScaleTargets(namer, apps))
 	})
