@@ -25,16 +25,7 @@ import (
 func BenchmarkAutoscale(b *testing.B) {
 	benchRuns++ // each run its own application: b.N grows over runs
 	app := fmt.Sprintf("benchscale%d", benchRuns)
-	spec := fmt.Sprintf(`name: %[1]s
-route_prefix: /%[1]s
-ingress: F
-deployments:
-  - name: F
-    handler: Faults
-    max_ongoing_requests: 4
-    replicas: {min: 0, initial: 0, max: 4}
-    autoscaling: {target_lag_per_replica: 4, scale_down_delay: 500ms, scale_to_zero_after: 1s}
-`, app)
+	spec := fmt.Sprintf(elasticYAML, app, "scale_down_delay: 500ms, scale_to_zero_after: 1s")
 	if code, out := run(b, "deploy", "-f", writeFile(b, "s.yaml", spec)); code != 0 {
 		b.Fatalf("deploy: %s", out)
 	}

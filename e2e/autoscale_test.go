@@ -11,6 +11,8 @@ import (
 	"time"
 )
 
+// elasticYAML is an application of one Faults deployment from zero to
+// four replicas of four requests in flight, with autoscaling options.
 const elasticYAML = `name: %[1]s
 route_prefix: /%[1]s
 ingress: F
@@ -19,8 +21,43 @@ deployments:
     handler: Faults
     max_ongoing_requests: 4
     replicas: {min: 0, initial: 0, max: 4}
-    autoscaling: {target_lag_per_replica: 4, scale_down_delay: 2s, scale_to_zero_after: 3s, poll_interval: 200ms}
+    autoscaling: {target_lag_per_replica: 4, %[2]s}
 `
+
+// echoLoad runs callers of Faults echoes (each sleeping sleepMS) until
+// the returned stop is called; stop reports requests sent and answered
+// right, and fails the test for each wrong answer (up to 16 listed).
+func echoLoad(t testing.TB, path string, callers, sleepMS int) (stop func() (sent, ok int64)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var nSent, nOK atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for w := range callers {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				want := fmt.Sprintf("w%d-%d", w, i)
+				nSent.Add(1)
+				if code, got := post(t, path, fmt.Sprintf(`{"echo":%q,"sleep_ms":%d}`, want, sleepMS)); code != 200 || got != want {
+					select {
+					case errs <- fmt.Sprintf("%s: %d %q", want, code, got):
+					default:
+					}
+					continue
+				}
+				nOK.Add(1)
+			}
+		})
+	}
+	return func() (int64, int64) {
+		cancel()
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error("failed request:", e)
+		}
+		return nSent.Load(), nOK.Load()
+	}
+}
 
 // autoscalerView is the part of `sluice status --json` these tests read.
 type autoscalerView struct {
@@ -81,7 +118,7 @@ func waitScale(t *testing.T, app string, limit time.Duration, what string, ok fu
 func TestAutoscaleFromZeroAndBack(t *testing.T) {
 	t.Parallel()
 	app := "elastic"
-	if code, out := run(t, "deploy", "-f", writeFile(t, "e.yaml", fmt.Sprintf(elasticYAML, app))); code != 0 {
+	if code, out := run(t, "deploy", "-f", writeFile(t, "e.yaml", fmt.Sprintf(elasticYAML, app, "scale_down_delay: 2s, scale_to_zero_after: 3s, poll_interval: 200ms"))); code != 0 {
 		t.Fatalf("deploy: %s", out)
 	}
 	defer run(t, "delete", app)
@@ -100,39 +137,15 @@ func TestAutoscaleFromZeroAndBack(t *testing.T) {
 	}
 
 	// A burst: 16 callers of 100 ms requests need 4 replicas of 4 in flight.
-	ctx, cancel := context.WithCancel(context.Background())
-	var sent, ok atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan string, 16)
-	for w := range 16 {
-		wg.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
-				want := fmt.Sprintf("w%d-%d", w, i)
-				sent.Add(1)
-				if code, got := post(t, "/"+app, fmt.Sprintf(`{"echo":%q,"sleep_ms":100}`, want)); code != 200 || got != want {
-					select {
-					case errs <- fmt.Sprintf("%s: %d %q", want, code, got):
-					default:
-					}
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	stop := echoLoad(t, "/"+app, 16, 100)
 	grown := waitScale(t, app, 20*time.Second, "grow under a burst", func(v autoscalerView) bool {
 		return v.Replicas >= 3 && v.Autoscaler.Ready >= 3
 	})
-	cancel()
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error("failed request:", e)
+	sent, ok := stop()
+	if ok != sent {
+		t.Fatalf("%d of %d requests answered", ok, sent)
 	}
-	if ok.Load() != sent.Load() {
-		t.Fatalf("%d of %d requests answered", ok.Load(), sent.Load())
-	}
-	t.Logf("burst: %d requests, all answered; grew to %d: %+v", ok.Load(), grown.Replicas, grown.Autoscaler.History)
+	t.Logf("burst: %d requests, all answered; grew to %d: %+v", ok, grown.Replicas, grown.Autoscaler.History)
 
 	idle := waitScale(t, app, 30*time.Second, "back to zero", func(v autoscalerView) bool { return v.Replicas == 0 })
 	h := idle.Autoscaler.History
