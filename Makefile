@@ -10,7 +10,7 @@ build:
 
 # The platform in one process with an embedded broker, serving the examples.
 run: build
-	bin/sluice dev --http $(HTTP_ADDR) --grpc $(GRPC_ADDR)
+	bin/sluice dev --http $(HTTP_ADDR) --grpc $(GRPC_ADDR) -f examples/hello-cel/hello-cel.yaml
 
 # Every test tier: generated code current, unit (race detector), short fuzz
 # runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka

@@ -95,15 +95,28 @@ func BenchmarkSync(b *testing.B) {
 		{"oip-rest", viaHTTP("/v2/models/doubler/infer", `{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]}`)},
 		{"oip-grpc", viaOIPGRPC},
 		{"hello", call(namer.Ingress("hello"), `{"language":"spanish","name":"Dora"}`)},
+		{"hello-cel", call(namer.Ingress("hello-cel"), `{"language":"spanish","name":"Dora"}`)},
 		{"chain", call(namer.Ingress("chain"), `5`)},
 	}
-	rawP50 := map[int]float64{}
+	// hello-cel is hello with the classifier as CEL rules: compared with
+	// hello's p50 in the same run (x_hello_p50).
+	if code, out := run(b, "deploy", "-f", "../examples/hello-cel/hello-cel.yaml"); code != 0 {
+		b.Fatalf("deploy hello-cel: %s", out)
+	}
+	rawP50, helloP50 := map[int]float64{}, map[int]float64{}
 	for _, conc := range []int{1, 64} {
 		for _, w := range workloads {
 			b.Run(fmt.Sprintf("%s/c%d", w.name, conc), func(b *testing.B) {
 				p50, p99, rps := load(b, conc, w.fn)
-				if w.name == "raw" {
+				switch w.name {
+				case "raw":
 					rawP50[conc] = p50
+				case "hello":
+					helloP50[conc] = p50
+				case "hello-cel":
+					if base := helloP50[conc]; base > 0 {
+						b.ReportMetric(p50/base, "x_hello_p50")
+					}
 				}
 				b.ReportMetric(p50, "p50_ms")
 				b.ReportMetric(p99, "p99_ms")

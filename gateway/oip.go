@@ -63,6 +63,10 @@ func (s *Server) inferOnce(ctx context.Context, model, version string, timeout t
 	ctx, cancel := s.deadline(ctx, rt, timeout)
 	defer cancel()
 	env := streams.Envelope{ContentType: oip.ContentType, Model: model, Version: version}
+	callerHeaders(ctx, &env)
+	if rt, err = s.applyRules(ctx, rt, &env, payload); err != nil {
+		return nil, err
+	}
 	p := s.send(ctx, rt, env, payload)
 	defer p.Close()
 	rep, err := p.Next(ctx)
@@ -267,7 +271,7 @@ func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) {
 		writeError(w, streams.Errorf(streams.CodeInvalidArgument, "%v", err))
 		return
 	}
-	resp, err := s.infer(r.Context(), r.PathValue("m"), r.PathValue("v"), timeout, req)
+	resp, err := s.infer(withHTTPHeaders(r.Context(), r.Header), r.PathValue("m"), r.PathValue("v"), timeout, req)
 	if err != nil {
 		writeError(w, err)
 		return

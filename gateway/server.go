@@ -69,6 +69,7 @@ type route struct {
 	timeout   time.Duration
 	inference *spec.Inference
 	key       []byte // the record key; nil: the request id
+	rules     []gatewayRule
 }
 
 // New builds the gateway and subscribes it to application changes.
@@ -105,7 +106,8 @@ func (s *Server) setApps(apps []*spec.App) {
 }
 
 func (s *Server) routeOf(a *spec.App) route {
-	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout), inference: a.Inference}
+	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout),
+		inference: a.Inference, rules: s.compileRules(a)}
 }
 
 func (s *Server) byPath(path string) (route, bool) {

@@ -4,6 +4,7 @@
 package replicas
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,20 @@ type Assignee interface {
 	Assigned(partitions map[string][]int32)
 }
 
+// Router chooses where a deployment's output goes when its edges carry
+// rules (conditions, transforms, splits). No hop leaves the output as the
+// answer: to the caller, or to the output topic.
+type Router interface {
+	Route(ctx context.Context, in *Input, output []byte, contentType string) ([]Hop, error)
+}
+
+// Hop is one record a routed output becomes.
+type Hop struct {
+	Topic       string
+	Value       []byte
+	ContentType string // "": the output's own
+}
+
 // Streamer is implemented by handlers whose outputs are streams: each Emit
 // is an item, and an end-of-stream record follows the last.
 type Streamer interface {
@@ -60,6 +75,7 @@ type Config struct {
 	Group      string
 	Topics     []string // the deployment's incoming edge topics (and ingress)
 	Successors []string // dataflow edge topics the output also goes to
+	Router     Router   // when set, chooses among the successors per output
 	Output     string   // the app's output topic, for results nobody waits for
 	DeadLetter string   // the app's dead-letter topic
 	Deployment string   // for dead-letter headers and logs
@@ -446,6 +462,7 @@ func (r *Replica) process(s *slot) {
 		defer cancel()
 	}
 	in := &Input{Env: env, Topic: rec.Topic, Key: rec.Key, Value: rec.Value}
+	run.ctx, run.in = ctx, in
 	if err := r.call(ctx, in, run); err != nil {
 		run.fail(err)
 		return
@@ -474,6 +491,8 @@ type run struct {
 	s       *slot
 	rec     *kgo.Record
 	env     streams.Envelope
+	ctx     context.Context
+	in      *Input
 	seq     int64
 	failed  bool
 	pending atomic.Int64
@@ -495,8 +514,16 @@ func (x *run) Emit(value []byte, contentType string) error {
 			return streams.Errorf(streams.CodeInvalidArgument, "a streaming deployment's result cannot be forwarded to another deployment")
 		}
 		next := env.Cont[0]
-		fwd := streams.Envelope{ID: next.ID, ReplyTo: env.ReplyTo, Deadline: env.Deadline, Trace: env.Trace, ContentType: contentType, Model: env.Model, Version: env.Version, Cont: env.Cont[1:]}
+		fwd := streams.Envelope{ID: next.ID, ReplyTo: env.ReplyTo, Deadline: env.Deadline, Trace: env.Trace, ContentType: contentType, Model: env.Model, Version: env.Version, Cont: env.Cont[1:], Request: env.Request}
 		x.send(&kgo.Record{Topic: next.Topic, Key: []byte(next.ID), Value: value, Headers: fwd.AppendHeaders(nil)})
+	case x.r.cfg.Router != nil && !x.r.stream:
+		sent, err := x.route(value, contentType)
+		if err != nil {
+			return err
+		}
+		if !sent {
+			x.answer(value, contentType)
+		}
 	case len(x.r.cfg.Successors) > 0:
 		fwd := env
 		fwd.ContentType = contentType
@@ -504,25 +531,48 @@ func (x *run) Emit(value []byte, contentType string) error {
 		for _, t := range x.r.cfg.Successors {
 			x.send(&kgo.Record{Topic: t, Key: x.rec.Key, Value: value, Headers: hs})
 		}
-	case env.ReplyTo != "":
+	default:
+		x.answer(value, contentType)
+	}
+	x.seq++
+	return nil
+}
+
+// answer sends an output that goes no further: to the caller, or to the
+// output topic when nobody waits.
+func (x *run) answer(value []byte, contentType string) {
+	if x.env.ReplyTo != "" {
 		rec := x.reply(value, "", 0)
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: streams.HeaderContentType, Value: []byte(contentType)})
 		if x.r.stream {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
 		}
 		x.send(rec)
-	default:
-		hs := []kgo.RecordHeader{{Key: streams.HeaderContentType, Value: []byte(contentType)}}
-		if env.ID != "" {
-			hs = append(hs, kgo.RecordHeader{Key: streams.HeaderID, Value: []byte(env.ID)})
-		}
-		if x.r.stream {
-			hs = append(hs, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
-		}
-		x.send(&kgo.Record{Topic: x.r.cfg.Output, Key: x.rec.Key, Value: value, Headers: hs})
+		return
 	}
-	x.seq++
-	return nil
+	hs := []kgo.RecordHeader{{Key: streams.HeaderContentType, Value: []byte(contentType)}}
+	if x.env.ID != "" {
+		hs = append(hs, kgo.RecordHeader{Key: streams.HeaderID, Value: []byte(x.env.ID)})
+	}
+	if x.r.stream {
+		hs = append(hs, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
+	}
+	x.send(&kgo.Record{Topic: x.r.cfg.Output, Key: x.rec.Key, Value: value, Headers: hs})
+}
+
+// route sends value where the router says and reports whether it went
+// anywhere.
+func (x *run) route(value []byte, contentType string) (bool, error) {
+	hops, err := x.r.cfg.Router.Route(x.ctx, x.in, value, contentType)
+	if err != nil || len(hops) == 0 {
+		return false, err
+	}
+	fwd := x.env
+	for _, h := range hops {
+		fwd.ContentType = cmp.Or(h.ContentType, contentType)
+		x.send(&kgo.Record{Topic: h.Topic, Key: x.rec.Key, Value: h.Value, Headers: fwd.AppendHeaders(nil)})
+	}
+	return true, nil
 }
 
 // reply builds a record to the caller; key names an optional count header.

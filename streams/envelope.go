@@ -29,6 +29,9 @@ const (
 	HeaderEOS         = "sl-eos"     // end of stream: the number of items sent
 	HeaderSource      = "sl-source"  // dead letter: "topic/partition/offset" of the failed record
 	HeaderDeployment  = "sl-deployment"
+	// HeaderRequestPrefix starts the headers that carry the caller's
+	// request headers (x-* names, lower case) along the graph, for rules.
+	HeaderRequestPrefix = "h-"
 )
 
 // Hop is one step of a continuation: when a deployment finishes a record
@@ -49,6 +52,24 @@ type Envelope struct {
 	Model       string
 	Version     string
 	Cont        []Hop
+	// Request holds the caller's request headers as record headers
+	// (HeaderRequestPrefix + name); they travel with the request.
+	Request []kgo.RecordHeader
+}
+
+// RequestHeader returns the caller's request header name (lower case).
+func (e *Envelope) RequestHeader(name string) (string, bool) {
+	for _, h := range e.Request {
+		if h.Key[len(HeaderRequestPrefix):] == name {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// AddRequestHeader records one of the caller's request headers.
+func (e *Envelope) AddRequestHeader(name, value string) {
+	e.Request = append(e.Request, kgo.RecordHeader{Key: HeaderRequestPrefix + strings.ToLower(name), Value: []byte(value)})
 }
 
 // Expired reports whether the deadline has passed at now.
@@ -90,6 +111,9 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	}
 	if len(e.Cont) > 0 {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderCont, Value: appendHops(nil, e.Cont)})
+	}
+	if len(e.Request) > 0 {
+		hs = append(hs, e.Request...)
 	}
 	return hs
 }
@@ -147,6 +171,10 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 				continue
 			}
 			e.Cont = hops
+		default:
+			if strings.HasPrefix(h.Key, HeaderRequestPrefix) && len(h.Key) > len(HeaderRequestPrefix) {
+				e.Request = append(e.Request, h)
+			}
 		}
 	}
 	return e, first

@@ -314,7 +314,11 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		defer c.Close()
 	}
 	topo := controller.Compile(namer, appSpec)
-	rep, err := replicas.New(ctx, controller.ReplicaConfig(bs, topo, appSpec.Deployments[i], 20*time.Second, env.Log), h)
+	rc, err := controller.ReplicaConfig(bs, appSpec.Name, topo, appSpec.Deployments[i], 20*time.Second, env.Log)
+	if err != nil {
+		return err
+	}
+	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		return err
 	}

@@ -279,7 +279,10 @@ func (c *Controller) retire(ctx context.Context, old, next *appRun) {
 // BuildHandler builds the handler of one replica of deployment d: user
 // code from the serve registry, or the model server for kind model.
 func BuildHandler(ctx context.Context, reg *serve.Registry, mb ModelBuilder, app *spec.App, d spec.Deployment, caller *streams.Caller, namer streams.Namer) (replicas.Handler, error) {
-	if d.Kind != spec.KindModel {
+	switch d.Kind {
+	case spec.KindCEL:
+		return newCELHandler(app.Name, d)
+	case "":
 		return reg.Build(ctx, app, d.Name, caller, namer)
 	}
 	if mb == nil {
@@ -301,7 +304,12 @@ func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topo
 	if err != nil {
 		return nil, err
 	}
-	rep, err := replicas.New(ctx, ReplicaConfig(c.cfg.Brokers, topo, d, c.cfg.DrainTimeout, c.cfg.Log), h)
+	rc, err := ReplicaConfig(c.cfg.Brokers, app.Name, topo, d, c.cfg.DrainTimeout, c.cfg.Log)
+	if err != nil {
+		closeHandler(h)
+		return nil, err
+	}
+	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		closeHandler(h)
 		return nil, err
@@ -318,10 +326,16 @@ func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topo
 }
 
 // ReplicaConfig is the replica configuration of deployment d of a compiled
-// application; `sluice dev` and `sluice replica` both use it.
-func ReplicaConfig(brokers []string, topo *Topology, d spec.Deployment, drain time.Duration, log *slog.Logger) replicas.Config {
+// application; `sluice dev` and `sluice replica` both use it. It fails
+// only when the rules of d's edges do not compile.
+func ReplicaConfig(brokers []string, app string, topo *Topology, d spec.Deployment, drain time.Duration, log *slog.Logger) (replicas.Config, error) {
 	dt := topo.Deployments[d.Name]
+	router, err := newRouter(app, d.Name, dt)
+	if err != nil {
+		return replicas.Config{}, err
+	}
 	return replicas.Config{
+		Router:       router,
 		Brokers:      brokers,
 		Group:        dt.Group,
 		Topics:       dt.Inputs,
@@ -333,7 +347,7 @@ func ReplicaConfig(brokers []string, topo *Topology, d spec.Deployment, drain ti
 		Ordered:      d.Ordered,
 		DrainTimeout: drain,
 		Log:          log.With("deployment", d.Name),
-	}
+	}, nil
 }
 
 // stopAll stops replicas softly and in parallel, waiting for all.
@@ -388,6 +402,7 @@ func (c *Controller) keep(ctx context.Context, prev *depRun, d spec.Deployment) 
 func sameTopics(a, b *Topology, dep string) bool {
 	x, y := a.Deployments[dep], b.Deployments[dep]
 	return x.Group == y.Group && slices.Equal(x.Inputs, y.Inputs) && slices.Equal(x.Successors, y.Successors) &&
+		slices.Equal(x.Routes, y.Routes) && x.Routing == y.Routing && x.SplitKey == y.SplitKey &&
 		a.Output == b.Output && a.DeadLetter == b.DeadLetter
 }
 

@@ -5,6 +5,7 @@ package controller
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -33,6 +34,33 @@ type DeploymentTopics struct {
 	Group      string
 	Inputs     []string // sorted
 	Successors []string // dataflow edge topics, sorted
+	// Routes are the dataflow edges out of the deployment in the spec's
+	// order, with their rules; Routing and SplitKey say how they are used.
+	Routes   []RouteEdge
+	Routing  string
+	SplitKey string
+}
+
+// RouteEdge is one dataflow edge with its rules.
+type RouteEdge struct {
+	To, Topic       string
+	When, Transform string
+	Weight          int
+	Path            string // "edges[i]", for errors
+}
+
+// Ruled reports whether the deployment's outputs need a router: an edge
+// with a rule, or a routing other than all.
+func (d DeploymentTopics) Ruled() bool {
+	if d.Routing != "" && d.Routing != spec.RouteAll {
+		return true
+	}
+	for _, r := range d.Routes {
+		if r.When != "" || r.Transform != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Compile names every topic and group of app.
@@ -45,7 +73,7 @@ func Compile(n streams.Namer, app *spec.App) *Topology {
 		Deployments: make(map[string]DeploymentTopics, len(app.Deployments)),
 	}
 	for _, d := range app.Deployments {
-		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name)}
+		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name), Routing: d.Routing, SplitKey: d.SplitKey}
 		if d.Name == app.Ingress {
 			dt.Inputs = append(dt.Inputs, t.Ingress)
 		}
@@ -75,8 +103,12 @@ func Compile(n streams.Namer, app *spec.App) *Topology {
 			}
 		}
 	}
-	for _, e := range app.Edges {
+	for i, e := range app.Edges {
 		add(e.From, e.To, false)
+		dt := t.Deployments[e.From]
+		dt.Routes = append(dt.Routes, RouteEdge{To: e.To, Topic: n.Edge(app.Name, e.From, e.To),
+			When: e.When, Transform: e.Transform, Weight: e.Weight, Path: "edges[" + strconv.Itoa(i) + "]"})
+		t.Deployments[e.From] = dt
 	}
 	slices.SortFunc(t.Edges, func(a, b EdgeTopic) int { return strings.Compare(a.Topic, b.Topic) })
 	for name, dt := range t.Deployments {

@@ -153,9 +153,19 @@ func (r *Registry) Check(app *spec.App) error {
 	for _, dep := range app.Deployments {
 		byName[dep.Name] = r.deps[dep.Handler]
 	}
+	for i, e := range app.Edges {
+		if e.Transform == "" {
+			continue
+		}
+		if d := byName[e.To]; d != nil {
+			if err := checkTransform(e.Transform, d); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("edges[%d].transform", i)), err))
+			}
+		}
+	}
 	for i, dep := range app.Deployments {
-		if dep.Kind == spec.KindModel {
-			continue // the built-in model server
+		if dep.Kind == spec.KindModel || dep.Kind == spec.KindCEL {
+			continue // the built-in model server, or rules only
 		}
 		d := r.deps[dep.Handler]
 		if d == nil {

@@ -165,8 +165,13 @@ func (v *validator) model(p string, d *Deployment) {
 		}
 		return
 	case KindModel:
+	case KindCEL:
+		if d.Model != nil {
+			v.add(p+".model", "is only for deployments of kind %q", KindModel)
+		}
+		return
 	default:
-		v.add(p+".kind", "unknown kind %q: leave it out for a handler, or use %q", d.Kind, KindModel)
+		v.add(p+".kind", "unknown kind %q: leave it out for a handler, or use %q or %q", d.Kind, KindModel, KindCEL)
 		return
 	}
 	if d.Handler != d.Name {

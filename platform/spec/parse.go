@@ -196,7 +196,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 		d.fail(root, "", "an application must be a mapping, got %s", describe(root))
 		return a, d.bad
 	}
-	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference"}
+	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference", "rules"}
 	d.fields(root, "", keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -219,6 +219,10 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 			})
 		case "inference":
 			a.Inference = d.inference(v, p)
+		case "rules":
+			d.items(v, p, func(n *yaml.Node, p string) {
+				a.Rules = append(a.Rules, d.rule(n, p))
+			})
 		}
 	})
 	return a, d.bad
@@ -227,7 +231,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 	var dep Deployment
 	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "autoscaling", "max_ongoing_requests", "user_config",
-		"resources", "batching", "max_models_per_replica", "ordered"}
+		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform"}
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -258,6 +262,12 @@ func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 			d.int(v, p, &dep.MaxModelsPerReplica)
 		case "ordered":
 			d.bool(v, p, &dep.Ordered)
+		case "routing":
+			d.str(v, p, &dep.Routing)
+		case "split_key":
+			d.str(v, p, &dep.SplitKey)
+		case "transform":
+			d.str(v, p, &dep.Transform)
 		}
 	})
 	return dep
@@ -304,11 +314,18 @@ func (d *decoder) batching(n *yaml.Node, path string, b *Batching) {
 
 func (d *decoder) edge(n *yaml.Node, path string) Edge {
 	var e Edge
-	d.fields(n, path, []string{"from", "to"}, func(key string, v *yaml.Node, p string) {
-		if key == "from" {
+	d.fields(n, path, []string{"from", "to", "when", "transform", "weight"}, func(key string, v *yaml.Node, p string) {
+		switch key {
+		case "from":
 			d.str(v, p, &e.From)
-		} else {
+		case "to":
 			d.str(v, p, &e.To)
+		case "when":
+			d.str(v, p, &e.When)
+		case "transform":
+			d.str(v, p, &e.Transform)
+		case "weight":
+			d.int(v, p, &e.Weight)
 		}
 	})
 	return e

@@ -27,6 +27,7 @@ type App struct {
 	Deployments    []Deployment `json:"deployments"`
 	Edges          []Edge       `json:"edges,omitempty"`
 	Inference      *Inference   `json:"inference,omitempty"`
+	Rules          []Rule       `json:"rules,omitempty"` // gateway rules, tried in order
 	Source         *Source      `json:"-"` // where it was parsed from (nil for apps built in Go)
 }
 
@@ -46,6 +47,14 @@ type Deployment struct {
 	Batching            Batching        `json:"batching,omitzero"`
 	MaxModelsPerReplica int             `json:"max_models_per_replica,omitempty"`
 	Ordered             bool            `json:"ordered,omitempty"`
+	// Routing says which outgoing dataflow edges an output takes: all
+	// (default), first or split. SplitKey, for split, is a CEL transform
+	// whose value picks the edge stickily (default: the request id).
+	Routing  string `json:"routing,omitempty"`
+	SplitKey string `json:"split_key,omitempty"`
+	// Transform is the output of a deployment of kind cel: a CEL
+	// expression of its input (default: the input itself).
+	Transform string `json:"transform,omitempty"`
 }
 
 // Replicas bounds the number of replicas of a deployment. Min 0 allows
@@ -75,6 +84,14 @@ type Batching struct {
 type Edge struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// When is a CEL condition: the output takes this edge only when it
+	// holds (see the source's routing).
+	When string `json:"when,omitempty"`
+	// Transform is a CEL expression building what To receives (default:
+	// From's output).
+	Transform string `json:"transform,omitempty"`
+	// Weight is this edge's share of a split deployment's outputs.
+	Weight int `json:"weight,omitempty"`
 }
 
 // Arg is a constructor argument: a handle to another deployment of the app
@@ -252,6 +269,7 @@ func (a *App) Clone() *App {
 	}
 	c := *a
 	c.Edges = slices.Clone(a.Edges)
+	c.Rules = slices.Clone(a.Rules)
 	c.Inference = a.Inference.clone()
 	c.Deployments = slices.Clone(a.Deployments)
 	for i := range c.Deployments {
@@ -286,6 +304,7 @@ func Equal(a, b *App) bool {
 		a.Partitions == b.Partitions &&
 		a.RequestTimeout == b.RequestTimeout &&
 		slices.Equal(a.Edges, b.Edges) &&
+		slices.Equal(a.Rules, b.Rules) &&
 		equalInference(a.Inference, b.Inference) &&
 		slices.EqualFunc(a.Deployments, b.Deployments, equalDeployment)
 }
@@ -302,6 +321,7 @@ func equalDeployment(a, b Deployment) bool {
 		a.Batching == b.Batching &&
 		a.MaxModelsPerReplica == b.MaxModelsPerReplica &&
 		a.Ordered == b.Ordered &&
+		a.Routing == b.Routing && a.SplitKey == b.SplitKey && a.Transform == b.Transform &&
 		equalJSON(a.UserConfig, b.UserConfig) &&
 		slices.EqualFunc(a.Args, b.Args, func(x, y Arg) bool {
 			return x.Handle == y.Handle && equalJSON(x.Value, y.Value)

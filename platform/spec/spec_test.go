@@ -960,7 +960,7 @@ func TestCloneEqual(t *testing.T) {
 	}
 	c.Deployments[0].Args[2].Value[0] = '4'
 	c.Deployments[0].UserConfig[2] = 'T'
-	c.Edges = append(c.Edges, Edge{"x", "y"})
+	c.Edges = append(c.Edges, Edge{From: "x", To: "y"})
 	if string(a.Deployments[0].Args[2].Value) != "3" || a.Deployments[0].UserConfig[2] != 't' || len(a.Edges) != 0 {
 		t.Error("clone shares memory with the original")
 	}

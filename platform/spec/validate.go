@@ -57,6 +57,7 @@ func (a *App) validate(skipRefs bool) Errors {
 	}
 	v.deployments()
 	v.inference(a.Inference)
+	v.rules()
 	if !skipRefs {
 		v.ingress()
 		v.handles()
@@ -187,6 +188,7 @@ func (v *validator) deployment(i int) {
 		v.name(p+".handler", d.Handler)
 	}
 	v.model(p, d)
+	v.routing(p, d)
 	v.replicas(p+".replicas", d.Replicas, d.Autoscaling.AddPartitions)
 	v.autoscaling(p+".autoscaling", d.Autoscaling)
 	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > maxOngoingRequests {
@@ -334,20 +336,23 @@ func (v *validator) handles() {
 }
 
 func (v *validator) edges() {
-	first := map[Edge]int{}
+	type pair struct{ from, to string }
+	first := map[pair]int{}
 	for i, e := range v.app.Edges {
 		p := indexPath("edges", i)
 		okFrom := v.endpoint(p+".from", e.From)
 		okTo := v.endpoint(p+".to", e.To)
+		v.edgeRules(i, e)
 		if !okFrom || !okTo {
 			continue
 		}
+		k := pair{e.From, e.To}
 		if e.From == e.To {
 			v.add(p, "edge from %s to itself", e.From)
-		} else if j, dup := first[e]; dup {
+		} else if j, dup := first[k]; dup {
 			v.add(p, "duplicate edge %s -> %s, first defined %s", e.From, e.To, where(v.app, indexPath("edges", j)))
 		} else {
-			first[e] = i
+			first[k] = i
 		}
 	}
 }

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/sluice-serve/sluice/cel"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Caller headers that travel with a request, for rules: x-* names, a
+// bounded number of bounded values.
+const (
+	maxRequestHeaders    = 32
+	maxRequestHeaderSize = 1024
+)
+
+// gatewayRule is an application's rule, compiled.
+type gatewayRule struct {
+	when    *cel.Program // nil: always
+	app     string
+	version string
+	path    string // rules[i], for errors
+}
+
+// compileRules compiles an application's gateway rules; the spec was
+// validated at deploy time, so a rule that does not compile here is
+// skipped (and said).
+func (s *Server) compileRules(a *spec.App) []gatewayRule {
+	var out []gatewayRule
+	for i, r := range a.Rules {
+		g := gatewayRule{app: r.App, version: r.Version, path: a.Name + ": " + spec.DescribeRule("rules["+strconv.Itoa(i)+"].when", r.When)}
+		if r.When != "" {
+			p, err := cel.Compile(r.When, cel.Condition)
+			if err != nil {
+				s.cfg.Log.Error("gateway rule does not compile; skipped", "app", a.Name, "rule", i, "err", err)
+				continue
+			}
+			g.when = p
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// applyRules sends a request where the first matching rule of its
+// application says: another application's ingress, or a model version.
+// A rule that fails to evaluate answers 400 naming it.
+func (s *Server) applyRules(ctx context.Context, rt route, env *streams.Envelope, body []byte) (route, error) {
+	if len(rt.rules) == 0 {
+		return rt, nil
+	}
+	in := &cel.Input{Model: env.Model, App: rt.app, Body: body, Headers: requestHeaderMap(env)}
+	for _, r := range rt.rules {
+		if r.when != nil {
+			ok, err := r.when.Bool(ctx, in)
+			if err != nil {
+				return rt, streams.Errorf(streams.CodeInvalidArgument, "rule %s: %v", r.path, err)
+			}
+			if !ok {
+				continue
+			}
+		}
+		if r.version != "" {
+			env.Version = r.version
+		}
+		if r.app != "" && r.app != rt.app {
+			next, ok := s.byName(r.app)
+			if !ok {
+				return rt, streams.Errorf(streams.CodeUnavailable, "rule %s sends to application %s, which is not deployed", r.path, r.app)
+			}
+			return next, nil
+		}
+		return rt, nil
+	}
+	return rt, nil
+}
+
+// requestHeaderMap is the caller's headers as rules see them.
+func requestHeaderMap(env *streams.Envelope) map[string]string {
+	if len(env.Request) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(env.Request))
+	for _, h := range env.Request {
+		m[h.Key[len(streams.HeaderRequestPrefix):]] = string(h.Value)
+	}
+	return m
+}
+
+// forwarded reports whether a caller's header travels with its request.
+func forwarded(name string, value string) bool {
+	return len(name) > 2 && strings.EqualFold(name[:2], "x-") && len(value) <= maxRequestHeaderSize
+}
+
+// httpRequestHeaders adds a REST caller's x-* headers to env.
+func httpRequestHeaders(env *streams.Envelope, h http.Header) {
+	for name, vs := range h {
+		if len(env.Request) >= maxRequestHeaders {
+			return
+		}
+		if len(vs) > 0 && forwarded(name, vs[0]) {
+			env.AddRequestHeader(name, vs[0])
+		}
+	}
+}
+
+// grpcRequestHeaders adds a gRPC caller's x-* metadata to env.
+func grpcRequestHeaders(ctx context.Context, env *streams.Envelope) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for name, vs := range md {
+		if len(env.Request) >= maxRequestHeaders {
+			return
+		}
+		if len(vs) > 0 && forwarded(name, vs[0]) {
+			env.AddRequestHeader(name, vs[0])
+		}
+	}
+}
+
+type httpHeadersKey struct{}
+
+// withHTTPHeaders keeps a REST caller's headers in ctx for code that sees
+// only the context (the OIP infer path, shared with gRPC).
+func withHTTPHeaders(ctx context.Context, h http.Header) context.Context {
+	return context.WithValue(ctx, httpHeadersKey{}, h)
+}
+
+// callerHeaders adds the caller's headers to env, from REST or gRPC.
+func callerHeaders(ctx context.Context, env *streams.Envelope) {
+	if h, ok := ctx.Value(httpHeadersKey{}).(http.Header); ok {
+		httpRequestHeaders(env, h)
+		return
+	}
+	grpcRequestHeaders(ctx, env)
+}
