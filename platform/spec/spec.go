@@ -28,7 +28,7 @@ type App struct {
 	Edges          []Edge       `json:"edges,omitempty"`
 	Inference      *Inference   `json:"inference,omitempty"`
 	Rules          []Rule       `json:"rules,omitempty"` // gateway rules, tried in order
-	Source         *Source      `json:"-"` // where it was parsed from (nil for apps built in Go)
+	Source         *Source      `json:"-"`               // where it was parsed from (nil for apps built in Go)
 }
 
 // Deployment is one node of an application's graph: a handler run by a
