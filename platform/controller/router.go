@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -166,7 +167,12 @@ func payload(js []byte) ([]byte, string) {
 
 // ruleError is a rule's failure at run time: the caller gets 400 naming
 // the rule; an offline record goes to the dead-letter topic with it.
+// A deadline passing during a rule is the request's deadline, not the
+// rule's fault.
 func ruleError(path string, err error) error {
+	if !errors.Is(err, cel.ErrRule) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return streams.Errorf(streams.CodeDeadlineExceeded, "deadline passed during rule %s", path)
+	}
 	return streams.Errorf(streams.CodeInvalidArgument, "rule %s failed: %v", path, err)
 }
 
