@@ -119,7 +119,7 @@ func tensorValues(t *oip.Tensor) ref.Val {
 		}
 		return types.NewList(adapter, out)
 	case oip.FP16:
-		return doubleList(len(d)/2, func(i int) float64 { return halfToFloat(binary.LittleEndian.Uint16(d[2*i:])) })
+		return doubleList(len(d)/2, func(i int) float64 { return oip.HalfToFloat64(binary.LittleEndian.Uint16(d[2*i:])) })
 	case oip.FP32:
 		return doubleList(len(d)/4, func(i int) float64 {
 			return float64(math.Float32frombits(binary.LittleEndian.Uint32(d[4*i:])))
@@ -163,22 +163,3 @@ func doubleList(n int, at func(int) float64) ref.Val {
 	return types.NewList(adapter, out)
 }
 
-// halfToFloat returns the value of the IEEE 754 binary16 number h.
-func halfToFloat(h uint16) float64 {
-	sign := 1.0
-	if h&0x8000 != 0 {
-		sign = -1
-	}
-	exp := int(h>>10) & 0x1f
-	frac := float64(h & 0x3ff)
-	switch exp {
-	case 0: // zero or subnormal: frac × 2^-24
-		return sign * math.Ldexp(frac, -24)
-	case 0x1f:
-		if frac != 0 {
-			return math.NaN()
-		}
-		return math.Inf(int(sign))
-	}
-	return sign * math.Ldexp(1024+frac, exp-25) // (1 + frac/1024) × 2^(exp-15)
-}

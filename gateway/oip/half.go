@@ -47,8 +47,9 @@ func halfFromFloat64(f float64) (h uint16, ok bool) {
 	return sign | uint16(r), true
 }
 
-// halfToFloat64 returns the value of binary16 h exactly.
-func halfToFloat64(h uint16) float64 {
+// HalfToFloat64 returns the value of the IEEE 754 binary16 number h
+// (an FP16 element), exactly.
+func HalfToFloat64(h uint16) float64 {
 	sign := 1.0
 	if h&0x8000 != 0 {
 		sign = -1

@@ -333,7 +333,7 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 // appendHalf appends binary16 h as the shortest number that reads back as
 // h ("0.1", not its exact value 0.0999755859375).
 func appendHalf(dst []byte, h uint16) []byte {
-	f := halfToFloat64(h)
+	f := HalfToFloat64(h)
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return appendFloat(dst, f, 64)
 	}

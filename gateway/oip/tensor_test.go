@@ -174,7 +174,7 @@ func TestHalf(t *testing.T) {
 	t.Parallel()
 	// Every binary16 value survives float64 and back.
 	for h := range 1 << 16 {
-		f := halfToFloat64(uint16(h))
+		f := HalfToFloat64(uint16(h))
 		got, ok := halfFromFloat64(f)
 		switch {
 		case math.IsNaN(f):
@@ -188,7 +188,7 @@ func TestHalf(t *testing.T) {
 	// Every binary16 value is written as JSON that reads back as itself.
 	for h := range 1 << 16 {
 		js := appendHalf(nil, uint16(h))
-		if math.IsNaN(halfToFloat64(uint16(h))) {
+		if math.IsNaN(HalfToFloat64(uint16(h))) {
 			if string(js) != "NaN" {
 				t.Fatalf("%#04x: NaN written as %s", h, js)
 			}
