@@ -318,8 +318,8 @@ func (s *Scaler) grow(ctx context.Context, d Deployment, gl GroupLag, n int) err
 	return nil
 }
 
-// report updates l's status and publishes it when the size changed, the
-// reason or a problem changed, or it has not been published for a while.
+// report updates l's status and publishes it when the size, a problem or
+// the lag error changed, or it has not been published for a while.
 func (s *Scaler) report(l *loop, update func(*Status), dec *Decision) {
 	s.mu.Lock()
 	old := l.status
@@ -336,7 +336,6 @@ func (s *Scaler) report(l *loop, update func(*Status), dec *Decision) {
 		}
 	}
 	due := st.Current != old.Current || st.Problem != old.Problem || st.LagError != old.LagError ||
-		st.Last.Reason != old.Last.Reason && (dec == nil || dec.To != dec.From) ||
 		st.At.Sub(l.sent) >= publishEvery
 	t := st.Target
 	var b []byte

@@ -15,7 +15,8 @@ import (
 // size and every few seconds, and shown by `sluice status`.
 type Status struct {
 	Target
-	Min, Max int
+	Min int `json:"min"`
+	Max int `json:"max"`
 	// Current and Ready are replicas started and replicas consuming
 	// (members of the consumer group).
 	Current int   `json:"current"`

@@ -162,4 +162,3 @@ func doubleList(n int, at func(int) float64) ref.Val {
 	}
 	return types.NewList(adapter, out)
 }
-

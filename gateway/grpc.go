@@ -155,11 +155,9 @@ func (x *predictService) start(ctx context.Context, req *sluicev1.PredictRequest
 	ctx, cancel := x.s.deadline(ctx, rt, req.GetTimeout().AsDuration())
 	env := streams.Envelope{ContentType: req.GetContentType(), Model: req.GetModel(), Trace: req.GetHeaders()["traceparent"]}
 	for name, v := range req.GetHeaders() {
-		if forwarded(name, v) && len(env.Request) < maxRequestHeaders {
-			env.AddRequestHeader(name, v)
-		}
+		forwardHeader(&env, name, v)
 	}
-	grpcRequestHeaders(ctx, &env)
+	callerHeaders(ctx, &env)
 	rt, err = x.s.applyRules(ctx, rt, &env, req.GetPayload())
 	if err != nil {
 		cancel()

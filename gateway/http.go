@@ -70,7 +70,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.deadline(r.Context(), rt, timeout)
 	defer cancel()
 	env := streams.Envelope{ContentType: r.Header.Get("Content-Type"), Trace: r.Header.Get("traceparent"), Model: r.Header.Get("Sluice-Model")}
-	httpRequestHeaders(&env, r.Header)
+	forwardHeaders(&env, r.Header)
 	if rt, err = s.applyRules(ctx, rt, &env, body); err != nil {
 		fail(err)
 		return

@@ -55,7 +55,7 @@ func (s *Server) applyRules(ctx context.Context, rt route, env *streams.Envelope
 	if len(rt.rules) == 0 {
 		return rt, nil
 	}
-	in := &cel.Input{Model: env.Model, App: rt.app, Body: body, Headers: requestHeaderMap(env)}
+	in := &cel.Input{Model: env.Model, App: rt.app, Body: body, Headers: env.RequestHeaders()}
 	for _, r := range rt.rules {
 		if r.when != nil {
 			ok, err := r.when.Bool(ctx, in)
@@ -81,44 +81,20 @@ func (s *Server) applyRules(ctx context.Context, rt route, env *streams.Envelope
 	return rt, nil
 }
 
-// requestHeaderMap is the caller's headers as rules see them.
-func requestHeaderMap(env *streams.Envelope) map[string]string {
-	if len(env.Request) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(env.Request))
-	for _, h := range env.Request {
-		m[h.Key[len(streams.HeaderRequestPrefix):]] = string(h.Value)
-	}
-	return m
-}
-
-// forwarded reports whether a caller's header travels with its request.
-func forwarded(name string, value string) bool {
-	return len(name) > 2 && strings.EqualFold(name[:2], "x-") && len(value) <= maxRequestHeaderSize
-}
-
-// httpRequestHeaders adds a REST caller's x-* headers to env.
-func httpRequestHeaders(env *streams.Envelope, h http.Header) {
-	for name, vs := range h {
-		if len(env.Request) >= maxRequestHeaders {
-			return
-		}
-		if len(vs) > 0 && forwarded(name, vs[0]) {
-			env.AddRequestHeader(name, vs[0])
-		}
+// forwardHeader adds one of the caller's headers to env when it travels
+// with the request: an x-* name, a bounded value, a bounded count.
+func forwardHeader(env *streams.Envelope, name, value string) {
+	if len(name) > 2 && strings.EqualFold(name[:2], "x-") && len(value) <= maxRequestHeaderSize && len(env.Request) < maxRequestHeaders {
+		env.AddRequestHeader(name, value)
 	}
 }
 
-// grpcRequestHeaders adds a gRPC caller's x-* metadata to env.
-func grpcRequestHeaders(ctx context.Context, env *streams.Envelope) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for name, vs := range md {
-		if len(env.Request) >= maxRequestHeaders {
-			return
-		}
-		if len(vs) > 0 && forwarded(name, vs[0]) {
-			env.AddRequestHeader(name, vs[0])
+// forwardHeaders adds a caller's REST headers or gRPC metadata (both
+// map a name to its values; the first value counts).
+func forwardHeaders(env *streams.Envelope, hs map[string][]string) {
+	for name, vs := range hs {
+		if len(vs) > 0 {
+			forwardHeader(env, name, vs[0])
 		}
 	}
 }
@@ -134,8 +110,9 @@ func withHTTPHeaders(ctx context.Context, h http.Header) context.Context {
 // callerHeaders adds the caller's headers to env, from REST or gRPC.
 func callerHeaders(ctx context.Context, env *streams.Envelope) {
 	if h, ok := ctx.Value(httpHeadersKey{}).(http.Header); ok {
-		httpRequestHeaders(env, h)
+		forwardHeaders(env, h)
 		return
 	}
-	grpcRequestHeaders(ctx, env)
+	md, _ := metadata.FromIncomingContext(ctx)
+	forwardHeaders(env, md)
 }

@@ -57,14 +57,17 @@ type Envelope struct {
 	Request []kgo.RecordHeader
 }
 
-// RequestHeader returns the caller's request header name (lower case).
-func (e *Envelope) RequestHeader(name string) (string, bool) {
-	for _, h := range e.Request {
-		if h.Key[len(HeaderRequestPrefix):] == name {
-			return string(h.Value), true
-		}
+// RequestHeaders returns the caller's request headers by name (lower
+// case); nil when there are none.
+func (e *Envelope) RequestHeaders() map[string]string {
+	if len(e.Request) == 0 {
+		return nil
 	}
-	return "", false
+	m := make(map[string]string, len(e.Request))
+	for _, h := range e.Request {
+		m[h.Key[len(HeaderRequestPrefix):]] = string(h.Value)
+	}
+	return m
 }
 
 // AddRequestHeader records one of the caller's request headers.

@@ -178,14 +178,8 @@ func ruleError(path string, err error) error {
 
 // ruleInput is what a rule sees of a record.
 func ruleInput(app, dep string, in *replicas.Input) *cel.Input {
-	ci := &cel.Input{ID: in.Env.ID, Model: in.Env.Model, App: app, Deployment: dep, Body: in.Value, BodyText: isText(in.Env.ContentType)}
-	if len(in.Env.Request) > 0 {
-		ci.Headers = make(map[string]string, len(in.Env.Request))
-		for _, h := range in.Env.Request {
-			ci.Headers[h.Key[len(streams.HeaderRequestPrefix):]] = string(h.Value)
-		}
-	}
-	return ci
+	return &cel.Input{ID: in.Env.ID, Model: in.Env.Model, App: app, Deployment: dep, Headers: in.Env.RequestHeaders(),
+		Body: in.Value, BodyText: isText(in.Env.ContentType)}
 }
 
 // isText reports whether a payload of this content type is plain text.

@@ -157,6 +157,20 @@ func (d *decoder) stringMap(n *yaml.Node, path string) map[string]string {
 }
 
 // model checks what a deployment's kind asks of it.
+// noCode refuses what only a handler deployment takes on a deployment of
+// a built-in kind: a handler, args, batching.
+func (v *validator) noCode(p string, d *Deployment, runs, batching string) {
+	if d.Handler != d.Name {
+		v.add(p+".handler", "a deployment of kind %s %s; it takes no handler", d.Kind, runs)
+	}
+	if len(d.Args) > 0 {
+		v.add(p+".args", "a deployment of kind %s takes no args", d.Kind)
+	}
+	if d.Batching.MaxBatchSize > 0 {
+		v.add(p+".batching", "a deployment of kind %s %s", d.Kind, batching)
+	}
+}
+
 func (v *validator) model(p string, d *Deployment) {
 	switch d.Kind {
 	case "":
@@ -174,15 +188,7 @@ func (v *validator) model(p string, d *Deployment) {
 		v.add(p+".kind", "unknown kind %q: leave it out for a handler, or use %q or %q", d.Kind, KindModel, KindCEL)
 		return
 	}
-	if d.Handler != d.Name {
-		v.add(p+".handler", "a deployment of kind model runs the built-in model server; it takes no handler")
-	}
-	if len(d.Args) > 0 {
-		v.add(p+".args", "a deployment of kind model takes no args")
-	}
-	if d.Batching.MaxBatchSize > 0 {
-		v.add(p+".batching", "a deployment of kind model does not batch requests yet")
-	}
+	v.noCode(p, d, "runs the built-in model server", "does not batch requests yet")
 	m := d.Model
 	if m == nil {
 		return // serves any model

@@ -66,15 +66,7 @@ func (v *validator) routing(p string, d *Deployment) {
 		}
 		return
 	}
-	if d.Handler != d.Name {
-		v.add(p+".handler", "a deployment of kind cel runs its rules; it takes no handler")
-	}
-	if len(d.Args) > 0 {
-		v.add(p+".args", "a deployment of kind cel takes no args")
-	}
-	if d.Batching.MaxBatchSize > 0 {
-		v.add(p+".batching", "a deployment of kind cel does not batch")
-	}
+	v.noCode(p, d, "runs its rules", "does not batch")
 	if d.Transform != "" {
 		v.cel(p+".transform", d.Transform, cel.Transform)
 	}
