@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/replicas/models"
+	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -115,27 +117,46 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	// The autoscaler sizes every deployment; this process's controller is
-	// its actuator (replicas are goroutines here).
+	// The autoscaler sizes every deployment; the placer holds GPU
+	// capacity on this machine, whose node agent reports it; this
+	// process's controller runs what is placed (replicas are goroutines).
+	agent, err := node.New(ctx, node.Config{
+		Brokers: d.Brokers, Status: namer.Status(), CPU: -1, Memory: -1,
+		ModelCache: cacheDir, Runner: node.Counted{Actuator: d.controller}, Log: cfg.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	placer, err := placement.NewPlacer(ctx, placement.PlacerConfig{Brokers: d.Brokers, Status: namer.Status(), Local: agent, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
 	if scaler, err = autoscaler.New(ctx, autoscaler.Config{
-		Brokers: d.Brokers, Status: namer.Status(), Actuator: d.controller, Ongoing: d.controller.Ongoing, Log: cfg.Log,
+		Brokers: d.Brokers, Status: namer.Status(), Actuator: placer, Ongoing: d.controller.Ongoing, Log: cfg.Log,
 	}); err != nil {
 		return nil, err
 	}
-	d.controller.OnChange(func(apps []*spec.App) { scaler.Set(controller.ScaleTargets(namer, apps)) })
+	d.controller.OnChange(func(apps []*spec.App) {
+		placer.SetRequests(controller.PlacementRequests(apps, true))
+		scaler.Set(controller.ScaleTargets(namer, apps))
+	})
 	d.stopped = make(chan struct{})
 	ctlDone := make(chan error, 1)
 	go func() {
 		defer close(d.stopped)
 		sctx, stopScaler := context.WithCancel(runCtx)
-		scaled := make(chan struct{})
-		go func() {
-			defer close(scaled)
-			_ = scaler.Run(sctx)
-		}()
+		scaled := make(chan struct{}, 3)
+		for _, run := range []func(context.Context) error{scaler.Run, placer.Run, agent.Run} {
+			go func() {
+				defer func() { scaled <- struct{}{} }()
+				_ = run(sctx)
+			}()
+		}
 		err := d.controller.Run(runCtx)
 		stopScaler()
-		<-scaled
+		for range 3 {
+			<-scaled
+		}
 		ctlDone <- err
 	}()
 

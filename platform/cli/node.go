@@ -3,32 +3,51 @@ package cli
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/replicas/procs"
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// runNode runs the autoscaler with replicas as processes of this machine:
-// each is `sluice replica` of this same binary, started, drained and
-// restarted as the autoscaler decides.
+// runNode runs a node: its agent discovers the machine's GPUs, reports
+// the node on the status topic and runs the replicas placed on it as
+// `sluice replica` processes of this same binary, each pinned to its
+// devices. Without --join the node also places and scales: it follows
+// the applications, autoscales their deployments and packs the replicas
+// onto every node that reports (itself included).
 func runNode(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("node", env)
 	cluster := clusterFlags(fs, env)
 	s3 := s3Flags(fs)
 	var only listFlag
 	fs.Var(&only, "app", "scale only this application (repeatable; default: every application)")
-	if err := parse(fs, args); err != nil {
+	name := fs.String("name", "", "this node's name among the nodes (default: the host name)")
+	join := fs.Bool("join", false, "only run what the placing node assigns to this one (a second GPU machine)")
+	cpu := fs.Float64("cpu", 0, "cores this node offers replicas (default: every core)")
+	memFlag := fs.String("memory", "", "memory this node offers replicas, e.g. 48GiB (default: the machine's)")
+	cache := fs.String("model-cache", "", "where the node's replicas keep model weights (default: sluice/models under the user cache directory)")
+	err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	var memory spec.Bytes
+	if *memFlag != "" {
+		if memory, err = spec.ParseBytes(*memFlag); err != nil {
+			return usageError("node: --memory: %v", err)
+		}
+	}
+	if *join && len(only) > 0 {
+		return usageError("node: --app is for the placing node; a node with --join runs what it is assigned")
 	}
 	bs, namer, err := cluster()
 	if err != nil {
@@ -38,48 +57,51 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return fmt.Errorf("node: cannot find this binary to run replicas: %w", err)
 	}
+	if *cache == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("node: no user cache directory for model weights (%v): pass --model-cache", err)
+		}
+		*cache = filepath.Join(dir, "sluice", "models")
+	}
 	base := []string{"replica", "--brokers", strings.Join(bs, ","), "--prefix", namer.Prefix()}
 	if s3.Endpoint != "" {
 		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS))
 	}
-	var mu sync.Mutex
-	resources := map[autoscaler.Target]spec.Resources{}
-	act := procs.New(procs.Config{
-		Command: func(t autoscaler.Target) *exec.Cmd {
-			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment)...)
-			mu.Lock()
-			cmd.Env = append(os.Environ(), resourceEnv(resources[t])...)
-			mu.Unlock()
+	ps := procs.New(procs.Config{
+		Command: func(t autoscaler.Target, r procs.Replica) *exec.Cmd {
+			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
+			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--model-cache", dir)...)
+			cmd.Env = append(os.Environ(), r.Env...)
 			return cmd
 		},
 		Log: env.Log,
 	})
-	defer act.Close()
-	return runScaler(ctx, env, "node", bs, namer, act, only, func(apps []*spec.App) {
-		mu.Lock()
-		defer mu.Unlock()
-		clear(resources)
-		for _, a := range apps {
-			for _, d := range a.Deployments {
-				resources[autoscaler.Target{App: a.Name, Deployment: d.Name}] = d.Resources
-			}
-		}
+	defer ps.Close()
+	agent, err := node.New(ctx, node.Config{
+		Name: *name, Brokers: bs, Status: namer.Status(), Follow: *join,
+		CPU: *cpu, Memory: int64(memory), ModelCache: *cache, Runner: node.ProcessRunner{Procs: ps}, Log: env.Log,
 	})
-}
-
-// resourceEnv gives a replica process what its deployment asks for, as
-// the Go runtime takes it: resources.cpu as GOMAXPROCS (rounded up) and
-// resources.memory as GOMEMLIMIT (a soft limit: the collector works
-// harder near it).
-func resourceEnv(r spec.Resources) []string {
-	var env []string
-	if r.CPU > 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(int(math.Ceil(r.CPU))))
+	if err != nil {
+		return err
 	}
-	if r.Memory > 0 {
-		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(int64(r.Memory), 10))
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(agentCtx) }()
+	defer func() { stopAgent(); <-agentDone }()
+	if *join {
+		fmt.Fprintf(env.Stdout, "sluice node %s: running what is placed here (brokers %v)\n", agent.Name(), bs)
+		<-ctx.Done()
+		return nil
 	}
-	return env
+	placer, err := placement.NewPlacer(ctx, placement.PlacerConfig{Brokers: bs, Status: namer.Status(), Local: agent, Log: env.Log})
+	if err != nil {
+		return err
+	}
+	go func() { _ = placer.Run(agentCtx) }()
+	return runScaler(ctx, env, "node", bs, namer, placer, only, func(apps []*spec.App) {
+		placer.SetRequests(controller.PlacementRequests(apps, false))
+	})
 }
 
 // runAutoscaler runs the autoscaler against a Kubernetes cluster: each

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -184,6 +185,31 @@ func ScaleTargets(n streams.Namer, apps []*spec.App) []autoscaler.Deployment {
 				Group:  dt.Group, Inputs: dt.Inputs,
 				Options: autoscaler.OptionsFor(d), Poll: time.Duration(d.Autoscaling.PollInterval),
 			})
+		}
+	}
+	return out
+}
+
+// PlacementRequests is what the deployments' replicas need, for the
+// placer; with gpuOnly, CPU and memory are left out (the dev process's
+// replicas are goroutines sharing it). A model deployment serving one
+// named model prefers nodes that cache it.
+func PlacementRequests(apps []*spec.App, gpuOnly bool) []placement.Request {
+	var out []placement.Request
+	for _, a := range apps {
+		for _, d := range a.Deployments {
+			r := d.Resources
+			req := placement.Request{
+				Target: autoscaler.Target{App: a.Name, Deployment: d.Name},
+				Need:   placement.Need{GPU: r.GPU, GPUMemory: int64(r.GPUMemory)},
+			}
+			if !gpuOnly {
+				req.Need.CPU, req.Need.Memory = r.CPU, int64(r.Memory)
+			}
+			if m := d.Model; m != nil && len(m.Names) == 1 {
+				req.Model = m.Names[0]
+			}
+			out = append(out, req)
 		}
 	}
 	return out

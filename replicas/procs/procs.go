@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,8 +31,8 @@ const (
 
 // Config configures an Actuator.
 type Config struct {
-	// Command returns the command that runs one replica of t.
-	Command func(t autoscaler.Target) *exec.Cmd
+	// Command returns the command that runs replica r of t.
+	Command func(t autoscaler.Target, r Replica) *exec.Cmd
 	// StopTimeout bounds a replica's drain after SIGTERM; then SIGKILL.
 	// Default 30s.
 	StopTimeout time.Duration
@@ -49,8 +51,15 @@ type Actuator struct {
 	exits  sync.WaitGroup
 }
 
+// Replica is one replica process to run: its ID among the target's and
+// what its environment adds (its devices, its share of them).
+type Replica struct {
+	ID  string
+	Env []string
+}
+
 type dep struct {
-	want     int
+	want     []Replica
 	procs    []*proc
 	failures int
 	retryAt  time.Time
@@ -59,6 +68,7 @@ type dep struct {
 }
 
 type proc struct {
+	replica  Replica
 	cmd      *exec.Cmd
 	started  time.Time
 	tail     *tail
@@ -82,8 +92,20 @@ func New(cfg Config) *Actuator {
 	return &Actuator{cfg: cfg, deps: map[autoscaler.Target]*dep{}}
 }
 
-// Scale asks for n replica processes of t.
+// Scale asks for n replica processes of t, with IDs 0 to n-1 and nothing
+// added to their environment.
 func (a *Actuator) Scale(_ context.Context, t autoscaler.Target, n int) error {
+	want := make([]Replica, max(n, 0))
+	for i := range want {
+		want[i].ID = strconv.Itoa(i)
+	}
+	return a.Set(t, want)
+}
+
+// Set asks for exactly these replica processes of t: a running process
+// whose ID is not among them, or whose environment changed, is stopped;
+// missing ones are started.
+func (a *Actuator) Set(t autoscaler.Target, want []Replica) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -94,7 +116,7 @@ func (a *Actuator) Scale(_ context.Context, t autoscaler.Target, n int) error {
 		d = &dep{}
 		a.deps[t] = d
 	}
-	d.want = max(n, 0)
+	d.want = slices.Clone(want)
 	a.reconcileLocked(t, d)
 	return nil
 }
@@ -127,7 +149,7 @@ func (a *Actuator) Close() {
 	a.mu.Lock()
 	a.closed = true
 	for _, d := range a.deps {
-		d.want = 0
+		d.want = nil
 		if d.retry != nil {
 			d.retry.Stop()
 		}
@@ -142,19 +164,22 @@ func (a *Actuator) Close() {
 // reconcileLocked starts or stops processes until t has what it wants;
 // starts wait for the backoff of earlier failures.
 func (a *Actuator) reconcileLocked(t autoscaler.Target, d *dep) {
-	running := 0
+	running := map[string]bool{}
 	for _, p := range d.procs {
-		if !p.stopping {
-			running++
+		if p.stopping {
+			continue
 		}
-	}
-	for i := len(d.procs) - 1; i >= 0 && running > d.want; i-- {
-		if p := d.procs[i]; !p.stopping {
+		i := slices.IndexFunc(d.want, func(r Replica) bool { return r.ID == p.replica.ID })
+		if i < 0 || running[p.replica.ID] || !slices.Equal(d.want[i].Env, p.replica.Env) {
 			a.stopLocked(p)
-			running--
+			continue
 		}
+		running[p.replica.ID] = true
 	}
-	for running < d.want && !a.closed {
+	for _, r := range d.want {
+		if running[r.ID] || a.closed {
+			continue
+		}
 		if wait := time.Until(d.retryAt); wait > 0 {
 			if d.retry == nil {
 				d.retry = time.AfterFunc(wait, func() {
@@ -166,17 +191,17 @@ func (a *Actuator) reconcileLocked(t autoscaler.Target, d *dep) {
 			}
 			return
 		}
-		if err := a.startLocked(t, d); err != nil {
+		if err := a.startLocked(t, d, r); err != nil {
 			a.failedLocked(d, err.Error())
 			continue
 		}
-		running++
+		running[r.ID] = true
 	}
 }
 
-func (a *Actuator) startLocked(t autoscaler.Target, d *dep) error {
-	cmd := a.cfg.Command(t)
-	p := &proc{cmd: cmd, tail: &tail{}}
+func (a *Actuator) startLocked(t autoscaler.Target, d *dep, r Replica) error {
+	cmd := a.cfg.Command(t, r)
+	p := &proc{replica: r, cmd: cmd, tail: &tail{}}
 	cmd.Stdout = a.cfg.Output
 	cmd.Stderr = multi{a.cfg.Output, p.tail}
 	if err := cmd.Start(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,11 @@ func quiet() *os.File {
 func newActuator(t *testing.T, script string) *Actuator {
 	t.Helper()
 	a := New(Config{
-		Command:     func(autoscaler.Target) *exec.Cmd { return exec.Command("sh", "-c", script) },
+		Command: func(_ autoscaler.Target, r Replica) *exec.Cmd {
+			cmd := exec.Command("sh", "-c", script)
+			cmd.Env = append(os.Environ(), r.Env...)
+			return cmd
+		},
 		StopTimeout: 2 * time.Second, Output: quiet(), Log: slog.New(slog.DiscardHandler),
 	})
 	t.Cleanup(a.Close)
@@ -128,5 +133,56 @@ func TestCrashedReplicaIsReplaced(t *testing.T) {
 	sz, _ := a.Size(context.Background(), target)
 	if !strings.Contains(sz.Problem, "signal: killed") {
 		t.Fatalf("a replica dying within %v is reported: %+v", shortLived, sz)
+	}
+}
+
+// Set runs replicas by ID with their own environment: a changed
+// environment restarts that replica alone, a missing ID stops it.
+func TestSetRestartsOnlyWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	// Each start appends "<id>=<device>" to a file, then runs until stopped.
+	a := newActuator(t, `echo "$ID=$DEV" >> `+dir+`/starts; trap 'exit 0' TERM; while :; do sleep 0.05; done`)
+	rep := func(id, dev string) Replica { return Replica{ID: id, Env: []string{"ID=" + id, "DEV=" + dev}} }
+	starts := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			b, _ := os.ReadFile(dir + "/starts")
+			lines := strings.Fields(string(b))
+			slices.Sort(lines)
+			if got := strings.Join(lines, " "); got == want {
+				return
+			} else if time.Now().After(deadline) {
+				t.Fatalf("starts %q, want %q", got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := a.Set(target, []Replica{rep("0", "GPU-a"), rep("1", "GPU-b")}); err != nil {
+		t.Fatal(err)
+	}
+	starts("0=GPU-a 1=GPU-b")
+	_ = os.Remove(dir + "/starts")
+	if err := a.Set(target, []Replica{rep("0", "GPU-a"), rep("1", "GPU-c")}); err != nil {
+		t.Fatal(err)
+	}
+	starts("1=GPU-c")
+	waitSize(t, a, "two again", func(s autoscaler.Size) bool { return s.Current == 2 })
+	if err := a.Set(target, []Replica{rep("1", "GPU-c")}); err != nil {
+		t.Fatal(err)
+	}
+	waitSize(t, a, "one", func(s autoscaler.Size) bool { return s.Current == 1 })
+	time.Sleep(200 * time.Millisecond)
+	starts("1=GPU-c") // nothing else started
+	a.mu.Lock()
+	var ids []string
+	for _, p := range a.deps[target].procs {
+		if !p.stopping {
+			ids = append(ids, p.replica.ID)
+		}
+	}
+	a.mu.Unlock()
+	if !slices.Equal(ids, []string{"1"}) {
+		t.Fatalf("running %v, want [1]", ids)
 	}
 }
