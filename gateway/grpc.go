@@ -15,11 +15,13 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway/oip"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
+	"github.com/sluice-serve/sluice/replicas/gpu"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -242,7 +244,37 @@ func (x *appsService) List(ctx context.Context, _ *sluicev1.ListRequest) (*sluic
 	for _, st := range x.s.cfg.Controller.Status(ctx) {
 		resp.Applications = append(resp.Applications, appStatus(st))
 	}
+	if f := x.s.cfg.Nodes; f != nil {
+		placed := f.Placed()
+		for _, n := range f.Nodes() {
+			resp.Nodes = append(resp.Nodes, nodeStatus(n, placed))
+		}
+	}
 	return resp, nil
+}
+
+// nodeStatus is a node's report with what the placer holds of each GPU.
+func nodeStatus(n placement.NodeStatus, placed map[string]placement.Share) *sluicev1.NodeStatus {
+	out := &sluicev1.NodeStatus{
+		Name: n.Name, Cpu: n.CPU, MemoryBytes: n.Memory, Driver: n.Driver, GpuProblem: n.GPUProblem,
+		Models: n.Models, Time: n.At.Format(time.RFC3339Nano),
+	}
+	var device func(d gpu.Device) *sluicev1.GpuDevice
+	device = func(d gpu.Device) *sluicev1.GpuDevice {
+		g := &sluicev1.GpuDevice{
+			Index: int32(d.Index), MigIndex: int32(d.MIGIndex), Uuid: d.UUID, Name: d.Name,
+			MemoryTotalBytes: d.MemoryTotal, MemoryFreeBytes: d.MemoryFree, Utilization: int32(d.Utilization),
+			Mig: d.MIG, Problem: d.Problem, PlacedFraction: placed[d.UUID].Fraction, PlacedMemoryBytes: placed[d.UUID].Memory,
+		}
+		for _, in := range d.Instances {
+			g.Instances = append(g.Instances, device(in))
+		}
+		return g
+	}
+	for _, d := range n.GPUs {
+		out.Gpus = append(out.Gpus, device(d))
+	}
+	return out
 }
 
 func (x *appsService) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.ApplicationStatus, error) {
@@ -298,6 +330,13 @@ func appStatus(st controller.AppStatus) *sluicev1.ApplicationStatus {
 			for _, h := range a.History {
 				ds.Autoscaler.History = append(ds.Autoscaler.History, scaleDecision(h))
 			}
+		}
+		for _, r := range d.Placements {
+			rp := &sluicev1.ReplicaPlacement{Id: int32(r.ID), Node: r.Node, Cpu: r.CPU, MemoryBytes: r.Memory}
+			for _, sh := range r.Shares {
+				rp.Gpus = append(rp.Gpus, &sluicev1.GpuShare{Uuid: sh.UUID, Fraction: sh.Fraction, MemoryBytes: sh.Memory})
+			}
+			ds.Placements = append(ds.Placements, rp)
 		}
 		out.Deployments = append(out.Deployments, ds)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas/models"
@@ -39,6 +40,8 @@ type Config struct {
 	Models Catalog
 	// Reports tells which model replicas hold which versions (OIP ready).
 	Reports *models.Reports
+	// Nodes, when set, lists the nodes in the application list.
+	Nodes *placement.Follower
 }
 
 // DefaultMaxBody is the default request size limit: large, for tensors.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -138,6 +139,7 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	var apps []*sluicev1.ApplicationStatus
+	var nodes []*sluicev1.NodeStatus
 	u := baseURL(*addr, env) + "/sluice/v1/apps"
 	if fs.NArg() == 1 {
 		var one sluicev1.ApplicationStatus
@@ -150,11 +152,11 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 		if err := apiCall(ctx, http.MethodGet, u, nil, &list); err != nil {
 			return err
 		}
-		apps = list.GetApplications()
+		apps, nodes = list.GetApplications(), list.GetNodes()
 	}
 	if *asJSON {
 		opts := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Multiline: true}
-		b, err := opts.Marshal(&sluicev1.ListResponse{Applications: apps})
+		b, err := opts.Marshal(&sluicev1.ListResponse{Applications: apps, Nodes: nodes})
 		if err != nil {
 			return err
 		}
@@ -180,7 +182,88 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 	if err := printAutoscaler(env.Stdout, apps); err != nil {
 		return err
 	}
+	if err := printPlacements(env.Stdout, apps); err != nil {
+		return err
+	}
+	if err := printNodes(env.Stdout, nodes); err != nil {
+		return err
+	}
 	return printModelReplicas(env.Stdout, apps)
+}
+
+// printPlacements lists the replicas placed on GPUs: node, devices and
+// shares.
+func printPlacements(w io.Writer, apps []*sluicev1.ApplicationStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, a := range apps {
+		for _, d := range a.GetDeployments() {
+			for _, p := range d.GetPlacements() {
+				if len(p.GetGpus()) == 0 {
+					continue
+				}
+				if !header {
+					fmt.Fprintln(tw, "\nGPU REPLICA\tNODE\tDEVICES")
+					header = true
+				}
+				var devs []string
+				for _, g := range p.GetGpus() {
+					devs = append(devs, fmt.Sprintf("%s ×%g (%s)", g.GetUuid(), g.GetFraction(), gibs(g.GetMemoryBytes())))
+				}
+				fmt.Fprintf(tw, "%s/%s#%d\t%s\t%s\n", a.GetName(), d.GetName(), p.GetId(), p.GetNode(), strings.Join(devs, ", "))
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+// printNodes lists the nodes, a line per GPU (MIG instances indented),
+// with what replicas hold of each.
+func printNodes(w io.Writer, nodes []*sluicev1.NodeStatus) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nNODE\tCPU\tMEMORY\tGPU\tMEMORY FREE/TOTAL\tBUSY\tPLACED\tPROBLEM")
+	for _, n := range nodes {
+		head := fmt.Sprintf("%s\t%g\t%s", n.GetName(), n.GetCpu(), gibs(n.GetMemoryBytes()))
+		if len(n.GetGpus()) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t\t\t\t%s\n", head, n.GetGpuProblem())
+			continue
+		}
+		var row func(g *sluicev1.GpuDevice, indent string)
+		row = func(g *sluicev1.GpuDevice, indent string) {
+			busy := "-"
+			if g.GetUtilization() >= 0 {
+				busy = fmt.Sprintf("%d%%", g.GetUtilization())
+			}
+			placed := "-"
+			switch {
+			case g.GetMig():
+				placed = "MIG: on its instances"
+			case g.GetPlacedFraction() > 0:
+				placed = fmt.Sprintf("%g, %s", math.Round(g.GetPlacedFraction()*1000)/1000, gibs(g.GetPlacedMemoryBytes()))
+			}
+			fmt.Fprintf(tw, "%s\t%s%s %s\t%s/%s\t%s\t%s\t%s\n", head, indent, g.GetUuid(), g.GetName(),
+				gibs(g.GetMemoryFreeBytes()), gibs(g.GetMemoryTotalBytes()), busy, placed, g.GetProblem())
+			head = "\t\t"
+			for _, in := range g.GetInstances() {
+				row(in, indent+"  ")
+			}
+		}
+		for _, g := range n.GetGpus() {
+			row(g, "")
+		}
+	}
+	return tw.Flush()
+}
+
+// gibs writes bytes in GiB with one decimal (MiB below 1 GiB).
+func gibs(b int64) string {
+	if b < 1<<30 {
+		return fmt.Sprintf("%dMiB", b>>20)
+	}
+	return fmt.Sprintf("%.1fGiB", float64(b)/(1<<30))
 }
 
 // printAutoscaler lists what the autoscaler sees of each deployment and

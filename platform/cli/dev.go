@@ -101,7 +101,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.registry, err = followRegistry(ctx, runCtx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
 		return nil, err
 	}
-	reports, _, err := followStatus(runCtx, d.Brokers, namer, Env{Log: cfg.Log})
+	fw, err := followStatus(runCtx, d.Brokers, namer, Env{Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
 	var scaler *autoscaler.Scaler
 	if d.controller, err = controller.New(ctx, controller.Config{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log, Models: mf, Reports: reports,
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log, Models: mf, Reports: fw.reports, Placements: fw.nodes.Replicas,
 		Scaling: func(t autoscaler.Target) (autoscaler.Status, bool) { return scaler.Status(t) },
 	}); err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Models: d.registry, Reports: reports, Log: cfg.Log})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Log: cfg.Log})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {

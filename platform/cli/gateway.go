@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/registry"
-	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -51,15 +49,14 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	// Registry models by name: a read-only follower of the registry's
 	// events (no weights pass through a gateway) and the replicas' reports.
 	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
-	var reports *models.Reports
-	var statuses *autoscaler.Statuses
+	var fw followed
 	if err == nil {
-		reports, statuses, err = followStatus(runCtx, bs, namer, env)
+		fw, err = followStatus(runCtx, bs, namer, env)
 	}
 	var ctl *controller.Controller
 	if err == nil {
 		ctl, err = controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true,
-			Reports: reports, Scaling: statuses.Get})
+			Reports: fw.reports, Scaling: fw.statuses.Get, Placements: fw.nodes.Replicas})
 	}
 	if err != nil {
 		hl.Close()
@@ -67,7 +64,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	go func() { _ = ctl.Run(runCtx) }()
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Controller: ctl, Models: reg, Reports: reports, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Controller: ctl, Models: reg, Reports: fw.reports, Nodes: fw.nodes, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
 	f, err := startFront(ctx, gw, hl, gl, int(*maxBody))
 	if err != nil {
 		return err

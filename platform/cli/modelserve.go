@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/replicas/models"
@@ -50,20 +51,28 @@ func followRegistry(ctx, runCtx context.Context, cfg registry.Config) (*registry
 	return reg, nil
 }
 
-// followStatus reads the status topic until ctx ends: model replicas'
-// reports and the autoscaler's statuses.
-func followStatus(ctx context.Context, brokers []string, namer streams.Namer, env Env) (*models.Reports, *autoscaler.Statuses, error) {
-	reports, statuses := models.NewReports(), autoscaler.NewStatuses()
+// followed is what the status topic tells: model replicas' reports, the
+// autoscaler's statuses, the nodes and where replicas are placed.
+type followed struct {
+	reports  *models.Reports
+	statuses *autoscaler.Statuses
+	nodes    *placement.Follower
+}
+
+// followStatus reads the status topic until ctx ends.
+func followStatus(ctx context.Context, brokers []string, namer streams.Namer, env Env) (followed, error) {
+	f := followed{models.NewReports(), autoscaler.NewStatuses(), placement.NewFollower()}
 	apply := func(ctx context.Context, r *kgo.Record) {
-		reports.Apply(ctx, r)
-		statuses.Apply(ctx, r)
+		f.reports.Apply(ctx, r)
+		f.statuses.Apply(ctx, r)
+		f.nodes.Apply(ctx, r)
 	}
 	l, err := streams.OpenLog(ctx, streams.LogConfig{Brokers: brokers, Topic: namer.Status(), Apply: apply, Log: env.Log})
 	if err != nil {
-		return nil, nil, err
+		return followed{}, err
 	}
 	go l.Run(ctx)
-	return reports, statuses, nil
+	return f, nil
 }
 
 // replicaModels is what a `sluice replica` of a model deployment serves

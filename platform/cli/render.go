@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/sluice-serve/sluice/autoscaler/keda"
+	"github.com/sluice-serve/sluice/autoscaler/kube/manifest"
 	"github.com/sluice-serve/sluice/autoscaler/kube/workload"
 	"github.com/sluice-serve/sluice/platform/controller"
 )
@@ -12,7 +15,9 @@ import (
 // runRender prints Kubernetes objects for the applications of YAML files:
 // a KEDA ScaledObject for each deployment that autoscales, so that a
 // cluster can scale Sluice's replicas with KEDA instead of `sluice
-// autoscaler`. It reads only files and contacts nothing.
+// autoscaler`, and with --workloads, first, the Deployment that runs each
+// deployment's replicas, with the resources (GPUs included) it asks for.
+// It reads only files and contacts nothing.
 func runRender(_ context.Context, args []string, env Env) error {
 	fs := newFlags("render", env)
 	var files listFlag
@@ -20,8 +25,26 @@ func runRender(_ context.Context, args []string, env Env) error {
 	cluster := clusterFlags(fs, env)
 	namespace := fs.String("namespace", "", "metadata.namespace of every object (default: none, kubectl's namespace)")
 	template := fs.String("workload-template", workload.DefaultTemplate, "name of the workload running each deployment's replicas; {app} and {deployment} are replaced, the result lowercased")
+	workloads := fs.Bool("workloads", false, "also print an apps/v1 Deployment running each deployment's replicas, with its resources")
+	image := fs.String("image", manifest.DefaultImage, "with --workloads: the replicas' image")
+	shared := fs.String("gpu-shared-resource", manifest.DefaultGPUSharedResource, "with --workloads: the resource a replica asking for a fraction of a GPU takes one of (the NVIDIA device plugin's time-sliced GPUs)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	var misplaced error
+	fs.Visit(func(f *flag.Flag) {
+		if !*workloads && (f.Name == "image" || f.Name == "gpu-shared-resource") {
+			misplaced = usageError("render: --%s applies only with --workloads", f.Name)
+		}
+	})
+	if misplaced != nil {
+		return misplaced
+	}
+	if *image == "" {
+		return usageError("render: --image is empty")
+	}
+	if !strings.Contains(*shared, "/") {
+		return usageError("render: --gpu-shared-resource %q: want an extended resource name, domain/name, such as %s", *shared, manifest.DefaultGPUSharedResource)
 	}
 	if len(files) == 0 {
 		return usageError("render: -f FILE is required")
@@ -42,12 +65,31 @@ func runRender(_ context.Context, args []string, env Env) error {
 		return err
 	}
 	opts := keda.Options{Brokers: brokers, Namespace: *namespace, Workload: tmpl}
+	mopts := manifest.Options{
+		Brokers: brokers, Prefix: namer.Prefix(), Namespace: *namespace, Workload: tmpl,
+		Image: *image, GPUSharedResource: *shared,
+	}
 	var (
+		deps    []manifest.Deployment
 		objs    []keda.ScaledObject
 		skipped []keda.Skipped
 		names   = map[string]string{} // object name → deployment, across apps
+		wnames  = map[string]string{} // workload name → deployment, across apps
 	)
 	for _, app := range apps {
+		if *workloads {
+			ds, err := manifest.Deployments(app, mopts)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			for _, d := range ds {
+				if prev, dup := wnames[d.Metadata.Name]; dup {
+					return usageError("render: %s and %s both map to %q: change --workload-template or the application names", prev, d.Target, d.Metadata.Name)
+				}
+				wnames[d.Metadata.Name] = d.Target.String()
+			}
+			deps = append(deps, ds...)
+		}
 		o, s, err := keda.ScaledObjects(app, controller.Compile(namer, app), opts)
 		if err != nil {
 			return &ExitError{Code: 2, Err: err}
@@ -59,6 +101,11 @@ func runRender(_ context.Context, args []string, env Env) error {
 			names[x.Metadata.Name] = x.Target.String()
 		}
 		objs, skipped = append(objs, o...), append(skipped, s...)
+	}
+	if *workloads {
+		if err := manifest.Write(env.Stdout, deps); err != nil {
+			return err
+		}
 	}
 	if err := keda.Write(env.Stdout, objs, skipped); err != nil {
 		return err

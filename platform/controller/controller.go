@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
@@ -45,6 +46,8 @@ type Config struct {
 	Reports *models.Reports
 	// Scaling, when set, adds the autoscaler's status to Status.
 	Scaling func(autoscaler.Target) (autoscaler.Status, bool)
+	// Placements, when set, adds where the placer put each replica.
+	Placements func(autoscaler.Target) []placement.Replica
 }
 
 // ModelBuilder builds the handler of one replica of a model deployment.
@@ -517,6 +520,8 @@ type DeploymentStatus struct {
 	Models []models.Report `json:"models,omitempty"`
 	// Autoscaler is the autoscaler's view and its latest decisions.
 	Autoscaler *autoscaler.Status `json:"autoscaler,omitempty"`
+	// Placements is where each replica runs: node and GPU shares.
+	Placements []placement.Replica `json:"placements,omitempty"`
 }
 
 // Status reports every application, with consumer-group lag read from the
@@ -550,6 +555,9 @@ func (c *Controller) Status(ctx context.Context) []AppStatus {
 				if st, ok := c.cfg.Scaling(autoscaler.Target{App: a.spec.Name, Deployment: d.Name}); ok {
 					ds.Autoscaler = &st
 				}
+			}
+			if c.cfg.Placements != nil {
+				ds.Placements = c.cfg.Placements(autoscaler.Target{App: a.spec.Name, Deployment: d.Name})
 			}
 			if d.Kind == spec.KindModel && c.cfg.Reports != nil {
 				ds.Models = c.cfg.Reports.Deployment(a.spec.Name, d.Name)

@@ -72,14 +72,24 @@ type boundTensor struct {
 
 // Load loads the SavedModel in dir with tag "serve" and binds the inputs and
 // outputs listed in dir/sluice-signature.json (or, without that file, in
-// the model's "serving_default" signature) to its graph tensors.
+// the model's "serving_default" signature) to its graph tensors. On a GPU
+// the session keeps to the share of device memory the environment gives
+// (SLUICE_GPU_MEMORY_FRACTION; see sessionConfig).
 func Load(dir string) (*Model, error) {
 	if st, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("tensorflow: load %s: %w", dir, err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("tensorflow: load %s: not a SavedModel directory", dir)
 	}
-	sm, err := tf.LoadSavedModel(dir, []string{ServeTag}, nil)
+	cfg, err := sessionConfig()
+	if err != nil {
+		return nil, fmt.Errorf("tensorflow: load %s: %w", dir, err)
+	}
+	var opts *tf.SessionOptions
+	if cfg != nil {
+		opts = &tf.SessionOptions{Config: cfg}
+	}
+	sm, err := tf.LoadSavedModel(dir, []string{ServeTag}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("tensorflow: load %s: %w", dir, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sluice-serve/sluice/replicas/gpu"
 )
 
 const testdata = "../testdata"
@@ -311,6 +313,26 @@ func TestLoadErrors(t *testing.T) {
 		} else if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want it to mention %q", err, tc.want)
 		}
+	}
+}
+
+// A replica placed on a share of a GPU loads its models with that share in
+// the session options: TensorFlow must accept the bytes (a CPU-only build
+// accepts and ignores GPU options) and the model still infer, and a bad
+// share fails Load naming the variable.
+func TestLoadGPUMemoryFraction(t *testing.T) {
+	setGPUEnv(t, "GPU-0", "GPU-0", "0.5")
+	m := load(t, "affine_v1")
+	if got := f32s(t, inferAffine(t, m, 1, 2, 3)); !slices.Equal(got, []float32{3, 5, 7}) {
+		t.Errorf("y = %v, want [3 5 7]", got)
+	}
+
+	t.Setenv(gpu.EnvMemoryFraction, "2")
+	if m, err := Load(filepath.Join(testdata, "affine_v1")); err == nil {
+		m.Close()
+		t.Errorf("loaded with %s=2", gpu.EnvMemoryFraction)
+	} else if !strings.Contains(err.Error(), gpu.EnvMemoryFraction+`="2"`) {
+		t.Errorf("err = %v, want it to name %s and the value", err, gpu.EnvMemoryFraction)
 	}
 }
 

@@ -336,8 +336,10 @@ func (*ListRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Applications  []*ApplicationStatus   `protobuf:"bytes,1,rep,name=applications,proto3" json:"applications,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Applications []*ApplicationStatus   `protobuf:"bytes,1,rep,name=applications,proto3" json:"applications,omitempty"`
+	// The nodes that run replicas, as their agents last reported them.
+	Nodes         []*NodeStatus `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +377,13 @@ func (*ListResponse) Descriptor() ([]byte, []int) {
 func (x *ListResponse) GetApplications() []*ApplicationStatus {
 	if x != nil {
 		return x.Applications
+	}
+	return nil
+}
+
+func (x *ListResponse) GetNodes() []*NodeStatus {
+	if x != nil {
+		return x.Nodes
 	}
 	return nil
 }
@@ -616,7 +625,9 @@ type DeploymentStatus struct {
 	// Per replica, for deployments of kind model.
 	ModelReplicas []*ModelReplicaStatus `protobuf:"bytes,12,rep,name=model_replicas,json=modelReplicas,proto3" json:"model_replicas,omitempty"`
 	// The autoscaler's view of the deployment, when one runs.
-	Autoscaler    *AutoscalerStatus `protobuf:"bytes,13,opt,name=autoscaler,proto3" json:"autoscaler,omitempty"`
+	Autoscaler *AutoscalerStatus `protobuf:"bytes,13,opt,name=autoscaler,proto3" json:"autoscaler,omitempty"`
+	// Where the placer put each replica: node, devices, shares.
+	Placements    []*ReplicaPlacement `protobuf:"bytes,14,rep,name=placements,proto3" json:"placements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -742,6 +753,393 @@ func (x *DeploymentStatus) GetAutoscaler() *AutoscalerStatus {
 	return nil
 }
 
+func (x *DeploymentStatus) GetPlacements() []*ReplicaPlacement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
+// One placed replica of a deployment.
+type ReplicaPlacement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Gpus          []*GpuShare            `protobuf:"bytes,3,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	Cpu           float64                `protobuf:"fixed64,4,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryBytes   int64                  `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaPlacement) Reset() {
+	*x = ReplicaPlacement{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaPlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaPlacement) ProtoMessage() {}
+
+func (x *ReplicaPlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaPlacement.ProtoReflect.Descriptor instead.
+func (*ReplicaPlacement) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReplicaPlacement) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReplicaPlacement) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ReplicaPlacement) GetGpus() []*GpuShare {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *ReplicaPlacement) GetCpu() float64 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *ReplicaPlacement) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+// A replica's part of one GPU (or MIG instance).
+type GpuShare struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Uuid  string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// Of the device's time; 1 for a whole device.
+	Fraction      float64 `protobuf:"fixed64,2,opt,name=fraction,proto3" json:"fraction,omitempty"`
+	MemoryBytes   int64   `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GpuShare) Reset() {
+	*x = GpuShare{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GpuShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GpuShare) ProtoMessage() {}
+
+func (x *GpuShare) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GpuShare.ProtoReflect.Descriptor instead.
+func (*GpuShare) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GpuShare) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *GpuShare) GetFraction() float64 {
+	if x != nil {
+		return x.Fraction
+	}
+	return 0
+}
+
+func (x *GpuShare) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+// A node that runs replicas: its capacity and what discovery found.
+type NodeStatus struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Cpu         float64                `protobuf:"fixed64,2,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Driver      string                 `protobuf:"bytes,4,opt,name=driver,proto3" json:"driver,omitempty"`
+	Gpus        []*GpuDevice           `protobuf:"bytes,5,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	// Why the node has no GPUs, when it has none.
+	GpuProblem string `protobuf:"bytes,6,opt,name=gpu_problem,json=gpuProblem,proto3" json:"gpu_problem,omitempty"`
+	// Registry models the node holds on disk.
+	Models []string `protobuf:"bytes,7,rep,name=models,proto3" json:"models,omitempty"`
+	// RFC 3339 time of the report.
+	Time          string `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatus) Reset() {
+	*x = NodeStatus{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatus) ProtoMessage() {}
+
+func (x *NodeStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
+func (*NodeStatus) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *NodeStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetCpu() float64 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetGpus() []*GpuDevice {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *NodeStatus) GetGpuProblem() string {
+	if x != nil {
+		return x.GpuProblem
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetModels() []string {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *NodeStatus) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+// A GPU, or a MIG instance of one, as NVML reports it.
+type GpuDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// -1 for a whole GPU.
+	MigIndex         int32  `protobuf:"varint,2,opt,name=mig_index,json=migIndex,proto3" json:"mig_index,omitempty"`
+	Uuid             string `protobuf:"bytes,3,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	Name             string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	MemoryTotalBytes int64  `protobuf:"varint,5,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	MemoryFreeBytes  int64  `protobuf:"varint,6,opt,name=memory_free_bytes,json=memoryFreeBytes,proto3" json:"memory_free_bytes,omitempty"`
+	// Percent busy; -1 when unknown.
+	Utilization int32        `protobuf:"varint,7,opt,name=utilization,proto3" json:"utilization,omitempty"`
+	Mig         bool         `protobuf:"varint,8,opt,name=mig,proto3" json:"mig,omitempty"`
+	Instances   []*GpuDevice `protobuf:"bytes,9,rep,name=instances,proto3" json:"instances,omitempty"`
+	// Why the device is not usable, if it is not.
+	Problem string `protobuf:"bytes,10,opt,name=problem,proto3" json:"problem,omitempty"`
+	// What replicas hold of it: fraction of its time and bytes of memory.
+	PlacedFraction    float64 `protobuf:"fixed64,11,opt,name=placed_fraction,json=placedFraction,proto3" json:"placed_fraction,omitempty"`
+	PlacedMemoryBytes int64   `protobuf:"varint,12,opt,name=placed_memory_bytes,json=placedMemoryBytes,proto3" json:"placed_memory_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GpuDevice) Reset() {
+	*x = GpuDevice{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GpuDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GpuDevice) ProtoMessage() {}
+
+func (x *GpuDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GpuDevice.ProtoReflect.Descriptor instead.
+func (*GpuDevice) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GpuDevice) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GpuDevice) GetMigIndex() int32 {
+	if x != nil {
+		return x.MigIndex
+	}
+	return 0
+}
+
+func (x *GpuDevice) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *GpuDevice) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GpuDevice) GetMemoryTotalBytes() int64 {
+	if x != nil {
+		return x.MemoryTotalBytes
+	}
+	return 0
+}
+
+func (x *GpuDevice) GetMemoryFreeBytes() int64 {
+	if x != nil {
+		return x.MemoryFreeBytes
+	}
+	return 0
+}
+
+func (x *GpuDevice) GetUtilization() int32 {
+	if x != nil {
+		return x.Utilization
+	}
+	return 0
+}
+
+func (x *GpuDevice) GetMig() bool {
+	if x != nil {
+		return x.Mig
+	}
+	return false
+}
+
+func (x *GpuDevice) GetInstances() []*GpuDevice {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *GpuDevice) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *GpuDevice) GetPlacedFraction() float64 {
+	if x != nil {
+		return x.PlacedFraction
+	}
+	return 0
+}
+
+func (x *GpuDevice) GetPlacedMemoryBytes() int64 {
+	if x != nil {
+		return x.PlacedMemoryBytes
+	}
+	return 0
+}
+
 // What the autoscaler sees of a deployment and what it decided.
 type AutoscalerStatus struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -768,7 +1166,7 @@ type AutoscalerStatus struct {
 
 func (x *AutoscalerStatus) Reset() {
 	*x = AutoscalerStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +1178,7 @@ func (x *AutoscalerStatus) String() string {
 func (*AutoscalerStatus) ProtoMessage() {}
 
 func (x *AutoscalerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +1191,7 @@ func (x *AutoscalerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoscalerStatus.ProtoReflect.Descriptor instead.
 func (*AutoscalerStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AutoscalerStatus) GetMinReplicas() int32 {
@@ -880,7 +1278,7 @@ type ScaleDecision struct {
 
 func (x *ScaleDecision) Reset() {
 	*x = ScaleDecision{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1290,7 @@ func (x *ScaleDecision) String() string {
 func (*ScaleDecision) ProtoMessage() {}
 
 func (x *ScaleDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1303,7 @@ func (x *ScaleDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleDecision.ProtoReflect.Descriptor instead.
 func (*ScaleDecision) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ScaleDecision) GetTime() string {
@@ -986,7 +1384,7 @@ type ModelReplicaStatus struct {
 
 func (x *ModelReplicaStatus) Reset() {
 	*x = ModelReplicaStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1396,7 @@ func (x *ModelReplicaStatus) String() string {
 func (*ModelReplicaStatus) ProtoMessage() {}
 
 func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1409,7 @@ func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ModelReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ModelReplicaStatus) GetReplica() string {
@@ -1111,9 +1509,10 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\x04yaml\x18\x02 \x01(\fR\x04yaml\",\n" +
 	"\x0eDeployResponse\x12\x1a\n" +
 	"\bdeployed\x18\x01 \x03(\tR\bdeployed\"\r\n" +
-	"\vListRequest\"P\n" +
+	"\vListRequest\"}\n" +
 	"\fListResponse\x12@\n" +
-	"\fapplications\x18\x01 \x03(\v2\x1c.sluice.v1.ApplicationStatusR\fapplications\" \n" +
+	"\fapplications\x18\x01 \x03(\v2\x1c.sluice.v1.ApplicationStatusR\fapplications\x12+\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x15.sluice.v1.NodeStatusR\x05nodes\" \n" +
 	"\n" +
 	"GetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"#\n" +
@@ -1126,7 +1525,7 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\froute_prefix\x18\x02 \x01(\tR\vroutePrefix\x12\x18\n" +
 	"\aingress\x18\x03 \x01(\tR\aingress\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x12=\n" +
-	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xb6\x03\n" +
+	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xf3\x03\n" +
 	"\x10DeploymentStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x14\n" +
@@ -1143,7 +1542,45 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\x0emodel_replicas\x18\f \x03(\v2\x1d.sluice.v1.ModelReplicaStatusR\rmodelReplicas\x12;\n" +
 	"\n" +
 	"autoscaler\x18\r \x01(\v2\x1b.sluice.v1.AutoscalerStatusR\n" +
-	"autoscaler\"\xb3\x02\n" +
+	"autoscaler\x12;\n" +
+	"\n" +
+	"placements\x18\x0e \x03(\v2\x1b.sluice.v1.ReplicaPlacementR\n" +
+	"placements\"\x94\x01\n" +
+	"\x10ReplicaPlacement\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12'\n" +
+	"\x04gpus\x18\x03 \x03(\v2\x13.sluice.v1.GpuShareR\x04gpus\x12\x10\n" +
+	"\x03cpu\x18\x04 \x01(\x01R\x03cpu\x12!\n" +
+	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\"]\n" +
+	"\bGpuShare\x12\x12\n" +
+	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x1a\n" +
+	"\bfraction\x18\x02 \x01(\x01R\bfraction\x12!\n" +
+	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\"\xe4\x01\n" +
+	"\n" +
+	"NodeStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03cpu\x18\x02 \x01(\x01R\x03cpu\x12!\n" +
+	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x16\n" +
+	"\x06driver\x18\x04 \x01(\tR\x06driver\x12(\n" +
+	"\x04gpus\x18\x05 \x03(\v2\x14.sluice.v1.GpuDeviceR\x04gpus\x12\x1f\n" +
+	"\vgpu_problem\x18\x06 \x01(\tR\n" +
+	"gpuProblem\x12\x16\n" +
+	"\x06models\x18\a \x03(\tR\x06models\x12\x12\n" +
+	"\x04time\x18\b \x01(\tR\x04time\"\x9b\x03\n" +
+	"\tGpuDevice\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x1b\n" +
+	"\tmig_index\x18\x02 \x01(\x05R\bmigIndex\x12\x12\n" +
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12,\n" +
+	"\x12memory_total_bytes\x18\x05 \x01(\x03R\x10memoryTotalBytes\x12*\n" +
+	"\x11memory_free_bytes\x18\x06 \x01(\x03R\x0fmemoryFreeBytes\x12 \n" +
+	"\vutilization\x18\a \x01(\x05R\vutilization\x12\x10\n" +
+	"\x03mig\x18\b \x01(\bR\x03mig\x122\n" +
+	"\tinstances\x18\t \x03(\v2\x14.sluice.v1.GpuDeviceR\tinstances\x12\x18\n" +
+	"\aproblem\x18\n" +
+	" \x01(\tR\aproblem\x12'\n" +
+	"\x0fplaced_fraction\x18\v \x01(\x01R\x0eplacedFraction\x12.\n" +
+	"\x13placed_memory_bytes\x18\f \x01(\x03R\x11placedMemoryBytes\"\xb3\x02\n" +
 	"\x10AutoscalerStatus\x12!\n" +
 	"\fmin_replicas\x18\x01 \x01(\x05R\vminReplicas\x12!\n" +
 	"\fmax_replicas\x18\x02 \x01(\x05R\vmaxReplicas\x12\x18\n" +
@@ -1199,7 +1636,7 @@ func file_sluice_v1_sluice_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_sluice_proto_rawDescData
 }
 
-var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*PredictRequest)(nil),      // 0: sluice.v1.PredictRequest
 	(*PredictResponse)(nil),     // 1: sluice.v1.PredictResponse
@@ -1212,40 +1649,49 @@ var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*DeleteResponse)(nil),      // 8: sluice.v1.DeleteResponse
 	(*ApplicationStatus)(nil),   // 9: sluice.v1.ApplicationStatus
 	(*DeploymentStatus)(nil),    // 10: sluice.v1.DeploymentStatus
-	(*AutoscalerStatus)(nil),    // 11: sluice.v1.AutoscalerStatus
-	(*ScaleDecision)(nil),       // 12: sluice.v1.ScaleDecision
-	(*ModelReplicaStatus)(nil),  // 13: sluice.v1.ModelReplicaStatus
-	nil,                         // 14: sluice.v1.PredictRequest.HeadersEntry
-	nil,                         // 15: sluice.v1.ModelReplicaStatus.FailedEntry
-	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
+	(*ReplicaPlacement)(nil),    // 11: sluice.v1.ReplicaPlacement
+	(*GpuShare)(nil),            // 12: sluice.v1.GpuShare
+	(*NodeStatus)(nil),          // 13: sluice.v1.NodeStatus
+	(*GpuDevice)(nil),           // 14: sluice.v1.GpuDevice
+	(*AutoscalerStatus)(nil),    // 15: sluice.v1.AutoscalerStatus
+	(*ScaleDecision)(nil),       // 16: sluice.v1.ScaleDecision
+	(*ModelReplicaStatus)(nil),  // 17: sluice.v1.ModelReplicaStatus
+	nil,                         // 18: sluice.v1.PredictRequest.HeadersEntry
+	nil,                         // 19: sluice.v1.ModelReplicaStatus.FailedEntry
+	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
 }
 var file_sluice_v1_sluice_proto_depIdxs = []int32{
-	16, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
-	14, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
+	20, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
+	18, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
 	9,  // 2: sluice.v1.ListResponse.applications:type_name -> sluice.v1.ApplicationStatus
-	10, // 3: sluice.v1.ApplicationStatus.deployments:type_name -> sluice.v1.DeploymentStatus
-	13, // 4: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
-	11, // 5: sluice.v1.DeploymentStatus.autoscaler:type_name -> sluice.v1.AutoscalerStatus
-	12, // 6: sluice.v1.AutoscalerStatus.last:type_name -> sluice.v1.ScaleDecision
-	12, // 7: sluice.v1.AutoscalerStatus.history:type_name -> sluice.v1.ScaleDecision
-	15, // 8: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
-	0,  // 9: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
-	0,  // 10: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
-	2,  // 11: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
-	4,  // 12: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
-	6,  // 13: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
-	7,  // 14: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
-	1,  // 15: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
-	1,  // 16: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
-	3,  // 17: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
-	5,  // 18: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
-	9,  // 19: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
-	8,  // 20: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 3: sluice.v1.ListResponse.nodes:type_name -> sluice.v1.NodeStatus
+	10, // 4: sluice.v1.ApplicationStatus.deployments:type_name -> sluice.v1.DeploymentStatus
+	17, // 5: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
+	15, // 6: sluice.v1.DeploymentStatus.autoscaler:type_name -> sluice.v1.AutoscalerStatus
+	11, // 7: sluice.v1.DeploymentStatus.placements:type_name -> sluice.v1.ReplicaPlacement
+	12, // 8: sluice.v1.ReplicaPlacement.gpus:type_name -> sluice.v1.GpuShare
+	14, // 9: sluice.v1.NodeStatus.gpus:type_name -> sluice.v1.GpuDevice
+	14, // 10: sluice.v1.GpuDevice.instances:type_name -> sluice.v1.GpuDevice
+	16, // 11: sluice.v1.AutoscalerStatus.last:type_name -> sluice.v1.ScaleDecision
+	16, // 12: sluice.v1.AutoscalerStatus.history:type_name -> sluice.v1.ScaleDecision
+	19, // 13: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
+	0,  // 14: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
+	0,  // 15: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
+	2,  // 16: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
+	4,  // 17: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
+	6,  // 18: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
+	7,  // 19: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
+	1,  // 20: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
+	1,  // 21: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
+	3,  // 22: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
+	5,  // 23: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
+	9,  // 24: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
+	8,  // 25: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_sluice_proto_init() }
@@ -1259,7 +1705,7 @@ func file_sluice_v1_sluice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_sluice_proto_rawDesc), len(file_sluice_v1_sluice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
