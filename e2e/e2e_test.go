@@ -95,7 +95,13 @@ func url(path string) string { return "http://" + plat.Addr + path }
 // post calls a route and returns status and body.
 func post(t testing.TB, path, body string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url(path), "application/json", strings.NewReader(body))
+	return postTo(t, plat.Addr, path, body)
+}
+
+// postTo posts JSON to the gateway at addr.
+func postTo(t testing.TB, addr, path, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}

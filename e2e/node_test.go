@@ -21,6 +21,7 @@ import (
 var (
 	buildOnce sync.Once
 	binPath   string
+	prebuilt  bool
 	buildErr  error
 )
 
@@ -28,6 +29,10 @@ var (
 func sluiceBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if pre := os.Getenv("SLUICE_TEST_BINARY"); pre != "" { // built elsewhere (a machine without Go)
+			binPath, prebuilt = pre, true
+			return
+		}
 		dir, err := os.MkdirTemp("", "sluice-e2e-bin-")
 		if err != nil {
 			buildErr = err
@@ -46,7 +51,7 @@ func sluiceBinary(t *testing.T) string {
 
 // removeBinary deletes what sluiceBinary built; TestMain calls it.
 func removeBinary() {
-	if binPath != "" {
+	if binPath != "" && !prebuilt {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
 }
@@ -71,46 +76,12 @@ deployments:
 // autoscaler's decisions show in `sluice status` through the gateway.
 func TestNodeRunsReplicaProcesses(t *testing.T) {
 	t.Parallel()
-	bin := sluiceBinary(t)
-	prefix := "n" + streams.Instance() // apart from the platform under test
-	bs := strings.Join(plat.Brokers, ",")
-
-	gw := exec.Command(bin, "gateway", "--brokers", bs, "--prefix", prefix, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
-	out, err := gw.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = gw.Process.Signal(syscall.SIGTERM); _ = gw.Wait() }()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("gateway did not start: %v", err)
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-	addr := strings.TrimSuffix(strings.Fields(strings.SplitN(line, "http://", 2)[1])[0], ",")
-
-	node := exec.Command(bin, "node", "--brokers", bs, "--prefix", prefix, "--app", "nodehello")
-	var nodeErr strings.Builder
-	node.Stderr = &syncWriter{w: &nodeErr}
-	if err := node.Start(); err != nil {
-		t.Fatal(err)
-	}
-	nodeDone := make(chan error, 1)
-	go func() { nodeDone <- node.Wait() }()
-	defer func() {
-		select {
-		case <-nodeDone:
-		default:
-			_ = node.Process.Kill()
-		}
-	}()
-
+	n := startNode(t)
 	spec := writeFile(t, "nodehello.yaml", nodeHelloYAML)
-	if b, err := exec.Command(bin, "deploy", "-f", spec, "--addr", addr).CombinedOutput(); err != nil {
+	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, b)
 	}
+	bin, addr, nodeErr := n.bin, n.addr, n.stderr
 	start := time.Now()
 	resp, err := http.Post("http://"+addr+"/nodehello", "application/json", strings.NewReader(`{"language":"spanish","name":"Node"}`))
 	if err != nil {
@@ -146,16 +117,67 @@ func TestNodeRunsReplicaProcesses(t *testing.T) {
 	}
 
 	// The node stops its replicas (drained) when it stops.
-	if err := node.Process.Signal(syscall.SIGTERM); err != nil {
+	n.stop(t)
+}
+
+// testNode is a `sluice node` behind a standalone `sluice gateway`, on
+// a topic prefix of its own.
+type testNode struct {
+	bin, addr, prefix string
+	stderr            *strings.Builder
+	node              *exec.Cmd
+	done              chan error
+}
+
+func startNode(t *testing.T, nodeArgs ...string) *testNode {
+	t.Helper()
+	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}, done: make(chan error, 1)}
+	bs := strings.Join(plat.Brokers, ",")
+	gw := exec.Command(n.bin, "gateway", "--brokers", bs, "--prefix", n.prefix, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
+	out, err := gw.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Process.Signal(syscall.SIGTERM); _ = gw.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("gateway did not start: %v", err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	n.addr = strings.TrimSuffix(strings.Fields(strings.SplitN(line, "http://", 2)[1])[0], ",")
+
+	n.node = exec.Command(n.bin, append([]string{"node", "--brokers", bs, "--prefix", n.prefix, "--model-cache", t.TempDir()}, nodeArgs...)...)
+	n.node.Stderr = &syncWriter{w: n.stderr}
+	if err := n.node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.done <- n.node.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-n.done:
+		default:
+			_ = n.node.Process.Kill()
+		}
+	})
+	return n
+}
+
+// stop stops the node, which drains its replicas, and checks it exits 0.
+func (n *testNode) stop(t *testing.T) {
+	t.Helper()
+	if err := n.node.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-nodeDone:
+	case err := <-n.done:
 		if err != nil {
-			t.Fatalf("node exit: %v\n%s", err, nodeErr.String())
+			t.Fatalf("node exit: %v\n%s", err, n.stderr.String())
 		}
 	case <-time.After(40 * time.Second):
-		t.Fatalf("node did not stop\n%s", nodeErr.String())
+		t.Fatalf("node did not stop\n%s", n.stderr.String())
 	}
 }
 

@@ -125,8 +125,9 @@ func (p *Placer) Scale(_ context.Context, t autoscaler.Target, n int) error {
 	return nil
 }
 
-// Size reports t's placed replicas as Current, those the nodes run and
-// find up as Ready, and why the rest wait or fail.
+// Size reports t's replicas asked for as Current (placed or waiting for
+// room), those the nodes run and find up as Ready, and why the rest wait
+// or fail.
 func (p *Placer) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, error) {
 	p.mu.Lock()
 	placed, pending := p.plan.Count(t)
@@ -164,7 +165,8 @@ func (p *Placer) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, 
 	if pending.Count > 0 {
 		problems = append([]string{fmt.Sprintf("%d of %d replicas wait for room: %s", pending.Count, placed+pending.Count, pending.Reason)}, problems...)
 	}
-	return autoscaler.Size{Current: placed, Ready: min(ready, placed), Problem: strings.Join(problems, "; ")}, nil
+	// Waiting replicas count as starting: asked for, not yet running.
+	return autoscaler.Size{Current: placed + pending.Count, Ready: min(ready, placed), Problem: strings.Join(problems, "; ")}, nil
 }
 
 // Plan returns the latest plan.

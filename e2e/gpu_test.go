@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-serve/sluice/replicas/gpu"
+)
+
+const gpuHelloYAML = `name: gpuhello
+route_prefix: /gpuhello
+ingress: LanguageClassifier
+deployments:
+  - name: LanguageClassifier
+    handler: LanguageClassifier
+    args: [{handle: SpanishResponder}, {handle: FrenchResponder}]
+  - name: SpanishResponder
+    replicas: {min: 2, initial: 2, max: 2}
+    resources: {gpu: 0.5}
+  - name: FrenchResponder
+    resources: {gpu: %d}
+`
+
+type gpuStatus struct {
+	Applications []struct {
+		Deployments []struct {
+			Name       string `json:"name"`
+			Autoscaler struct {
+				Ready   int    `json:"ready"`
+				Problem string `json:"problem"`
+			} `json:"autoscaler"`
+			Placements []struct {
+				Node string `json:"node"`
+				GPUs []struct {
+					UUID     string  `json:"uuid"`
+					Fraction float64 `json:"fraction"`
+				} `json:"gpus"`
+			} `json:"placements"`
+		} `json:"deployments"`
+	} `json:"applications"`
+	Nodes []struct {
+		Name       string `json:"name"`
+		GPUProblem string `json:"gpu_problem"`
+		GPUs       []struct {
+			UUID           string  `json:"uuid"`
+			PlacedFraction float64 `json:"placed_fraction"`
+		} `json:"gpus"`
+	} `json:"nodes"`
+}
+
+// A node places GPU replicas by what NVML finds on this machine. Without
+// a driver (CI): the node reports no GPUs with the reason, the GPU
+// deployments wait with it in `sluice status`, and the rest answers. With
+// GPUs: two half-GPU replicas share one device, each process pinned to it
+// by UUID with half its memory, and a deployment asking for more whole
+// GPUs than the node has waits, saying so.
+func TestNodePlacesGPUs(t *testing.T) {
+	t.Parallel()
+	d := gpu.Open()
+	devices := d.Discover().Placeable()
+	d.Close()
+	n := startNode(t)
+	spec := writeFile(t, "gpuhello.yaml", fmt.Sprintf(gpuHelloYAML, len(devices)+1))
+	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, b)
+	}
+	status := func() (gpuStatus, string) {
+		b, err := exec.Command(n.bin, "status", "--json", "--addr", n.addr).CombinedOutput()
+		var st gpuStatus
+		if err == nil {
+			err = json.Unmarshal(b, &st)
+		}
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, b)
+		}
+		return st, string(b)
+	}
+	// problem is a deployment's problem and how many of its replicas
+	// are placed.
+	problem := func(st gpuStatus, dep string) (string, int) {
+		for _, a := range st.Applications {
+			for _, d := range a.Deployments {
+				if d.Name == dep {
+					return d.Autoscaler.Problem, len(d.Placements)
+				}
+			}
+		}
+		return "", -1
+	}
+	wait := func(what string, ok func(gpuStatus) bool) gpuStatus {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, raw := status()
+			if ok(st) {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s\n%s\nnode stderr:\n%s", what, raw, n.stderr.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	wantWhole := fmt.Sprintf("needs %d whole GPUs", len(devices)+1)
+	if len(devices) == 0 {
+		wantWhole = "needs 1 whole GPU"
+	}
+	st := wait("the whole-GPU deployment waits with the reason", func(st gpuStatus) bool {
+		p, cur := problem(st, "FrenchResponder")
+		return cur == 0 && strings.Contains(p, "1 of 1 replicas wait for room") && strings.Contains(p, wantWhole)
+	})
+	if code, body := postTo(t, n.addr, "/gpuhello", `{"language":"german","name":"x"}`); code != 200 || body != "Please try again." {
+		t.Fatalf("the classifier (no GPU) answers: %d %q", code, body)
+	}
+	if len(devices) == 0 {
+		p, _ := problem(st, "SpanishResponder")
+		if !strings.Contains(p, "2 of 2 replicas wait for room: needs gpu 0.5: no node has a GPU") || !strings.Contains(p, "libnvidia-ml.so.1 not found") {
+			t.Fatalf("SpanishResponder's problem: %q", p)
+		}
+		if len(st.Nodes) != 1 || !strings.Contains(st.Nodes[0].GPUProblem, "libnvidia-ml.so.1 not found") {
+			t.Fatalf("the node reports why it has no GPUs: %+v", st.Nodes)
+		}
+		if !strings.Contains(n.stderr.String(), "node has no GPUs") {
+			t.Fatalf("the node says why it has no GPUs in its log:\n%s", n.stderr.String())
+		}
+		out, _ := exec.Command(n.bin, "status", "--addr", n.addr).CombinedOutput()
+		if !strings.Contains(string(out), "NODE") || !strings.Contains(string(out), "PROBLEM: 2 of 2 replicas wait for room") {
+			t.Fatalf("sluice status shows the node and the waiting replicas:\n%s", out)
+		}
+		return
+	}
+
+	st = wait("two half-GPU replicas placed on one device and running", func(st gpuStatus) bool {
+		_, placed := problem(st, "SpanishResponder")
+		return placed == 2 && readyOf(st, "SpanishResponder") == 2
+	})
+	if code, body := postTo(t, n.addr, "/gpuhello", `{"language":"spanish","name":"GPU"}`); code != 200 || body != "Hola GPU" {
+		t.Fatalf("through the GPU replicas: %d %q\n%s", code, body, n.stderr.String())
+	}
+	var uuids []string
+	for _, a := range st.Applications {
+		for _, d := range a.Deployments {
+			if d.Name != "SpanishResponder" {
+				continue
+			}
+			for _, p := range d.Placements {
+				if len(p.GPUs) != 1 || p.GPUs[0].Fraction != 0.5 {
+					t.Fatalf("placement %+v", p)
+				}
+				uuids = append(uuids, p.GPUs[0].UUID)
+			}
+		}
+	}
+	if len(uuids) != 2 || uuids[0] != uuids[1] {
+		t.Fatalf("two halves share one device: %v", uuids)
+	}
+	envs := replicaEnvs(t, n.prefix, "SpanishResponder")
+	if len(envs) != 2 {
+		t.Fatalf("%d SpanishResponder processes, want 2", len(envs))
+	}
+	for _, env := range envs {
+		if env[gpu.EnvCUDA] != uuids[0] || env[gpu.EnvNVIDIA] != uuids[0] || env[gpu.EnvMemoryFraction] != "0.5" {
+			t.Fatalf("a replica process is pinned to %s with half its memory: %v %v %v", uuids[0], env[gpu.EnvCUDA], env[gpu.EnvNVIDIA], env[gpu.EnvMemoryFraction])
+		}
+	}
+	t.Logf("two replicas share %s; nodes: %+v", uuids[0], st.Nodes)
+}
+
+func readyOf(st gpuStatus, dep string) int {
+	for _, a := range st.Applications {
+		for _, d := range a.Deployments {
+			if d.Name == dep {
+				return d.Autoscaler.Ready
+			}
+		}
+	}
+	return -1
+}
+
+// replicaEnvs reads the environment of the running `sluice replica`
+// processes of a deployment under a topic prefix (Linux /proc).
+func replicaEnvs(t *testing.T, prefix, dep string) []map[string]string {
+	t.Helper()
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var out []map[string]string
+	for _, d := range dirs {
+		cmd, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if !strings.Contains(strings.Join(args, " "), "--prefix "+prefix+" ") || !strings.Contains(strings.Join(args, " "), "--deployment "+dep+" ") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err != nil {
+			continue
+		}
+		env := map[string]string{}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
+			}
+		}
+		out = append(out, env)
+	}
+	return out
+}
