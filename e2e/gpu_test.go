@@ -169,7 +169,11 @@ func TestNodePlacesGPUs(t *testing.T) {
 			t.Fatalf("a replica process is pinned to %s with half its memory: %v %v %v", uuids[0], env[gpu.EnvCUDA], env[gpu.EnvNVIDIA], env[gpu.EnvMemoryFraction])
 		}
 	}
-	t.Logf("two replicas share %s; nodes: %+v", uuids[0], st.Nodes)
+	out, _ := exec.Command(n.bin, "status", "--addr", n.addr).CombinedOutput()
+	if !strings.Contains(string(out), uuids[0]+" ×0.5") {
+		t.Fatalf("sluice status shows the shares:\n%s", out)
+	}
+	t.Logf("two replicas share %s:\n%s", uuids[0], out)
 }
 
 func readyOf(st gpuStatus, dep string) int {

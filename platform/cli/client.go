@@ -226,7 +226,14 @@ func printNodes(w io.Writer, nodes []*sluicev1.NodeStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nNODE\tCPU\tMEMORY\tGPU\tMEMORY FREE/TOTAL\tBUSY\tPLACED\tPROBLEM")
 	for _, n := range nodes {
-		head := fmt.Sprintf("%s\t%g\t%s", n.GetName(), n.GetCpu(), gibs(n.GetMemoryBytes()))
+		cpu, mem := "-", "-" // `sluice dev` offers GPUs only
+		if n.GetCpu() > 0 {
+			cpu = fmt.Sprint(n.GetCpu())
+		}
+		if n.GetMemoryBytes() > 0 {
+			mem = gibs(n.GetMemoryBytes())
+		}
+		head := n.GetName() + "\t" + cpu + "\t" + mem
 		if len(n.GetGpus()) == 0 {
 			fmt.Fprintf(tw, "%s\t-\t\t\t\t%s\n", head, n.GetGpuProblem())
 			continue

@@ -39,6 +39,10 @@ type Config struct {
 	// runs no replicas: `sluice node` and `sluice autoscaler`, whose
 	// replicas are processes or pods.
 	TopicsOnly bool
+	// Held, when set and true for a deployment, starts none of its
+	// replicas at deploy: the actuator starts them once they are placed
+	// (GPU replicas of `sluice dev`, which may have no room).
+	Held func(spec.Deployment) bool
 	// Models builds the handlers of `kind: model` deployments; nil: this
 	// process serves none (their replicas report why).
 	Models ModelBuilder
@@ -222,6 +226,9 @@ func (c *Controller) start(ctx context.Context, s *spec.App, old *appRun) *appRu
 			}
 		}
 		dr := &depRun{spec: d, want: max(d.Replicas.Initial, 0)}
+		if c.cfg.Held != nil && c.cfg.Held(d) {
+			dr.want = 0
+		}
 		for range dr.want {
 			rr, err := c.startReplica(ctx, s, topo, d)
 			if err != nil {
@@ -372,7 +379,7 @@ func (c *Controller) keep(ctx context.Context, prev *depRun, d spec.Deployment) 
 	was.Replicas, was.Autoscaling = d.Replicas, d.Autoscaling // sizing is the autoscaler's
 	if equalDeployment(was, d) {
 		c.mu.Lock()
-		if prev.spec.Replicas.Initial != d.Replicas.Initial {
+		if prev.spec.Replicas.Initial != d.Replicas.Initial && (c.cfg.Held == nil || !c.cfg.Held(d)) {
 			prev.want = d.Replicas.Initial // a new initial size is asked for now
 		}
 		prev.spec = d
