@@ -365,13 +365,7 @@ func Write(w io.Writer, objs []ScaledObject, skipped []Skipped) error {
 		if err != nil {
 			return fmt.Errorf("keda: %s: %w", o.Target, err)
 		}
-		b.WriteString("---\n")
-		enc := yaml.NewEncoder(&b)
-		enc.SetIndent(2)
-		if err := enc.Encode(doc); err != nil {
-			return fmt.Errorf("keda: %s: %w", o.Target, err)
-		}
-		if err := enc.Close(); err != nil {
+		if err := workload.WriteDoc(&b, doc); err != nil {
 			return fmt.Errorf("keda: %s: %w", o.Target, err)
 		}
 	}

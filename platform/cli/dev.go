@@ -113,7 +113,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	var scaler *autoscaler.Scaler
 	if d.controller, err = controller.New(ctx, controller.Config{
 		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log, Models: mf, Reports: fw.reports, Placements: fw.nodes.Replicas,
-		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
+		Held:    func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Scaling: func(t autoscaler.Target) (autoscaler.Status, bool) { return scaler.Status(t) },
 	}); err != nil {
 		return nil, err

@@ -83,10 +83,9 @@ func runRender(_ context.Context, args []string, env Env) error {
 				return &ExitError{Code: 2, Err: err}
 			}
 			for _, d := range ds {
-				if prev, dup := wnames[d.Metadata.Name]; dup {
-					return usageError("render: %s and %s both map to %q: change --workload-template or the application names", prev, d.Target, d.Metadata.Name)
+				if err := unique(wnames, d.Metadata.Name, d.Target.String()); err != nil {
+					return err
 				}
-				wnames[d.Metadata.Name] = d.Target.String()
 			}
 			deps = append(deps, ds...)
 		}
@@ -95,10 +94,9 @@ func runRender(_ context.Context, args []string, env Env) error {
 			return &ExitError{Code: 2, Err: err}
 		}
 		for _, x := range o {
-			if prev, dup := names[x.Metadata.Name]; dup {
-				return usageError("render: %s and %s both map to %q: change --workload-template or the application names", prev, x.Target, x.Metadata.Name)
+			if err := unique(names, x.Metadata.Name, x.Target.String()); err != nil {
+				return err
 			}
-			names[x.Metadata.Name] = x.Target.String()
 		}
 		objs, skipped = append(objs, o...), append(skipped, s...)
 	}
@@ -113,5 +111,15 @@ func runRender(_ context.Context, args []string, env Env) error {
 	for _, s := range skipped {
 		fmt.Fprintf(env.Stderr, "render: no ScaledObject for %s: %s\n", s.Target, s.Reason)
 	}
+	return nil
+}
+
+// unique records that object name belongs to deployment, or refuses a
+// second deployment mapped to the same name.
+func unique(names map[string]string, name, deployment string) error {
+	if prev, dup := names[name]; dup {
+		return usageError("render: %s and %s both map to %q: change --workload-template or the application names", prev, deployment, name)
+	}
+	names[name] = deployment
 	return nil
 }

@@ -373,13 +373,7 @@ func Write(w io.Writer, ds []Deployment) error {
 		// On the root mapping rather than the document, so that no blank
 		// line parts the comment from the object.
 		root.HeadComment = strings.Join(head, "\n")
-		b.WriteString("---\n")
-		enc := yaml.NewEncoder(&b)
-		enc.SetIndent(2)
-		if err := enc.Encode(root); err != nil {
-			return fmt.Errorf("manifest: %s: %w", d.Target, err)
-		}
-		if err := enc.Close(); err != nil {
+		if err := workload.WriteDoc(&b, root); err != nil {
 			return fmt.Errorf("manifest: %s: %w", d.Target, err)
 		}
 	}

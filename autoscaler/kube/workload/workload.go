@@ -1,13 +1,15 @@
 // Package workload names the Kubernetes workload that runs the replicas of
-// a Sluice deployment. It is a leaf, so that the KEDA renderer and the
-// Kubernetes actuator agree on names without the renderer importing
-// client-go.
+// a Sluice deployment, and writes the YAML documents of the renderers. It
+// is a leaf, so that the renderers and the Kubernetes actuator agree on
+// names without the renderers importing client-go.
 package workload
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Kind is the kind of workload, in group apps/v1, that runs a deployment.
@@ -98,4 +100,16 @@ func (t Template) Name(app, d string) (string, error) {
 			name, t, app, d, maxName)
 	}
 	return name, nil
+}
+
+// WriteDoc appends doc to b as one YAML document ("---" first), indented
+// by two spaces as kubectl writes.
+func WriteDoc(b *strings.Builder, doc *yaml.Node) error {
+	b.WriteString("---\n")
+	enc := yaml.NewEncoder(b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	return enc.Close()
 }
