@@ -70,56 +70,20 @@ func TestNodePlacesGPUs(t *testing.T) {
 	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, b)
 	}
-	status := func() (gpuStatus, string) {
-		b, err := exec.Command(n.bin, "status", "--json", "--addr", n.addr).CombinedOutput()
-		var st gpuStatus
-		if err == nil {
-			err = json.Unmarshal(b, &st)
-		}
-		if err != nil {
-			t.Fatalf("status: %v\n%s", err, b)
-		}
-		return st, string(b)
-	}
-	// problem is a deployment's problem and how many of its replicas
-	// are placed.
-	problem := func(st gpuStatus, dep string) (string, int) {
-		for _, a := range st.Applications {
-			for _, d := range a.Deployments {
-				if d.Name == dep {
-					return d.Autoscaler.Problem, len(d.Placements)
-				}
-			}
-		}
-		return "", -1
-	}
-	wait := func(what string, ok func(gpuStatus) bool) gpuStatus {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			st, raw := status()
-			if ok(st) {
-				return st
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s\n%s\nnode stderr:\n%s", what, raw, n.stderr.String())
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
+	wait := func(what string, ok func(gpuStatus) bool) gpuStatus { t.Helper(); return n.waitStatus(t, what, ok) }
 	wantWhole := fmt.Sprintf("needs %d whole GPUs", len(devices)+1)
 	if len(devices) == 0 {
 		wantWhole = "needs 1 whole GPU"
 	}
 	st := wait("the whole-GPU deployment waits with the reason", func(st gpuStatus) bool {
-		p, cur := problem(st, "FrenchResponder")
+		p, cur := placedOf(st, "FrenchResponder")
 		return cur == 0 && strings.Contains(p, "1 of 1 replicas wait for room") && strings.Contains(p, wantWhole)
 	})
 	if code, body := postTo(t, n.addr, "/gpuhello", `{"language":"german","name":"x"}`); code != 200 || body != "Please try again." {
 		t.Fatalf("the classifier (no GPU) answers: %d %q", code, body)
 	}
 	if len(devices) == 0 {
-		p, _ := problem(st, "SpanishResponder")
+		p, _ := placedOf(st, "SpanishResponder")
 		if !strings.Contains(p, "2 of 2 replicas wait for room: needs gpu 0.5: no node has a GPU") || !strings.Contains(p, "libnvidia-ml.so.1 not found") {
 			t.Fatalf("SpanishResponder's problem: %q", p)
 		}
@@ -137,7 +101,7 @@ func TestNodePlacesGPUs(t *testing.T) {
 	}
 
 	st = wait("two half-GPU replicas placed on one device and running", func(st gpuStatus) bool {
-		_, placed := problem(st, "SpanishResponder")
+		_, placed := placedOf(st, "SpanishResponder")
 		return placed == 2 && readyOf(st, "SpanishResponder") == 2
 	})
 	if code, body := postTo(t, n.addr, "/gpuhello", `{"language":"spanish","name":"GPU"}`); code != 200 || body != "Hola GPU" {
@@ -174,6 +138,57 @@ func TestNodePlacesGPUs(t *testing.T) {
 		t.Fatalf("sluice status shows the shares:\n%s", out)
 	}
 	t.Logf("two replicas share %s:\n%s", uuids[0], out)
+}
+
+// waitStatus polls `sluice status --json` until ok, for 30 s.
+func (n *testNode) waitStatus(t *testing.T, what string, ok func(gpuStatus) bool) gpuStatus {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := exec.Command(n.bin, "status", "--json", "--addr", n.addr).CombinedOutput()
+		var st gpuStatus
+		if err == nil {
+			err = json.Unmarshal(b, &st)
+		}
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, b)
+		}
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s\n%s\nnode stderr:\n%s", what, b, n.stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// placedOf is a deployment's problem and how many of its replicas are
+// placed.
+func placedOf(st gpuStatus, dep string) (string, int) {
+	for _, a := range st.Applications {
+		for _, d := range a.Deployments {
+			if d.Name == dep {
+				return d.Autoscaler.Problem, len(d.Placements)
+			}
+		}
+	}
+	return "", -1
+}
+
+// placedOn counts a deployment's replicas by node.
+func placedOn(st gpuStatus, dep string) map[string]int {
+	out := map[string]int{}
+	for _, a := range st.Applications {
+		for _, d := range a.Deployments {
+			if d.Name == dep {
+				for _, p := range d.Placements {
+					out[p.Node]++
+				}
+			}
+		}
+	}
+	return out
 }
 
 func readyOf(st gpuStatus, dep string) int {
@@ -215,4 +230,56 @@ func replicaEnvs(t *testing.T, prefix, dep string) []map[string]string {
 		out = append(out, env)
 	}
 	return out
+}
+
+const joinHelloYAML = `name: joinhello
+route_prefix: /joinhello
+ingress: LanguageClassifier
+deployments:
+  - name: LanguageClassifier
+    handler: LanguageClassifier
+    args: [{handle: SpanishResponder}, {handle: FrenchResponder}]
+  - name: SpanishResponder
+    replicas: {min: 3, initial: 3, max: 3}
+    resources: {cpu: 1}
+  - name: FrenchResponder
+`
+
+// A second machine joins with --join: the placing node offers one core,
+// the joining one two, and three one-core replicas need both. When the
+// joining node leaves, its replicas wait with the reason, and come back
+// when it returns.
+func TestNodeJoins(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "--name", "placing", "--cpu", "1")
+	join := func() (*exec.Cmd, chan error) {
+		return n.start(t, "--join", "--name", "joining", "--cpu", "2", "--model-cache", t.TempDir())
+	}
+	cmd, done := join()
+	spec := writeFile(t, "joinhello.yaml", joinHelloYAML)
+	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, b)
+	}
+	st := n.waitStatus(t, "three replicas over two nodes, all running", func(st gpuStatus) bool {
+		on := placedOn(st, "SpanishResponder")
+		return on["placing"] == 1 && on["joining"] == 2 && readyOf(st, "SpanishResponder") == 3
+	})
+	if len(st.Nodes) != 2 {
+		t.Fatalf("two nodes in the status: %+v", st.Nodes)
+	}
+	for range 5 { // answered by replicas on either node
+		if code, body := postTo(t, n.addr, "/joinhello", `{"language":"spanish","name":"Join"}`); code != 200 || body != "Hola Join" {
+			t.Fatalf("%d %q\n%s", code, body, n.stderr.String())
+		}
+	}
+	n.stopProcess(t, cmd, done)
+	n.waitStatus(t, "the joining node's replicas wait for room", func(st gpuStatus) bool {
+		p, placed := placedOf(st, "SpanishResponder")
+		return placed == 1 && strings.Contains(p, "2 of 3 replicas wait for room: needs cpu 1")
+	})
+	join()
+	n.waitStatus(t, "back on the joining node", func(st gpuStatus) bool {
+		p, _ := placedOf(st, "SpanishResponder")
+		return placedOn(st, "SpanishResponder")["joining"] == 2 && readyOf(st, "SpanishResponder") == 3 && p == ""
+	})
 }

@@ -131,7 +131,7 @@ type testNode struct {
 
 func startNode(t *testing.T, nodeArgs ...string) *testNode {
 	t.Helper()
-	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}, done: make(chan error, 1)}
+	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}}
 	bs := strings.Join(plat.Brokers, ",")
 	gw := exec.Command(n.bin, "gateway", "--brokers", bs, "--prefix", n.prefix, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
 	out, err := gw.StdoutPipe()
@@ -149,30 +149,42 @@ func startNode(t *testing.T, nodeArgs ...string) *testNode {
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	n.addr = strings.TrimSuffix(strings.Fields(strings.SplitN(line, "http://", 2)[1])[0], ",")
 
-	n.node = exec.Command(n.bin, append([]string{"node", "--brokers", bs, "--prefix", n.prefix, "--model-cache", t.TempDir()}, nodeArgs...)...)
-	n.node.Stderr = &syncWriter{w: n.stderr}
-	if err := n.node.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.done <- n.node.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case <-n.done:
-		default:
-			_ = n.node.Process.Kill()
-		}
-	})
+	n.node, n.done = n.start(t, append([]string{"--model-cache", t.TempDir()}, nodeArgs...)...)
 	return n
 }
 
-// stop stops the node, which drains its replicas, and checks it exits 0.
-func (n *testNode) stop(t *testing.T) {
+// start starts one more `sluice node` process on n's brokers and prefix,
+// its stderr into n's; it is killed at the end of the test if still
+// running.
+func (n *testNode) start(t *testing.T, args ...string) (*exec.Cmd, chan error) {
 	t.Helper()
-	if err := n.node.Process.Signal(syscall.SIGTERM); err != nil {
+	cmd := exec.Command(n.bin, append([]string{"node", "--brokers", strings.Join(plat.Brokers, ","), "--prefix", n.prefix}, args...)...)
+	cmd.Stderr = &syncWriter{w: n.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Kill()
+		}
+	})
+	return cmd, done
+}
+
+// stop stops the node, which drains its replicas, and checks it exits 0.
+func (n *testNode) stop(t *testing.T) { n.stopProcess(t, n.node, n.done) }
+
+func (n *testNode) stopProcess(t *testing.T, cmd *exec.Cmd, done chan error) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-n.done:
+	case err := <-done:
 		if err != nil {
 			t.Fatalf("node exit: %v\n%s", err, n.stderr.String())
 		}

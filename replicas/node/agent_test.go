@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -248,4 +250,28 @@ func TestNoGPUsAndLostGPU(t *testing.T) {
 		rs := run2.running(half)
 		return len(rs) == 2 && rs[0].Shares[0].UUID == other && rs[1].Shares[0].UUID == other, ""
 	})
+}
+
+// The models a node reports are those with a complete download in its
+// cache, wherever a replica's directory put them.
+func TestCachedModels(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"a/d/0/resnet/3/.complete", "a/d/1/resnet/4/.complete", "b/e/0/bert/1/.complete", "b/e/0/gpt/1/weights.bin"} {
+		p = filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cachedModels(dir); !slices.Equal(got, []string{"bert", "resnet"}) {
+		t.Fatalf("cached models %v, want [bert resnet] (gpt is not complete)", got)
+	}
+	if got := cachedModels(""); got != nil {
+		t.Fatalf("no cache: %v", got)
+	}
+	if m := machineMemory(); m < 64<<20 {
+		t.Fatalf("this machine's memory read as %d bytes", m)
+	}
 }
