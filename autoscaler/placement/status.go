@@ -24,6 +24,8 @@ type NodeStatus struct {
 	Running []Running     `json:"running,omitempty"`
 	Refresh time.Duration `json:"refresh"`
 	At      time.Time     `json:"at"`
+	// Instance tells two agents that took the same name apart.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Running is what a node runs of one target.

@@ -61,9 +61,10 @@ type Config struct {
 
 // Agent is one node's agent.
 type Agent struct {
-	cfg  Config
-	log  *streams.Log
-	gpus *gpu.Discoverer
+	cfg      Config
+	instance string // this agent among any of the same name
+	log      *streams.Log
+	gpus     *gpu.Discoverer
 
 	mu       sync.Mutex
 	status   placement.NodeStatus
@@ -94,7 +95,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.gpus = gpu.Open()
 		a.cfg.Discover = a.gpus.Discover
 	}
-	a.status = placement.NodeStatus{Node: placement.Node{Name: cfg.Name}, Refresh: cfg.Refresh}
+	a.instance = streams.Instance()
+	a.status = placement.NodeStatus{Node: placement.Node{Name: cfg.Name}, Refresh: cfg.Refresh, Instance: a.instance}
 	a.discover()
 	l, err := streams.OpenLog(ctx, streams.LogConfig{Brokers: cfg.Brokers, Topic: cfg.Status, Apply: a.follow, Log: cfg.Log})
 	if err != nil {
@@ -177,6 +179,10 @@ func (a *Agent) Size(t autoscaler.Target) autoscaler.Size { return a.cfg.Runner.
 // follow takes the node's assignment from the status topic, when the
 // agent follows one.
 func (a *Agent) follow(_ context.Context, rec *kgo.Record) {
+	if name, st, ok := placement.ParseNode(string(rec.Key), rec.Value); ok && name == a.cfg.Name && st != nil &&
+		st.Instance != a.instance && !st.Stale(time.Now()) {
+		a.cfg.Log.Error("another node reports under this node's name: both would run the same replicas; give each a --name", "node", name)
+	}
 	if !a.cfg.Follow || string(rec.Key) != placement.PlaceKey(a.cfg.Name) {
 		return
 	}
