@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-real fuzz bench-core bench-registry bench-models bench-autoscale vet
+.PHONY: build run test test-unit test-e2e test-real fuzz bench bench-core bench-registry bench-models bench-autoscale vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -14,7 +14,8 @@ run: build
 
 # Every test tier: generated code current, unit (race detector), short fuzz
 # runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka
-# broker and a real MinIO, and real inference clients against sluice dev.
+# broker and a real MinIO, real inference clients against sluice dev, and the
+# load generator's smoke run against sluice dev.
 test:
 	scripts/test.sh
 
@@ -32,6 +33,11 @@ test-real:
 
 fuzz:
 	scripts/test.sh fuzz
+
+# Side by side with Ray Serve: the same load generator (bench/cmd/sluice-load)
+# against the same workloads on both. Not part of `make test`.
+bench:
+	scripts/bench.sh
 
 # Core data-path benchmark (issue #2 figures) on the embedded and a real broker.
 bench-core:

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	cel.dev/cel-go v0.33.2
+	github.com/HdrHistogram/hdrhistogram-go v1.1.2
 	github.com/NVIDIA/go-nvml v0.13.0-1
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0
 	github.com/minio/minio-go/v7 v7.4.1

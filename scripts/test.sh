@@ -11,10 +11,13 @@
 #   tf     TensorFlow SavedModels pushed with `sluice models push` and served
 #          by a model deployment of a `-tags tensorflow` build, on a real Kafka
 #          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
+#   smoke  bin/sluice-load against `sluice dev -f bench/sluice/noop.yaml` for
+#          SMOKETIME (default 10s): the benchmark's path runs with no error
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-5s}
+SMOKETIME=${SMOKETIME:-10s}
 
 unit() {
 	echo "== vet"
@@ -82,13 +85,45 @@ clients() {
 	scripts/pyclients.sh run
 }
 
+# smoke starts `sluice dev` with the benchmark's no-op on ports the kernel
+# picks (read back from its "REST on" line, printed once ready), and drives
+# it with the benchmark's load generator: no request may fail. It runs in
+# a subshell so that its trap leaves the services' trap alone.
+smoke() (
+	echo "== smoke: sluice-load against sluice dev /noop ($SMOKETIME)"
+	$GO build -o bin/sluice ./cmd/sluice
+	$GO build -o bin/sluice-load ./bench/cmd/sluice-load
+	log=$(mktemp "${TMPDIR:-/tmp}/sluice-smoke.XXXXXX.log")
+	bin/sluice dev --http 127.0.0.1:0 --grpc 127.0.0.1:0 --builtin=false -f bench/sluice/noop.yaml >"$log" 2>&1 &
+	pid=$!
+	trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+	addr="" rc=0 deadline=$((SECONDS + 60))
+	while [ -z "$addr" ] && [ "$SECONDS" -lt "$deadline" ] && kill -0 "$pid" 2>/dev/null; do
+		addr=$(sed -n 's|^sluice dev: REST on http://\([^,]*\),.*|\1|p' "$log")
+		[ -n "$addr" ] || sleep 0.2
+	done
+	if [ -z "$addr" ]; then
+		echo "smoke: sluice dev not ready; its log:" >&2
+		tail -n 40 "$log" >&2
+		exit 1
+	fi
+	line=$(bin/sluice-load -url "http://$addr/noop" -body '{"x":1}' -expect '{"x":1}' -c 8 \
+		-duration "$SMOKETIME" -warmup 1s) || rc=$?
+	echo "$line"
+	if [ "$rc" -ne 0 ] || ! [[ "$line" =~ ^requests\ [1-9] ]]; then
+		echo "smoke: FAILED (status $rc); last lines of the server's log:" >&2
+		tail -n 40 "$log" >&2
+		exit 1
+	fi
+)
+
 if [ $# -eq 0 ]; then
-	set -- gen unit fuzz e2e real tf clients
+	set -- gen unit fuzz e2e real tf clients smoke
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | real | tf | gen | clients) "$tier" ;;
+	unit | fuzz | e2e | real | tf | gen | clients | smoke) "$tier" ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients, smoke)" >&2; exit 2 ;;
 	esac
 done

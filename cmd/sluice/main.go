@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sluice-serve/sluice/examples/bench"
 	"github.com/sluice-serve/sluice/examples/chain"
 	"github.com/sluice-serve/sluice/examples/hello"
 	"github.com/sluice-serve/sluice/examples/stream"
@@ -29,7 +30,7 @@ func main() {
 	defer stop()
 
 	apps := append([]*serve.Application{hello.App(), chain.App(), stream.App()}, tensors.Apps()...)
-	reg, err := serve.NewRegistry(apps)
+	reg, err := serve.NewRegistry(apps, bench.Noop)
 	if err == nil {
 		err = cli.Run(ctx, os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Log: log, Registry: reg})
 	}
