@@ -13,19 +13,20 @@ import (
 	"github.com/sluice-serve/sluice/replicas/gpu"
 )
 
-const gpuHelloYAML = `name: gpuhello
-route_prefix: /gpuhello
+// helloYAML is the hello application under another name, each
+// responder with more fields (indented YAML lines).
+func helloYAML(name, spanish, french string) string {
+	return fmt.Sprintf(`name: %[1]s
+route_prefix: /%[1]s
 ingress: LanguageClassifier
 deployments:
   - name: LanguageClassifier
     handler: LanguageClassifier
     args: [{handle: SpanishResponder}, {handle: FrenchResponder}]
   - name: SpanishResponder
-    replicas: {min: 2, initial: 2, max: 2}
-    resources: {gpu: 0.5}
-  - name: FrenchResponder
-    resources: {gpu: %d}
-`
+%[2]s  - name: FrenchResponder
+%[3]s`, name, spanish, french)
+}
 
 type gpuStatus struct {
 	Applications []struct {
@@ -66,7 +67,9 @@ func TestNodePlacesGPUs(t *testing.T) {
 	devices := d.Discover().Placeable()
 	d.Close()
 	n := startNode(t)
-	spec := writeFile(t, "gpuhello.yaml", fmt.Sprintf(gpuHelloYAML, len(devices)+1))
+	spec := writeFile(t, "gpuhello.yaml", helloYAML("gpuhello",
+		"    replicas: {min: 2, initial: 2, max: 2}\n    resources: {gpu: 0.5}\n",
+		fmt.Sprintf("    resources: {gpu: %d}\n", len(devices)+1)))
 	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, b)
 	}
@@ -232,19 +235,6 @@ func replicaEnvs(t *testing.T, prefix, dep string) []map[string]string {
 	return out
 }
 
-const joinHelloYAML = `name: joinhello
-route_prefix: /joinhello
-ingress: LanguageClassifier
-deployments:
-  - name: LanguageClassifier
-    handler: LanguageClassifier
-    args: [{handle: SpanishResponder}, {handle: FrenchResponder}]
-  - name: SpanishResponder
-    replicas: {min: 3, initial: 3, max: 3}
-    resources: {cpu: 1}
-  - name: FrenchResponder
-`
-
 // A second machine joins with --join: the placing node offers one core,
 // the joining one two, and three one-core replicas need both. When the
 // joining node leaves, its replicas wait with the reason, and come back
@@ -256,7 +246,7 @@ func TestNodeJoins(t *testing.T) {
 		return n.start(t, "--join", "--name", "joining", "--cpu", "2", "--model-cache", t.TempDir())
 	}
 	cmd, done := join()
-	spec := writeFile(t, "joinhello.yaml", joinHelloYAML)
+	spec := writeFile(t, "joinhello.yaml", helloYAML("joinhello", "    replicas: {min: 3, initial: 3, max: 3}\n    resources: {cpu: 1}\n", ""))
 	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, b)
 	}
