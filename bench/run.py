@@ -11,8 +11,17 @@ bench/results/<date>.md and .png (copied to latest.md and latest.png).
 Systems:
   sluice-embedded  bin/sluice dev (platform and broker in one process)
   sluice-kafka     scripts/kafka.sh start, then bin/sluice dev --brokers
-  ray              ray start --head, then bench/ray/apps.py deploys the four
+  ray              ray start --head, then bench/ray/apps.py deploys the
                    applications with serve.run on one HTTP proxy
+
+Workload 5 (multiplex) needs models: 50 sluice-linear models m0..m49
+(model.json, y = (i+2)x + 1) are written to a temporary directory; Sluice
+gets them with `bin/sluice models push m<i> <dir> --label bench=multiplex`
+and `bin/sluice deploy -f bench/sluice/multiplex.yaml` once it is up, Ray's
+multiplexed deployment reads the same files. Requests pick the model from a
+Zipf(1.1) mix (sluice-load -models 50 -zipf 1.1): POST
+/v2/models/{model}/infer on Sluice, POST /multiplex with the header
+serve_multiplexed_model_id: {model} on Ray.
 
 Which processes belong to a system: each system is started in a new session
 (setsid), and every process whose session id is that session's, plus every
@@ -26,7 +35,8 @@ pages shared between Ray's Python processes are counted once per process).
 
 Options come from the environment (scripts/bench.sh documents them):
 BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY, BENCH_SYSTEMS,
-BENCH_WORKLOADS, BENCH_MAX_LOAD, BENCH_LOAD_WAIT, BENCH_COMMAND, BENCH_OUT.
+BENCH_WORKLOADS, BENCH_MAX_LOAD, BENCH_LOAD_WAIT, BENCH_COMMAND, BENCH_OUT,
+BENCH_NAME.
 """
 
 from __future__ import annotations
@@ -67,12 +77,26 @@ WORKLOADS = {
         '{"language":"spanish","name":"x"}',
         lambda b: b.strip().strip('"') == "Hola x",
     ),
+    # {model} is put in by sluice-load (and by wait_ready, model by model)
+    "multiplex": (
+        "/v2/models/{model}/infer",
+        '{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[3]}]}',
+        lambda b: "outputs" in json.loads(b),
+    ),
 }
+# workload 5: how many models, their mix, and Ray's way of naming the model
+MODELS = 50
+ZIPF = 1.1
+MODEL_LABEL = "bench=multiplex"
+MIXES = {"multiplex": ["-models", str(MODELS), "-zipf", str(ZIPF)]}
+# workload -> (route, headers) on Ray where they differ from WORKLOADS
+RAY_ROUTES = {"multiplex": ("/multiplex", {"serve_multiplexed_model_id": "{model}"})}
 TITLES = {
     "noop": "1. noop (one deployment)",
     "chain": "2. chain (Adder -> Multiplier, forwarded)",
     "chain10": "3. chain10 (ten deployments)",
     "hello": "4. hello (classifier -> responder)",
+    "multiplex": f"5. multiplex ({MODELS} models, Zipf {ZIPF}, 4 replicas x 5 models)",
 }
 SYSTEM_ORDER = ["sluice-embedded", "sluice-kafka", "ray"]
 
@@ -216,41 +240,77 @@ def stop_session(sid: int, grace: float = 10.0) -> None:
             time.sleep(0.1)
 
 
-def post(url: str, body: str, timeout: float = 5.0):
+def post(url: str, body: str, timeout: float = 5.0, headers: dict | None = None):
     req = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
+        url, data=body.encode(), headers={"Content-Type": "application/json", **(headers or {})}
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=timeout) as r:
         return r.status, r.read().decode()
 
 
-def wait_ready(base: str, workloads: list[str], timeout: float, alive) -> None:
+def model_y(i: int) -> float:
+    """The answer of model m<i> to x = 3 (see write_models)."""
+    return 3 * (i + 2) + 1
+
+
+def write_models(root: Path) -> Path:
+    """MODELS sluice-linear models m<i>/model.json, y = (i+2)x + 1."""
+    for i in range(MODELS):
+        d = root / f"m{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "model.json").write_text(json.dumps(
+            {"input": "x", "output": "y", "weights": [[i + 2]], "bias": [1]}))
+    return root
+
+
+def targets(workloads: list[str], ray: bool):
+    """(workload, route, headers, check) of each request wait_ready sends:
+    one per workload, one per model for multiplex."""
+    out = []
+    for w in workloads:
+        route, body, check = WORKLOADS[w]
+        headers = {}
+        if ray and w in RAY_ROUTES:
+            route, headers = RAY_ROUTES[w]
+        if w not in MIXES:
+            out.append((w, route, headers, body, check))
+            continue
+        for i in range(MODELS):
+            sub = lambda v, i=i: v.replace("{model}", f"m{i}")  # noqa: E731
+            want = model_y(i)
+            out.append((w, sub(route), {k: sub(v) for k, v in headers.items()}, body,
+                        lambda b, want=want: json.loads(b)["outputs"][0]["data"] == [want]))
+    return out
+
+
+def wait_ready(base: str, workloads: list[str], timeout: float, alive, ray: bool = False) -> None:
     deadline = time.monotonic() + timeout
-    pending = list(workloads)
+    pending = targets(workloads, ray)
     last = ""
     while pending:
         if not alive():
             raise RuntimeError("system exited while starting")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"routes not ready after {timeout:.0f}s: {pending} ({last})")
-        w = pending[0]
-        route, body, check = WORKLOADS[w]
+            left = sorted({p[0] for p in pending})
+            raise RuntimeError(f"routes not ready after {timeout:.0f}s: {left} ({last})")
+        _, route, headers, body, check = pending[0]
         try:
-            status, answer = post(base + route, body)
+            status, answer = post(base + route, body, headers=headers)
             if status == 200 and check(answer):
                 pending.pop(0)
                 continue
             last = f"{route}: {status} {answer[:200]}"
-        except (OSError, urllib.error.URLError, ValueError) as e:
+        except (OSError, urllib.error.URLError, ValueError, KeyError, IndexError, TypeError) as e:
             last = f"{route}: {e}"
         time.sleep(0.5)
 
 
 class Sluice:
-    def __init__(self, name: str, workdir: Path, brokers_via_kafka: bool):
+    def __init__(self, name: str, workdir: Path, brokers_via_kafka: bool, models: Path):
         self.name = name
         self.workdir = workdir
+        self.models = models
         self.kafka = brokers_via_kafka
         self.proc = None
         self.kafka_sid = None
@@ -259,11 +319,11 @@ class Sluice:
         self.settings: list[str] = []
 
     def start(self, workloads: list[str]) -> str:
-        port = free_port()
+        port, grpc = free_port(), free_port()
         cmd = [
             str(BIN / "sluice"), "dev",
             "--http", f"127.0.0.1:{port}",
-            "--grpc", f"127.0.0.1:{free_port()}",
+            "--grpc", f"127.0.0.1:{grpc}",
             "-f", "bench/sluice/noop.yaml",
             "-f", "bench/sluice/chain10.yaml",
         ]
@@ -295,8 +355,41 @@ class Sluice:
         )
         self.groups["sluice"] = Group({self.proc.pid})
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, workloads, 120, lambda: self.proc.poll() is None)
+        alive = lambda: self.proc.poll() is None  # noqa: E731
+        plain = [w for w in workloads if w not in MIXES]
+        wait_ready(base, plain, 120, alive)
+        if "multiplex" in workloads:
+            self.deploy_models(f"127.0.0.1:{port}", f"127.0.0.1:{grpc}", alive)
+            # the first request for each model loads it (and evicts others)
+            wait_ready(base, ["multiplex"], 180, alive)
         return base
+
+    def deploy_models(self, http: str, grpc: str, alive) -> None:
+        """Push the MODELS models and deploy bench/sluice/multiplex.yaml."""
+        log(f"pushing {MODELS} models and deploying bench/sluice/multiplex.yaml")
+
+        def sluice(*args: str, retry: float = 0) -> None:
+            deadline = time.monotonic() + retry
+            while True:
+                r = subprocess.run([str(BIN / "sluice"), *args], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+                if r.returncode == 0:
+                    return
+                if time.monotonic() > deadline or not alive():
+                    raise RuntimeError(f"sluice {' '.join(args[:3])}: exit {r.returncode}: "
+                                       f"{r.stderr.strip()[-300:]}")
+                time.sleep(0.5)
+
+        for i in range(MODELS):
+            # the platform may still be starting: retry the first one
+            sluice("models", "push", f"m{i}", str(self.models / f"m{i}"),
+                   "--label", MODEL_LABEL, "--grpc-addr", grpc, retry=120 if i == 0 else 0)
+        sluice("deploy", "-f", "bench/sluice/multiplex.yaml", "--addr", http, retry=30)
+        self.settings.append(
+            f"Sluice, workload 5: `bin/sluice models push m<i> <dir> --label {MODEL_LABEL}` "
+            f"for i < {MODELS} (sluice-linear model.json, y = (i+2)x + 1), then "
+            "`bin/sluice deploy -f bench/sluice/multiplex.yaml` (kind: model, 4 replicas, "
+            "max_models_per_replica: 5)")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -317,8 +410,9 @@ class Sluice:
 class Ray:
     name = "ray"
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, models: Path):
         self.workdir = workdir
+        self.models = models
         self.sid = None
         self.tmp = None
         self.groups: dict[str, Group] = {}
@@ -345,7 +439,7 @@ class Ray:
                 raise RuntimeError(f"ray start failed (see {f.name})")
         driver = [sys.executable, "bench/ray/apps.py", "--address",
                   f"127.0.0.1:{gcs}", "--http-port", str(http),
-                  "--apps", ",".join(workloads)]
+                  "--apps", ",".join(workloads), "--models-dir", str(self.models)]
         log("deploying the Ray Serve applications (bench/ray/apps.py)")
         with open(self.workdir / "ray-deploy.log", "wb") as f:
             # the driver runs in Ray's session so its processes are counted
@@ -363,10 +457,12 @@ class Ray:
             "then `serve.run(app, name, route_prefix)` per application from a driver "
             "(bench/ray/apps.py) that exits; one HTTP proxy; every deployment "
             "num_replicas=1, max_ongoing_requests=100, ray_actor_options={num_cpus: 0} "
-            "(a scheduling reservation only, so that 16 replicas fit on 2 CPUs)",
+            "(a scheduling reservation only, so that 16 replicas fit on 2 CPUs); "
+            "workload 5's Multiplexed deployment num_replicas=4 with "
+            "@serve.multiplexed(max_num_models_per_replica=5), reading the same model.json files",
         ]
         base = f"http://127.0.0.1:{http}"
-        wait_ready(base, workloads, 120, lambda: True)
+        wait_ready(base, workloads, 180, lambda: True, ray=True)
         return base
 
     def stop(self) -> None:
@@ -391,10 +487,10 @@ def idle_cpu(sampler: Sampler, settle: float = 3.0, window: float = 5.0) -> str:
 
 # ---- load ------------------------------------------------------------------
 def run_load(url: str, body: str, conc: int, duration: str, warmup: str,
-             sampler: Sampler, warmup_s: float) -> dict:
+             sampler: Sampler, warmup_s: float, extra: list[str] | None = None) -> dict:
     cmd = taskset() + [
         str(BIN / "sluice-load"), "-url", url, "-body", body, "-c", str(conc),
-        "-duration", duration, "-warmup", warmup, "-json",
+        "-duration", duration, "-warmup", warmup, "-json", *(extra or []),
     ]
     with sampler.lock:
         for g in sampler.groups.values():
@@ -516,9 +612,13 @@ def report(results, meta) -> str:
         "resident sets in 200 ms samples (shared pages count once per process). "
         "Processes: the session (setsid) each system was started in, plus descendants; "
         "for sluice-kafka the broker JVM's own session is added and shown in brackets. "
-        "The load generator is not counted. All four applications are deployed at once "
+        "The load generator is not counted. All the applications are deployed at once "
         "on each system, so RSS is the footprint serving all of them.",
-        "- Workload 5 (multiplexed models) is skipped for now.",
+        f"- Workload 5 (multiplex): {MODELS} models, each request's model drawn from a "
+        f"Zipf({ZIPF}) mix with a fixed seed (`sluice-load -models {MODELS} -zipf {ZIPF}`, "
+        "m0 the most frequent); Sluice: `POST /v2/models/{model}/infer`; Ray: `POST /multiplex` "
+        "with `serve_multiplexed_model_id: {model}`; the same OIP JSON body and answer, "
+        "4 replicas x at most 5 loaded models on both.",
         "",
         "Settings:",
         "",
@@ -665,9 +765,7 @@ def main() -> int:
             raise SystemExit(f"unknown system {s} ({' '.join(SYSTEM_ORDER)})")
     for w in workloads:
         if w not in WORKLOADS:
-            raise SystemExit(f"unknown workload {w} ({' '.join(WORKLOADS)}; "
-                             "workload 5, multiplexed models, is skipped for now)")
-    log("workload 5 (multiplexed models) is skipped for now")
+            raise SystemExit(f"unknown workload {w} ({' '.join(WORKLOADS)})")
     for b in ("sluice", "sluice-load"):
         if not (BIN / b).exists():
             raise SystemExit(f"bin/{b} missing (scripts/bench.sh builds it)")
@@ -693,9 +791,11 @@ def main() -> int:
     warmup_s = parse_seconds(warmup)
     workdir = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     log(f"logs in {workdir}")
+    models = write_models(workdir / "models")
     try:
         for s in systems:
-            sysobj = Ray(workdir) if s == "ray" else Sluice(s, workdir, s == "sluice-kafka")
+            sysobj = (Ray(workdir, models) if s == "ray"
+                      else Sluice(s, workdir, s == "sluice-kafka", models))
             sampler = None
             try:
                 t0 = time.monotonic()
@@ -707,8 +807,13 @@ def main() -> int:
                 log(f"{s} idle: {meta['idle'][s]}")
                 for w in workloads:
                     route, body, _ = WORKLOADS[w]
+                    extra = list(MIXES.get(w, []))
+                    if s == "ray" and w in RAY_ROUTES:
+                        route, headers = RAY_ROUTES[w]
+                        for k, v in headers.items():
+                            extra += ["-header", f"{k}: {v}"]
                     for c in concs:
-                        res = run_load(base + route, body, c, duration, warmup, sampler, warmup_s)
+                        res = run_load(base + route, body, c, duration, warmup, sampler, warmup_s, extra)
                         results[(s, w, c)] = res
                         if "failed" in res:
                             log(f"{s} {w} c={c}: {res['failed']}")
@@ -733,13 +838,15 @@ def main() -> int:
         if results:
             RESULTS.mkdir(parents=True, exist_ok=True)
             text = report(results, meta) + f"\nTotal run time {meta['total_s'] / 60:.1f} min.\n"
-            md = RESULTS / f"{meta['date']}.md"
-            png = RESULTS / f"{meta['date']}.png"
+            name = env("BENCH_NAME", "")
+            md = RESULTS / f"{name or meta['date']}.md"
+            png = RESULTS / f"{name or meta['date']}.png"
             md.write_text(text)
             plot(results, meta, png)
-            shutil.copyfile(md, RESULTS / "latest.md")
-            shutil.copyfile(png, RESULTS / "latest.png")
-            log(f"wrote {md} and {png} (and latest.*) "
+            if not name:  # a named run does not replace latest.*
+                shutil.copyfile(md, RESULTS / "latest.md")
+                shutil.copyfile(png, RESULTS / "latest.png")
+            log(f"wrote {md} and {png}{'' if name else ' (and latest.*)'} "
                 f"in {meta['total_s'] / 60:.1f} min")
     return 1 if meta["system_errors"] else 0
 

@@ -5,21 +5,25 @@
 # with the pinned Ray Serve and matplotlib, builds bin/sluice and
 # bin/sluice-load, and runs bench/run.py with the virtualenv's Python. It
 # starts each system in turn (Sluice with its embedded broker, Sluice on a
-# real Apache Kafka from scripts/kafka.sh, Ray Serve), drives workloads 1-4
+# real Apache Kafka from scripts/kafka.sh, Ray Serve), drives workloads 1-5
 # with sluice-load and writes bench/results/<date>.md and .png, copied to
-# bench/results/latest.md and latest.png.
+# bench/results/latest.md and latest.png. Workload 5, multiplexed models,
+# pushes 50 generated sluice-linear models to each Sluice (bench/sluice/
+# multiplex.yaml serves them) and hands the same files to Ray's multiplexed
+# deployment; requests follow a Zipf(1.1) mix over the 50.
 #
 # Environment:
 #   BENCH_DURATION     measured time per row (default 10s)
 #   BENCH_WARMUP       warm-up per row, not measured (default 2s)
 #   BENCH_CONCURRENCY  closed-loop workers, one row each (default "1 16 64")
 #   BENCH_SYSTEMS      default "sluice-embedded sluice-kafka ray"
-#   BENCH_WORKLOADS    default "noop chain chain10 hello" (workload 5,
-#                      multiplexed models, is skipped for now)
+#   BENCH_WORKLOADS    default "noop chain chain10 hello multiplex"
 #   BENCH_MAX_LOAD     wait while the 1-minute load average is above this
 #                      (default 1.5) ...
 #   BENCH_LOAD_WAIT    ... for at most this many seconds (default 300)
 #   BENCH_OUT          results directory (default bench/results)
+#   BENCH_NAME         file name of the results, without .md/.png (default
+#                      the date); when set, latest.* are left as they are
 #   SLUICE_CACHE       cache root (default $HOME/.cache/sluice): ray-venv,
 #                      and Kafka's jars via scripts/kafka.sh
 #   PYTHON             interpreter for the virtualenv (default python3.11)

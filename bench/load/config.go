@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,11 +48,32 @@ type Config struct {
 	MaxRequests int
 	Timeout     time.Duration // per request, default 10s
 
+	// Headers are sent with every request, after Content-Type (which one
+	// of them may override). "{model}" in a value is replaced like in URL.
+	Headers map[string]string
+
+	// Models, if > 0, spreads the requests over that many models: each
+	// request picks a model index i in [0, Models) and "{model}" in URL and
+	// in the header values becomes ModelName(i) (default "m<i>"). Zipf, if
+	// set, is the exponent s > 1 of a Zipf mix in which model 0 is the most
+	// frequent (P(i) ∝ (1+i)^-s); 0 picks uniformly. The picks come from a
+	// fixed seed, so runs of equal length send the same mix.
+	Models    int
+	ModelName func(i int) string
+	Zipf      float64
+
 	// Expect, if set, checks each answer; an error it returns counts the
 	// request as failed. When nil, any status outside 2xx is a failure;
 	// when set, Expect alone decides.
 	Expect func(status int, body []byte) error
 }
+
+// ModelPlaceholder is replaced by a model's name in Config.URL and in the
+// values of Config.Headers.
+const ModelPlaceholder = "{model}"
+
+// DefaultModelName names model i "m<i>".
+func DefaultModelName(i int) string { return "m" + strconv.Itoa(i) }
 
 // ErrNotLoopback is wrapped by the error for a URL whose host is not a
 // loopback address: the load generator only drives local servers.
@@ -100,6 +122,17 @@ func (c *Config) Validate() error {
 		return invalid("MaxRequests", "must be >= 0, got %d", c.MaxRequests)
 	case c.Timeout < 0:
 		return invalid("Timeout", "must be >= 0, got %s", c.Timeout)
+	case c.Models < 0:
+		return invalid("Models", "must be >= 0, got %d", c.Models)
+	case c.Zipf != 0 && !(c.Zipf > 1):
+		return invalid("Zipf", "must be > 1 (or 0 for a uniform mix), got %g", c.Zipf)
+	case c.Zipf != 0 && c.Models == 0:
+		return invalid("Zipf", "needs Models > 0")
+	}
+	for name := range c.Headers {
+		if name == "" || strings.ContainsAny(name, ": \t\r\n") {
+			return invalid("Headers", "bad header name %q", name)
+		}
 	}
 	return nil
 }
@@ -117,6 +150,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Models > 0 && c.ModelName == nil {
+		c.ModelName = DefaultModelName
 	}
 	return c
 }

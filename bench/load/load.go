@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +34,10 @@ const (
 
 // maxIdleConns caps the open loop's idle connection pool.
 const maxIdleConns = 1024
+
+// mixSeed seeds the model mix: the same Config sends the same sequence of
+// models (up to the interleaving of concurrent workers).
+const mixSeed = 0x5eed
 
 // Run drives cfg.URL until the measured phase ends, MaxRequests are
 // recorded, or ctx is done. ctx bounds the whole run: cancelling it aborts
@@ -68,6 +74,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		stop:    stop,
 		hist:    hdrhistogram.New(histMin, histMax, histSigFigs),
 	}
+	r.targets, r.pick = targets(cfg)
 	if cfg.Rate > 0 {
 		r.open(runCtx)
 	} else {
@@ -82,6 +89,8 @@ type run struct {
 	client              *http.Client
 	start, warmEnd, end time.Time
 	stop                context.CancelFunc // ends the run early (MaxRequests)
+	targets             []target           // one per model, or one
+	pick                func() int         // index into targets; safe for concurrent use
 
 	mu       sync.Mutex // guards the fields below
 	hist     *hdrhistogram.Histogram
@@ -90,6 +99,46 @@ type run struct {
 	dropped  int64
 	firstErr string
 	last     time.Time // when the last recorded request completed
+}
+
+// target is what one model's requests are sent to.
+type target struct {
+	url    string
+	header http.Header
+}
+
+// targets expands the model placeholder for each of cfg.Models models (or
+// once, when there are none) and returns the picker of the mix.
+func targets(cfg Config) ([]target, func() int) {
+	n := max(cfg.Models, 1)
+	ts := make([]target, n)
+	for i := range ts {
+		sub := func(s string) string { return s }
+		if cfg.Models > 0 {
+			name := cfg.ModelName(i)
+			sub = func(s string) string { return strings.ReplaceAll(s, ModelPlaceholder, name) }
+		}
+		h := make(http.Header, len(cfg.Headers))
+		for k, v := range cfg.Headers {
+			h.Set(k, sub(v))
+		}
+		ts[i] = target{url: sub(cfg.URL), header: h}
+	}
+	if n == 1 {
+		return ts, func() int { return 0 }
+	}
+	var mu sync.Mutex // rand.Rand and rand.Zipf are not safe for concurrent use
+	rng := rand.New(rand.NewPCG(mixSeed, mixSeed))
+	next := func() int { return rng.IntN(n) }
+	if cfg.Zipf > 0 {
+		z := rand.NewZipf(rng, cfg.Zipf, 1, uint64(n-1))
+		next = func() int { return int(z.Uint64()) }
+	}
+	return ts, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return next()
+	}
 }
 
 // closed runs Concurrency workers, each starting its next request when the
@@ -167,12 +216,16 @@ func (r *run) send(ctx context.Context) error {
 	if r.cfg.Body != nil {
 		body = bytes.NewReader(r.cfg.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.cfg.Method, r.cfg.URL, body)
+	t := r.targets[r.pick()]
+	req, err := http.NewRequestWithContext(ctx, r.cfg.Method, t.url, body)
 	if err != nil {
 		return err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", r.cfg.ContentType)
+	}
+	for k, v := range t.header {
+		req.Header[k] = v
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {

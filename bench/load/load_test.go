@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,5 +236,91 @@ func TestResultJSON(t *testing.T) {
 	want := `{"requests":10,"errors":1,"dropped":0,"elapsed_s":1.5,"rps":6.67,"p50_ms":1.234,"p90_ms":2,"p99_ms":3,"p999_ms":4,"max_ms":5,"first_error":"boom"}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
+	}
+}
+
+// The model mix: {model} is substituted in the URL and in header values,
+// every name is one of the N, and the Zipf mix makes m0 the most frequent.
+func TestModelMix(t *testing.T) {
+	t.Parallel()
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		bad  []string
+	)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path, _ := strings.CutPrefix(r.URL.Path, "/v2/models/")
+		path, _ = strings.CutSuffix(path, "/infer")
+		hdr := r.Header.Get("Serve_multiplexed_model_id")
+		mu.Lock()
+		defer mu.Unlock()
+		if hdr != path || r.Header.Get("X-Fixed") != "same" {
+			bad = append(bad, fmt.Sprintf("path %q header %q x-fixed %q", r.URL.Path, hdr, r.Header.Get("X-Fixed")))
+		}
+		seen[path]++
+	}))
+	t.Cleanup(s.Close)
+	const models = 20
+	res, err := Run(t.Context(), Config{
+		URL:         s.URL + "/v2/models/{model}/infer",
+		Body:        []byte(`{}`),
+		Headers:     map[string]string{"serve_multiplexed_model_id": "{model}", "X-Fixed": "same"},
+		Models:      models,
+		Zipf:        1.1,
+		Concurrency: 4,
+		Duration:    10 * time.Second,
+		MaxRequests: 4000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.Requests != 4000 {
+		t.Fatalf("got %+v, want 4000 requests without errors", res)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("%d requests without {model} substituted alike in path and header, first: %s", len(bad), bad[0])
+	}
+	valid := map[string]bool{}
+	for i := range models {
+		valid[DefaultModelName(i)] = true
+	}
+	for name, n := range seen {
+		if !valid[name] {
+			t.Errorf("model %q (%d requests) is not one of m0..m%d", name, n, models-1)
+		}
+		if name != "m0" && n >= seen["m0"] {
+			t.Errorf("%s got %d requests, m0 %d: want m0 the most frequent", name, n, seen["m0"])
+		}
+	}
+	// Zipf(1.1) over 20: m0 is about 1/H ≈ 0.2 of the requests, m1 about
+	// half of that; more than one model is used.
+	if seen["m0"] < 4000/10 || seen["m1"] < seen["m0"]/4 || len(seen) < models/2 {
+		t.Errorf("mix %v does not look like Zipf(1.1) over %d models", seen, models)
+	}
+}
+
+func TestModelMixValidation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		field string
+	}{
+		{"negative models", Config{Models: -1}, "Models"},
+		{"zipf at most 1", Config{Models: 5, Zipf: 1}, "Zipf"},
+		{"zipf without models", Config{Zipf: 1.5}, "Zipf"},
+		{"bad header name", Config{Headers: map[string]string{"a b": "x"}}, "Headers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := tc.cfg
+			cfg.URL, cfg.Concurrency, cfg.Duration = "http://127.0.0.1:1/", 1, time.Second
+			var ce *ConfigError
+			if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != tc.field {
+				t.Errorf("Validate() = %v, want a *ConfigError on %s", err, tc.field)
+			}
+		})
 	}
 }

@@ -11,8 +11,14 @@ Four applications, each at its own route prefix on the one Serve HTTP proxy:
             nightly "deployment chain" benchmark)
   /hello    LanguageClassifier with handles to SpanishResponder and
             FrenchResponder (examples/hello/hello.go)
+  /multiplex  Multiplexed: 4 replicas, @serve.multiplexed with at most 5
+            models each; the model is named by the serve_multiplexed_model_id
+            header and its weights are read from <--models-dir>/<model>/
+            model.json, the sluice-linear files bench/run.py pushes to
+            Sluice's registry (bench/sluice/multiplex.yaml); y = xW + b in
+            plain Python on the OIP JSON body
 
-Every deployment: 1 replica, max_ongoing_requests=100 (what Sluice's noop
+Every deployment but Multiplexed: 1 replica, max_ongoing_requests=100 (what Sluice's noop
 deployment allows), and num_cpus=0 so that all sixteen replicas fit on a
 2-core node (Ray reserves 1 CPU per replica actor by default, which would
 leave most of chain10 pending on two cores). num_cpus is a scheduling
@@ -30,6 +36,8 @@ applications, waits until they are RUNNING and exits; Serve keeps serving
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 
@@ -134,6 +142,61 @@ class LanguageClassifier:
         return "Please try again."
 
 
+# ---- workload 5: multiplexed models ----------------------------------------
+MODELS_DIR_ENV = "SLUICE_BENCH_MODELS_DIR"
+
+
+@serve.deployment(
+    num_replicas=4, max_ongoing_requests=100, ray_actor_options={"num_cpus": 0}
+)
+class Multiplexed:
+    """A sluice-linear model server: OIP JSON in, y = xW + b out."""
+
+    def __init__(self, models_dir: str):
+        self.models_dir = models_dir
+
+    @serve.multiplexed(max_num_models_per_replica=5)
+    async def get_model(self, model_id: str) -> dict:
+        # model ids come from a request header: keep them to a plain name
+        if not model_id or "/" in model_id or model_id.startswith("."):
+            raise ValueError(f"bad model id {model_id!r}")
+        with open(os.path.join(self.models_dir, model_id, "model.json")) as f:
+            return json.load(f)
+
+    async def __call__(self, request: Request) -> dict:
+        model_id = serve.get_multiplexed_model_id()
+        model = await self.get_model(model_id)
+        req = await request.json()
+        inp = next(t for t in req["inputs"] if t["name"] == model["input"])
+        w, b = model["weights"], model["bias"]
+        k = len(w)
+        x = inp["data"]
+        rows = len(x) // k
+        y = [
+            sum(x[r * k + i] * w[i][j] for i in range(k)) + b[j]
+            for r in range(rows)
+            for j in range(len(b))
+        ]
+        return {
+            "model_name": model_id,
+            "outputs": [
+                {
+                    "name": model["output"],
+                    "datatype": "FP32",
+                    "shape": [rows, len(b)],
+                    "data": y,
+                }
+            ],
+        }
+
+
+def multiplex():
+    models_dir = os.environ.get(MODELS_DIR_ENV, "")
+    if not models_dir:
+        raise SystemExit(f"the multiplex app needs {MODELS_DIR_ENV} (or --models-dir)")
+    return Multiplexed.bind(os.path.abspath(models_dir))
+
+
 APPS = {
     "noop": lambda: Noop.bind(),
     "chain": lambda: Ingress.bind(Adder.bind(1), Multiplier.bind(2)),
@@ -141,6 +204,7 @@ APPS = {
     "hello": lambda: LanguageClassifier.bind(
         SpanishResponder.bind(), FrenchResponder.bind()
     ),
+    "multiplex": multiplex,
 }
 
 
@@ -149,7 +213,14 @@ def main() -> int:
     ap.add_argument("--address", required=True, help="Ray GCS address host:port")
     ap.add_argument("--http-port", type=int, required=True)
     ap.add_argument("--apps", default=",".join(APPS), help="comma-separated")
+    ap.add_argument(
+        "--models-dir",
+        default=os.environ.get(MODELS_DIR_ENV, ""),
+        help=f"multiplex: directory of <model>/model.json (env {MODELS_DIR_ENV})",
+    )
     args = ap.parse_args()
+    if args.models_dir:
+        os.environ[MODELS_DIR_ENV] = args.models_dir
 
     import ray
 

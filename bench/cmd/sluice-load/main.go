@@ -4,6 +4,12 @@
 //
 //	sluice-load -url http://127.0.0.1:8000/noop -body '{"x":1}' -c 16 -duration 10s -warmup 2s -json
 //
+// With -models N, each request names one of N models m0..m<N-1> (a Zipf
+// mix with -zipf S), put in place of {model} in -url and -header values:
+//
+//	sluice-load -url 'http://127.0.0.1:8000/v2/models/{model}/infer' -models 50 -zipf 1.1 ...
+//	sluice-load -url http://127.0.0.1:8000/multiplex -header 'serve_multiplexed_model_id: {model}' -models 50 -zipf 1.1 ...
+//
 // With -json it prints one JSON object (requests, errors, dropped,
 // elapsed_s, rps, p50_ms, p90_ms, p99_ms, p999_ms, max_ms, first_error);
 // otherwise one line for people. Exit status: 0, 1 when a request failed
@@ -21,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -102,6 +109,9 @@ func parse(args []string, stderr io.Writer) (load.Config, options, error) {
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "warm-up phase, sent but not recorded")
 	fs.IntVar(&cfg.MaxRequests, "max", 0, "stop after this many recorded requests (0: no bound)")
 	fs.DurationVar(&cfg.Timeout, "timeout", load.DefaultTimeout, "per-request timeout")
+	fs.IntVar(&cfg.Models, "models", 0, "spread requests over this many models m0..m<N-1>, substituted for {model} in -url and -header values")
+	fs.Float64Var(&cfg.Zipf, "zipf", 0, "with -models: Zipf exponent s > 1 of the mix, m0 the most frequent (0: uniform)")
+	fs.Var(headerFlag{&cfg.Headers}, "header", "request header 'Name: value' (repeatable; {model} in the value is substituted)")
 	fs.StringVar(&exp, "expect", "", "substring every answer's body must contain (with a 2xx status)")
 	fs.BoolVar(&opts.json, "json", false, "print the result as one JSON object")
 	fs.BoolVar(&opts.failOnError, "fail-on-error", true, "exit 1 when any request failed")
@@ -146,6 +156,29 @@ func parse(args []string, stderr io.Writer) (load.Config, options, error) {
 		}
 	}
 	return cfg, opts, nil
+}
+
+// headerFlag collects repeated -header 'Name: value' flags.
+type headerFlag struct{ h *map[string]string }
+
+func (f headerFlag) String() string {
+	if f.h == nil || *f.h == nil {
+		return ""
+	}
+	return fmt.Sprint(*f.h)
+}
+
+func (f headerFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" {
+		return fmt.Errorf("want 'Name: value', got %q", s)
+	}
+	if *f.h == nil {
+		*f.h = map[string]string{}
+	}
+	(*f.h)[name] = strings.TrimSpace(value)
+	return nil
 }
 
 // human is the one-line summary for people.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -78,5 +79,30 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("stdout %q, want it to start with %q", &stdout, tc.out)
 			}
 		})
+	}
+}
+
+func TestModelFlags(t *testing.T) {
+	t.Parallel()
+	var got atomic.Value
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Path + " " + r.Header.Get("Serve_multiplexed_model_id") + " " + r.Header.Get("X-Two"))
+	}))
+	t.Cleanup(s.Close)
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"-url", s.URL + "/v2/models/{model}/infer", "-models", "1", "-zipf", "0",
+		"-header", "serve_multiplexed_model_id: {model}", "-header", "X-Two:b: c",
+		"-c", "1", "-max", "3", "-duration", "5s", "-warmup", "0s"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, &stderr)
+	}
+	if g, want := got.Load(), "/v2/models/m0/infer m0 b: c"; g != want {
+		t.Errorf("server saw %q, want %q", g, want)
+	}
+	if code := run(t.Context(), []string{"-url", s.URL, "-header", "novalue"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-header without a colon: exit %d, want 2", code)
+	}
+	if code := run(t.Context(), []string{"-url", s.URL, "-models", "5", "-zipf", "0.5"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-zipf 0.5: exit %d, want 2", code)
 	}
 }
