@@ -84,14 +84,14 @@ func isEmpty(v any) bool {
 // The descriptions of the struct types.
 var (
 	requestDesc = newStructDesc(requestType,
-		field{"headers", types.NewMapType(types.StringType, types.StringType), onRequest((*Input).headerMap)},
-		field{"id", types.StringType, onRequest(func(in *Input) any { return in.ID })},
-		field{"model", types.StringType, onRequest(func(in *Input) any { return in.Model })},
+		field{"headers", types.NewMapType(types.StringType, types.StringType), onInput[requestKind]((*Input).headerMap)},
+		field{"id", types.StringType, onInput[requestKind](func(in *Input) any { return in.ID })},
+		field{"model", types.StringType, onInput[requestKind](func(in *Input) any { return in.Model })},
 	)
 	upstreamDesc = newStructDesc(upstreamType,
-		field{"name", types.StringType, onUpstream(func(in *Input) any { return in.Upstream })},
-		field{"output", types.DynType, onUpstream((*Input).output)},
-		field{"outputs", types.NewMapType(types.StringType, tensorType), onUpstream((*Input).outputs)},
+		field{"name", types.StringType, onInput[upstreamKind](func(in *Input) any { return in.Upstream })},
+		field{"output", types.DynType, onInput[upstreamKind]((*Input).output)},
+		field{"outputs", types.NewMapType(types.StringType, tensorType), onInput[upstreamKind]((*Input).outputs)},
 	)
 	tensorDesc = newStructDesc(tensorType,
 		field{"datatype", types.StringType, onTensor(func(t *tensorObj) any { return string(t.t.Datatype) })},
@@ -100,28 +100,18 @@ var (
 	)
 )
 
-// onRequest makes a field getter of a function of the Input behind a
-// request object.
-func onRequest[T any](get func(*Input) T) func(any) any {
+// onInput makes a field getter of a function of the Input behind a
+// request (K requestKind) or upstream (K upstreamKind) object.
+func onInput[K inputKind, T any](get func(*Input) T) func(any) any {
 	return func(o any) any {
-		if r, ok := o.(*requestObj); ok {
-			return get((*Input)(r))
+		if v, ok := o.(*inputObj[K]); ok {
+			return get((*Input)(v))
 		}
 		return nil
 	}
 }
 
-// onUpstream is onRequest for upstream objects.
-func onUpstream[T any](get func(*Input) T) func(any) any {
-	return func(o any) any {
-		if u, ok := o.(*upstreamObj); ok {
-			return get((*Input)(u))
-		}
-		return nil
-	}
-}
-
-// onTensor is onRequest for tensors.
+// onTensor is onInput for tensors.
 func onTensor(get func(*tensorObj) any) func(any) any {
 	return func(o any) any {
 		if t, ok := o.(*tensorObj); ok {
@@ -252,62 +242,52 @@ func convertObject(o object, t ref.Type) ref.Val {
 // handles; Sluice's own objects are ref.Vals already.
 var adapter = types.DefaultTypeAdapter
 
-// requestObj is the request variable: a view of an Input.
-type requestObj Input
+// inputObj is a struct variable viewing an Input: the request or the
+// upstream, told apart by K alone, so that a variable is the Input itself
+// converted (no allocation per evaluation).
+type inputObj[K inputKind] Input
 
-func (r *requestObj) desc() *structDesc { return requestDesc }
+// inputKind gives an inputObj its description.
+type inputKind interface{ desc() *structDesc }
+
+type (
+	requestKind  struct{}
+	upstreamKind struct{}
+	requestObj   = inputObj[requestKind]  // the request variable
+	upstreamObj  = inputObj[upstreamKind] // the upstream variable
+)
+
+func (requestKind) desc() *structDesc  { return requestDesc }
+func (upstreamKind) desc() *structDesc { return upstreamDesc }
+
+func (o *inputObj[K]) desc() *structDesc {
+	var k K
+	return k.desc()
+}
 
 // ConvertToNative implements ref.Val.
-func (r *requestObj) ConvertToNative(t reflect.Type) (any, error) {
-	return nil, fmt.Errorf("%s cannot be converted to %v", requestType.TypeName(), t)
+func (o *inputObj[K]) ConvertToNative(t reflect.Type) (any, error) {
+	return nil, fmt.Errorf("%s cannot be converted to %v", o.desc().typ.TypeName(), t)
 }
 
 // ConvertToType implements ref.Val.
-func (r *requestObj) ConvertToType(t ref.Type) ref.Val { return convertObject(r, t) }
+func (o *inputObj[K]) ConvertToType(t ref.Type) ref.Val { return convertObject(o, t) }
 
 // Equal implements ref.Val.
-func (r *requestObj) Equal(o ref.Val) ref.Val { return equalObjects(r, o) }
+func (o *inputObj[K]) Equal(other ref.Val) ref.Val { return equalObjects(o, other) }
 
 // Type implements ref.Val.
-func (r *requestObj) Type() ref.Type { return requestType }
+func (o *inputObj[K]) Type() ref.Type { return o.desc().typ }
 
 // Value implements ref.Val. It is the object itself, which the field
 // getters take.
-func (r *requestObj) Value() any { return r }
+func (o *inputObj[K]) Value() any { return o }
 
 // Get implements traits.Indexer.
-func (r *requestObj) Get(f ref.Val) ref.Val { return getField(r, f) }
+func (o *inputObj[K]) Get(f ref.Val) ref.Val { return getField(o, f) }
 
 // IsSet implements traits.FieldTester.
-func (r *requestObj) IsSet(f ref.Val) ref.Val { return isSetField(r, f) }
-
-// upstreamObj is the upstream variable: a view of an Input.
-type upstreamObj Input
-
-func (u *upstreamObj) desc() *structDesc { return upstreamDesc }
-
-// ConvertToNative implements ref.Val.
-func (u *upstreamObj) ConvertToNative(t reflect.Type) (any, error) {
-	return nil, fmt.Errorf("%s cannot be converted to %v", upstreamType.TypeName(), t)
-}
-
-// ConvertToType implements ref.Val.
-func (u *upstreamObj) ConvertToType(t ref.Type) ref.Val { return convertObject(u, t) }
-
-// Equal implements ref.Val.
-func (u *upstreamObj) Equal(o ref.Val) ref.Val { return equalObjects(u, o) }
-
-// Type implements ref.Val.
-func (u *upstreamObj) Type() ref.Type { return upstreamType }
-
-// Value implements ref.Val.
-func (u *upstreamObj) Value() any { return u }
-
-// Get implements traits.Indexer.
-func (u *upstreamObj) Get(f ref.Val) ref.Val { return getField(u, f) }
-
-// IsSet implements traits.FieldTester.
-func (u *upstreamObj) IsSet(f ref.Val) ref.Val { return isSetField(u, f) }
+func (o *inputObj[K]) IsSet(f ref.Val) ref.Val { return isSetField(o, f) }
 
 // tensorObj is one OIP tensor. Its elements are converted to CEL values
 // on first use of data, once.

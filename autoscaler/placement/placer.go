@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 // Local is the agent of the placer's own node, reached directly rather
 // than through the status topic.
 type Local interface {
+	// Node is the node's capacity, as last discovered (cheap: it is read
+	// on every plan); Status adds what it runs, for display.
+	Node() Node
 	Status() NodeStatus
 	Apply(rs []Replica)
 	Size(t autoscaler.Target) autoscaler.Size
@@ -47,7 +51,9 @@ type Placer struct {
 	plan  Plan
 	sent  map[string]string // node → the assignment last published
 	local Node              // the local node at the last plan
-	ready bool              // the status topic was read up to its end once
+
+	localName string // cfg.Local's node, whose records on the topic are its own
+	ready     bool   // the status topic was read up to its end once
 }
 
 var _ autoscaler.Actuator = (*Placer)(nil)
@@ -61,6 +67,9 @@ func NewPlacer(ctx context.Context, cfg PlacerConfig) (*Placer, error) {
 		cfg.Now = time.Now
 	}
 	p := &Placer{cfg: cfg, reqs: map[autoscaler.Target]Request{}, nodes: map[string]NodeStatus{}, sent: map[string]string{}}
+	if cfg.Local != nil {
+		p.localName = cfg.Local.Node().Name
+	}
 	l, err := streams.OpenLog(ctx, streams.LogConfig{Brokers: cfg.Brokers, Topic: cfg.Status, Apply: p.apply, Log: cfg.Log})
 	if err != nil {
 		return nil, err
@@ -154,7 +163,7 @@ func (p *Placer) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, 
 	}
 	local := p.cfg.Local
 	p.mu.Unlock()
-	if local != nil && nodes[local.Status().Name] {
+	if local != nil && nodes[p.localName] {
 		sz := local.Size(t)
 		ready += sz.Ready
 		if sz.Problem != "" {
@@ -180,23 +189,25 @@ func (p *Placer) Plan() Plan {
 func (p *Placer) Nodes() []NodeStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.nodesLocked()
-}
-
-func (p *Placer) nodesLocked() []NodeStatus {
 	var out []NodeStatus
 	if p.cfg.Local != nil {
 		out = append(out, p.cfg.Local.Status())
 	}
-	names := make([]string, 0, len(p.nodes))
-	for n := range p.nodes {
-		if len(out) == 0 || n != out[0].Name {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(p.nodes)) {
 		out = append(out, p.nodes[n])
+	}
+	return out
+}
+
+// capacityLocked is what replicas are placed on: the local node first,
+// then the others by name.
+func (p *Placer) capacityLocked() []Node {
+	var out []Node
+	if p.cfg.Local != nil {
+		out = append(out, p.cfg.Local.Node())
+	}
+	for _, n := range slices.Sorted(maps.Keys(p.nodes)) {
+		out = append(out, p.nodes[n].Node)
 	}
 	return out
 }
@@ -204,7 +215,7 @@ func (p *Placer) nodesLocked() []NodeStatus {
 // apply takes one status topic record: node statuses and tombstones.
 func (p *Placer) apply(_ context.Context, rec *kgo.Record) {
 	name, st, ok := ParseNode(string(rec.Key), rec.Value)
-	if !ok || (p.cfg.Local != nil && name == p.cfg.Local.Status().Name) {
+	if !ok || (p.cfg.Local != nil && name == p.localName) {
 		return
 	}
 	p.mu.Lock()
@@ -234,7 +245,7 @@ func (p *Placer) apply(_ context.Context, rec *kgo.Record) {
 func (p *Placer) expireLocked() {
 	now, gone := p.cfg.Now(), false
 	if p.cfg.Local != nil {
-		if n := p.cfg.Local.Status().Node; !sameCapacity(n, p.local) {
+		if n := p.cfg.Local.Node(); !sameCapacity(n, p.local) {
 			p.local, gone = n, true
 		}
 	}
@@ -256,22 +267,18 @@ func (p *Placer) replanLocked() {
 	if !p.ready {
 		return
 	}
-	nodes := p.nodesLocked()
+	nodes := p.capacityLocked()
 	if p.cfg.Local != nil {
-		p.local = nodes[0].Node
-	}
-	ns := make([]Node, len(nodes))
-	for i, st := range nodes {
-		ns[i] = st.Node
+		p.local = nodes[0]
 	}
 	reqs := make([]Request, 0, len(p.reqs))
 	for _, r := range p.reqs {
 		reqs = append(reqs, r)
 	}
-	p.plan = Pack(ns, reqs, p.plan.Replicas)
+	p.plan = Pack(nodes, reqs, p.plan.Replicas)
 	names := map[string]bool{}
-	for _, st := range nodes {
-		names[st.Name] = true
+	for _, n := range nodes {
+		names[n.Name] = true
 	}
 	for n := range p.sent {
 		names[n] = true
@@ -286,7 +293,7 @@ func (p *Placer) replanLocked() {
 			continue
 		}
 		p.sent[n] = string(b)
-		if p.cfg.Local != nil && n == nodes[0].Name {
+		if p.cfg.Local != nil && n == p.localName {
 			p.cfg.Local.Apply(a.Replicas)
 		}
 		p.log.Client().Produce(context.Background(), &kgo.Record{Topic: p.cfg.Status, Key: []byte(PlaceKey(n)), Value: b}, func(_ *kgo.Record, err error) {

@@ -70,8 +70,7 @@ type Agent struct {
 	status   placement.NodeStatus
 	targets  map[autoscaler.Target]bool // everything ever set, to clear
 	sent     string                     // the status last published, without its time
-	sentAt   time.Time
-	problem  string // the last GPU problem logged
+	problem  string                     // the last GPU problem logged
 	assigned []placement.Replica
 }
 
@@ -142,6 +141,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.publish(false)
 		}
 	}
+}
+
+// Node is the node's capacity as last discovered.
+func (a *Agent) Node() placement.Node {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status.Node
 }
 
 // Status is the node as it reports itself now.
