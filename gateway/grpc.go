@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
@@ -229,19 +230,21 @@ func (x *appsService) Deploy(ctx context.Context, req *sluicev1.DeployRequest) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := x.s.cfg.Controller.Deploy(ctx, apps...); err != nil {
+	gens, err := x.s.cfg.Control.Store().Deploy(ctx, apps...)
+	if err != nil {
 		return nil, grpcError(ctx, controlError(err))
 	}
 	resp := &sluicev1.DeployResponse{}
 	for _, a := range apps {
 		resp.Deployed = append(resp.Deployed, a.Name)
+		resp.Generations = append(resp.Generations, gens[a.Name])
 	}
 	return resp, nil
 }
 
 func (x *appsService) List(ctx context.Context, _ *sluicev1.ListRequest) (*sluicev1.ListResponse, error) {
 	resp := &sluicev1.ListResponse{}
-	for _, st := range x.s.cfg.Controller.Status(ctx) {
+	for _, st := range x.s.cfg.Control.Apps(ctx) {
 		resp.Applications = append(resp.Applications, appStatus(st))
 	}
 	if f := x.s.cfg.Nodes; f != nil {
@@ -278,7 +281,7 @@ func nodeStatus(n placement.NodeStatus, placed map[string]placement.Share) *slui
 }
 
 func (x *appsService) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluicev1.ApplicationStatus, error) {
-	for _, st := range x.s.cfg.Controller.Status(ctx) {
+	for _, st := range x.s.cfg.Control.Apps(ctx) {
 		if st.Name == req.GetName() {
 			return appStatus(st), nil
 		}
@@ -289,7 +292,7 @@ func (x *appsService) Get(ctx context.Context, req *sluicev1.GetRequest) (*sluic
 func (x *appsService) Delete(ctx context.Context, req *sluicev1.DeleteRequest) (*sluicev1.DeleteResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := x.s.cfg.Controller.Delete(ctx, req.GetName()); err != nil {
+	if err := x.s.cfg.Control.Store().Delete(ctx, req.GetName()); err != nil {
 		return nil, grpcError(ctx, controlError(err))
 	}
 	return &sluicev1.DeleteResponse{Deleted: req.GetName()}, nil
@@ -300,21 +303,31 @@ func (x *appsService) Delete(ctx context.Context, req *sluicev1.DeleteRequest) (
 func controlError(err error) error {
 	code := streams.CodeUnavailable
 	switch {
-	case errors.Is(err, controller.ErrInvalid):
+	case errors.Is(err, appstore.ErrInvalid):
 		code = streams.CodeInvalidArgument
-	case errors.Is(err, controller.ErrNotFound):
+	case errors.Is(err, appstore.ErrNotFound):
 		code = streams.CodeNotFound
 	}
 	return &streams.Error{Code: code, Msg: err.Error(), Err: err}
 }
 
 func appStatus(st controller.AppStatus) *sluicev1.ApplicationStatus {
-	out := &sluicev1.ApplicationStatus{Name: st.Name, RoutePrefix: st.RoutePrefix, Ingress: st.Ingress, Topics: st.Topics}
+	out := &sluicev1.ApplicationStatus{Name: st.Name, RoutePrefix: st.RoutePrefix, Ingress: st.Ingress, Topics: st.Topics, Generation: st.Generation}
+	if r := st.Rejected; r != nil {
+		out.Rejected = &sluicev1.Rejection{Generation: r.Generation, Reason: r.Reason, Time: r.At.Format(time.RFC3339Nano)}
+	}
 	for _, d := range st.Deployments {
 		ds := &sluicev1.DeploymentStatus{
 			Name: d.Name, Handler: d.Handler, Group: d.Group,
 			Replicas: int32(d.Replicas), Target: int32(d.Target), PartitionsAssigned: int32(d.Partitions),
 			Processed: d.Processed, Failed: d.Failed, Ongoing: d.Ongoing, Lag: d.Lag, Error: d.Error,
+			Revision: d.Revision, Updated: int32(d.Updated), Outdated: int32(d.Outdated),
+		}
+		for _, r := range d.Reports {
+			ds.ReplicaReports = append(ds.ReplicaReports, &sluicev1.ReplicaReport{
+				Instance: r.Instance, Revision: r.Revision, Generation: r.Generation, Ready: r.Ready, Partitions: int32(r.Partitions),
+				Processed: r.Processed, Failed: r.Failed, Ongoing: r.Ongoing, Started: r.Started.Format(time.RFC3339Nano),
+			})
 		}
 		for _, r := range d.Models {
 			ds.ModelReplicas = append(ds.ModelReplicas, &sluicev1.ModelReplicaStatus{

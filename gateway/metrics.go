@@ -71,7 +71,7 @@ func (m *metrics) serve(s *Server) http.HandlerFunc {
 		fmt.Fprintf(w, "# HELP sluice_replies_dropped_total Replies that matched no waiter (duplicates, or late).\n# TYPE sluice_replies_dropped_total counter\nsluice_replies_dropped_total %d\n", s.cfg.Caller.Dropped())
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		writeDeployments(w, s.cfg.Controller.Status(ctx))
+		writeDeployments(w, s.cfg.Control.Apps(ctx))
 	}
 }
 

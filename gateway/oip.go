@@ -130,7 +130,7 @@ func (s *Server) modelReady(model, version string) (ready bool, why string, err 
 		return false, "", err
 	}
 	if tg.reg == nil {
-		_, ok := s.cfg.Controller.Ready(model)
+		_, ok := s.cfg.Control.Ready(model)
 		if !ok {
 			why = "the application's replicas are not all running"
 		}

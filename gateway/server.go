@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sluice-serve/sluice/autoscaler/placement"
+	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas/models"
@@ -30,7 +31,9 @@ import (
 type Config struct {
 	Caller      *streams.Caller
 	Namer       streams.Namer
-	Controller  *controller.Controller
+	// Control is the applications and their status, read from Kafka:
+	// routes, deploys and deletes go through its store.
+	Control     *controller.Status
 	MaxInFlight int           // requests waiting at once, REST and gRPC together; past it 429 / RESOURCE_EXHAUSTED. Default 10000.
 	MaxBody     int64         // request size limit in bytes, REST body or gRPC message; default 64 MiB
 	MaxTimeout  time.Duration // cap on a caller's timeout; default 5m
@@ -91,8 +94,13 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, metrics: newMetrics(), spread: newSpreader()}
 	s.apps.Store(&appTable{byName: map[string]route{}})
-	cfg.Controller.OnChange(s.setApps)
-	s.setApps(cfg.Controller.Apps())
+	cfg.Control.Store().OnChange(func(applied []appstore.Applied) {
+		apps := make([]*spec.App, len(applied))
+		for i, a := range applied {
+			apps[i] = a.Spec
+		}
+		s.setApps(apps)
+	})
 	return s
 }
 

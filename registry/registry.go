@@ -152,7 +152,7 @@ type Upload struct {
 }
 
 // ErrReadOnly is returned by writes on a registry without a store.
-var ErrReadOnly = errors.New("registry is a read-only follower")
+var ErrReadOnly = errors.New("this process has no model store to write to: start it with --s3-endpoint, the store its nodes read weights from")
 
 // Publish stores the files, read one after the other from content, and
 // makes the version visible only once every file arrived with its size and

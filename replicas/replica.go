@@ -80,6 +80,14 @@ type Config struct {
 	DeadLetter string   // the app's dead-letter topic
 	Deployment string   // for dead-letter headers and logs
 
+	// Identity, reported on the status topic (Publisher): the application,
+	// this replica among the deployment's, and the spec it runs (the
+	// deployment's revision and the application's generation).
+	App        string
+	Instance   string
+	Revision   string
+	Generation int64
+
 	MaxOngoing   int           // records processed at once; default 100
 	Ordered      bool          // one record at a time per partition, in offset order
 	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
@@ -134,6 +142,12 @@ type Replica struct {
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
+
+	started   time.Time
+	joined    time.Time     // first assignment (under mu); zero before
+	ready     chan struct{} // closed once Ready
+	readyOnce sync.Once
+	changed   func() // called after every assignment change (a Publisher's poke)
 }
 
 type tp struct {
@@ -159,7 +173,8 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing)}
+	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
+		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
 	if s, ok := h.(Streamer); ok {
 		r.stream = s.Streams()
@@ -279,6 +294,16 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.tellAssignedLocked()
+	if r.joined.IsZero() {
+		r.joined = time.Now()
+		// A member that joins a cooperative group is given partitions in
+		// the rebalance after the one that admitted it; one that gets
+		// none by then is beyond the partition count, and ready as it is.
+		time.AfterFunc(ReadyGrace, r.markReady)
+	}
+	if len(got) > 0 {
+		defer r.markReady()
+	}
 	for t, ps := range got {
 		for _, p := range ps {
 			part := &partition{}
@@ -312,8 +337,25 @@ func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32
 	r.mu.Unlock()
 }
 
-// tellAssignedLocked hands the owned partitions to an Assignee handler; r.mu is held.
+// ReadyGrace is how long a member that joined its group with no
+// partitions waits for some before it counts as ready anyway.
+const ReadyGrace = 2 * time.Second
+
+// Ready is closed once the replica holds partitions, or has been a
+// member of its group for ReadyGrace without any (more replicas than
+// partitions): a roll stops the replica it replaces only then.
+func (r *Replica) Ready() <-chan struct{} { return r.ready }
+
+func (r *Replica) markReady() {
+	r.readyOnce.Do(func() { close(r.ready) })
+}
+
+// tellAssignedLocked hands the owned partitions to an Assignee handler
+// and pokes the report; r.mu is held.
 func (r *Replica) tellAssignedLocked() {
+	if r.changed != nil {
+		r.changed()
+	}
 	a, ok := r.h.(Assignee)
 	if !ok {
 		return
@@ -599,7 +641,7 @@ func (x *run) send(rec *kgo.Record) {
 			x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
 			x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
 		} else if err != nil {
-			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", x.source(), "err", err)
+			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", fmt.Sprintf("%s/%d/%d", x.rec.Topic, x.rec.Partition, x.rec.Offset), "err", err)
 		}
 		x.release()
 	})
@@ -617,33 +659,10 @@ func (x *run) fail(err error) {
 		x.deadLetter(err)
 		return
 	}
-	rec := x.reply(nil, "", 0)
-	rec.Headers = append(rec.Headers,
-		kgo.RecordHeader{Key: streams.HeaderStatus, Value: []byte(streams.CodeOf(err))},
-		kgo.RecordHeader{Key: streams.HeaderError, Value: []byte(err.Error())},
-	)
-	x.send(rec)
+	x.send(streams.ErrorReply(&x.env, err))
 }
 
 func (x *run) deadLetter(err error) {
 	x.r.stats.deadLettered.Add(1)
-	hs := make([]kgo.RecordHeader, 0, len(x.rec.Headers)+4)
-	for _, h := range x.rec.Headers {
-		switch h.Key {
-		case streams.HeaderStatus, streams.HeaderError, streams.HeaderSource, streams.HeaderDeployment:
-		default:
-			hs = append(hs, h)
-		}
-	}
-	hs = append(hs,
-		kgo.RecordHeader{Key: streams.HeaderStatus, Value: []byte(streams.CodeOf(err))},
-		kgo.RecordHeader{Key: streams.HeaderError, Value: []byte(err.Error())},
-		kgo.RecordHeader{Key: streams.HeaderSource, Value: []byte(x.source())},
-		kgo.RecordHeader{Key: streams.HeaderDeployment, Value: []byte(x.r.cfg.Deployment)},
-	)
-	x.send(&kgo.Record{Topic: x.r.cfg.DeadLetter, Key: x.rec.Key, Value: x.rec.Value, Headers: hs})
-}
-
-func (x *run) source() string {
-	return fmt.Sprintf("%s/%d/%d", x.rec.Topic, x.rec.Partition, x.rec.Offset)
+	x.send(streams.DeadLetter(x.r.cfg.DeadLetter, x.rec, x.r.cfg.Deployment, err))
 }

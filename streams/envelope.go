@@ -220,3 +220,34 @@ func Header(hs []kgo.RecordHeader, key string) []byte {
 	}
 	return nil
 }
+
+// ErrorReply is the record that answers the request of env with err: to
+// its reply topic, under the id the caller waits on.
+func ErrorReply(env *Envelope, err error) *kgo.Record {
+	return &kgo.Record{Topic: env.ReplyTo, Headers: []kgo.RecordHeader{
+		{Key: HeaderID, Value: []byte(env.FinalID())},
+		{Key: HeaderStatus, Value: []byte(CodeOf(err))},
+		{Key: HeaderError, Value: []byte(err.Error())},
+	}}
+}
+
+// DeadLetter is the dead letter of rec, failed at deployment with err:
+// its key, value and headers, less any earlier failure's, plus the
+// error, the record's position and the deployment.
+func DeadLetter(topic string, rec *kgo.Record, deployment string, err error) *kgo.Record {
+	hs := make([]kgo.RecordHeader, 0, len(rec.Headers)+4)
+	for _, h := range rec.Headers {
+		switch h.Key {
+		case HeaderStatus, HeaderError, HeaderSource, HeaderDeployment:
+		default:
+			hs = append(hs, h)
+		}
+	}
+	hs = append(hs,
+		kgo.RecordHeader{Key: HeaderStatus, Value: []byte(CodeOf(err))},
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(err.Error())},
+		kgo.RecordHeader{Key: HeaderSource, Value: fmt.Appendf(nil, "%s/%d/%d", rec.Topic, rec.Partition, rec.Offset)},
+		kgo.RecordHeader{Key: HeaderDeployment, Value: []byte(deployment)},
+	)
+	return &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: hs}
+}

@@ -33,6 +33,7 @@ func Pack(nodes []Node, reqs []Request, prev []Replica) Plan {
 	placed := make(map[autoscaler.Target]map[int]bool, len(reqs))
 	var plan Plan
 	add := func(n *node, r Replica) {
+		r.Revision = want[r.Target].Revision
 		n.add(r)
 		if placed[r.Target] == nil {
 			placed[r.Target] = map[int]bool{}

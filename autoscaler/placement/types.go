@@ -47,6 +47,9 @@ type Request struct {
 	// Model is the model of a model deployment ("" otherwise): nodes that
 	// cache it are preferred.
 	Model string
+	// Revision is what the replicas run; a new one rolls them where
+	// they are placed.
+	Revision string
 }
 
 // Share is a replica's part of one device.
@@ -66,6 +69,8 @@ type Replica struct {
 	Shares []Share `json:"shares,omitempty"`
 	CPU    float64 `json:"cpu,omitempty"`
 	Memory int64   `json:"memory,omitempty"`
+	// Revision is the deployment's revision the replica runs.
+	Revision string `json:"revision,omitempty"`
 }
 
 // Pending counts the replicas of a target that fit nowhere, and why.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,10 +22,12 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/replicas/procs"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -89,6 +93,8 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("deploy", env)
 	addr := addrFlag(fs)
 	file := fs.String("f", "", "YAML file with one or more applications (required)")
+	noWait := fs.Bool("no-wait", false, "return once the specs are stored, without waiting for the replicas to roll")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the replicas to roll")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -107,10 +113,99 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	if err := apiCall(ctx, http.MethodPost, baseURL(*addr, env)+"/sluice/v1/apps", in, &out); err != nil {
 		return err
 	}
-	for _, n := range out.GetDeployed() {
-		fmt.Fprintf(env.Stdout, "deployed %s\n", n)
+	for i, n := range out.GetDeployed() {
+		fmt.Fprintf(env.Stdout, "deployed %s (generation %d)\n", n, generation(&out, i))
+	}
+	if *noWait {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	for i, n := range out.GetDeployed() {
+		if err := waitRolled(wctx, baseURL(*addr, env), n, generation(&out, i), env); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+func generation(out *sluicev1.DeployResponse, i int) int64 {
+	if gs := out.GetGenerations(); i < len(gs) {
+		return gs[i]
+	}
+	return -1
+}
+
+// A deployment that reports the same problem for problemGrace while its
+// roll makes no progress cannot roll: deploy gives up with the reason.
+const problemGrace = 15 * time.Second
+
+// waitRolled waits until every deployment of app runs the revision of
+// generation gen on all its replicas (none of an older one left), printing
+// progress as it changes. It fails naming the deployment and the reason
+// when the roll cannot finish (replicas failing, no room) or ctx ends.
+func waitRolled(ctx context.Context, base, app string, gen int64, env Env) error {
+	var last string
+	stuck := map[string]time.Time{} // deployment: since when its problem stands
+	for {
+		var st sluicev1.ApplicationStatus
+		err := apiCall(ctx, http.MethodGet, base+"/sluice/v1/apps/"+url.PathEscape(app), nil, &st)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("deploy: application %s: the roll did not finish in time (%s)", app, last)
+		case err != nil:
+		case st.GetRejected() != nil && st.GetRejected().GetGeneration() >= gen:
+			return fmt.Errorf("deploy: application %s: generation %d was refused: %s", app, gen, st.GetRejected().GetReason())
+		case st.GetGeneration() >= gen:
+			done, progress := rollProgress(&st)
+			if progress != last {
+				fmt.Fprintf(env.Stdout, "%s: %s\n", app, progress)
+				last = progress
+			}
+			if done {
+				fmt.Fprintf(env.Stdout, "rolled %s (generation %d)\n", app, st.GetGeneration())
+				return nil
+			}
+			for _, d := range st.GetDeployments() {
+				if why := rollProblem(d); why == "" {
+					delete(stuck, d.GetName())
+				} else if since, ok := stuck[d.GetName()]; !ok {
+					stuck[d.GetName()] = time.Now()
+				} else if time.Since(since) >= problemGrace {
+					return fmt.Errorf("deploy: application %s, deployment %s cannot roll: %s", app, d.GetName(), why)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deploy: application %s: the roll did not finish in time (%s)", app, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// rollProgress says how far each deployment's roll is, and whether all
+// are done: no replica of another revision left, and as many ready
+// replicas of the new one as are asked for.
+func rollProgress(st *sluicev1.ApplicationStatus) (bool, string) {
+	done := true
+	parts := make([]string, 0, len(st.GetDeployments()))
+	for _, d := range st.GetDeployments() {
+		if d.GetOutdated() > 0 || d.GetUpdated() < d.GetTarget() {
+			done = false
+		}
+		parts = append(parts, fmt.Sprintf("%s %d/%d updated, %d outdated", d.GetName(), d.GetUpdated(), d.GetTarget(), d.GetOutdated()))
+	}
+	return done, strings.Join(parts, "; ")
+}
+
+// rollProblem is why a deployment's replicas do not start or wait, when
+// its roll is not done.
+func rollProblem(d *sluicev1.DeploymentStatus) string {
+	if d.GetOutdated() == 0 && d.GetUpdated() >= d.GetTarget() {
+		return ""
+	}
+	return d.GetError()
 }
 
 func runDelete(ctx context.Context, args []string, env Env) error {
@@ -350,11 +445,14 @@ func prefixed(p string, ss []string) []string {
 }
 
 // runReplica runs one replica of a deployment as this process, against
-// any brokers: the same replica code `sluice dev` runs as goroutines.
+// any brokers: the same replica code `sluice dev` runs as goroutines. It
+// runs the application's latest valid spec, reports itself on the status
+// topic, and tells the process that started it when it is ready.
 func runReplica(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("replica", env)
 	app := fs.String("app", "", "application name (required)")
 	dep := fs.String("deployment", "", "deployment name (required)")
+	slot := fs.String("slot", "", "this replica's slot among the deployment's (stable across its restarts; default: a random one)")
 	cluster := clusterFlags(fs, env)
 	s3 := s3Flags(fs)
 	cacheDir := fs.String("model-cache", "", "model deployments: download cache directory (default: a temporary one, removed at exit)")
@@ -370,10 +468,16 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	appSpec, err := controller.LoadApp(lctx, bs, namer, *app, env.Log)
+	applied, err := appstore.Load(lctx, appstore.Config{Brokers: bs, Namer: namer, Check: env.Registry.Check, Log: env.Log}, *app)
 	if err != nil {
 		return err
 	}
+	appSpec := applied.Spec
+	i := slices.IndexFunc(appSpec.Deployments, func(d spec.Deployment) bool { return d.Name == *dep })
+	if i < 0 {
+		return fmt.Errorf("application %s has no deployment %s", *app, *dep)
+	}
+	d := appSpec.Deployments[i]
 	caller, err := streams.NewCaller(ctx, bs, namer, "replica-"+streams.Instance(), env.Log)
 	if err != nil {
 		return err
@@ -383,12 +487,8 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		caller.Close(cctx)
 		cancel()
 	}()
-	i := slices.IndexFunc(appSpec.Deployments, func(d spec.Deployment) bool { return d.Name == *dep })
-	if i < 0 {
-		return fmt.Errorf("application %s has no deployment %s", *app, *dep)
-	}
 	var mb controller.ModelBuilder
-	if appSpec.Deployments[i].Kind == spec.KindModel {
+	if d.Kind == spec.KindModel {
 		f, closeModels, err := replicaModels(ctx, bs, namer, *s3, *cacheDir, env)
 		if err != nil {
 			return err
@@ -396,15 +496,16 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		defer closeModels()
 		mb = f
 	}
-	h, err := controller.BuildHandler(ctx, env.Registry, mb, appSpec, appSpec.Deployments[i], caller, namer)
+	h, err := controller.BuildHandler(ctx, env.Registry, mb, appSpec, d, caller, namer)
 	if err != nil {
 		return err
 	}
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close()
 	}
-	topo := controller.Compile(namer, appSpec)
-	rc, err := controller.ReplicaConfig(bs, appSpec.Name, topo, appSpec.Deployments[i], 20*time.Second, env.Log)
+	rev := controller.Revision(controller.Compile(namer, appSpec), d)
+	instance := controller.Instance(*app, *dep, cmp.Or(*slot, streams.Instance()), rev)
+	rc, err := controller.ReplicaConfig(bs, namer, applied, d, instance, 20*time.Second, env.Log)
 	if err != nil {
 		return err
 	}
@@ -412,6 +513,40 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	env.Log.Info("replica running", "app", *app, "deployment", *dep)
-	return rep.Run(ctx)
+	pub, err := replicas.NewPublisher(ctx, bs, namer.Status(), env.Log)
+	if err != nil {
+		return err
+	}
+	pub.Add(rep)
+	pctx, stopReports := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		pub.Run(pctx)
+	}()
+	go tellReady(rep.Ready(), env)
+	env.Log.Info("replica running", "app", *app, "deployment", *dep, "instance", instance, "generation", applied.Generation)
+	err = rep.Run(ctx)
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	pub.Remove(rctx, rep)
+	rcancel()
+	stopReports()
+	<-pubDone
+	return err
+}
+
+// tellReady writes one byte to the readiness descriptor the process that
+// started this one passed (procs.ReadyEnv) once ready is closed.
+func tellReady(ready <-chan struct{}, env Env) {
+	fd, err := strconv.Atoi(env.Getenv(procs.ReadyEnv))
+	if err != nil {
+		return
+	}
+	<-ready
+	f := os.NewFile(uintptr(fd), "ready")
+	if f == nil {
+		return
+	}
+	_, _ = f.Write([]byte{1})
+	_ = f.Close()
 }

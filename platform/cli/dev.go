@@ -7,16 +7,19 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
+	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/streams"
@@ -50,7 +53,9 @@ type Dev struct {
 
 	embedded   *streams.Embedded
 	caller     *streams.Caller
-	controller *controller.Controller
+	control    *control
+	local      *controller.Local
+	reconciler *controller.Reconciler
 	registry   *registry.Registry
 	store      registry.Store
 	tmpDirs    []string // temporary directories to remove on close
@@ -110,20 +115,25 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
-	var scaler *autoscaler.Scaler
-	if d.controller, err = controller.New(ctx, controller.Config{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Log: cfg.Log, Models: mf, Reports: fw.reports, Placements: fw.nodes.Replicas,
-		Held:    func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
-		Scaling: func(t autoscaler.Target) (autoscaler.Status, bool) { return scaler.Status(t) },
-	}); err != nil {
+	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, cfg.Registry, fw, Env{Log: cfg.Log})
+	if err != nil {
 		return nil, err
 	}
-	// The autoscaler sizes every deployment; the placer holds GPU
-	// capacity on this machine, whose node agent reports it; this
-	// process's controller runs what is placed (replicas are goroutines).
+	d.control = ctl
+	pub, err := replicas.NewPublisher(ctx, d.Brokers, namer.Status(), cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	// Replicas are goroutines of this process (Local); the autoscaler
+	// sizes every deployment; the placer holds GPU capacity on this
+	// machine, whose node agent reports it.
+	d.local = controller.NewLocal(controller.LocalConfig{
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Publisher: pub, Models: mf, Log: cfg.Log,
+		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
+	})
 	agent, err := node.New(ctx, node.Config{
 		Brokers: d.Brokers, Status: namer.Status(), CPU: -1, Memory: -1,
-		ModelCache: cacheDir, Runner: node.Counted{Actuator: d.controller}, Log: cfg.Log,
+		ModelCache: cacheDir, Runner: node.Counted{Actuator: d.local}, Log: cfg.Log,
 	})
 	if err != nil {
 		return nil, err
@@ -132,33 +142,33 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if scaler, err = autoscaler.New(ctx, autoscaler.Config{
-		Brokers: d.Brokers, Status: namer.Status(), Actuator: placer, Ongoing: d.controller.Ongoing, Log: cfg.Log,
+	scaler, err := autoscaler.New(ctx, autoscaler.Config{
+		Brokers: d.Brokers, Status: namer.Status(), Actuator: placer, Ongoing: d.local.Ongoing, Log: cfg.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if d.reconciler, err = ctl.reconcile(ctx, d.Brokers, namer, Env{Log: cfg.Log}, func(ctx context.Context, apps []appstore.Applied) {
+		d.local.Apply(ctx, apps)
+		placer.SetRequests(controller.PlacementRequests(namer, specs(apps), true))
+		scaler.Set(controller.ScaleTargets(namer, specs(apps)))
 	}); err != nil {
 		return nil, err
 	}
-	d.controller.OnChange(func(apps []*spec.App) {
-		placer.SetRequests(controller.PlacementRequests(apps, true))
-		scaler.Set(controller.ScaleTargets(namer, apps))
-	})
 	d.stopped = make(chan struct{})
 	ctlDone := make(chan error, 1)
 	go func() {
 		defer close(d.stopped)
-		sctx, stopScaler := context.WithCancel(runCtx)
-		scaled := make(chan struct{}, 3)
+		var wg sync.WaitGroup
 		for _, run := range []func(context.Context) error{scaler.Run, placer.Run, agent.Run} {
-			go func() {
-				defer func() { scaled <- struct{}{} }()
-				_ = run(sctx)
-			}()
+			wg.Go(func() { _ = run(runCtx) })
 		}
-		err := d.controller.Run(runCtx)
-		stopScaler()
-		for range 3 {
-			<-scaled
-		}
-		ctlDone <- err
+		wg.Go(func() { pub.Run(runCtx) })
+		<-runCtx.Done()
+		wg.Wait()
+		d.local.Close()
+		d.reconciler.Close()
+		ctlDone <- nil
 	}()
 
 	// Bind now (a busy port fails fast) but serve only after the deploy, so
@@ -168,7 +178,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Controller: d.controller, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Log: cfg.Log})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Log: cfg.Log})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -178,7 +188,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if len(apps) > 0 {
 		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
 		defer dcancel()
-		if err := d.controller.Deploy(dctx, apps...); err != nil {
+		if _, err := ctl.store.Deploy(dctx, apps...); err != nil {
 			hl.Close()
 			gl.Close()
 			return nil, err
@@ -310,7 +320,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		Log:       env.Log,
 	})
 	if err != nil {
-		if errors.Is(err, controller.ErrInvalid) {
+		if errors.Is(err, appstore.ErrInvalid) {
 			return &ExitError{Code: 2, Err: err}
 		}
 		return err

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway"
-	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/registry"
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -22,6 +22,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	cluster := clusterFlags(fs, env)
 	maxInFlight := fs.Int("max-in-flight", 10000, "requests waiting at once; past it 429 / RESOURCE_EXHAUSTED")
 	maxBody := fs.Int64("max-body", gateway.DefaultMaxBody, "request size limit in bytes")
+	s3 := s3Flags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -46,26 +47,34 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	}()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Registry models by name: a read-only follower of the registry's
-	// events (no weights pass through a gateway) and the replicas' reports.
-	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
+	// The registry (models by name, and its API): it follows the
+	// registry's events; writes need the store the nodes read weights
+	// from (--s3-endpoint), without which it lists and resolves only.
+	var store registry.Store
+	if s3c := withS3Env(*s3, env); s3c.Endpoint != "" {
+		if store, err = blob.NewS3(ctx, s3c, env.Log); err != nil {
+			hl.Close()
+			gl.Close()
+			return err
+		}
+	}
+	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Store: store, Log: env.Log})
 	var fw followed
 	if err == nil {
 		fw, err = followStatus(runCtx, bs, namer, env)
 	}
-	var ctl *controller.Controller
+	var ctl *control
 	if err == nil {
-		ctl, err = controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, WatchOnly: true,
-			Reports: fw.reports, Scaling: fw.statuses.Get, Placements: fw.nodes.Replicas})
+		ctl, err = openControl(ctx, runCtx, bs, namer, env.Registry, fw, env)
 	}
 	if err != nil {
 		hl.Close()
 		gl.Close()
 		return err
 	}
-	go func() { _ = ctl.Run(runCtx) }()
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Controller: ctl, Models: reg, Reports: fw.reports, Nodes: fw.nodes, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
-	f, err := startFront(ctx, gw, hl, gl, int(*maxBody))
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
+	models := registry.NewService(reg, gateway.GRPCError)
+	f, err := startFront(ctx, gw, hl, gl, int(*maxBody), models.Register)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
+	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/replicas/runtime/tensorflow"
 	"github.com/sluice-serve/sluice/streams"
@@ -54,6 +55,7 @@ func followRegistry(ctx, runCtx context.Context, cfg registry.Config) (*registry
 // followed is what the status topic tells: model replicas' reports, the
 // autoscaler's statuses, the nodes and where replicas are placed.
 type followed struct {
+	replicas *replicas.Reports
 	reports  *models.Reports
 	statuses *autoscaler.Statuses
 	nodes    *placement.Follower
@@ -61,8 +63,9 @@ type followed struct {
 
 // followStatus reads the status topic until ctx ends.
 func followStatus(ctx context.Context, brokers []string, namer streams.Namer, env Env) (followed, error) {
-	f := followed{models.NewReports(), autoscaler.NewStatuses(), placement.NewFollower()}
+	f := followed{replicas.NewReports(), models.NewReports(), autoscaler.NewStatuses(), placement.NewFollower()}
 	apply := func(ctx context.Context, r *kgo.Record) {
+		f.replicas.Apply(ctx, r)
 		f.reports.Apply(ctx, r)
 		f.statuses.Apply(ctx, r)
 		f.nodes.Apply(ctx, r)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/autoscaler/placement"
+	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas/node"
@@ -69,9 +70,9 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS))
 	}
 	ps := procs.New(procs.Config{
-		Command: func(t autoscaler.Target, r procs.Replica) *exec.Cmd {
+		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
-			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--model-cache", dir)...)
+			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", r.ID, "--model-cache", dir)...)
 			cmd.Env = append(os.Environ(), r.Env...)
 			return cmd
 		},
@@ -100,7 +101,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	}
 	go func() { _ = placer.Run(agentCtx) }()
 	return runScaler(ctx, env, "node", bs, namer, placer, only, func(apps []*spec.App) {
-		placer.SetRequests(controller.PlacementRequests(apps, false))
+		placer.SetRequests(controller.PlacementRequests(namer, apps, false))
 	})
 }
 
@@ -136,12 +137,17 @@ func runAutoscaler(ctx context.Context, args []string, env Env) error {
 
 type kubeFlags struct{ kubeconfig, namespace, template, kind string }
 
-// runScaler follows the applications and scales their deployments with
-// act until ctx ends; onApps, when set, sees the applications first.
+// runScaler follows the applications, reconciles their topics and
+// groups, and scales their deployments with act until ctx ends; onApps,
+// when set, sees the applications first.
 func runScaler(ctx context.Context, env Env, name string, bs []string, namer streams.Namer, act autoscaler.Actuator, only []string, onApps func([]*spec.App)) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ctl, err := controller.New(ctx, controller.Config{Brokers: bs, Namer: namer, Registry: env.Registry, Log: env.Log, TopicsOnly: true})
+	fw, err := followStatus(runCtx, bs, namer, env)
+	if err != nil {
+		return err
+	}
+	ctl, err := openControl(ctx, runCtx, bs, namer, env.Registry, fw, env)
 	if err != nil {
 		return err
 	}
@@ -149,23 +155,20 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	if err != nil {
 		return err
 	}
-	ctl.OnChange(func(apps []*spec.App) {
+	rec, err := ctl.reconcile(ctx, bs, namer, env, func(_ context.Context, applied []appstore.Applied) {
+		apps := specs(applied)
 		if len(only) > 0 {
-			apps = slices.DeleteFunc(slices.Clone(apps), func(a *spec.App) bool { return !slices.Contains(only, a.Name) })
+			apps = slices.DeleteFunc(apps, func(a *spec.App) bool { return !slices.Contains(only, a.Name) })
 		}
 		if onApps != nil {
 			onApps(apps)
 		}
 		scaler.Set(controller.ScaleTargets(namer, apps))
 	})
-	ctlDone := make(chan struct{})
-	go func() {
-		defer close(ctlDone)
-		_ = ctl.Run(runCtx)
-	}()
+	if err != nil {
+		return err
+	}
+	defer rec.Close()
 	fmt.Fprintf(env.Stdout, "sluice %s: scaling deployments (brokers %v)\n", name, bs)
-	err = scaler.Run(ctx)
-	cancel()
-	<-ctlDone
-	return err
+	return scaler.Run(ctx)
 }

@@ -17,15 +17,14 @@ type ProcessRunner struct{ Procs *procs.Actuator }
 func (r ProcessRunner) Set(t autoscaler.Target, rs []placement.Replica, devs []placement.Device) {
 	want := make([]procs.Replica, len(rs))
 	for i, x := range rs {
-		want[i] = procs.Replica{ID: strconv.Itoa(x.ID), Env: x.Env(devs)}
+		want[i] = procs.Replica{ID: strconv.Itoa(x.ID), Env: x.Env(devs), Revision: x.Revision, NoSurge: len(x.Shares) > 0}
 	}
-	_ = r.Procs.Set(t, want)
+	_ = r.Procs.Set(procs.Target(t), want)
 }
 
 // Size implements Runner.
 func (r ProcessRunner) Size(t autoscaler.Target) autoscaler.Size {
-	sz, _ := r.Procs.Size(context.Background(), t)
-	return sz
+	return autoscaler.Size(r.Procs.Size(procs.Target(t)))
 }
 
 // Counted runs as many replicas as are placed through an actuator that

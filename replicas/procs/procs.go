@@ -15,8 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/sluice-serve/sluice/autoscaler"
 )
 
 // A process that exits within shortLived of its start counts as a failed
@@ -32,7 +30,7 @@ const (
 // Config configures an Actuator.
 type Config struct {
 	// Command returns the command that runs replica r of t.
-	Command func(t autoscaler.Target, r Replica) *exec.Cmd
+	Command func(t Target, r Replica) *exec.Cmd
 	// StopTimeout bounds a replica's drain after SIGTERM; then SIGKILL.
 	// Default 30s.
 	StopTimeout time.Duration
@@ -46,17 +44,31 @@ type Actuator struct {
 	cfg Config
 
 	mu     sync.Mutex
-	deps   map[autoscaler.Target]*dep
+	deps   map[Target]*dep
 	closed bool
 	exits  sync.WaitGroup
 }
 
-// Replica is one replica process to run: its ID among the target's and
-// what its environment adds (its devices, its share of them).
+// Replica is one replica process to run: its ID among the target's, what
+// its environment adds (its devices, its share of them), and the revision
+// of its deployment it runs. A replica whose revision or environment
+// changes rolls: the new process starts, and the old one stops once the
+// new one is ready — or, with NoSurge (it holds GPU shares the device
+// cannot give twice), the old one stops first.
 type Replica struct {
-	ID  string
-	Env []string
+	ID       string
+	Env      []string
+	Revision string
+	NoSurge  bool
 }
+
+// ReadyFD is the file descriptor a replica process writes a byte to once
+// it is ready (holds partitions, or joined its group with none to hold);
+// its environment names it in ReadyEnv.
+const (
+	ReadyFD  = 3
+	ReadyEnv = "SLUICE_READY_FD"
+)
 
 type dep struct {
 	want     []Replica
@@ -73,10 +85,26 @@ type proc struct {
 	started  time.Time
 	tail     *tail
 	stopping bool
+	ready    bool        // the process said it is ready
 	kill     *time.Timer // SIGKILL after StopTimeout, once stopping
 }
 
-var _ autoscaler.Actuator = (*Actuator)(nil)
+// same reports whether p runs r as asked.
+func (p *proc) same(r Replica) bool {
+	return p.replica.Revision == r.Revision && slices.Equal(p.replica.Env, r.Env)
+}
+
+// Target names what a set of processes runs: a deployment of an
+// application. (The package is a leaf: it knows processes, not specs.)
+type Target struct{ App, Deployment string }
+
+// Size is what runs of a target: replicas started, replicas that said
+// they are ready, and why starts fail when they do.
+type Size struct {
+	Current int
+	Ready   int
+	Problem string
+}
 
 // New returns an actuator running nothing.
 func New(cfg Config) *Actuator {
@@ -89,12 +117,12 @@ func New(cfg Config) *Actuator {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Actuator{cfg: cfg, deps: map[autoscaler.Target]*dep{}}
+	return &Actuator{cfg: cfg, deps: map[Target]*dep{}}
 }
 
 // Scale asks for n replica processes of t, with IDs 0 to n-1 and nothing
 // added to their environment.
-func (a *Actuator) Scale(_ context.Context, t autoscaler.Target, n int) error {
+func (a *Actuator) Scale(_ context.Context, t Target, n int) error {
 	want := make([]Replica, max(n, 0))
 	for i := range want {
 		want[i].ID = strconv.Itoa(i)
@@ -105,7 +133,7 @@ func (a *Actuator) Scale(_ context.Context, t autoscaler.Target, n int) error {
 // Set asks for exactly these replica processes of t: a running process
 // whose ID is not among them, or whose environment changed, is stopped;
 // missing ones are started.
-func (a *Actuator) Set(t autoscaler.Target, want []Replica) error {
+func (a *Actuator) Set(t Target, want []Replica) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -123,24 +151,30 @@ func (a *Actuator) Set(t autoscaler.Target, want []Replica) error {
 
 // Size reports t's processes: started, running for a second or more, and
 // why starts fail when they do.
-func (a *Actuator) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, error) {
+func (a *Actuator) Size(t Target) Size {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	d := a.deps[t]
 	if d == nil {
-		return autoscaler.Size{}, nil
+		return Size{}
 	}
-	sz := autoscaler.Size{Problem: d.problem}
+	sz := Size{Problem: d.problem}
+	ids := map[string]bool{}
+	ready := map[string]bool{}
 	for _, p := range d.procs {
 		if p.stopping {
 			continue
 		}
-		sz.Current++
-		if time.Since(p.started) >= time.Second {
+		ids[p.replica.ID] = true
+		ready[p.replica.ID] = ready[p.replica.ID] || p.ready
+	}
+	sz.Current = len(ids)
+	for _, ok := range ready {
+		if ok {
 			sz.Ready++
 		}
 	}
-	return sz, nil
+	return sz
 }
 
 // Close stops every process (drained, then killed after StopTimeout) and
@@ -162,23 +196,54 @@ func (a *Actuator) Close() {
 }
 
 // reconcileLocked starts or stops processes until t has what it wants;
-// starts wait for the backoff of earlier failures.
-func (a *Actuator) reconcileLocked(t autoscaler.Target, d *dep) {
-	running := map[string]bool{}
+// starts wait for the backoff of earlier failures. A replica whose
+// process runs another revision or environment rolls; one replica of a
+// deployment rolls at a time.
+func (a *Actuator) reconcileLocked(t Target, d *dep) {
+	wanted := map[string]Replica{}
+	for _, r := range d.want {
+		wanted[r.ID] = r
+	}
+	current := map[string]*proc{} // the process running each wanted replica as asked
+	var old []*proc               // processes of wanted replicas running something else
 	for _, p := range d.procs {
 		if p.stopping {
 			continue
 		}
-		i := slices.IndexFunc(d.want, func(r Replica) bool { return r.ID == p.replica.ID })
-		if i < 0 || running[p.replica.ID] || !slices.Equal(d.want[i].Env, p.replica.Env) {
-			a.stopLocked(p)
-			continue
+		r, ok := wanted[p.replica.ID]
+		switch {
+		case !ok || current[p.replica.ID] != nil && p.same(r):
+			a.stopLocked(p) // not wanted, or a duplicate
+		case p.same(r):
+			current[p.replica.ID] = p
+		default:
+			old = append(old, p)
 		}
-		running[p.replica.ID] = true
+	}
+	rolling := 0 // replicas whose new process is not ready while the old one runs
+	for _, p := range old {
+		if c := current[p.replica.ID]; c != nil && c.ready {
+			a.stopLocked(p) // its replacement is ready
+		} else if c != nil {
+			rolling++
+		}
 	}
 	for _, r := range d.want {
-		if running[r.ID] || a.closed {
+		if current[r.ID] != nil || a.closed {
 			continue
+		}
+		i := slices.IndexFunc(old, func(p *proc) bool { return p.replica.ID == r.ID && !p.stopping })
+		if i >= 0 {
+			if rolling > 0 {
+				continue // one roll at a time
+			}
+			if r.NoSurge {
+				a.stopLocked(old[i]) // the new one starts when it has exited
+				continue
+			}
+		}
+		if i < 0 && slices.ContainsFunc(d.procs, func(p *proc) bool { return p.replica.ID == r.ID && r.NoSurge }) {
+			continue // the old process of a no-surge replica is still stopping
 		}
 		if wait := time.Until(d.retryAt); wait > 0 {
 			if d.retry == nil {
@@ -195,27 +260,59 @@ func (a *Actuator) reconcileLocked(t autoscaler.Target, d *dep) {
 			a.failedLocked(d, err.Error())
 			continue
 		}
-		running[r.ID] = true
+		if i >= 0 {
+			rolling++
+		}
 	}
 }
 
-func (a *Actuator) startLocked(t autoscaler.Target, d *dep, r Replica) error {
+func (a *Actuator) startLocked(t Target, d *dep, r Replica) error {
 	cmd := a.cfg.Command(t, r)
 	p := &proc{replica: r, cmd: cmd, tail: &tail{}}
 	cmd.Stdout = a.cfg.Output
 	cmd.Stderr = multi{a.cfg.Output, p.tail}
-	if err := cmd.Start(); err != nil {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("readiness pipe: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{readyW} // fd 3 in the child
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, ReadyEnv+"="+strconv.Itoa(ReadyFD))
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		readyR.Close()
 		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	p.started = time.Now()
 	d.procs = append(d.procs, p)
-	a.exits.Add(1)
+	a.exits.Add(2)
 	go a.wait(t, d, p)
+	go a.awaitReady(t, d, p, readyR)
 	return nil
 }
 
+// awaitReady marks p ready when it writes to its readiness pipe; the
+// pipe closes when the process exits.
+func (a *Actuator) awaitReady(t Target, d *dep, p *proc, r *os.File) {
+	defer a.exits.Done()
+	defer r.Close()
+	var b [1]byte
+	if n, _ := r.Read(b[:]); n == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p.ready = true
+	if !p.stopping {
+		a.reconcileLocked(t, d)
+	}
+}
+
 // wait reaps p; a process that exits on its own is replaced.
-func (a *Actuator) wait(t autoscaler.Target, d *dep, p *proc) {
+func (a *Actuator) wait(t Target, d *dep, p *proc) {
 	defer a.exits.Done()
 	err := p.cmd.Wait()
 	a.mu.Lock()
@@ -230,6 +327,7 @@ func (a *Actuator) wait(t autoscaler.Target, d *dep, p *proc) {
 		}
 	}
 	if p.stopping {
+		a.reconcileLocked(t, d) // a replica that waited for this one to stop (NoSurge) starts
 		return
 	}
 	why := "exited"

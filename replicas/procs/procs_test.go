@@ -9,22 +9,22 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluice-serve/sluice/autoscaler"
 )
 
-var target = autoscaler.Target{App: "a", Deployment: "d"}
+var target = Target{App: "a", Deployment: "d"}
 
 func quiet() *os.File {
 	f, _ := os.Open(os.DevNull)
 	return f
 }
 
+// newActuator runs script as every replica; the process says it is ready
+// (a byte on ReadyFD) as it starts, unless the script sets NOT_READY.
 func newActuator(t *testing.T, script string) *Actuator {
 	t.Helper()
 	a := New(Config{
-		Command: func(_ autoscaler.Target, r Replica) *exec.Cmd {
-			cmd := exec.Command("sh", "-c", script)
+		Command: func(_ Target, r Replica) *exec.Cmd {
+			cmd := exec.Command("sh", "-c", `[ -n "$NOT_READY" ] || printf r >&3; `+script)
 			cmd.Env = append(os.Environ(), r.Env...)
 			return cmd
 		},
@@ -34,14 +34,11 @@ func newActuator(t *testing.T, script string) *Actuator {
 	return a
 }
 
-func waitSize(t *testing.T, a *Actuator, what string, ok func(autoscaler.Size) bool) autoscaler.Size {
+func waitSize(t *testing.T, a *Actuator, what string, ok func(Size) bool) Size {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		sz, err := a.Size(context.Background(), target)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sz := a.Size(target)
 		if ok(sz) {
 			return sz
 		}
@@ -59,11 +56,11 @@ func TestScaleUpAndDown(t *testing.T) {
 	if err := a.Scale(context.Background(), target, 3); err != nil {
 		t.Fatal(err)
 	}
-	waitSize(t, a, "three ready", func(s autoscaler.Size) bool { return s.Current == 3 && s.Ready == 3 })
+	waitSize(t, a, "three ready", func(s Size) bool { return s.Current == 3 && s.Ready == 3 })
 	if err := a.Scale(context.Background(), target, 1); err != nil {
 		t.Fatal(err)
 	}
-	sz := waitSize(t, a, "one left", func(s autoscaler.Size) bool { return s.Current == 1 })
+	sz := waitSize(t, a, "one left", func(s Size) bool { return s.Current == 1 })
 	if sz.Problem != "" {
 		t.Fatalf("a scale down is no problem: %q", sz.Problem)
 	}
@@ -89,7 +86,7 @@ func TestFailingStartBacksOff(t *testing.T) {
 	if err := a.Scale(context.Background(), target, 1); err != nil {
 		t.Fatal(err)
 	}
-	sz := waitSize(t, a, "a reported failure", func(s autoscaler.Size) bool { return s.Problem != "" })
+	sz := waitSize(t, a, "a reported failure", func(s Size) bool { return s.Problem != "" })
 	if sz.Ready != 0 || !strings.Contains(sz.Problem, "exit status 3: cannot reach brokers") {
 		t.Fatalf("size %+v", sz)
 	}
@@ -109,7 +106,7 @@ func TestCrashedReplicaIsReplaced(t *testing.T) {
 	if err := a.Scale(context.Background(), target, 1); err != nil {
 		t.Fatal(err)
 	}
-	waitSize(t, a, "one", func(s autoscaler.Size) bool { return s.Current == 1 })
+	waitSize(t, a, "one", func(s Size) bool { return s.Current == 1 })
 	a.mu.Lock()
 	first := a.deps[target].procs[0].cmd.Process
 	a.mu.Unlock()
@@ -130,7 +127,7 @@ func TestCrashedReplicaIsReplaced(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	sz, _ := a.Size(context.Background(), target)
+	sz := a.Size(target)
 	if !strings.Contains(sz.Problem, "signal: killed") {
 		t.Fatalf("a replica dying within %v is reported: %+v", shortLived, sz)
 	}
@@ -167,11 +164,11 @@ func TestSetRestartsOnlyWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	starts("1=GPU-c")
-	waitSize(t, a, "two again", func(s autoscaler.Size) bool { return s.Current == 2 })
+	waitSize(t, a, "two again", func(s Size) bool { return s.Current == 2 })
 	if err := a.Set(target, []Replica{rep("1", "GPU-c")}); err != nil {
 		t.Fatal(err)
 	}
-	waitSize(t, a, "one", func(s autoscaler.Size) bool { return s.Current == 1 })
+	waitSize(t, a, "one", func(s Size) bool { return s.Current == 1 })
 	time.Sleep(200 * time.Millisecond)
 	starts("1=GPU-c") // nothing else started
 	a.mu.Lock()
@@ -184,5 +181,81 @@ func TestSetRestartsOnlyWhatChanged(t *testing.T) {
 	a.mu.Unlock()
 	if !slices.Equal(ids, []string{"1"}) {
 		t.Fatalf("running %v, want [1]", ids)
+	}
+}
+
+// A new revision rolls: the new process starts beside the old one, which
+// stops only once the new one is ready; a new process that never gets
+// ready leaves the old one serving. One replica rolls at a time.
+func TestRollStartsNewBeforeStoppingOld(t *testing.T) {
+	a := newActuator(t, `trap 'exit 0' TERM; while :; do sleep 0.05; done`)
+	running := func() map[string][]string {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		out := map[string][]string{}
+		for _, p := range a.deps[target].procs {
+			if !p.stopping {
+				out[p.replica.ID] = append(out[p.replica.ID], p.replica.Revision)
+			}
+		}
+		return out
+	}
+	if err := a.Set(target, []Replica{{ID: "0", Revision: "r1"}, {ID: "1", Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitSize(t, a, "two ready", func(s Size) bool { return s.Ready == 2 })
+
+	// r2 never gets ready: the old processes keep running, one roll at a time.
+	if err := a.Set(target, []Replica{{ID: "0", Revision: "r2", Env: []string{"NOT_READY=1"}}, {ID: "1", Revision: "r2", Env: []string{"NOT_READY=1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	got := running()
+	if !slices.Equal(got["0"], []string{"r1", "r2"}) || !slices.Equal(got["1"], []string{"r1"}) {
+		t.Fatalf("while r2 is not ready: running %v, want 0: r1 and r2, 1: r1 alone", got)
+	}
+	if sz := a.Size(target); sz.Current != 2 || sz.Ready != 2 {
+		t.Fatalf("size during a roll counts replicas, not processes: %+v", sz)
+	}
+
+	// r3 gets ready: every old process stops, after its replacement.
+	if err := a.Set(target, []Replica{{ID: "0", Revision: "r3"}, {ID: "1", Revision: "r3"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got = running()
+		if slices.Equal(got["0"], []string{"r3"}) && slices.Equal(got["1"], []string{"r3"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after r3 got ready: running %v", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A replica holding GPU shares (NoSurge) stops before its new revision
+// starts: the device cannot hold both.
+func TestRollWithoutSurgeStopsFirst(t *testing.T) {
+	dir := t.TempDir()
+	a := newActuator(t, `echo "$REV" >> `+dir+`/log; trap 'echo "stop $REV" >> `+dir+`/log; exit 0' TERM; while :; do sleep 0.05; done`)
+	set := func(rev string) {
+		if err := a.Set(target, []Replica{{ID: "0", Revision: rev, Env: []string{"REV=" + rev}, NoSurge: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("r1")
+	waitSize(t, a, "ready", func(s Size) bool { return s.Ready == 1 })
+	set("r2")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(dir + "/log")
+		if got := strings.Fields(strings.ReplaceAll(string(b), "stop ", "stop-")); slices.Equal(got, []string{"r1", "stop-r1", "r2"}) {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("order %v, want r1 stop-r1 r2", got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -257,7 +257,9 @@ func (x *DeployRequest) GetYaml() []byte {
 type DeployResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Names of the applications deployed.
-	Deployed      []string `protobuf:"bytes,1,rep,name=deployed,proto3" json:"deployed,omitempty"`
+	Deployed []string `protobuf:"bytes,1,rep,name=deployed,proto3" json:"deployed,omitempty"`
+	// The generation each one was applied at, in the same order.
+	Generations   []int64 `protobuf:"varint,2,rep,packed,name=generations,proto3" json:"generations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +297,13 @@ func (*DeployResponse) Descriptor() ([]byte, []int) {
 func (x *DeployResponse) GetDeployed() []string {
 	if x != nil {
 		return x.Deployed
+	}
+	return nil
+}
+
+func (x *DeployResponse) GetGenerations() []int64 {
+	if x != nil {
+		return x.Generations
 	}
 	return nil
 }
@@ -530,8 +539,13 @@ type ApplicationStatus struct {
 	// Name of the ingress deployment.
 	Ingress string `protobuf:"bytes,3,opt,name=ingress,proto3" json:"ingress,omitempty"`
 	// Kafka topics the application uses.
-	Topics        []string            `protobuf:"bytes,4,rep,name=topics,proto3" json:"topics,omitempty"`
-	Deployments   []*DeploymentStatus `protobuf:"bytes,5,rep,name=deployments,proto3" json:"deployments,omitempty"`
+	Topics      []string            `protobuf:"bytes,4,rep,name=topics,proto3" json:"topics,omitempty"`
+	Deployments []*DeploymentStatus `protobuf:"bytes,5,rep,name=deployments,proto3" json:"deployments,omitempty"`
+	// The applied spec's generation (the offset of its record).
+	Generation int64 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The latest spec written for the application and refused, while the
+	// previous one keeps running.
+	Rejected      *Rejection `protobuf:"bytes,7,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +615,192 @@ func (x *ApplicationStatus) GetDeployments() []*DeploymentStatus {
 	return nil
 }
 
+func (x *ApplicationStatus) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ApplicationStatus) GetRejected() *Rejection {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+// A spec read from the apps topic and refused.
+type Rejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Generation    int64                  `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Time          string                 `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejection) ProtoMessage() {}
+
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Rejection) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Rejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Rejection) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+// One replica's own report.
+type ReplicaReport struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Instance string                 `protobuf:"bytes,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The deployment's revision the replica runs.
+	Revision   string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Generation int64  `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Holds partitions, or joined with none to hold.
+	Ready         bool   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	Partitions    int32  `protobuf:"varint,5,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Processed     int64  `protobuf:"varint,6,opt,name=processed,proto3" json:"processed,omitempty"`
+	Failed        int64  `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	Ongoing       int64  `protobuf:"varint,8,opt,name=ongoing,proto3" json:"ongoing,omitempty"`
+	Started       string `protobuf:"bytes,9,opt,name=started,proto3" json:"started,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaReport) Reset() {
+	*x = ReplicaReport{}
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaReport) ProtoMessage() {}
+
+func (x *ReplicaReport) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaReport.ProtoReflect.Descriptor instead.
+func (*ReplicaReport) Descriptor() ([]byte, []int) {
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReplicaReport) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *ReplicaReport) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *ReplicaReport) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *ReplicaReport) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetProcessed() int64 {
+	if x != nil {
+		return x.Processed
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetOngoing() int64 {
+	if x != nil {
+		return x.Ongoing
+	}
+	return 0
+}
+
+func (x *ReplicaReport) GetStarted() string {
+	if x != nil {
+		return x.Started
+	}
+	return ""
+}
+
 type DeploymentStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -627,14 +827,22 @@ type DeploymentStatus struct {
 	// The autoscaler's view of the deployment, when one runs.
 	Autoscaler *AutoscalerStatus `protobuf:"bytes,13,opt,name=autoscaler,proto3" json:"autoscaler,omitempty"`
 	// Where the placer put each replica: node, devices, shares.
-	Placements    []*ReplicaPlacement `protobuf:"bytes,14,rep,name=placements,proto3" json:"placements,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Placements []*ReplicaPlacement `protobuf:"bytes,14,rep,name=placements,proto3" json:"placements,omitempty"`
+	// The revision the deployment's replicas should run, the ready
+	// replicas that run it, and the replicas still running another (a
+	// roll in progress).
+	Revision string `protobuf:"bytes,15,opt,name=revision,proto3" json:"revision,omitempty"`
+	Updated  int32  `protobuf:"varint,16,opt,name=updated,proto3" json:"updated,omitempty"`
+	Outdated int32  `protobuf:"varint,17,opt,name=outdated,proto3" json:"outdated,omitempty"`
+	// Every live replica's own report.
+	ReplicaReports []*ReplicaReport `protobuf:"bytes,18,rep,name=replica_reports,json=replicaReports,proto3" json:"replica_reports,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeploymentStatus) Reset() {
 	*x = DeploymentStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[10]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +854,7 @@ func (x *DeploymentStatus) String() string {
 func (*DeploymentStatus) ProtoMessage() {}
 
 func (x *DeploymentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[10]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +867,7 @@ func (x *DeploymentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentStatus.ProtoReflect.Descriptor instead.
 func (*DeploymentStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{10}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeploymentStatus) GetName() string {
@@ -760,6 +968,34 @@ func (x *DeploymentStatus) GetPlacements() []*ReplicaPlacement {
 	return nil
 }
 
+func (x *DeploymentStatus) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *DeploymentStatus) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *DeploymentStatus) GetOutdated() int32 {
+	if x != nil {
+		return x.Outdated
+	}
+	return 0
+}
+
+func (x *DeploymentStatus) GetReplicaReports() []*ReplicaReport {
+	if x != nil {
+		return x.ReplicaReports
+	}
+	return nil
+}
+
 // One placed replica of a deployment.
 type ReplicaPlacement struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -774,7 +1010,7 @@ type ReplicaPlacement struct {
 
 func (x *ReplicaPlacement) Reset() {
 	*x = ReplicaPlacement{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1022,7 @@ func (x *ReplicaPlacement) String() string {
 func (*ReplicaPlacement) ProtoMessage() {}
 
 func (x *ReplicaPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[11]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1035,7 @@ func (x *ReplicaPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaPlacement.ProtoReflect.Descriptor instead.
 func (*ReplicaPlacement) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{11}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReplicaPlacement) GetId() int32 {
@@ -850,7 +1086,7 @@ type GpuShare struct {
 
 func (x *GpuShare) Reset() {
 	*x = GpuShare{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1098,7 @@ func (x *GpuShare) String() string {
 func (*GpuShare) ProtoMessage() {}
 
 func (x *GpuShare) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[12]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1111,7 @@ func (x *GpuShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GpuShare.ProtoReflect.Descriptor instead.
 func (*GpuShare) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{12}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GpuShare) GetUuid() string {
@@ -919,7 +1155,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1167,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[13]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1180,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{13}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeStatus) GetName() string {
@@ -1028,7 +1264,7 @@ type GpuDevice struct {
 
 func (x *GpuDevice) Reset() {
 	*x = GpuDevice{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[14]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1276,7 @@ func (x *GpuDevice) String() string {
 func (*GpuDevice) ProtoMessage() {}
 
 func (x *GpuDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[14]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1289,7 @@ func (x *GpuDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GpuDevice.ProtoReflect.Descriptor instead.
 func (*GpuDevice) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{14}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GpuDevice) GetIndex() int32 {
@@ -1166,7 +1402,7 @@ type AutoscalerStatus struct {
 
 func (x *AutoscalerStatus) Reset() {
 	*x = AutoscalerStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[15]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1414,7 @@ func (x *AutoscalerStatus) String() string {
 func (*AutoscalerStatus) ProtoMessage() {}
 
 func (x *AutoscalerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[15]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1427,7 @@ func (x *AutoscalerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoscalerStatus.ProtoReflect.Descriptor instead.
 func (*AutoscalerStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{15}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AutoscalerStatus) GetMinReplicas() int32 {
@@ -1278,7 +1514,7 @@ type ScaleDecision struct {
 
 func (x *ScaleDecision) Reset() {
 	*x = ScaleDecision{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[16]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1526,7 @@ func (x *ScaleDecision) String() string {
 func (*ScaleDecision) ProtoMessage() {}
 
 func (x *ScaleDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[16]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1539,7 @@ func (x *ScaleDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleDecision.ProtoReflect.Descriptor instead.
 func (*ScaleDecision) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{16}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ScaleDecision) GetTime() string {
@@ -1384,7 +1620,7 @@ type ModelReplicaStatus struct {
 
 func (x *ModelReplicaStatus) Reset() {
 	*x = ModelReplicaStatus{}
-	mi := &file_sluice_v1_sluice_proto_msgTypes[17]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1632,7 @@ func (x *ModelReplicaStatus) String() string {
 func (*ModelReplicaStatus) ProtoMessage() {}
 
 func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sluice_v1_sluice_proto_msgTypes[17]
+	mi := &file_sluice_v1_sluice_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1645,7 @@ func (x *ModelReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ModelReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{17}
+	return file_sluice_v1_sluice_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ModelReplicaStatus) GetReplica() string {
@@ -1506,9 +1742,10 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"request_id\x18\x04 \x01(\tR\trequestId\"@\n" +
 	"\rDeployRequest\x12\x1b\n" +
 	"\tfile_name\x18\x01 \x01(\tR\bfileName\x12\x12\n" +
-	"\x04yaml\x18\x02 \x01(\fR\x04yaml\",\n" +
+	"\x04yaml\x18\x02 \x01(\fR\x04yaml\"N\n" +
 	"\x0eDeployResponse\x12\x1a\n" +
-	"\bdeployed\x18\x01 \x03(\tR\bdeployed\"\r\n" +
+	"\bdeployed\x18\x01 \x03(\tR\bdeployed\x12 \n" +
+	"\vgenerations\x18\x02 \x03(\x03R\vgenerations\"\r\n" +
 	"\vListRequest\"}\n" +
 	"\fListResponse\x12@\n" +
 	"\fapplications\x18\x01 \x03(\v2\x1c.sluice.v1.ApplicationStatusR\fapplications\x12+\n" +
@@ -1519,13 +1756,37 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"*\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\tR\adeleted\"\xbb\x01\n" +
+	"\adeleted\x18\x01 \x01(\tR\adeleted\"\x8d\x02\n" +
 	"\x11ApplicationStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\froute_prefix\x18\x02 \x01(\tR\vroutePrefix\x12\x18\n" +
 	"\aingress\x18\x03 \x01(\tR\aingress\x12\x16\n" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x12=\n" +
-	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\"\xf3\x03\n" +
+	"\vdeployments\x18\x05 \x03(\v2\x1b.sluice.v1.DeploymentStatusR\vdeployments\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x06 \x01(\x03R\n" +
+	"generation\x120\n" +
+	"\brejected\x18\a \x01(\v2\x14.sluice.v1.RejectionR\brejected\"W\n" +
+	"\tRejection\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x03R\n" +
+	"generation\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04time\x18\x03 \x01(\tR\x04time\"\x87\x02\n" +
+	"\rReplicaReport\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\tR\binstance\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x12\x14\n" +
+	"\x05ready\x18\x04 \x01(\bR\x05ready\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x05 \x01(\x05R\n" +
+	"partitions\x12\x1c\n" +
+	"\tprocessed\x18\x06 \x01(\x03R\tprocessed\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x03R\x06failed\x12\x18\n" +
+	"\aongoing\x18\b \x01(\x03R\aongoing\x12\x18\n" +
+	"\astarted\x18\t \x01(\tR\astarted\"\x88\x05\n" +
 	"\x10DeploymentStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x14\n" +
@@ -1545,7 +1806,11 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"autoscaler\x12;\n" +
 	"\n" +
 	"placements\x18\x0e \x03(\v2\x1b.sluice.v1.ReplicaPlacementR\n" +
-	"placements\"\x94\x01\n" +
+	"placements\x12\x1a\n" +
+	"\brevision\x18\x0f \x01(\tR\brevision\x12\x18\n" +
+	"\aupdated\x18\x10 \x01(\x05R\aupdated\x12\x1a\n" +
+	"\boutdated\x18\x11 \x01(\x05R\boutdated\x12A\n" +
+	"\x0freplica_reports\x18\x12 \x03(\v2\x18.sluice.v1.ReplicaReportR\x0ereplicaReports\"\x94\x01\n" +
 	"\x10ReplicaPlacement\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12'\n" +
@@ -1636,7 +1901,7 @@ func file_sluice_v1_sluice_proto_rawDescGZIP() []byte {
 	return file_sluice_v1_sluice_proto_rawDescData
 }
 
-var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_sluice_v1_sluice_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*PredictRequest)(nil),      // 0: sluice.v1.PredictRequest
 	(*PredictResponse)(nil),     // 1: sluice.v1.PredictResponse
@@ -1648,50 +1913,54 @@ var file_sluice_v1_sluice_proto_goTypes = []any{
 	(*DeleteRequest)(nil),       // 7: sluice.v1.DeleteRequest
 	(*DeleteResponse)(nil),      // 8: sluice.v1.DeleteResponse
 	(*ApplicationStatus)(nil),   // 9: sluice.v1.ApplicationStatus
-	(*DeploymentStatus)(nil),    // 10: sluice.v1.DeploymentStatus
-	(*ReplicaPlacement)(nil),    // 11: sluice.v1.ReplicaPlacement
-	(*GpuShare)(nil),            // 12: sluice.v1.GpuShare
-	(*NodeStatus)(nil),          // 13: sluice.v1.NodeStatus
-	(*GpuDevice)(nil),           // 14: sluice.v1.GpuDevice
-	(*AutoscalerStatus)(nil),    // 15: sluice.v1.AutoscalerStatus
-	(*ScaleDecision)(nil),       // 16: sluice.v1.ScaleDecision
-	(*ModelReplicaStatus)(nil),  // 17: sluice.v1.ModelReplicaStatus
-	nil,                         // 18: sluice.v1.PredictRequest.HeadersEntry
-	nil,                         // 19: sluice.v1.ModelReplicaStatus.FailedEntry
-	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
+	(*Rejection)(nil),           // 10: sluice.v1.Rejection
+	(*ReplicaReport)(nil),       // 11: sluice.v1.ReplicaReport
+	(*DeploymentStatus)(nil),    // 12: sluice.v1.DeploymentStatus
+	(*ReplicaPlacement)(nil),    // 13: sluice.v1.ReplicaPlacement
+	(*GpuShare)(nil),            // 14: sluice.v1.GpuShare
+	(*NodeStatus)(nil),          // 15: sluice.v1.NodeStatus
+	(*GpuDevice)(nil),           // 16: sluice.v1.GpuDevice
+	(*AutoscalerStatus)(nil),    // 17: sluice.v1.AutoscalerStatus
+	(*ScaleDecision)(nil),       // 18: sluice.v1.ScaleDecision
+	(*ModelReplicaStatus)(nil),  // 19: sluice.v1.ModelReplicaStatus
+	nil,                         // 20: sluice.v1.PredictRequest.HeadersEntry
+	nil,                         // 21: sluice.v1.ModelReplicaStatus.FailedEntry
+	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
 }
 var file_sluice_v1_sluice_proto_depIdxs = []int32{
-	20, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
-	18, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
+	22, // 0: sluice.v1.PredictRequest.timeout:type_name -> google.protobuf.Duration
+	20, // 1: sluice.v1.PredictRequest.headers:type_name -> sluice.v1.PredictRequest.HeadersEntry
 	9,  // 2: sluice.v1.ListResponse.applications:type_name -> sluice.v1.ApplicationStatus
-	13, // 3: sluice.v1.ListResponse.nodes:type_name -> sluice.v1.NodeStatus
-	10, // 4: sluice.v1.ApplicationStatus.deployments:type_name -> sluice.v1.DeploymentStatus
-	17, // 5: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
-	15, // 6: sluice.v1.DeploymentStatus.autoscaler:type_name -> sluice.v1.AutoscalerStatus
-	11, // 7: sluice.v1.DeploymentStatus.placements:type_name -> sluice.v1.ReplicaPlacement
-	12, // 8: sluice.v1.ReplicaPlacement.gpus:type_name -> sluice.v1.GpuShare
-	14, // 9: sluice.v1.NodeStatus.gpus:type_name -> sluice.v1.GpuDevice
-	14, // 10: sluice.v1.GpuDevice.instances:type_name -> sluice.v1.GpuDevice
-	16, // 11: sluice.v1.AutoscalerStatus.last:type_name -> sluice.v1.ScaleDecision
-	16, // 12: sluice.v1.AutoscalerStatus.history:type_name -> sluice.v1.ScaleDecision
-	19, // 13: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
-	0,  // 14: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
-	0,  // 15: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
-	2,  // 16: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
-	4,  // 17: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
-	6,  // 18: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
-	7,  // 19: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
-	1,  // 20: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
-	1,  // 21: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
-	3,  // 22: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
-	5,  // 23: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
-	9,  // 24: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
-	8,  // 25: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 3: sluice.v1.ListResponse.nodes:type_name -> sluice.v1.NodeStatus
+	12, // 4: sluice.v1.ApplicationStatus.deployments:type_name -> sluice.v1.DeploymentStatus
+	10, // 5: sluice.v1.ApplicationStatus.rejected:type_name -> sluice.v1.Rejection
+	19, // 6: sluice.v1.DeploymentStatus.model_replicas:type_name -> sluice.v1.ModelReplicaStatus
+	17, // 7: sluice.v1.DeploymentStatus.autoscaler:type_name -> sluice.v1.AutoscalerStatus
+	13, // 8: sluice.v1.DeploymentStatus.placements:type_name -> sluice.v1.ReplicaPlacement
+	11, // 9: sluice.v1.DeploymentStatus.replica_reports:type_name -> sluice.v1.ReplicaReport
+	14, // 10: sluice.v1.ReplicaPlacement.gpus:type_name -> sluice.v1.GpuShare
+	16, // 11: sluice.v1.NodeStatus.gpus:type_name -> sluice.v1.GpuDevice
+	16, // 12: sluice.v1.GpuDevice.instances:type_name -> sluice.v1.GpuDevice
+	18, // 13: sluice.v1.AutoscalerStatus.last:type_name -> sluice.v1.ScaleDecision
+	18, // 14: sluice.v1.AutoscalerStatus.history:type_name -> sluice.v1.ScaleDecision
+	21, // 15: sluice.v1.ModelReplicaStatus.failed:type_name -> sluice.v1.ModelReplicaStatus.FailedEntry
+	0,  // 16: sluice.v1.Predict.Predict:input_type -> sluice.v1.PredictRequest
+	0,  // 17: sluice.v1.Predict.PredictStream:input_type -> sluice.v1.PredictRequest
+	2,  // 18: sluice.v1.Applications.Deploy:input_type -> sluice.v1.DeployRequest
+	4,  // 19: sluice.v1.Applications.List:input_type -> sluice.v1.ListRequest
+	6,  // 20: sluice.v1.Applications.Get:input_type -> sluice.v1.GetRequest
+	7,  // 21: sluice.v1.Applications.Delete:input_type -> sluice.v1.DeleteRequest
+	1,  // 22: sluice.v1.Predict.Predict:output_type -> sluice.v1.PredictResponse
+	1,  // 23: sluice.v1.Predict.PredictStream:output_type -> sluice.v1.PredictResponse
+	3,  // 24: sluice.v1.Applications.Deploy:output_type -> sluice.v1.DeployResponse
+	5,  // 25: sluice.v1.Applications.List:output_type -> sluice.v1.ListResponse
+	9,  // 26: sluice.v1.Applications.Get:output_type -> sluice.v1.ApplicationStatus
+	8,  // 27: sluice.v1.Applications.Delete:output_type -> sluice.v1.DeleteResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sluice_v1_sluice_proto_init() }
@@ -1705,7 +1974,7 @@ func file_sluice_v1_sluice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_v1_sluice_proto_rawDesc), len(file_sluice_v1_sluice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

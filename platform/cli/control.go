@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluice-serve/sluice/platform/appstore"
+	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// control is one process's view of the control plane: the application
+// store (validating every spec it reads) and the status view over it,
+// both read from Kafka. Every command that serves the API or runs
+// replicas opens one; the ones that run replicas add a Reconciler.
+type control struct {
+	store  *appstore.Store
+	status *controller.Status
+	done   chan struct{}
+}
+
+// openControl opens the store, follows it until runCtx ends, and returns
+// once it has caught up (bounded by ctx and 30 s).
+func openControl(ctx, runCtx context.Context, bs []string, namer streams.Namer, reg *serve.Registry, fw followed, env Env) (*control, error) {
+	var check func(*spec.App) error
+	if reg != nil {
+		check = reg.Check
+	}
+	store, err := appstore.Open(ctx, appstore.Config{Brokers: bs, Namer: namer, Check: check, Log: env.Log})
+	if err != nil {
+		return nil, err
+	}
+	c := &control{store: store, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		store.Run(runCtx)
+	}()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := store.Sync(sctx); err != nil {
+		return nil, err
+	}
+	c.status = controller.NewStatus(controller.StatusConfig{
+		Namer: namer, Store: store, Replicas: fw.replicas, Models: fw.reports,
+		Scaling: fw.statuses.Get, Placements: fw.nodes.Replicas, Log: env.Log,
+	})
+	return c, nil
+}
+
+// reconcile starts a Reconciler over c's store that hands the applications,
+// once their topics exist, to fn.
+func (c *control) reconcile(ctx context.Context, bs []string, namer streams.Namer, env Env, fn func(context.Context, []appstore.Applied)) (*controller.Reconciler, error) {
+	r, err := controller.NewReconciler(ctx, controller.ReconcilerConfig{
+		Brokers: bs, Namer: namer, Store: c.store, Outdated: c.status.Outdated, Log: env.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.OnApplied(fn)
+	r.Start()
+	return r, nil
+}
+
+// specs is the applications' specs.
+func specs(apps []appstore.Applied) []*spec.App {
+	out := make([]*spec.App, len(apps))
+	for i, a := range apps {
+		out[i] = a.Spec
+	}
+	return out
+}

@@ -1,0 +1,444 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluice-serve/sluice/autoscaler"
+	"github.com/sluice-serve/sluice/platform/appstore"
+	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// LocalConfig configures a Local actuator.
+type LocalConfig struct {
+	Brokers  []string
+	Namer    streams.Namer
+	Registry *serve.Registry
+	Caller   *streams.Caller // handle calls of the replicas it starts
+	// Publisher publishes the replicas' reports on the status topic.
+	Publisher *replicas.Publisher
+	// Models builds the handlers of `kind: model` deployments; nil: this
+	// process serves none (their replicas fail to start, saying why).
+	Models ModelBuilder
+	// Held, when set and true for a deployment, starts none of its
+	// replicas when it appears: the placer starts them once placed (GPU
+	// replicas of `sluice dev`, which may have no room).
+	Held         func(spec.Deployment) bool
+	DrainTimeout time.Duration // per replica on stop; default 20s
+	// RollTimeout bounds how long a roll waits for a new replica to be
+	// ready before it stops the one it replaces anyway; default 30s.
+	RollTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Local runs replicas as goroutines of this process: the actuator of
+// `sluice dev`. Apply gives it the applications (after their topics
+// exist); Scale sizes each deployment. A deployment whose revision
+// changes rolls: the new replicas start, and the old ones stop once the
+// new are ready, so an upgrade drops nothing.
+type Local struct {
+	cfg LocalConfig
+
+	mu       sync.Mutex
+	deps     map[autoscaler.Target]*depRun
+	draining sync.WaitGroup // replicas being stopped
+	stopped  bool
+}
+
+type depRun struct {
+	app      appstore.Applied
+	spec     spec.Deployment
+	revision string
+	replicas []*replicaRun
+	err      error // why replicas could not start
+
+	// Scaling (under Local.mu): the size asked for, whether a resize
+	// pass runs, and the backoff of failed starts.
+	want     int
+	resizing bool
+	failures int
+	retryAt  time.Time
+	retired  bool // replaced or deleted
+	slots    int  // the next replica's slot number
+}
+
+type replicaRun struct {
+	rep    *replicas.Replica
+	h      replicas.Handler
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start failures are retried after a backoff doubling from startBackoff
+// up to maxStartBackoff.
+const (
+	startBackoff    = 500 * time.Millisecond
+	maxStartBackoff = 30 * time.Second
+)
+
+var _ autoscaler.Actuator = (*Local)(nil)
+
+// NewLocal returns an actuator running nothing.
+func NewLocal(cfg LocalConfig) *Local {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 20 * time.Second
+	}
+	if cfg.RollTimeout <= 0 {
+		cfg.RollTimeout = 30 * time.Second
+	}
+	return &Local{cfg: cfg, deps: map[autoscaler.Target]*depRun{}}
+}
+
+// Apply makes the deployments of apps what runs: a deployment whose
+// revision is unchanged keeps its replicas (a change of user_config alone
+// is handed to their Reconfigure hook when they have one); a new or
+// changed one starts its replicas before the ones it replaces stop.
+func (l *Local) Apply(ctx context.Context, apps []appstore.Applied) {
+	type roll struct {
+		t        autoscaler.Target
+		old, new *depRun
+	}
+	var rolls []roll
+	seen := map[autoscaler.Target]bool{}
+	for _, a := range apps {
+		topo := Compile(l.cfg.Namer, a.Spec)
+		for _, d := range a.Spec.Deployments {
+			t := autoscaler.Target{App: a.Spec.Name, Deployment: d.Name}
+			seen[t] = true
+			rev := Revision(topo, d)
+			l.mu.Lock()
+			prev := l.deps[t]
+			l.mu.Unlock()
+			if prev != nil && l.keep(ctx, prev, a, d, rev) {
+				continue
+			}
+			dr := &depRun{app: a, spec: d, revision: rev, want: max(d.Replicas.Initial, 0)}
+			if prev != nil {
+				l.mu.Lock()
+				dr.want, dr.slots = max(len(prev.replicas), prev.want), prev.slots
+				l.mu.Unlock()
+			}
+			if l.cfg.Held != nil && l.cfg.Held(d) && prev == nil {
+				dr.want = 0
+			}
+			rolls = append(rolls, roll{t, prev, dr})
+		}
+	}
+	var wg sync.WaitGroup
+	for _, r := range rolls {
+		wg.Go(func() { l.roll(r.t, r.old, r.new) })
+	}
+	wg.Wait()
+	l.mu.Lock()
+	var gone []*depRun
+	for t, d := range l.deps {
+		if !seen[t] {
+			d.retired = true
+			gone = append(gone, d)
+			delete(l.deps, t)
+		}
+	}
+	l.mu.Unlock()
+	for _, d := range gone {
+		l.stopDep(d)
+	}
+}
+
+// roll starts next's replicas, waits (bounded) until they are ready,
+// then puts next in old's place and stops old's replicas.
+func (l *Local) roll(t autoscaler.Target, old, next *depRun) {
+	var started []*replicaRun
+	for range next.want {
+		rr, err := l.startReplica(next)
+		if err != nil {
+			next.err, next.failures, next.retryAt = err, 1, time.Now().Add(startBackoff)
+			l.cfg.Log.Error("replica not started", "app", t.App, "deployment", t.Deployment, "revision", next.revision, "err", err)
+			break
+		}
+		started = append(started, rr)
+	}
+	if old != nil && len(started) < next.want && len(old.replicas) > 0 {
+		// The new revision does not start: keep serving with the old one.
+		stopAll(started)
+		l.mu.Lock()
+		old.err, old.failures, old.retryAt = next.err, next.failures, next.retryAt
+		l.mu.Unlock()
+		return
+	}
+	timeout := time.After(l.cfg.RollTimeout)
+	for _, rr := range started {
+		select {
+		case <-rr.rep.Ready():
+		case <-timeout:
+		}
+	}
+	next.replicas = started
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		stopAll(started)
+		return
+	}
+	l.deps[t] = next
+	if old != nil {
+		old.retired = true
+	}
+	l.resizeLocked(next)
+	l.mu.Unlock()
+	if old != nil {
+		l.stopDep(old)
+		l.cfg.Log.Info("deployment rolled", "app", t.App, "deployment", t.Deployment, "revision", next.revision, "replicas", len(started))
+	}
+}
+
+// stopDep stops a retired deployment's replicas, drained, in the background.
+func (l *Local) stopDep(d *depRun) {
+	l.mu.Lock()
+	rs := d.replicas
+	d.replicas = nil
+	l.mu.Unlock()
+	l.draining.Go(func() { l.stopAll(rs) })
+}
+
+// keep reports whether prev's replicas can serve d of a as they are: the
+// same revision, or one that differs only in user_config, which every
+// replica took through its Reconfigure hook (no restart, nothing dropped).
+func (l *Local) keep(ctx context.Context, prev *depRun, a appstore.Applied, d spec.Deployment, rev string) bool {
+	l.mu.Lock()
+	if prev.revision == rev {
+		if prev.spec.Replicas.Initial != d.Replicas.Initial && (l.cfg.Held == nil || !l.cfg.Held(d)) {
+			prev.want = d.Replicas.Initial // a new initial size is asked for now
+			l.resizeLocked(prev)
+		}
+		prev.app, prev.spec = a, d
+		l.mu.Unlock()
+		return true
+	}
+	was := prev.spec
+	was.UserConfig = d.UserConfig
+	running := slices.Clone(prev.replicas)
+	l.mu.Unlock()
+	if Revision(Compile(l.cfg.Namer, prev.app.Spec), was) != Revision(Compile(l.cfg.Namer, a.Spec), d) || len(running) == 0 {
+		return false
+	}
+	for _, r := range running {
+		ok, err := serve.Reconfigure(ctx, r.h, d.UserConfig)
+		if !ok || err != nil {
+			if err != nil {
+				l.cfg.Log.Warn("reconfigure failed; rolling replicas", "deployment", d.Name, "err", err)
+			}
+			return false
+		}
+	}
+	l.mu.Lock()
+	prev.app, prev.spec, prev.revision = a, d, rev
+	for _, r := range running {
+		r.rep.SetRevision(rev, a.Generation)
+	}
+	l.mu.Unlock()
+	l.cfg.Log.Info("deployment reconfigured in place", "deployment", d.Name, "revision", rev)
+	return true
+}
+
+func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
+	ctx := context.Background()
+	l.mu.Lock()
+	slot := dr.slots
+	dr.slots++
+	l.mu.Unlock()
+	h, err := BuildHandler(ctx, l.cfg.Registry, l.cfg.Models, dr.app.Spec, dr.spec, l.cfg.Caller, l.cfg.Namer)
+	if err != nil {
+		return nil, err
+	}
+	instance := Instance(dr.app.Spec.Name, dr.spec.Name, strconv.Itoa(slot), dr.revision)
+	rc, err := ReplicaConfig(l.cfg.Brokers, l.cfg.Namer, dr.app, dr.spec, instance, l.cfg.DrainTimeout, l.cfg.Log)
+	if err != nil {
+		closeHandler(h)
+		return nil, err
+	}
+	rep, err := replicas.New(ctx, rc, h)
+	if err != nil {
+		closeHandler(h)
+		return nil, err
+	}
+	if l.cfg.Publisher != nil {
+		l.cfg.Publisher.Add(rep)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	rr := &replicaRun{rep: rep, h: h, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rr.done)
+		if err := rep.Run(rctx); err != nil {
+			l.cfg.Log.Error("replica stopped", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "err", err)
+		}
+	}()
+	return rr, nil
+}
+
+// Instance names one replica: its deployment, its slot among the
+// deployment's replicas, and the revision it runs. Two revisions of a
+// slot run side by side during a roll, so the revision is part of it.
+func Instance(app, deployment, slot, revision string) string {
+	return app + "." + deployment + "." + slot + "." + revision
+}
+
+// stopAll stops replicas softly and in parallel, waiting for all, and
+// withdraws their reports.
+func (l *Local) stopAll(rs []*replicaRun) {
+	stopAll(rs)
+	if l.cfg.Publisher == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, r := range rs {
+		l.cfg.Publisher.Remove(ctx, r.rep)
+	}
+}
+
+func stopAll(rs []*replicaRun) {
+	for _, r := range rs {
+		r.cancel()
+	}
+	for _, r := range rs {
+		<-r.done
+		closeHandler(r.h)
+	}
+}
+
+// Close stops every replica, drained, and waits for them.
+func (l *Local) Close() {
+	l.mu.Lock()
+	l.stopped = true
+	var all []*depRun
+	for t, d := range l.deps {
+		d.retired = true
+		all = append(all, d)
+		delete(l.deps, t)
+	}
+	l.mu.Unlock()
+	for _, d := range all {
+		l.stopDep(d)
+	}
+	l.draining.Wait()
+}
+
+// Scale asks for n replicas of t. Replicas start or stop (drained) in the
+// background; a replica that fails to start is retried with a backoff
+// and reported by Size, never counted.
+func (l *Local) Scale(_ context.Context, t autoscaler.Target, n int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dr, err := l.findLocked(t)
+	if err != nil {
+		return err
+	}
+	dr.want = max(n, 0)
+	l.resizeLocked(dr)
+	return nil
+}
+
+// resizeLocked starts a resize pass of dr unless one runs.
+func (l *Local) resizeLocked(dr *depRun) {
+	if !dr.resizing && !dr.retired && dr.want != len(dr.replicas) {
+		dr.resizing = true
+		go l.resize(dr)
+	}
+}
+
+// Size reports the replicas of t running here.
+func (l *Local) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dr, err := l.findLocked(t)
+	if err != nil {
+		return autoscaler.Size{}, err
+	}
+	sz := autoscaler.Size{Current: len(dr.replicas)}
+	for _, r := range dr.replicas {
+		if r.rep.Stats().Partitions > 0 {
+			sz.Ready++
+		}
+	}
+	if dr.err != nil {
+		sz.Problem = fmt.Sprintf("replica failed to start (%d times, next try in %v): %v",
+			dr.failures, time.Until(dr.retryAt).Round(time.Millisecond), dr.err)
+	}
+	return sz, nil
+}
+
+// Ongoing reports the requests in flight over t's replicas.
+func (l *Local) Ongoing(t autoscaler.Target) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dr, err := l.findLocked(t)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, r := range dr.replicas {
+		n += r.rep.Stats().Ongoing
+	}
+	return n
+}
+
+func (l *Local) findLocked(t autoscaler.Target) (*depRun, error) {
+	dr := l.deps[t]
+	if dr == nil {
+		return nil, fmt.Errorf("%w: %s/%s", appstore.ErrNotFound, t.App, t.Deployment)
+	}
+	return dr, nil
+}
+
+// resize starts or stops replicas of dr until it has what it wants, one
+// at a time, and stops at a start failure (the next Scale after the
+// backoff tries again).
+func (l *Local) resize(dr *depRun) {
+	l.mu.Lock()
+	defer func() {
+		dr.resizing = false
+		l.mu.Unlock()
+	}()
+	for !dr.retired {
+		have := len(dr.replicas)
+		switch {
+		case dr.want < have:
+			// Stop (drain) in the background: a start asked for meanwhile
+			// does not wait for it. Close waits for these.
+			stopping := dr.replicas[dr.want:]
+			dr.replicas = dr.replicas[:dr.want:dr.want]
+			l.draining.Go(func() { l.stopAll(stopping) })
+		case dr.want > have && !time.Now().Before(dr.retryAt):
+			l.mu.Unlock()
+			rr, err := l.startReplica(dr)
+			l.mu.Lock()
+			if err != nil {
+				dr.err, dr.failures = err, dr.failures+1
+				dr.retryAt = time.Now().Add(min(startBackoff<<min(dr.failures-1, 10), maxStartBackoff))
+				l.cfg.Log.Error("replica not started", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "failures", dr.failures, "err", err)
+				return
+			}
+			if dr.retired {
+				l.mu.Unlock()
+				l.stopAll([]*replicaRun{rr})
+				l.mu.Lock()
+				return
+			}
+			dr.replicas = append(dr.replicas, rr)
+			dr.err, dr.failures = nil, 0
+		default:
+			return
+		}
+	}
+}
