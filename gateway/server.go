@@ -29,8 +29,8 @@ import (
 
 // Config configures the gateway.
 type Config struct {
-	Caller      *streams.Caller
-	Namer       streams.Namer
+	Caller *streams.Caller
+	Namer  streams.Namer
 	// Control is the applications and their status, read from Kafka:
 	// routes, deploys and deletes go through its store.
 	Control     *controller.Status
