@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,7 +49,7 @@ const pulled = "weights"
 func startFakePlatform(t *testing.T) *fakePlatform {
 	t.Helper()
 	p := &fakePlatform{}
-	rest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rest := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.record(r.Method + " " + r.URL.Path)
 		w.Header().Set("Content-Type", "application/json")
 		switch name, one := strings.CutPrefix(r.URL.Path, "/sluice/v1/apps/"); {
@@ -61,19 +60,28 @@ func startFakePlatform(t *testing.T) *fakePlatform {
 		default:
 			fmt.Fprint(w, `{}`)
 		}
-	}))
-	t.Cleanup(rest.Close)
-	p.rest = rest.Listener.Addr().String()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	})
+	srv := grpc.NewServer(append(registry.BulkServerOptions(), grpc.MaxRecvMsgSize(registry.MaxChunk))...)
+	sluicev1.RegisterModelsServer(srv, fakeModels{p: p})
+	t.Cleanup(srv.Stop)
+	// As the platform does: REST and gRPC on one address, gRPC alone on
+	// the other.
+	hl, gl := listenLocal(t), listenLocal(t)
+	hs := newHTTPServer(grpcOrREST(srv, rest))
+	go hs.Serve(hl)
+	t.Cleanup(func() { hs.Close() })
+	go srv.Serve(gl)
+	p.rest, p.grpc = hl.Addr().String(), gl.Addr().String()
+	return p
+}
+
+func listenLocal(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(append(registry.BulkServerOptions(), grpc.MaxRecvMsgSize(registry.MaxChunk))...)
-	sluicev1.RegisterModelsServer(srv, fakeModels{p: p})
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	p.grpc = ln.Addr().String()
-	return p
+	return l
 }
 
 func (p *fakePlatform) record(call string) {
