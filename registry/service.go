@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 
 	"google.golang.org/grpc"
 
@@ -42,6 +43,15 @@ const (
 // the server's message limit must be at least MaxChunk.
 func BulkServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.InitialWindowSize(bulkWindow), grpc.InitialConnWindowSize(bulkConnWindow)}
+}
+
+// BulkHTTP2Config carries BulkServerOptions' windows to a gRPC server
+// reached through net/http's HTTP/2 server (grpc.Server.ServeHTTP), whose
+// windows net/http, not gRPC, sets. (http.HTTP2Config's documentation
+// says under 4 MiB; Go 1.26 takes any value up to 2 GiB - 1, and a value
+// it refused would fall back to its 1 MiB default.)
+func BulkHTTP2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{MaxReceiveBufferPerStream: bulkWindow, MaxReceiveBufferPerConnection: bulkConnWindow}
 }
 
 // MaxChunk is the largest push or pull message.

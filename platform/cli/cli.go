@@ -6,12 +6,13 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/streams"
@@ -51,31 +52,39 @@ type Env struct {
 	Getenv         func(string) string
 }
 
-const usage = `usage: sluice <command> [flags]
-
-commands:
-  dev       run the platform in one process: embedded broker, controller, replicas, HTTP
-  replica   run one replica of a deployment against any brokers
-  gateway   run a gateway instance (REST + gRPC) against any brokers
-  node      autoscale deployments as replica processes of this machine
-  autoscaler  autoscale deployments as Kubernetes workloads (--kubernetes)
-  models    publish, list, alias, delete and download model versions
-  deploy    deploy applications from a YAML file to a running platform
-  status    show applications, deployments, replicas and lag
-  delete    delete an application
-  render    print Kubernetes objects for applications (a KEDA ScaledObject per deployment)
-
-Client commands find the platform with --addr, or SLUICE_ADDR (default 127.0.0.1:8000).
-Run 'sluice <command> -h' for a command's flags.
-`
+// usage lists the commands.
+func usage(w io.Writer) {
+	fmt.Fprint(w, "usage: sluice <command> [arguments] [flags]\n\ncommands:\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, h := range commandHelps {
+		if !strings.Contains(h.name, " ") {
+			fmt.Fprintf(tw, "  %s\t%s\n", h.name, h.summary)
+		}
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
+Client commands (deploy, status, delete, models) find the platform with
+--addr, or SLUICE_ADDR (default 127.0.0.1:8000). Flags may come before or
+after the arguments; -- ends them. SLUICE_DEBUG=1 logs at debug level.
+Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
+`)
+}
 
 // Run runs the command in args (without the program name).
 func Run(ctx context.Context, args []string, env Env) error {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
+	err := run(ctx, args, env)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
+		usage(env.Stderr)
 		return usageError("no command given")
 	}
 	cmd, rest := args[0], args[1:]
@@ -100,29 +109,16 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return runDelete(ctx, rest, env)
 	case "render":
 		return runRender(ctx, rest, env)
-	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage)
-		return nil
-	}
-	fmt.Fprint(env.Stderr, usage)
-	return usageError("unknown command %q", cmd)
-}
-
-// parse parses flags, turning flag errors into exit code 2.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return &ExitError{Code: 0, Err: err}
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 0 {
+			usage(env.Stdout)
+			return nil
 		}
-		return &ExitError{Code: 2, Err: err}
+		// sluice help models push: sluice models push --help
+		return run(ctx, append(slices.Clone(rest), "--help"), env)
 	}
-	return nil
-}
-
-func newFlags(name string, env Env) *flag.FlagSet {
-	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	return fs
+	usage(env.Stderr)
+	return usageError("unknown command %q", cmd)
 }
 
 // listFlag is a repeatable string flag.
@@ -141,24 +137,14 @@ func splitBrokers(s string) []string {
 	return out
 }
 
-func orEnv(v string, env Env, key, def string) string {
-	if v != "" {
-		return v
-	}
-	if e := env.Getenv(key); e != "" {
-		return e
-	}
-	return def
-}
-
 // clusterFlags registers --brokers and --prefix for a command that joins
 // an existing cluster; resolve reads them after parsing, failing with exit
 // code 2 when no broker is given or the prefix is not a valid name.
-func clusterFlags(fs *flag.FlagSet, env Env) (resolve func() ([]string, streams.Namer, error)) {
-	brokers := fs.String("brokers", "", "Kafka brokers, comma-separated (env SLUICE_BROKERS; required)")
+func clusterFlags(fs *flagSet) (resolve func() ([]string, streams.Namer, error)) {
+	brokers := fs.envString("brokers", "SLUICE_BROKERS", "", "Kafka brokers, comma-separated (required)")
 	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
 	return func() ([]string, streams.Namer, error) {
-		bs := splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", ""))
+		bs := splitBrokers(*brokers)
 		if len(bs) == 0 {
 			return nil, streams.Namer{}, usageError("%s: --brokers is required", fs.Name())
 		}

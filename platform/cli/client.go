@@ -31,19 +31,16 @@ import (
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// addrFlag registers --addr on fs.
-func addrFlag(fs interface {
-	String(name, value, usage string) *string
-}) *string {
-	return fs.String("addr", "", "platform address (env SLUICE_ADDR; default 127.0.0.1:8000)")
+// addrFlag registers --addr, where client commands find the platform.
+func addrFlag(fs *flagSet) *string {
+	return fs.envString("addr", "SLUICE_ADDR", "127.0.0.1:8000", "platform address, host:port or a URL")
 }
 
-func baseURL(addr string, env Env) string {
-	a := orEnv(addr, env, "SLUICE_ADDR", "127.0.0.1:8000")
-	if !strings.Contains(a, "://") {
-		a = "http://" + a
+func baseURL(addr string) string {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
 	}
-	return strings.TrimRight(a, "/")
+	return strings.TrimRight(addr, "/")
 }
 
 // apiCall sends one request to the applications API and decodes the
@@ -110,7 +107,7 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	}
 	var out sluicev1.DeployResponse
 	in := &sluicev1.DeployRequest{FileName: filepath.Base(*file), Yaml: data}
-	if err := apiCall(ctx, http.MethodPost, baseURL(*addr, env)+"/sluice/v1/apps", in, &out); err != nil {
+	if err := apiCall(ctx, http.MethodPost, baseURL(*addr)+"/sluice/v1/apps", in, &out); err != nil {
 		return err
 	}
 	for i, n := range out.GetDeployed() {
@@ -122,7 +119,7 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	for i, n := range out.GetDeployed() {
-		if err := waitRolled(wctx, baseURL(*addr, env), n, generation(&out, i), env); err != nil {
+		if err := waitRolled(wctx, baseURL(*addr), n, generation(&out, i), env); err != nil {
 			return err
 		}
 	}
@@ -219,7 +216,7 @@ func runDelete(ctx context.Context, args []string, env Env) error {
 	}
 	name := fs.Arg(0)
 	var out sluicev1.DeleteResponse
-	if err := apiCall(ctx, http.MethodDelete, baseURL(*addr, env)+"/sluice/v1/apps/"+url.PathEscape(name), nil, &out); err != nil {
+	if err := apiCall(ctx, http.MethodDelete, baseURL(*addr)+"/sluice/v1/apps/"+url.PathEscape(name), nil, &out); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "deleted %s\n", name)
@@ -235,7 +232,7 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 	}
 	var apps []*sluicev1.ApplicationStatus
 	var nodes []*sluicev1.NodeStatus
-	u := baseURL(*addr, env) + "/sluice/v1/apps"
+	u := baseURL(*addr) + "/sluice/v1/apps"
 	if fs.NArg() == 1 {
 		var one sluicev1.ApplicationStatus
 		if err := apiCall(ctx, http.MethodGet, u+"/"+url.PathEscape(fs.Arg(0)), nil, &one); err != nil {
@@ -453,7 +450,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	app := fs.String("app", "", "application name (required)")
 	dep := fs.String("deployment", "", "deployment name (required)")
 	slot := fs.String("slot", "", "this replica's slot among the deployment's (stable across its restarts; default: a random one)")
-	cluster := clusterFlags(fs, env)
+	cluster := clusterFlags(fs)
 	s3 := s3Flags(fs)
 	cacheDir := fs.String("model-cache", "", "model deployments: download cache directory (default: a temporary one, removed at exit)")
 	if err := parse(fs, args); err != nil {

@@ -287,9 +287,9 @@ func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (registry.Store, err
 
 func runDev(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("dev", env)
-	httpAddr := fs.String("http", "", "REST listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
-	grpcAddr := fs.String("grpc", "", "gRPC listen address (env GRPC_ADDR; default 127.0.0.1:9000)")
-	brokers := fs.String("brokers", "", "Kafka brokers to use instead of the embedded one, comma-separated (env SLUICE_BROKERS)")
+	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address")
+	grpcAddr := fs.envString("grpc", "GRPC_ADDR", "127.0.0.1:9000", "gRPC listen address")
+	brokers := fs.envString("brokers", "SLUICE_BROKERS", "", "Kafka brokers to use instead of the embedded one, comma-separated")
 	port := fs.Int("kafka-port", 0, "port of the embedded broker (0: a free port)")
 	dataDir := fs.String("data-dir", "", "keep the embedded broker's data in this directory across restarts")
 	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
@@ -306,9 +306,9 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	d, err := StartDev(ctx, DevConfig{
-		HTTPAddr:  orEnv(*httpAddr, env, "HTTP_ADDR", "127.0.0.1:8000"),
-		GRPCAddr:  orEnv(*grpcAddr, env, "GRPC_ADDR", "127.0.0.1:9000"),
-		Brokers:   splitBrokers(orEnv(*brokers, env, "SLUICE_BROKERS", "")),
+		HTTPAddr:  *httpAddr,
+		GRPCAddr:  *grpcAddr,
+		Brokers:   splitBrokers(*brokers),
 		KafkaPort: *port,
 		DataDir:   *dataDir,
 		Prefix:    *prefix,
@@ -353,10 +353,9 @@ func readSpecs(files []string) ([]*spec.App, error) {
 	return apps, nil
 }
 
-// withS3Env fills the endpoint and credentials from the environment;
-// credentials never come from flags, so they stay out of process lists.
+// withS3Env fills the credentials from the environment; they never come
+// from flags, so they stay out of process lists.
 func withS3Env(c blob.S3Config, env Env) blob.S3Config {
-	c.Endpoint = orEnv(c.Endpoint, env, "SLUICE_S3_ENDPOINT", "")
 	c.AccessKey = env.Getenv("SLUICE_S3_ACCESS_KEY")
 	c.SecretKey = env.Getenv("SLUICE_S3_SECRET_KEY")
 	return c

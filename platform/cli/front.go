@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,9 +16,25 @@ import (
 	"github.com/sluice-serve/sluice/registry"
 )
 
-// front serves a gateway: gRPC on one listener, REST (OIP, app routes,
+// front serves a gateway: gRPC on one listener; REST (OIP, app routes,
 // and the API through grpc-gateway over a client connection to the gRPC
-// server) on the other.
+// server) and gRPC again on the other.
+//
+// One address serves REST and gRPC, so that every client command finds
+// the platform with the same --addr, `sluice models` included, whose
+// pushes and pulls stream over gRPC: the HTTP listener speaks HTTP/1.1
+// and HTTP/2 without TLS (prior knowledge, as every gRPC client sends
+// it), and a request with content-type application/grpc goes to the
+// gRPC server through grpc.Server.ServeHTTP. The alternative, a REST
+// endpoint telling the CLI the gRPC address, would need two ports open
+// through every firewall, tunnel and port-forward, and would advertise
+// the address the server bound (127.0.0.1, 0.0.0.0), not the one the
+// client reached. ServeHTTP runs on net/http's HTTP/2 server, not
+// gRPC-go's own transport; with the bulk windows carried over
+// (registry.BulkHTTP2Config) a 256 MiB push through the HTTP port is
+// about as fast as through the gRPC port (BenchmarkModelsPushPorts,
+// docs/ARCHITECTURE.md). The gRPC listener stays, for clients that
+// expect it (tritonclient's examples, grpc-gateway's own connection).
 type front struct {
 	http *http.Server
 	grpc *grpc.Server
@@ -59,7 +76,7 @@ func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, ma
 		hl.Close()
 		return nil, err
 	}
-	f.http = &http.Server{Handler: gw.Handler(api), ReadHeaderTimeout: 10 * time.Second}
+	f.http = newHTTPServer(grpcOrREST(f.grpc, gw.Handler(api)))
 	go func() {
 		if err := f.http.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
 			f.done <- err
@@ -68,8 +85,28 @@ func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, ma
 	return f, nil
 }
 
-// close stops REST first, then gRPC (gracefully, bounded), then the
-// internal connection.
+// grpcOrREST sends gRPC requests to g, every other request to rest.
+func grpcOrREST(g *grpc.Server, rest http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			g.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
+}
+
+// newHTTPServer serves h over HTTP/1.1 and HTTP/2 without TLS, with the
+// flow-control windows artifact streams need.
+func newHTTPServer(h http.Handler) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols, HTTP2: registry.BulkHTTP2Config()}
+}
+
+// close stops the HTTP listener first (REST, and gRPC through it), then
+// the gRPC listener (gracefully, bounded), then the internal connection.
 func (f *front) close() {
 	if f.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -17,9 +17,9 @@ import (
 // sharing replies.
 func runGateway(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("gateway", env)
-	httpAddr := fs.String("http", "", "REST listen address (env HTTP_ADDR; default 127.0.0.1:8000)")
-	grpcAddr := fs.String("grpc", "", "gRPC listen address (env GRPC_ADDR; default 127.0.0.1:9000)")
-	cluster := clusterFlags(fs, env)
+	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address")
+	grpcAddr := fs.envString("grpc", "GRPC_ADDR", "127.0.0.1:9000", "gRPC listen address")
+	cluster := clusterFlags(fs)
 	maxInFlight := fs.Int("max-in-flight", 10000, "requests waiting at once; past it 429 / RESOURCE_EXHAUSTED")
 	maxBody := fs.Int64("max-body", gateway.DefaultMaxBody, "request size limit in bytes")
 	s3 := s3Flags(fs)
@@ -30,7 +30,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	hl, gl, err := listen(orEnv(*httpAddr, env, "HTTP_ADDR", "127.0.0.1:8000"), orEnv(*grpcAddr, env, "GRPC_ADDR", "127.0.0.1:9000"))
+	hl, gl, err := listen(*httpAddr, *grpcAddr)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -26,20 +25,33 @@ import (
 	"github.com/sluice-serve/sluice/registry"
 )
 
-const modelsUsage = `usage: sluice models <command> [flags]
-
-  push NAME PATH [--version N] [--alias A] [--format F] [--label k=v]   publish a file or directory
-  ls [NAME]                                                             list models or one model's versions
-  alias NAME ALIAS VERSION                                              point an alias at a version
-  rm NAME VERSION [--force]                                             delete a version
-  pull NAME[:VERSION|@ALIAS] DIR                                        download a version
-
+// modelsUsage lists the models subcommands.
+func modelsUsage(w io.Writer) {
+	fmt.Fprint(w, "usage: sluice models <command> [arguments] [flags]\n\ncommands:\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, h := range commandHelps {
+		if sub, ok := strings.CutPrefix(h.name, "models "); ok {
+			fmt.Fprintf(tw, "  %s %s\t%s\n", sub, h.args, h.summary)
+		}
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
 The registry is reached over gRPC at --grpc-addr, or SLUICE_GRPC_ADDR (default 127.0.0.1:9000).
-`
+Run 'sluice models <command> --help' for a command's flags.
+`)
+}
+
+var modelsCommands = []string{"push", "ls", "alias", "rm", "pull", "help"}
 
 func runModels(ctx context.Context, args []string, env Env) error {
-	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, modelsUsage)
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		// Flags before the command: sluice models --addr A ls.
+		if i := slices.IndexFunc(args, func(a string) bool { return slices.Contains(modelsCommands, a) }); i > 0 {
+			args = append(append([]string{args[i]}, args[:i]...), args[i+1:]...)
+		}
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		modelsUsage(env.Stderr)
 		return usageError("models: no command given")
 	}
 	switch args[0] {
@@ -53,16 +65,26 @@ func runModels(ctx context.Context, args []string, env Env) error {
 		return modelsRemove(ctx, args[1:], env)
 	case "pull":
 		return modelsPull(ctx, args[1:], env)
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[1] != "help" {
+			return runModels(ctx, []string{args[1], "--help"}, env)
+		}
+		modelsUsage(env.Stdout)
+		return nil
 	}
-	fmt.Fprint(env.Stderr, modelsUsage)
+	modelsUsage(env.Stderr)
 	return usageError("models: unknown command %q", args[0])
 }
 
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
+}
+
 // modelsClient registers --grpc-addr; dial connects after parsing.
-func modelsClient(fset *flag.FlagSet, env Env) func() (sluicev1.ModelsClient, func(), error) {
-	addr := fset.String("grpc-addr", "", "registry gRPC address (env SLUICE_GRPC_ADDR; default 127.0.0.1:9000)")
+func modelsClient(fset *flagSet) func() (sluicev1.ModelsClient, func(), error) {
+	addr := fset.envString("grpc-addr", "SLUICE_GRPC_ADDR", "127.0.0.1:9000", "registry gRPC address")
 	return func() (sluicev1.ModelsClient, func(), error) {
-		conn, err := grpc.NewClient(orEnv(*addr, env, "SLUICE_GRPC_ADDR", "127.0.0.1:9000"),
+		conn, err := grpc.NewClient(*addr,
 			append(registry.BulkDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return nil, nil, err
@@ -87,40 +109,19 @@ func rpcError(err error) error {
 	return errors.New(st.Message())
 }
 
-// positional parses flags that may come after the positional arguments
-// ("push NAME PATH --alias x") and returns the positionals.
-func positional(fset *flag.FlagSet, args []string, n int) ([]string, error) {
-	var pos []string
-	for {
-		if err := parse(fset, args); err != nil {
-			return nil, err
-		}
-		rest := fset.Args()
-		if len(rest) == 0 {
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-	if len(pos) != n {
-		return nil, usageError("expected %d arguments, got %d (%s)", n, len(pos), strings.Join(pos, " "))
-	}
-	return pos, nil
-}
-
 func modelsPush(ctx context.Context, args []string, env Env) error {
 	fset := newFlags("models push", env)
-	dial := modelsClient(fset, env)
+	dial := modelsClient(fset)
 	version := fset.String("version", "", "version to publish (default: the next number)")
 	alias := fset.String("alias", "", "also point this alias at the new version")
 	format := fset.String("format", "", "artifact format (default: tensorflow-savedmodel for a SavedModel directory, sluice-linear for a linear model.json)")
 	sigPath := fset.String("signature", "", `JSON file {"inputs": [{"name", "datatype", "shape"}], "outputs": [...]} (default: a SavedModel's sluice-signature.json, a linear model's own)`)
 	var labels listFlag
 	fset.Var(&labels, "label", "label key=value (repeatable)")
-	pos, err := positional(fset, args, 2)
-	if err != nil {
+	if err := parse(fset, args); err != nil {
 		return err
 	}
+	pos := fset.Args()
 	name, root := pos[0], pos[1]
 	if err := registry.CheckNames(name, *version, *alias); err != nil { // before reading a byte
 		return &ExitError{Code: 2, Err: err}
@@ -240,7 +241,7 @@ func sendFile(p string, buf []byte, send func([]byte) error) error {
 
 func modelsList(ctx context.Context, args []string, env Env) error {
 	fset := newFlags("models ls", env)
-	dial := modelsClient(fset, env)
+	dial := modelsClient(fset)
 	if err := parse(fset, args); err != nil {
 		return err
 	}
@@ -289,11 +290,11 @@ func aliasList(m map[string]string) string {
 
 func modelsAlias(ctx context.Context, args []string, env Env) error {
 	fset := newFlags("models alias", env)
-	dial := modelsClient(fset, env)
-	pos, err := positional(fset, args, 3)
-	if err != nil {
+	dial := modelsClient(fset)
+	if err := parse(fset, args); err != nil {
 		return err
 	}
+	pos := fset.Args()
 	client, closeConn, err := dial()
 	if err != nil {
 		return err
@@ -308,12 +309,12 @@ func modelsAlias(ctx context.Context, args []string, env Env) error {
 
 func modelsRemove(ctx context.Context, args []string, env Env) error {
 	fset := newFlags("models rm", env)
-	dial := modelsClient(fset, env)
+	dial := modelsClient(fset)
 	force := fset.Bool("force", false, "delete even if aliases point at it (they are removed)")
-	pos, err := positional(fset, args, 2)
-	if err != nil {
+	if err := parse(fset, args); err != nil {
 		return err
 	}
+	pos := fset.Args()
 	client, closeConn, err := dial()
 	if err != nil {
 		return err
@@ -340,11 +341,11 @@ func parseRef(ref string) (model, version string) {
 
 func modelsPull(ctx context.Context, args []string, env Env) error {
 	fset := newFlags("models pull", env)
-	dial := modelsClient(fset, env)
-	pos, err := positional(fset, args, 2)
-	if err != nil {
+	dial := modelsClient(fset)
+	if err := parse(fset, args); err != nil {
 		return err
 	}
+	pos := fset.Args()
 	model, version := parseRef(pos[0])
 	dir := pos[1]
 	client, closeConn, err := dial()

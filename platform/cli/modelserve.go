@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -26,9 +25,9 @@ func runtimes() models.Runtimes {
 }
 
 // s3Flags adds the flags that locate model weights in S3/MinIO.
-func s3Flags(fs *flag.FlagSet) *blob.S3Config {
+func s3Flags(fs *flagSet) *blob.S3Config {
 	s3 := &blob.S3Config{}
-	fs.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3/MinIO endpoint host:port for model weights (env SLUICE_S3_ENDPOINT; default: a local directory)")
+	fs.envStringVar(&s3.Endpoint, "s3-endpoint", "SLUICE_S3_ENDPOINT", "", "S3/MinIO endpoint host:port for model weights, credentials from SLUICE_S3_ACCESS_KEY and SLUICE_S3_SECRET_KEY (default: a local directory)")
 	fs.StringVar(&s3.Bucket, "s3-bucket", "sluice-models", "bucket for model weights")
 	fs.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix inside the bucket")
 	fs.BoolVar(&s3.TLS, "s3-tls", false, "use TLS to reach the S3 endpoint")

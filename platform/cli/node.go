@@ -28,7 +28,7 @@ import (
 // onto every node that reports (itself included).
 func runNode(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("node", env)
-	cluster := clusterFlags(fs, env)
+	cluster := clusterFlags(fs)
 	s3 := s3Flags(fs)
 	var only listFlag
 	fs.Var(&only, "app", "scale only this application (repeatable; default: every application)")
@@ -109,7 +109,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 // deployment's workload is scaled through its scale subresource.
 func runAutoscaler(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("autoscaler", env)
-	cluster := clusterFlags(fs, env)
+	cluster := clusterFlags(fs)
 	k8s := fs.Bool("kubernetes", false, "scale Kubernetes workloads (required: the actuator of this command)")
 	kc := kubeFlags{}
 	fs.StringVar(&kc.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster service account, then $KUBECONFIG)")

@@ -22,7 +22,7 @@ func runRender(_ context.Context, args []string, env Env) error {
 	fs := newFlags("render", env)
 	var files listFlag
 	fs.Var(&files, "f", "YAML file with one or more applications (required, repeatable)")
-	cluster := clusterFlags(fs, env)
+	cluster := clusterFlags(fs)
 	namespace := fs.String("namespace", "", "metadata.namespace of every object (default: none, kubectl's namespace)")
 	template := fs.String("workload-template", workload.DefaultTemplate, "name of the workload running each deployment's replicas; {app} and {deployment} are replaced, the result lowercased")
 	workloads := fs.Bool("workloads", false, "also print an apps/v1 Deployment running each deployment's replicas, with its resources")
