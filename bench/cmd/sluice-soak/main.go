@@ -1,0 +1,193 @@
+// Command sluice-soak measures how the memory of the dev platform grows
+// over a long run of small requests: it starts `sluice dev` in its own
+// process (cli.StartDev, the embedded broker, the built-in hello
+// application), sends -requests requests to /hello with -c workers, and
+// prints the process's RSS (VmRSS after runtime.GC) at the start, after
+// -checkpoint requests and at the end, with the ratio end/checkpoint, and
+// how many records the embedded broker holds at each point. It prints
+// figures and asserts none.
+//
+//	go run ./bench/cmd/sluice-soak                       # 200k requests, RSS at 20k and 200k
+//	go run ./bench/cmd/sluice-soak -requests 50000 -checkpoint 5000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/bench/load"
+	"github.com/sluice-serve/sluice/examples/hello"
+	"github.com/sluice-serve/sluice/platform/cli"
+	"github.com/sluice-serve/sluice/platform/serve"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-soak:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	requests, checkpoint, workers int
+	json                          bool
+}
+
+// point is what was measured at one moment of the run.
+type point struct {
+	Requests int64   `json:"requests"`
+	RSSMiB   float64 `json:"rss_mib"`
+	HeapMiB  float64 `json:"heap_mib"` // Go heap in use
+	Records  int64   `json:"records"`  // held by the broker, all topics
+	RPS      float64 `json:"rps"`      // of the phase that ended here
+	Errors   int64   `json:"errors"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("sluice-soak", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.requests, "requests", 200000, "requests in all")
+	fs.IntVar(&o.checkpoint, "checkpoint", 20000, "requests after which the first RSS is taken")
+	fs.IntVar(&o.workers, "c", 32, "concurrent workers")
+	fs.BoolVar(&o.json, "json", false, "print the points as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.checkpoint <= 0 || o.requests <= o.checkpoint || o.workers <= 0 {
+		return errors.New("want 0 < -checkpoint < -requests and -c > 0")
+	}
+	pts, err := soak(ctx, o)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return json.NewEncoder(stdout).Encode(pts)
+	}
+	fmt.Fprintln(stdout, "requests  rss_mib  heap_mib  records    rps  errors")
+	for _, p := range pts {
+		fmt.Fprintf(stdout, "%8d  %7.1f  %8.1f  %7d  %5.0f  %6d\n", p.Requests, p.RSSMiB, p.HeapMiB, p.Records, p.RPS, p.Errors)
+	}
+	fmt.Fprintf(stdout, "rss %d/%d = %.2fx\n", pts[2].Requests, pts[1].Requests, pts[2].RSSMiB/pts[1].RSSMiB)
+	return nil
+}
+
+// soak runs the platform and the load in this process and returns the
+// points at the start, the checkpoint and the end.
+func soak(ctx context.Context, o options) ([]point, error) {
+	reg, err := serve.NewRegistry([]*serve.Application{hello.App()})
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	d, err := cli.StartDev(sctx, cli.DevConfig{
+		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Builtin: true, Registry: reg, Log: log,
+	})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(d.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	records := func() int64 { return heldRecords(ctx, kadm.NewClient(adm)) }
+
+	pts := []point{measure(0, records())}
+	cfg := load.Config{
+		URL:         "http://" + d.Addr + "/hello",
+		Body:        []byte(`{"language":"spanish","name":"Dora"}`),
+		Concurrency: o.workers,
+		Duration:    time.Hour,
+		Expect: func(status int, body []byte) error {
+			if status != 200 || !strings.Contains(string(body), "Hola Dora") {
+				return fmt.Errorf("status %d: %.100s", status, body)
+			}
+			return nil
+		},
+	}
+	var done int64
+	for _, n := range []int{o.checkpoint, o.requests - o.checkpoint} {
+		cfg.MaxRequests = n
+		res, err := load.Run(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		done += res.Requests
+		p := measure(done, records())
+		p.RPS, p.Errors = res.RPS, res.Errors
+		pts = append(pts, p)
+	}
+	return pts, nil
+}
+
+// measure collects garbage and reads the process's resident set.
+func measure(requests int64, records int64) point {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return point{Requests: requests, RSSMiB: float64(vmRSS()) / (1 << 20), HeapMiB: float64(ms.HeapInuse) / (1 << 20), Records: records}
+}
+
+// vmRSS is VmRSS of /proc/self/status in bytes (0 where unreadable).
+func vmRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// heldRecords is the number of offsets between log start and end over every
+// topic of the broker (-1 where it could not be read).
+func heldRecords(ctx context.Context, adm *kadm.Client) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		return -1
+	}
+	names := topics.Names()
+	starts, err := adm.ListStartOffsets(ctx, names...)
+	if err != nil {
+		return -1
+	}
+	ends, err := adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	ends.Each(func(e kadm.ListedOffset) {
+		if s, ok := starts.Lookup(e.Topic, e.Partition); ok && e.Err == nil && s.Err == nil {
+			n += e.Offset - s.Offset
+		}
+	})
+	return n
+}
