@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,11 @@ type Controller struct {
 	apps     map[string]*appRun
 	onChange []func([]*spec.App)
 	draining sync.WaitGroup // replicas stopped by a scale down
+	// slots holds the replica slots (instance IDs) in use per group: a
+	// slot is taken at start and freed once the replica left its group,
+	// so a replica started while another drains, or a new version's
+	// while the old one's run, never shares its ID.
+	slots map[string]map[int]bool
 }
 
 type appRun struct {
@@ -112,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 20 * time.Second
 	}
-	c := &Controller{cfg: cfg, apps: map[string]*appRun{}}
+	c := &Controller{cfg: cfg, apps: map[string]*appRun{}, slots: map[string]map[int]bool{}}
 	l, err := streams.OpenLog(ctx, streams.LogConfig{
 		Brokers: cfg.Brokers, Topic: cfg.Namer.Apps(), Also: []streams.TopicSpec{streams.CompactedTopic(cfg.Namer.Status())},
 		Apply: c.applyRecord, Log: cfg.Log,
@@ -319,8 +325,12 @@ func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topo
 		closeHandler(h)
 		return nil, err
 	}
+	group := rc.Group
+	slot := c.takeSlot(group)
+	rc.InstanceID = InstanceID(app.Name, d.Name, strconv.Itoa(slot))
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
+		c.freeSlot(group, slot)
 		closeHandler(h)
 		return nil, err
 	}
@@ -328,11 +338,47 @@ func (c *Controller) startReplica(ctx context.Context, app *spec.App, topo *Topo
 	rr := &replicaRun{rep: rep, h: h, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rr.done)
+		defer c.freeSlot(group, slot)
 		if err := rep.Run(rctx); err != nil {
 			c.cfg.Log.Error("replica stopped", "app", app.Name, "deployment", d.Name, "err", err)
 		}
 	}()
 	return rr, nil
+}
+
+// takeSlot returns the lowest replica slot of group not in use, and takes it.
+func (c *Controller) takeSlot(group string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	used := c.slots[group]
+	if used == nil {
+		used = map[int]bool{}
+		c.slots[group] = used
+	}
+	slot := 0
+	for used[slot] {
+		slot++
+	}
+	used[slot] = true
+	return slot
+}
+
+func (c *Controller) freeSlot(group string, slot int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.slots[group], slot)
+	if len(c.slots[group]) == 0 {
+		delete(c.slots, group)
+	}
+}
+
+// InstanceID is the group instance ID of a replica slot of a deployment
+// (replicas.Config.InstanceID): app.deployment.slot, where slot names the
+// replica among the deployment's and may carry more (a version) after a
+// dot. It is the same for every restart of the slot, so a restarted
+// replica takes its partitions back at once.
+func InstanceID(app, deployment, slot string) string {
+	return app + "." + deployment + "." + slot
 }
 
 // ReplicaConfig is the replica configuration of deployment d of a compiled
