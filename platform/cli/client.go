@@ -358,11 +358,16 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	cluster := clusterFlags(fs, env)
 	s3 := s3Flags(fs)
 	cacheDir := fs.String("model-cache", "", "model deployments: download cache directory (default: a temporary one, removed at exit)")
+	instance := fs.String("instance", "", "this replica's slot, stable across its restarts and unique among the group's members: a static group member that a restart gives its partitions back at once (default: a dynamic member)")
+	session := fs.Duration("session-timeout", replicas.DefaultSessionTimeout, "how long the brokers wait for a silent replica before its partitions move")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *app == "" || *dep == "" {
 		return usageError("replica: --app and --deployment are required")
+	}
+	if *session <= 0 {
+		return usageError("replica: --session-timeout must be positive")
 	}
 	bs, namer, err := cluster()
 	if err != nil {
@@ -408,10 +413,11 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	rc.InstanceID, rc.SessionTimeout = *instance, *session
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		return err
 	}
-	env.Log.Info("replica running", "app", *app, "deployment", *dep)
+	env.Log.Info("replica running", "app", *app, "deployment", *dep, "instance", *instance)
 	return rep.Run(ctx)
 }

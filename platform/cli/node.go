@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,7 +73,8 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	ps := procs.New(procs.Config{
 		Command: func(t autoscaler.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
-			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--model-cache", dir)...)
+			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--model-cache", dir,
+				"--instance", replicaInstance(t, r))...)
 			cmd.Env = append(os.Environ(), r.Env...)
 			return cmd
 		},
@@ -168,4 +171,21 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	cancel()
 	<-ctlDone
 	return err
+}
+
+// replicaInstance is the group instance ID of replica process r of t:
+// its slot, app.deployment.ID, the same for every restart of the process
+// (procs restarts one that exits), so the restarted one takes its
+// partitions back at once. When the placement gives r an environment
+// (devices, their share, CPU, memory), a hash of it follows: procs
+// replaces a replica whose environment changed by starting the new
+// process while the old one drains, and two live members with one ID
+// would fence each other.
+func replicaInstance(t autoscaler.Target, r procs.Replica) string {
+	slot := r.ID
+	if len(r.Env) > 0 {
+		sum := sha256.Sum256([]byte(strings.Join(r.Env, "\n")))
+		slot += "." + hex.EncodeToString(sum[:4])
+	}
+	return controller.InstanceID(t.App, t.Deployment, slot)
 }
