@@ -16,7 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -91,9 +93,31 @@ type Config struct {
 	MaxOngoing   int           // records processed at once; default 100
 	Ordered      bool          // one record at a time per partition, in offset order
 	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
-	Log          *slog.Logger
-	Opts         []kgo.Opt // extra client options (tests)
+
+	// InstanceID makes the replica a static member of its group
+	// (KIP-345): a replica restarted with the same ID takes its
+	// partitions back at once, with no rebalance, and one that stops
+	// softly leaves the group explicitly. It names a replica slot: the
+	// same across restarts of the slot, distinct between slots and
+	// between versions of a deployment running side by side (two live
+	// members with one ID fence each other). Letters, digits, '.', '_'
+	// and '-', at most 249. Empty: a dynamic member.
+	InstanceID string
+	// SessionTimeout is how long the broker waits for a silent member (a
+	// killed or frozen process) before it gives the member's partitions
+	// to the others; default DefaultSessionTimeout.
+	SessionTimeout time.Duration
+
+	Log  *slog.Logger
+	Opts []kgo.Opt // extra client options (tests)
 }
+
+// DefaultSessionTimeout is a replica's default session timeout: the
+// lowest a broker accepts by default (Kafka's and the embedded broker's
+// group.min.session.timeout.ms), twelve heartbeats. A replica that dies
+// and is not restarted loses its partitions this long after its last
+// heartbeat; franz-go's own default is 45s.
+const DefaultSessionTimeout = 6 * time.Second
 
 func (c *Config) defaults() error {
 	if c.Group == "" || len(c.Topics) == 0 {
@@ -108,8 +132,30 @@ func (c *Config) defaults() error {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 20 * time.Second
 	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if err := checkInstanceID(c.InstanceID); err != nil {
+		return err
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.InstanceID != "" {
+		c.Log = c.Log.With("instance", c.InstanceID)
+	}
+	return nil
+}
+
+// checkInstanceID applies the broker's rule for a group.instance.id.
+func checkInstanceID(id string) error {
+	if len(id) > 249 {
+		return fmt.Errorf("replica config: instance id %q is longer than 249 characters", id)
+	}
+	for _, r := range id {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("replica config: instance id %q: bad character %q (use letters, digits, '.', '_' and '-')", id, r)
+		}
 	}
 	return nil
 }
@@ -191,6 +237,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		// Heartbeat often: a member learns of a rebalance (a replica
 		// added by the autoscaler) at its next heartbeat.
 		kgo.HeartbeatInterval(500 * time.Millisecond),
+		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.OnPartitionsAssigned(r.assigned),
 		kgo.OnPartitionsRevoked(r.revoked),
 		kgo.OnPartitionsLost(r.lost),
@@ -199,6 +246,9 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		// that wait short, or a replica woken from zero answers late.
 		kgo.FetchMaxWait(250 * time.Millisecond),
 	}, cfg.Opts...)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
 		return nil, err
@@ -224,7 +274,8 @@ func (r *Replica) Stats() Stats {
 
 // Run consumes until ctx ends, then stops softly: no new records, in-flight
 // records finish (bounded by DrainTimeout), offsets are committed, and the
-// replica leaves the group. It returns nil after a soft stop.
+// replica leaves the group (a static member too, see leave). It returns
+// nil after a soft stop.
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.cl.Close()
 	max := int64(r.cfg.MaxOngoing)
@@ -262,7 +313,58 @@ func (r *Replica) Run(ctx context.Context) error {
 	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
 		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
 	}
+	r.leave(cctx)
 	return nil
+}
+
+// leave takes a static member out of its group after its final commit,
+// so that its partitions move now and not a session timeout later:
+// franz-go leaves on Close for a dynamic member only. A dynamic member
+// is left to Close.
+//
+// The request names the member ID and no instance ID. Kafka then removes
+// this member only: if a newer member took the instance ID over (and
+// fenced this one), the answer is UNKNOWN_MEMBER_ID and the newer one
+// stays. The embedded broker (kfake) resolves an instance ID to whoever
+// holds it now, and would remove the newer member.
+func (r *Replica) leave(ctx context.Context) {
+	if r.cfg.InstanceID == "" {
+		return
+	}
+	member, _ := r.cl.GroupMetadata()
+	// Stop managing the group first (for a static member this sends
+	// nothing), or the next heartbeat, finding the member gone, rejoins.
+	if err := r.cl.LeaveGroupContext(ctx); err != nil {
+		r.cfg.Log.Warn("group leave failed", "group", r.cfg.Group, "err", err)
+		return
+	}
+	if member == "" { // never joined
+		return
+	}
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = r.cfg.Group
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.MemberID = member
+	m.Reason = kmsg.StringPtr("replica stopping")
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, r.cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+	}
+	if err == nil && len(resp.Members) > 0 {
+		err = kerr.ErrorForCode(resp.Members[0].ErrorCode)
+	}
+	switch {
+	case errors.Is(err, kerr.UnknownMemberID):
+		// Already out: franz-go left itself (a static member closing
+		// between the two halves of a cooperative rebalance does), the
+		// session had expired, or a newer member took the instance ID.
+		r.cfg.Log.Debug("group already left", "group", r.cfg.Group, "member", member)
+	case err != nil:
+		r.cfg.Log.Warn("group leave failed; partitions move after the session timeout", "group", r.cfg.Group, "err", err)
+	default:
+		r.cfg.Log.Info("left group", "group", r.cfg.Group, "member", member)
+	}
 }
 
 // drain waits for every record in flight, bounded by DrainTimeout.
@@ -304,6 +406,7 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 	if len(got) > 0 {
 		defer r.markReady()
 	}
+	n := 0
 	for t, ps := range got {
 		for _, p := range ps {
 			part := &partition{}
@@ -312,7 +415,11 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 				go r.orderedWorker(part.order)
 			}
 			r.parts[tp{t, p}] = part
+			n++
 		}
+	}
+	if n > 0 {
+		r.cfg.Log.Info("partitions assigned", "group", r.cfg.Group, "added", n, "owned", len(r.parts))
 	}
 }
 
@@ -331,6 +438,9 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 }
 
 func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if len(lost) > 0 {
+		r.cfg.Log.Warn("partitions lost", "group", r.cfg.Group, "partitions", lost)
+	}
 	r.mu.Lock()
 	r.forget(lost)
 	r.tellAssignedLocked()

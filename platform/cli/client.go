@@ -449,7 +449,8 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("replica", env)
 	app := fs.String("app", "", "application name (required)")
 	dep := fs.String("deployment", "", "deployment name (required)")
-	slot := fs.String("slot", "", "this replica's slot among the deployment's (stable across its restarts; default: a random one)")
+	slot := fs.String("slot", "", "this replica's slot among the deployment's, stable across its restarts: a static group member that a restart gives its partitions back at once (default: a dynamic member)")
+	session := fs.Duration("session-timeout", replicas.DefaultSessionTimeout, "how long the brokers wait for a silent replica before its partitions move")
 	cluster := clusterFlags(fs)
 	s3 := s3Flags(fs)
 	cacheDir := fs.String("model-cache", "", "model deployments: download cache directory (default: a temporary one, removed at exit)")
@@ -458,6 +459,9 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	}
 	if *app == "" || *dep == "" {
 		return usageError("replica: --app and --deployment are required")
+	}
+	if *session <= 0 {
+		return usageError("replica: --session-timeout must be positive")
 	}
 	bs, namer, err := cluster()
 	if err != nil {
@@ -506,6 +510,10 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	if *slot != "" {
+		rc.InstanceID = instance
+	}
+	rc.SessionTimeout = *session
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -72,7 +74,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	ps := procs.New(procs.Config{
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
-			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", r.ID, "--model-cache", dir)...)
+			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--model-cache", dir)...)
 			cmd.Env = append(os.Environ(), r.Env...)
 			return cmd
 		},
@@ -171,4 +173,21 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	defer rec.Close()
 	fmt.Fprintf(env.Stdout, "sluice %s: scaling deployments (brokers %v)\n", name, bs)
 	return scaler.Run(ctx)
+}
+
+// replicaSlot is replica process r's slot: its ID, the same for every
+// restart of the process (procs restarts one that exits), so the
+// restarted one takes its partitions back at once as the same static
+// group member. When the placement gives r an environment (devices,
+// their share, CPU, memory), a hash of it follows: procs replaces a
+// replica whose environment changed by starting the new process while
+// the old one drains, and two live members with one ID would fence each
+// other. (The instance ID adds the revision for the same reason.)
+func replicaSlot(r procs.Replica) string {
+	slot := r.ID
+	if len(r.Env) > 0 {
+		sum := sha256.Sum256([]byte(strings.Join(r.Env, "\n")))
+		slot += "-" + hex.EncodeToString(sum[:4])
+	}
+	return slot
 }

@@ -267,6 +267,7 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 		closeHandler(h)
 		return nil, err
 	}
+	rc.InstanceID = instance // slots are never reused, so no two live members share one
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		closeHandler(h)
