@@ -194,7 +194,7 @@ func pushWeights(b *testing.B, model string, width, out int, args ...string) err
 	if err := os.WriteFile(filepath.Join(dir, "weights.bin"), w, 0o644); err != nil {
 		return err
 	}
-	if code, outText := run(&testing.T{}, append([]string{"models", "push", model, dir, "--grpc-addr", plat.GRPCAddr}, args...)...); code != 0 {
+	if code, outText := run(&testing.T{}, append([]string{"models", "push", model, dir}, args...)...); code != 0 {
 		return fmt.Errorf("push %s: %s", model, outText)
 	}
 	return nil

@@ -9,10 +9,11 @@ import (
 	"testing"
 )
 
-// runModels runs `sluice models` against the platform's gRPC address.
+// runModels runs `sluice models` against the platform's address, the
+// same as every client command's (run sets SLUICE_ADDR).
 func runModels(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	return run(t, append([]string{"models", args[0], "--grpc-addr", plat.GRPCAddr}, args[1:]...)...)
+	return run(t, append([]string{"models"}, args...)...)
 }
 
 // The registry through the CLI, on whichever store the platform has (a real

@@ -31,7 +31,8 @@ import (
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// addrFlag registers --addr, where client commands find the platform.
+// addrFlag registers --addr, where every client command finds the
+// platform: REST, and gRPC for the models commands, on one address.
 func addrFlag(fs *flagSet) *string {
 	return fs.envString("addr", "SLUICE_ADDR", "127.0.0.1:8000", "platform address, host:port or a URL")
 }

@@ -287,7 +287,7 @@ func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (registry.Store, err
 
 func runDev(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("dev", env)
-	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address")
+	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address (gRPC is served there too)")
 	grpcAddr := fs.envString("grpc", "GRPC_ADDR", "127.0.0.1:9000", "gRPC listen address")
 	brokers := fs.envString("brokers", "SLUICE_BROKERS", "", "Kafka brokers to use instead of the embedded one, comma-separated")
 	port := fs.Int("kafka-port", 0, "port of the embedded broker (0: a free port)")

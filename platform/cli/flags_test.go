@@ -171,7 +171,6 @@ func TestFlagsAfterPositionals(t *testing.T) {
 	weights := writeTemp(t, "w.bin", "0123456789")
 	const (
 		rest = "{rest}"
-		rpc  = "{grpc}"
 		dir  = "{dir}"
 	)
 	for _, tc := range []struct {
@@ -188,15 +187,15 @@ func TestFlagsAfterPositionals(t *testing.T) {
 		{"delete --addr NAME", []string{"delete", "-addr", rest, "hello"}, "DELETE /sluice/v1/apps/hello", "deleted hello"},
 		{"deploy -f FILE --addr", []string{"deploy", "-f", spec, "--addr", rest, "--no-wait"}, "POST /sluice/v1/apps", "deployed hello"},
 		{"deploy --addr -f FILE", []string{"deploy", "--no-wait", "--addr", rest, "-f", spec}, "POST /sluice/v1/apps", "deployed hello"},
-		{"models ls --grpc-addr", []string{"models", "ls", "--grpc-addr", rpc}, "ListModels", "MODEL"},
-		{"models ls NAME --grpc-addr", []string{"models", "ls", "m", "--grpc-addr", rpc}, "GetModel m", "VERSION"},
-		{"models --grpc-addr ls NAME", []string{"models", "--grpc-addr", rpc, "ls", "m"}, "GetModel m", "VERSION"},
-		{"models alias NAME ALIAS V --grpc-addr", []string{"models", "alias", "m", "prod", "2", "--grpc-addr", rpc}, "SetAlias m prod 2", "m@prod → 2"},
-		{"models alias NAME --grpc-addr ALIAS V", []string{"models", "alias", "m", "--grpc-addr", rpc, "prod", "2"}, "SetAlias m prod 2", "m@prod → 2"},
-		{"models rm NAME V --force --grpc-addr", []string{"models", "rm", "m", "1", "--force", "--grpc-addr", rpc}, "DeleteVersion m 1 force=true", "deleted m version 1"},
-		{"models push NAME PATH --alias --label --grpc-addr", []string{"models", "push", "m", weights, "--alias", "prod", "--label", "k=v", "--grpc-addr", rpc},
+		{"models ls --addr", []string{"models", "ls", "--addr", rest}, "ListModels", "MODEL"},
+		{"models ls NAME --addr", []string{"models", "ls", "m", "--addr", rest}, "GetModel m", "VERSION"},
+		{"models --addr ls NAME", []string{"models", "--addr", rest, "ls", "m"}, "GetModel m", "VERSION"},
+		{"models alias NAME ALIAS V --addr", []string{"models", "alias", "m", "prod", "2", "--addr", rest}, "SetAlias m prod 2", "m@prod → 2"},
+		{"models alias NAME --addr ALIAS V", []string{"models", "alias", "m", "--addr", rest, "prod", "2"}, "SetAlias m prod 2", "m@prod → 2"},
+		{"models rm NAME V --force --addr", []string{"models", "rm", "m", "1", "--force", "--addr", rest}, "DeleteVersion m 1 force=true", "deleted m version 1"},
+		{"models push NAME PATH --alias --label --addr", []string{"models", "push", "m", weights, "--alias", "prod", "--label", "k=v", "--addr", rest},
 			"PushVersion m alias=prod labels=map[k:v] bytes=10", "pushed m version 1"},
-		{"models pull NAME@ALIAS DIR --grpc-addr", []string{"models", "pull", "m@prod", dir, "--grpc-addr", rpc}, "PullVersion m @prod", "checksums verified"},
+		{"models pull NAME@ALIAS DIR --addr", []string{"models", "pull", "m@prod", dir, "--addr", rest}, "PullVersion m @prod", "checksums verified"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -204,9 +203,7 @@ func TestFlagsAfterPositionals(t *testing.T) {
 			out := t.TempDir()
 			args := slices.Clone(tc.args)
 			for i, a := range args {
-				a = strings.ReplaceAll(a, rest, p.rest)
-				a = strings.ReplaceAll(a, rpc, p.grpc)
-				args[i] = strings.ReplaceAll(a, dir, out)
+				args[i] = strings.NewReplacer(rest, p.rest, dir, out).Replace(a)
 			}
 			stdout, stderr, err := runCLI(t, nil, args...)
 			if err != nil {
@@ -240,7 +237,7 @@ func TestDoubleDash(t *testing.T) {
 		{"status -- --json", []string{"status", "--addr", "{rest}", "--", "--json"}, "GET /sluice/v1/apps/--json", 0},
 		{"delete -- -x", []string{"delete", "--addr", "{rest}", "--", "-x"}, "DELETE /sluice/v1/apps/-x", 0},
 		{"delete NAME -- --addr", []string{"delete", "hello", "--addr", "{rest}", "--", "--addr"}, "", 2},
-		{"models rm -- NAME -1", []string{"models", "rm", "--grpc-addr", "{grpc}", "--", "m", "-1"}, "DeleteVersion m -1 force=false", 0},
+		{"models rm -- NAME -1", []string{"models", "rm", "--addr", "{rest}", "--", "m", "-1"}, "DeleteVersion m -1 force=false", 0},
 		{"-- after --", []string{"status", "--addr", "{rest}", "--", "--"}, "GET /sluice/v1/apps/--", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -248,7 +245,7 @@ func TestDoubleDash(t *testing.T) {
 			p := startFakePlatform(t)
 			args := slices.Clone(tc.args)
 			for i, a := range args {
-				args[i] = strings.NewReplacer("{rest}", p.rest, "{grpc}", p.grpc).Replace(a)
+				args[i] = strings.ReplaceAll(a, "{rest}", p.rest)
 			}
 			stdout, _, err := runCLI(t, nil, args...)
 			if code := ExitCode(err); code != tc.code {
@@ -341,10 +338,16 @@ func TestHelpShowsEnv(t *testing.T) {
 		{"deploy", "--addr", "SLUICE_ADDR"},
 		{"status", "--addr", "SLUICE_ADDR"},
 		{"delete", "--addr", "SLUICE_ADDR"},
+		{"models push", "--addr", "SLUICE_ADDR"},
+		{"models ls", "--addr", "SLUICE_ADDR"},
+		{"models alias", "--addr", "SLUICE_ADDR"},
+		{"models rm", "--addr", "SLUICE_ADDR"},
+		{"models pull", "--addr", "SLUICE_ADDR"},
+		{"models pull", "--grpc-addr", "SLUICE_GRPC_ADDR"},
 	} {
 		t.Run(tc.cmd+" "+tc.flag, func(t *testing.T) {
 			t.Parallel()
-			stdout, _, err := runCLI(t, nil, tc.cmd, "--help")
+			stdout, _, err := runCLI(t, nil, append(strings.Fields(tc.cmd), "--help")...)
 			if err != nil {
 				t.Fatal(err)
 			}

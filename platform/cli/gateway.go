@@ -17,7 +17,7 @@ import (
 // sharing replies.
 func runGateway(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("gateway", env)
-	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address")
+	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address (gRPC is served there too)")
 	grpcAddr := fs.envString("grpc", "GRPC_ADDR", "127.0.0.1:9000", "gRPC listen address")
 	cluster := clusterFlags(fs)
 	maxInFlight := fs.Int("max-in-flight", 10000, "requests waiting at once; past it 429 / RESOURCE_EXHAUSTED")

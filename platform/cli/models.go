@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +21,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -36,7 +40,8 @@ func modelsUsage(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprint(w, `
-The registry is reached over gRPC at --grpc-addr, or SLUICE_GRPC_ADDR (default 127.0.0.1:9000).
+They find the platform with --addr, or SLUICE_ADDR (default 127.0.0.1:8000),
+as every client command does: the platform serves gRPC on its REST address.
 Run 'sluice models <command> --help' for a command's flags.
 `)
 }
@@ -80,17 +85,60 @@ func isHelp(arg string) bool {
 	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
-// modelsClient registers --grpc-addr; dial connects after parsing.
+// modelsClient registers --addr and the deprecated --grpc-addr; dial
+// connects after parsing. Artifacts stream over gRPC, which the platform
+// serves on its REST address too (see front), so the models commands
+// find it where every other client command does.
 func modelsClient(fset *flagSet) func() (sluicev1.ModelsClient, func(), error) {
-	addr := fset.envString("grpc-addr", "SLUICE_GRPC_ADDR", "127.0.0.1:9000", "registry gRPC address")
+	addr := addrFlag(fset)
+	grpcAddr := fset.envString("grpc-addr", "SLUICE_GRPC_ADDR", "", "deprecated: the platform's gRPC address; --addr serves gRPC too")
 	return func() (sluicev1.ModelsClient, func(), error) {
-		conn, err := grpc.NewClient(*addr,
-			append(registry.BulkDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		a := *addr
+		// The deprecated flag wins when given; its variable when --addr
+		// is not.
+		if *grpcAddr != "" && (fset.given("grpc-addr") || !fset.given("addr")) {
+			fmt.Fprintln(fset.env.Stderr, "sluice: --grpc-addr and SLUICE_GRPC_ADDR are deprecated: --addr (SLUICE_ADDR) reaches the registry too")
+			a = *grpcAddr
+		}
+		target, creds, err := grpcTarget(a)
+		if err != nil {
+			return nil, nil, err
+		}
+		conn, err := grpc.NewClient(target, append(registry.BulkDialOptions(), grpc.WithTransportCredentials(creds))...)
 		if err != nil {
 			return nil, nil, err
 		}
 		return sluicev1.NewModelsClient(conn), func() { conn.Close() }, nil
 	}
+}
+
+// grpcTarget is where and how gRPC reaches the platform at addr: host:port
+// or an http:// URL in clear text, an https:// URL with TLS (a proxy in
+// front of the platform).
+func grpcTarget(addr string) (string, credentials.TransportCredentials, error) {
+	if !strings.Contains(addr, "://") {
+		return addr, insecure.NewCredentials(), nil
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "", nil, usageError("--addr: %v", err)
+	}
+	if strings.Trim(u.Path, "/") != "" {
+		return "", nil, usageError("--addr %s: the models commands need the platform at the root of a host, not under a path", addr)
+	}
+	hostPort := func(port string) string {
+		if u.Port() != "" {
+			return u.Host
+		}
+		return net.JoinHostPort(u.Hostname(), port)
+	}
+	switch u.Scheme {
+	case "http":
+		return hostPort("80"), insecure.NewCredentials(), nil
+	case "https":
+		return hostPort("443"), credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}), nil
+	}
+	return "", nil, usageError("--addr %s: want host:port, or an http:// or https:// URL", addr)
 }
 
 // rpcError turns a gRPC status into a CLI error: exit 2 for the caller's
@@ -100,8 +148,11 @@ func rpcError(err error) error {
 	if !ok {
 		return err
 	}
-	if st.Code() == codes.Unavailable {
+	switch st.Code() {
+	case codes.Unavailable:
 		return fmt.Errorf("registry not reachable: %s", st.Message())
+	case codes.Unimplemented:
+		return fmt.Errorf("this platform address serves no model registry (%s): `sluice dev` serves it; a `sluice gateway` only follows it", st.Message())
 	}
 	if st.Code() == codes.InvalidArgument {
 		return &ExitError{Code: 2, Err: errors.New(st.Message())}
