@@ -4,12 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sluice-serve/sluice/autoscaler/keda"
 	"github.com/sluice-serve/sluice/autoscaler/kube/manifest"
 	"github.com/sluice-serve/sluice/autoscaler/kube/workload"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/spec"
 )
 
 // runRender prints Kubernetes objects for the applications of YAML files:
@@ -78,6 +80,10 @@ func runRender(_ context.Context, args []string, env Env) error {
 	)
 	for _, app := range apps {
 		if *workloads {
+			topo := controller.Compile(namer, app)
+			mopts.Revision = func(dep string) string {
+				return controller.Revision(topo, app.Deployments[slices.IndexFunc(app.Deployments, func(d spec.Deployment) bool { return d.Name == dep })])
+			}
 			ds, err := manifest.Deployments(app, mopts)
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}

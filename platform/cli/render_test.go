@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -274,6 +275,33 @@ func TestRenderWorkloads(t *testing.T) {
 	}
 	if !strings.Contains(out, "time-slicing with replicas: 2.") {
 		t.Errorf("no comment on the time slices that gpu 0.5 implies:\n%s", out)
+	}
+	// The pod template carries each deployment's revision: a spec change
+	// rolls the pods; a change of sizing alone does not.
+	rev := func(spec string) map[string]string {
+		t.Helper()
+		out, errOut, err := runRender(t, nil, "-f", writeSpec(t, spec), "--brokers", "b:9092", "--workloads")
+		if err != nil {
+			t.Fatalf("render: %v\n%s", err, errOut)
+		}
+		deps, _, _ := renderedObjects(t, out)
+		revs := map[string]string{}
+		for name, d := range deps {
+			revs[name] = d.Spec.Template.Annotations["sluice.dev/revision"]
+			if revs[name] == "" {
+				t.Errorf("%s: no sluice.dev/revision in its pod template:\n%s", name, out)
+			}
+		}
+		return revs
+	}
+	base := rev(gpuSpec)
+	resized := rev(strings.Replace(gpuSpec, "replicas: {min: 1, max: 3}", "replicas: {min: 1, max: 5}", 1))
+	changed := rev(strings.Replace(gpuSpec, "cpu: 0.5,", "cpu: 0.75,", 1))
+	if fmt.Sprint(base) != fmt.Sprint(resized) {
+		t.Errorf("a sizing change moved revisions: %v → %v", base, resized)
+	}
+	if base["shop-front"] == changed["shop-front"] || base["shop-fixed"] != changed["shop-fixed"] {
+		t.Errorf("a change of front alone: %v → %v, want front's revision new and the others kept", base, changed)
 	}
 	// The ScaledObjects scale the workloads rendered beside them.
 	for _, name := range scaled {

@@ -57,7 +57,15 @@ type Options struct {
 	// GPUSharedResource is the resource a replica asking for a fraction of
 	// a GPU takes one of; "": DefaultGPUSharedResource.
 	GPUSharedResource string
+	// Revision gives each deployment's revision (what its replicas run);
+	// it goes into the pod template, so a change of the spec rolls the
+	// pods as it rolls replica processes. Nil leaves it out.
+	Revision func(deployment string) string
 }
+
+// RevisionAnnotation is the pod template annotation with the revision of
+// the deployment the pods run.
+const RevisionAnnotation = "sluice.dev/revision"
 
 // Deployment is an apps/v1 Deployment, with the fields Sluice sets.
 type Deployment struct {
@@ -78,8 +86,9 @@ type Deployment struct {
 // Metadata is an object's name, where it lives, and its labels.
 type Metadata struct {
 	Name      string            `yaml:"name,omitempty"`
-	Namespace string            `yaml:"namespace,omitempty"`
-	Labels    map[string]string `yaml:"labels,omitempty"`
+	Namespace   string            `yaml:"namespace,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
 }
 
 // DeploymentSpec is a Deployment's spec.
@@ -228,6 +237,9 @@ func deployment(t autoscaler.Target, d spec.Deployment, name string, opts Option
 				},
 			},
 		},
+	}
+	if opts.Revision != nil {
+		o.Spec.Template.Metadata.Annotations = map[string]string{RevisionAnnotation: opts.Revision(t.Deployment)}
 	}
 	o.Notes = append(o.Notes, fmt.Sprintf("The replicas of Sluice deployment %s: each pod is one member of its consumer group.", t))
 	if d.Autoscales() {
