@@ -265,11 +265,11 @@ func (r *Reconciler) answerLeft(ctx context.Context, old *Topology, group, topic
 		return 0, err
 	}
 	defer cl.Close()
-	why := fmt.Errorf("deployment %s: %w", dep, ErrRetired)
-	if !gone {
-		why = fmt.Errorf("deployment %s was removed or rewired by a change of its application while the request was on its way: %w", dep, ErrRetired)
+	msg := "deployment " + dep + " was removed or rewired by a change of its application while the request was on its way"
+	if gone {
+		msg = "the application of deployment " + dep + " was deleted while the request was on its way"
 	}
-	cause := &streams.Error{Code: streams.CodeUnavailable, Msg: why.Error()}
+	cause := &streams.Error{Code: streams.CodeUnavailable, Msg: msg, Err: ErrRetired}
 	n := 0
 	for len(left) > 0 && ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
