@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, env Env) error {
 	case "render":
 		return runRender(ctx, rest, env)
 	case "help", "-h", "-help", "--help":
-		if len(rest) == 0 {
+		if len(rest) == 0 || rest[0] == "help" || strings.HasPrefix(rest[0], "-") {
 			usage(env.Stdout)
 			return nil
 		}

@@ -307,7 +307,10 @@ func TestHelp(t *testing.T) {
 			})
 		}
 	}
-	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"models", "help"}, {"help", "models"}, {"models", "--help"}} {
+	for _, args := range [][]string{
+		{"help"}, {"-h"}, {"--help"}, {"help", "help"}, {"help", "--help"}, {"--help", "-h"},
+		{"models", "help"}, {"help", "models"}, {"models", "--help"}, {"models", "help", "help"}, {"help", "models", "help"}, {"models", "-h", "--help"},
+	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
 			stdout, stderr, err := runCLI(t, nil, args...)
@@ -467,6 +470,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"models", "--addr", "x"}, "no command given"},
 		{[]string{"models", "nope"}, `unknown command "nope"`},
 		{[]string{"help", "nope"}, `unknown command "nope"`},
+		{[]string{"models", "help", "nope"}, `unknown command "nope"`},
+		{[]string{"help", "models", "nope"}, `unknown command "nope"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()

@@ -71,7 +71,7 @@ func runModels(ctx context.Context, args []string, env Env) error {
 	case "pull":
 		return modelsPull(ctx, args[1:], env)
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 && args[1] != "help" {
+		if len(args) > 1 && args[1] != "help" && !strings.HasPrefix(args[1], "-") {
 			return runModels(ctx, []string{args[1], "--help"}, env)
 		}
 		modelsUsage(env.Stdout)
@@ -152,9 +152,8 @@ func rpcError(err error) error {
 	case codes.Unavailable:
 		return fmt.Errorf("registry not reachable: %s", st.Message())
 	case codes.Unimplemented:
-		return fmt.Errorf("this platform address serves no model registry (%s): `sluice dev` serves it; a `sluice gateway` only follows it", st.Message())
-	}
-	if st.Code() == codes.InvalidArgument {
+		return fmt.Errorf("this address serves no model registry (%s): is it a sluice platform (`sluice dev` or `sluice gateway`)?", st.Message())
+	case codes.InvalidArgument:
 		return &ExitError{Code: 2, Err: errors.New(st.Message())}
 	}
 	return errors.New(st.Message())
