@@ -140,20 +140,20 @@ func DeleteTopics(ctx context.Context, adm *kadm.Client, topics ...string) error
 	return nil
 }
 
-// Config values shared by the platform's topics.
-var (
-	compact        = "compact"
-	replyRetention = "3600000" // an hour: replies are read at once or never
-)
-
-// CompactedTopic is a control topic keyed by object name.
+// CompactedTopic is a control topic keyed by object name: compacted, so it
+// keeps the latest record of every key however old (retention.ms and
+// retention.bytes -1: Kafka ignores them on a compacted topic, the embedded
+// broker does not). Segments roll hourly so that a real broker, which never
+// compacts the active segment, compacts a quiet topic too.
 func CompactedTopic(name string) TopicSpec {
-	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{"cleanup.policy": &compact}}
+	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{
+		cfgCleanupPolicy: ptr("compact"), cfgRetentionMs: ptr("-1"), cfgRetentionBytes: ptr("-1"), cfgSegmentMs: ptr("3600000"),
+	}}
 }
 
-// ReplyTopic is one caller instance's reply topic.
+// ReplyTopic is one caller instance's reply topic, with ReplyRetention.
 func ReplyTopic(name string) TopicSpec {
-	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{"retention.ms": &replyRetention}}
+	return TopicSpec{Name: name, Partitions: 1, Configs: ReplyRetention.configs()}
 }
 
 // quietLogger passes on franz-go's warnings and errors only: its info lines
