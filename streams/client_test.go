@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -226,8 +227,14 @@ func TestOptions(t *testing.T) {
 	if got := cl.OptValue(kgo.DialTimeout); got != 3*time.Second {
 		t.Errorf("dial timeout = %v, want 3s", got)
 	}
-	if got := (quietLogger{}).Level(); got != kgo.LogLevelWarn {
-		t.Errorf("quietLogger level = %v, want warn", got)
+	lg, ok := cl.OptValue(kgo.WithLogger).(*clientLog)
+	if !ok {
+		t.Fatalf("logger = %T, want *clientLog", cl.OptValue(kgo.WithLogger))
+	}
+	// The same clientLog is the connection hook (franz-go's hooks type is
+	// a slice it does not export).
+	if got := fmt.Sprint(cl.OptValue(kgo.WithHooks)); got != fmt.Sprint([]kgo.Hook{lg}) {
+		t.Errorf("hooks = %s, want [the logger %p]", got, lg)
 	}
 }
 
