@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // DialTimeout bounds how long Dial waits for a broker that is down.
@@ -23,13 +22,16 @@ var ErrNoBroker = errors.New("no kafka broker answered")
 // Options returns Sluice's client defaults: no linger and no compression
 // (latency first), no
 // automatic topic creation (the controller creates every topic), franz-go
-// logs bridged to slog.
+// logs bridged to slog, one line per change of a broker's reachability
+// rather than one per retry (clientLog).
 func Options(brokers []string, log *slog.Logger) []kgo.Opt {
+	cl := newClientLog(log.With("component", "kgo"))
 	return []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), // payloads are small or already dense tensors
-		kgo.WithLogger(quietLogger{kslog.New(log.With("component", "kgo"))}),
+		kgo.WithLogger(cl),
+		kgo.WithHooks(cl),
 		kgo.FetchMaxWait(2 * time.Second),
 		kgo.DialTimeout(3 * time.Second),
 	}
@@ -140,24 +142,18 @@ func DeleteTopics(ctx context.Context, adm *kadm.Client, topics ...string) error
 	return nil
 }
 
-// Config values shared by the platform's topics.
-var (
-	compact        = "compact"
-	replyRetention = "3600000" // an hour: replies are read at once or never
-)
-
-// CompactedTopic is a control topic keyed by object name.
+// CompactedTopic is a control topic keyed by object name: compacted, so it
+// keeps the latest record of every key however old (retention.ms and
+// retention.bytes -1: Kafka ignores them on a compacted topic, the embedded
+// broker does not). Segments roll hourly so that a real broker, which never
+// compacts the active segment, compacts a quiet topic too.
 func CompactedTopic(name string) TopicSpec {
-	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{"cleanup.policy": &compact}}
+	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{
+		cfgCleanupPolicy: ptr("compact"), cfgRetentionMs: ptr("-1"), cfgRetentionBytes: ptr("-1"), cfgSegmentMs: ptr("3600000"),
+	}}
 }
 
-// ReplyTopic is one caller instance's reply topic.
+// ReplyTopic is one caller instance's reply topic, with ReplyRetention.
 func ReplyTopic(name string) TopicSpec {
-	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]*string{"retention.ms": &replyRetention}}
+	return TopicSpec{Name: name, Partitions: 1, Configs: ReplyRetention.configs()}
 }
-
-// quietLogger passes on franz-go's warnings and errors only: its info lines
-// narrate every rebalance and connection.
-type quietLogger struct{ kgo.Logger }
-
-func (quietLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -128,6 +129,8 @@ func TestTopicsEmbedded(t *testing.T) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
+	// The embedded broker's bound (EmbeddedRetention) lowers the reply
+	// topic's hour; TestEmbeddedBoundsTopicsAtCreation covers the rest.
 	tests := []struct {
 		spec       TopicSpec
 		partitions int
@@ -135,7 +138,7 @@ func TestTopicsEmbedded(t *testing.T) {
 	}{
 		{TopicSpec{Name: "sluice.app.t.in", Partitions: 3}, 3, nil},
 		{CompactedTopic("sluice.control.apps"), 1, map[string]string{"cleanup.policy": "compact"}},
-		{ReplyTopic("sluice.reply.x"), 1, map[string]string{"retention.ms": "3600000"}},
+		{ReplyTopic("sluice.reply.x"), 1, map[string]string{"retention.ms": "600000"}},
 	}
 	specs := make([]TopicSpec, 0, len(tests))
 	for _, tc := range tests {
@@ -224,8 +227,14 @@ func TestOptions(t *testing.T) {
 	if got := cl.OptValue(kgo.DialTimeout); got != 3*time.Second {
 		t.Errorf("dial timeout = %v, want 3s", got)
 	}
-	if got := (quietLogger{}).Level(); got != kgo.LogLevelWarn {
-		t.Errorf("quietLogger level = %v, want warn", got)
+	lg, ok := cl.OptValue(kgo.WithLogger).(*clientLog)
+	if !ok {
+		t.Fatalf("logger = %T, want *clientLog", cl.OptValue(kgo.WithLogger))
+	}
+	// The same clientLog is the connection hook (franz-go's hooks type is
+	// a slice it does not export).
+	if got := fmt.Sprint(cl.OptValue(kgo.WithHooks)); got != fmt.Sprint([]kgo.Hook{lg}) {
+		t.Errorf("hooks = %s, want [the logger %p]", got, lg)
 	}
 }
 

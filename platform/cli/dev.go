@@ -27,11 +27,15 @@ import (
 
 // DevConfig configures a platform in one process.
 type DevConfig struct {
-	HTTPAddr  string        // default 127.0.0.1:8000; port 0 picks a free one
-	GRPCAddr  string        // default 127.0.0.1:9000; port 0 picks a free one
-	Brokers   []string      // external brokers; empty starts the embedded one
-	KafkaPort int           // embedded broker port; 0 picks a free one
-	DataDir   string        // embedded broker data directory; empty keeps data in memory
+	HTTPAddr  string   // default 127.0.0.1:8000; port 0 picks a free one
+	GRPCAddr  string   // default 127.0.0.1:9000; port 0 picks a free one
+	Brokers   []string // external brokers; empty starts the embedded one
+	KafkaPort int      // embedded broker port; 0 picks a free one
+	DataDir   string   // embedded broker data directory; empty keeps data in memory
+	// Retention is the most the embedded broker keeps of each partition
+	// of a topic that is not compacted (nil: streams.EmbeddedRetention;
+	// a zero field: no bound).
+	Retention *streams.Retention
 	Prefix    string        // topic and group name prefix; default "sluice"
 	Builtin   bool          // deploy the applications built into the registry
 	S3        blob.S3Config // model weights in S3/MinIO when S3.Endpoint is set; else a local directory
@@ -87,11 +91,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 	}()
 	if len(d.Brokers) == 0 {
-		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir); err != nil {
+		ret := streams.EmbeddedRetention
+		if cfg.Retention != nil {
+			ret = *cfg.Retention
+		}
+		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir, streams.WithRetention(ret)); err != nil {
 			return nil, err
 		}
 		d.Brokers = d.embedded.Brokers()
-		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir)
+		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir, "retention", ret.Time, "retention_bytes", ret.Bytes)
 	}
 	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log); err != nil {
 		return nil, err
@@ -292,6 +300,8 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	brokers := fs.envString("brokers", "SLUICE_BROKERS", "", "Kafka brokers to use instead of the embedded one, comma-separated")
 	port := fs.Int("kafka-port", 0, "port of the embedded broker (0: a free port)")
 	dataDir := fs.String("data-dir", "", "keep the embedded broker's data in this directory across restarts")
+	retention := fs.Duration("retention", streams.EmbeddedRetention.Time, "the embedded broker deletes records older than this from topics that are not compacted (0: no bound)")
+	retentionBytes := fs.String("retention-bytes", spec.Bytes(streams.EmbeddedRetention.Bytes).String(), "the embedded broker keeps at most this much of each partition of a topic that is not compacted, e.g. 64MiB (0: no bound)")
 	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
 	builtin := fs.Bool("builtin", true, "deploy the applications built into this binary")
 	var files listFlag
@@ -300,6 +310,16 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	blobDir := fs.String("blob-dir", "", "local directory for model weights when no S3 endpoint is set")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	maxBytes, err := spec.ParseBytes(*retentionBytes)
+	if err != nil {
+		return usageError("dev: --retention-bytes: %v", err)
+	}
+	if *retention < 0 {
+		return usageError("dev: --retention: must not be negative, got %s", *retention)
+	}
+	if *brokers != "" && (fs.isSet("retention") || fs.isSet("retention-bytes")) {
+		return usageError("dev: --retention and --retention-bytes bound the embedded broker; with --brokers, set retention on that broker")
 	}
 	apps, err := readSpecs(files)
 	if err != nil {
@@ -311,6 +331,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		Brokers:   splitBrokers(*brokers),
 		KafkaPort: *port,
 		DataDir:   *dataDir,
+		Retention: &streams.Retention{Time: *retention, Bytes: int64(maxBytes)},
 		Prefix:    *prefix,
 		Builtin:   *builtin,
 		S3:        withS3Env(*s3, env),

@@ -232,3 +232,10 @@ func (fs *flagSet) usage(w io.Writer) {
 	})
 	tw.Flush()
 }
+
+// isSet reports whether the command line set the flag name.
+func (fs *flagSet) isSet(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

@@ -119,15 +119,16 @@ func Compile(n streams.Namer, app *spec.App) *Topology {
 	return t
 }
 
-// Topics lists every topic of the application with its partition count.
+// Topics lists every topic of the application with its partition count
+// and retention (streams.DataTopic).
 func (t *Topology) Topics() []streams.TopicSpec {
 	ts := []streams.TopicSpec{
-		{Name: t.Ingress, Partitions: t.Partitions},
-		{Name: t.Output, Partitions: t.Partitions},
-		{Name: t.DeadLetter, Partitions: t.Partitions},
+		streams.DataTopic(t.Ingress, t.Partitions),
+		streams.DataTopic(t.Output, t.Partitions),
+		streams.DataTopic(t.DeadLetter, t.Partitions),
 	}
 	for _, e := range t.Edges {
-		ts = append(ts, streams.TopicSpec{Name: e.Topic, Partitions: t.Partitions})
+		ts = append(ts, streams.DataTopic(e.Topic, t.Partitions))
 	}
 	return ts
 }
