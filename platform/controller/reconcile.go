@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,7 +93,7 @@ func (r *Reconciler) changed(apps []appstore.Applied) {
 		r.mu.Lock()
 		prev := r.topos[a.Spec.Name]
 		r.mu.Unlock()
-		if prev != nil && fmt.Sprint(prev.Topics()) == fmt.Sprint(topo.Topics()) && prev.groups() == topo.groups() {
+		if prev != nil && prev.names() == topo.names() {
 			continue
 		}
 		if err := streams.CreateTopics(ctx, r.adm, topo.Topics()...); err != nil {
@@ -119,14 +120,18 @@ func (r *Reconciler) changed(apps []appstore.Applied) {
 	}
 }
 
-// groups is the topology's consumer groups, as one comparable string.
-func (t *Topology) groups() string {
-	var gs []string
-	for _, d := range t.Deployments {
-		gs = append(gs, d.Group+"<"+fmt.Sprint(d.Inputs))
+// names is the topology's topics with their partitions and its groups
+// with their inputs, as one comparable string.
+func (t *Topology) names() string {
+	var ns []string
+	for _, s := range t.Topics() {
+		ns = append(ns, fmt.Sprintf("%s/%d", s.Name, s.Partitions))
 	}
-	slices.Sort(gs)
-	return fmt.Sprint(gs)
+	for _, d := range t.Deployments {
+		ns = append(ns, d.Group+"<"+strings.Join(d.Inputs, ","))
+	}
+	slices.Sort(ns)
+	return strings.Join(ns, " ")
 }
 
 // retirement is what a change stops using.
