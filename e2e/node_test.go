@@ -124,7 +124,8 @@ func TestNodeRunsReplicaProcesses(t *testing.T) {
 // a topic prefix of its own.
 type testNode struct {
 	bin, addr, prefix string
-	stderr            *strings.Builder
+	stderr            *strings.Builder // the nodes' and their replicas' logs, written through errw
+	errw              *syncWriter
 	node              *exec.Cmd
 	done              chan error
 }
@@ -132,6 +133,7 @@ type testNode struct {
 func startNode(t *testing.T, nodeArgs ...string) *testNode {
 	t.Helper()
 	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}}
+	n.errw = &syncWriter{w: n.stderr}
 	bs := strings.Join(plat.Brokers, ",")
 	gw := exec.Command(n.bin, "gateway", "--brokers", bs, "--prefix", n.prefix, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
 	out, err := gw.StdoutPipe()
@@ -159,7 +161,7 @@ func startNode(t *testing.T, nodeArgs ...string) *testNode {
 func (n *testNode) start(t *testing.T, args ...string) (*exec.Cmd, chan error) {
 	t.Helper()
 	cmd := exec.Command(n.bin, append([]string{"node", "--brokers", strings.Join(plat.Brokers, ","), "--prefix", n.prefix}, args...)...)
-	cmd.Stderr = &syncWriter{w: n.stderr}
+	cmd.Stderr = n.errw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -202,4 +204,14 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+// String returns what was written, when w is a fmt.Stringer.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.w.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return ""
 }

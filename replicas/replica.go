@@ -429,7 +429,9 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 	r.mu.Lock()
 	r.waitLocked(func() bool { return !r.busy(lost) })
-	r.forget(lost)
+	if n := r.forget(lost); n > 0 {
+		r.cfg.Log.Info("partitions revoked", "group", r.cfg.Group, "revoked", n, "owned", len(r.parts))
+	}
 	r.tellAssignedLocked()
 	r.mu.Unlock()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
@@ -438,11 +440,10 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 }
 
 func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	if len(lost) > 0 {
-		r.cfg.Log.Warn("partitions lost", "group", r.cfg.Group, "partitions", lost)
-	}
 	r.mu.Lock()
-	r.forget(lost)
+	if n := r.forget(lost); n > 0 {
+		r.cfg.Log.Warn("partitions lost", "group", r.cfg.Group, "lost", n, "owned", len(r.parts))
+	}
 	r.tellAssignedLocked()
 	r.mu.Unlock()
 }
@@ -492,13 +493,18 @@ func (r *Replica) busy(ps map[string][]int32) bool {
 	return false
 }
 
-// forget drops the partitions; r.mu is held.
-func (r *Replica) forget(ps map[string][]int32) {
+// forget drops the partitions and returns how many it owned; r.mu is held.
+func (r *Replica) forget(ps map[string][]int32) int {
+	n := 0
 	for t, list := range ps {
 		for _, p := range list {
+			if r.parts[tp{t, p}] != nil {
+				n++
+			}
 			r.forgetPartition(tp{t, p})
 		}
 	}
+	return n
 }
 
 // forgetPartition marks the partition revoked, so its records in flight
