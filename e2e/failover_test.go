@@ -100,8 +100,10 @@ func waitGroupSplit(t *testing.T, n *testNode, app, dep string, want map[string]
 		if err == nil && gs[group].State == "Stable" {
 			for _, m := range gs[group].Members {
 				if a, ok := m.Assigned.AsConsumer(); ok && m.InstanceID != nil {
+					slot := *m.InstanceID // app.deployment.slot.revision
+					slot = slot[:max(strings.LastIndex(slot, "."), 0)]
 					for _, tp := range a.Topics {
-						got[*m.InstanceID] += len(tp.Partitions)
+						got[slot] += len(tp.Partitions)
 					}
 				}
 			}
@@ -118,7 +120,7 @@ func waitGroupSplit(t *testing.T, n *testNode, app, dep string, want map[string]
 }
 
 // replicaPIDs returns the live `sluice replica` processes under prefix
-// whose instance ID is instance (any, when empty), from /proc.
+// of slot instance, app.deployment.slot (any, when empty), from /proc.
 func replicaPIDs(prefix, instance string) []int {
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	var out []int
@@ -131,7 +133,7 @@ func replicaPIDs(prefix, instance string) []int {
 		if len(args) < 2 || args[1] != "replica" || flagOf(args, "--prefix") != prefix {
 			continue
 		}
-		if instance != "" && flagOf(args, "--instance") != instance {
+		if instance != "" && flagOf(args, "--app")+"."+flagOf(args, "--deployment")+"."+flagOf(args, "--slot") != instance {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
@@ -183,7 +185,7 @@ func assignedAt(logs, instance string, since time.Time) (time.Time, int, bool) {
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.Contains(line, `msg="partitions assigned"`) || !strings.Contains(line, " instance="+instance+" ") {
+		if !strings.Contains(line, `msg="partitions assigned"`) || !strings.Contains(line, " instance="+instance+".") {
 			continue
 		}
 		at, err := time.Parse(time.RFC3339Nano, logField(line, "time"))
