@@ -225,8 +225,8 @@ func pollUntil(t *testing.T, d time.Duration, what string, n *testNode, cond fun
 // killed is what killing a replica process showed.
 type killed struct {
 	at        time.Time     // SIGKILL sent
-	restarted time.Duration // kill to the replacement process's start
-	reassign  time.Duration // the replacement's start to its partitions assigned
+	restarted time.Duration // kill to the replacement process's start (to 10ms)
+	reassign  time.Duration // the replacement's start to its partitions assigned (to 10ms)
 	owned     int
 }
 
@@ -269,8 +269,48 @@ func killReplica(t *testing.T, n *testNode, instance string) killed {
 		assigned, k.owned, ok = assignedAt(n.errw.String(), instance, started)
 		return ok
 	})
-	k.restarted, k.reassign = started.Sub(k.at), assigned.Sub(started)
+	// The start is known to the tick: a replacement started within 10ms
+	// of the kill may show a start a little before it.
+	k.restarted, k.reassign = max(started.Sub(k.at), 0), assigned.Sub(started)
 	return k
+}
+
+// frozenReplica is a replica process stopped with SIGSTOP.
+type frozenReplica struct {
+	pid   int
+	at    time.Time // SIGSTOP sent
+	moved time.Time // the survivor logged the frozen one's partitions assigned
+	owned int       // the survivor's partitions then
+}
+
+// freezeReplica stops the replica process of instance with SIGSTOP (a
+// replica that does not come back: the node does not restart a process
+// that did not exit) and waits until survivor, the other member of its
+// group, is assigned its partitions.
+func freezeReplica(t *testing.T, n *testNode, instance, survivor string) *frozenReplica {
+	t.Helper()
+	pids := replicaPIDs(n.prefix, instance)
+	if len(pids) != 1 {
+		t.Fatalf("replica processes of %s: %v, want one", instance, pids)
+	}
+	f := &frozenReplica{pid: pids[0], at: time.Now()}
+	if err := syscall.Kill(f.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, replicas.DefaultSessionTimeout+15*time.Second, survivor+" assigned the partitions of frozen "+instance, n, func() bool {
+		var ok bool
+		f.moved, f.owned, ok = assignedAt(n.errw.String(), survivor, f.at)
+		return ok
+	})
+	return f
+}
+
+// thaw resumes the frozen process (SIGCONT).
+func (f *frozenReplica) thaw(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(f.pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sample is one request of a load.
@@ -395,27 +435,12 @@ func TestNodeFailoverSync(t *testing.T) {
 	// A replica that does not come back: freeze Adder.1. Its partitions
 	// stay its own until its session times out, then move to Adder.0.
 	frozen, survivor := app+".Adder.1", app+".Adder.0"
-	pids := replicaPIDs(n.prefix, frozen)
-	if len(pids) != 1 {
-		t.Fatalf("replica processes of %s: %v", frozen, pids)
-	}
-	stoppedAt := time.Now()
-	if err := syscall.Kill(pids[0], syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	var moved time.Time
-	var owned int
-	pollUntil(t, replicas.DefaultSessionTimeout+15*time.Second, survivor+" assigned the frozen replica's partitions", n, func() bool {
-		var ok bool
-		moved, owned, ok = assignedAt(n.errw.String(), survivor, stoppedAt)
-		return ok
-	})
+	f := freezeReplica(t, n, frozen, survivor)
+	stoppedAt, moved, owned := f.at, f.moved, f.owned
 	time.Sleep(time.Until(moved.Add(2 * time.Second)))
 	frozenEnd := time.Now()
 	contAt := time.Now()
-	if err := syscall.Kill(pids[0], syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	f.thaw(t)
 	// Thawed, it finds itself out of the group, rejoins and gets its
 	// share back.
 	waitGroupSplit(t, n, app, "Adder", map[string]int{survivor: 4, frozen: 4})
@@ -453,8 +478,9 @@ func TestNodeFailoverSync(t *testing.T) {
 
 // 20,000 keyed records produced to the ingress topic and answered offline
 // (results on the output topic) while an Adder (downstream) replica
-// process is killed with a quarter of the results out, and a Front
-// (ingress) one at 60%: every key comes out with its right value, none is
+// process is killed with a quarter of the results out, a Front (ingress)
+// one at 60%, and the other Adder frozen at 80% (thawed once its
+// partitions moved): every key comes out with its right value, none is
 // dead-lettered; duplicates (at-least-once across a kill) are counted.
 func TestNodeFailoverOffline(t *testing.T) {
 	const app, total = "failoff", 20_000
@@ -555,6 +581,12 @@ func TestNodeFailoverOffline(t *testing.T) {
 		o := out()
 		kills = append(kills, kill{step.inst, killReplica(t, n, step.inst), o})
 	}
+	// And one that does not come back: the Adders' partitions all wait
+	// on the frozen one until its session times out.
+	pollUntil(t, time.Minute, fmt.Sprintf("%d results out", total*8/10), n, func() bool { return out() >= total*8/10 })
+	frozenOut := out()
+	f := freezeReplica(t, n, app+".Adder.1", app+".Adder.0")
+	f.thaw(t)
 	select {
 	case <-consumed:
 	case <-ctx.Done():
@@ -574,12 +606,12 @@ func TestNodeFailoverOffline(t *testing.T) {
 	} else {
 		t.Errorf("dead-letter end offsets: %v", err)
 	}
-	// The longest time without a new key, after each kill.
-	gapAfter := func(from time.Time) time.Duration {
+	// The longest time without a new key from an event to the next.
+	pause := func(from, to time.Time) time.Duration {
 		var worst time.Duration
 		prev := from
 		for _, a := range arrivals {
-			if a.Before(from) {
+			if a.Before(from) || !a.Before(to) {
 				continue
 			}
 			worst = max(worst, a.Sub(prev))
@@ -587,10 +619,13 @@ func TestNodeFailoverOffline(t *testing.T) {
 		}
 		return worst
 	}
-	for _, k := range kills {
-		t.Logf("kill -9 %s at %d results out: replacement started %v after the kill, its %d partitions assigned %v after its start; longest time without a new result after the kill %v",
-			k.name, k.out, k.k.restarted.Round(time.Millisecond), k.k.owned, k.k.reassign.Round(time.Millisecond), gapAfter(k.k.at).Round(time.Millisecond))
+	ends := []time.Time{kills[1].k.at, f.at, time.Now()}
+	for i, k := range kills {
+		t.Logf("kill -9 %s at %d results out: replacement started %v after the kill, its %d partitions assigned %v after its start; longest time without a new result until the next event %v",
+			k.name, k.out, k.k.restarted.Round(time.Millisecond), k.k.owned, k.k.reassign.Round(time.Millisecond), pause(k.k.at, ends[i]).Round(time.Millisecond))
 	}
+	t.Logf("SIGSTOP %s.Adder.1 at %d results out: %s.Adder.0 assigned its partitions %v after the freeze (session timeout %v); longest time without a new result after the freeze %v",
+		app, frozenOut, app, f.moved.Sub(f.at).Round(time.Millisecond), replicas.DefaultSessionTimeout, pause(f.at, ends[2]).Round(time.Millisecond))
 	t.Logf("%d keys produced in %v; %d of %d out %v after the first produce (%.0f/s); %d output records, %d duplicates; %d dead-lettered",
 		total, produced.Round(time.Millisecond), len(seen), total, took.Round(time.Millisecond), float64(len(seen))/took.Seconds(), records, dups, dlq)
 	if missing := total - len(seen); missing != 0 {
@@ -606,6 +641,9 @@ func TestNodeFailoverOffline(t *testing.T) {
 		if k.k.reassign > 2*time.Second {
 			t.Errorf("%s: the replacement's partitions were assigned %v after its start; want at most 2s", k.name, k.k.reassign)
 		}
+	}
+	if d := f.moved.Sub(f.at); d > replicas.DefaultSessionTimeout+4*time.Second {
+		t.Errorf("the frozen replica's partitions moved %v after the freeze; want within the session timeout (%v) and a few heartbeats", d, replicas.DefaultSessionTimeout)
 	}
 	n.stop(t)
 }
