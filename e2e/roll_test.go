@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -188,4 +193,51 @@ func TestNodeTopologyChangeUnderLoad(t *testing.T) {
 			t.Fatalf("an error that does not name the change: %d %q", a.code, a.body)
 		}
 	}
+}
+
+// A spec produced straight to the apps topic is validated by every
+// process that reads it: one taking another application's route prefix
+// is refused, `sluice status` through the gateway says why, and the
+// application keeps serving the spec it had.
+func TestNodeRefusesSpecOnTopic(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	app := "guard" + streams.Instance()[:6]
+	deployFile(t, n, "a.yaml", rollYAML(app, 1, "Times"))
+	other := rollYAML(app+"x", 1, "Times")
+	apps, err := spec.Parse("b.yaml", []byte(strings.Replace(other, "route_prefix: /"+app+"x", "route_prefix: /"+app, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := spec.Parse("a2.yaml", []byte(strings.Replace(rollYAML(app, 2, "Times"), "Multiplier", "NoSuchHandler", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namer, _ := streams.NewNamer(n.prefix)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.DefaultProduceTopic(namer.Apps()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, a := range []*spec.App{apps[0], changed[0]} {
+		b, _ := json.Marshal(a)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(a.Name), Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []byte
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err = exec.Command(n.bin, "status", "--addr", n.addr).CombinedOutput()
+		if err == nil && strings.Contains(string(out), "route_prefix /"+app+" is taken by application "+app) &&
+			strings.Contains(string(out), "NoSuchHandler") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not report both refusals: %v\n%s", err, out)
+		}
+	}
+	if code, body := postTo(t, n.addr, "/"+app, "5"); code != 200 || body != "12" {
+		t.Fatalf("after the refused specs: %d %q, want the first spec's 12", code, body)
+	}
+	t.Logf("status:\n%s", out)
 }

@@ -257,20 +257,34 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tROUTE\tDEPLOYMENT\tREPLICAS\tPARTITIONS\tPROCESSED\tFAILED\tONGOING\tLAG\tERROR")
+	fmt.Fprintln(tw, "APP\tROUTE\tGEN\tDEPLOYMENT\tREVISION\tREPLICAS\tROLL\tPARTITIONS\tPROCESSED\tFAILED\tONGOING\tLAG\tERROR")
 	for _, a := range apps {
 		for _, d := range a.GetDeployments() {
 			lag := "?"
 			if d.GetLag() >= 0 {
 				lag = fmt.Sprint(d.GetLag())
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%s\t%s\n",
-				a.GetName(), a.GetRoutePrefix(), d.GetName(), d.GetReplicas(), d.GetTarget(), d.GetPartitionsAssigned(),
-				d.GetProcessed(), d.GetFailed(), d.GetOngoing(), lag, d.GetError())
+			roll := "done"
+			if d.GetOutdated() > 0 || d.GetUpdated() < d.GetTarget() {
+				roll = fmt.Sprintf("%d/%d updated, %d outdated", d.GetUpdated(), d.GetTarget(), d.GetOutdated())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
+				a.GetName(), a.GetRoutePrefix(), a.GetGeneration(), d.GetName(), d.GetRevision(), d.GetReplicas(), d.GetTarget(), roll,
+				d.GetPartitionsAssigned(), d.GetProcessed(), d.GetFailed(), d.GetOngoing(), lag, d.GetError())
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, a := range apps {
+		if r := a.GetRejected(); r != nil {
+			kept := fmt.Sprintf("generation %d keeps running", a.GetGeneration())
+			if a.GetGeneration() < 0 {
+				kept = "nothing runs"
+			}
+			fmt.Fprintf(env.Stdout, "\n%s: generation %d was refused (%s); %s: %s\n",
+				a.GetName(), r.GetGeneration(), shortTime(r.GetTime()), kept, r.GetReason())
+		}
 	}
 	if err := printAutoscaler(env.Stdout, apps); err != nil {
 		return err
