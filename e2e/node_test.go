@@ -166,11 +166,24 @@ func (n *testNode) start(t *testing.T, args ...string) (*exec.Cmd, chan error) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		done <- err
+	}()
 	t.Cleanup(func() {
+		// Stop it as an operator would, so it stops its replica processes
+		// (SIGKILL would leave them running against the broker).
 		select {
-		case <-done:
+		case <-exited:
+			return
 		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(40 * time.Second):
 			_ = cmd.Process.Kill()
 		}
 	})
