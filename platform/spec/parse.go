@@ -196,7 +196,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 		d.fail(root, "", "an application must be a mapping, got %s", describe(root))
 		return a, d.bad
 	}
-	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference", "rules"}
+	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference", "rules", "code"}
 	d.fields(root, "", keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -223,6 +223,8 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 			d.items(v, p, func(n *yaml.Node, p string) {
 				a.Rules = append(a.Rules, d.rule(n, p))
 			})
+		case "code":
+			d.str(v, p, &a.Code)
 		}
 	})
 	return a, d.bad
@@ -231,7 +233,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 	var dep Deployment
 	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "autoscaling", "max_ongoing_requests", "user_config",
-		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform"}
+		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform", "code"}
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -268,6 +270,8 @@ func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 			d.str(v, p, &dep.SplitKey)
 		case "transform":
 			d.str(v, p, &dep.Transform)
+		case "code":
+			d.str(v, p, &dep.Code)
 		}
 	})
 	return dep

@@ -28,7 +28,11 @@ type App struct {
 	Edges          []Edge       `json:"edges,omitempty"`
 	Inference      *Inference   `json:"inference,omitempty"`
 	Rules          []Rule       `json:"rules,omitempty"` // gateway rules, tried in order
-	Source         *Source      `json:"-"`               // where it was parsed from (nil for apps built in Go)
+	// Code is the code bundle the deployments run (see ParseCode): a
+	// registry bundle NAME[@VERSION|@ALIAS], or in `sluice dev` a local
+	// binary. "": the handlers built into the platform's binary.
+	Code   string  `json:"code,omitempty"`
+	Source *Source `json:"-"` // where it was parsed from (nil for apps built in Go)
 }
 
 // Deployment is one node of an application's graph: a handler run by a
@@ -55,6 +59,9 @@ type Deployment struct {
 	// Transform is the output of a deployment of kind cel: a CEL
 	// expression of its input (default: the input itself).
 	Transform string `json:"transform,omitempty"`
+	// Code overrides the application's code bundle for this deployment
+	// (a graph that mixes bundles).
+	Code string `json:"code,omitempty"`
 }
 
 // Replicas bounds the number of replicas of a deployment. Min 0 allows

@@ -55,6 +55,7 @@ func (a *App) validate(skipRefs bool) Errors {
 	case a.RequestTimeout > maxRequestTimeout:
 		v.add("request_timeout", "must be <= %v, got %v", time.Duration(maxRequestTimeout), a.RequestTimeout)
 	}
+	v.code("code", a.Code)
 	v.deployments()
 	v.inference(a.Inference)
 	v.rules()
@@ -202,6 +203,10 @@ func (v *validator) deployment(i int) {
 	}
 	for j, a := range d.Args {
 		v.argValue(indexPath(p+".args", j), a)
+	}
+	v.code(p+".code", d.Code)
+	if d.Code != "" && (d.Kind == KindModel || d.Kind == KindCEL) {
+		v.add(p+".code", "a deployment of kind %s runs no code of its own", d.Kind)
 	}
 }
 
