@@ -249,7 +249,10 @@ cmd_stop() {
   local keep=0
   case "${1:-}" in
     "") ;;
-    --keep) keep=1 ;;
+    --keep)
+      declare -F cmd_restart >/dev/null || { log "stop: --keep is not supported here (no restart from kept state)"; usage; exit 2; }
+      keep=1
+      ;;
     *) log "stop: unknown flag '$1'"; usage; exit 2 ;;
   esac
   take_lock "$(state_lock_file)"
