@@ -279,6 +279,7 @@ func (r *Replica) Stats() Stats {
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.cl.Close()
 	max := int64(r.cfg.MaxOngoing)
+	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
 	for ctx.Err() == nil {
 		free := max - r.ongoing.Load()
 		if free <= 0 { // full: stop fetching until a slot frees
@@ -292,11 +293,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		if fs.IsClientClosed() {
 			break
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				r.cfg.Log.Warn("fetch failed", "topic", t, "partition", p, "err", err)
-			}
-		})
+		fetchErrs.Observe(fs)
 		fs.EachRecord(r.dispatch)
 	}
 	r.drain()

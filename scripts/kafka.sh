@@ -8,8 +8,20 @@
 #   scripts/kafka.sh start     install if needed, start a broker, print
 #                              KAFKA_BROKERS=127.0.0.1:<port> on stdout
 #   scripts/kafka.sh stop      stop the broker and remove its state dir
+#   scripts/kafka.sh stop --keep
+#                              stop the broker, keep its state dir (ports,
+#                              KRaft metadata, logs); the next `start` starts
+#                              it again from there: same address, same
+#                              topics, records and committed offsets
+#   scripts/kafka.sh restart   stop --keep, then start: a broker restart on
+#                              the same address (prints KAFKA_BROKERS=...)
 #   scripts/kafka.sh status    print KAFKA_BROKERS=... and exit 0 if running,
 #                              exit 1 otherwise
+#
+# A fault test stops the broker for a while and brings it back:
+#   scripts/kafka.sh stop --keep; sleep 20; scripts/kafka.sh start
+# A start from kept state fails (state kept) if another process took the
+# port meanwhile; `stop` without --keep removes it.
 #
 # Environment:
 #   SLUICE_CACHE      cache root (default: $HOME/.cache/sluice); jars go to
@@ -77,13 +89,16 @@ STATE_LOCK_PREFIX=state
 # ---- helpers ----------------------------------------------------------------
 usage() {
   cat >&2 <<EOF
-usage: $(basename "$0") {install|start|stop|status}
+usage: $(basename "$0") {install|start|stop [--keep]|restart|status}
 
   install   fetch Apache Kafka ${KAFKA_VERSION} + runtime deps via mvn into
             ${KAFKA_DIR}/lib
   start     start a single-node KRaft broker on 127.0.0.1 (state dir:
-            ${STATE_DIR}); prints KAFKA_BROKERS=127.0.0.1:<port>
+            ${STATE_DIR}); prints KAFKA_BROKERS=127.0.0.1:<port>;
+            after \`stop --keep\`, the same broker again (same port, same data)
   stop      stop the broker, its watchdog, and remove the state dir
+            (--keep: keep the state dir for the next start)
+  restart   stop --keep, then start: same address, same data
   status    print KAFKA_BROKERS=127.0.0.1:<port> and exit 0 if running, else exit 1
 
 env: SLUICE_CACHE, KAFKA_STATE_DIR, KAFKA_TTL (default 3600 s),
@@ -307,7 +322,7 @@ EOF
 # Start one broker attempt. Returns 0 when ready, 1 on failure, 3 when the
 # failure looks like a port clash (caller retries with fresh ports).
 start_attempt() {
-  local java ports broker_port controller_port cluster_id pid
+  local java ports broker_port controller_port cluster_id
   java="$(java_bin)"
   ports="$(free_ports)"
   broker_port="${ports%% *}"
@@ -330,6 +345,14 @@ start_attempt() {
     die "formatting Kafka storage failed (kafka.tools.StorageTool format)"
   fi
 
+  launch_broker "$broker_port" "$controller_port"
+}
+
+# Starts the broker of the state dir (configured and formatted) and waits
+# until it is ready. Returns like start_attempt.
+launch_broker() {
+  local broker_port="$1" controller_port="$2" java pid
+  java="$(java_bin)"
   # shellcheck disable=SC2086
   setsid nohup "$java" ${KAFKA_HEAP_OPTS:--Xms128m -Xmx768m} \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
@@ -360,6 +383,38 @@ start_attempt() {
   abort_start_attempt "$pid" "$BROKER_LOG" -e 'Address already in use'
 }
 
+# Starts the broker again from a state dir kept by `stop --keep`: the same
+# configuration (so the same ports), KRaft metadata and logs; nothing is
+# formatted. The previous run's log moves to kafka.log.1.
+start_kept() {
+  local listeners broker_port controller_port
+  [[ -f "$SERVER_PROPS" && -f "${DATA_DIR}/meta.properties" ]] \
+    || die "${STATE_DIR} holds no formatted broker to start again; run '$(basename "$0") stop' to clean it up"
+  listeners="$(sed -n 's/^listeners=//p' "$SERVER_PROPS")"
+  broker_port="$(sed -n 's/.*PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$listeners")"
+  controller_port="$(sed -n 's/.*CONTROLLER:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$listeners")"
+  [[ "$broker_port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] \
+    || die "cannot read the ports of ${SERVER_PROPS} (listeners=${listeners})"
+  local p
+  for p in "$broker_port" "$controller_port"; do
+    if port_open "$p"; then
+      die "port ${p} of the kept broker is taken by another process; state kept in ${STATE_DIR} (run '$(basename "$0") stop' to drop it)"
+    fi
+  done
+  if [[ -f "$BROKER_LOG" ]]; then mv -f -- "$BROKER_LOG" "${BROKER_LOG}.1"; fi
+  : >"$BROKER_LOG"
+  rm -f -- "$BROKERS_FILE"
+  log "starting the kept broker again from ${STATE_DIR}"
+  launch_broker "$broker_port" "$controller_port" \
+    || die "failed to start the kept broker (state kept in ${STATE_DIR}; '$(basename "$0") stop' removes it)"
+  rm -f -- "$(kept_marker)"
+}
+
+cmd_restart() {
+  cmd_stop --keep
+  cmd_start
+}
+
 cmd_start() {
   cmd_install
   check_java
@@ -377,6 +432,12 @@ cmd_start() {
     return 0
   fi
 
+  if [[ -f "$STATE_MARKER" && -f "$(kept_marker)" ]]; then
+    start_kept
+    printf 'KAFKA_BROKERS=%s\n' "$(broker_address)"
+    return 0
+  fi
+
   clear_stale_state_dir
   mkdir -p "$STATE_DIR"
   printf 'created by scripts/kafka.sh\n' >"$STATE_MARKER"
@@ -390,5 +451,5 @@ cmd_start() {
 }
 
 # ---- main -------------------------------------------------------------------
-# install/start/stop/status/__watchdog dispatch (lib/service.sh).
+# install/start/stop/restart/status/__watchdog dispatch (lib/service.sh).
 service_main "$@"

@@ -173,15 +173,14 @@ func (c *Caller) Call(ctx context.Context, req *Request) (Reply, error) {
 
 func (c *Caller) read() {
 	defer close(c.done)
+	fetchErrs := FetchErrors{Log: c.log, Msg: "reply fetch failed"}
 	for {
 		fs := c.cl.PollFetches(context.Background())
 		if fs.IsClientClosed() {
 			return
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			c.fetchErrs.Add(1)
-			c.log.Warn("reply fetch failed", "topic", t, "partition", p, "err", err)
-		})
+		fs.EachError(func(string, int32, error) { c.fetchErrs.Add(1) })
+		fetchErrs.Observe(fs)
 		fs.EachRecord(c.deliver)
 	}
 }

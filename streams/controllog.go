@@ -59,14 +59,13 @@ func (l *Log) Client() *kgo.Client { return l.cl }
 // Run applies records until ctx ends, then closes the client.
 func (l *Log) Run(ctx context.Context) {
 	defer l.cl.Close()
+	fetchErrs := FetchErrors{Log: l.log, Msg: "control log fetch failed"}
 	for {
 		fs := l.cl.PollFetches(ctx)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return
 		}
-		fs.EachError(func(t string, _ int32, err error) {
-			l.log.Warn("control log fetch failed", "topic", t, "err", err)
-		})
+		fetchErrs.Observe(fs)
 		fs.EachRecord(func(r *kgo.Record) {
 			l.apply(ctx, r)
 			l.mu.Lock()

@@ -161,3 +161,41 @@ func pick(keyvals []any, keys ...string) []any {
 	}
 	return out
 }
+
+// FetchErrors writes a consumer's fetch errors as changes of state, as
+// clientLog does for dials: the first error after polls that worked (warn,
+// Msg, with the error), nothing while polls keep failing, then one
+// "fetching again" (info, with how long and how many polls failed) on the
+// first poll without an error. Errors of a closing client are no failure.
+// The zero value needs Log and Msg; it belongs to the one goroutine that
+// polls.
+type FetchErrors struct {
+	Log *slog.Logger
+	Msg string
+
+	failing bool
+	since   time.Time
+	failed  int
+}
+
+// Observe takes the fetches of one poll.
+func (f *FetchErrors) Observe(fs kgo.Fetches) {
+	var first error
+	var topic string
+	var part int32
+	fs.EachError(func(t string, p int32, err error) {
+		if first == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, kgo.ErrClientClosed) {
+			first, topic, part = err, t, p
+		}
+	})
+	switch {
+	case first != nil && !f.failing:
+		f.failing, f.since, f.failed = true, time.Now(), 1
+		f.Log.Warn(f.Msg, "topic", topic, "partition", part, "err", first)
+	case first != nil:
+		f.failed++
+	case f.failing && !fs.IsClientClosed():
+		f.failing = false
+		f.Log.Info("fetching again", "after", time.Since(f.since).Round(time.Millisecond), "failed_polls", f.failed)
+	}
+}

@@ -274,3 +274,48 @@ func TestClientLogRecordsLostToRetention(t *testing.T) {
 		t.Errorf("log:\n%s\nwant a line %q", got, want)
 	}
 }
+
+func TestFetchErrors(t *testing.T) {
+	t.Parallel()
+	refused := errors.New("unable to join group session: unable to dial: connection refused")
+	bad, ok, wait := kgo.NewErrFetch(refused), kgo.Fetches{}, kgo.Fetches(nil)
+	tests := []struct {
+		name  string
+		polls []kgo.Fetches // nil: a second passes
+		want  []string
+	}{
+		{"an outage is two lines", []kgo.Fetches{ok, bad, wait, bad, wait, bad, wait, ok, ok}, []string{
+			"WARN fetch failed topic= partition=-1 err=" + refused.Error(),
+			"INFO fetching again after=3s failed_polls=3",
+		}},
+		{"two outages are four", []kgo.Fetches{bad, ok, bad, bad, ok}, []string{
+			"WARN fetch failed topic= partition=-1 err=" + refused.Error(),
+			"INFO fetching again after=0s failed_polls=1",
+			"WARN fetch failed topic= partition=-1 err=" + refused.Error(),
+			"INFO fetching again after=0s failed_polls=2",
+		}},
+		{"cancel and close are no failure", []kgo.Fetches{kgo.NewErrFetch(context.Canceled), kgo.NewErrFetch(kgo.ErrClientClosed), ok}, nil},
+		{"closing while failing says nothing more", []kgo.Fetches{bad, kgo.NewErrFetch(kgo.ErrClientClosed)}, []string{
+			"WARN fetch failed topic= partition=-1 err=" + refused.Error(),
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				h := newLines()
+				f := FetchErrors{Log: slog.New(h), Msg: "fetch failed"}
+				for _, fs := range tc.polls {
+					if fs == nil {
+						time.Sleep(time.Second)
+						continue
+					}
+					f.Observe(fs)
+				}
+				if got := h.String(); got != strings.Join(tc.want, "\n") {
+					t.Errorf("lines:\n%s\nwant:\n%s", got, strings.Join(tc.want, "\n"))
+				}
+			})
+		})
+	}
+}

@@ -27,6 +27,8 @@
 #                       server is up and answering, else return 1
 #   start_attempt ARGS  one start attempt: 0 ready, 1 failed, 3 port clash
 #   cmd_install, cmd_start, usage
+# and may define cmd_restart (then `restart` is a command) and start from a
+# state dir kept by `stop --keep` (KEPT_MARKER exists in it).
 # The script ends with: service_main "$@"
 
 log() { printf '%s: %s\n' "$SERVICE_NAME" "$*" >&2; }
@@ -237,10 +239,26 @@ kill_watchdog() {
   fi
 }
 
+# The marker `stop --keep` leaves in the state dir: the next `start` starts
+# from it (same ports, same data) instead of clearing it.
+kept_marker() { printf '%s/.kept\n' "$STATE_DIR"; }
+
+# stop [--keep]: stop the server and its watchdog; remove the state dir, or
+# with --keep leave it (configuration, ports, data) for the next start.
 cmd_stop() {
+  local keep=0
+  case "${1:-}" in
+    "") ;;
+    --keep)
+      declare -F cmd_restart >/dev/null || { log "stop: --keep is not supported here (no restart from kept state)"; usage; exit 2; }
+      keep=1
+      ;;
+    *) log "stop: unknown flag '$1'"; usage; exit 2 ;;
+  esac
   take_lock "$(state_lock_file)"
   if [[ ! -e "$STATE_DIR" ]]; then
     log "no ${SERVER_NOUN} state at ${STATE_DIR}; nothing to stop"
+    (( keep == 0 )) || die "nothing to keep at ${STATE_DIR}"
     return 0
   fi
   local pid
@@ -251,6 +269,13 @@ cmd_stop() {
     log "${SERVER_NOUN} not running"
   fi
   kill_watchdog
+  if (( keep )); then
+    [[ -f "$STATE_MARKER" ]] || die "${STATE_DIR} was not created by ${SERVICE_NAME}; not keeping it"
+    rm -f -- "$SERVER_PID_FILE" "$WATCHDOG_PID_FILE"
+    : >"$(kept_marker)"
+    log "stopped; state kept in ${STATE_DIR} for the next start"
+    return 0
+  fi
   remove_state_dir
   log "stopped"
   return 0
@@ -300,8 +325,12 @@ service_main() {
   case "$1" in
     install) cmd_install ;;
     start) cmd_start ;;
-    stop) cmd_stop ;;
+    stop) shift; cmd_stop "$@" ;;
     status) cmd_status ;;
+    restart)
+      declare -F cmd_restart >/dev/null || { log "unknown command 'restart'"; usage; exit 2; }
+      cmd_restart
+      ;;
     __watchdog)
       (( $# == 4 )) || exit 2
       cmd_watchdog "$2" "$3" "$4"
