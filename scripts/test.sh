@@ -85,6 +85,8 @@ real() {
 	echo "== end-to-end, real Apache Kafka and real MinIO"
 	services
 	$GO test -count=1 ./e2e/ ./registry/... ./autoscaler/
+	echo "== broker restart under load (scripts/kafka.sh restart), alone"
+	SLUICE_TEST_BROKER_RESTART=1 $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
 }
 
 tf() {

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// A broker restart under load on `sluice node` + `sluice gateway`, the
+// real tier only (scripts/kafka.sh restart: the same port and data):
+// sync load at concurrency 8 and an offline batch of 5,000 keyed records
+// in flight while the broker goes down and comes back. Requests caught
+// in the outage may fail (the broker is gone), but the platform recovers
+// by itself, and no offline record is lost.
+func TestNodeBrokerRestart(t *testing.T) {
+	state := os.Getenv("KAFKA_STATE_DIR")
+	if os.Getenv("SLUICE_TEST_BROKER_RESTART") == "" || os.Getenv("SLUICE_TEST_BROKERS") == "" || state == "" {
+		// It restarts the shared broker: the real tier runs it alone, after
+		// the rest (scripts/test.sh real).
+		t.Skip("restarts the broker: run by the real tier alone, with SLUICE_TEST_BROKER_RESTART=1, SLUICE_TEST_BROKERS and KAFKA_STATE_DIR")
+	}
+	const app, total = "brokerrestart", 5_000
+	n := failoverNode(t, app)
+	nm, err := streams.NewNamer(n.prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// Offline: every key must come out, however often.
+	cons, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(nm.Output(app)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for ctx.Err() == nil {
+			fs := cons.PollFetches(ctx)
+			mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
+			done := len(seen) == total
+			mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}()
+	load := startSyncLoad(n.addr, "/"+app, 8)
+	time.Sleep(2 * time.Second)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.RecordRetries(1000), kgo.RecordDeliveryTimeout(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var perr error
+	var pmu sync.Mutex
+	for i := range total {
+		prod.Produce(ctx, &kgo.Record{Topic: nm.Ingress(app), Key: fmt.Appendf(nil, "k%d", i), Value: strconv.AppendInt(nil, int64(i), 10)},
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					pmu.Lock()
+					perr = err
+					pmu.Unlock()
+				}
+			})
+	}
+	if err := prod.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	restart := exec.Command("../scripts/kafka.sh", "restart")
+	restart.Env = append(os.Environ(), "KAFKA_STATE_DIR="+state)
+	if b, err := restart.CombinedOutput(); err != nil {
+		t.Fatalf("kafka.sh restart: %v\n%s", err, b)
+	}
+	up := time.Now()
+	// Recovered: the first request started after the broker was back that
+	// succeeds, and every later one.
+	var recovered time.Time
+	for deadline := time.Now().Add(90 * time.Second); recovered.IsZero(); time.Sleep(200 * time.Millisecond) {
+		if code, body := postTo(t, n.addr, "/"+app, "1"); code == 200 && body == "3" {
+			recovered = time.Now()
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no answer 90 s after the broker came back: %d %q\nnode stderr:\n%s", code, body, n.errw.String())
+		}
+	}
+	time.Sleep(5 * time.Second)
+	samples := load.end()
+	after := summarize(samples, recovered, time.Now())
+	during := summarize(samples, down, recovered)
+	select {
+	case <-consumed:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	out, dups := len(seen), 0
+	for _, c := range seen {
+		dups += c - 1
+	}
+	mu.Unlock()
+	t.Logf("broker restart: down to back %v; first answer %v after it was back; during the outage: %v; after recovery: %v",
+		up.Sub(down).Round(time.Millisecond), recovered.Sub(up).Round(time.Millisecond), during, after)
+	t.Logf("offline: %d of %d keys out, %d duplicates", out, total, dups)
+	if perr != nil {
+		t.Fatalf("producing the offline batch: %v", perr)
+	}
+	if out != total {
+		t.Fatalf("offline: %d of %d keys out", out, total)
+	}
+	if after.failed > 0 {
+		t.Fatalf("%d requests failed after the platform recovered", after.failed)
+	}
+	if recovered.Sub(up) > 30*time.Second {
+		t.Fatalf("recovery took %v after the broker was back", recovered.Sub(up))
+	}
+}
