@@ -36,10 +36,13 @@ type DevConfig struct {
 	// of a topic that is not compacted (nil: streams.EmbeddedRetention;
 	// a zero field: no bound).
 	Retention *streams.Retention
-	Prefix    string        // topic and group name prefix; default "sluice"
-	Builtin   bool          // deploy the applications built into the registry
-	S3        blob.S3Config // model weights in S3/MinIO when S3.Endpoint is set; else a local directory
-	BlobDir   string        // the local directory (default: <DataDir>/blobs, or a temporary one)
+	// TrimConsumed deletes from the embedded broker the records every
+	// consumer group reading them has committed (streams.TrimConsumed).
+	TrimConsumed bool
+	Prefix       string        // topic and group name prefix; default "sluice"
+	Builtin      bool          // deploy the applications built into the registry
+	S3           blob.S3Config // model weights in S3/MinIO when S3.Endpoint is set; else a local directory
+	BlobDir      string        // the local directory (default: <DataDir>/blobs, or a temporary one)
 	// ModelCacheDir is where model replicas keep downloaded weights
 	// (default: <DataDir>/models, or a temporary one).
 	ModelCacheDir string
@@ -56,6 +59,7 @@ type Dev struct {
 	Brokers  []string // where Kafka is
 
 	embedded   *streams.Embedded
+	stopTrim   context.CancelFunc
 	caller     *streams.Caller
 	control    *control
 	local      *controller.Local
@@ -99,6 +103,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			return nil, err
 		}
 		d.Brokers = d.embedded.Brokers()
+		if cfg.TrimConsumed {
+			tctx, stop := context.WithCancel(context.Background())
+			d.stopTrim = stop
+			go d.embedded.TrimConsumed(tctx, streams.EmbeddedCleanInterval, cfg.Log)
+		}
 		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir, "retention", ret.Time, "retention_bytes", ret.Bytes)
 	}
 	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log); err != nil {
@@ -248,6 +257,9 @@ func (d *Dev) shutdown() {
 		cancel()
 	}
 	if d.embedded != nil {
+		if d.stopTrim != nil {
+			d.stopTrim()
+		}
 		d.embedded.Close()
 	}
 	for _, dir := range d.tmpDirs {
@@ -301,6 +313,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	port := fs.Int("kafka-port", 0, "port of the embedded broker (0: a free port)")
 	dataDir := fs.String("data-dir", "", "keep the embedded broker's data in this directory across restarts")
 	retention := fs.Duration("retention", streams.EmbeddedRetention.Time, "the embedded broker deletes records older than this from topics that are not compacted (0: no bound)")
+	keepConsumed := fs.Bool("keep-consumed", false, "keep records every consumer group has processed in the embedded broker (by default they are deleted within seconds; retention still bounds the rest)")
 	retentionBytes := fs.String("retention-bytes", spec.Bytes(streams.EmbeddedRetention.Bytes).String(), "the embedded broker keeps at most this much of each partition of a topic that is not compacted, e.g. 64MiB (0: no bound)")
 	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
 	builtin := fs.Bool("builtin", true, "deploy the applications built into this binary")
@@ -326,19 +339,20 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	d, err := StartDev(ctx, DevConfig{
-		HTTPAddr:  *httpAddr,
-		GRPCAddr:  *grpcAddr,
-		Brokers:   splitBrokers(*brokers),
-		KafkaPort: *port,
-		DataDir:   *dataDir,
-		Retention: &streams.Retention{Time: *retention, Bytes: int64(maxBytes)},
-		Prefix:    *prefix,
-		Builtin:   *builtin,
-		S3:        withS3Env(*s3, env),
-		BlobDir:   *blobDir,
-		Apps:      apps,
-		Registry:  env.Registry,
-		Log:       env.Log,
+		HTTPAddr:     *httpAddr,
+		GRPCAddr:     *grpcAddr,
+		Brokers:      splitBrokers(*brokers),
+		KafkaPort:    *port,
+		DataDir:      *dataDir,
+		Retention:    &streams.Retention{Time: *retention, Bytes: int64(maxBytes)},
+		TrimConsumed: !*keepConsumed,
+		Prefix:       *prefix,
+		Builtin:      *builtin,
+		S3:           withS3Env(*s3, env),
+		BlobDir:      *blobDir,
+		Apps:         apps,
+		Registry:     env.Registry,
+		Log:          env.Log,
 	})
 	if err != nil {
 		if errors.Is(err, appstore.ErrInvalid) {

@@ -59,6 +59,7 @@ type options struct {
 	requests, checkpoint, workers int
 	json, single                  bool
 	retention                     time.Duration
+	trim                          bool
 	retentionBytes                string
 }
 
@@ -81,7 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.checkpoint, "checkpoint", 20000, "requests after which the first RSS is taken")
 	fs.IntVar(&o.workers, "c", 32, "concurrent workers")
 	fs.BoolVar(&o.json, "json", false, "print the points as JSON")
-	fs.BoolVar(&o.single, "single", false, "one run in this process, with -retention and -retention-bytes")
+	fs.BoolVar(&o.single, "single", false, "one run in this process, with -retention, -retention-bytes and -trim")
+	fs.BoolVar(&o.trim, "trim", false, "with -single: delete what every consumer group has processed (sluice dev's default)")
 	fs.DurationVar(&o.retention, "retention", streams.EmbeddedRetention.Time, "with -single: the embedded broker's retention (0: none)")
 	fs.StringVar(&o.retentionBytes, "retention-bytes", spec.Bytes(streams.EmbeddedRetention.Bytes).String(), "with -single: the embedded broker's retention per partition (0: none)")
 	if err := fs.Parse(args); err != nil {
@@ -105,14 +107,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	variants := []struct{ name, retention, bytes string }{
-		{"retention off", "0", "0"},
-		{fmt.Sprintf("retention %s, %s per partition (defaults)", streams.EmbeddedRetention.Time, spec.Bytes(streams.EmbeddedRetention.Bytes)),
-			streams.EmbeddedRetention.Time.String(), spec.Bytes(streams.EmbeddedRetention.Bytes).String()},
+	defaults := fmt.Sprintf("retention %s, %s per partition", streams.EmbeddedRetention.Time, spec.Bytes(streams.EmbeddedRetention.Bytes))
+	variants := []struct {
+		name, retention, bytes string
+		trim                   bool
+	}{
+		{"retention off", "0", "0", false},
+		{defaults, streams.EmbeddedRetention.Time.String(), spec.Bytes(streams.EmbeddedRetention.Bytes).String(), false},
+		{defaults + ", processed records trimmed (sluice dev's defaults)", streams.EmbeddedRetention.Time.String(), spec.Bytes(streams.EmbeddedRetention.Bytes).String(), true},
 	}
 	for _, v := range variants {
 		cmd := exec.CommandContext(ctx, self, "-single", "-json", "-requests", strconv.Itoa(o.requests), "-checkpoint", strconv.Itoa(o.checkpoint),
-			"-c", strconv.Itoa(o.workers), "-retention", v.retention, "-retention-bytes", v.bytes)
+			"-c", strconv.Itoa(o.workers), "-retention", v.retention, "-retention-bytes", v.bytes, "-trim="+strconv.FormatBool(v.trim))
 		cmd.Stderr = stderr
 		out, err := cmd.Output()
 		if err != nil {
@@ -152,7 +158,7 @@ func soak(ctx context.Context, o options) ([]point, error) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	d, err := cli.StartDev(sctx, cli.DevConfig{
 		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Builtin: true, Registry: reg, Log: log,
-		Retention: &streams.Retention{Time: o.retention, Bytes: int64(maxBytes)},
+		Retention: &streams.Retention{Time: o.retention, Bytes: int64(maxBytes)}, TrimConsumed: o.trim,
 	})
 	cancel()
 	if err != nil {
