@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Two Remote calls made back to back run at the same time.
@@ -41,12 +41,12 @@ func TestForwardedFutureSkipsTheCaller(t *testing.T) {
 	req := findRecord(ctx, t, namer.Edge("chain", "Ingress", "Adder"), func(r *kgo.Record) bool {
 		return string(r.Value) == "1234"
 	})
-	env, err := streams.ParseEnvelope(req.Headers)
+	env, err := protocol.ParseEnvelope(req.Headers)
 	if err != nil || len(env.Cont) != 1 || env.Cont[0].Topic != toMultiplier {
 		t.Fatalf("the Adder's request carries no continuation to %s: %+v %v", toMultiplier, env, err)
 	}
 	fwd := findRecord(ctx, t, toMultiplier, func(r *kgo.Record) bool {
-		return string(streams.Header(r.Headers, streams.HeaderID)) == env.Cont[0].ID
+		return string(protocol.Header(r.Headers, protocol.HeaderID)) == env.Cont[0].ID
 	})
 	if string(fwd.Value) != "1235" {
 		t.Fatalf("multiplier input %q, want the Adder's sum 1235", fwd.Value)

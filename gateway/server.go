@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Config configures the gateway.
@@ -159,8 +160,8 @@ func (s *Server) deadline(ctx context.Context, rt route, timeout time.Duration) 
 }
 
 // send produces one request to the app's ingress.
-func (s *Server) send(ctx context.Context, rt route, env streams.Envelope, value []byte) *streams.Pending {
-	return s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Key: rt.key, Env: env, Value: value})
+func (s *Server) send(ctx context.Context, rt route, env protocol.Envelope, value []byte) *streams.Pending {
+	return s.cfg.Caller.Start(ctx, &protocol.Request{Topic: rt.ingress, Key: rt.key, Env: env, Value: value})
 }
 
 // requestTimeout reads a REST caller's timeout: the `timeout` query

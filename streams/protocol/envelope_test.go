@@ -1,4 +1,4 @@
-package streams
+package protocol
 
 import (
 	"errors"
@@ -162,8 +162,8 @@ func TestParseEnvelopeErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseEnvelope(%s=%q) succeeded", tc.key, tc.value)
 			}
-			if !errors.Is(err, ErrEnvelope) {
-				t.Errorf("error %v does not wrap ErrEnvelope", err)
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("error %v does not wrap ErrMalformed", err)
 			}
 			if !strings.Contains(err.Error(), tc.key) {
 				t.Errorf("error %q does not name header %s", err, tc.key)
@@ -275,8 +275,8 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 		e, err := ParseEnvelope(hs)
 		if err != nil {
-			if !errors.Is(err, ErrEnvelope) {
-				t.Fatalf("ParseEnvelope(%v) error %v does not wrap ErrEnvelope", hs, err)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseEnvelope(%v) error %v does not wrap ErrMalformed", hs, err)
 			}
 			return
 		}
@@ -295,10 +295,10 @@ func FuzzHops(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		hops, err := parseHops(s)
+		hops, err := parseHops([]byte(s))
 		if err != nil {
-			if !errors.Is(err, ErrEnvelope) {
-				t.Fatalf("parseHops(%q) error %v does not wrap ErrEnvelope", s, err)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("parseHops(%q) error %v does not wrap ErrMalformed", s, err)
 			}
 			return
 		}
@@ -311,7 +311,7 @@ func FuzzHops(f *testing.F) {
 		if string(b) != s {
 			t.Fatalf("appendHops(parseHops(%q)) = %q", s, b)
 		}
-		again, err := parseHops(string(b))
+		again, err := parseHops(b)
 		if err != nil {
 			t.Fatalf("re-parse of %q: %v", b, err)
 		}
