@@ -188,13 +188,15 @@ func parseTimeout(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// codeTable is the one table of error codes at the edge: each code's HTTP
-// status and gRPC code. Nothing else in the platform speaks either.
-var codeTable = []struct {
+type codeRow struct {
 	code streams.Code
 	http int
 	grpc codes.Code
-}{
+}
+
+// codeTable is the one table of error codes at the edge: each code's HTTP
+// status and gRPC code. Nothing else in the platform speaks either.
+var codeTable = []codeRow{
 	{streams.CodeOK, http.StatusOK, codes.OK},
 	{streams.CodeInvalidArgument, http.StatusBadRequest, codes.InvalidArgument},
 	{streams.CodeNotFound, http.StatusNotFound, codes.NotFound},
