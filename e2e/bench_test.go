@@ -23,6 +23,7 @@ import (
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // BenchmarkSync measures synchronous calls through the platform next to a
@@ -44,7 +45,7 @@ func BenchmarkSync(b *testing.B) {
 
 	call := func(topic, body string) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
-			_, err := c.Call(ctx, &streams.Request{Topic: topic, Value: []byte(body)})
+			_, err := c.Call(ctx, &protocol.Request{Topic: topic, Value: []byte(body)})
 			return err
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // hello-cel answers as hello does, for the same bodies: the classifier is
@@ -123,7 +123,7 @@ func TestCELRuntimeFailure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dl := consumeN(ctx, t, namer.DeadLetter(app), 1)
-	if e := string(streams.Header(dl[0].Headers, streams.HeaderError)); !strings.Contains(e, "edges[0].when") {
+	if e := string(protocol.Header(dl[0].Headers, protocol.HeaderError)); !strings.Contains(e, "edges[0].when") {
 		t.Fatalf("dead letter error %q does not name the rule", e)
 	}
 	// Still serving: a body the rule can read.

@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 var (
@@ -214,9 +215,9 @@ func TestExpiredWorkIsSkipped(t *testing.T) {
 	defer cancel()
 	c := newCaller(t)
 	// A deadline already past: the replica must answer without running it.
-	_, err := c.Call(ctx, &streams.Request{
+	_, err := c.Call(ctx, &protocol.Request{
 		Topic: namer.Ingress("faults"),
-		Env:   streams.Envelope{Deadline: time.Now().Add(-time.Second)},
+		Env:   protocol.Envelope{Deadline: time.Now().Add(-time.Second)},
 		Value: []byte(`{"echo":"ran anyway"}`),
 	})
 	if streams.CodeOf(err) != streams.CodeDeadlineExceeded || !strings.Contains(err.Error(), "before processing") {
@@ -251,7 +252,7 @@ func TestRepliesReachTheirCaller(t *testing.T) {
 			wg.Go(func() {
 				for i := range 25 {
 					want := fmt.Sprintf("c%d-w%d-%d", ci, w, i)
-					rep, err := c.Call(ctx, &streams.Request{Topic: namer.Ingress("faults"), Value: fmt.Appendf(nil, `{"echo":%q}`, want)})
+					rep, err := c.Call(ctx, &protocol.Request{Topic: namer.Ingress("faults"), Value: fmt.Appendf(nil, `{"echo":%q}`, want)})
 					if err != nil {
 						errs <- err
 						return
@@ -313,13 +314,13 @@ func TestOfflineBatch(t *testing.T) {
 	if string(dl.Value) != "not a number" || string(dl.Key) != "same" {
 		t.Fatalf("dead letter = %s=%q, want same=\"not a number\"", dl.Key, dl.Value)
 	}
-	if status := string(streams.Header(dl.Headers, streams.HeaderStatus)); status != string(streams.CodeInvalidArgument) {
+	if status := string(protocol.Header(dl.Headers, protocol.HeaderStatus)); status != string(streams.CodeInvalidArgument) {
 		t.Errorf("dead letter status %q, want invalid_argument", status)
 	}
-	if msg := string(streams.Header(dl.Headers, streams.HeaderError)); !strings.Contains(msg, "decode int") {
+	if msg := string(protocol.Header(dl.Headers, protocol.HeaderError)); !strings.Contains(msg, "decode int") {
 		t.Errorf("dead letter error header %q does not say what failed", msg)
 	}
-	if src := string(streams.Header(dl.Headers, streams.HeaderSource)); !strings.HasPrefix(src, namer.Ingress("chain")+"/") {
+	if src := string(protocol.Header(dl.Headers, protocol.HeaderSource)); !strings.HasPrefix(src, namer.Ingress("chain")+"/") {
 		t.Errorf("dead letter source %q", src)
 	}
 }

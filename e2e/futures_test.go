@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Two Remote calls made back to back run at the same time.
@@ -30,9 +30,11 @@ func TestRemoteCallsRunInParallel(t *testing.T) {
 // The chain's sum travels from the Adder's replica to the Multiplier's
 // topic: the Adder's request carries the continuation, and the record on
 // the Multiplier's edge has the continuation's id and the Adder's output.
+// The caller's x-* header travels on both: the Ingress's handle call and
+// the Adder's forwarded output.
 func TestForwardedFutureSkipsTheCaller(t *testing.T) {
 	t.Parallel()
-	if code, got := post(t, "/chain", "1234"); code != 200 || got != "2470" {
+	if code, got := postHeader(t, "/chain", "1234", "X-Tenant", "acme"); code != 200 || got != "2470" {
 		t.Fatalf("chain 1234 = %d %q", code, got)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -41,15 +43,21 @@ func TestForwardedFutureSkipsTheCaller(t *testing.T) {
 	req := findRecord(ctx, t, namer.Edge("chain", "Ingress", "Adder"), func(r *kgo.Record) bool {
 		return string(r.Value) == "1234"
 	})
-	env, err := streams.ParseEnvelope(req.Headers)
+	env, err := protocol.ParseEnvelope(req.Headers)
 	if err != nil || len(env.Cont) != 1 || env.Cont[0].Topic != toMultiplier {
 		t.Fatalf("the Adder's request carries no continuation to %s: %+v %v", toMultiplier, env, err)
 	}
+	if got := env.RequestHeaders()["x-tenant"]; got != "acme" {
+		t.Errorf("the Adder's request (a handle call) carries x-tenant %q, want the caller's acme", got)
+	}
 	fwd := findRecord(ctx, t, toMultiplier, func(r *kgo.Record) bool {
-		return string(streams.Header(r.Headers, streams.HeaderID)) == env.Cont[0].ID
+		return string(protocol.Header(r.Headers, protocol.HeaderID)) == env.Cont[0].ID
 	})
 	if string(fwd.Value) != "1235" {
 		t.Fatalf("multiplier input %q, want the Adder's sum 1235", fwd.Value)
+	}
+	if got := string(protocol.Header(fwd.Headers, protocol.HeaderRequestPrefix+"x-tenant")); got != "acme" {
+		t.Errorf("the forwarded record carries x-tenant %q, want the caller's acme", got)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/cli"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 const scaledYAML = `name: scaled
@@ -162,7 +163,7 @@ func TestDevSurvivesRestart(t *testing.T) {
 	defer c.Close(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := c.Call(ctx, &streams.Request{Topic: streams.Namer{}.Ingress("tags"), Value: []byte("r")})
+	rep, err := c.Call(ctx, &protocol.Request{Topic: streams.Namer{}.Ingress("tags"), Value: []byte("r")})
 	if err != nil || string(rep.Value) != "c[b[a[r]]]" {
 		t.Fatalf("after restart: %q %v", rep.Value, err)
 	}

@@ -24,6 +24,7 @@ import (
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/replicas/gpu"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // GRPCOptions are the server options the gateway needs: message limits
@@ -156,7 +157,7 @@ func (x *predictService) start(ctx context.Context, req *sluicev1.PredictRequest
 		return nil, nil, nil, err
 	}
 	ctx, cancel := x.s.deadline(ctx, rt, req.GetTimeout().AsDuration())
-	env := streams.Envelope{ContentType: req.GetContentType(), Model: req.GetModel(), Trace: req.GetHeaders()["traceparent"]}
+	env := protocol.Envelope{ContentType: req.GetContentType(), Model: req.GetModel(), Trace: req.GetHeaders()["traceparent"]}
 	for name, v := range req.GetHeaders() {
 		forwardHeader(&env, name, v)
 	}

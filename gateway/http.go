@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Handler is the gateway's REST side: the OIP endpoints under /v2, the
@@ -69,7 +70,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.deadline(r.Context(), rt, timeout)
 	defer cancel()
-	env := streams.Envelope{ContentType: r.Header.Get("Content-Type"), Trace: r.Header.Get("traceparent"), Model: r.Header.Get("Sluice-Model")}
+	env := protocol.Envelope{ContentType: r.Header.Get("Content-Type"), Trace: r.Header.Get("traceparent"), Model: r.Header.Get("Sluice-Model")}
 	forwardHeaders(&env, r.Header)
 	if rt, err = s.applyRules(ctx, rt, &env, body); err != nil {
 		fail(err)

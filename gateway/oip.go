@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // The Open Inference Protocol side: a model name is an application's name,
@@ -62,7 +63,7 @@ func (s *Server) inferOnce(ctx context.Context, model, version string, timeout t
 	}
 	ctx, cancel := s.deadline(ctx, rt, timeout)
 	defer cancel()
-	env := streams.Envelope{ContentType: oip.ContentType, Model: model, Version: version}
+	env := protocol.Envelope{ContentType: oip.ContentType, Model: model, Version: version}
 	callerHeaders(ctx, &env)
 	if rt, err = s.applyRules(ctx, rt, &env, payload); err != nil {
 		return nil, err

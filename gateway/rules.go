@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-serve/sluice/cel"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Caller headers that travel with a request, for rules: x-* names, a
@@ -51,7 +52,7 @@ func (s *Server) compileRules(a *spec.App) []gatewayRule {
 // applyRules sends a request where the first matching rule of its
 // application says: another application's ingress, or a model version.
 // A rule that fails to evaluate answers 400 naming it.
-func (s *Server) applyRules(ctx context.Context, rt route, env *streams.Envelope, body []byte) (route, error) {
+func (s *Server) applyRules(ctx context.Context, rt route, env *protocol.Envelope, body []byte) (route, error) {
 	if len(rt.rules) == 0 {
 		return rt, nil
 	}
@@ -83,7 +84,7 @@ func (s *Server) applyRules(ctx context.Context, rt route, env *streams.Envelope
 
 // forwardHeader adds one of the caller's headers to env when it travels
 // with the request: an x-* name, a bounded value, a bounded count.
-func forwardHeader(env *streams.Envelope, name, value string) {
+func forwardHeader(env *protocol.Envelope, name, value string) {
 	if len(name) > 2 && strings.EqualFold(name[:2], "x-") && len(value) <= maxRequestHeaderSize && len(env.Request) < maxRequestHeaders {
 		env.AddRequestHeader(name, value)
 	}
@@ -91,7 +92,7 @@ func forwardHeader(env *streams.Envelope, name, value string) {
 
 // forwardHeaders adds a caller's REST headers or gRPC metadata (both
 // map a name to its values; the first value counts).
-func forwardHeaders(env *streams.Envelope, hs map[string][]string) {
+func forwardHeaders(env *protocol.Envelope, hs map[string][]string) {
 	for name, vs := range hs {
 		if len(vs) > 0 {
 			forwardHeader(env, name, vs[0])
@@ -108,7 +109,7 @@ func withHTTPHeaders(ctx context.Context, h http.Header) context.Context {
 }
 
 // callerHeaders adds the caller's headers to env, from REST or gRPC.
-func callerHeaders(ctx context.Context, env *streams.Envelope) {
+func callerHeaders(ctx context.Context, env *protocol.Envelope) {
 	if h, ok := ctx.Value(httpHeadersKey{}).(http.Header); ok {
 		forwardHeaders(env, h)
 		return

@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Config configures the gateway.
@@ -159,8 +160,8 @@ func (s *Server) deadline(ctx context.Context, rt route, timeout time.Duration) 
 }
 
 // send produces one request to the app's ingress.
-func (s *Server) send(ctx context.Context, rt route, env streams.Envelope, value []byte) *streams.Pending {
-	return s.cfg.Caller.Start(ctx, &streams.Request{Topic: rt.ingress, Key: rt.key, Env: env, Value: value})
+func (s *Server) send(ctx context.Context, rt route, env protocol.Envelope, value []byte) *streams.Pending {
+	return s.cfg.Caller.Start(ctx, &protocol.Request{Topic: rt.ingress, Key: rt.key, Env: env, Value: value})
 }
 
 // requestTimeout reads a REST caller's timeout: the `timeout` query
@@ -187,13 +188,15 @@ func parseTimeout(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// codeTable is the one table of error codes at the edge: each code's HTTP
-// status and gRPC code. Nothing else in the platform speaks either.
-var codeTable = []struct {
+type codeRow struct {
 	code streams.Code
 	http int
 	grpc codes.Code
-}{
+}
+
+// codeTable is the one table of error codes at the edge: each code's HTTP
+// status and gRPC code. Nothing else in the platform speaks either.
+var codeTable = []codeRow{
 	{streams.CodeOK, http.StatusOK, codes.OK},
 	{streams.CodeInvalidArgument, http.StatusBadRequest, codes.InvalidArgument},
 	{streams.CodeNotFound, http.StatusNotFound, codes.NotFound},

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Every code maps to a distinct HTTP status and gRPC code, and back.
@@ -19,6 +21,11 @@ func TestCodeTable(t *testing.T) {
 		seenHTTP[row.http], seenGRPC[row.grpc] = true, true
 		if HTTPStatus(row.code) != row.http || GRPCCode(row.code) != row.grpc || codeOf(row.grpc) != row.code {
 			t.Fatalf("code %q does not round-trip", row.code)
+		}
+	}
+	for _, c := range protocol.Codes { // every code of the protocol has its row
+		if !slices.ContainsFunc(codeTable, func(row codeRow) bool { return row.code == c }) {
+			t.Errorf("protocol code %q has no row in the gateway's table", c)
 		}
 	}
 	if HTTPStatus("made_up") != 500 || GRPCCode("made_up") != codes.Internal || codeOf(codes.OutOfRange) != streams.CodeInvalidArgument {

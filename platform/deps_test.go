@@ -11,11 +11,13 @@ import (
 // docs/ARCHITECTURE.md draws them ("Dependencies"). An import not listed
 // here fails the test: add it only with the picture changed to match, and
 // only if it points down the layers. The leaves stay leaves: processes
-// (replicas/procs), GPUs (replicas/gpu), Kafka plumbing (streams), the
+// (replicas/procs), GPUs (replicas/gpu), the record protocol
+// (streams/protocol), Kafka plumbing (streams, on the protocol), the
 // blob stores and the OIP data model import nothing of the platform, so
 // a replica supervisor never links the CEL compiler or gRPC.
 var allowed = map[string][]string{
-	"streams":                          {},
+	"streams/protocol":                 {},
+	"streams":                          {"streams/protocol"},
 	"replicas/procs":                   {},
 	"replicas/gpu":                     {},
 	"registry/blob":                    {},
@@ -25,7 +27,7 @@ var allowed = map[string][]string{
 	"gateway/oip":                      {"protos/gen/inference"},
 	"cel":                              {"gateway/oip"},
 	"platform/spec":                    {"cel"},
-	"replicas":                         {"streams"},
+	"replicas":                         {"streams", "streams/protocol"},
 	"platform/appstore":                {"platform/spec", "streams"},
 	"autoscaler":                       {"platform/spec", "streams"},
 	"autoscaler/sim":                   {"autoscaler", "platform/spec"},
@@ -35,13 +37,13 @@ var allowed = map[string][]string{
 	"autoscaler/placement":             {"autoscaler", "replicas/gpu", "streams"},
 	"autoscaler/keda":                  {"autoscaler", "autoscaler/kube/workload", "platform/controller", "platform/spec"},
 	"registry":                         {"platform/spec", "protos/gen/sluice/v1", "registry/blob", "streams"},
-	"replicas/models":                  {"gateway/oip", "platform/spec", "registry", "replicas", "streams"},
+	"replicas/models":                  {"gateway/oip", "platform/spec", "registry", "replicas", "streams", "streams/protocol"},
 	"replicas/runtime/tensorflow":      {"gateway/oip", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
-	"platform/serve":                   {"cel", "gateway/oip", "platform/spec", "replicas", "streams"},
-	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "streams"},
+	"platform/serve":                   {"cel", "gateway/oip", "platform/spec", "replicas", "streams", "streams/protocol"},
+	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "streams", "streams/protocol"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
-		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams"},
+		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
 		"gateway", "platform/appstore", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams"},

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // One embedded broker serves the whole package; every test makes its own
@@ -132,7 +133,7 @@ func hdrs(kv ...string) []kgo.RecordHeader {
 	return hs
 }
 
-func hget(r *kgo.Record, key string) string { return string(streams.Header(r.Headers, key)) }
+func hget(r *kgo.Record, key string) string { return string(protocol.Header(r.Headers, key)) }
 
 func hhas(r *kgo.Record, key string) bool {
 	for _, h := range r.Headers {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +20,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Input is one record handed to a Handler.
 type Input struct {
-	Env   streams.Envelope
+	Env   protocol.Envelope
 	Topic string // the edge or ingress topic it came from
 	Key   []byte
 	Value []byte
@@ -599,12 +599,13 @@ func (r *Replica) process(s *slot) {
 	run.pending.Store(1)
 	defer run.release()
 
-	env, err := streams.ParseEnvelope(rec.Headers)
-	run.env = env
+	req, err := protocol.ParseRequest(rec)
+	run.req = req // what could be read answers a malformed record too
 	if err != nil {
-		run.fail(streams.Errorf(streams.CodeInvalidArgument, "%v", err))
+		run.fail(streams.Errorf(streams.CodeInvalidArgument, "%w", err))
 		return
 	}
+	env := &req.Env
 	if env.Expired(time.Now()) {
 		r.stats.expired.Add(1)
 		run.fail(&streams.Error{Code: streams.CodeDeadlineExceeded, Msg: "deadline passed before processing"})
@@ -616,7 +617,7 @@ func (r *Replica) process(s *slot) {
 		ctx, cancel = context.WithDeadline(ctx, env.Deadline)
 		defer cancel()
 	}
-	in := &Input{Env: env, Topic: rec.Topic, Key: rec.Key, Value: rec.Value}
+	in := &Input{Env: req.Env, Topic: rec.Topic, Key: rec.Key, Value: rec.Value}
 	run.ctx, run.in = ctx, in
 	if err := r.call(ctx, in, run); err != nil {
 		run.fail(err)
@@ -624,7 +625,7 @@ func (r *Replica) process(s *slot) {
 	}
 	r.stats.processed.Add(1)
 	if r.stream {
-		run.send(run.reply(nil, streams.HeaderEOS, run.seq))
+		run.send(protocol.End(&run.req, r.cfg.Output, run.seq))
 	}
 }
 
@@ -645,7 +646,7 @@ type run struct {
 	r       *Replica
 	s       *slot
 	rec     *kgo.Record
-	env     streams.Envelope
+	req     protocol.Request // what could be parsed of rec
 	ctx     context.Context
 	in      *Input
 	seq     int64
@@ -662,15 +663,13 @@ func (x *run) release() {
 // Emit routes one output: along the continuation, to the successors, to
 // the caller, or to the output topic.
 func (x *run) Emit(value []byte, contentType string) error {
-	env := x.env
 	switch {
-	case len(env.Cont) > 0:
+	case len(x.req.Env.Cont) > 0:
 		if x.r.stream {
 			return streams.Errorf(streams.CodeInvalidArgument, "a streaming deployment's result cannot be forwarded to another deployment")
 		}
-		next := env.Cont[0]
-		fwd := streams.Envelope{ID: next.ID, ReplyTo: env.ReplyTo, Deadline: env.Deadline, Trace: env.Trace, ContentType: contentType, Model: env.Model, Version: env.Version, Cont: env.Cont[1:], Request: env.Request}
-		x.send(&kgo.Record{Topic: next.Topic, Key: []byte(next.ID), Value: value, Headers: fwd.AppendHeaders(nil)})
+		fwd, _ := protocol.Forward(&x.req, value, contentType)
+		x.send(fwd.Record())
 	case x.r.cfg.Router != nil && !x.r.stream:
 		sent, err := x.route(value, contentType)
 		if err != nil {
@@ -680,11 +679,9 @@ func (x *run) Emit(value []byte, contentType string) error {
 			x.answer(value, contentType)
 		}
 	case len(x.r.cfg.Successors) > 0:
-		fwd := env
-		fwd.ContentType = contentType
-		hs := fwd.AppendHeaders(nil)
 		for _, t := range x.r.cfg.Successors {
-			x.send(&kgo.Record{Topic: t, Key: x.rec.Key, Value: value, Headers: hs})
+			e := protocol.Edge(&x.req, t, value, contentType)
+			x.send(e.Record())
 		}
 	default:
 		x.answer(value, contentType)
@@ -696,23 +693,11 @@ func (x *run) Emit(value []byte, contentType string) error {
 // answer sends an output that goes no further: to the caller, or to the
 // output topic when nobody waits.
 func (x *run) answer(value []byte, contentType string) {
-	if x.env.ReplyTo != "" {
-		rec := x.reply(value, "", 0)
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: streams.HeaderContentType, Value: []byte(contentType)})
-		if x.r.stream {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
-		}
-		x.send(rec)
-		return
-	}
-	hs := []kgo.RecordHeader{{Key: streams.HeaderContentType, Value: []byte(contentType)}}
-	if x.env.ID != "" {
-		hs = append(hs, kgo.RecordHeader{Key: streams.HeaderID, Value: []byte(x.env.ID)})
-	}
+	seq := int64(-1)
 	if x.r.stream {
-		hs = append(hs, kgo.RecordHeader{Key: streams.HeaderSeq, Value: strconv.AppendInt(nil, x.seq, 10)})
+		seq = x.seq
 	}
-	x.send(&kgo.Record{Topic: x.r.cfg.Output, Key: x.rec.Key, Value: value, Headers: hs})
+	x.send(protocol.Answer(&x.req, x.r.cfg.Output, seq, value, contentType))
 }
 
 // route sends value where the router says and reports whether it went
@@ -722,39 +707,21 @@ func (x *run) route(value []byte, contentType string) (bool, error) {
 	if err != nil || len(hops) == 0 {
 		return false, err
 	}
-	fwd := x.env
 	for _, h := range hops {
-		fwd.ContentType = cmp.Or(h.ContentType, contentType)
-		x.send(&kgo.Record{Topic: h.Topic, Key: x.rec.Key, Value: h.Value, Headers: fwd.AppendHeaders(nil)})
+		e := protocol.Edge(&x.req, h.Topic, h.Value, cmp.Or(h.ContentType, contentType))
+		x.send(e.Record())
 	}
 	return true, nil
 }
 
-// reply builds a record to the caller; key names an optional count header.
-func (x *run) reply(value []byte, key string, n int64) *kgo.Record {
-	hs := make([]kgo.RecordHeader, 0, 4)
-	hs = append(hs, kgo.RecordHeader{Key: streams.HeaderID, Value: []byte(x.env.FinalID())})
-	if key != "" {
-		hs = append(hs, kgo.RecordHeader{Key: key, Value: strconv.AppendInt(nil, n, 10)})
-	}
-	return &kgo.Record{Topic: x.env.ReplyTo, Value: value, Headers: hs}
-}
-
 func (x *run) send(rec *kgo.Record) {
-	if rec.Topic == "" { // end of stream of an offline request: nobody to tell
-		if !x.r.stream || x.env.ReplyTo != "" {
-			return
-		}
-		rec.Topic = x.r.cfg.Output
-		rec.Key = x.rec.Key
-	}
 	x.pending.Add(1)
 	x.r.cl.Produce(context.Background(), rec, func(rec *kgo.Record, err error) {
 		if err != nil && rec.Topic != x.r.cfg.DeadLetter {
 			x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
 			x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
 		} else if err != nil {
-			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", fmt.Sprintf("%s/%d/%d", x.rec.Topic, x.rec.Partition, x.rec.Offset), "err", err)
+			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", protocol.Source{Topic: x.rec.Topic, Partition: x.rec.Partition, Offset: x.rec.Offset}.String(), "err", err)
 		}
 		x.release()
 	})
@@ -768,14 +735,16 @@ func (x *run) fail(err error) {
 	}
 	x.failed = true
 	x.r.stats.failed.Add(1)
-	if x.env.ReplyTo == "" {
-		x.deadLetter(err)
-		return
+	if x.req.Env.ReplyTo == "" {
+		x.r.stats.deadLettered.Add(1)
 	}
-	x.send(streams.ErrorReply(&x.env, err))
+	x.send(protocol.Failure(&x.req, x.rec, x.r.cfg.DeadLetter, x.r.cfg.Deployment, streams.CodeOf(err), err.Error()))
 }
 
+// deadLetter dead-letters the record whoever waits for it: an output of
+// it could not be produced.
 func (x *run) deadLetter(err error) {
 	x.r.stats.deadLettered.Add(1)
-	x.send(streams.DeadLetter(x.r.cfg.DeadLetter, x.rec, x.r.cfg.Deployment, err))
+	d := protocol.NewDeadLetter(x.r.cfg.DeadLetter, x.rec, x.r.cfg.Deployment, streams.CodeOf(err), err.Error())
+	x.send(d.Record())
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 const wait = 15 * time.Second // bound of every wait for records
@@ -59,17 +60,17 @@ func TestUnaryRouting(t *testing.T) {
 		name: "reply-to",
 		key:  "k1",
 		headers: func(e env) []kgo.RecordHeader {
-			return hdrs(streams.HeaderID, "req-1", streams.HeaderReplyTo, e.f.reply, streams.HeaderContentType, "application/json")
+			return hdrs(protocol.HeaderID, "req-1", protocol.HeaderReplyTo, e.f.reply, protocol.HeaderContentType, "application/json")
 		},
 		dest: func(e env) string { return e.f.reply },
 		check: func(t *testing.T, e env, r *kgo.Record) {
-			if got := hget(r, streams.HeaderID); got != "req-1" {
+			if got := hget(r, protocol.HeaderID); got != "req-1" {
 				t.Errorf("reply sl-id = %q, want req-1", got)
 			}
-			if got := hget(r, streams.HeaderContentType); got != "text/plain" {
+			if got := hget(r, protocol.HeaderContentType); got != "text/plain" {
 				t.Errorf("reply content-type = %q, want text/plain", got)
 			}
-			if hhas(r, streams.HeaderStatus) || hhas(r, streams.HeaderSeq) || hhas(r, streams.HeaderEOS) {
+			if hhas(r, protocol.HeaderStatus) || hhas(r, protocol.HeaderSeq) || hhas(r, protocol.HeaderEOS) {
 				t.Errorf("unary success reply has status/seq/eos headers: %v", r.Headers)
 			}
 		},
@@ -77,16 +78,16 @@ func TestUnaryRouting(t *testing.T) {
 	}, {
 		name:    "output",
 		key:     "k2",
-		headers: func(env) []kgo.RecordHeader { return hdrs(streams.HeaderID, "req-2") },
+		headers: func(env) []kgo.RecordHeader { return hdrs(protocol.HeaderID, "req-2") },
 		dest:    func(e env) string { return e.f.out },
 		check: func(t *testing.T, e env, r *kgo.Record) {
 			if string(r.Key) != "k2" {
 				t.Errorf("output key = %q, want the input's k2", r.Key)
 			}
-			if got := hget(r, streams.HeaderID); got != "req-2" {
+			if got := hget(r, protocol.HeaderID); got != "req-2" {
 				t.Errorf("output sl-id = %q, want req-2", got)
 			}
-			if got := hget(r, streams.HeaderContentType); got != "text/plain" {
+			if got := hget(r, protocol.HeaderContentType); got != "text/plain" {
 				t.Errorf("output content-type = %q, want text/plain", got)
 			}
 		},
@@ -97,7 +98,7 @@ func TestUnaryRouting(t *testing.T) {
 		headers: func(env) []kgo.RecordHeader { return nil },
 		dest:    func(e env) string { return e.f.out },
 		check: func(t *testing.T, e env, r *kgo.Record) {
-			if string(r.Key) != "k3" || hhas(r, streams.HeaderID) {
+			if string(r.Key) != "k3" || hhas(r, protocol.HeaderID) {
 				t.Errorf("output key %q headers %v: want key k3 and no sl-id", r.Key, r.Headers)
 			}
 		},
@@ -107,8 +108,8 @@ func TestUnaryRouting(t *testing.T) {
 		succ: 2,
 		key:  "k4",
 		headers: func(e env) []kgo.RecordHeader {
-			return hdrs(streams.HeaderID, "req-4", streams.HeaderReplyTo, e.f.reply, streams.HeaderDeadline, dl,
-				streams.HeaderTrace, "00-abc-def-01", streams.HeaderModel, "m7", streams.HeaderContentType, "application/json")
+			return hdrs(protocol.HeaderID, "req-4", protocol.HeaderReplyTo, e.f.reply, protocol.HeaderDeadline, dl,
+				protocol.HeaderTrace, "00-abc-def-01", protocol.HeaderModel, "m7", protocol.HeaderContentType, "application/json")
 		},
 		// checked for every successor below
 		empty: func(e env) []string { return []string{e.f.reply, e.f.out, e.f.dlq} },
@@ -117,16 +118,16 @@ func TestUnaryRouting(t *testing.T) {
 		hops: 1,
 		key:  "k5",
 		headers: func(e env) []kgo.RecordHeader {
-			return hdrs(streams.HeaderID, "id1", streams.HeaderReplyTo, e.f.reply, streams.HeaderDeadline, dl,
-				streams.HeaderCont, e.hops[0]+"/id2")
+			return hdrs(protocol.HeaderID, "id1", protocol.HeaderReplyTo, e.f.reply, protocol.HeaderDeadline, dl,
+				protocol.HeaderCont, e.hops[0]+"/id2")
 		},
 		dest: func(e env) string { return e.hops[0] },
 		check: func(t *testing.T, e env, r *kgo.Record) {
-			got, err := streams.ParseEnvelope(r.Headers)
+			got, err := protocol.ParseEnvelope(r.Headers)
 			if err != nil {
 				t.Fatalf("forwarded envelope: %v", err)
 			}
-			want := streams.Envelope{ID: "id2", ReplyTo: e.f.reply, Deadline: deadline, ContentType: "text/plain"}
+			want := protocol.Envelope{ID: "id2", ReplyTo: e.f.reply, Deadline: deadline, ContentType: "text/plain"}
 			if !envEqual(got, want) {
 				t.Errorf("forwarded envelope = %+v, want %+v", got, want)
 			}
@@ -140,21 +141,21 @@ func TestUnaryRouting(t *testing.T) {
 		hops: 2,
 		key:  "k6",
 		headers: func(e env) []kgo.RecordHeader {
-			return hdrs(streams.HeaderID, "id1", streams.HeaderReplyTo, e.f.reply,
-				streams.HeaderCont, e.hops[0]+"/id2,"+e.hops[1]+"/id3")
+			return hdrs(protocol.HeaderID, "id1", protocol.HeaderReplyTo, e.f.reply,
+				protocol.HeaderCont, e.hops[0]+"/id2,"+e.hops[1]+"/id3")
 		},
 		dest: func(e env) string { return e.hops[0] },
 		check: func(t *testing.T, e env, r *kgo.Record) {
-			got, err := streams.ParseEnvelope(r.Headers)
+			got, err := protocol.ParseEnvelope(r.Headers)
 			if err != nil {
 				t.Fatalf("forwarded envelope: %v", err)
 			}
-			want := streams.Envelope{ID: "id2", ReplyTo: e.f.reply, ContentType: "text/plain",
-				Cont: []streams.Hop{{Topic: e.hops[1], ID: "id3"}}}
+			want := protocol.Envelope{ID: "id2", ReplyTo: e.f.reply, ContentType: "text/plain",
+				Cont: []protocol.Hop{{Topic: e.hops[1], ID: "id3"}}}
 			if !envEqual(got, want) {
 				t.Errorf("forwarded envelope = %+v, want %+v", got, want)
 			}
-			if got := hget(r, streams.HeaderCont); got != e.hops[1]+"/id3" {
+			if got := hget(r, protocol.HeaderCont); got != e.hops[1]+"/id3" {
 				t.Errorf("forwarded sl-cont = %q, want %s/id3", got, e.hops[1])
 			}
 		},
@@ -165,11 +166,11 @@ func TestUnaryRouting(t *testing.T) {
 		hops: 1,
 		key:  "k7",
 		headers: func(e env) []kgo.RecordHeader {
-			return hdrs(streams.HeaderID, "id1", streams.HeaderCont, e.hops[0]+"/id2")
+			return hdrs(protocol.HeaderID, "id1", protocol.HeaderCont, e.hops[0]+"/id2")
 		},
 		dest: func(e env) string { return e.hops[0] },
 		check: func(t *testing.T, e env, r *kgo.Record) {
-			if got := hget(r, streams.HeaderID); got != "id2" || hhas(r, streams.HeaderReplyTo) {
+			if got := hget(r, protocol.HeaderID); got != "id2" || hhas(r, protocol.HeaderReplyTo) {
 				t.Errorf("offline forward headers %v: want sl-id id2 and no sl-reply", r.Headers)
 			}
 		},
@@ -214,9 +215,9 @@ func TestUnaryRouting(t *testing.T) {
 					if string(r.Key) != c.key {
 						t.Errorf("successor %s key = %q, want %q", d, r.Key, c.key)
 					}
-					want, _ := streams.ParseEnvelope(in.Headers)
+					want, _ := protocol.ParseEnvelope(in.Headers)
 					want.ContentType = "text/plain"
-					got, err := streams.ParseEnvelope(r.Headers)
+					got, err := protocol.ParseEnvelope(r.Headers)
 					if err != nil || !envEqual(got, want) {
 						t.Errorf("successor %s envelope = %+v (%v), want %+v", d, got, err, want)
 					}
@@ -244,7 +245,7 @@ func TestUnaryRouting(t *testing.T) {
 	}
 }
 
-func envEqual(a, b streams.Envelope) bool {
+func envEqual(a, b protocol.Envelope) bool {
 	return a.ID == b.ID && a.ReplyTo == b.ReplyTo && a.Deadline.Equal(b.Deadline) && a.Trace == b.Trace &&
 		a.ContentType == b.ContentType && a.Model == b.Model && slices.Equal(a.Cont, b.Cont)
 }
@@ -288,9 +289,9 @@ func TestErrors(t *testing.T) {
 		{name: "plain error dead-lettered as internal", vals: []string{"plain"}, want: want{streams.CodeInternal, "plain failure"}, calls: 1},
 		{name: "panic replied", reply: true, vals: []string{"panic", "after", "again"}, want: want{streams.CodeInternal, "panicked"}, calls: 3, ok: 2},
 		{name: "panic dead-lettered", vals: []string{"panic", "after"}, want: want{streams.CodeInternal, "panicked"}, calls: 2, ok: 1},
-		{name: "undecodable deadline", vals: []string{"good"}, extra: []string{streams.HeaderDeadline, "tomorrow"}, want: want{streams.CodeInvalidArgument, streams.HeaderDeadline}, calls: 0},
-		{name: "negative deadline", vals: []string{"good"}, extra: []string{streams.HeaderDeadline, "-5"}, want: want{streams.CodeInvalidArgument, streams.HeaderDeadline}, calls: 0},
-		{name: "undecodable continuation", vals: []string{"good"}, extra: []string{streams.HeaderCont, "no-slash"}, want: want{streams.CodeInvalidArgument, streams.HeaderCont}, calls: 0},
+		{name: "undecodable deadline", vals: []string{"good"}, extra: []string{protocol.HeaderDeadline, "tomorrow"}, want: want{streams.CodeInvalidArgument, protocol.HeaderDeadline}, calls: 0},
+		{name: "negative deadline", vals: []string{"good"}, extra: []string{protocol.HeaderDeadline, "-5"}, want: want{streams.CodeInvalidArgument, protocol.HeaderDeadline}, calls: 0},
+		{name: "undecodable continuation", vals: []string{"good"}, extra: []string{protocol.HeaderCont, "no-slash"}, want: want{streams.CodeInvalidArgument, protocol.HeaderCont}, calls: 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -300,11 +301,11 @@ func TestErrors(t *testing.T) {
 			rep := start(t, f.config(), faulty(&calls))
 
 			// a good record first, so the failing one is not at offset 0
-			recs := []*kgo.Record{{Topic: f.in, Key: []byte("warm"), Value: []byte("warm"), Headers: hdrs(streams.HeaderID, "warm")}}
+			recs := []*kgo.Record{{Topic: f.in, Key: []byte("warm"), Value: []byte("warm"), Headers: hdrs(protocol.HeaderID, "warm")}}
 			for i, v := range c.vals {
-				hs := hdrs(streams.HeaderID, fmt.Sprintf("id-%d", i), "x-custom", "kept")
+				hs := hdrs(protocol.HeaderID, fmt.Sprintf("id-%d", i), "x-custom", "kept")
 				if c.reply {
-					hs = append(hs, hdrs(streams.HeaderReplyTo, f.reply)...)
+					hs = append(hs, hdrs(protocol.HeaderReplyTo, f.reply)...)
 				}
 				if i == 0 {
 					hs = append(hs, hdrs(c.extra...)...)
@@ -319,7 +320,7 @@ func TestErrors(t *testing.T) {
 				got := consume(t, f.reply, len(c.vals), wait)
 				byID := map[string]*kgo.Record{}
 				for _, r := range got {
-					byID[hget(r, streams.HeaderID)] = r
+					byID[hget(r, protocol.HeaderID)] = r
 				}
 				failure = byID["id-0"]
 				if failure == nil {
@@ -330,7 +331,7 @@ func TestErrors(t *testing.T) {
 				}
 				for i, v := range c.vals[1:] {
 					r := byID[fmt.Sprintf("id-%d", i+1)]
-					if r == nil || string(r.Value) != strings.ToUpper(v) || hhas(r, streams.HeaderStatus) {
+					if r == nil || string(r.Value) != strings.ToUpper(v) || hhas(r, protocol.HeaderStatus) {
 						t.Errorf("reply to later record id-%d = %v, want value %q without status", i+1, r, strings.ToUpper(v))
 					}
 				}
@@ -339,13 +340,13 @@ func TestErrors(t *testing.T) {
 				if string(failure.Key) != string(bad.Key) || string(failure.Value) != string(bad.Value) {
 					t.Errorf("dead letter key/value = %q/%q, want the original %q/%q", failure.Key, failure.Value, bad.Key, bad.Value)
 				}
-				if got, want := hget(failure, streams.HeaderSource), fmt.Sprintf("%s/%d/%d", f.in, bad.Partition, bad.Offset); got != want {
+				if got, want := hget(failure, protocol.HeaderSource), fmt.Sprintf("%s/%d/%d", f.in, bad.Partition, bad.Offset); got != want {
 					t.Errorf("dead letter sl-source = %q, want %q", got, want)
 				}
-				if got := hget(failure, streams.HeaderDeployment); got != "dep" {
+				if got := hget(failure, protocol.HeaderDeployment); got != "dep" {
 					t.Errorf("dead letter sl-deployment = %q, want dep", got)
 				}
-				if hget(failure, "x-custom") != "kept" || hget(failure, streams.HeaderID) != "id-0" {
+				if hget(failure, "x-custom") != "kept" || hget(failure, protocol.HeaderID) != "id-0" {
 					t.Errorf("dead letter lost the original headers: %v", failure.Headers)
 				}
 				if len(c.extra) > 0 && hget(failure, c.extra[0]) != c.extra[1] {
@@ -353,15 +354,15 @@ func TestErrors(t *testing.T) {
 				}
 				outs := consume(t, f.out, 1+c.ok, wait) // warm-up and later records
 				for _, r := range outs {
-					if r.Value == nil || hhas(r, streams.HeaderStatus) {
+					if r.Value == nil || hhas(r, protocol.HeaderStatus) {
 						t.Errorf("bad output %v", r)
 					}
 				}
 			}
-			if got := streams.Code(hget(failure, streams.HeaderStatus)); got != c.want.status {
+			if got := streams.Code(hget(failure, protocol.HeaderStatus)); got != c.want.status {
 				t.Errorf("sl-status = %q, want %q", got, c.want.status)
 			}
-			if got := hget(failure, streams.HeaderError); !strings.Contains(got, c.want.contains) {
+			if got := hget(failure, protocol.HeaderError); !strings.Contains(got, c.want.contains) {
 				t.Errorf("sl-error = %q, want it to mention %q", got, c.want.contains)
 			}
 
@@ -397,15 +398,15 @@ func TestProduceFailureDeadLetters(t *testing.T) {
 	rep := start(t, cfg, upper)
 	missing := uniq(t, "missing")
 	in := produce(t, &kgo.Record{Topic: f.in, Key: []byte("k"), Value: []byte("v"),
-		Headers: hdrs(streams.HeaderID, "id", streams.HeaderReplyTo, missing)})[0]
+		Headers: hdrs(protocol.HeaderID, "id", protocol.HeaderReplyTo, missing)})[0]
 	dl := consume(t, f.dlq, 1, wait)[0]
-	if got := streams.Code(hget(dl, streams.HeaderStatus)); got != streams.CodeUnavailable {
+	if got := streams.Code(hget(dl, protocol.HeaderStatus)); got != streams.CodeUnavailable {
 		t.Errorf("sl-status = %q, want unavailable", got)
 	}
-	if got := hget(dl, streams.HeaderError); !strings.Contains(got, missing) {
+	if got := hget(dl, protocol.HeaderError); !strings.Contains(got, missing) {
 		t.Errorf("sl-error = %q, want it to name %s", got, missing)
 	}
-	if string(dl.Value) != "v" || hget(dl, streams.HeaderSource) != fmt.Sprintf("%s/0/%d", f.in, in.Offset) {
+	if string(dl.Value) != "v" || hget(dl, protocol.HeaderSource) != fmt.Sprintf("%s/0/%d", f.in, in.Offset) {
 		t.Errorf("dead letter %q headers %v: want the original value and its source", dl.Value, dl.Headers)
 	}
 	rep.stop(t)
@@ -431,22 +432,22 @@ func TestDeadline(t *testing.T) {
 	past := strconv.FormatInt(time.Now().Add(-time.Second).UnixNano(), 10)
 	future := time.Now().Add(time.Hour)
 	produce(t,
-		&kgo.Record{Topic: f.in, Value: []byte("late"), Headers: hdrs(streams.HeaderID, "late", streams.HeaderReplyTo, f.reply, streams.HeaderDeadline, past)},
-		&kgo.Record{Topic: f.in, Key: []byte("lk"), Value: []byte("late-offline"), Headers: hdrs(streams.HeaderID, "late-offline", streams.HeaderDeadline, past)},
-		&kgo.Record{Topic: f.in, Value: []byte("timely"), Headers: hdrs(streams.HeaderID, "timely", streams.HeaderReplyTo, f.reply, streams.HeaderDeadline, strconv.FormatInt(future.UnixNano(), 10))},
+		&kgo.Record{Topic: f.in, Value: []byte("late"), Headers: hdrs(protocol.HeaderID, "late", protocol.HeaderReplyTo, f.reply, protocol.HeaderDeadline, past)},
+		&kgo.Record{Topic: f.in, Key: []byte("lk"), Value: []byte("late-offline"), Headers: hdrs(protocol.HeaderID, "late-offline", protocol.HeaderDeadline, past)},
+		&kgo.Record{Topic: f.in, Value: []byte("timely"), Headers: hdrs(protocol.HeaderID, "timely", protocol.HeaderReplyTo, f.reply, protocol.HeaderDeadline, strconv.FormatInt(future.UnixNano(), 10))},
 	)
 	replies := map[string]*kgo.Record{}
 	for _, r := range consume(t, f.reply, 2, wait) {
-		replies[hget(r, streams.HeaderID)] = r
+		replies[hget(r, protocol.HeaderID)] = r
 	}
-	if r := replies["late"]; r == nil || streams.Code(hget(r, streams.HeaderStatus)) != streams.CodeDeadlineExceeded {
+	if r := replies["late"]; r == nil || streams.Code(hget(r, protocol.HeaderStatus)) != streams.CodeDeadlineExceeded {
 		t.Errorf("reply to the late record = %v, want deadline_exceeded", r)
 	}
 	if r := replies["timely"]; r == nil || string(r.Value) != "TIMELY" {
 		t.Errorf("reply to the timely record = %v, want TIMELY", r)
 	}
 	dl := consume(t, f.dlq, 1, wait)[0]
-	if streams.Code(hget(dl, streams.HeaderStatus)) != streams.CodeDeadlineExceeded || string(dl.Key) != "lk" {
+	if streams.Code(hget(dl, protocol.HeaderStatus)) != streams.CodeDeadlineExceeded || string(dl.Key) != "lk" {
 		t.Errorf("dead letter of the late offline record: key %q headers %v", dl.Key, dl.Headers)
 	}
 	rep.stop(t)
@@ -717,14 +718,14 @@ func TestStreaming(t *testing.T) {
 				return nil
 			})
 			rep := start(t, f.config(), h)
-			hs := hdrs(streams.HeaderID, "s1")
+			hs := hdrs(protocol.HeaderID, "s1")
 			if c.reply {
-				hs = append(hs, hdrs(streams.HeaderReplyTo, f.reply)...)
+				hs = append(hs, hdrs(protocol.HeaderReplyTo, f.reply)...)
 			}
 			hop := uniq(t, "hop")
 			if c.hop {
 				createTopics(t, 1, hop)
-				hs = append(hs, hdrs(streams.HeaderCont, hop+"/s2")...)
+				hs = append(hs, hdrs(protocol.HeaderCont, hop+"/s2")...)
 			}
 			produce(t, &kgo.Record{Topic: f.in, Key: []byte("sk"), Value: []byte("go"), Headers: hs})
 
@@ -745,8 +746,8 @@ func TestStreaming(t *testing.T) {
 			}
 			got := consume(t, dest, wantRecs, wait)
 			for i, r := range got[:emitted] {
-				if string(r.Value) != fmt.Sprintf("item-%d", i) || hget(r, streams.HeaderSeq) != strconv.Itoa(i) ||
-					hget(r, streams.HeaderID) != "s1" || hget(r, streams.HeaderContentType) != "text/plain" {
+				if string(r.Value) != fmt.Sprintf("item-%d", i) || hget(r, protocol.HeaderSeq) != strconv.Itoa(i) ||
+					hget(r, protocol.HeaderID) != "s1" || hget(r, protocol.HeaderContentType) != "text/plain" {
 					t.Errorf("item %d: value %q headers %v", i, r.Value, r.Headers)
 				}
 				if !c.reply && string(r.Key) != "sk" {
@@ -756,18 +757,18 @@ func TestStreaming(t *testing.T) {
 			switch {
 			case c.wantErr != "" && c.reply:
 				last := got[emitted]
-				if streams.Code(hget(last, streams.HeaderStatus)) != c.wantErr || hhas(last, streams.HeaderEOS) {
+				if streams.Code(hget(last, protocol.HeaderStatus)) != c.wantErr || hhas(last, protocol.HeaderEOS) {
 					t.Errorf("last reply headers %v, want sl-status %s and no sl-eos", last.Headers, c.wantErr)
 				}
 			case c.wantErr != "":
 				dl := consume(t, f.dlq, 1, wait)[0]
-				if streams.Code(hget(dl, streams.HeaderStatus)) != c.wantErr {
+				if streams.Code(hget(dl, protocol.HeaderStatus)) != c.wantErr {
 					t.Errorf("dead letter headers %v, want sl-status %s", dl.Headers, c.wantErr)
 				}
 			default:
 				last := got[emitted]
-				if hget(last, streams.HeaderEOS) != strconv.Itoa(c.items) || hget(last, streams.HeaderID) != "s1" ||
-					hhas(last, streams.HeaderSeq) || hhas(last, streams.HeaderStatus) || len(last.Value) != 0 {
+				if hget(last, protocol.HeaderEOS) != strconv.Itoa(c.items) || hget(last, protocol.HeaderID) != "s1" ||
+					hhas(last, protocol.HeaderSeq) || hhas(last, protocol.HeaderStatus) || len(last.Value) != 0 {
 					t.Errorf("end record value %q headers %v, want sl-eos %d", last.Value, last.Headers, c.items)
 				}
 				if !c.reply && string(last.Key) != "sk" {
@@ -814,7 +815,7 @@ func TestCallerRoundTrip(t *testing.T) {
 	}
 	defer c.Close(context.Background())
 
-	p := c.Start(ctx, &streams.Request{Topic: f.in, Value: []byte("x")})
+	p := c.Start(ctx, &protocol.Request{Topic: f.in, Value: []byte("x")})
 	defer p.Close()
 	var items []string
 	for {
@@ -830,7 +831,7 @@ func TestCallerRoundTrip(t *testing.T) {
 	if want := []string{"x-0", "x-1", "x-2", "x-3"}; !slices.Equal(items, want) {
 		t.Errorf("stream items %v, want %v", items, want)
 	}
-	r, err := c.Call(ctx, &streams.Request{Topic: g.in, Value: []byte("unary")})
+	r, err := c.Call(ctx, &protocol.Request{Topic: g.in, Value: []byte("unary")})
 	if err != nil || string(r.Value) != "UNARY" || r.ContentType != "text/plain" {
 		t.Errorf("unary call = %q %q %v, want UNARY text/plain", r.Value, r.ContentType, err)
 	}
@@ -947,7 +948,7 @@ func TestRevoke(t *testing.T) {
 		for range k {
 			id := fmt.Sprintf("r%04d", n)
 			produce(t, &kgo.Record{Topic: f.in, Partition: int32(n % parts), Key: []byte(id), Value: []byte(id),
-				Headers: hdrs(streams.HeaderID, id, streams.HeaderReplyTo, f.reply)})
+				Headers: hdrs(protocol.HeaderID, id, protocol.HeaderReplyTo, f.reply)})
 			n++
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -969,10 +970,10 @@ func TestRevoke(t *testing.T) {
 	send(40)
 	seen := map[string]int{}
 	consumeUntil(t, f.reply, 30*time.Second, func(r *kgo.Record) bool {
-		if want := strings.ToUpper(hget(r, streams.HeaderID)); string(r.Value) != want || hhas(r, streams.HeaderStatus) {
+		if want := strings.ToUpper(hget(r, protocol.HeaderID)); string(r.Value) != want || hhas(r, protocol.HeaderStatus) {
 			t.Errorf("reply %v, want value %s", r, want)
 		}
-		seen[hget(r, streams.HeaderID)]++
+		seen[hget(r, protocol.HeaderID)]++
 		return len(seen) == n
 	})
 	sa, sb := a.Stats(), b.Stats()
@@ -1041,8 +1042,8 @@ func TestRevokeWaitsForInFlight(t *testing.T) {
 				return upper(ctx, in, out)
 			})
 			produce(t,
-				&kgo.Record{Topic: f.in, Partition: 0, Value: []byte("p0"), Headers: hdrs(streams.HeaderID, "p0", streams.HeaderReplyTo, f.reply)},
-				&kgo.Record{Topic: f.in, Partition: 1, Value: []byte("p1"), Headers: hdrs(streams.HeaderID, "p1", streams.HeaderReplyTo, f.reply)},
+				&kgo.Record{Topic: f.in, Partition: 0, Value: []byte("p0"), Headers: hdrs(protocol.HeaderID, "p0", protocol.HeaderReplyTo, f.reply)},
+				&kgo.Record{Topic: f.in, Partition: 1, Value: []byte("p1"), Headers: hdrs(protocol.HeaderID, "p1", protocol.HeaderReplyTo, f.reply)},
 			)
 			a := start(t, cfg, h)
 			waitFor(t, wait, "A to run both records", func() bool { return slept.Load() == 2 })
@@ -1134,7 +1135,7 @@ func TestOrderedRevokeSkipsQueued(t *testing.T) {
 	for p := range int32(2) {
 		for i := range queued + 1 {
 			id := fmt.Sprintf("p%d-%d", p, i)
-			recs = append(recs, &kgo.Record{Topic: f.in, Partition: p, Value: []byte(id), Headers: hdrs(streams.HeaderID, id)})
+			recs = append(recs, &kgo.Record{Topic: f.in, Partition: p, Value: []byte(id), Headers: hdrs(protocol.HeaderID, id)})
 		}
 	}
 	produce(t, recs...)

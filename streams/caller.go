@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Caller sends requests and receives their replies on a reply topic of its
@@ -101,19 +102,12 @@ func (c *Caller) Close(ctx context.Context) {
 	<-c.done
 }
 
-// Request is one call to a deployment.
-type Request struct {
-	Topic string
-	Key   []byte // default: the request id
-	Env   Envelope
-	Value []byte
-}
-
-// Start produces req and returns the pending reply. It fills in the id (if
-// empty), the reply topic, and the deadline from ctx (if none is set). The
-// caller must Close the Pending when done with it; until then a settled
-// Pending itself drops late duplicates.
-func (c *Caller) Start(ctx context.Context, req *Request) *Pending {
+// Start produces req (keyed by its id when req.Key is nil) and returns
+// the pending reply. It fills in the id (if empty), the reply topic, and
+// the deadline from ctx (if earlier than the request's). The caller must
+// Close the Pending when done with it; until then a settled Pending itself
+// drops late duplicates.
+func (c *Caller) Start(ctx context.Context, req *protocol.Request) *Pending {
 	if req.Env.ID == "" {
 		req.Env.ID = c.ids.Next()
 	}
@@ -126,12 +120,8 @@ func (c *Caller) Start(ctx context.Context, req *Request) *Pending {
 	c.waits[p.id] = p
 	c.mu.Unlock()
 
-	key := req.Key
-	if key == nil {
-		key = []byte(req.Env.ID)
-	}
-	rec := &kgo.Record{Topic: req.Topic, Key: key, Value: req.Value, Headers: req.Env.AppendHeaders(nil)}
-	c.produce(ctx, rec, p, true)
+	r := protocol.NewRequest(req.Topic, req.Key, req.Env, req.Value)
+	c.produce(ctx, r.Record(), p, true)
 	return p
 }
 
@@ -165,7 +155,7 @@ func (c *Caller) Expect(id string) *Pending {
 }
 
 // Call sends a unary request and waits for its reply, bounded by ctx.
-func (c *Caller) Call(ctx context.Context, req *Request) (Reply, error) {
+func (c *Caller) Call(ctx context.Context, req *protocol.Request) (Reply, error) {
 	p := c.Start(ctx, req)
 	defer p.Close()
 	return p.Next(ctx)
@@ -221,40 +211,17 @@ type Reply struct {
 // Streamed reports whether the reply is an item of a stream.
 func (r Reply) Streamed() bool { return r.Seq >= 0 }
 
+// parseReply reads a reply record and the id it answers.
 func parseReply(r *kgo.Record) (Reply, string, error) {
-	rep := Reply{Value: r.Value, Seq: -1, eos: -1}
-	var id string
-	var code Code
-	var msg string
-	for _, h := range r.Headers {
-		switch h.Key {
-		case HeaderID:
-			id = string(h.Value)
-		case HeaderContentType:
-			rep.ContentType = string(h.Value)
-		case HeaderStatus:
-			code = Code(h.Value)
-		case HeaderError:
-			msg = string(h.Value)
-		case HeaderSeq, HeaderEOS:
-			n, err := strconv.ParseInt(string(h.Value), 10, 64)
-			if err != nil || n < 0 {
-				return rep, id, fmt.Errorf("%w: header %s %q is not a count", ErrEnvelope, h.Key, h.Value)
-			}
-			if h.Key == HeaderSeq {
-				rep.Seq = n
-			} else {
-				rep.eos = n
-			}
-		}
+	pr, err := protocol.ParseReply(r)
+	if err != nil {
+		return Reply{}, pr.ID, err
 	}
-	if id == "" {
-		return rep, id, fmt.Errorf("%w: reply without %s header", ErrEnvelope, HeaderID)
+	rep := Reply{Value: pr.Value, ContentType: pr.ContentType, Seq: pr.Seq, eos: pr.EOS}
+	if pr.Status != CodeOK {
+		rep.err = &Error{Code: pr.Status, Msg: pr.Error}
 	}
-	if code != CodeOK {
-		rep.err = &Error{Code: code, Msg: msg}
-	}
-	return rep, id, nil
+	return rep, pr.ID, nil
 }
 
 // Pending is a request waiting for its reply or replies. Items of a stream

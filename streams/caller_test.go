@@ -15,7 +15,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
+
+func hdr(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
 
 // ---- Pending state machine, no broker ----
 
@@ -444,11 +448,11 @@ func TestCallerDeliverWithoutBroker(t *testing.T) {
 		}
 		return r
 	}
-	c.deliver(rec(HeaderID, "req-1"))                 // delivered
-	c.deliver(rec(HeaderID, "req-1"))                 // duplicate: dropped
-	c.deliver(rec(HeaderID, "other"))                 // nobody waits: dropped
-	c.deliver(rec())                                  // no id: dropped
-	c.deliver(rec(HeaderID, "req-1", HeaderSeq, "x")) // bad seq: dropped
+	c.deliver(rec(protocol.HeaderID, "req-1"))                          // delivered
+	c.deliver(rec(protocol.HeaderID, "req-1"))                          // duplicate: dropped
+	c.deliver(rec(protocol.HeaderID, "other"))                          // nobody waits: dropped
+	c.deliver(rec())                                                    // no id: dropped
+	c.deliver(rec(protocol.HeaderID, "req-1", protocol.HeaderSeq, "x")) // bad seq: dropped
 	if got := c.Dropped(); got != 4 {
 		t.Errorf("Dropped = %d, want 4", got)
 	}
@@ -468,30 +472,30 @@ func TestParseReply(t *testing.T) {
 		ct      string
 		code    Code
 		msg     string
-		errPart string // non-empty: parseReply must fail wrapping ErrEnvelope and mention it
+		errPart string // non-empty: parseReply must fail wrapping protocol.ErrMalformed and mention it
 	}{
-		{name: "unary", hs: []string{HeaderID, "r1"}, id: "r1", seq: -1, eos: -1},
-		{name: "content type", hs: []string{HeaderID, "r1", HeaderContentType, "application/json"}, id: "r1", seq: -1, eos: -1, ct: "application/json"},
-		{name: "seq", hs: []string{HeaderID, "r1", HeaderSeq, "7"}, id: "r1", seq: 7, eos: -1},
-		{name: "seq zero", hs: []string{HeaderID, "r1", HeaderSeq, "0"}, id: "r1", seq: 0, eos: -1},
-		{name: "eos", hs: []string{HeaderID, "r1", HeaderEOS, "5"}, id: "r1", seq: -1, eos: 5},
-		{name: "eos zero", hs: []string{HeaderID, "r1", HeaderEOS, "0"}, id: "r1", seq: -1, eos: 0},
-		{name: "status and error", hs: []string{HeaderID, "r1", HeaderStatus, "not_found", HeaderError, "no model m"}, id: "r1", seq: -1, eos: -1, code: CodeNotFound, msg: "no model m"},
-		{name: "error before status", hs: []string{HeaderError, "busy", HeaderStatus, "resource_exhausted", HeaderID, "r1"}, id: "r1", seq: -1, eos: -1, code: CodeResourceExhausted, msg: "busy"},
-		{name: "status only", hs: []string{HeaderID, "r1", HeaderStatus, "internal"}, id: "r1", seq: -1, eos: -1, code: CodeInternal},
-		{name: "unknown status kept", hs: []string{HeaderID, "r1", HeaderStatus, "new_code"}, id: "r1", seq: -1, eos: -1, code: "new_code"},
-		{name: "empty status is success", hs: []string{HeaderID, "r1", HeaderStatus, "", HeaderError, "ignored"}, id: "r1", seq: -1, eos: -1},
-		{name: "error without status is success", hs: []string{HeaderID, "r1", HeaderError, "ignored"}, id: "r1", seq: -1, eos: -1},
-		{name: "unknown headers", hs: []string{"x", "y", HeaderID, "r1", HeaderDeadline, "junk"}, id: "r1", seq: -1, eos: -1},
-		{name: "missing id", hs: nil, errPart: HeaderID},
-		{name: "empty id", hs: []string{HeaderID, ""}, errPart: HeaderID},
-		{name: "missing id with seq", hs: []string{HeaderSeq, "1"}, errPart: HeaderID},
-		{name: "bad seq", hs: []string{HeaderID, "r1", HeaderSeq, "x"}, errPart: HeaderSeq},
-		{name: "negative seq", hs: []string{HeaderID, "r1", HeaderSeq, "-1"}, errPart: HeaderSeq},
-		{name: "empty seq", hs: []string{HeaderID, "r1", HeaderSeq, ""}, errPart: HeaderSeq},
-		{name: "float seq", hs: []string{HeaderID, "r1", HeaderSeq, "1.0"}, errPart: HeaderSeq},
-		{name: "bad eos", hs: []string{HeaderID, "r1", HeaderEOS, "many"}, errPart: HeaderEOS},
-		{name: "negative eos", hs: []string{HeaderID, "r1", HeaderEOS, "-2"}, errPart: HeaderEOS},
+		{name: "unary", hs: []string{protocol.HeaderID, "r1"}, id: "r1", seq: -1, eos: -1},
+		{name: "content type", hs: []string{protocol.HeaderID, "r1", protocol.HeaderContentType, "application/json"}, id: "r1", seq: -1, eos: -1, ct: "application/json"},
+		{name: "seq", hs: []string{protocol.HeaderID, "r1", protocol.HeaderSeq, "7"}, id: "r1", seq: 7, eos: -1},
+		{name: "seq zero", hs: []string{protocol.HeaderID, "r1", protocol.HeaderSeq, "0"}, id: "r1", seq: 0, eos: -1},
+		{name: "eos", hs: []string{protocol.HeaderID, "r1", protocol.HeaderEOS, "5"}, id: "r1", seq: -1, eos: 5},
+		{name: "eos zero", hs: []string{protocol.HeaderID, "r1", protocol.HeaderEOS, "0"}, id: "r1", seq: -1, eos: 0},
+		{name: "status and error", hs: []string{protocol.HeaderID, "r1", protocol.HeaderStatus, "not_found", protocol.HeaderError, "no model m"}, id: "r1", seq: -1, eos: -1, code: CodeNotFound, msg: "no model m"},
+		{name: "error before status", hs: []string{protocol.HeaderError, "busy", protocol.HeaderStatus, "resource_exhausted", protocol.HeaderID, "r1"}, id: "r1", seq: -1, eos: -1, code: CodeResourceExhausted, msg: "busy"},
+		{name: "status only", hs: []string{protocol.HeaderID, "r1", protocol.HeaderStatus, "internal"}, id: "r1", seq: -1, eos: -1, code: CodeInternal},
+		{name: "unknown status kept", hs: []string{protocol.HeaderID, "r1", protocol.HeaderStatus, "new_code"}, id: "r1", seq: -1, eos: -1, code: "new_code"},
+		{name: "empty status is success", hs: []string{protocol.HeaderID, "r1", protocol.HeaderStatus, "", protocol.HeaderError, "ignored"}, id: "r1", seq: -1, eos: -1},
+		{name: "error without status is success", hs: []string{protocol.HeaderID, "r1", protocol.HeaderError, "ignored"}, id: "r1", seq: -1, eos: -1},
+		{name: "unknown headers", hs: []string{"x", "y", protocol.HeaderID, "r1", protocol.HeaderDeadline, "junk"}, id: "r1", seq: -1, eos: -1},
+		{name: "missing id", hs: nil, errPart: protocol.HeaderID},
+		{name: "empty id", hs: []string{protocol.HeaderID, ""}, errPart: protocol.HeaderID},
+		{name: "missing id with seq", hs: []string{protocol.HeaderSeq, "1"}, errPart: protocol.HeaderID},
+		{name: "bad seq", hs: []string{protocol.HeaderID, "r1", protocol.HeaderSeq, "x"}, errPart: protocol.HeaderSeq},
+		{name: "negative seq", hs: []string{protocol.HeaderID, "r1", protocol.HeaderSeq, "-1"}, errPart: protocol.HeaderSeq},
+		{name: "empty seq", hs: []string{protocol.HeaderID, "r1", protocol.HeaderSeq, ""}, errPart: protocol.HeaderSeq},
+		{name: "float seq", hs: []string{protocol.HeaderID, "r1", protocol.HeaderSeq, "1.0"}, errPart: protocol.HeaderSeq},
+		{name: "bad eos", hs: []string{protocol.HeaderID, "r1", protocol.HeaderEOS, "many"}, errPart: protocol.HeaderEOS},
+		{name: "negative eos", hs: []string{protocol.HeaderID, "r1", protocol.HeaderEOS, "-2"}, errPart: protocol.HeaderEOS},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -505,8 +509,8 @@ func TestParseReply(t *testing.T) {
 				if err == nil {
 					t.Fatalf("parseReply succeeded: %+v id %q", rep, id)
 				}
-				if !errors.Is(err, ErrEnvelope) || !strings.Contains(err.Error(), tc.errPart) {
-					t.Fatalf("error %v: want wrapping ErrEnvelope and naming %s", err, tc.errPart)
+				if !errors.Is(err, protocol.ErrMalformed) || !strings.Contains(err.Error(), tc.errPart) {
+					t.Fatalf("error %v: want wrapping protocol.ErrMalformed and naming %s", err, tc.errPart)
 				}
 				return
 			}
@@ -570,12 +574,8 @@ func startResponder(t *testing.T, brokers []string, topic string) {
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() { cl.Close(); <-done })
-	reply := func(env Envelope, value string, hs ...string) {
-		r := &kgo.Record{Topic: env.ReplyTo, Value: []byte(value), Headers: []kgo.RecordHeader{hdr(HeaderID, env.FinalID())}}
-		for i := 0; i+1 < len(hs); i += 2 {
-			r.Headers = append(r.Headers, hdr(hs[i], hs[i+1]))
-		}
-		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil && !errors.Is(err, kgo.ErrClientClosed) {
+	send := func(r protocol.Reply) {
+		if err := cl.ProduceSync(context.Background(), r.Record()).FirstErr(); err != nil && !errors.Is(err, kgo.ErrClientClosed) {
 			t.Errorf("responder produce: %v", err)
 		}
 	}
@@ -587,26 +587,26 @@ func startResponder(t *testing.T, brokers []string, topic string) {
 				return
 			}
 			fs.EachRecord(func(r *kgo.Record) {
-				env, err := ParseEnvelope(r.Headers)
+				env, err := protocol.ParseEnvelope(r.Headers)
 				if err != nil || env.ReplyTo == "" {
 					t.Errorf("responder: bad request %v %+v", err, env)
 					return
 				}
 				switch string(r.Value) {
 				case "echo":
-					reply(env, "echo", HeaderContentType, "text/plain")
+					send(protocol.UnaryReply(&env, []byte("echo"), "text/plain"))
 				case "dup":
-					reply(env, "once")
-					reply(env, "once")
+					send(protocol.UnaryReply(&env, []byte("once"), ""))
+					send(protocol.UnaryReply(&env, []byte("once"), ""))
 				case "stream":
-					for _, seq := range []string{"4", "0", "3", "1", "2"} {
-						reply(env, "item"+seq, HeaderSeq, seq)
+					for _, seq := range []int64{4, 0, 3, 1, 2} {
+						send(protocol.ItemReply(&env, seq, fmt.Appendf(nil, "item%d", seq), ""))
 					}
-					reply(env, "", HeaderEOS, "5")
+					send(protocol.EndReply(&env, 5))
 				case "fail":
-					reply(env, "", HeaderStatus, string(CodeUnavailable), HeaderError, "replica draining")
+					send(protocol.ErrorReply(&env, CodeUnavailable, "replica draining"))
 				case "deadline":
-					reply(env, string(Header(r.Headers, HeaderDeadline)))
+					send(protocol.UnaryReply(&env, protocol.Header(r.Headers, protocol.HeaderDeadline), ""))
 				case "hang":
 				}
 			})
@@ -685,7 +685,7 @@ func TestCallerEmbedded(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req := &Request{Topic: reqTopic, Value: []byte("echo")}
+		req := &protocol.Request{Topic: reqTopic, Value: []byte("echo")}
 		r, err := c.Call(ctx, req)
 		if err != nil {
 			t.Fatalf("Call: %v", err)
@@ -714,7 +714,7 @@ func TestCallerEmbedded(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		d, _ := ctx.Deadline()
-		r, err := c.Call(ctx, &Request{Topic: reqTopic, Value: []byte("deadline"), Env: Envelope{Deadline: d.Add(time.Hour)}})
+		r, err := c.Call(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("deadline"), Env: protocol.Envelope{Deadline: d.Add(time.Hour)}})
 		if err != nil {
 			t.Fatalf("Call: %v", err)
 		}
@@ -722,7 +722,7 @@ func TestCallerEmbedded(t *testing.T) {
 			t.Errorf("request deadline header %q, want the context's %d", got, d.UnixNano())
 		}
 		early := d.Add(-time.Minute)
-		r, err = c.Call(ctx, &Request{Topic: reqTopic, Value: []byte("deadline"), Env: Envelope{Deadline: early}})
+		r, err = c.Call(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("deadline"), Env: protocol.Envelope{Deadline: early}})
 		if err != nil {
 			t.Fatalf("Call: %v", err)
 		}
@@ -737,7 +737,7 @@ func TestCallerEmbedded(t *testing.T) {
 		defer closeCaller(t, c)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		p := c.Start(ctx, &Request{Topic: reqTopic, Value: []byte("echo"), Env: Envelope{Cont: []Hop{{"sluice.app.x.in", "mid"}, {"sluice.app.y.in", "final-1"}}}})
+		p := c.Start(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("echo"), Env: protocol.Envelope{Cont: []protocol.Hop{{Topic: "sluice.app.x.in", ID: "mid"}, {Topic: "sluice.app.y.in", ID: "final-1"}}}})
 		defer p.Close()
 		if p.ID() != "final-1" {
 			t.Errorf("ID = %q, want final-1", p.ID())
@@ -753,7 +753,7 @@ func TestCallerEmbedded(t *testing.T) {
 		defer closeCaller(t, c)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := c.Call(ctx, &Request{Topic: reqTopic, Value: []byte("fail")})
+		_, err := c.Call(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("fail")})
 		var e *Error
 		if !errors.As(err, &e) || e.Code != CodeUnavailable || e.Msg != "replica draining" || !IsRetryable(err) {
 			t.Fatalf("Call error = %#v, want unavailable 'replica draining'", err)
@@ -766,7 +766,7 @@ func TestCallerEmbedded(t *testing.T) {
 		defer closeCaller(t, c)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		p := c.Start(ctx, &Request{Topic: reqTopic, Value: []byte("dup")})
+		p := c.Start(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("dup")})
 		r, err := p.Next(ctx)
 		if err != nil || string(r.Value) != "once" {
 			t.Fatalf("Next = %+v, %v", r, err)
@@ -787,7 +787,7 @@ func TestCallerEmbedded(t *testing.T) {
 		defer closeCaller(t, c)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		p := c.Start(ctx, &Request{Topic: reqTopic, Value: []byte("stream")})
+		p := c.Start(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("stream")})
 		defer p.Close()
 		var got []string
 		for {
@@ -817,7 +817,7 @@ func TestCallerEmbedded(t *testing.T) {
 		defer closeCaller(t, c)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		_, err := c.Call(ctx, &Request{Topic: reqTopic, Value: []byte("hang")})
+		_, err := c.Call(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("hang")})
 		if CodeOf(err) != CodeDeadlineExceeded {
 			t.Fatalf("Call = %v, want deadline exceeded", err)
 		}
@@ -832,7 +832,7 @@ func TestCallerEmbedded(t *testing.T) {
 		if !listTopics(t, ctx, brokers).Has(c.Topic()) {
 			t.Fatalf("reply topic %s not listed while the caller runs", c.Topic())
 		}
-		p := c.Start(ctx, &Request{Topic: reqTopic, Value: []byte("hang")})
+		p := c.Start(ctx, &protocol.Request{Topic: reqTopic, Value: []byte("hang")})
 		q := c.Expect("someone-else")
 		c.Close(ctx)
 		for _, x := range []*Pending{p, q} {

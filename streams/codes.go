@@ -4,25 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Code classifies a failed request. It travels in the sl-status header of
 // replies and dead letters, and the gateway maps it to HTTP and gRPC status
-// at the edge; nothing else in the platform speaks HTTP codes.
-type Code string
+// at the edge; nothing else in the platform speaks HTTP codes. The table
+// is the protocol's (protocol.Codes); these are its names here.
+type Code = protocol.Code
 
-// The one table of error codes.
+// The codes of the protocol's table.
 const (
-	CodeOK                 Code = ""
-	CodeInvalidArgument    Code = "invalid_argument"
-	CodeNotFound           Code = "not_found"
-	CodeAlreadyExists      Code = "already_exists"
-	CodeFailedPrecondition Code = "failed_precondition"
-	CodeDeadlineExceeded   Code = "deadline_exceeded"
-	CodeResourceExhausted  Code = "resource_exhausted"
-	CodeUnavailable        Code = "unavailable"
-	CodeCanceled           Code = "canceled"
-	CodeInternal           Code = "internal"
+	CodeOK                 = protocol.CodeOK
+	CodeInvalidArgument    = protocol.CodeInvalidArgument
+	CodeNotFound           = protocol.CodeNotFound
+	CodeAlreadyExists      = protocol.CodeAlreadyExists
+	CodeFailedPrecondition = protocol.CodeFailedPrecondition
+	CodeDeadlineExceeded   = protocol.CodeDeadlineExceeded
+	CodeResourceExhausted  = protocol.CodeResourceExhausted
+	CodeUnavailable        = protocol.CodeUnavailable
+	CodeCanceled           = protocol.CodeCanceled
+	CodeInternal           = protocol.CodeInternal
 )
 
 // Error is a request failure with its code.

@@ -68,6 +68,9 @@ func trimOnce(ctx context.Context, adm *kadm.Client) error {
 	if len(low) == 0 {
 		return nil
 	}
-	_, err = adm.DeleteRecords(ctx, low)
-	return err
+	res, err := adm.DeleteRecords(ctx, low)
+	if err != nil {
+		return err
+	}
+	return res.Error()
 }

@@ -22,7 +22,7 @@ func TestTrimConsumed(t *testing.T) {
 	defer e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, err := Dial(ctx, e.Brokers(), slog.New(slog.DiscardHandler))
+	cl, err := Dial(ctx, e.Brokers(), slog.New(slog.DiscardHandler), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

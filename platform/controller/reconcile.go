@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // ReconcilerConfig configures a Reconciler.
@@ -283,12 +284,14 @@ func (r *Reconciler) answerLeft(ctx context.Context, old *Topology, group, topic
 			if end, ok := left[rec.Partition]; ok && rec.Offset+1 >= end {
 				delete(left, rec.Partition)
 			}
-			env, err := streams.ParseEnvelope(rec.Headers)
+			env, err := protocol.ParseEnvelope(rec.Headers)
 			switch {
 			case err == nil && env.ReplyTo != "":
-				out = append(out, streams.ErrorReply(&env, cause))
+				r := protocol.ErrorReply(&env, cause.Code, cause.Error())
+				out = append(out, r.Record())
 			case !gone:
-				out = append(out, streams.DeadLetter(old.DeadLetter, rec, dep, cause))
+				d := protocol.NewDeadLetter(old.DeadLetter, rec, dep, cause.Code, cause.Error())
+				out = append(out, d.Record())
 			}
 		})
 		if len(out) > 0 {

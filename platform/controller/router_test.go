@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 func routerOf(t *testing.T, yaml string) replicas.Router {
@@ -41,7 +42,7 @@ edges:
 `
 
 func input(body string, headers ...string) *replicas.Input {
-	in := &replicas.Input{Value: []byte(body), Env: streams.Envelope{ID: "req-1", ContentType: serve.ContentJSON}}
+	in := &replicas.Input{Value: []byte(body), Env: protocol.Envelope{ID: "req-1", ContentType: serve.ContentJSON}}
 	for i := 0; i+1 < len(headers); i += 2 {
 		in.Env.AddRequestHeader(headers[i], headers[i+1])
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // ErrForwarded is returned by Result on a future whose value was passed to
@@ -104,10 +105,9 @@ func (h *Handle[In, Out]) Stream(ctx context.Context, in In) iter.Seq2[Out, erro
 		}
 		sc := h.scopeOf(ctx)
 		sc.flush(ctx)
-		env := sc.child(ct)
 		m := modelOf(ctx)
-		env.Model, env.Version = m.model, m.version
-		p := sc.rt.caller.Start(ctx, &streams.Request{Topic: h.core.topic, Key: m.key(), Env: env, Value: value})
+		env := protocol.HandleCall(sc.parent, protocol.Envelope{ContentType: ct, Model: m.model, Version: m.version})
+		p := sc.rt.caller.Start(ctx, &protocol.Request{Topic: h.core.topic, Key: m.key(), Env: env, Value: value})
 		defer p.Close()
 		for {
 			rep, err := p.Next(ctx)
@@ -214,7 +214,7 @@ func (c *call) wait(ctx context.Context) ([]byte, error) {
 // scope holds the calls of one deployment invocation.
 type scope struct {
 	rt     *runtime
-	parent streams.Envelope // deadline, trace and model pass to child calls
+	parent protocol.Envelope // what passes to child calls: protocol.HandleCall
 
 	mu    sync.Mutex
 	calls []*call // not yet sent
@@ -222,10 +222,6 @@ type scope struct {
 }
 
 type scopeKey struct{}
-
-func (sc *scope) child(ct string) streams.Envelope {
-	return streams.Envelope{Deadline: sc.parent.Deadline, Trace: sc.parent.Trace, ContentType: ct}
-}
 
 // flush sends every call not yet sent; a forwarded chain goes as one record
 // to its first hop, and its last hop's reply comes back here.
@@ -255,9 +251,9 @@ func (sc *scope) flush(ctx context.Context) {
 
 func (sc *scope) send(ctx context.Context, head *call) {
 	tail := head
-	var hops []streams.Hop
+	var hops []protocol.Hop
 	for x := head.next; x != nil; x = x.next {
-		hops = append(hops, streams.Hop{Topic: x.topic, ID: x.id})
+		hops = append(hops, protocol.Hop{Topic: x.topic, ID: x.id})
 		tail = x
 	}
 	if head.encErr != nil {
@@ -265,11 +261,8 @@ func (sc *scope) send(ctx context.Context, head *call) {
 		return
 	}
 	start := func(ctx context.Context, value []byte, ct string) *streams.Pending {
-		env := sc.child(ct)
-		env.ID = head.id
-		env.Cont = hops
-		env.Model, env.Version = head.model.model, head.model.version
-		return sc.rt.caller.Start(ctx, &streams.Request{Topic: head.topic, Key: head.model.key(), Env: env, Value: value})
+		env := protocol.HandleCall(sc.parent, protocol.Envelope{ID: head.id, ContentType: ct, Model: head.model.model, Version: head.model.version, Cont: hops})
+		return sc.rt.caller.Start(ctx, &protocol.Request{Topic: head.topic, Key: head.model.key(), Env: env, Value: value})
 	}
 	if head.after == nil {
 		p := start(ctx, head.value, head.ct)

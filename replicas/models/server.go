@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Catalog is what the model server reads of the registry: a follower of
@@ -130,7 +131,7 @@ func deref(p *int) int {
 func (s *Server) Handle(ctx context.Context, in *replicas.Input, out replicas.Output) error {
 	name := in.Env.Model
 	if name == "" {
-		return streams.Errorf(streams.CodeInvalidArgument, "the request names no model: call /v2/models/{name}/infer, or set the %s header", streams.HeaderModel)
+		return streams.Errorf(streams.CodeInvalidArgument, "the request names no model: call /v2/models/{name}/infer, or set the %s header", protocol.HeaderModel)
 	}
 	m, err := s.cfg.Catalog.Model(name)
 	if err != nil {

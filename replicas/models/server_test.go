@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // fakeCatalog is a registry follower over a memSource: models assembled
@@ -164,7 +165,7 @@ func binaryInput(t *testing.T, model, version string, req *oip.InferRequest) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &replicas.Input{Env: streams.Envelope{Model: model, Version: version, ContentType: oip.ContentType}, Value: b}
+	return &replicas.Input{Env: protocol.Envelope{Model: model, Version: version, ContentType: oip.ContentType}, Value: b}
 }
 
 func xRequest(xs ...float32) *oip.InferRequest {
@@ -552,7 +553,7 @@ func TestServerRequestForms(t *testing.T) {
 	body := []byte(`{"id":"j1","inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[2]}]}`)
 	for _, ct := range []string{"application/json", ""} {
 		out := &emitted{}
-		in := &replicas.Input{Env: streams.Envelope{Model: "m", ContentType: ct}, Value: body}
+		in := &replicas.Input{Env: protocol.Envelope{Model: "m", ContentType: ct}, Value: body}
 		if err := s.Handle(context.Background(), in, out); err != nil {
 			t.Fatalf("content type %q: %v", ct, err)
 		}
@@ -578,7 +579,7 @@ func TestServerRequestForms(t *testing.T) {
 		{"bad json", "application/json", []byte(`{"inputs": [`)},
 		{"bad payload", oip.ContentType, []byte{0xff, 0x01}},
 	} {
-		in := &replicas.Input{Env: streams.Envelope{Model: "m", ContentType: tc.ct}, Value: tc.body}
+		in := &replicas.Input{Env: protocol.Envelope{Model: "m", ContentType: tc.ct}, Value: tc.body}
 		if err := s.Handle(context.Background(), in, &emitted{}); streams.CodeOf(err) != streams.CodeInvalidArgument {
 			t.Errorf("%s: %v, want %s", tc.name, err, streams.CodeInvalidArgument)
 		}

@@ -85,7 +85,7 @@ type Deployment struct {
 
 // Metadata is an object's name, where it lives, and its labels.
 type Metadata struct {
-	Name      string            `yaml:"name,omitempty"`
+	Name        string            `yaml:"name,omitempty"`
 	Namespace   string            `yaml:"namespace,omitempty"`
 	Labels      map[string]string `yaml:"labels,omitempty"`
 	Annotations map[string]string `yaml:"annotations,omitempty"`

@@ -1,10 +1,9 @@
-package streams
+package protocol
 
 import (
 	"errors"
 	"math"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,8 +161,8 @@ func TestParseEnvelopeErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseEnvelope(%s=%q) succeeded", tc.key, tc.value)
 			}
-			if !errors.Is(err, ErrEnvelope) {
-				t.Errorf("error %v does not wrap ErrEnvelope", err)
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("error %v does not wrap ErrMalformed", err)
 			}
 			if !strings.Contains(err.Error(), tc.key) {
 				t.Errorf("error %q does not name header %s", err, tc.key)
@@ -254,69 +253,4 @@ func TestHeader(t *testing.T) {
 	if got := Header(nil, "a"); got != nil {
 		t.Errorf("Header on nil = %q", got)
 	}
-}
-
-var fuzzHeaderKeys = []string{
-	HeaderID, HeaderReplyTo, HeaderDeadline, HeaderTrace, HeaderContentType,
-	HeaderModel, HeaderCont, HeaderStatus, HeaderSeq, "x-unknown",
-}
-
-func FuzzParseEnvelope(f *testing.F) {
-	f.Add(uint8(0x20), []byte("id-1"), []byte("1700000000123456789"))
-	f.Add(uint8(0x62), []byte("a/1,b/2"), []byte("abc"))
-	f.Add(uint8(0x26), []byte("a/b,,c/d"), []byte("x"))
-	f.Add(uint8(0x22), []byte("0"), []byte("-5"))
-	f.Add(uint8(0x66), []byte(""), []byte("t/x/y"))
-	f.Add(uint8(0x99), []byte{0xff}, []byte{})
-	f.Fuzz(func(t *testing.T, sel uint8, a, b []byte) {
-		hs := []kgo.RecordHeader{
-			{Key: fuzzHeaderKeys[int(sel&0x0f)%len(fuzzHeaderKeys)], Value: a},
-			{Key: fuzzHeaderKeys[int(sel>>4)%len(fuzzHeaderKeys)], Value: b},
-		}
-		e, err := ParseEnvelope(hs)
-		if err != nil {
-			if !errors.Is(err, ErrEnvelope) {
-				t.Fatalf("ParseEnvelope(%v) error %v does not wrap ErrEnvelope", hs, err)
-			}
-			return
-		}
-		again, err := ParseEnvelope(e.AppendHeaders(nil))
-		if err != nil {
-			t.Fatalf("re-parse of %+v: %v", e, err)
-		}
-		if !envEqual(again, e) {
-			t.Fatalf("re-parse = %+v, want %+v", again, e)
-		}
-	})
-}
-
-func FuzzHops(f *testing.F) {
-	for _, s := range []string{"", "a/b", "a/b,c/d", "topic", "/id", "topic/", "a/b,,c/d", "a/b/c", ",", "/"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		hops, err := parseHops(s)
-		if err != nil {
-			if !errors.Is(err, ErrEnvelope) {
-				t.Fatalf("parseHops(%q) error %v does not wrap ErrEnvelope", s, err)
-			}
-			return
-		}
-		for _, h := range hops {
-			if h.Topic == "" || h.ID == "" {
-				t.Fatalf("parseHops(%q) gave empty hop %+v", s, h)
-			}
-		}
-		b := appendHops(nil, hops)
-		if string(b) != s {
-			t.Fatalf("appendHops(parseHops(%q)) = %q", s, b)
-		}
-		again, err := parseHops(string(b))
-		if err != nil {
-			t.Fatalf("re-parse of %q: %v", b, err)
-		}
-		if !slices.Equal(again, hops) {
-			t.Fatalf("re-parse = %+v, want %+v", again, hops)
-		}
-	})
 }
