@@ -25,6 +25,7 @@ var allowed = map[string][]string{
 	"gateway/oip":                      {"protos/gen/inference"},
 	"cel":                              {"gateway/oip"},
 	"platform/spec":                    {"cel"},
+	"platform/bundle":                  {"cel", "platform/spec"},
 	"replicas":                         {"streams"},
 	"platform/appstore":                {"platform/spec", "streams"},
 	"autoscaler":                       {"platform/spec", "streams"},
