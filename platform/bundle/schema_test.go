@@ -57,23 +57,19 @@ type node struct {
 	Next     *node   `json:"next"`
 }
 
-// conflict has two fields named x at one depth: encoding/json drops both.
+// conflict has two fields named X at one depth: encoding/json drops both.
 type conflict struct {
 	left
 	right
 	Y int `json:"y"`
 }
-type left struct {
-	X int `json:"x"`
-}
-type right struct {
-	X string `json:"x"`
-}
+type left struct{ X int }
+type right struct{ X string }
 
 // A deeper field loses to a shallower one of the same name.
 type shadow struct {
 	left
-	X bool `json:"x"`
+	X bool
 }
 
 type named string
