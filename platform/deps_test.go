@@ -39,7 +39,7 @@ var allowed = map[string][]string{
 	"replicas/models":                  {"gateway/oip", "platform/spec", "registry", "replicas", "streams"},
 	"replicas/runtime/tensorflow":      {"gateway/oip", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
-	"platform/serve":                   {"cel", "gateway/oip", "platform/spec", "replicas", "streams"},
+	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams"},
 	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "streams"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams"},
