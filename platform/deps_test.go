@@ -44,7 +44,7 @@ var allowed = map[string][]string{
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
-		"gateway", "platform/appstore", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
+		"gateway", "platform/appstore", "platform/bundle", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams"},
 }
 
