@@ -203,8 +203,8 @@ func SchemaOf(t reflect.Type) *Schema {
 }
 
 type generator struct {
-	defs    map[reflect.Type]string // recursive struct types: their $defs key
-	onStack map[reflect.Type]bool   // struct types being described
+	defs    map[reflect.Type]string // types that refer to themselves: their $defs key
+	onStack map[reflect.Type]bool   // named composite types being described
 }
 
 // schema describes t as encoding/json's decoder treats a value of type t
@@ -224,6 +224,23 @@ func (g *generator) schema(t reflect.Type) *Schema {
 		if s := selfDecoding(reflect.PointerTo(t), t); s != nil {
 			return s
 		}
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Array, reflect.Map:
+		// Only a named type can refer to itself: describe it once.
+		if t.Name() == "" {
+			break
+		}
+		if g.onStack[t] {
+			key, ok := g.defs[t]
+			if !ok {
+				key = defKey(t)
+				g.defs[t] = key
+			}
+			return &Schema{Ref: "#/$defs/" + escapePointer(key)}
+		}
+		g.onStack[t] = true
+		defer func() { g.onStack[t] = false }()
 	}
 	s := &Schema{GoType: t.String()}
 	switch t.Kind() {
@@ -274,16 +291,6 @@ func (g *generator) schema(t reflect.Type) *Schema {
 		}
 		s.Type, s.AdditionalProperties = Types{typeObject}, g.schema(t.Elem())
 	case reflect.Struct:
-		if g.onStack[t] {
-			key, ok := g.defs[t]
-			if !ok {
-				key = defKey(t, len(g.defs))
-				g.defs[t] = key
-			}
-			return &Schema{Ref: "#/$defs/" + escapePointer(key)}
-		}
-		g.onStack[t] = true
-		defer func() { g.onStack[t] = false }()
 		s.Type, s.GoName = Types{typeObject}, t.Name()
 		s.Properties = Properties{}
 		for _, f := range structFields(t) {
@@ -328,12 +335,7 @@ func isInteger(k reflect.Kind) bool {
 }
 
 // defKey names a recursive type under $defs.
-func defKey(t reflect.Type, n int) string {
-	if t.Name() != "" {
-		return TypeID(t)
-	}
-	return "struct" + strconv.Itoa(n)
-}
+func defKey(t reflect.Type) string { return TypeID(t) }
 
 // escapePointer escapes a JSON Pointer token (RFC 6901).
 func escapePointer(s string) string {

@@ -74,6 +74,10 @@ type shadow struct {
 
 type named string
 
+// list and tree refer to themselves without a struct.
+type list []list
+type tree map[string]tree
+
 type ifaceField struct {
 	S interface{ String() string } `json:"s"`
 }
@@ -88,7 +92,7 @@ var decodeTypes = []reflect.Type{
 	reflect.TypeFor[[]byte](), reflect.TypeFor[[]int](), reflect.TypeFor[[2]string](), reflect.TypeFor[[0]int](), reflect.TypeFor[[]*point](),
 	reflect.TypeFor[map[string]any](), reflect.TypeFor[map[uint8]bool](), reflect.TypeFor[map[bool]int](), reflect.TypeFor[mapOfStructs](),
 	reflect.TypeFor[any](), reflect.TypeFor[error](), reflect.TypeFor[*int](), reflect.TypeFor[**string](), reflect.TypeFor[complex64](),
-	reflect.TypeFor[chan int](), reflect.TypeFor[func()](),
+	reflect.TypeFor[chan int](), reflect.TypeFor[func()](), reflect.TypeFor[list](), reflect.TypeFor[tree](),
 	reflect.TypeFor[point](), reflect.TypeFor[outer](), reflect.TypeFor[*outer](), reflect.TypeFor[node](), reflect.TypeFor[conflict](),
 	reflect.TypeFor[shadow](), reflect.TypeFor[ifaceField](), reflect.TypeFor[struct{}](), reflect.TypeFor[struct {
 		A int `json:"a"`
@@ -114,6 +118,7 @@ var decodeValues = []string{
 	`{"hidden":"x"}`, `{"k":"x"}`, `{"K":"x"}`, `{"Untagged":1}`, `{"untagged":"x"}`, `{"nested":{"Z":[1,-1]}}`,
 	`{"nested":{"z":[70000]}}`, `{"byte_array":"aGk="}`, `{"byte_array":[1,2,3,4]}`, `{"name":1}`,
 	`{"children":[{"name":"a","children":[{"name":2}]}]}`, `{"next":{"next":{"name":[]}}}`, `{"y":"x","x":1}`,
+	`[[],[[1]]]`, `{"a":{"b":{"c":1}}}`, `{"a":{"b":[]}}`, `[[[[]]],"x"]`,
 	`{"s":"x"}`, `{"s":null}`, `{"x":1,"x":"a"}`, `{"a":{"x":1}}`, `{"a":{"x":"s"},"b":{"x":2}}`,
 	`{"ps":[{"x":1}],"p":{"y":"bad"}}`, `{"p":{"y":"bad"},"m":{"a":"b"}}`,
 	``, `{`, `[1,]`, `{"a":1}x`, `nul`,
