@@ -107,16 +107,17 @@ func (a *Application) Spec() *spec.App { return a.spec.Clone() }
 // Registry holds the deployments a binary can run, by handler name. The
 // binary's main fills it explicitly; nothing registers itself.
 type Registry struct {
-	deps     map[string]*Deployment
-	apps     []*Application
-	manifest func() bundle.Manifest // built once, on first use
+	deps map[string]*Deployment
+	apps []*Application
+
+	once     sync.Once // builds manifest on first use
+	manifest bundle.Manifest
 }
 
 // NewRegistry returns a registry of the applications' deployments and of
 // extra deployments that YAML specs may name.
 func NewRegistry(apps []*Application, extra ...*Deployment) (*Registry, error) {
 	r := &Registry{deps: map[string]*Deployment{}, apps: apps}
-	r.manifest = sync.OnceValue(r.buildManifest)
 	for _, a := range apps {
 		for _, d := range a.deps {
 			if err := r.add(d); err != nil {

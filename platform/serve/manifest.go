@@ -15,7 +15,10 @@ import (
 // parameters, and the applications built in. Registry.Check checks specs
 // against it, as the platform checks them against a code bundle's. It is
 // built once and shared: do not modify it.
-func (r *Registry) Manifest() bundle.Manifest { return r.manifest() }
+func (r *Registry) Manifest() bundle.Manifest {
+	r.once.Do(func() { r.manifest = r.buildManifest() })
+	return r.manifest
+}
 
 func (r *Registry) buildManifest() bundle.Manifest {
 	m := bundle.Manifest{Format: bundle.FormatVersion, SDK: sdk(), Handlers: []bundle.Handler{}}
