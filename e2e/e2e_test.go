@@ -430,7 +430,8 @@ func TestBadSpecsExitTwo(t *testing.T) {
 	}{
 		{"unknown field", "name: x\nroute_prefix: /x\ningress: A\ndeployments:\n  - name: A\n    replica: 2\n", "bad.yaml:6:5"},
 		{"edge to nowhere", "name: x\nroute_prefix: /x\ningress: A\ndeployments:\n  - name: A\nedges:\n  - {from: A, to: Z}\n", "edges[0].to"},
-		{"unknown handler", "name: x\nroute_prefix: /x\ningress: A\ndeployments:\n  - name: A\n    handler: Nope\n", "unknown handler \"Nope\""},
+		{"unknown handler", "name: x\nroute_prefix: /x\ningress: A\ndeployments:\n  - name: A\n    handler: Nope\n", "bad.yaml:6:14: deployments[0].handler: unknown handler \"Nope\""},
+		{"arg type", "name: x\nroute_prefix: /x\ningress: A\ndeployments:\n  - name: A\n    handler: Adder\n    args: [one]\n", "bad.yaml:7:12: deployments[0]: args[0]: value \"one\" does not fit parameter type int"},
 		{"malformed", "name: [x\n", "bad.yaml:"},
 	}
 	for _, tc := range tests {

@@ -27,6 +27,7 @@ var allowed = map[string][]string{
 	"gateway/oip":                      {"protos/gen/inference"},
 	"cel":                              {"gateway/oip"},
 	"platform/spec":                    {"cel"},
+	"platform/bundle":                  {"cel", "platform/spec"},
 	"replicas":                         {"streams", "streams/protocol"},
 	"platform/appstore":                {"platform/spec", "streams"},
 	"autoscaler":                       {"platform/spec", "streams"},
@@ -40,12 +41,12 @@ var allowed = map[string][]string{
 	"replicas/models":                  {"gateway/oip", "platform/spec", "registry", "replicas", "streams", "streams/protocol"},
 	"replicas/runtime/tensorflow":      {"gateway/oip", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
-	"platform/serve":                   {"cel", "gateway/oip", "platform/spec", "replicas", "streams", "streams/protocol"},
+	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol"},
 	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "streams", "streams/protocol"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
-		"gateway", "platform/appstore", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
+		"gateway", "platform/appstore", "platform/bundle", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams"},
 }
 

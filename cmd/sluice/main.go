@@ -29,8 +29,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	apps := append([]*serve.Application{hello.App(), chain.App(), stream.App()}, tensors.Apps()...)
-	reg, err := serve.NewRegistry(apps, bench.Noop)
+	reg, err := registry()
 	if err == nil {
 		err = cli.Run(ctx, os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Log: log, Registry: reg})
 	}
@@ -39,4 +38,11 @@ func main() {
 		stop()
 		os.Exit(code)
 	}
+}
+
+// registry holds the example applications, and the benchmark's handler
+// for YAML specs to name.
+func registry() (*serve.Registry, error) {
+	apps := append([]*serve.Application{hello.App(), chain.App(), stream.App()}, tensors.Apps()...)
+	return serve.NewRegistry(apps, bench.Noop)
 }

@@ -39,6 +39,7 @@ var commandHelps = []commandHelp{
 	{name: "status", args: "[NAME]", maxArgs: 1, summary: "show applications (or the application NAME), deployments, replicas and lag"},
 	{name: "delete", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete an application"},
 	{name: "render", summary: "print Kubernetes objects for applications (a KEDA ScaledObject per deployment)"},
+	{name: "describe", summary: "print what this binary offers: its handlers (kinds, types, constructor arguments) and built-in applications"},
 
 	{name: "models push", args: "NAME PATH", minArgs: 2, maxArgs: 2, summary: "publish a file or directory as a new version"},
 	{name: "models ls", args: "[NAME]", maxArgs: 1, summary: "list models, or one model's versions"},

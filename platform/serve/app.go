@@ -2,12 +2,11 @@ package serve
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
+	"sync"
 
+	"github.com/sluice-serve/sluice/platform/bundle"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
@@ -110,6 +109,9 @@ func (a *Application) Spec() *spec.App { return a.spec.Clone() }
 type Registry struct {
 	deps map[string]*Deployment
 	apps []*Application
+
+	once     sync.Once // builds manifest on first use
+	manifest bundle.Manifest
 }
 
 // NewRegistry returns a registry of the applications' deployments and of
@@ -132,6 +134,9 @@ func NewRegistry(apps []*Application, extra ...*Deployment) (*Registry, error) {
 }
 
 func (r *Registry) add(d *Deployment) error {
+	if err := d.checkCtor(); err != nil {
+		return err
+	}
 	if old, ok := r.deps[d.name]; ok && old != d {
 		return fmt.Errorf("two different deployments are named %s", d.name)
 	}
@@ -143,84 +148,15 @@ func (r *Registry) add(d *Deployment) error {
 func (r *Registry) Apps() []*Application { return r.apps }
 
 // ErrUnknownHandler is wrapped when a spec names a handler the binary lacks.
-var ErrUnknownHandler = errors.New("unknown handler")
+var ErrUnknownHandler = bundle.ErrUnknownHandler
 
 // Check reports every way app cannot run on this binary: unknown handlers,
-// arguments that do not fit constructors, handles of the wrong type.
+// arguments that do not fit constructors, handles of the wrong type,
+// batching on a handler that does not batch, CEL transforms the target
+// cannot decode. It is bundle.Check against this binary's manifest, the
+// check the platform makes against a code bundle's.
 func (r *Registry) Check(app *spec.App) error {
-	var errs []error
-	byName := map[string]*Deployment{}
-	for _, dep := range app.Deployments {
-		byName[dep.Name] = r.deps[dep.Handler]
-	}
-	for i, e := range app.Edges {
-		if e.Transform == "" {
-			continue
-		}
-		if d := byName[e.To]; d != nil {
-			if err := checkTransform(e.Transform, d); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("edges[%d].transform", i)), err))
-			}
-		}
-	}
-	for i, dep := range app.Deployments {
-		if dep.Kind == spec.KindModel || dep.Kind == spec.KindCEL {
-			continue // the built-in model server, or rules only
-		}
-		d := r.deps[dep.Handler]
-		if d == nil {
-			errs = append(errs, fmt.Errorf("deployments[%d].handler: %w %q (this binary has %v)", i, ErrUnknownHandler, dep.Handler, r.handlerNames()))
-			continue
-		}
-		if err := d.checkSpec(dep, byName); err != nil {
-			errs = append(errs, fmt.Errorf("deployments[%d]: %w", i, err))
-		}
-		if dep.Batching.MaxBatchSize > 0 && !d.batches {
-			errs = append(errs, fmt.Errorf("deployments[%d].batching: handler %s is not a batch handler (write it with serve.BatchFunc)", i, dep.Handler))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (r *Registry) handlerNames() []string {
-	names := make([]string, 0, len(r.deps))
-	for n := range r.deps {
-		names = append(names, n)
-	}
-	return names
-}
-
-func (d *Deployment) checkSpec(dep spec.Deployment, byName map[string]*Deployment) error {
-	if !d.ctor.IsValid() {
-		if len(dep.Args) > 0 {
-			return fmt.Errorf("args: handler %s is a function and takes no arguments", d.name)
-		}
-		return nil
-	}
-	t := d.ctor.Type()
-	if len(dep.Args) != t.NumIn() {
-		return fmt.Errorf("args: handler %s takes %d arguments, got %d", d.name, t.NumIn(), len(dep.Args))
-	}
-	for i, a := range dep.Args {
-		pt := t.In(i)
-		if a.Handle != "" {
-			target := byName[a.Handle]
-			if target == nil {
-				continue // reported against the target's own handler
-			}
-			if err := checkHandleParam(pt, target); err != nil {
-				return fmt.Errorf("args[%d]: %w", i, err)
-			}
-			continue
-		}
-		if isHandleType(pt) {
-			return fmt.Errorf("args[%d]: parameter is a handle, give {handle: DEPLOYMENT}", i)
-		}
-		if err := jsonInto(a.Value, pt); err != nil {
-			return fmt.Errorf("args[%d]: %w", i, err)
-		}
-	}
-	return nil
+	return bundle.Check(app, r.Manifest())
 }
 
 // Streams reports whether the handler yields a stream.
@@ -243,13 +179,6 @@ func (r *Registry) Build(ctx context.Context, app *spec.App, deployment string, 
 		return d.construct(ctx, dep, &runtime{caller: caller, namer: namer, app: app.Name})
 	}
 	return nil, fmt.Errorf("application %s has no deployment %s", app.Name, deployment)
-}
-
-func jsonInto(raw []byte, t reflect.Type) error {
-	if err := json.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
-		return fmt.Errorf("value %s does not fit parameter type %s: %v", raw, t, err)
-	}
-	return nil
 }
 
 // InferenceSignature sets how the application presents itself on the Open

@@ -4,8 +4,10 @@ import (
 	"encoding"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/bundle"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -83,4 +85,24 @@ func unmarshalOIP(u encoding.BinaryUnmarshaler, b []byte) error {
 		return streams.Errorf(streams.CodeInvalidArgument, "decode inference payload: %v", err)
 	}
 	return nil
+}
+
+var (
+	bytesType       = reflect.TypeFor[[]byte]()
+	stringType      = reflect.TypeFor[string]()
+	oipRequestType  = reflect.TypeFor[*oip.InferRequest]()
+	oipResponseType = reflect.TypeFor[*oip.InferResponse]()
+)
+
+// encodingOf is how encode and decode carry a value of type t.
+func encodingOf(t reflect.Type) string {
+	switch t {
+	case bytesType:
+		return bundle.EncodingBinary
+	case stringType:
+		return bundle.EncodingText
+	case oipRequestType, oipResponseType:
+		return bundle.EncodingOIP
+	}
+	return bundle.EncodingJSON // json.RawMessage too: it is JSON, taken as is
 }

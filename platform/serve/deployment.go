@@ -31,6 +31,13 @@ type Reconfigurer interface {
 	Reconfigure(ctx context.Context, config json.RawMessage) error
 }
 
+// HealthChecker is implemented by deployments that can tell whether they
+// still work. The binary's manifest records it (health_check); the
+// platform does not call it yet.
+type HealthChecker interface {
+	CheckHealth(ctx context.Context) error
+}
+
 // Deployment is a deployable unit of Go code: a function, or a constructor
 // whose result serves requests. Create one with Func, StreamFunc, Type or
 // StreamType; compose with Bind.
@@ -171,15 +178,12 @@ func (b *Bound) params() ([]spec.Arg, []*Bound, error) {
 		}
 		return nil, nil, nil
 	}
-	t := d.ctor.Type()
-	if t.Kind() != reflect.Func {
-		return nil, nil, fmt.Errorf("deployment %s: constructor is %s, not a function", d.name, t)
-	}
-	if t.IsVariadic() || t.NumIn() != len(b.args) {
-		return nil, nil, fmt.Errorf("deployment %s: constructor takes %d arguments, Bind got %d", d.name, t.NumIn(), len(b.args))
-	}
-	if err := checkCtorResults(d.name, t); err != nil {
+	if err := d.checkCtor(); err != nil {
 		return nil, nil, err
+	}
+	t := d.ctor.Type()
+	if t.NumIn() != len(b.args) {
+		return nil, nil, fmt.Errorf("deployment %s: constructor takes %d arguments, Bind got %d", d.name, t.NumIn(), len(b.args))
 	}
 	var args []spec.Arg
 	var handles []*Bound
@@ -211,12 +215,22 @@ func (b *Bound) params() ([]spec.Arg, []*Bound, error) {
 
 var errorType = reflect.TypeFor[error]()
 
-func checkCtorResults(name string, t reflect.Type) error {
+// checkCtor refuses a constructor that construct could not call: not a
+// function, variadic, or not returning (T) or (T, error).
+func (d *Deployment) checkCtor() error {
+	if !d.ctor.IsValid() {
+		return nil
+	}
+	t := d.ctor.Type()
 	switch {
+	case t.Kind() != reflect.Func:
+		return fmt.Errorf("deployment %s: constructor is %s, not a function", d.name, t)
+	case t.IsVariadic():
+		return fmt.Errorf("deployment %s: constructor %s is variadic; give it fixed parameters", d.name, t)
 	case t.NumOut() == 1:
 	case t.NumOut() == 2 && t.Out(1) == errorType:
 	default:
-		return fmt.Errorf("deployment %s: constructor must return (T) or (T, error), returns %d values", name, t.NumOut())
+		return fmt.Errorf("deployment %s: constructor must return (T) or (T, error), returns %d values", d.name, t.NumOut())
 	}
 	return nil
 }

@@ -129,13 +129,22 @@ func (v *validator) cel(p, expr string, kind cel.Kind) {
 // path"), for errors found after decoding; an app built in Go has only
 // the path.
 func (a *App) Locate(path string) string {
-	if a.Source == nil {
-		return path
-	}
-	if line, col := a.Source.position(path); line > 0 {
-		return fmt.Sprintf("%s:%d:%d: %s", a.Source.File, line, col, path)
+	if pos := a.Position(path); pos != "" {
+		return pos + ": " + path
 	}
 	return path
+}
+
+// Position is where the YAML set field path, or the closest enclosing
+// field that has a place: "file:line:col", or "" for an app built in Go.
+func (a *App) Position(path string) string {
+	if a.Source == nil {
+		return ""
+	}
+	if line, col := a.Source.position(path); line > 0 {
+		return fmt.Sprintf("%s:%d:%d", a.Source.File, line, col)
+	}
+	return ""
 }
 
 // DescribeRule names a rule for runtime errors: its field and text.

@@ -1,0 +1,199 @@
+package bundle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sluice-serve/sluice/cel"
+	"github.com/sluice-serve/sluice/platform/spec"
+)
+
+// ErrUnknownHandler is wrapped when a spec names a handler the binary
+// lacks.
+var ErrUnknownHandler = errors.New("unknown handler")
+
+// Check reports every way app cannot run on the binary m describes:
+// unknown handlers, arguments that do not fit constructors, handles of
+// the wrong type, batching options on a handler that does not batch, and
+// CEL edge transforms whose type the target handler cannot decode. Each
+// error starts with the place in the YAML (file:line:col) when app was
+// parsed from a file.
+func Check(app *spec.App, m Manifest) error {
+	handlers := make(map[string]*Handler, len(m.Handlers))
+	for i := range m.Handlers {
+		handlers[m.Handlers[i].Name] = &m.Handlers[i]
+	}
+	byName := map[string]*Handler{} // deployment name → its handler
+	for _, dep := range app.Deployments {
+		byName[dep.Name] = handlers[dep.Handler]
+	}
+	var errs []error
+	for i, e := range app.Edges {
+		if e.Transform == "" {
+			continue
+		}
+		if h := byName[e.To]; h != nil {
+			if err := checkTransform(e.Transform, h); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("edges[%d].transform", i)), err))
+			}
+		}
+	}
+	for i, dep := range app.Deployments {
+		if dep.Kind == spec.KindModel || dep.Kind == spec.KindCEL {
+			continue // the built-in model server, or rules only
+		}
+		p := fmt.Sprintf("deployments[%d]", i)
+		h := handlers[dep.Handler]
+		if h == nil {
+			errs = append(errs, fmt.Errorf("%s%s.handler: %w %q (this binary has %v)", at(app, p+".handler"), p, ErrUnknownHandler, dep.Handler, handlerNames(m)))
+			continue
+		}
+		if field, err := checkArgs(h, dep, byName); err != nil {
+			errs = append(errs, fmt.Errorf("%s%s: %w", at(app, p+"."+field), p, err))
+		}
+		if dep.Batching.MaxBatchSize > 0 && !h.Batches() {
+			errs = append(errs, fmt.Errorf("%s%s.batching: handler %s is not a batch handler (write it with serve.BatchFunc)", at(app, p+".batching"), p, h.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// at is the place of field path in app's YAML followed by ": ", or "".
+func at(app *spec.App, path string) string {
+	if pos := app.Position(path); pos != "" {
+		return pos + ": "
+	}
+	return ""
+}
+
+func handlerNames(m Manifest) []string {
+	names := make([]string, len(m.Handlers))
+	for i, h := range m.Handlers {
+		names[i] = h.Name
+	}
+	slices.Sort(names)
+	return names
+}
+
+// checkArgs checks a deployment's args against its handler's
+// constructor, returning the field of the first that does not fit.
+func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (string, error) {
+	if h.Func {
+		if len(dep.Args) > 0 {
+			return "args", fmt.Errorf("args: handler %s is a function and takes no arguments", h.Name)
+		}
+		return "", nil
+	}
+	if len(dep.Args) != len(h.Args) {
+		return "args", fmt.Errorf("args: handler %s takes %d arguments, got %d", h.Name, len(h.Args), len(dep.Args))
+	}
+	for i, a := range dep.Args {
+		field := fmt.Sprintf("args[%d]", i)
+		param := h.Args[i]
+		if a.Handle != "" {
+			target := byName[a.Handle]
+			if target == nil {
+				continue // reported against the target's own handler
+			}
+			if !param.Handle {
+				return field, fmt.Errorf("%s: parameter type %s is not a *serve.Handle, cannot take bound deployment %s", field, param.Go, target.Name)
+			}
+			if !sameType(param.Input, &target.Input) || !sameType(param.Output, &target.Output) {
+				return field, fmt.Errorf("%s: parameter %s does not match deployment %s, which takes %s and returns %s", field, param.Go, target.Name, target.Input.Go, target.Output.Go)
+			}
+			continue
+		}
+		if param.Handle {
+			return field, fmt.Errorf("%s: parameter is a handle, give {handle: DEPLOYMENT}", field)
+		}
+		if param.Schema == nil {
+			continue
+		}
+		if err := param.Schema.Validate(a.Value); err != nil {
+			return field, fmt.Errorf("%s: value %s does not fit parameter type %s: %v", field, a.Value, param.Go, err)
+		}
+	}
+	return "", nil
+}
+
+// sameType reports whether a handle's type is the deployment's: the same
+// Go type, travelling the same way, with the same schema.
+func sameType(a, b *Type) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.ID != b.ID || a.Encoding != b.Encoding {
+		return false
+	}
+	sa, err1 := json.Marshal(a.Schema)
+	sb, err2 := json.Marshal(b.Schema)
+	return err1 == nil && err2 == nil && bytes.Equal(sa, sb)
+}
+
+// checkTransform refuses a transform whose checked type the target
+// handler cannot take: a string for a handler of numbers, a map for a
+// handler of strings. A dynamic type (most of `body`) is checked when
+// the request runs instead.
+func checkTransform(expr string, target *Handler) error {
+	p, err := cel.Compile(expr, cel.Transform)
+	if err != nil {
+		return err
+	}
+	got := p.Type()
+	want := celKinds(target.Input)
+	if want == nil || got == "dyn" {
+		return nil
+	}
+	for _, k := range want {
+		if got == k || strings.HasPrefix(got, k+"(") {
+			return nil
+		}
+	}
+	return fmt.Errorf("yields %s, but %s takes %s (want %s)", got, target.Name, target.Input.Go, strings.Join(want, " or "))
+}
+
+// celKinds are the CEL types whose JSON a payload type decodes; nil: any.
+func celKinds(t Type) []string {
+	switch t.Encoding {
+	case EncodingBinary:
+		return nil // raw bytes: anything
+	case EncodingText:
+		return []string{"string"}
+	}
+	if t.Schema == nil {
+		return nil
+	}
+	s, err := t.Schema.resolve(t.Schema)
+	if err != nil || s.GoDecoder == "json" && len(s.Type) == 0 {
+		return nil
+	}
+	var kinds []string
+	add := func(ks ...string) {
+		for _, k := range ks {
+			if !slices.Contains(kinds, k) {
+				kinds = append(kinds, k)
+			}
+		}
+	}
+	for _, typ := range s.Type {
+		switch typ {
+		case typeString:
+			add("string")
+		case typeBoolean:
+			add("bool")
+		case typeInteger:
+			add("int", "uint")
+		case typeNumber:
+			add("double", "int", "uint")
+		case typeObject:
+			add("map")
+		case typeArray:
+			add("list")
+		}
+	}
+	return kinds
+}

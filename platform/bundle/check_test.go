@@ -1,0 +1,158 @@
+package bundle
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sluice-serve/sluice/platform/spec"
+)
+
+func typeOf[T any](encoding string) Type {
+	t := reflect.TypeFor[T]()
+	return Type{Go: t.String(), ID: TypeID(t), Encoding: encoding, Schema: SchemaOf(t)}
+}
+
+func handleOf[In, Out any](in, out string) Arg {
+	i, o := typeOf[In](in), typeOf[Out](out)
+	return Arg{Type: Type{Go: "*serve.Handle[...]", ID: "handle"}, Handle: true, Input: &i, Output: &o}
+}
+
+func valueOf[T any]() Arg { return Arg{Type: typeOf[T](EncodingJSON)} }
+
+// testManifest is a binary of five handlers, written by hand.
+func testManifest() Manifest {
+	return Manifest{
+		Format: FormatVersion,
+		SDK:    SDK{Language: LanguageGo, Version: "(devel)", Runtime: "go1.26", Platform: "linux/amd64"},
+		Handlers: []Handler{
+			{Name: "Add", Kind: KindUnary, Input: typeOf[int](EncodingJSON), Output: typeOf[int](EncodingJSON), Args: []Arg{valueOf[int]()}},
+			{Name: "Front", Kind: KindUnary, Input: typeOf[int](EncodingJSON), Output: typeOf[int](EncodingJSON), Args: []Arg{handleOf[int, int](EncodingJSON, EncodingJSON)}},
+			{Name: "Upper", Kind: KindUnary, Input: typeOf[string](EncodingText), Output: typeOf[string](EncodingText), Func: true},
+			{Name: "Embed", Kind: KindBatch, Input: typeOf[[]byte](EncodingBinary), Output: typeOf[[]float32](EncodingJSON), Func: true},
+			{Name: "Points", Kind: KindStream, Input: typeOf[point](EncodingJSON), Output: typeOf[point](EncodingJSON), Args: []Arg{valueOf[point](), valueOf[[]string]()}, Reconfigure: true},
+		},
+	}
+}
+
+const head = "name: a\nroute_prefix: /a\ningress: F\ndeployments:\n"
+
+// Check names each problem with its place in the file, on a manifest read
+// back from its JSON as on the one it was written from.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"ok", head + "  - {name: F, handler: Front, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [5]}\n", nil},
+		{"unknown handler", head + "  - name: F\n    handler: Nope\n",
+			[]string{`a.yaml:6:14: deployments[0].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper])`}},
+		{"unknown handler by name", head + "  - name: F\n",
+			[]string{`a.yaml:5:5: deployments[0].handler: unknown handler "F" (this binary has [Add Embed Front Points Upper])`}},
+		{"arg count", head + "  - name: F\n    handler: Add\n",
+			[]string{`a.yaml:5:5: deployments[0]: args: handler Add takes 1 arguments, got 0`}},
+		{"function with args", head + "  - name: F\n    handler: Upper\n    args: [1]\n",
+			[]string{`a.yaml:7:11: deployments[0]: args: handler Upper is a function and takes no arguments`}},
+		{"arg type", head + "  - name: F\n    handler: Add\n    args: [x]\n",
+			[]string{`a.yaml:7:12: deployments[0]: args[0]: value "x" does not fit parameter type int: json: cannot unmarshal string into Go value of type int`}},
+		{"struct field type", head + "  - name: F\n    handler: Points\n    args:\n      - {x: 1, y: 2}\n      - [a, 3]\n",
+			[]string{`a.yaml:9:9: deployments[0]: args[1]: value ["a",3] does not fit parameter type []string: json: cannot unmarshal number into Go value of type string`}},
+		{"nested field", head + "  - name: F\n    handler: Points\n    args: [{x: one}, []]\n",
+			[]string{`a.yaml:7:12: deployments[0]: args[0]: value {"x":"one"} does not fit parameter type bundle.point: json: cannot unmarshal string into Go struct field point.x of type int`}},
+		{"value for a handle", head + "  - name: F\n    handler: Front\n    args: [3]\n",
+			[]string{`a.yaml:7:12: deployments[0]: args[0]: parameter is a handle, give {handle: DEPLOYMENT}`}},
+		{"handle for a value", head + "  - {name: F, handler: Add, args: [{handle: U}]}\n  - {name: U, handler: Upper}\n",
+			[]string{`a.yaml:5:36: deployments[0]: args[0]: parameter type int is not a *serve.Handle, cannot take bound deployment Upper`}},
+		{"handle of the wrong type", head + "  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper}\n",
+			[]string{`a.yaml:5:38: deployments[0]: args[0]: parameter *serve.Handle[...] does not match deployment Upper, which takes string and returns string`}},
+		{"handle to an unknown handler", head + "  - {name: F, handler: Front, args: [{handle: N}]}\n  - {name: N, handler: Nope}\n",
+			[]string{`a.yaml:6:24: deployments[1].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper])`}},
+		{"batching", head + "  - name: F\n    handler: Upper\n    batching: {max_batch_size: 4}\n",
+			[]string{`a.yaml:7:15: deployments[0].batching: handler Upper is not a batch handler (write it with serve.BatchFunc)`}},
+		{"batching a batch handler", head + "  - name: F\n    handler: Embed\n    batching: {max_batch_size: 4}\n", nil},
+		{"transform into numbers", head + "  - {name: F, kind: cel}\n  - {name: A, handler: Add, args: [1]}\nedges:\n  - {from: F, to: A, transform: '\"s\"'}\n",
+			[]string{`a.yaml:8:33: edges[0].transform: yields string, but Add takes int (want int or uint)`}},
+		{"transform into a struct", head + "  - {name: F, kind: cel}\n  - {name: P, handler: Points, args: [{}, []]}\nedges:\n  - {from: F, to: P, transform: '[1]'}\n",
+			[]string{`a.yaml:8:33: edges[0].transform: yields list(int), but Points takes bundle.point (want map)`}},
+		{"transform into text and bytes", head + "  - {name: F, kind: cel}\n  - {name: U, handler: Upper}\n  - {name: E, handler: Embed}\n  - {name: V, handler: Upper}\nedges:\n  - {from: F, to: U, transform: '\"s\"'}\n  - {from: F, to: E, transform: '{\"a\": 1}'}\n  - {from: F, to: V, transform: 'body'}\n", nil},
+		{"transform syntax", head + "  - {name: F, kind: cel}\n  - {name: U, handler: Upper}\nedges:\n  - {from: F, to: U, transform: '1 +'}\n",
+			nil}, // refused by spec validation with CEL's own message; Check passes it on
+		{"model and cel deployments", head + "  - {name: F, kind: cel}\n  - {name: M, kind: model, model: {names: [m]}}\nedges:\n  - {from: F, to: M}\n", nil},
+		{"every problem", head + "  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper, batching: {max_batch_size: 2}}\n  - {name: X, handler: Gone}\nedges:\n  - {from: F, to: X}\n",
+			[]string{
+				`a.yaml:5:38: deployments[0]: args[0]: parameter *serve.Handle[...] does not match deployment Upper, which takes string and returns string`,
+				`a.yaml:6:41: deployments[1].batching: handler Upper is not a batch handler (write it with serve.BatchFunc)`,
+				`a.yaml:7:24: deployments[2].handler: unknown handler "Gone" (this binary has [Add Embed Front Points Upper])`,
+			}},
+	}
+	m := testManifest()
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := Decode(data)
+	if err != nil {
+		t.Fatalf("Decode: %v\n%s", err, data)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			apps, err := spec.Parse("a.yaml", []byte(tc.yaml))
+			if tc.name == "transform syntax" {
+				if err == nil || !strings.Contains(err.Error(), "edges[0].transform") {
+					t.Fatalf("Parse = %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range []Manifest{m, decoded} {
+				got := Check(apps[0], mf)
+				if want := strings.Join(tc.want, "\n"); errString(got) != want {
+					t.Fatalf("Check =\n%v\nwant\n%s", got, want)
+				}
+			}
+		})
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestCheckWrapsUnknownHandler(t *testing.T) {
+	t.Parallel()
+	app := &spec.App{Name: "a", RoutePrefix: "/a", Ingress: "F", Deployments: []spec.Deployment{{Name: "F", Handler: "Nope"}}}
+	err := Check(app, testManifest())
+	if !errors.Is(err, ErrUnknownHandler) {
+		t.Fatalf("err = %v, want it to wrap ErrUnknownHandler", err)
+	}
+	// An app built in Go has no file: the field path alone.
+	if want := `deployments[0].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper])`; err.Error() != want {
+		t.Fatalf("err = %q, want %q", err, want)
+	}
+}
+
+// A handle matches a deployment only with the same type: the same
+// identity and schema, not the same name as Go prints it.
+func TestCheckHandleTypeIdentity(t *testing.T) {
+	t.Parallel()
+	m := testManifest()
+	other := typeOf[int](EncodingJSON)
+	other.ID = "example.com/elsewhere.int" // prints as int, is not int
+	m.Handlers = append(m.Handlers, Handler{Name: "Other", Kind: KindUnary, Input: other, Output: typeOf[int](EncodingJSON), Func: true})
+	apps, err := spec.Parse("a.yaml", []byte(head+"  - {name: F, handler: Front, args: [{handle: O}]}\n  - {name: O, handler: Other}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(apps[0], m)
+	if err == nil || !strings.Contains(err.Error(), "does not match deployment Other, which takes int and returns int") {
+		t.Fatalf("Check = %v", err)
+	}
+}
