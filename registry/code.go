@@ -168,18 +168,13 @@ func (r *Registry) DeleteBundleVersion(ctx context.Context, name, version string
 // validBundleUpload checks everything about a bundle upload that needs no
 // state, and returns its manifest compacted.
 func validBundleUpload(u *BundleUpload) (json.RawMessage, error) {
-	if err := ValidName("code bundle name", u.Name, maxModelName); err != nil {
+	if err := CheckBundleNames(u.Name, u.Alias); err != nil {
 		return nil, err
-	}
-	if u.Alias != "" {
-		if err := validAlias(u.Alias); err != nil {
-			return nil, err
-		}
 	}
 	if err := validFiles(u.Files); err != nil {
 		return nil, err
 	}
-	manifest, err := compactManifest(u.Manifest)
+	manifest, err := CompactManifest(u.Manifest)
 	if err != nil {
 		return nil, err
 	}
@@ -214,9 +209,21 @@ func validBundleUpload(u *BundleUpload) (json.RawMessage, error) {
 	return manifest, nil
 }
 
-// compactManifest checks a manifest is a JSON object within MaxManifest;
-// an empty one is none.
-func compactManifest(m json.RawMessage) (json.RawMessage, error) {
+// CheckBundleNames validates a code bundle name, and an alias when not
+// empty, as a publish would.
+func CheckBundleNames(name, alias string) error {
+	if err := ValidName("code bundle name", name, maxModelName); err != nil {
+		return err
+	}
+	if alias != "" {
+		return validAlias(alias)
+	}
+	return nil
+}
+
+// CompactManifest checks a manifest is a JSON object within MaxManifest,
+// and compacts it; an empty one is none.
+func CompactManifest(m json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(m)) == 0 {
 		return nil, nil
 	}
