@@ -109,6 +109,6 @@ func TestCodeCLI(t *testing.T) {
 	push := time.Since(start)
 	pull := pulledSame(t, "e2e-sluice", "sluice", binBytes)
 	mib := float64(len(binBytes)) / (1 << 20)
-	t.Logf("cmd/sluice, %.1f MiB: push %s (%.0f MiB/s, hashing and describe included), pull %s (%.0f MiB/s, checksum included)",
+	t.Logf("cmd/sluice, %.1f MiB: push %s (%.0f MiB/s, hashing included), pull %s (%.0f MiB/s, checksum included)",
 		mib, push.Round(time.Millisecond), mib/push.Seconds(), pull.Round(time.Millisecond), mib/pull.Seconds())
 }
