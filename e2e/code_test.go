@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +84,17 @@ func TestCodeCLI(t *testing.T) {
 		t.Fatalf("rm: %d %s", code, out)
 	}
 	pulledSame(t, "e2e-shop@production", "shop", fakeBytes)
+	// REST: the version with its manifest as the binary described itself.
+	resp, err := http.Get(url("/sluice/v1/code/e2e-shop/versions/production"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest struct{ Version, Format, Manifest string }
+	err = json.NewDecoder(resp.Body).Decode(&rest)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || rest.Version != "2" || rest.Format != "go-binary" || !strings.Contains(rest.Manifest, `"handlers":[{"name":"echo"`) {
+		t.Fatalf("GET /sluice/v1/code/e2e-shop/versions/production: %d %+v %v", resp.StatusCode, rest, err)
+	}
 	if code, out := runCode(t, "pull", "e2e-shop@1", t.TempDir()); code != 1 || !strings.Contains(out, `no version "1"`) {
 		t.Fatalf("pull deleted: %d %s", code, out)
 	}

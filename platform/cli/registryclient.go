@@ -115,7 +115,7 @@ func registryDial(fset *flagSet, deprecated bool) func() (*grpc.ClientConn, erro
 // is returned as it is.
 func registryCall(ctx context.Context, name string, args []string, env Env, flags func(*flagSet), call func(conn *grpc.ClientConn, pos []string) error) error {
 	fset := newFlags(name, env)
-	dial := registryDial(fset, strings.HasPrefix(name, "models "))
+	dial := registryDial(fset, strings.HasPrefix(name, "models ")) // only they ever had --grpc-addr
 	if flags != nil {
 		flags(fset)
 	}
