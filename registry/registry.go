@@ -270,19 +270,22 @@ func publish[V versionOf](ctx context.Context, r *Registry, t *table[V], p publi
 	}
 	stored = append(stored, mkey)
 
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	r.mu.Lock()
-	state := &Set[V]{Name: p.name, Aliases: map[string]string{}}
-	if m := t.sets[p.name]; m != nil {
-		state = m.clone()
-	}
-	r.mu.Unlock()
-	state.insert(v)
-	if p.alias != "" {
-		state.Aliases[p.alias] = version
-	}
-	if err := appendState(ctx, r, VersionPublished, state, version, p.alias, created); err != nil {
+	err = func() error {
+		r.wmu.Lock()
+		defer r.wmu.Unlock()
+		r.mu.Lock()
+		state := &Set[V]{Name: p.name, Aliases: map[string]string{}}
+		if m := t.sets[p.name]; m != nil {
+			state = m.clone()
+		}
+		r.mu.Unlock()
+		state.insert(v)
+		if p.alias != "" {
+			state.Aliases[p.alias] = version
+		}
+		return appendState(ctx, r, VersionPublished, state, version, p.alias, created)
+	}()
+	if err != nil {
 		r.cleanup(stored)
 		return nil, err
 	}
@@ -439,19 +442,38 @@ func deleteVersion[V versionOf](ctx context.Context, r *Registry, t *table[V], n
 		return nil, ErrReadOnly
 	}
 	kind := kindOf[V]()
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	m, err := get(r, t, name)
+	state, v, err := func() (*Set[V], *V, error) {
+		r.wmu.Lock()
+		defer r.wmu.Unlock()
+		return removeVersion(ctx, r, t, name, version, force)
+	}()
 	if err != nil {
 		return nil, err
+	}
+	// The files go after the version, off the write lock: a slow store
+	// does not hold other changes.
+	number := (*v).number()
+	keys := []string{manifestKey(kind, name, number)}
+	for _, f := range (*v).files() {
+		keys = append(keys, objectKey(kind, name, number, f.Path))
+	}
+	r.cleanup(keys)
+	return state, nil
+}
+
+// removeVersion appends the event that removes a version; wmu is held.
+func removeVersion[V versionOf](ctx context.Context, r *Registry, t *table[V], name, version string, force bool) (*Set[V], *V, error) {
+	m, err := get(r, t, name)
+	if err != nil {
+		return nil, nil, err
 	}
 	v, err := m.Lookup(version)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	number := (*v).number()
 	if aliases := m.AliasesOf(number); len(aliases) > 0 && !force {
-		return nil, streams.Errorf(streams.CodeFailedPrecondition, "%s %s version %s is aliased as %s; move the alias first or force", kind.noun(), name, number, strings.Join(aliases, ", "))
+		return nil, nil, streams.Errorf(streams.CodeFailedPrecondition, "%s %s version %s is aliased as %s; move the alias first or force", kindOf[V]().noun(), name, number, strings.Join(aliases, ", "))
 	}
 	state := m.clone()
 	state.Versions = slices.DeleteFunc(state.Versions, func(x V) bool { return x.number() == number })
@@ -461,14 +483,9 @@ func deleteVersion[V versionOf](ctx context.Context, r *Registry, t *table[V], n
 		}
 	}
 	if err := appendState(ctx, r, VersionDeleted, state, number, "", time.Now().UTC()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	keys := []string{manifestKey(kind, name, number)}
-	for _, f := range (*v).files() {
-		keys = append(keys, objectKey(kind, name, number, f.Path))
-	}
-	r.cleanup(keys)
-	return state, nil
+	return state, v, nil
 }
 
 // Open streams one file of a version from the store.
