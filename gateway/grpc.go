@@ -66,6 +66,9 @@ func APIHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 	if err := sluicev1.RegisterModelsHandler(ctx, mux, conn); err != nil {
 		return nil, err
 	}
+	if err := sluicev1.RegisterCodeHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
 	return mux, nil
 }
 

@@ -1,8 +1,9 @@
-// Package registry keeps model versions: their artifacts in object storage
-// (MinIO, or a local directory in `sluice dev`), their metadata and aliases
-// as events on a compacted Kafka topic. The topic is the system of record:
-// every event carries the model's whole state after the change, so
-// compaction by model keeps everything, and any process (the registry
+// Package registry keeps versions of two kinds of artifact, models and
+// code bundles (user code the platform runs): their files in object
+// storage (MinIO, or a local directory in `sluice dev`), their metadata and
+// aliases as events on a compacted Kafka topic. The topic is the system of
+// record: every event carries the entry's whole state after the change, so
+// compaction by entry keeps everything, and any process (the registry
 // after a restart, a replica, the controller) rebuilds the state by reading
 // it from the start.
 package registry
@@ -20,12 +21,41 @@ import (
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// Model is a model with its versions and aliases.
-type Model struct {
+// Kind is what a registry entry holds: a model's weights, or user code.
+type Kind string
+
+// The kinds.
+const (
+	KindModel Kind = "model"
+	KindCode  Kind = "code"
+)
+
+func (k Kind) noun() string {
+	if k == KindCode {
+		return "code bundle"
+	}
+	return "model"
+}
+
+// versionOf is what Set needs of a version: its number, kind and files.
+type versionOf interface {
+	Version | BundleVersion
+	number() string
+	kind() Kind
+	files() []File
+	labels() map[string]string
+}
+
+// Set is one named artifact with its versions and aliases: a Model or a
+// Bundle. Both kinds share numbering, aliases and lookups.
+type Set[V versionOf] struct {
 	Name     string            `json:"name"`
-	Versions []Version         `json:"versions"` // ascending
+	Versions []V               `json:"versions"` // ascending
 	Aliases  map[string]string `json:"aliases,omitempty"`
 }
+
+// Model is a model with its versions and aliases.
+type Model = Set[Version]
 
 // Version is one published version.
 type Version struct {
@@ -40,6 +70,11 @@ type Version struct {
 	Created time.Time         `json:"created"`
 }
 
+func (v Version) number() string            { return v.Version }
+func (Version) kind() Kind                  { return KindModel }
+func (v Version) files() []File             { return v.Files }
+func (v Version) labels() map[string]string { return v.Labels }
+
 // File is one file of a version's artifact.
 type File struct {
 	Path   string `json:"path"`
@@ -47,15 +82,20 @@ type File struct {
 	SHA256 string `json:"sha256"`
 }
 
-// Event is one change, with the model's state after it (nil State: the
-// model is gone).
+// Event is one change, with the entry's state after it. A model's event
+// names it in Model and carries State; a code bundle's has Kind KindCode,
+// names it in Bundle and carries Code (readers that predate code bundles
+// see no model in it and skip it). A nil state: the entry is gone.
 type Event struct {
+	Kind    Kind      `json:"kind,omitempty"` // empty: a model
 	Type    EventType `json:"type"`
-	Model   string    `json:"model"`
+	Model   string    `json:"model,omitempty"`
+	Bundle  string    `json:"bundle,omitempty"`
 	Version string    `json:"version,omitempty"`
 	Alias   string    `json:"alias,omitempty"`
 	At      time.Time `json:"at"`
 	State   *Model    `json:"state,omitempty"`
+	Code    *Bundle   `json:"code,omitempty"`
 }
 
 // EventType names a change.
@@ -68,31 +108,37 @@ const (
 	AliasSet         EventType = "alias_set"
 )
 
-// Lookup finds a version by number or "@alias".
-func (m *Model) Lookup(version string) (*Version, error) {
+func kindOf[V versionOf]() Kind {
+	var zero V
+	return zero.kind()
+}
+
+// Lookup finds a version by number or "@alias"; "" is the highest.
+func (m *Set[V]) Lookup(version string) (*V, error) {
+	noun := kindOf[V]().noun()
 	if alias, ok := strings.CutPrefix(version, "@"); ok {
 		v, ok := m.Aliases[alias]
 		if !ok {
-			return nil, streams.Errorf(streams.CodeNotFound, "model %s has no alias %q", m.Name, alias)
+			return nil, streams.Errorf(streams.CodeNotFound, "%s %s has no alias %q", noun, m.Name, alias)
 		}
 		version = v
 	}
 	if version == "" {
 		if len(m.Versions) == 0 {
-			return nil, streams.Errorf(streams.CodeNotFound, "model %s has no versions", m.Name)
+			return nil, streams.Errorf(streams.CodeNotFound, "%s %s has no versions", noun, m.Name)
 		}
 		return &m.Versions[len(m.Versions)-1], nil
 	}
 	for i := range m.Versions {
-		if m.Versions[i].Version == version {
+		if m.Versions[i].number() == version {
 			return &m.Versions[i], nil
 		}
 	}
-	return nil, streams.Errorf(streams.CodeNotFound, "model %s has no version %q", m.Name, version)
+	return nil, streams.Errorf(streams.CodeNotFound, "%s %s has no version %q", noun, m.Name, version)
 }
 
 // AliasesOf lists the aliases pointing at version, sorted.
-func (m *Model) AliasesOf(version string) []string {
+func (m *Set[V]) AliasesOf(version string) []string {
 	var out []string
 	for a, v := range m.Aliases {
 		if v == version {
@@ -104,7 +150,7 @@ func (m *Model) AliasesOf(version string) []string {
 }
 
 // nextVersion is one more than the highest numeric version (taken included).
-func nextVersion(m *Model, taken map[string]bool) string {
+func nextVersion[V versionOf](m *Set[V], taken map[string]bool) string {
 	top := 0
 	consider := func(v string) {
 		if n, err := strconv.Atoi(v); err == nil && n > top {
@@ -113,7 +159,7 @@ func nextVersion(m *Model, taken map[string]bool) string {
 	}
 	if m != nil {
 		for _, v := range m.Versions {
-			consider(v.Version)
+			consider(v.number())
 		}
 	}
 	for v := range taken {
@@ -122,17 +168,17 @@ func nextVersion(m *Model, taken map[string]bool) string {
 	return strconv.Itoa(top + 1)
 }
 
-func (m *Model) clone() *Model {
-	c := &Model{Name: m.Name, Versions: slices.Clone(m.Versions), Aliases: make(map[string]string, len(m.Aliases))}
+func (m *Set[V]) clone() *Set[V] {
+	c := &Set[V]{Name: m.Name, Versions: slices.Clone(m.Versions), Aliases: make(map[string]string, len(m.Aliases))}
 	for k, v := range m.Aliases {
 		c.Aliases[k] = v
 	}
 	return c
 }
 
-func (m *Model) insert(v Version) {
+func (m *Set[V]) insert(v V) {
 	m.Versions = append(m.Versions, v)
-	slices.SortFunc(m.Versions, func(a, b Version) int { return compareVersions(a.Version, b.Version) })
+	slices.SortFunc(m.Versions, func(a, b V) int { return compareVersions(a.number(), b.number()) })
 }
 
 // compareVersions orders numeric versions numerically, before others.
@@ -226,24 +272,27 @@ func validPath(p string) error {
 
 // validUpload checks everything about an upload that needs no state.
 func validUpload(u *Upload) error {
-	if err := validModel(u.Model); err != nil {
+	if err := CheckNames(u.Model, u.Version, u.Alias); err != nil {
 		return err
-	}
-	if u.Version != "" {
-		if err := validVersion(u.Version); err != nil {
-			return err
-		}
-	}
-	if u.Alias != "" {
-		if err := validAlias(u.Alias); err != nil {
-			return err
-		}
 	}
 	if len(u.Files) == 0 {
 		return streams.Errorf(streams.CodeInvalidArgument, "version of %s has no files", u.Model)
 	}
+	if err := validFiles(u.Files); err != nil {
+		return err
+	}
+	for _, t := range append(slices.Clone(u.Inputs), u.Outputs...) {
+		if t.Name == "" || !slices.Contains(spec.Datatypes, t.Datatype) {
+			return streams.Errorf(streams.CodeInvalidArgument, "signature tensor %q: needs a name and a datatype (one of %s)", t.Name, strings.Join(spec.Datatypes, ", "))
+		}
+	}
+	return nil
+}
+
+// validFiles checks a manifest's paths, sizes and checksums.
+func validFiles(files []File) error {
 	seen := map[string]bool{}
-	for _, f := range u.Files {
+	for _, f := range files {
 		if err := validPath(f.Path); err != nil {
 			return err
 		}
@@ -256,11 +305,6 @@ func validUpload(u *Upload) error {
 		}
 		if f.SHA256 != "" && !isHex64(f.SHA256) {
 			return streams.Errorf(streams.CodeInvalidArgument, "file %q: sha256 %q is not 64 hex digits", f.Path, f.SHA256)
-		}
-	}
-	for _, t := range append(slices.Clone(u.Inputs), u.Outputs...) {
-		if t.Name == "" || !slices.Contains(spec.Datatypes, t.Datatype) {
-			return streams.Errorf(streams.CodeInvalidArgument, "signature tensor %q: needs a name and a datatype (one of %s)", t.Name, strings.Join(spec.Datatypes, ", "))
 		}
 	}
 	return nil
@@ -278,21 +322,36 @@ func isHex64(s string) bool {
 	return true
 }
 
-// objectKey is where a file of a version lives in the store.
-// ObjectKey is the store key of one file of a version's artifact.
-func ObjectKey(model, version, path string) string {
-	return fmt.Sprintf("models/%s/%s/files/%s", model, version, path)
+// ObjectKey is the store key of one file of a model version's artifact.
+func ObjectKey(model, version, path string) string { return objectKey(KindModel, model, version, path) }
+
+// BundleObjectKey is the store key of one file of a code bundle version.
+func BundleObjectKey(bundle, version, path string) string {
+	return objectKey(KindCode, bundle, version, path)
 }
 
-func manifestKey(model, version string) string {
-	return fmt.Sprintf("models/%s/%s/MANIFEST.json", model, version)
+// storePrefix keeps each kind's objects apart: models/ and code/.
+func storePrefix(k Kind) string {
+	if k == KindCode {
+		return "code"
+	}
+	return "models"
 }
 
-// Labels returns every version's labels, oldest first.
-func (m *Model) Labels() []map[string]string {
+func objectKey(k Kind, name, version, path string) string {
+	return fmt.Sprintf("%s/%s/%s/files/%s", storePrefix(k), name, version, path)
+}
+
+func manifestKey(k Kind, name, version string) string {
+	return fmt.Sprintf("%s/%s/%s/MANIFEST.json", storePrefix(k), name, version)
+}
+
+// Labels returns every version's labels, oldest first (none for a code
+// bundle).
+func (m *Set[V]) Labels() []map[string]string {
 	out := make([]map[string]string, len(m.Versions))
 	for i := range m.Versions {
-		out[i] = m.Versions[i].Labels
+		out[i] = m.Versions[i].labels()
 	}
 	return out
 }

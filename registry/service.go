@@ -13,8 +13,9 @@ import (
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// Service is the registry's gRPC API. toStatus turns errors into gRPC
-// statuses (the gateway owns that mapping).
+// Service is the registry's gRPC API: the Models service, and the Code
+// service (codeService) over the same registry. toStatus turns errors into
+// gRPC statuses (the gateway owns that mapping).
 type Service struct {
 	sluicev1.UnimplementedModelsServer
 	r        *Registry
@@ -26,8 +27,11 @@ func NewService(r *Registry, toStatus func(context.Context, error) error) *Servi
 	return &Service{r: r, toStatus: toStatus}
 }
 
-// Register adds the service to a gRPC server.
-func (s *Service) Register(srv grpc.ServiceRegistrar) { sluicev1.RegisterModelsServer(srv, s) }
+// Register adds the Models and Code services to a gRPC server.
+func (s *Service) Register(srv grpc.ServiceRegistrar) {
+	sluicev1.RegisterModelsServer(srv, s)
+	sluicev1.RegisterCodeServer(srv, &codeService{r: s.r, toStatus: s.toStatus})
+}
 
 // chunkSize is the size of the pieces a pull streams.
 const chunkSize = 4 << 20
@@ -77,26 +81,8 @@ func (s *Service) PushVersion(stream grpc.ClientStreamingServer[sluicev1.PushVer
 	}
 	u := Upload{Model: h.GetModel(), Version: h.GetVersion(), Format: h.GetFormat(), Labels: h.GetLabels(), Alias: h.GetAlias(),
 		Inputs: tensorsFromProto(h.GetInputs()), Outputs: tensorsFromProto(h.GetOutputs())}
-	for _, f := range h.GetFiles() {
-		u.Files = append(u.Files, File{Path: f.GetPath(), Size: f.GetSize(), SHA256: f.GetSha256()})
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		for {
-			msg, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				pw.Close()
-				return
-			}
-			if err != nil {
-				pw.CloseWithError(streams.Errorf(streams.CodeCanceled, "push interrupted: %v", err))
-				return
-			}
-			if _, err := pw.Write(msg.GetChunk()); err != nil {
-				return // Publish stopped reading: it has its error
-			}
-		}
-	}()
+	u.Files = filesFromProto(h.GetFiles())
+	pr := receiveChunks(stream.Recv)
 	v, err := s.r.Publish(ctx, u, pr)
 	pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {
@@ -164,18 +150,57 @@ func (s *Service) PullVersion(req *sluicev1.PullVersionRequest, stream grpc.Serv
 	if err := stream.Send(&sluicev1.PullVersionResponse{Part: &sluicev1.PullVersionResponse_Header{Header: versionToProto(v, m)}}); err != nil {
 		return err
 	}
-	buf := make([]byte, chunkSize)
-	for _, f := range v.Files {
-		rc, err := s.r.Open(ctx, v, f)
-		if err != nil {
-			return s.toStatus(ctx, err)
+	err = sendFiles(ctx, v.Files, func(f File) (io.ReadCloser, error) { return s.r.Open(ctx, v, f) }, func(b []byte) error {
+		return stream.Send(&sluicev1.PullVersionResponse{Part: &sluicev1.PullVersionResponse_Chunk{Chunk: b}})
+	})
+	if err != nil {
+		return s.toStatus(ctx, err)
+	}
+	return nil
+}
+
+// chunkMessage is a push stream's message: a header first, then chunks.
+type chunkMessage interface{ GetChunk() []byte }
+
+// receiveChunks feeds the chunks that recv returns into a pipe, which
+// Publish reads, so at most a chunk or two are in memory at once. The
+// caller closes the reader when Publish returns, which ends the feeding.
+func receiveChunks[M chunkMessage](recv func() (M, error)) *io.PipeReader {
+	pr, pw := io.Pipe()
+	go func() {
+		for {
+			msg, err := recv()
+			if errors.Is(err, io.EOF) {
+				pw.Close()
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(streams.Errorf(streams.CodeCanceled, "push interrupted: %v", err))
+				return
+			}
+			if _, err := pw.Write(msg.GetChunk()); err != nil {
+				return // Publish stopped reading: it has its error
+			}
 		}
-		err = SendChunks(rc, buf, func(b []byte) error {
-			return stream.Send(&sluicev1.PullVersionResponse{Part: &sluicev1.PullVersionResponse_Chunk{Chunk: b}})
-		})
+	}()
+	return pr
+}
+
+// sendFiles sends every file's content, in order, in chunks.
+func sendFiles(ctx context.Context, files []File, open func(File) (io.ReadCloser, error), send func([]byte) error) error {
+	buf := make([]byte, chunkSize)
+	for _, f := range files {
+		rc, err := open(f)
+		if err != nil {
+			return err
+		}
+		err = SendChunks(rc, buf, send)
 		rc.Close()
 		if err != nil {
-			return s.toStatus(ctx, streams.Errorf(streams.CodeUnavailable, "read %s: %v", f.Path, err))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return streams.Errorf(streams.CodeUnavailable, "read %s: %v", f.Path, err)
 		}
 	}
 	return nil
@@ -200,6 +225,22 @@ func SendChunks(r io.Reader, buf []byte, send func([]byte) error) error {
 	}
 }
 
+func filesFromProto(fs []*sluicev1.ArtifactFile) []File {
+	var out []File
+	for _, f := range fs {
+		out = append(out, File{Path: f.GetPath(), Size: f.GetSize(), SHA256: f.GetSha256()})
+	}
+	return out
+}
+
+func filesToProto(fs []File) []*sluicev1.ArtifactFile {
+	var out []*sluicev1.ArtifactFile
+	for _, f := range fs {
+		out = append(out, &sluicev1.ArtifactFile{Path: f.Path, Size: f.Size, Sha256: f.SHA256})
+	}
+	return out
+}
+
 func tensorsFromProto(ts []*sluicev1.TensorSignature) []spec.TensorSpec {
 	var out []spec.TensorSpec
 	for _, t := range ts {
@@ -218,10 +259,7 @@ func tensorsToProto(ts []spec.TensorSpec) []*sluicev1.TensorSignature {
 
 func versionToProto(v *Version, m *Model) *sluicev1.ModelVersion {
 	pv := &sluicev1.ModelVersion{Model: v.Model, Version: v.Version, Format: v.Format, Labels: v.Labels,
-		Inputs: tensorsToProto(v.Inputs), Outputs: tensorsToProto(v.Outputs), Size: v.Size, CreatedMs: v.Created.UnixMilli()}
-	for _, f := range v.Files {
-		pv.Files = append(pv.Files, &sluicev1.ArtifactFile{Path: f.Path, Size: f.Size, Sha256: f.SHA256})
-	}
+		Inputs: tensorsToProto(v.Inputs), Outputs: tensorsToProto(v.Outputs), Size: v.Size, CreatedMs: v.Created.UnixMilli(), Files: filesToProto(v.Files)}
 	if m != nil {
 		pv.Aliases = m.AliasesOf(v.Version)
 	}

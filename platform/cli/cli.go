@@ -63,7 +63,7 @@ func usage(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprint(w, `
-Client commands (deploy, status, delete, models) find the platform with
+Client commands (deploy, status, delete, models, code) find the platform with
 --addr, or SLUICE_ADDR (default 127.0.0.1:8000). Flags may come before or
 after the arguments; -- ends them. SLUICE_DEBUG=1 logs at debug level.
 Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
@@ -101,6 +101,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return runAutoscaler(ctx, rest, env)
 	case "models":
 		return runModels(ctx, rest, env)
+	case "code":
+		return runCode(ctx, rest, env)
 	case "deploy":
 		return runDeploy(ctx, rest, env)
 	case "status":

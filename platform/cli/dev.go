@@ -211,8 +211,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			return nil, err
 		}
 	}
-	models := registry.NewService(d.registry, gateway.GRPCError)
-	if d.front, err = startFront(ctx, gw, hl, gl, gateway.DefaultMaxBody, models.Register); err != nil {
+	registryAPI := registry.NewService(d.registry, gateway.GRPCError)
+	if d.front, err = startFront(ctx, gw, hl, gl, gateway.DefaultMaxBody, registryAPI.Register); err != nil {
 		return nil, err
 	}
 	go func() {

@@ -27,7 +27,8 @@ type commandHelp struct {
 }
 
 // commandHelps is every command's help, in the order `sluice help`
-// lists them; the models subcommands are listed by `sluice models help`.
+// lists them; the models and code subcommands are listed by `sluice
+// models help` and `sluice code help`.
 var commandHelps = []commandHelp{
 	{name: "dev", summary: "run the platform in one process: embedded broker, controller, replicas, REST and gRPC"},
 	{name: "replica", summary: "run one replica of a deployment against any brokers"},
@@ -35,6 +36,7 @@ var commandHelps = []commandHelp{
 	{name: "node", summary: "autoscale deployments as replica processes of this machine"},
 	{name: "autoscaler", summary: "autoscale deployments as Kubernetes workloads (--kubernetes)"},
 	{name: "models", args: "<command>", summary: "publish, list, alias, delete and download model versions"},
+	{name: "code", args: "<command>", summary: "publish, list, alias, delete and download code bundles (your SDK binary)"},
 	{name: "deploy", summary: "deploy applications from a YAML file to a running platform"},
 	{name: "status", args: "[NAME]", maxArgs: 1, summary: "show applications (or the application NAME), deployments, replicas and lag"},
 	{name: "delete", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete an application"},
@@ -46,6 +48,12 @@ var commandHelps = []commandHelp{
 	{name: "models alias", args: "NAME ALIAS VERSION", minArgs: 3, maxArgs: 3, summary: "point an alias at a version"},
 	{name: "models rm", args: "NAME VERSION", minArgs: 2, maxArgs: 2, summary: "delete a version"},
 	{name: "models pull", args: "NAME[:VERSION|@ALIAS] DIR", minArgs: 2, maxArgs: 2, summary: "download a version, checksums verified"},
+
+	{name: "code push", args: "NAME PATH", minArgs: 2, maxArgs: 2, summary: "publish a binary, a Python project or an image reference as a new version, checked first"},
+	{name: "code ls", args: "[NAME]", maxArgs: 1, summary: "list code bundles, or one bundle's versions"},
+	{name: "code alias", args: "NAME ALIAS VERSION", minArgs: 3, maxArgs: 3, summary: "point an alias at a version"},
+	{name: "code rm", args: "NAME VERSION", minArgs: 2, maxArgs: 2, summary: "delete a version"},
+	{name: "code pull", args: "NAME[@VERSION|@ALIAS] DIR", minArgs: 2, maxArgs: 2, summary: "download a version, checksums verified"},
 }
 
 func helpOf(name string) commandHelp {

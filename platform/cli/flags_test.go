@@ -63,6 +63,7 @@ func startFakePlatform(t *testing.T) *fakePlatform {
 	})
 	srv := grpc.NewServer(append(registry.BulkServerOptions(), grpc.MaxRecvMsgSize(registry.MaxChunk))...)
 	sluicev1.RegisterModelsServer(srv, fakeModels{p: p})
+	sluicev1.RegisterCodeServer(srv, fakeCode{p: p})
 	t.Cleanup(srv.Stop)
 	// As the platform does: REST and gRPC on one address, gRPC alone on
 	// the other.
@@ -153,6 +154,55 @@ func (f fakeModels) PullVersion(r *sluicev1.PullVersionRequest, stream grpc.Serv
 	return stream.Send(&sluicev1.PullVersionResponse{Part: &sluicev1.PullVersionResponse_Chunk{Chunk: []byte(pulled)}})
 }
 
+type fakeCode struct {
+	sluicev1.UnimplementedCodeServer
+	p *fakePlatform
+}
+
+func (f fakeCode) ListBundles(context.Context, *sluicev1.ListBundlesRequest) (*sluicev1.ListBundlesResponse, error) {
+	f.p.record("ListBundles")
+	return &sluicev1.ListBundlesResponse{Bundles: []*sluicev1.Bundle{{Name: "b"}}}, nil
+}
+
+func (f fakeCode) GetBundle(_ context.Context, r *sluicev1.GetBundleRequest) (*sluicev1.Bundle, error) {
+	f.p.record("GetBundle " + r.GetName())
+	return &sluicev1.Bundle{Name: r.GetName()}, nil
+}
+
+func (f fakeCode) SetBundleAlias(_ context.Context, r *sluicev1.SetBundleAliasRequest) (*sluicev1.Bundle, error) {
+	f.p.record(fmt.Sprintf("SetBundleAlias %s %s %s", r.GetName(), r.GetAlias(), r.GetVersion()))
+	return &sluicev1.Bundle{Name: r.GetName(), Aliases: map[string]string{r.GetAlias(): r.GetVersion()}}, nil
+}
+
+func (f fakeCode) DeleteBundleVersion(_ context.Context, r *sluicev1.DeleteBundleVersionRequest) (*sluicev1.Bundle, error) {
+	f.p.record(fmt.Sprintf("DeleteBundleVersion %s %s force=%t", r.GetName(), r.GetVersion(), r.GetForce()))
+	return &sluicev1.Bundle{Name: r.GetName()}, nil
+}
+
+func (f fakeCode) PushBundle(stream grpc.ClientStreamingServer[sluicev1.PushBundleRequest, sluicev1.BundleVersion]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h := first.GetHeader()
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("an image push sent content: %v", err)
+	}
+	f.p.record(fmt.Sprintf("PushBundle %s %s %s alias=%s", h.GetName(), h.GetFormat(), h.GetImage(), h.GetAlias()))
+	return stream.SendAndClose(&sluicev1.BundleVersion{Name: h.GetName(), Version: "1", Format: h.GetFormat(), Image: h.GetImage()})
+}
+
+func (f fakeCode) PullBundle(r *sluicev1.PullBundleRequest, stream grpc.ServerStreamingServer[sluicev1.PullBundleResponse]) error {
+	f.p.record(fmt.Sprintf("PullBundle %s %s", r.GetName(), r.GetVersion()))
+	sum := sha256.Sum256([]byte(pulled))
+	v := &sluicev1.BundleVersion{Name: r.GetName(), Version: "2", Format: "go-binary", Size: int64(len(pulled)),
+		Files: []*sluicev1.ArtifactFile{{Path: "w.bin", Size: int64(len(pulled)), Sha256: hex.EncodeToString(sum[:])}}}
+	if err := stream.Send(&sluicev1.PullBundleResponse{Part: &sluicev1.PullBundleResponse_Header{Header: v}}); err != nil {
+		return err
+	}
+	return stream.Send(&sluicev1.PullBundleResponse{Part: &sluicev1.PullBundleResponse_Chunk{Chunk: []byte(pulled)}})
+}
+
 func writeTemp(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -196,6 +246,13 @@ func TestFlagsAfterPositionals(t *testing.T) {
 		{"models push NAME PATH --alias --label --addr", []string{"models", "push", "m", weights, "--alias", "prod", "--label", "k=v", "--addr", rest},
 			"PushVersion m alias=prod labels=map[k:v] bytes=10", "pushed m version 1"},
 		{"models pull NAME@ALIAS DIR --addr", []string{"models", "pull", "m@prod", dir, "--addr", rest}, "PullVersion m @prod", "checksums verified"},
+		{"code ls --addr", []string{"code", "ls", "--addr", rest}, "ListBundles", "BUNDLE"},
+		{"code --addr ls NAME", []string{"code", "--addr", rest, "ls", "b"}, "GetBundle b", "VERSION"},
+		{"code alias NAME --addr ALIAS V", []string{"code", "alias", "b", "--addr", rest, "prod", "2"}, "SetBundleAlias b prod 2", "b@prod → 2"},
+		{"code rm NAME V --force --addr", []string{"code", "rm", "b", "1", "--force", "--addr", rest}, "DeleteBundleVersion b 1 force=true", "deleted b version 1"},
+		{"code push NAME REF --format --alias --addr", []string{"code", "push", "b", "nginx:1.27", "--format", "image", "--alias", "prod", "--addr", rest},
+			"PushBundle b image nginx:1.27 alias=prod", "pushed b version 1 (image, nginx:1.27)"},
+		{"code pull NAME@ALIAS DIR --addr", []string{"code", "pull", "b@prod", dir, "--addr", rest}, "PullBundle b @prod", "checksums verified"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -272,7 +329,7 @@ func TestHelp(t *testing.T) {
 	type variant struct {
 		name string
 		args func(cmd []string) []string
-		leaf bool // only for commands with flags, not `models`
+		leaf bool // only for commands with flags, not groups (models, code)
 	}
 	variants := []variant{
 		{"-h", func(cmd []string) []string { return append(cmd, "-h") }, false},
@@ -285,7 +342,7 @@ func TestHelp(t *testing.T) {
 	for _, h := range commandHelps {
 		cmd := strings.Fields(h.name)
 		for _, v := range variants {
-			if v.leaf && h.name == "models" {
+			if v.leaf && isGroup(h.name) {
 				continue
 			}
 			t.Run(h.name+"/"+v.name, func(t *testing.T) {
@@ -301,7 +358,7 @@ func TestHelp(t *testing.T) {
 				if !strings.HasPrefix(stdout, "usage: sluice "+h.name) || h.summary == "" {
 					t.Errorf("stdout:\n%s", stdout)
 				}
-				if h.name != "models" && !strings.Contains(stdout, "flags") {
+				if !isGroup(h.name) && !strings.Contains(stdout, "flags") {
 					t.Errorf("no flags listed:\n%s", stdout)
 				}
 			})
@@ -310,6 +367,7 @@ func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"help"}, {"-h"}, {"--help"}, {"help", "help"}, {"help", "--help"}, {"--help", "-h"},
 		{"models", "help"}, {"help", "models"}, {"models", "--help"}, {"models", "help", "help"}, {"help", "models", "help"}, {"models", "-h", "--help"},
+		{"code", "help"}, {"help", "code"}, {"code", "--help"}, {"code", "help", "help"}, {"help", "code", "help"}, {"code", "help", "push"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -319,6 +377,16 @@ func TestHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// isGroup reports whether a command is a group of subcommands.
+func isGroup(name string) bool {
+	for _, h := range commandHelps {
+		if strings.HasPrefix(h.name, name+" ") {
+			return true
+		}
+	}
+	return false
 }
 
 // Each environment variable is shown beside its flag in the help.
@@ -347,6 +415,11 @@ func TestHelpShowsEnv(t *testing.T) {
 		{"models rm", "--addr", "SLUICE_ADDR"},
 		{"models pull", "--addr", "SLUICE_ADDR"},
 		{"models pull", "--grpc-addr", "SLUICE_GRPC_ADDR"},
+		{"code push", "--addr", "SLUICE_ADDR"},
+		{"code ls", "--addr", "SLUICE_ADDR"},
+		{"code alias", "--addr", "SLUICE_ADDR"},
+		{"code rm", "--addr", "SLUICE_ADDR"},
+		{"code pull", "--addr", "SLUICE_ADDR"},
 	} {
 		t.Run(tc.cmd+" "+tc.flag, func(t *testing.T) {
 			t.Parallel()
@@ -439,6 +512,12 @@ func TestUnknownFlag(t *testing.T) {
 		{[]string{"models", "alias", "m", "a", "1", "--nope"}, "--nope"},
 		{[]string{"models", "rm", "m", "1", "--nope"}, "--nope"},
 		{[]string{"models", "pull", "m", "dir", "--nope"}, "--nope"},
+		{[]string{"code", "push", "b", "app", "--nope"}, "--nope"},
+		{[]string{"code", "ls", "-x"}, "-x"},
+		{[]string{"code", "alias", "b", "a", "1", "--nope"}, "--nope"},
+		{[]string{"code", "rm", "b", "1", "--nope"}, "--nope"},
+		{[]string{"code", "pull", "b", "dir", "--nope"}, "--nope"},
+		{[]string{"code", "push", "b", "app", "--grpc-addr", "x"}, "--grpc-addr"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -472,6 +551,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "nope"}, `unknown command "nope"`},
 		{[]string{"models", "help", "nope"}, `unknown command "nope"`},
 		{[]string{"help", "models", "nope"}, `unknown command "nope"`},
+		{[]string{"code"}, "code: no command given"},
+		{[]string{"code", "nope"}, `code: unknown command "nope"`},
+		{[]string{"code", "push", "b"}, "missing arguments: want NAME PATH"},
+		{[]string{"code", "pull", "b", "dir", "extra"}, `unexpected argument "extra"`},
+		{[]string{"code", "push", "b", "app", "--describe-timeout", "soon"}, "invalid value"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()

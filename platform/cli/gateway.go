@@ -73,8 +73,8 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
-	models := registry.NewService(reg, gateway.GRPCError)
-	f, err := startFront(ctx, gw, hl, gl, int(*maxBody), models.Register)
+	registryAPI := registry.NewService(reg, gateway.GRPCError)
+	f, err := startFront(ctx, gw, hl, gl, int(*maxBody), registryAPI.Register)
 	if err != nil {
 		return err
 	}
