@@ -128,14 +128,24 @@ type testNode struct {
 	errw              *syncWriter
 	node              *exec.Cmd
 	done              chan error
+	env               []string // more environment of the gateway and the nodes
 }
 
 func startNode(t *testing.T, nodeArgs ...string) *testNode {
 	t.Helper()
-	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}}
+	return startNodeWith(t, nil, nil, nodeArgs...)
+}
+
+// startNodeWith is startNode with more flags for both the gateway and the
+// node (an S3 store, say), and more environment for both.
+func startNodeWith(t *testing.T, both, env []string, nodeArgs ...string) *testNode {
+	t.Helper()
+	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}, env: env}
 	n.errw = &syncWriter{w: n.stderr}
 	bs := strings.Join(plat.Brokers, ",")
-	gw := exec.Command(n.bin, "gateway", "--brokers", bs, "--prefix", n.prefix, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
+	gw := exec.Command(n.bin, append([]string{"gateway", "--brokers", bs, "--prefix", n.prefix, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, both...)...)
+	gw.Stderr = n.errw
+	gw.Env = append(os.Environ(), env...)
 	out, err := gw.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +161,7 @@ func startNode(t *testing.T, nodeArgs ...string) *testNode {
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	n.addr = strings.TrimSuffix(strings.Fields(strings.SplitN(line, "http://", 2)[1])[0], ",")
 
-	n.node, n.done = n.start(t, append([]string{"--model-cache", t.TempDir()}, nodeArgs...)...)
+	n.node, n.done = n.start(t, append(append([]string{"--model-cache", t.TempDir()}, both...), nodeArgs...)...)
 	return n
 }
 
@@ -162,6 +172,7 @@ func (n *testNode) start(t *testing.T, args ...string) (*exec.Cmd, chan error) {
 	t.Helper()
 	cmd := exec.Command(n.bin, append([]string{"node", "--brokers", strings.Join(plat.Brokers, ","), "--prefix", n.prefix}, args...)...)
 	cmd.Stderr = n.errw
+	cmd.Env = append(os.Environ(), n.env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,14 @@ type Config struct {
 	Brokers []string
 	Namer   streams.Namer
 	// Check validates an application beyond the spec's own rules: the
-	// handlers this binary can run. Nil checks the spec rules only.
+	// handlers its code offers. Nil checks the spec rules only.
 	Check func(*spec.App) error
+	// Prepare completes an application being deployed before it is
+	// checked and written: it pins the code it names to versions. Nil
+	// writes it as given.
+	Prepare func(context.Context, *spec.App) error
+	// Watch, when set, sees every application spec as it is applied.
+	Watch func(Applied)
 	Log   *slog.Logger
 }
 
@@ -122,6 +128,9 @@ func (s *Store) apply(_ context.Context, r *kgo.Record) {
 		delete(s.apps, name)
 	default:
 		s.apps[name] = Applied{Spec: app, Generation: r.Offset}
+		if s.cfg.Watch != nil {
+			s.cfg.Watch(s.apps[name])
+		}
 	}
 	delete(s.rejected, name)
 	apps := s.appsLocked()
@@ -220,6 +229,11 @@ func (s *Store) Rejections() []Rejection {
 func (s *Store) Deploy(ctx context.Context, apps ...*spec.App) (map[string]int64, error) {
 	current := s.Apps()
 	for _, a := range apps {
+		if s.cfg.Prepare != nil {
+			if err := s.cfg.Prepare(ctx, a); err != nil {
+				return nil, fmt.Errorf("%w %s: %w", ErrInvalid, a.Name, err)
+			}
+		}
 		if err := s.validate(a, current); err != nil {
 			return nil, err
 		}
@@ -255,8 +269,20 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 }
 
 // Load reads the apps topic to its end, validating as a Store does, and
-// returns the named application: what a replica process runs.
-func Load(ctx context.Context, cfg Config, name string) (Applied, error) {
+// returns the named application: what a replica process runs. With want,
+// it returns the latest applied spec of the application that want
+// accepts (a replica asked to run one revision of its deployment), and
+// waits, bounded by ctx, for one to be written.
+func Load(ctx context.Context, cfg Config, name string, want func(Applied) bool) (Applied, error) {
+	var found Applied
+	var mu sync.Mutex
+	cfg.Watch = func(a Applied) {
+		if a.Spec.Name == name && (want == nil || want(a)) {
+			mu.Lock()
+			found = a
+			mu.Unlock()
+		}
+	}
 	s, err := Open(ctx, cfg)
 	if err != nil {
 		return Applied{}, err
@@ -273,6 +299,19 @@ func Load(ctx context.Context, cfg Config, name string) (Applied, error) {
 	}()
 	if err := s.Sync(ctx); err != nil {
 		return Applied{}, err
+	}
+	for want != nil {
+		mu.Lock()
+		a := found
+		mu.Unlock()
+		if a.Spec != nil {
+			return a, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Applied{}, fmt.Errorf("%w: %s: no spec of it is the one asked for: %w", ErrNotFound, name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	a, ok := s.App(name)
 	if !ok {

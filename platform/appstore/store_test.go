@@ -127,11 +127,11 @@ func TestRecordsAreValidatedOnRead(t *testing.T) {
 
 	// A replica process loads the latest valid spec.
 	write("a", "{garbage")
-	got, err := Load(ctx, Config{Brokers: brokers, Namer: namer, Log: slog.New(slog.DiscardHandler)}, "a")
+	got, err := Load(ctx, Config{Brokers: brokers, Namer: namer, Log: slog.New(slog.DiscardHandler)}, "a", nil)
 	if err != nil || got.Generation != gens["a"] || got.Spec.RoutePrefix != "/a2" {
 		t.Fatalf("Load: %+v %v, want generation %d on /a2", got, err, gens["a"])
 	}
-	if _, err := Load(ctx, Config{Brokers: brokers, Namer: namer, Log: slog.New(slog.DiscardHandler)}, "b"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "refused") {
+	if _, err := Load(ctx, Config{Brokers: brokers, Namer: namer, Log: slog.New(slog.DiscardHandler)}, "b", nil); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Load of a refused application: %v", err)
 	}
 }

@@ -469,6 +469,10 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	cluster := clusterFlags(fs)
 	s3 := s3Flags(fs)
 	cacheDir := fs.String("model-cache", "", "model deployments: download cache directory (default: a temporary one, removed at exit)")
+	revision := fs.String("revision", "", "run this revision of the deployment: wait for the spec that has it (default: the latest spec)")
+	generation := fs.Int64("generation", -1, "run the application's spec of this generation (a bundle started by the platform's own replica command)")
+	blobDir := fs.String("blob-dir", "", "where the registry keeps files, when it is a local directory (sluice dev) rather than S3")
+	codeCache := fs.String("code-cache", "", "where code bundles are cached by content (default: sluice/code under the user cache directory)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -484,16 +488,31 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	applied, err := appstore.Load(lctx, appstore.Config{Brokers: bs, Namer: namer, Check: env.Registry.Check, Log: env.Log}, *app)
+	// The platform's stores checked the spec against its code's manifest;
+	// a replica runs the revision its node asks for, whatever the code.
+	var want func(appstore.Applied) bool
+	switch {
+	case *generation >= 0:
+		want = func(a appstore.Applied) bool { return a.Generation == *generation }
+	case *revision != "":
+		want = func(a appstore.Applied) bool {
+			d, ok := deploymentOf(a.Spec, *dep)
+			return ok && controller.Revision(controller.Compile(namer, a.Spec), d) == *revision
+		}
+	}
+	applied, err := appstore.Load(lctx, appstore.Config{Brokers: bs, Namer: namer, Log: env.Log}, *app, want)
 	if err != nil {
 		return err
 	}
 	appSpec := applied.Spec
-	i := slices.IndexFunc(appSpec.Deployments, func(d spec.Deployment) bool { return d.Name == *dep })
-	if i < 0 {
+	d, ok := deploymentOf(appSpec, *dep)
+	if !ok {
 		return fmt.Errorf("application %s has no deployment %s", *app, *dep)
 	}
-	d := appSpec.Deployments[i]
+	if pin := d.Bundle; pin != nil && env.Getenv(bundleEnv) != pin.SHA256 {
+		// The deployment runs a code bundle: this process becomes it.
+		return execBundle(ctx, pin, append(slices.Clone(args), "--generation", strconv.FormatInt(applied.Generation, 10)), bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)
+	}
 	caller, err := streams.NewCaller(ctx, bs, namer, "replica-"+streams.Instance(), env.Log)
 	if err != nil {
 		return err
@@ -519,7 +538,9 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close()
 	}
-	rev := controller.Revision(controller.Compile(namer, appSpec), d)
+	// The revision asked for is the one reported: a bundle's SDK may hash
+	// specs differently from the platform that asked.
+	rev := cmp.Or(*revision, controller.Revision(controller.Compile(namer, appSpec), d))
 	instance := controller.Instance(*app, *dep, cmp.Or(*slot, streams.Instance()), rev)
 	rc, err := controller.ReplicaConfig(bs, namer, applied, d, instance, 20*time.Second, env.Log)
 	if err != nil {
@@ -529,6 +550,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		rc.InstanceID = instance
 	}
 	rc.SessionTimeout = *session
+	rc.Revision = rev
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		return err

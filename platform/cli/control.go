@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/platform/appstore"
+	"github.com/sluice-serve/sluice/platform/code"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -21,14 +22,22 @@ type control struct {
 	done   chan struct{}
 }
 
-// openControl opens the store, follows it until runCtx ends, and returns
-// once it has caught up (bounded by ctx and 30 s).
-func openControl(ctx, runCtx context.Context, bs []string, namer streams.Namer, reg *serve.Registry, fw followed, env Env) (*control, error) {
-	var check func(*spec.App) error
+// resolver is what checks and pins applications' code in this process:
+// the handlers of its own binary (reg), the bundles catalog knows, and
+// local binaries where localPaths (sluice dev).
+func resolver(reg *serve.Registry, catalog code.Catalog, localPaths bool) *code.Resolver {
+	r := &code.Resolver{Catalog: catalog, LocalPaths: localPaths}
 	if reg != nil {
-		check = reg.Check
+		r.Builtin = reg.Manifest()
 	}
-	store, err := appstore.Open(ctx, appstore.Config{Brokers: bs, Namer: namer, Check: check, Log: env.Log})
+	return r
+}
+
+// openControl opens the store, follows it until runCtx ends, and returns
+// once it has caught up (bounded by ctx and 30 s). Every spec is checked
+// against its code with res, and pinned by res when deployed here.
+func openControl(ctx, runCtx context.Context, bs []string, namer streams.Namer, res *code.Resolver, fw followed, env Env) (*control, error) {
+	store, err := appstore.Open(ctx, appstore.Config{Brokers: bs, Namer: namer, Check: res.Check, Prepare: res.Pin, Log: env.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +63,7 @@ type Dev struct {
 
 	embedded   *streams.Embedded
 	stopTrim   context.CancelFunc
+	blobDir    string // the registry's local directory, when no S3
 	caller     *streams.Caller
 	control    *control
 	local      *controller.Local
@@ -132,7 +136,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
-	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, cfg.Registry, fw, Env{Log: cfg.Log})
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("dev: cannot find this binary to run bundle replicas: %w", err)
+	}
+	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, resolver(cfg.Registry, d.registry, true), fw, Env{Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +155,19 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.local = controller.NewLocal(controller.LocalConfig{
 		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Publisher: pub, Models: mf, Log: cfg.Log,
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
+		Command: func(app, dep, slot, revision string) *exec.Cmd {
+			args := []string{"replica", "--brokers", strings.Join(d.Brokers, ","), "--prefix", namer.Prefix(),
+				"--app", app, "--deployment", dep, "--slot", slot, "--revision", revision,
+				"--code-cache", filepath.Join(cacheDir, "code"), "--model-cache", filepath.Join(cacheDir, app, dep, slot)}
+			if cfg.S3.Endpoint != "" {
+				args = append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS))
+			} else {
+				args = append(args, "--blob-dir", d.blobDir)
+			}
+			cmd := exec.Command(self, args...)
+			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey)
+			return cmd
+		},
 	})
 	agent, err := node.New(ctx, node.Config{
 		Brokers: d.Brokers, Status: namer.Status(), CPU: -1, Memory: -1,
@@ -302,6 +323,7 @@ func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (registry.Store, err
 		}
 		d.tmpDirs, dir = append(d.tmpDirs, tmp), tmp
 	}
+	d.blobDir = dir
 	return blob.NewDir(dir)
 }
 

@@ -65,7 +65,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	}
 	var ctl *control
 	if err == nil {
-		ctl, err = openControl(ctx, runCtx, bs, namer, env.Registry, fw, env)
+		ctl, err = openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
 	}
 	if err != nil {
 		hl.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/replicas/procs"
 	"github.com/sluice-serve/sluice/streams"
@@ -39,6 +40,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	cpu := fs.Float64("cpu", 0, "cores this node offers replicas (default: every core)")
 	memFlag := fs.String("memory", "", "memory this node offers replicas, e.g. 48GiB (default: the machine's)")
 	cache := fs.String("model-cache", "", "where the node's replicas keep model weights (default: sluice/models under the user cache directory)")
+	codeCache := fs.String("code-cache", "", "where the node's replicas keep code bundles, by content (default: sluice/code under the user cache directory)")
 	err := parse(fs, args)
 	if err != nil {
 		return err
@@ -68,13 +70,16 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		*cache = filepath.Join(dir, "sluice", "models")
 	}
 	base := []string{"replica", "--brokers", strings.Join(bs, ","), "--prefix", namer.Prefix()}
+	if *codeCache != "" {
+		base = append(base, "--code-cache", *codeCache)
+	}
 	if s3.Endpoint != "" {
 		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS))
 	}
 	ps := procs.New(procs.Config{
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
-			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--model-cache", dir)...)
+			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--revision", r.Revision, "--model-cache", dir)...)
 			cmd.Env = append(os.Environ(), r.Env...)
 			return cmd
 		},
@@ -149,7 +154,13 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	if err != nil {
 		return err
 	}
-	ctl, err := openControl(ctx, runCtx, bs, namer, env.Registry, fw, env)
+	// The registry's bundles, to check specs that name them (read-only:
+	// their manifests travel in the events).
+	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Log: env.Log})
+	if err != nil {
+		return err
+	}
+	ctl, err := openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
 	if err != nil {
 		return err
 	}

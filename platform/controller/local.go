@@ -2,11 +2,17 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sluice-serve/sluice/autoscaler"
@@ -14,6 +20,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
+	"github.com/sluice-serve/sluice/replicas/procs"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -31,7 +38,12 @@ type LocalConfig struct {
 	// Held, when set and true for a deployment, starts none of its
 	// replicas when it appears: the placer starts them once placed (GPU
 	// replicas of `sluice dev`, which may have no room).
-	Held         func(spec.Deployment) bool
+	Held func(spec.Deployment) bool
+	// Command is the command of a replica process of a deployment whose
+	// code is a bundle (it runs as a process of its own): `sluice replica`
+	// of this binary, which becomes the bundle. Nil: such deployments
+	// fail to start, saying why.
+	Command      func(app, deployment, slot, revision string) *exec.Cmd
 	DrainTimeout time.Duration // per replica on stop; default 20s
 	// RollTimeout bounds how long a roll waits for a new replica to be
 	// ready before it stops the one it replaces anyway; default 30s.
@@ -70,11 +82,22 @@ type depRun struct {
 	slots    int  // the next replica's slot number
 }
 
+// replicaRun is one replica: a goroutine of this process (rep, h), or a
+// process of its own (a deployment whose code is a bundle).
 type replicaRun struct {
 	rep    *replicas.Replica
 	h      replicas.Handler
+	ready  <-chan struct{} // closed once it holds partitions (or joined with none to hold)
 	cancel context.CancelFunc
 	done   chan struct{}
+	last   func() string // a process's last line on stderr
+}
+
+func (r *replicaRun) stats() replicas.Stats {
+	if r.rep == nil {
+		return replicas.Stats{} // a process reports itself on the status topic
+	}
+	return r.rep.Stats()
 }
 
 // Start failures are retried after a backoff doubling from startBackoff
@@ -179,8 +202,26 @@ func (l *Local) roll(t autoscaler.Target, old, next *depRun) {
 	timeout := time.After(l.cfg.RollTimeout)
 	for _, rr := range started {
 		select {
-		case <-rr.rep.Ready():
+		case <-rr.ready:
+		case <-rr.done: // a process that exited before it was ready
+			why := "exited before it was ready"
+			if rr.last != nil && rr.last() != "" {
+				why += ": " + rr.last()
+			}
+			next.err = fmt.Errorf("replica of revision %s %s", next.revision, why)
+			l.cfg.Log.Error("replica not started; the previous revision keeps serving", "app", t.App, "deployment", t.Deployment, "revision", next.revision, "why", why)
+			stopAll(started)
+			if old != nil {
+				l.mu.Lock()
+				old.err, old.failures, old.retryAt = next.err, 1, time.Now().Add(startBackoff)
+				l.mu.Unlock()
+				return
+			}
+			started = nil
 		case <-timeout:
+		}
+		if started == nil {
+			break
 		}
 	}
 	next.replicas = started
@@ -233,6 +274,9 @@ func (l *Local) keep(ctx context.Context, prev *depRun, a appstore.Applied, d sp
 		return false
 	}
 	for _, r := range running {
+		if r.rep == nil {
+			return false // a process: it reads its user_config at start
+		}
 		ok, err := serve.Reconfigure(ctx, r.h, d.UserConfig)
 		if !ok || err != nil {
 			if err != nil {
@@ -257,6 +301,9 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 	slot := dr.slots
 	dr.slots++
 	l.mu.Unlock()
+	if dr.spec.Bundle != nil {
+		return l.startProcess(dr, strconv.Itoa(slot))
+	}
 	h, err := BuildHandler(ctx, l.cfg.Registry, l.cfg.Models, dr.app.Spec, dr.spec, l.cfg.Caller, l.cfg.Namer)
 	if err != nil {
 		return nil, err
@@ -277,7 +324,7 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 		l.cfg.Publisher.Add(rep)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	rr := &replicaRun{rep: rep, h: h, cancel: cancel, done: make(chan struct{})}
+	rr := &replicaRun{rep: rep, h: h, ready: rep.Ready(), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rr.done)
 		if err := rep.Run(rctx); err != nil {
@@ -304,7 +351,9 @@ func (l *Local) stopAll(rs []*replicaRun) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, r := range rs {
-		l.cfg.Publisher.Remove(ctx, r.rep)
+		if r.rep != nil {
+			l.cfg.Publisher.Remove(ctx, r.rep)
+		}
 	}
 }
 
@@ -314,7 +363,9 @@ func stopAll(rs []*replicaRun) {
 	}
 	for _, r := range rs {
 		<-r.done
-		closeHandler(r.h)
+		if r.h != nil {
+			closeHandler(r.h)
+		}
 	}
 }
 
@@ -368,7 +419,7 @@ func (l *Local) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, e
 	}
 	sz := autoscaler.Size{Current: len(dr.replicas)}
 	for _, r := range dr.replicas {
-		if r.rep.Stats().Partitions > 0 {
+		if isDone(r.ready) {
 			sz.Ready++
 		}
 	}
@@ -389,7 +440,7 @@ func (l *Local) Ongoing(t autoscaler.Target) int64 {
 	}
 	var n int64
 	for _, r := range dr.replicas {
-		n += r.rep.Stats().Ongoing
+		n += r.stats().Ongoing
 	}
 	return n
 }
@@ -442,4 +493,106 @@ func (l *Local) resize(dr *depRun) {
 			return
 		}
 	}
+}
+
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// startProcess starts a replica of dr as a process of its own: its code
+// is a bundle, which this process cannot run. It is ready when it says so
+// on its readiness pipe; it stops on SIGTERM (drained), or is killed
+// after the drain timeout.
+func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
+	if l.cfg.Command == nil {
+		return nil, errors.New("this platform runs no replica processes, so no code bundle")
+	}
+	cmd := l.cfg.Command(dr.app.Spec.Name, dr.spec.Name, slot, dr.revision)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{w}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, procs.ReadyEnv+"="+strconv.Itoa(procs.ReadyFD))
+	tail := &lastLine{}
+	cmd.Stderr = io.MultiWriter(os.Stderr, tail)
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("start replica process: %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		defer r.Close()
+		var b [1]byte
+		if n, _ := r.Read(b[:]); n > 0 {
+			close(ready)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	rr := &replicaRun{ready: ready, cancel: cancel, done: make(chan struct{}), last: tail.String}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	go func() {
+		defer close(rr.done)
+		select {
+		case err := <-exited:
+			l.cfg.Log.Warn("replica process exited", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "err", err)
+			return
+		case <-ctx.Done():
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(l.cfg.DrainTimeout + 5*time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	return rr, nil
+}
+
+// lastLine keeps the last non-empty line written to it.
+type lastLine struct {
+	mu   sync.Mutex
+	line []byte
+	part []byte
+}
+
+func (l *lastLine) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, b...)
+	for {
+		i := slices.Index(l.part, '\n')
+		if i < 0 {
+			break
+		}
+		if line := l.part[:i]; len(strings.TrimSpace(string(line))) > 0 {
+			l.line = slices.Clone(line)
+		}
+		l.part = l.part[i+1:]
+	}
+	if len(l.part) > 4096 {
+		l.part = l.part[len(l.part)-4096:]
+	}
+	return len(b), nil
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := strings.TrimSpace(string(l.part)); s != "" {
+		return s
+	}
+	return strings.TrimSpace(string(l.line))
 }

@@ -62,6 +62,21 @@ type Deployment struct {
 	// Code overrides the application's code bundle for this deployment
 	// (a graph that mixes bundles).
 	Code string `json:"code,omitempty"`
+	// Bundle is what the deployment's code resolved to when the
+	// application was deployed: set by the platform, never written in
+	// YAML. A new version is a new revision: the replicas roll.
+	Bundle *BundlePin `json:"bundle,omitempty"`
+}
+
+// BundlePin is a code bundle version as deployed: a registry bundle's
+// name, version and format, or a local binary's path (`sluice dev`), with
+// the SHA-256 of the binary replicas run.
+type BundlePin struct {
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+	Format  string `json:"format,omitempty"`
+	Path    string `json:"path,omitempty"`
+	SHA256  string `json:"sha256"`
 }
 
 // Replicas bounds the number of replicas of a deployment. Min 0 allows
@@ -284,6 +299,10 @@ func (a *App) Clone() *App {
 		d.UserConfig = cloneRaw(d.UserConfig)
 		d.Args = slices.Clone(d.Args)
 		d.Model = d.Model.clone()
+		if d.Bundle != nil {
+			pin := *d.Bundle
+			d.Bundle = &pin
+		}
 		for j := range d.Args {
 			d.Args[j].Value = cloneRaw(d.Args[j].Value)
 		}
@@ -310,6 +329,7 @@ func Equal(a, b *App) bool {
 		a.Ingress == b.Ingress &&
 		a.Partitions == b.Partitions &&
 		a.RequestTimeout == b.RequestTimeout &&
+		a.Code == b.Code &&
 		slices.Equal(a.Edges, b.Edges) &&
 		slices.Equal(a.Rules, b.Rules) &&
 		equalInference(a.Inference, b.Inference) &&
@@ -329,6 +349,7 @@ func equalDeployment(a, b Deployment) bool {
 		a.MaxModelsPerReplica == b.MaxModelsPerReplica &&
 		a.Ordered == b.Ordered &&
 		a.Routing == b.Routing && a.SplitKey == b.SplitKey && a.Transform == b.Transform &&
+		a.Code == b.Code && (a.Bundle == nil) == (b.Bundle == nil) && (a.Bundle == nil || *a.Bundle == *b.Bundle) &&
 		equalJSON(a.UserConfig, b.UserConfig) &&
 		slices.EqualFunc(a.Args, b.Args, func(x, y Arg) bool {
 			return x.Handle == y.Handle && equalJSON(x.Value, y.Value)

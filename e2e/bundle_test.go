@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-serve/sluice/streams"
+)
+
+var (
+	greeterOnce sync.Once
+	greeterBins map[string]string // greeting → binary
+	greeterErr  error
+)
+
+// greeterBinaries builds examples/greeter, a module of its own that links
+// the SDK, twice: greetings "Hello" and "Howdy" are two versions.
+func greeterBinaries(t *testing.T) map[string]string {
+	t.Helper()
+	greeterOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-e2e-greeter-")
+		if err != nil {
+			greeterErr = err
+			return
+		}
+		greeterBins = map[string]string{}
+		for _, g := range []string{"Hello", "Howdy"} {
+			bin := filepath.Join(dir, "greeter-"+g)
+			cmd := exec.Command("go", "build", "-ldflags", "-X main.greeting="+g, "-o", bin, ".")
+			cmd.Dir = "../examples/greeter"
+			if out, err := cmd.CombinedOutput(); err != nil {
+				greeterErr = fmt.Errorf("build examples/greeter: %v\n%s", err, out)
+				return
+			}
+			greeterBins[g] = bin
+		}
+	})
+	if greeterErr != nil {
+		t.Fatal(greeterErr)
+	}
+	return greeterBins
+}
+
+// platformUnderTest is where a bundle test pushes, deploys and calls.
+type platformUnderTest struct {
+	bin, addr string
+	logs      func() string
+}
+
+func (p platformUnderTest) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(p.bin, append(args, "--addr", p.addr)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice %s: %v\n%s\nlogs:\n%s", strings.Join(args, " "), err, out, p.logs())
+	}
+	return string(out)
+}
+
+// startDevProcess runs `sluice dev` as a process on the suite's brokers
+// (embedded, or the real tier's Kafka) under a prefix of its own, with
+// its registry in a local directory: bundle replicas are processes.
+func startDevProcess(t *testing.T) platformUnderTest {
+	t.Helper()
+	bin := sluiceBinary(t)
+	logs := &syncWriter{w: &strings.Builder{}}
+	cmd := exec.Command(bin, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--brokers", strings.Join(plat.Brokers, ","),
+		"--prefix", "d"+streams.Instance(), "--blob-dir", t.TempDir(), "--builtin")
+	cmd.Stderr = logs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("sluice dev did not start: %v\n%s", err, logs.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	addr := strings.TrimSuffix(strings.Fields(strings.SplitN(line, "http://", 2)[1])[0], ",")
+	return platformUnderTest{bin: bin, addr: addr, logs: logs.String}
+}
+
+// User code as a published bundle, on `sluice dev` (bundle replicas as
+// processes), and on `sluice node` + `sluice gateway` with the registry
+// in the real tier's MinIO: the platform's own binary has no Greeter.
+func TestCodeBundleDev(t *testing.T) {
+	t.Parallel()
+	testCodeBundle(t, startDevProcess(t))
+}
+
+func TestCodeBundleNode(t *testing.T) {
+	s3 := s3Config("")
+	if s3.Endpoint == "" {
+		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
+	}
+	t.Parallel()
+	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "bundles-" + streams.Instance()},
+		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}, "--code-cache", t.TempDir())
+	testCodeBundle(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String})
+}
+
+// testCodeBundle publishes greeter v1 as `greeter@production`, deploys
+// two applications of it (the second starts from the node's cache) and
+// the built-in-handler application beside them; then, under load on the
+// first and on the neighbour, publishes v2, moves the alias and deploys
+// again: the first rolls to v2 with no failed request and no v1 answer
+// once deploy returned; the neighbour is untouched.
+func testCodeBundle(t *testing.T, p platformUnderTest) {
+	bins := greeterBinaries(t)
+	app := "gr" + streams.Instance()[:6]
+	spec := func(name string) string {
+		b, err := os.ReadFile("../examples/greeter/app.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.NewReplacer("name: greeter", "name: "+name, "route_prefix: /greeter", "route_prefix: /"+name).Replace(string(b))
+	}
+	p.cli(t, "code", "push", "greeter", bins["Hello"], "--alias", "production")
+	start := time.Now()
+	p.cli(t, "deploy", "-f", writeFile(t, "a.yaml", spec(app)))
+	cold := time.Since(start)
+	if code, body := postTo(t, p.addr, "/"+app, "Dora"); code != 200 || body != "Hello, Dora!" {
+		t.Fatalf("v1: %d %q\nlogs:\n%s", code, body, p.logs())
+	}
+	start = time.Now()
+	p.cli(t, "deploy", "-f", writeFile(t, "b.yaml", spec(app+"b")))
+	warm := time.Since(start)
+	neighbour := "nb" + streams.Instance()[:6]
+	p.cli(t, "deploy", "-f", writeFile(t, "n.yaml", rollYAML(neighbour, 1, "Times")))
+
+	stop := make(chan struct{})
+	waitApp := loadRun(t, p.addr, "/"+app, "Dora", 4, stop)
+	waitNeighbour := loadRun(t, p.addr, "/"+neighbour, "5", 4, stop)
+	time.Sleep(time.Second)
+	p.cli(t, "code", "push", "greeter", bins["Howdy"], "--alias", "production")
+	rollStart := time.Now()
+	out := p.cli(t, "deploy", "-f", writeFile(t, "a2.yaml", spec(app)))
+	returned := time.Now()
+	time.Sleep(2 * time.Second)
+	close(stop)
+	answers, neighbours := waitApp(), waitNeighbour()
+
+	var failed, oldAfter, v2 int
+	var lastOld time.Time
+	for _, a := range answers {
+		switch {
+		case a.code != 200:
+			failed++
+			t.Errorf("%s failed: %d %q", app, a.code, a.body)
+		case a.body == "Hello, Dora!":
+			if a.end.After(lastOld) {
+				lastOld = a.end
+			}
+			if a.start.After(returned) {
+				oldAfter++
+			}
+		case a.body == "Howdy, Dora!":
+			v2++
+		default:
+			t.Errorf("unexpected answer %q", a.body)
+		}
+	}
+	nfailed := 0
+	for _, a := range neighbours {
+		if a.code != 200 || a.body != "12" {
+			nfailed++
+		}
+	}
+	t.Logf("bundle roll under load: %d requests to %s (%d failed, %d new, last old answer %v after push+deploy began, %d old after deploy returned after %v); "+
+		"%d to the neighbour (%d failed); deploy of a bundle not cached %v, cached %v",
+		len(answers), app, failed, v2, lastOld.Sub(rollStart).Round(time.Millisecond), oldAfter, returned.Sub(rollStart).Round(time.Millisecond),
+		len(neighbours), nfailed, cold.Round(time.Millisecond), warm.Round(time.Millisecond))
+	// Each replica process logs how long getting its binary took: the
+	// first of each version downloads it, the others find it cached.
+	var fetches []string
+	for _, line := range strings.Split(p.logs(), "\n") {
+		if strings.Contains(line, `msg="running code bundle"`) {
+			fetches = append(fetches, logField(line, "fetched_in"))
+		}
+	}
+	t.Logf("bundle binary ready in each replica process, in start order (download when not cached, then cache hits): %v", fetches)
+	if failed > 0 || oldAfter > 0 || v2 == 0 || nfailed > 0 {
+		t.Fatalf("%d failed, %d old answers after deploy returned, %d new, %d neighbour failures\ndeploy:\n%s", failed, oldAfter, v2, nfailed, out)
+	}
+	if code, body := postTo(t, p.addr, "/"+app+"b", "Ann"); code != 200 || body != "Hello, Ann!" {
+		t.Fatalf("the second application, not redeployed, still runs v1: %d %q", code, body)
+	}
+}
