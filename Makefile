@@ -8,9 +8,11 @@ GO ?= go
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
 
-# The platform in one process with an embedded broker, serving the examples.
-run: build
-	bin/sluice dev --http $(HTTP_ADDR) --grpc $(GRPC_ADDR) -f examples/hello-cel/hello-cel.yaml
+# The platform in one process with an embedded broker, serving the examples;
+# examples/greeter is built as its own binary, pushed as a code bundle and
+# deployed (scripts/run.sh).
+run:
+	HTTP_ADDR=$(HTTP_ADDR) GRPC_ADDR=$(GRPC_ADDR) GO=$(GO) scripts/run.sh
 
 # Every test tier: generated code current, unit (race detector), short fuzz
 # runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka

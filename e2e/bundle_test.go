@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,12 @@ func greeterBinaries(t *testing.T) map[string]string {
 			return
 		}
 		greeterBins = map[string]string{}
+		crasher := filepath.Join(dir, "crasher")
+		if out, err := exec.Command("go", "build", "-o", crasher, "./testdata/crasher").CombinedOutput(); err != nil {
+			greeterErr = fmt.Errorf("build testdata/crasher: %v\n%s", err, out)
+			return
+		}
+		greeterBins["crasher"] = crasher
 		for _, g := range []string{"Hello", "Howdy"} {
 			bin := filepath.Join(dir, "greeter-"+g)
 			cmd := exec.Command("go", "build", "-ldflags", "-X main.greeting="+g, "-o", bin, ".")
@@ -206,4 +213,35 @@ func testCodeBundle(t *testing.T, p platformUnderTest) {
 	if code, body := postTo(t, p.addr, "/"+app+"b", "Ann"); code != 200 || body != "Hello, Ann!" {
 		t.Fatalf("the second application, not redeployed, still runs v1: %d %q", code, body)
 	}
+
+	// Bad input. A graph naming a handler the bundle does not have:
+	// exit 2 with file:line, naming the bundle's handlers.
+	bad := writeFile(t, "bad.yaml", strings.Replace(spec(app), "  - name: Greeter", "  - name: Greeter\n    handler: Nope", 1))
+	b, err := exec.Command(p.bin, "deploy", "-f", bad, "--addr", p.addr).CombinedOutput()
+	if code := exitCode(err); code != 2 || !strings.Contains(string(b), "bad.yaml:") || !strings.Contains(string(b), `unknown handler "Nope"`) ||
+		!strings.Contains(string(b), "Greeter") {
+		t.Fatalf("a handler the bundle lacks: exit %d\n%s", code, b)
+	}
+	// A version whose replicas die at start: the roll stops, v2 keeps
+	// serving, and deploy exits non-zero with the replica's last words.
+	p.cli(t, "code", "push", "greeter", bins["crasher"], "--alias", "production")
+	b, err = exec.Command(p.bin, "deploy", "-f", writeFile(t, "a3.yaml", spec(app)), "--addr", p.addr, "--timeout", "90s").CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "out of memory") {
+		t.Fatalf("deploy of a version whose replicas crash: %v\n%s\nlogs:\n%s", err, b, p.logs())
+	}
+	t.Logf("deploy of a crashing version: %s", strings.TrimSpace(string(b)[strings.LastIndex(strings.TrimSpace(string(b)), "\n")+1:]))
+	if code, body := postTo(t, p.addr, "/"+app, "Dora"); code != 200 || body != "Howdy, Dora!" {
+		t.Fatalf("after the failed roll: %d %q, want v2 still serving", code, body)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

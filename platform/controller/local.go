@@ -424,8 +424,10 @@ func (l *Local) Size(_ context.Context, t autoscaler.Target) (autoscaler.Size, e
 		}
 	}
 	if dr.err != nil {
-		sz.Problem = fmt.Sprintf("replica failed to start (%d times, next try in %v): %v",
-			dr.failures, time.Until(dr.retryAt).Round(time.Millisecond), dr.err)
+		sz.Problem = fmt.Sprintf("replica failed to start (%d times): %v", dr.failures, dr.err)
+		if wait := time.Until(dr.retryAt); wait > 0 && dr.want > len(dr.replicas) {
+			sz.Problem = fmt.Sprintf("replica failed to start (%d times, next try in %v): %v", dr.failures, wait.Round(time.Millisecond), dr.err)
+		}
 	}
 	return sz, nil
 }
