@@ -113,7 +113,39 @@ func startDevProcess(t *testing.T) platformUnderTest {
 // in the real tier's MinIO: the platform's own binary has no Greeter.
 func TestCodeBundleDev(t *testing.T) {
 	t.Parallel()
-	testCodeBundle(t, startDevProcess(t))
+	p := startDevProcess(t)
+	testCodeBundle(t, p)
+	testRenderBundles(t, p)
+}
+
+// sluice render --workloads resolves code: references through the
+// platform: an image bundle's pods run its image with the replica
+// command as arguments (its entrypoint is the bundle's binary), a
+// go-binary bundle's run the stock image, which fetches the binary; each
+// carries the revision its pin makes.
+func testRenderBundles(t *testing.T, p platformUnderTest) {
+	bins := greeterBinaries(t)
+	manifest, err := exec.Command(bins["Hello"], "describe", "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cli(t, "code", "push", "greeterimg", "ghcr.io/acme/greeter:1.2", "--format", "image", "--manifest", writeFile(t, "m.json", string(manifest)))
+	b, err := os.ReadFile("../examples/greeter/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(b), "code: greeter@production", "code: greeterimg", 1) + "    code: greeter@production\n"
+	out := p.cli(t, "render", "--workloads", "-f", writeFile(t, "r.yaml", yaml), "--brokers", "b:9092")
+	for _, want := range []string{"image: ghcr.io/acme/greeter:1.2", "args: [replica, --app, greeter, --deployment, Shouter", "--code-cache, /tmp/sluice/code]",
+		"sluice.dev/revision:", "Code: bundle greeterimg@1, the image ghcr.io/acme/greeter:1.2"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("render lacks %q:\n%s", want, out)
+		}
+	}
+	b2, err := exec.Command(p.bin, "render", "--workloads", "-f", writeFile(t, "r2.yaml", yaml), "--brokers", "b:9092").CombinedOutput()
+	if err == nil || !strings.Contains(string(b2), "give --addr") {
+		t.Fatalf("render of bundles without --addr: %v\n%s", err, b2)
+	}
 }
 
 func TestCodeBundleNode(t *testing.T) {

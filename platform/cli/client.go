@@ -509,6 +509,9 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	if !ok {
 		return fmt.Errorf("application %s has no deployment %s", *app, *dep)
 	}
+	if pin := d.Bundle; pin != nil && pin.Image != "" {
+		return fmt.Errorf("deployment %s runs the image %s (bundle %s@%s): image bundles run as pods on Kubernetes (sluice render --workloads), not as processes", *dep, pin.Image, pin.Name, pin.Version)
+	}
 	if pin := d.Bundle; pin != nil && env.Getenv(bundleEnv) != pin.SHA256 {
 		// The deployment runs a code bundle: this process becomes it.
 		return execBundle(ctx, pin, append(slices.Clone(args), "--generation", strconv.FormatInt(applied.Generation, 10)), bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)

@@ -2,16 +2,21 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sluice-serve/sluice/autoscaler/keda"
 	"github.com/sluice-serve/sluice/autoscaler/kube/manifest"
 	"github.com/sluice-serve/sluice/autoscaler/kube/workload"
+	"github.com/sluice-serve/sluice/platform/code"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
+	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
+	"github.com/sluice-serve/sluice/registry"
 )
 
 // runRender prints Kubernetes objects for the applications of YAML files:
@@ -19,8 +24,9 @@ import (
 // cluster can scale Sluice's replicas with KEDA instead of `sluice
 // autoscaler`, and with --workloads, first, the Deployment that runs each
 // deployment's replicas, with the resources (GPUs included) it asks for.
-// It reads only files and contacts nothing.
-func runRender(_ context.Context, args []string, env Env) error {
+// It reads files, and contacts the platform (--addr) only to resolve the
+// code bundles a spec names.
+func runRender(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("render", env)
 	var files listFlag
 	fs.Var(&files, "f", "YAML file with one or more applications (required, repeatable)")
@@ -29,6 +35,7 @@ func runRender(_ context.Context, args []string, env Env) error {
 	template := fs.String("workload-template", workload.DefaultTemplate, "name of the workload running each deployment's replicas; {app} and {deployment} are replaced, the result lowercased")
 	workloads := fs.Bool("workloads", false, "also print an apps/v1 Deployment running each deployment's replicas, with its resources")
 	image := fs.String("image", manifest.DefaultImage, "with --workloads: the replicas' image")
+	dial := registryDial(fs, false) // --addr: the platform that resolves code: references
 	shared := fs.String("gpu-shared-resource", manifest.DefaultGPUSharedResource, "with --workloads: the resource a replica asking for a fraction of a GPU takes one of (the NVIDIA device plugin's time-sliced GPUs)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -78,7 +85,28 @@ func runRender(_ context.Context, args []string, env Env) error {
 		names   = map[string]string{} // object name → deployment, across apps
 		wnames  = map[string]string{} // workload name → deployment, across apps
 	)
+	var pins *code.Resolver // resolves code: references through the platform (--addr)
 	for _, app := range apps {
+		if *workloads && namesCode(app) {
+			if pins == nil {
+				if !fs.given("addr") && env.Getenv("SLUICE_ADDR") == "" {
+					return usageError("render: %s names code bundles: give --addr (or SLUICE_ADDR), the platform whose registry holds them", app.Name)
+				}
+				conn, err := dial()
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				pins = &code.Resolver{Catalog: grpcCatalog{ctx: ctx, client: sluicev1.NewCodeClient(conn)}}
+			}
+			if err := pins.Pin(ctx, app); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			mopts.Pin = func(dep string) *spec.BundlePin {
+				d, _ := deploymentOf(app, dep)
+				return d.Bundle
+			}
+		}
 		if *workloads {
 			topo := controller.Compile(namer, app)
 			mopts.Revision = func(dep string) string {
@@ -128,4 +156,33 @@ func unique(names map[string]string, name, deployment string) error {
 	}
 	names[name] = deployment
 	return nil
+}
+
+// namesCode reports whether any deployment of app runs a code bundle.
+func namesCode(app *spec.App) bool {
+	return slices.ContainsFunc(app.Deployments, func(d spec.Deployment) bool { return d.Kind == "" && !app.CodeOf(d).IsZero() })
+}
+
+// grpcCatalog resolves bundles through a platform's Code service.
+type grpcCatalog struct {
+	ctx    context.Context
+	client sluicev1.CodeClient
+}
+
+func (c grpcCatalog) ResolveBundle(ref string) (*registry.BundleVersion, error) {
+	name, version, _ := strings.Cut(ref, "@")
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	v, err := c.client.GetBundleVersion(ctx, &sluicev1.GetBundleVersionRequest{Name: name, Version: version})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	out := &registry.BundleVersion{Bundle: v.GetName(), Version: v.GetVersion(), Format: v.GetFormat(), Image: v.GetImage(), Size: v.GetSize()}
+	if m := v.GetManifest(); m != "" {
+		out.Manifest = json.RawMessage(m)
+	}
+	for _, f := range v.GetFiles() {
+		out.Files = append(out.Files, registry.File{Path: f.GetPath(), Size: f.GetSize(), SHA256: f.GetSha256()})
+	}
+	return out, nil
 }

@@ -90,8 +90,12 @@ func (r *Resolver) pin(ctx context.Context, ref spec.CodeRef) (*spec.BundlePin, 
 	if err != nil {
 		return nil, fmt.Errorf("code %s: %w", ref, err)
 	}
-	if v.Format != registry.FormatGoBinary || len(v.Files) != 1 {
-		return nil, fmt.Errorf("code %s: bundle %s@%s is a %s; replicas run go-binary bundles", ref, v.Bundle, v.Version, v.Format)
+	switch {
+	case v.Format == registry.FormatImage:
+		// Pods run it: `sluice render --workloads` (Kubernetes).
+		return &spec.BundlePin{Name: v.Bundle, Version: v.Version, Format: v.Format, Image: v.Image}, nil
+	case v.Format != registry.FormatGoBinary || len(v.Files) != 1:
+		return nil, fmt.Errorf("code %s: bundle %s@%s is a %s; replicas run go-binary bundles (and images, on Kubernetes)", ref, v.Bundle, v.Version, v.Format)
 	}
 	return &spec.BundlePin{Name: v.Bundle, Version: v.Version, Format: v.Format, SHA256: v.Files[0].SHA256}, nil
 }
@@ -210,8 +214,11 @@ func (r *Resolver) manifest(p *spec.BundlePin) (bundle.Manifest, error) {
 	if err != nil {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: %w", p.Name, p.Version, err)
 	}
-	if len(v.Files) != 1 || v.Files[0].SHA256 != p.SHA256 {
+	if p.Format == registry.FormatImage && v.Image != p.Image || p.Format != registry.FormatImage && (len(v.Files) != 1 || v.Files[0].SHA256 != p.SHA256) {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: the registry's version is not the one deployed", p.Name, p.Version)
+	}
+	if len(v.Manifest) == 0 {
+		return bundle.Manifest{}, fmt.Errorf("code %s@%s has no manifest to check the graph against: push it with --manifest (its binary's describe --json)", p.Name, p.Version)
 	}
 	m, err := bundle.Decode(v.Manifest)
 	if err != nil {

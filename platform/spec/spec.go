@@ -76,7 +76,9 @@ type BundlePin struct {
 	Version string `json:"version,omitempty"`
 	Format  string `json:"format,omitempty"`
 	Path    string `json:"path,omitempty"`
-	SHA256  string `json:"sha256"`
+	SHA256  string `json:"sha256,omitempty"`
+	// Image is an image bundle's reference: its pods run it (Kubernetes).
+	Image string `json:"image,omitempty"`
 }
 
 // Replicas bounds the number of replicas of a deployment. Min 0 allows

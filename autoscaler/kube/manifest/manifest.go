@@ -57,6 +57,12 @@ type Options struct {
 	// GPUSharedResource is the resource a replica asking for a fraction of
 	// a GPU takes one of; "": DefaultGPUSharedResource.
 	GPUSharedResource string
+	// Pin gives each deployment's code as deployed (nil: the handlers of
+	// the replicas' image). An image bundle's pods run its image, whose
+	// entrypoint is the bundle's SDK binary; a go-binary bundle's run the
+	// stock image, which fetches the binary (from the registry's S3
+	// store: SLUICE_S3_* in the pod) and becomes it.
+	Pin func(deployment string) *spec.BundlePin
 	// Revision gives each deployment's revision (what its replicas run);
 	// it goes into the pod template, so a change of the spec rolls the
 	// pods as it rolls replica processes. Nil leaves it out.
@@ -132,7 +138,8 @@ type SeccompProfile struct {
 type Container struct {
 	Name            string                   `yaml:"name"`
 	Image           string                   `yaml:"image"`
-	Command         []string                 `yaml:"command,flow"`
+	Command         []string                 `yaml:"command,flow,omitempty"`
+	Args            []string                 `yaml:"args,flow,omitempty"`
 	Env             []EnvVar                 `yaml:"env,omitempty"`
 	Resources       Resources                `yaml:"resources,omitempty"`
 	SecurityContext ContainerSecurityContext `yaml:"securityContext"`
@@ -213,6 +220,16 @@ func deployment(t autoscaler.Target, d spec.Deployment, name string, opts Option
 			Capabilities: Capabilities{Drop: []string{"ALL"}},
 		},
 	}
+	var pin *spec.BundlePin
+	if opts.Pin != nil {
+		pin = opts.Pin(t.Deployment)
+	}
+	switch {
+	case pin != nil && pin.Image != "":
+		c.Image, c.Command, c.Args = pin.Image, nil, command[1:] // the image's entrypoint is the bundle's binary
+	case pin != nil:
+		c.Command = append(c.Command, "--code-cache", "/tmp/sluice/code")
+	}
 	o := Deployment{
 		APIVersion: "apps/v1",
 		Kind:       "Deployment",
@@ -242,6 +259,12 @@ func deployment(t autoscaler.Target, d spec.Deployment, name string, opts Option
 		o.Spec.Template.Metadata.Annotations = map[string]string{RevisionAnnotation: opts.Revision(t.Deployment)}
 	}
 	o.Notes = append(o.Notes, fmt.Sprintf("The replicas of Sluice deployment %s: each pod is one member of its consumer group.", t))
+	switch {
+	case pin != nil && pin.Image != "":
+		o.Notes = append(o.Notes, fmt.Sprintf("Code: bundle %s@%s, the image %s (its entrypoint is the bundle's SDK binary).", pin.Name, pin.Version, pin.Image))
+	case pin != nil:
+		o.Notes = append(o.Notes, fmt.Sprintf("Code: bundle %s@%s (sha256 %s), fetched from the registry's S3 store at start: give the pods SLUICE_S3_ENDPOINT and credentials (a Secret).", pin.Name, pin.Version, pin.SHA256))
+	}
 	if d.Autoscales() {
 		o.Notes = append(o.Notes, fmt.Sprintf("replicas: replicas.initial (%d). The autoscaler (or KEDA) owns it once this "+
 			"exists: re-apply without it, or kubectl resets the size it chose.", d.Replicas.Initial))

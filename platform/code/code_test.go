@@ -1,0 +1,180 @@
+package code
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluice-serve/sluice/platform/bundle"
+	"github.com/sluice-serve/sluice/platform/serve"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/registry"
+)
+
+// catalog is an in-memory registry of bundle versions by ref.
+type catalog map[string]*registry.BundleVersion
+
+func (c catalog) ResolveBundle(ref string) (*registry.BundleVersion, error) {
+	if v, ok := c[ref]; ok {
+		return v, nil
+	}
+	return nil, errors.New("no such bundle version " + ref)
+}
+
+// manifestOf is the manifest of a binary offering string handlers.
+func manifestOf(t *testing.T, handlers ...string) (bundle.Manifest, json.RawMessage) {
+	t.Helper()
+	var deps []*serve.Deployment
+	for _, h := range handlers {
+		deps = append(deps, serve.Func(h, func(_ context.Context, s string) (string, error) { return s, nil }))
+	}
+	reg, err := serve.NewRegistry(nil, deps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := reg.Manifest()
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, b
+}
+
+func parse(t *testing.T, yaml string) *spec.App {
+	t.Helper()
+	apps, err := spec.Parse("app.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apps[0]
+}
+
+const twoCodes = `name: a
+route_prefix: /a
+ingress: X
+code: shop@prod
+deployments:
+  - name: X
+    handler: Greeter
+  - name: Y
+    handler: Upper
+    code: tools
+  - name: Z
+    handler: Echo
+edges:
+  - {from: X, to: Y}
+  - {from: Y, to: Z}
+`
+
+// Pin records each deployment's version and binary; Check checks each
+// deployment against its own code's manifest (the builtin one for Z),
+// and refuses what was never pinned.
+func TestPinAndCheck(t *testing.T) {
+	t.Parallel()
+	builtin, _ := manifestOf(t, "Echo")
+	_, shop := manifestOf(t, "Greeter")
+	_, tools := manifestOf(t, "Upper")
+	r := &Resolver{Builtin: builtin, Catalog: catalog{
+		"shop@prod": {Bundle: "shop", Version: "3", Format: registry.FormatGoBinary, Manifest: shop, Files: []registry.File{{Path: "bin", SHA256: "aa"}}},
+		"shop@3":    {Bundle: "shop", Version: "3", Format: registry.FormatGoBinary, Manifest: shop, Files: []registry.File{{Path: "bin", SHA256: "aa"}}},
+		"tools":     {Bundle: "tools", Version: "1", Format: registry.FormatGoBinary, Manifest: tools, Files: []registry.File{{Path: "bin", SHA256: "bb"}}},
+		"tools@1":   {Bundle: "tools", Version: "1", Format: registry.FormatGoBinary, Manifest: tools, Files: []registry.File{{Path: "bin", SHA256: "bb"}}},
+	}}
+	app := parse(t, twoCodes)
+	if err := r.Check(app); err == nil || !errors.Is(err, ErrUnpinned) {
+		t.Fatalf("an unpinned spec: %v, want ErrUnpinned", err)
+	}
+	if err := r.Pin(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if p := app.Deployments[0].Bundle; p == nil || p.Name != "shop" || p.Version != "3" || p.SHA256 != "aa" {
+		t.Fatalf("X pinned to %+v", p)
+	}
+	if p := app.Deployments[1].Bundle; p == nil || p.Name != "tools" || p.Version != "1" {
+		t.Fatalf("Y pinned to %+v", p)
+	}
+	if app.Deployments[2].Bundle == nil {
+		t.Fatal("Z names the application's code too (shop): it must be pinned")
+	}
+	// Z's handler Echo is not in shop: refused with the location.
+	if err := r.Check(app); err == nil || !strings.Contains(err.Error(), "Echo") {
+		t.Fatalf("Echo is not in shop: %v", err)
+	}
+	app = parse(t, strings.Replace(twoCodes, "    handler: Echo", "    handler: Greeter", 1))
+	if err := r.Pin(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Check(app); err != nil {
+		t.Fatalf("every handler in its code: %v", err)
+	}
+	// A bundle moved on since the pin (the registry's version differs).
+	r.Catalog.(catalog)["tools@1"].Files[0].SHA256 = "cc"
+	if err := r.Check(app); err == nil || !strings.Contains(err.Error(), "not the one deployed") {
+		t.Fatalf("a changed version: %v", err)
+	}
+	// A local binary outside sluice dev.
+	app = parse(t, strings.Replace(twoCodes, "code: tools", "code: ./bin/tools", 1))
+	if err := r.Pin(context.Background(), app); err == nil || !strings.Contains(err.Error(), "only in sluice dev") {
+		t.Fatalf("a local path outside dev: %v", err)
+	}
+}
+
+// The cache downloads a binary once, checks it against the pin, and
+// never keeps a wrong one.
+func TestCache(t *testing.T) {
+	t.Parallel()
+	content := []byte("#!/bin/true\n")
+	sum := sha256.Sum256(content)
+	pin := &spec.BundlePin{Name: "shop", Version: "1", SHA256: hex.EncodeToString(sum[:])}
+	c := Cache{Dir: t.TempDir()}
+	opens := 0
+	open := func(body []byte) func(context.Context) (io.ReadCloser, error) {
+		return func(context.Context) (io.ReadCloser, error) {
+			opens++
+			return io.NopCloser(strings.NewReader(string(body))), nil
+		}
+	}
+	if _, err := c.Get(context.Background(), pin, open([]byte("tampered"))); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("a wrong download: %v, want ErrChecksum", err)
+	}
+	if _, err := os.Stat(c.Path(pin)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a wrong download was kept: %v", err)
+	}
+	for range 2 {
+		p, err := c.Get(context.Background(), pin, open(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p); string(b) != string(content) {
+			t.Fatalf("cached %q", b)
+		}
+		if st, _ := os.Stat(p); st.Mode().Perm()&0o100 == 0 {
+			t.Fatalf("cached binary not executable: %v", st.Mode())
+		}
+	}
+	if opens != 2 {
+		t.Fatalf("%d downloads, want 2 (the wrong one, then one)", opens)
+	}
+	// A local binary is run where it is, while it is the one deployed.
+	local := filepath.Join(t.TempDir(), "shop")
+	if err := os.WriteFile(local, content, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lp := &spec.BundlePin{Path: local, SHA256: pin.SHA256}
+	if p, err := c.Get(context.Background(), lp, nil); err != nil || p != local {
+		t.Fatalf("local: %q %v", p, err)
+	}
+	if err := os.WriteFile(local, []byte("rebuilt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(context.Background(), lp, nil); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("a rebuilt local binary not redeployed: %v", err)
+	}
+}
