@@ -93,7 +93,7 @@ type Publisher struct {
 	cl   *kgo.Client
 	poke chan struct{}
 
-	mu   sync.Mutex
+	mu   sync.Mutex // guards reps, and orders reports and tombstones
 	reps map[*Replica]bool
 }
 
@@ -128,8 +128,8 @@ func (p *Publisher) Add(r *Replica) {
 // bounded by ctx.
 func (p *Publisher) Remove(ctx context.Context, r *Replica) {
 	p.mu.Lock()
+	defer p.mu.Unlock() // no report of r produced after its tombstone
 	delete(p.reps, r)
-	p.mu.Unlock()
 	key := ReportKey(r.cfg.App, r.cfg.Deployment, r.cfg.Instance)
 	_ = p.cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key)}).FirstErr()
 }
@@ -165,12 +165,8 @@ func (p *Publisher) Run(ctx context.Context) {
 
 func (p *Publisher) publish(ctx context.Context) {
 	p.mu.Lock()
-	reps := make([]*Replica, 0, len(p.reps))
+	defer p.mu.Unlock()
 	for r := range p.reps {
-		reps = append(reps, r)
-	}
-	p.mu.Unlock()
-	for _, r := range reps {
 		rep := r.Report()
 		b, err := json.Marshal(rep)
 		if err != nil {

@@ -8,6 +8,7 @@
 package appstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,10 @@ type Store struct {
 	cfg Config
 	log *streams.Log
 
+	// deliver serializes the deliveries to OnChange's functions, so each
+	// sees every change in order, its first snapshot included. Lock order:
+	// deliver before mu.
+	deliver  sync.Mutex
 	mu       sync.Mutex
 	apps     map[string]Applied
 	rejected map[string]Rejection // the latest refused record per app, until a later one applies
@@ -103,6 +108,8 @@ func (s *Store) Client() *kgo.Client { return s.log.Client() }
 // OnChange registers fn to receive every application after each change,
 // and once now.
 func (s *Store) OnChange(fn func([]Applied)) {
+	s.deliver.Lock()
+	defer s.deliver.Unlock()
 	s.mu.Lock()
 	s.onChange = append(s.onChange, fn)
 	apps := s.appsLocked()
@@ -133,6 +140,10 @@ func (s *Store) apply(_ context.Context, r *kgo.Record) {
 		}
 	}
 	delete(s.rejected, name)
+	s.mu.Unlock()
+	s.deliver.Lock()
+	defer s.deliver.Unlock()
+	s.mu.Lock()
 	apps := s.appsLocked()
 	fns := slices.Clone(s.onChange)
 	s.mu.Unlock()
@@ -144,7 +155,7 @@ func (s *Store) apply(_ context.Context, r *kgo.Record) {
 // decode parses and validates one stored spec.
 func (s *Store) decode(key string, value []byte) (*spec.App, error) {
 	app := new(spec.App)
-	dec := json.NewDecoder(strings.NewReader(string(value)))
+	dec := json.NewDecoder(bytes.NewReader(value))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(app); err != nil {
 		return nil, fmt.Errorf("%w %s: stored spec undecodable: %w", ErrInvalid, key, err)
@@ -253,7 +264,7 @@ func (s *Store) Deploy(ctx context.Context, apps ...*spec.App) (map[string]int64
 	for _, r := range recs {
 		name := string(r.Key)
 		if rej, ok := s.Rejected(name); ok && rej.Generation == r.Offset {
-			return nil, errors.New(rej.Reason)
+			return nil, refusal(rej.Reason) // another writer's change won meanwhile
 		}
 		gens[name] = r.Offset
 	}
@@ -322,3 +333,10 @@ func Load(ctx context.Context, cfg Config, name string, want func(Applied) bool)
 	}
 	return a, nil
 }
+
+// refusal is a spec refused on reading, as an error: its reason (which
+// names the application already) is ErrInvalid.
+type refusal string
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == ErrInvalid }

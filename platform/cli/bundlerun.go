@@ -21,6 +21,10 @@ import (
 // bundle (the SHA-256 it runs), so that it does not fetch and exec again.
 const bundleEnv = "SLUICE_BUNDLE"
 
+// localCodeEnv marks a replica process that sluice dev started: only such
+// a process runs a local binary (`code: ./path`).
+const localCodeEnv = "SLUICE_LOCAL_CODE"
+
 // bundleSource is where a replica process finds a bundle's binary: the
 // registry's files in S3 or a local directory, cached by content.
 type bundleSource struct {

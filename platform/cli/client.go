@@ -159,6 +159,7 @@ func waitRolled(ctx context.Context, base, app string, gen int64, env Env) error
 			if progress != last {
 				fmt.Fprintf(env.Stdout, "%s: %s\n", app, progress)
 				last = progress
+				clear(stuck) // progress: a problem counts from now
 			}
 			if done {
 				fmt.Fprintf(env.Stdout, "rolled %s (generation %d)\n", app, st.GetGeneration())
@@ -511,6 +512,9 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	}
 	if pin := d.Bundle; pin != nil && pin.Image != "" {
 		return fmt.Errorf("deployment %s runs the image %s (bundle %s@%s): image bundles run as pods on Kubernetes (sluice render --workloads), not as processes", *dep, pin.Image, pin.Name, pin.Version)
+	}
+	if pin := d.Bundle; pin != nil && pin.Path != "" && env.Getenv(localCodeEnv) == "" {
+		return fmt.Errorf("deployment %s runs the local binary %s: only replicas that sluice dev starts run local binaries", *dep, pin.Path)
 	}
 	if pin := d.Bundle; pin != nil && env.Getenv(bundleEnv) != pin.SHA256 {
 		// The deployment runs a code bundle: this process becomes it.

@@ -165,7 +165,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 				args = append(args, "--blob-dir", d.blobDir)
 			}
 			cmd := exec.Command(self, args...)
-			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey)
+			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1")
 			return cmd
 		},
 	})
@@ -201,11 +201,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		for _, run := range []func(context.Context) error{scaler.Run, placer.Run, agent.Run} {
 			wg.Go(func() { _ = run(runCtx) })
 		}
-		wg.Go(func() { pub.Run(runCtx) })
+		pubCtx, stopPub := context.WithCancel(context.Background())
+		pubDone := make(chan struct{})
+		go func() { defer close(pubDone); pub.Run(pubCtx) }()
 		<-runCtx.Done()
 		wg.Wait()
-		d.local.Close()
 		d.reconciler.Close()
+		d.local.Close() // its replicas withdraw their reports: the publisher stops after
+		stopPub()
+		<-pubDone
 		ctlDone <- nil
 	}()
 

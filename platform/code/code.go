@@ -47,6 +47,25 @@ type Resolver struct {
 	local map[string]bundle.Manifest // by SHA-256 of a local binary
 }
 
+// syncer is a Catalog that can catch up with the registry's events.
+type syncer interface{ Sync(context.Context) error }
+
+// catchUp bounds how long a check waits for the registry's events.
+const catchUp = 5 * time.Second
+
+// validPin reports whether p is a pin the platform could have made: an
+// image reference, or a binary's SHA-256 (64 hex digits) with a path or a
+// registry name and version.
+func validPin(p *spec.BundlePin) bool {
+	if p.Image != "" {
+		return p.Name != "" && p.Version != ""
+	}
+	if len(p.SHA256) != 64 || strings.Trim(p.SHA256, "0123456789abcdef") != "" {
+		return false
+	}
+	return p.Path != "" || p.Name != "" && p.Version != ""
+}
+
 // ErrUnpinned is wrapped when a spec names code that was not pinned at
 // deploy (a spec written to the apps topic by hand).
 var ErrUnpinned = errors.New("code not pinned")
@@ -110,6 +129,10 @@ func (r *Resolver) Check(app *spec.App) error {
 	var errs []error
 	for i, d := range app.Deployments {
 		ref := app.CodeOf(d)
+		if d.Bundle != nil && (ref.IsZero() || d.Kind != "" || !validPin(d.Bundle)) {
+			errs = append(errs, fmt.Errorf("%s: a bundle pin %+v that its code: does not account for", app.Locate(fmt.Sprintf("deployments[%d]", i)), *d.Bundle))
+			continue
+		}
 		if ref.IsZero() || d.Kind != "" {
 			continue
 		}
@@ -211,6 +234,15 @@ func (r *Resolver) manifest(p *spec.BundlePin) (bundle.Manifest, error) {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: this process has no registry to find bundles in", p.Name, p.Version)
 	}
 	v, err := r.Catalog.ResolveBundle(p.Name + "@" + p.Version)
+	if s, ok := r.Catalog.(syncer); ok && err != nil {
+		// This process's view of the registry may be behind the deploy
+		// that pinned the version: catch up once, bounded, and look again.
+		ctx, cancel := context.WithTimeout(context.Background(), catchUp)
+		if s.Sync(ctx) == nil {
+			v, err = r.Catalog.ResolveBundle(p.Name + "@" + p.Version)
+		}
+		cancel()
+	}
 	if err != nil {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: %w", p.Name, p.Version, err)
 	}

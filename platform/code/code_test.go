@@ -73,6 +73,8 @@ edges:
   - {from: Y, to: Z}
 `
 
+var shaA, shaB = strings.Repeat("a", 64), strings.Repeat("b", 64)
+
 // Pin records each deployment's version and binary; Check checks each
 // deployment against its own code's manifest (the builtin one for Z),
 // and refuses what was never pinned.
@@ -82,10 +84,10 @@ func TestPinAndCheck(t *testing.T) {
 	_, shop := manifestOf(t, "Greeter")
 	_, tools := manifestOf(t, "Upper")
 	r := &Resolver{Builtin: builtin, Catalog: catalog{
-		"shop@prod": {Bundle: "shop", Version: "3", Format: registry.FormatGoBinary, Manifest: shop, Files: []registry.File{{Path: "bin", SHA256: "aa"}}},
-		"shop@3":    {Bundle: "shop", Version: "3", Format: registry.FormatGoBinary, Manifest: shop, Files: []registry.File{{Path: "bin", SHA256: "aa"}}},
-		"tools":     {Bundle: "tools", Version: "1", Format: registry.FormatGoBinary, Manifest: tools, Files: []registry.File{{Path: "bin", SHA256: "bb"}}},
-		"tools@1":   {Bundle: "tools", Version: "1", Format: registry.FormatGoBinary, Manifest: tools, Files: []registry.File{{Path: "bin", SHA256: "bb"}}},
+		"shop@prod": {Bundle: "shop", Version: "3", Format: registry.FormatGoBinary, Manifest: shop, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+		"shop@3":    {Bundle: "shop", Version: "3", Format: registry.FormatGoBinary, Manifest: shop, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+		"tools":     {Bundle: "tools", Version: "1", Format: registry.FormatGoBinary, Manifest: tools, Files: []registry.File{{Path: "bin", SHA256: shaB}}},
+		"tools@1":   {Bundle: "tools", Version: "1", Format: registry.FormatGoBinary, Manifest: tools, Files: []registry.File{{Path: "bin", SHA256: shaB}}},
 	}}
 	app := parse(t, twoCodes)
 	if err := r.Check(app); err == nil || !errors.Is(err, ErrUnpinned) {
@@ -94,7 +96,7 @@ func TestPinAndCheck(t *testing.T) {
 	if err := r.Pin(context.Background(), app); err != nil {
 		t.Fatal(err)
 	}
-	if p := app.Deployments[0].Bundle; p == nil || p.Name != "shop" || p.Version != "3" || p.SHA256 != "aa" {
+	if p := app.Deployments[0].Bundle; p == nil || p.Name != "shop" || p.Version != "3" || p.SHA256 != shaA {
 		t.Fatalf("X pinned to %+v", p)
 	}
 	if p := app.Deployments[1].Bundle; p == nil || p.Name != "tools" || p.Version != "1" {
@@ -115,9 +117,16 @@ func TestPinAndCheck(t *testing.T) {
 		t.Fatalf("every handler in its code: %v", err)
 	}
 	// A bundle moved on since the pin (the registry's version differs).
-	r.Catalog.(catalog)["tools@1"].Files[0].SHA256 = "cc"
+	r.Catalog.(catalog)["tools@1"].Files[0].SHA256 = strings.Repeat("c", 64)
 	if err := r.Check(app); err == nil || !strings.Contains(err.Error(), "not the one deployed") {
 		t.Fatalf("a changed version: %v", err)
+	}
+	// A pin its code: does not account for (written to the topic by hand).
+	forged := app.Clone()
+	forged.Deployments[2].Code, forged.Code = "", ""
+	forged.Deployments[0].Code, forged.Deployments[1].Code = "shop@3", "tools"
+	if err := r.Check(forged); err == nil || !strings.Contains(err.Error(), "does not account for") {
+		t.Fatalf("a forged pin: %v", err)
 	}
 	// A local binary outside sluice dev.
 	app = parse(t, strings.Replace(twoCodes, "code: tools", "code: ./bin/tools", 1))

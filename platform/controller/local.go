@@ -101,10 +101,12 @@ func (r *replicaRun) stats() replicas.Stats {
 }
 
 // Start failures are retried after a backoff doubling from startBackoff
-// up to maxStartBackoff.
+// up to maxStartBackoff; a replica's Reconfigure hook has
+// reconfigureTimeout to take a new user_config.
 const (
-	startBackoff    = 500 * time.Millisecond
-	maxStartBackoff = 30 * time.Second
+	startBackoff       = 500 * time.Millisecond
+	maxStartBackoff    = 30 * time.Second
+	reconfigureTimeout = 30 * time.Second
 )
 
 var _ autoscaler.Actuator = (*Local)(nil)
@@ -191,15 +193,22 @@ func (l *Local) roll(t autoscaler.Target, old, next *depRun) {
 		}
 		started = append(started, rr)
 	}
-	if old != nil && len(started) < next.want && len(old.replicas) > 0 {
-		// The new revision does not start: keep serving with the old one.
-		stopAll(started)
+	l.mu.Lock()
+	oldServes := old != nil && len(old.replicas) > 0
+	l.mu.Unlock()
+	failed := func() {
+		// The new revision does not start: the old one keeps serving.
+		l.stopAll(started)
 		l.mu.Lock()
 		old.err, old.failures, old.retryAt = next.err, next.failures, next.retryAt
 		l.mu.Unlock()
+	}
+	if oldServes && len(started) < next.want {
+		failed()
 		return
 	}
 	timeout := time.After(l.cfg.RollTimeout)
+wait:
 	for _, rr := range started {
 		select {
 		case <-rr.ready:
@@ -208,27 +217,28 @@ func (l *Local) roll(t autoscaler.Target, old, next *depRun) {
 			if rr.last != nil && rr.last() != "" {
 				why += ": " + rr.last()
 			}
-			next.err = fmt.Errorf("replica of revision %s %s", next.revision, why)
-			l.cfg.Log.Error("replica not started; the previous revision keeps serving", "app", t.App, "deployment", t.Deployment, "revision", next.revision, "why", why)
-			stopAll(started)
-			if old != nil {
-				l.mu.Lock()
-				old.err, old.failures, old.retryAt = next.err, 1, time.Now().Add(startBackoff)
-				l.mu.Unlock()
+			next.err, next.failures, next.retryAt = fmt.Errorf("replica of revision %s %s", next.revision, why), 1, time.Now().Add(startBackoff)
+			l.cfg.Log.Error("replica not started", "app", t.App, "deployment", t.Deployment, "revision", next.revision, "why", why)
+			if oldServes {
+				failed()
 				return
 			}
+			l.stopAll(started)
 			started = nil
+			time.AfterFunc(startBackoff, func() {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				l.resizeLocked(next)
+			})
+			break wait
 		case <-timeout:
-		}
-		if started == nil {
-			break
 		}
 	}
 	next.replicas = started
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
-		stopAll(started)
+		l.stopAll(started)
 		return
 	}
 	l.deps[t] = next
@@ -277,7 +287,9 @@ func (l *Local) keep(ctx context.Context, prev *depRun, a appstore.Applied, d sp
 		if r.rep == nil {
 			return false // a process: it reads its user_config at start
 		}
-		ok, err := serve.Reconfigure(ctx, r.h, d.UserConfig)
+		rctx, cancel := context.WithTimeout(ctx, reconfigureTimeout)
+		ok, err := serve.Reconfigure(rctx, r.h, d.UserConfig)
+		cancel()
 		if !ok || err != nil {
 			if err != nil {
 				l.cfg.Log.Warn("reconfigure failed; rolling replicas", "deployment", d.Name, "err", err)
@@ -329,6 +341,11 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 		defer close(rr.done)
 		if err := rep.Run(rctx); err != nil {
 			l.cfg.Log.Error("replica stopped", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "err", err)
+			if l.cfg.Publisher != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				l.cfg.Publisher.Remove(ctx, rep)
+				cancel()
+			}
 		}
 	}()
 	return rr, nil
@@ -490,7 +507,9 @@ func (l *Local) resize(dr *depRun) {
 				return
 			}
 			dr.replicas = append(dr.replicas, rr)
-			dr.err, dr.failures = nil, 0
+			if dr.spec.Bundle == nil { // a process says so once ready
+				dr.err, dr.failures = nil, 0
+			}
 		default:
 			return
 		}
@@ -538,6 +557,9 @@ func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
 		var b [1]byte
 		if n, _ := r.Read(b[:]); n > 0 {
 			close(ready)
+			l.mu.Lock()
+			dr.err, dr.failures = nil, 0 // it started: what failed before is over
+			l.mu.Unlock()
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -548,7 +570,12 @@ func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
 		defer close(rr.done)
 		select {
 		case err := <-exited:
-			l.cfg.Log.Warn("replica process exited", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "err", err)
+			why := fmt.Sprint(err)
+			if last := tail.String(); last != "" {
+				why += ": " + last
+			}
+			l.cfg.Log.Warn("replica process exited", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "why", why)
+			l.exited(dr, rr, why)
 			return
 		case <-ctx.Done():
 		}
@@ -597,4 +624,24 @@ func (l *lastLine) String() string {
 		return s
 	}
 	return strings.TrimSpace(string(l.line))
+}
+
+// exited takes out of dr a replica process that exited on its own,
+// records why as dr's problem with a backoff, and starts another after it.
+func (l *Local) exited(dr *depRun, rr *replicaRun, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := slices.Index(dr.replicas, rr)
+	if i < 0 || dr.retired {
+		return
+	}
+	dr.replicas = slices.Delete(dr.replicas, i, i+1)
+	dr.failures++
+	wait := min(startBackoff<<min(dr.failures-1, 10), maxStartBackoff)
+	dr.err, dr.retryAt = fmt.Errorf("replica process exited: %s", why), time.Now().Add(wait)
+	time.AfterFunc(wait, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.resizeLocked(dr)
+	})
 }

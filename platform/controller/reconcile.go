@@ -49,7 +49,20 @@ type Reconciler struct {
 	retiring sync.WaitGroup
 	ctx      context.Context // ends retirements on Close
 	cancel   context.CancelFunc
+
+	// The actuators get the applications from a goroutine of their own,
+	// the latest change first: a roll never holds up the apps topic (the
+	// store's deploys and syncs) nor the topics of the next change.
+	latest  chan []appstore.Applied // cap 1: what the actuators have not seen yet
+	handMu  sync.Mutex
+	handing sync.WaitGroup
 }
+
+// Bounds of the reconciler's admin requests.
+const (
+	topicsTimeout = 30 * time.Second
+	retryTopics   = 2 * time.Second
+)
 
 // NewReconciler connects; Start subscribes it to the store.
 func NewReconciler(ctx context.Context, cfg ReconcilerConfig) (*Reconciler, error) {
@@ -64,7 +77,8 @@ func NewReconciler(ctx context.Context, cfg ReconcilerConfig) (*Reconciler, erro
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	return &Reconciler{cfg: cfg, cl: cl, adm: kadm.NewClient(cl), topos: map[string]*Topology{}, ctx: rctx, cancel: cancel}, nil
+	return &Reconciler{cfg: cfg, cl: cl, adm: kadm.NewClient(cl), topos: map[string]*Topology{}, ctx: rctx, cancel: cancel,
+		latest: make(chan []appstore.Applied, 1)}, nil
 }
 
 // OnApplied registers fn to receive every application once its topics
@@ -76,17 +90,88 @@ func (r *Reconciler) OnApplied(fn func(context.Context, []appstore.Applied)) {
 }
 
 // Start reconciles the store's applications now and after each change.
-func (r *Reconciler) Start() { r.cfg.Store.OnChange(r.changed) }
+func (r *Reconciler) Start() {
+	r.handing.Go(r.hand)
+	r.cfg.Store.OnChange(r.changed)
+}
 
 // Close ends retirements in progress and closes the client.
 func (r *Reconciler) Close() {
 	r.cancel()
+	r.handing.Wait()
 	r.retiring.Wait()
 	r.cl.Close()
 }
 
+// hand gives the actuators each latest set of applications, in order.
+func (r *Reconciler) hand() {
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case apps := <-r.latest:
+			r.mu.Lock()
+			hooks := slices.Clone(r.hooks)
+			r.mu.Unlock()
+			for _, fn := range hooks {
+				fn(r.ctx, apps)
+			}
+		}
+	}
+}
+
+// offer replaces what the actuators have not seen yet with apps.
+func (r *Reconciler) offer(apps []appstore.Applied) {
+	r.handMu.Lock()
+	defer r.handMu.Unlock()
+	select {
+	case <-r.latest:
+	default:
+	}
+	r.latest <- apps
+}
+
+// createTopics creates topo's topics and seeds its groups, bounded; on
+// failure it tries again in the background until it succeeds or the
+// reconciler closes (a broker down at that moment must not leave an
+// application without topics until its next change).
+func (r *Reconciler) createTopics(app string, topo *Topology) {
+	if r.tryTopics(app, topo) {
+		return
+	}
+	r.retiring.Go(func() {
+		for {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-time.After(retryTopics):
+			}
+			if r.tryTopics(app, topo) {
+				r.cfg.Log.Info("app topics created", "app", app)
+				return
+			}
+		}
+	})
+}
+
+func (r *Reconciler) tryTopics(app string, topo *Topology) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, topicsTimeout)
+	defer cancel()
+	if err := streams.CreateTopics(ctx, r.adm, topo.Topics()...); err != nil {
+		if r.ctx.Err() == nil {
+			r.cfg.Log.Error("app topics not created; trying again", "app", app, "err", err)
+		}
+		return false
+	}
+	for _, dt := range topo.Deployments {
+		if err := seedOffsets(ctx, r.adm, dt.Group, dt.Inputs); err != nil {
+			r.cfg.Log.Warn("group offsets not seeded", "group", dt.Group, "err", err)
+		}
+	}
+	return true
+}
+
 func (r *Reconciler) changed(apps []appstore.Applied) {
-	ctx := r.ctx
 	next := make(map[string]*Topology, len(apps))
 	for _, a := range apps {
 		topo := Compile(r.cfg.Namer, a.Spec)
@@ -94,26 +179,15 @@ func (r *Reconciler) changed(apps []appstore.Applied) {
 		r.mu.Lock()
 		prev := r.topos[a.Spec.Name]
 		r.mu.Unlock()
-		if prev != nil && prev.names() == topo.names() {
-			continue
-		}
-		if err := streams.CreateTopics(ctx, r.adm, topo.Topics()...); err != nil {
-			r.cfg.Log.Error("app topics not created", "app", a.Spec.Name, "err", err)
-		}
-		for _, dt := range topo.Deployments {
-			if err := seedOffsets(ctx, r.adm, dt.Group, dt.Inputs); err != nil {
-				r.cfg.Log.Warn("group offsets not seeded", "group", dt.Group, "err", err)
-			}
+		if prev == nil || prev.names() != topo.names() {
+			r.createTopics(a.Spec.Name, topo)
 		}
 	}
 	r.mu.Lock()
 	prev := r.topos
 	r.topos = next
-	hooks := slices.Clone(r.hooks)
 	r.mu.Unlock()
-	for _, fn := range hooks {
-		fn(ctx, apps)
-	}
+	r.offer(apps)
 	for name, old := range prev {
 		if g := old.retired(next[name]); len(g.topics) > 0 || len(g.groups) > 0 {
 			r.retiring.Go(func() { r.retire(name, old, g, next[name] == nil) })
@@ -177,18 +251,28 @@ var ErrRetired = errors.New("removed while the request was on its way")
 // unread in the retired topics with an error naming the change (dead
 // letters when nobody waits), and deletes the topics and groups.
 func (r *Reconciler) retire(app string, old *Topology, g retirement, gone bool) {
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RetireTimeout)
-	defer cancel()
-	for ctx.Err() == nil && !r.quiet(ctx, app, g.groups, gone) {
+	// Replicas of an outdated revision still serve while their roll has
+	// not finished (or failed: the old revision keeps serving); their
+	// topics stay as long as they do. The retired groups' members get
+	// RetireTimeout to leave.
+	deadline := time.Now().Add(r.cfg.RetireTimeout)
+	for r.ctx.Err() == nil {
+		outdated := !gone && r.cfg.Outdated != nil && r.cfg.Outdated(app)
+		if !outdated && (time.Now().After(deadline) || r.quiet(r.ctx, g.groups)) {
+			break
+		}
+		if outdated {
+			deadline = time.Now().Add(r.cfg.RetireTimeout)
+		}
 		select {
-		case <-ctx.Done():
+		case <-r.ctx.Done():
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 	if r.ctx.Err() != nil {
 		return
 	}
-	wctx, wcancel := context.WithTimeout(r.ctx, 10*time.Second)
+	wctx, wcancel := context.WithTimeout(r.ctx, topicsTimeout)
 	defer wcancel()
 	answered := 0
 	for _, topic := range g.topics {
@@ -202,26 +286,26 @@ func (r *Reconciler) retire(app string, old *Topology, g retirement, gone bool) 
 			}
 		}
 	}
-	if err := streams.DeleteTopics(wctx, r.adm, g.topics...); err != nil {
+	dctx, dcancel := context.WithTimeout(r.ctx, topicsTimeout) // not what answering used up
+	defer dcancel()
+	if err := streams.DeleteTopics(dctx, r.adm, g.topics...); err != nil {
 		r.cfg.Log.Warn("app topics not deleted", "app", app, "err", err)
 	}
 	if len(g.groups) > 0 {
-		if _, err := r.adm.DeleteGroups(wctx, g.groups...); err != nil {
+		if _, err := r.adm.DeleteGroups(dctx, g.groups...); err != nil {
 			r.cfg.Log.Warn("app groups not deleted", "app", app, "err", err)
 		}
 	}
 	r.cfg.Log.Info("retired what the application no longer uses", "app", app, "topics", len(g.topics), "groups", len(g.groups), "answered", answered)
 }
 
-// quiet reports whether the retired groups have no members and the
-// application has no replica of an outdated revision.
-func (r *Reconciler) quiet(ctx context.Context, app string, groups []string, gone bool) bool {
-	if !gone && r.cfg.Outdated != nil && r.cfg.Outdated(app) {
-		return false
-	}
+// quiet reports whether the retired groups have no members.
+func (r *Reconciler) quiet(ctx context.Context, groups []string) bool {
 	if len(groups) == 0 {
 		return true
 	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	described, err := r.adm.DescribeGroups(ctx, groups...)
 	if err != nil {
 		return false

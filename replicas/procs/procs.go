@@ -220,11 +220,20 @@ func (a *Actuator) reconcileLocked(t Target, d *dep) {
 			old = append(old, p)
 		}
 	}
-	rolling := 0 // replicas whose new process is not ready while the old one runs
+	// rolling counts the replicas in the middle of a roll: a new process
+	// not ready while the old one runs, or a no-surge replica waiting for
+	// its old process to exit. One replica rolls at a time.
+	rolling := 0
 	for _, p := range old {
 		if c := current[p.replica.ID]; c != nil && c.ready {
 			a.stopLocked(p) // its replacement is ready
 		} else if c != nil {
+			rolling++
+		}
+	}
+	for _, r := range d.want {
+		if r.NoSurge && current[r.ID] == nil && !slices.ContainsFunc(old, func(p *proc) bool { return p.replica.ID == r.ID }) &&
+			slices.ContainsFunc(d.procs, func(p *proc) bool { return p.replica.ID == r.ID && p.stopping }) {
 			rolling++
 		}
 	}
@@ -239,6 +248,7 @@ func (a *Actuator) reconcileLocked(t Target, d *dep) {
 			}
 			if r.NoSurge {
 				a.stopLocked(old[i]) // the new one starts when it has exited
+				rolling++
 				continue
 			}
 		}

@@ -235,6 +235,42 @@ func TestRollStartsNewBeforeStoppingOld(t *testing.T) {
 	}
 }
 
+// No-surge replicas roll one at a time too: never both stopped at once.
+func TestRollWithoutSurgeOneAtATime(t *testing.T) {
+	a := newActuator(t, `trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.05; done`)
+	set := func(rev string) {
+		if err := a.Set(target, []Replica{{ID: "0", Revision: rev, NoSurge: true}, {ID: "1", Revision: rev, NoSurge: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("r1")
+	waitSize(t, a, "two ready", func(s Size) bool { return s.Ready == 2 })
+	set("r2")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		stopping, r2 := 0, 0
+		for _, p := range a.deps[target].procs {
+			if p.stopping {
+				stopping++
+			} else if p.replica.Revision == "r2" && p.ready {
+				r2++
+			}
+		}
+		a.mu.Unlock()
+		if stopping > 1 {
+			t.Fatalf("%d no-surge replicas stopping at once", stopping)
+		}
+		if r2 == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the roll did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // A replica holding GPU shares (NoSurge) stops before its new revision
 // starts: the device cannot hold both.
 func TestRollWithoutSurgeStopsFirst(t *testing.T) {
