@@ -116,6 +116,44 @@ func TestCodeBundleDev(t *testing.T) {
 	p := startDevProcess(t)
 	testCodeBundle(t, p)
 	testRenderBundles(t, p)
+	testLocalBinary(t, p)
+}
+
+// The dev loop: `code: ./path` runs a local binary without publishing
+// it; rebuilding it and deploying again rolls to the new build.
+func testLocalBinary(t *testing.T, p platformUnderTest) {
+	bins := greeterBinaries(t)
+	dir := t.TempDir()
+	local := filepath.Join(dir, "greeter")
+	copyBin := func(from string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local+".new", b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(local+".new", local); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := "loc" + streams.Instance()[:6]
+	b, err := os.ReadFile("../examples/greeter/app.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.NewReplacer("name: greeter", "name: "+app, "route_prefix: /greeter", "route_prefix: /"+app, "code: greeter@production", "code: "+local).Replace(string(b))
+	copyBin(bins["Hello"])
+	p.cli(t, "deploy", "-f", writeFile(t, "l.yaml", yaml))
+	if code, body := postTo(t, p.addr, "/"+app, "Lee"); code != 200 || body != "Hello, Lee!" {
+		t.Fatalf("a local binary: %d %q", code, body)
+	}
+	copyBin(bins["Howdy"]) // rebuilt
+	p.cli(t, "deploy", "-f", writeFile(t, "l2.yaml", yaml))
+	if code, body := postTo(t, p.addr, "/"+app, "Lee"); code != 200 || body != "Howdy, Lee!" {
+		t.Fatalf("the rebuilt local binary after deploy: %d %q", code, body)
+	}
 }
 
 // sluice render --workloads resolves code: references through the
