@@ -17,7 +17,7 @@ dev=$!
 trap 'kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 for _ in $(seq 1 600); do
-	if curl -fsS -o /dev/null "http://$HTTP_ADDR/v2/health/ready" 2>/dev/null; then
+	if bin/sluice status --addr "$HTTP_ADDR" >/dev/null 2>&1; then
 		break
 	fi
 	kill -0 "$dev" 2>/dev/null || { echo "run: sluice dev exited" >&2; exit 1; }
