@@ -650,7 +650,7 @@ type run struct {
 	ctx     context.Context
 	in      *Input
 	seq     int64
-	failed  bool
+	failed  atomic.Bool // answered or dead-lettered as failed (once)
 	pending atomic.Int64
 }
 
@@ -717,10 +717,23 @@ func (x *run) route(value []byte, contentType string) (bool, error) {
 func (x *run) send(rec *kgo.Record) {
 	x.pending.Add(1)
 	x.r.cl.Produce(context.Background(), rec, func(rec *kgo.Record, err error) {
-		if err != nil && rec.Topic != x.r.cfg.DeadLetter {
+		// A caller that waits gets an error now, naming the cause (an
+		// answer too large for the broker, an edge gone), not its
+		// deadline; when the caller cannot be reached (its reply topic
+		// is gone), or nobody waits, the record is dead-lettered.
+		reachable := x.req.Env.ReplyTo != "" && (rec.Topic != x.req.Env.ReplyTo || errors.Is(err, kerr.MessageTooLarge))
+		switch {
+		case err != nil && rec.Topic != x.r.cfg.DeadLetter && reachable && !x.failed.Load():
+			x.r.cfg.Log.Warn("output produce failed; answering the caller with the error", "topic", rec.Topic, "err", err)
+			code := streams.CodeUnavailable
+			if errors.Is(err, kerr.MessageTooLarge) {
+				code = streams.CodeInternal // the same answer would fail again
+			}
+			x.fail(streams.Errorf(code, "the answer could not be delivered: produce to %s: %v", rec.Topic, err))
+		case err != nil && rec.Topic != x.r.cfg.DeadLetter:
 			x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
 			x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
-		} else if err != nil {
+		case err != nil:
 			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", protocol.Source{Topic: x.rec.Topic, Partition: x.rec.Partition, Offset: x.rec.Offset}.String(), "err", err)
 		}
 		x.release()
@@ -730,10 +743,9 @@ func (x *run) send(rec *kgo.Record) {
 // fail answers the caller with err, or dead-letters the record when nobody
 // waits for it.
 func (x *run) fail(err error) {
-	if x.failed {
+	if !x.failed.CompareAndSwap(false, true) {
 		return
 	}
-	x.failed = true
 	x.r.stats.failed.Add(1)
 	if x.req.Env.ReplyTo == "" {
 		x.r.stats.deadLettered.Add(1)

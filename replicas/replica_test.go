@@ -1199,3 +1199,25 @@ func TestBlockedRecordDoesNotHoldUpOthers(t *testing.T) {
 	consume(t, f.out, 5, wait)
 	rep.stop(t)
 }
+
+// An answer too large for the broker reaches its caller at once as an
+// error naming the cause (never a wait until the deadline), counted as
+// failed.
+func TestAnswerTooLargeAnswersTheCaller(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	huge := handlerFunc(func(_ context.Context, _ *Input, out Output) error {
+		return out.Emit(make([]byte, 3<<20), "application/octet-stream")
+	})
+	rep := start(t, f.config(), huge)
+	produce(t, &kgo.Record{Topic: f.in, Key: []byte("k"), Value: []byte("v"),
+		Headers: hdrs(protocol.HeaderID, "id", protocol.HeaderReplyTo, f.reply)})
+	r := consume(t, f.reply, 1, wait)[0]
+	if got := streams.Code(hget(r, protocol.HeaderStatus)); got != streams.CodeInternal {
+		t.Errorf("sl-status = %q, want internal", got)
+	}
+	if got := hget(r, protocol.HeaderError); !strings.Contains(got, "could not be delivered") || !strings.Contains(got, "MESSAGE_TOO_LARGE") {
+		t.Errorf("sl-error = %q, want it to name the cause", got)
+	}
+	waitFor(t, wait, "the request counted as failed", func() bool { return rep.Stats().Failed == 1 })
+}
