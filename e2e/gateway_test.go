@@ -112,6 +112,22 @@ func TestOIPRESTInfer(t *testing.T) {
 	}
 }
 
+// Inference takes POST: another method on an infer endpoint is 405 with
+// Allow, not 404.
+func TestOIPInferMethod(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"/v2/models/doubler/infer", "/v2/models/doubler/versions/1/infer"} {
+		resp, err := http.Get("http://" + plat.Addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost {
+			t.Fatalf("GET %s = %d (Allow %q), want 405 allowing POST", path, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
+}
+
 // The binary tensor extension both ways: raw FP32 in, raw FP32 out.
 func TestOIPRESTBinary(t *testing.T) {
 	t.Parallel()
@@ -182,6 +198,10 @@ func TestOIPGRPC(t *testing.T) {
 	}
 	if r, err := c.ModelReady(ctx, &inference.ModelReadyRequest{Name: "doubler"}); err != nil || !r.GetReady() {
 		t.Fatalf("model ready: %v %v", r, err)
+	}
+	// An unknown model is not ready, as over REST (not NOT_FOUND).
+	if r, err := c.ModelReady(ctx, &inference.ModelReadyRequest{Name: "nope"}); err != nil || r.GetReady() {
+		t.Fatalf("unknown model ready: %v %v, want false and no error", r, err)
 	}
 	raw := []byte{}
 	for _, f := range []float32{1, 2, 3, 4} {

@@ -230,6 +230,12 @@ func (s *Server) oipHandler() http.Handler {
 	mux.HandleFunc("GET /v2/models/{m}/versions/{v}/ready", readyH)
 	mux.HandleFunc("POST /v2/models/{m}/infer", s.inferREST)
 	mux.HandleFunc("POST /v2/models/{m}/versions/{v}/infer", s.inferREST)
+	onlyPost := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + r.URL.Path + ": inference takes POST"})
+	}
+	mux.HandleFunc("/v2/models/{m}/infer", onlyPost)
+	mux.HandleFunc("/v2/models/{m}/versions/{v}/infer", onlyPost)
 	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, streams.Errorf(streams.CodeNotFound, "no inference endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,6 +235,16 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			hl.Close()
 			gl.Close()
 			return nil, err
+		}
+		// Serve once the applications deployed at start answer: their
+		// replicas start in the background (GPU ones wait to be placed).
+		for _, a := range apps {
+			for dctx.Err() == nil {
+				if _, ready := ctl.status.Ready(a.Name); ready || slices.ContainsFunc(a.Deployments, func(d spec.Deployment) bool { return d.Resources.GPU > 0 }) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 	}
 	registryAPI := registry.NewService(d.registry, gateway.GRPCError)

@@ -102,8 +102,13 @@ func newHTTPServer(h http.Handler) *http.Server {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols, HTTP2: registry.BulkHTTP2Config()}
+	// Idle keep-alive connections are closed after idleTimeout: a client
+	// that holds thousands open holds no descriptors for ever.
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout, Protocols: &protocols, HTTP2: registry.BulkHTTP2Config()}
 }
+
+// idleTimeout closes keep-alive connections that carry no request.
+const idleTimeout = 2 * time.Minute
 
 // close stops the HTTP listener first (REST, and gRPC through it), then
 // the gRPC listener (gracefully, bounded), then the internal connection.
