@@ -110,7 +110,8 @@ func runRender(ctx context.Context, args []string, env Env) error {
 		if *workloads {
 			topo := controller.Compile(namer, app)
 			mopts.Revision = func(dep string) string {
-				return controller.Revision(topo, app.Deployments[slices.IndexFunc(app.Deployments, func(d spec.Deployment) bool { return d.Name == dep })])
+				d, _ := deploymentOf(app, dep)
+				return controller.Revision(topo, d)
 			}
 			ds, err := manifest.Deployments(app, mopts)
 			if err != nil {

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -543,7 +542,7 @@ func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
 		cmd.Env = os.Environ()
 	}
 	cmd.Env = append(cmd.Env, procs.ReadyEnv+"="+strconv.Itoa(procs.ReadyFD))
-	tail := &lastLine{}
+	tail := &procs.Tail{}
 	cmd.Stderr = io.MultiWriter(os.Stderr, tail)
 	err = cmd.Start()
 	w.Close()
@@ -563,7 +562,7 @@ func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
-	rr := &replicaRun{ready: ready, cancel: cancel, done: make(chan struct{}), last: tail.String}
+	rr := &replicaRun{ready: ready, cancel: cancel, done: make(chan struct{}), last: tail.Last}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	go func() {
@@ -571,7 +570,7 @@ func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
 		select {
 		case err := <-exited:
 			why := fmt.Sprint(err)
-			if last := tail.String(); last != "" {
+			if last := tail.Last(); last != "" {
 				why += ": " + last
 			}
 			l.cfg.Log.Warn("replica process exited", "app", dr.app.Spec.Name, "deployment", dr.spec.Name, "why", why)
@@ -588,42 +587,6 @@ func (l *Local) startProcess(dr *depRun, slot string) (*replicaRun, error) {
 		}
 	}()
 	return rr, nil
-}
-
-// lastLine keeps the last non-empty line written to it.
-type lastLine struct {
-	mu   sync.Mutex
-	line []byte
-	part []byte
-}
-
-func (l *lastLine) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.part = append(l.part, b...)
-	for {
-		i := slices.Index(l.part, '\n')
-		if i < 0 {
-			break
-		}
-		if line := l.part[:i]; len(strings.TrimSpace(string(line))) > 0 {
-			l.line = slices.Clone(line)
-		}
-		l.part = l.part[i+1:]
-	}
-	if len(l.part) > 4096 {
-		l.part = l.part[len(l.part)-4096:]
-	}
-	return len(b), nil
-}
-
-func (l *lastLine) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s := strings.TrimSpace(string(l.part)); s != "" {
-		return s
-	}
-	return strings.TrimSpace(string(l.line))
 }
 
 // exited takes out of dr a replica process that exited on its own,

@@ -83,7 +83,7 @@ type proc struct {
 	replica  Replica
 	cmd      *exec.Cmd
 	started  time.Time
-	tail     *tail
+	tail     *Tail
 	stopping bool
 	ready    bool        // the process said it is ready
 	kill     *time.Timer // SIGKILL after StopTimeout, once stopping
@@ -278,7 +278,7 @@ func (a *Actuator) reconcileLocked(t Target, d *dep) {
 
 func (a *Actuator) startLocked(t Target, d *dep, r Replica) error {
 	cmd := a.cfg.Command(t, r)
-	p := &proc{replica: r, cmd: cmd, tail: &tail{}}
+	p := &proc{replica: r, cmd: cmd, tail: &Tail{}}
 	cmd.Stdout = a.cfg.Output
 	cmd.Stderr = multi{a.cfg.Output, p.tail}
 	readyR, readyW, err := os.Pipe()
@@ -344,7 +344,7 @@ func (a *Actuator) wait(t Target, d *dep, p *proc) {
 	if err != nil {
 		why = err.Error()
 	}
-	if last := p.tail.last(); last != "" {
+	if last := p.tail.Last(); last != "" {
 		why += ": " + last
 	}
 	a.cfg.Log.Warn("replica process exited; starting another", "app", t.App, "deployment", t.Deployment, "after", time.Since(p.started).Round(time.Millisecond), "why", why)
@@ -374,13 +374,14 @@ func (a *Actuator) stopLocked(p *proc) {
 	p.kill = time.AfterFunc(a.cfg.StopTimeout, func() { _ = p.cmd.Process.Kill() })
 }
 
-// tail keeps the last bytes a process wrote to stderr.
-type tail struct {
+// Tail keeps the last bytes a process wrote to stderr (give it as, or
+// beside, cmd.Stderr); Last is its last line.
+type Tail struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (t *tail) Write(b []byte) (int, error) {
+func (t *Tail) Write(b []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, b...)
@@ -390,8 +391,8 @@ func (t *tail) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// last returns the last non-empty line written.
-func (t *tail) last() string {
+// Last returns the last non-empty line written.
+func (t *Tail) Last() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
