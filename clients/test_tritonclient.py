@@ -307,3 +307,61 @@ def test_infer_unknown_model(side):
     with pytest.raises(InferenceServerException) as excinfo:
         side.infer("nope", [side.input("INPUT0", "FP32", x)])
     assert_error(excinfo, side, mentions=("nope",))
+
+
+# ---------------------------------------------------------------- repository, statistics, configuration
+
+
+def test_model_repository_index(side):
+    index = side.client.get_model_repository_index(**side.kw)
+    if side.http:
+        entries = [(m["name"], m.get("version", ""), m.get("state", "")) for m in index]
+    else:
+        entries = [(m.name, m.version, m.state) for m in index.models]
+    for model in ("doubler", "adder64", "upper"):
+        assert (model, "1", "READY") in entries, entries
+
+
+def test_inference_statistics(side):
+    def successes():
+        stats = side.client.get_inference_statistics("doubler", **side.kw)
+        if side.http:
+            rows = stats["model_stats"]
+            assert all(r["name"] == "doubler" for r in rows), rows
+            return sum(r["inference_stats"]["success"]["count"] for r in rows)
+        assert all(r.name == "doubler" for r in stats.model_stats), stats
+        return sum(r.inference_stats.success.count for r in stats.model_stats)
+
+    before = successes()
+    x = np.ones([4], dtype=np.float32)
+    for _ in range(3):
+        side.infer("doubler", [side.input("INPUT0", "FP32", x)])
+    # Another test may call doubler at the same time: at least these three.
+    assert successes() >= before + 3
+
+
+def test_model_config(side):
+    config = side.client.get_model_config("adder64", **side.kw)
+    if side.http:
+        inputs = [(t["name"], t["data_type"], list(t["dims"])) for t in config["input"]]
+        outputs = [(t["name"], t["data_type"]) for t in config["output"]]
+        name = config["name"]
+    else:
+        cfg = config.config
+        dtype = grpcclient.model_config_pb2.DataType.Name
+        inputs = [(t.name, dtype(t.data_type), list(t.dims)) for t in cfg.input]
+        outputs = [(t.name, dtype(t.data_type)) for t in cfg.output]
+        name = cfg.name
+    assert name == "adder64"
+    assert inputs == [("A", "TYPE_INT64", [-1]), ("B", "TYPE_INT64", [-1])]
+    assert outputs == [("SUM", "TYPE_INT64")]
+
+
+def test_infer_unknown_output(side):
+    x = np.ones([2], dtype=np.float32)
+    with pytest.raises(InferenceServerException) as excinfo:
+        side.infer("doubler", [side.input("INPUT0", "FP32", x)], outputs=[side.mod.InferRequestedOutput("NOPE")])
+    err = excinfo.value
+    want = "400" if side.http else "StatusCode.INVALID_ARGUMENT"
+    assert err.status() == want, f"status {err.status()!r}, want {want!r}: {err}"
+    assert "NOPE" in (err.message() or "")

@@ -24,7 +24,6 @@ import (
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/replicas/gpu"
 	"github.com/sluice-serve/sluice/streams"
-	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // GRPCOptions are the server options the gateway needs: message limits
@@ -55,6 +54,14 @@ func APIHandler(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		runtime.WithErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
 			st := status.Convert(err)
 			writeError(w, &streams.Error{Code: codeOf(st.Code()), Msg: st.Message()})
+		}),
+		// A path the API has under another method is 405, not a 500.
+		runtime.WithRoutingErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, status int) {
+			if status == http.StatusMethodNotAllowed {
+				writeJSON(w, status, map[string]string{"error": r.Method + " " + r.URL.Path + ": the API has no such method on this path", "code": string(streams.CodeInvalidArgument)})
+				return
+			}
+			writeError(w, streams.Errorf(streams.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 		}),
 	)
 	if err := sluicev1.RegisterApplicationsHandler(ctx, mux, conn); err != nil {
@@ -135,11 +142,14 @@ func (x *inferenceService) ModelMetadata(ctx context.Context, req *inference.Mod
 }
 
 func (x *inferenceService) ModelInfer(ctx context.Context, req *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
-	r, err := oip.RequestFromProto(req)
-	if err != nil {
-		return nil, grpcError(ctx, streams.Errorf(streams.CodeInvalidArgument, "%v", err))
-	}
-	resp, err := x.s.infer(ctx, req.GetModelName(), req.GetModelVersion(), 0, r)
+	resp, err := x.s.infer(ctx, &inferCall{model: req.GetModelName(), version: req.GetModelVersion(), env: grpcEnvelope(ctx, nil),
+		read: func() (*oip.InferRequest, error) {
+			r, err := oip.RequestFromProto(req)
+			if err != nil {
+				return nil, streams.Errorf(streams.CodeInvalidArgument, "%v", err)
+			}
+			return r, nil
+		}})
 	if err != nil {
 		return nil, grpcError(ctx, err)
 	}
@@ -151,75 +161,55 @@ type predictService struct {
 	s *Server
 }
 
-// start admits and sends one Predict call; the caller closes the pending
-// and calls release.
-func (x *predictService) start(ctx context.Context, req *sluicev1.PredictRequest) (*streams.Pending, context.CancelFunc, func(), error) {
+// open admits and sends one Predict call; the caller closes the
+// exchange whatever the error.
+func (x *predictService) open(ctx context.Context, req *sluicev1.PredictRequest) (*exchange, error) {
 	rt, ok := x.s.byName(req.GetApp())
 	if !ok {
-		return nil, nil, nil, streams.Errorf(streams.CodeNotFound, "no application %q", req.GetApp())
+		ex, _ := x.s.open(ctx, "")
+		return ex, ex.fail(streams.Errorf(streams.CodeNotFound, "no application %q", req.GetApp()))
 	}
-	release, err := x.s.admit()
+	ex, err := x.s.open(ctx, rt.app)
 	if err != nil {
-		return nil, nil, nil, err
+		return ex, err
 	}
-	ctx, cancel := x.s.deadline(ctx, rt, req.GetTimeout().AsDuration())
-	env := protocol.Envelope{ContentType: req.GetContentType(), Model: req.GetModel(), Trace: req.GetHeaders()["traceparent"]}
-	for name, v := range req.GetHeaders() {
-		forwardHeader(&env, name, v)
-	}
-	callerHeaders(ctx, &env)
-	rt, err = x.s.applyRules(ctx, rt, &env, req.GetPayload())
-	if err != nil {
-		cancel()
-		release()
-		return nil, nil, nil, err
-	}
-	return x.s.send(ctx, rt, env, req.GetPayload()), cancel, release, nil
+	c := &call{rt: rt, timeout: req.GetTimeout().AsDuration(), env: grpcEnvelope(ctx, req.GetHeaders()), body: req.GetPayload()}
+	c.env.ContentType, c.env.Model = req.GetContentType(), req.GetModel()
+	return ex, ex.send(c)
 }
 
 func (x *predictService) Predict(ctx context.Context, req *sluicev1.PredictRequest) (*sluicev1.PredictResponse, error) {
-	begin := time.Now()
-	p, cancel, release, err := x.start(ctx, req)
+	ex, err := x.open(ctx, req)
+	defer ex.close()
 	if err != nil {
-		x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
 		return nil, grpcError(ctx, err)
 	}
-	defer release()
-	defer cancel()
-	defer p.Close()
-	rep, err := p.Next(ctx)
+	rep, err := ex.next()
 	if err == nil && rep.Streamed() {
-		err = streams.Errorf(streams.CodeInvalidArgument, "application %s streams its answer: call PredictStream", req.GetApp())
+		err = ex.fail(streams.Errorf(streams.CodeInvalidArgument, "application %s streams its answer: call PredictStream", req.GetApp()))
 	}
-	x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
 	if err != nil {
 		return nil, grpcError(ctx, err)
 	}
-	return &sluicev1.PredictResponse{Payload: rep.Value, ContentType: rep.ContentType, Seq: -1, RequestId: p.ID()}, nil
+	return &sluicev1.PredictResponse{Payload: rep.Value, ContentType: rep.ContentType, Seq: -1, RequestId: ex.id()}, nil
 }
 
 func (x *predictService) PredictStream(req *sluicev1.PredictRequest, out grpc.ServerStreamingServer[sluicev1.PredictResponse]) error {
 	ctx := out.Context()
-	begin := time.Now()
-	p, cancel, release, err := x.start(ctx, req)
+	ex, err := x.open(ctx, req)
+	defer ex.close()
 	if err != nil {
-		x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
 		return grpcError(ctx, err)
 	}
-	defer release()
-	defer cancel()
-	defer p.Close()
 	for {
-		rep, err := p.Next(ctx)
+		rep, err := ex.next()
 		if errors.Is(err, io.EOF) {
-			x.s.metrics.observe(req.GetApp(), streams.CodeOK, time.Since(begin))
 			return nil
 		}
 		if err == nil {
-			err = out.Send(&sluicev1.PredictResponse{Payload: rep.Value, ContentType: rep.ContentType, Seq: rep.Seq, RequestId: p.ID()})
+			err = ex.fail(out.Send(&sluicev1.PredictResponse{Payload: rep.Value, ContentType: rep.ContentType, Seq: rep.Seq, RequestId: ex.id()}))
 		}
 		if err != nil {
-			x.s.metrics.observe(req.GetApp(), streams.CodeOf(err), time.Since(begin))
 			return grpcError(ctx, err)
 		}
 	}

@@ -1,17 +1,17 @@
 package gateway
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/sluice-serve/sluice/streams"
-	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Handler is the gateway's REST side: the OIP endpoints under /v2, the
@@ -33,7 +33,7 @@ func (s *Server) Handler(api http.Handler) http.Handler {
 func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	rt, ok := s.byPath(r.URL.Path)
 	if !ok {
-		writeError(w, streams.Errorf(streams.CodeNotFound, "no application serves %s", r.URL.Path))
+		s.refuse(w, streams.Errorf(streams.CodeNotFound, "no application serves %s", r.URL.Path))
 		return
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
@@ -41,94 +41,148 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to call application " + rt.app})
 		return
 	}
-	start := time.Now()
-	code := streams.CodeOK
-	defer func() { s.metrics.observe(rt.app, code, time.Since(start)) }()
-	fail := func(err error) {
-		code = streams.CodeOf(err)
+	x, timeout, err := s.openREST(r, rt.app)
+	defer x.close()
+	if err != nil {
 		writeError(w, err)
-	}
-	if r.ContentLength > s.cfg.MaxBody { // refuse what cannot fit before taking a slot
-		fail(errTooLarge(r.ContentLength, s.cfg.MaxBody))
 		return
 	}
-	release, err := s.admit()
+	c := &call{rt: rt, timeout: timeout, env: httpEnvelope(r.Header)}
+	if c.body, err = s.readBody(w, r); err != nil {
+		writeError(w, x.fail(err))
+		return
+	}
+	c.env.ContentType, c.env.Model = r.Header.Get("Content-Type"), r.Header.Get("Sluice-Model")
+	if err := x.send(c); err != nil {
+		writeError(w, err)
+		return
+	}
+	first, err := x.next()
 	if err != nil {
-		fail(err)
-		return
-	}
-	defer release()
-	timeout, err := requestTimeout(r)
-	if err != nil {
-		fail(err)
-		return
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		fail(err)
-		return
-	}
-	ctx, cancel := s.deadline(r.Context(), rt, timeout)
-	defer cancel()
-	env := protocol.Envelope{ContentType: r.Header.Get("Content-Type"), Trace: r.Header.Get("traceparent"), Model: r.Header.Get("Sluice-Model")}
-	forwardHeaders(&env, r.Header)
-	if rt, err = s.applyRules(ctx, rt, &env, body); err != nil {
-		fail(err)
-		return
-	}
-	p := s.send(ctx, rt, env, body)
-	defer p.Close()
-	first, err := p.Next(ctx)
-	if err != nil {
-		fail(err)
+		writeError(w, err)
 		return
 	}
 	if !first.Streamed() {
 		if first.ContentType != "" {
 			w.Header().Set("Content-Type", first.ContentType)
 		}
-		w.Header().Set("Sluice-Request-Id", p.ID())
+		w.Header().Set("Sluice-Request-Id", x.id())
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(first.Value)
 		return
 	}
-	if err := s.stream(ctx, w, r, p, first); err != nil {
-		code = streams.CodeOf(err)
-	}
+	s.stream(w, r, x, first)
 }
 
-// readBody reads the body up to MaxBody; past it, 413 at once.
+// refuse answers a request that names nothing the gateway serves; it is
+// counted under no application.
+func (s *Server) refuse(w http.ResponseWriter, err error) {
+	s.metrics.observe("", "", streams.CodeOf(err), 0)
+	writeError(w, err)
+}
+
+// openREST opens a REST call counted under name and reads what it asks
+// before its body: see restLimits. The exchange needs close whatever the
+// error.
+func (s *Server) openREST(r *http.Request, name string) (*exchange, time.Duration, error) {
+	x, err := s.open(r.Context(), name)
+	if err != nil {
+		return x, 0, err
+	}
+	timeout, err := s.restLimits(r)
+	return x, timeout, x.fail(err)
+}
+
+// restLimits refuses a body declared larger than MaxBody, before a byte
+// of it is read, and reads the caller's timeout.
+func (s *Server) restLimits(r *http.Request) (time.Duration, error) {
+	if r.ContentLength > s.cfg.MaxBody {
+		return 0, errTooLarge(r.ContentLength, s.cfg.MaxBody)
+	}
+	return requestTimeout(r)
+}
+
+// readBody reads the body up to MaxBody; past it, 413 at once. A body
+// that sends nothing for BodyIdleTimeout, or is not in by BodyTimeout, is
+// cut off with 408 and the connection closed.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > s.cfg.MaxBody {
 		return nil, errTooLarge(r.ContentLength, s.cfg.MaxBody)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if r.ContentLength == 0 {
+		return nil, nil
+	}
+	start, rc := time.Now(), http.NewResponseController(w)
+	body := &deadlineReader{r: http.MaxBytesReader(w, r.Body, s.cfg.MaxBody), rc: rc, idle: s.cfg.BodyIdleTimeout, end: start.Add(s.cfg.BodyTimeout)}
+	// The declared length sizes the buffer up to a bound: a client that
+	// declares 64 MiB and sends nothing holds no 64 MiB.
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), maxPrealloc)+bytes.MinRead))
+	_, err := buf.ReadFrom(body)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		// Past deadlines stay: net/http then closes the connection at
+		// once instead of waiting to read what the client never sends.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return nil, errTooLarge(-1, s.cfg.MaxBody)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			return nil, statusError{status: http.StatusRequestTimeout, err: &streams.Error{Code: streams.CodeInvalidArgument,
+				Msg: fmt.Sprintf("request body not received in time (%d bytes in %v; the gateway waits %v for each part and %v for all of it)",
+					buf.Len(), time.Since(start).Round(time.Millisecond), s.cfg.BodyIdleTimeout, s.cfg.BodyTimeout)}}
 		}
 		return nil, streams.Errorf(streams.CodeInvalidArgument, "read body: %v", err)
 	}
-	return body, nil
+	return buf.Bytes(), nil
 }
 
-// tooLarge marks a size-limit failure: 413 on REST, INVALID_ARGUMENT on
-// gRPC (grpc-go itself answers RESOURCE_EXHAUSTED past its message limit).
-type tooLarge struct{ err *streams.Error }
+// maxPrealloc bounds the buffer a body's declared length reserves.
+const maxPrealloc = 4 << 20
 
-func (e tooLarge) Error() string { return e.err.Error() }
-func (e tooLarge) Unwrap() error { return e.err }
+// deadlineReader moves the connection's read deadline before each read:
+// idle from now, never past end.
+type deadlineReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	end  time.Time
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	at := time.Now().Add(d.idle)
+	if at.After(d.end) {
+		at = d.end
+	}
+	_ = d.rc.SetReadDeadline(at)
+	return d.r.Read(p)
+}
+
+// statusError is a failure HTTP has its own status for (413 for a body
+// past the size limit, 408 for one that does not arrive); other
+// transports see its code (INVALID_ARGUMENT: grpc-go itself answers
+// RESOURCE_EXHAUSTED past its message limit).
+type statusError struct {
+	status int
+	err    *streams.Error
+}
+
+func (e statusError) Error() string { return e.err.Error() }
+func (e statusError) Unwrap() error { return e.err }
 
 func errTooLarge(n, limit int64) error {
 	msg := fmt.Sprintf("request body exceeds the %d-byte limit", limit)
 	if n > 0 {
 		msg = fmt.Sprintf("request body of %d bytes exceeds the %d-byte limit", n, limit)
 	}
-	return tooLarge{err: &streams.Error{Code: streams.CodeInvalidArgument, Msg: msg}}
+	return statusError{status: http.StatusRequestEntityTooLarge, err: &streams.Error{Code: streams.CodeInvalidArgument, Msg: msg}}
 }
 
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, p *streams.Pending, first streams.Reply) error {
+// stream writes a streamed reply, one item a line (or an event), each
+// flushed; a failure after the status is the last line.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, x *exchange, first streams.Reply) {
 	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	if sse {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -137,7 +191,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		w.Header().Set("Content-Type", "application/x-ndjson")
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Sluice-Request-Id", p.ID())
+	w.Header().Set("Sluice-Request-Id", x.id())
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	write := func(line []byte, event string) {
@@ -161,14 +215,14 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		write(line, "")
 		var err error
-		rep, err = p.Next(ctx)
+		rep, err = x.next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return
 		}
 		if err != nil { // the status is sent; the failure is the last line
 			b, _ := json.Marshal(map[string]string{"error": err.Error(), "code": string(streams.CodeOf(err))})
 			write(b, "error")
-			return err
+			return
 		}
 	}
 }
@@ -177,9 +231,9 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 func writeError(w http.ResponseWriter, err error) {
 	code := streams.CodeOf(err)
 	status := HTTPStatus(code)
-	var big tooLarge
-	if errors.As(err, &big) {
-		status = http.StatusRequestEntityTooLarge
+	var se statusError
+	if errors.As(err, &se) {
+		status = se.status
 	}
 	if code == streams.CodeResourceExhausted && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")

@@ -25,6 +25,16 @@ type metrics struct {
 	mu       sync.Mutex
 	requests map[appCode]uint64
 	latency  map[string]*histogram
+	stats    map[modelVersion]*inferStats // the OIP's statistics extension
+}
+
+type modelVersion struct{ model, version string }
+
+// inferStats are a model version's calls through this gateway: count and
+// total time of successes and failures, and the last call's time.
+type inferStats struct {
+	success, fail struct{ count, ns uint64 }
+	last          time.Time
 }
 
 type appCode struct {
@@ -39,13 +49,32 @@ type histogram struct {
 }
 
 func newMetrics() *metrics {
-	return &metrics{requests: map[appCode]uint64{}, latency: map[string]*histogram{}}
+	return &metrics{requests: map[appCode]uint64{}, latency: map[string]*histogram{}, stats: map[modelVersion]*inferStats{}}
 }
 
-func (m *metrics) observe(app string, code streams.Code, d time.Duration) {
+// observe counts one call to app (an application or a model; "" when the
+// name was unknown) at version ("" when none was named) that ended with
+// code after d.
+func (m *metrics) observe(app, version string, code streams.Code, d time.Duration) {
 	secs := d.Seconds()
 	i, _ := slices.BinarySearch(latencyBuckets, secs)
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if app != "" {
+		k := modelVersion{app, version}
+		st := m.stats[k]
+		if st == nil {
+			st = new(inferStats)
+			m.stats[k] = st
+		}
+		sd := &st.success
+		if code != streams.CodeOK {
+			sd = &st.fail
+		}
+		sd.count++
+		sd.ns += uint64(max(d, 0))
+		st.last = time.Now()
+	}
 	m.requests[appCode{app, code}]++
 	h := m.latency[app]
 	if h == nil {
@@ -55,7 +84,20 @@ func (m *metrics) observe(app string, code streams.Code, d time.Duration) {
 	h.counts[i]++
 	h.sum += secs
 	h.n++
-	m.mu.Unlock()
+}
+
+// modelStats returns a copy of the statistics of every version of model
+// this gateway has called.
+func (m *metrics) modelStats(model string) map[string]inferStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]inferStats{}
+	for k, st := range m.stats {
+		if k.model == model {
+			out[k.version] = *st
+		}
+	}
+	return out
 }
 
 // serve writes the gateway's series and the deployments' counters and lag

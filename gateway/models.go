@@ -24,6 +24,7 @@ import (
 // Catalog is what the gateway reads of the model registry.
 type Catalog interface {
 	Model(name string) (*registry.Model, error)
+	Models() []*registry.Model
 }
 
 // modelApp is an application whose ingress serves registry models.

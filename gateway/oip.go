@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
@@ -31,18 +33,40 @@ var Version = "0.1.0"
 // platform sets it once its applications are deployed.
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 
-// infer runs one inference on the application named model.
-func (s *Server) infer(ctx context.Context, model, version string, timeout time.Duration, req *oip.InferRequest) (*oip.InferResponse, error) {
-	start := time.Now()
-	resp, err := s.inferOnce(ctx, model, version, timeout, req)
-	s.metrics.observe(model, streams.CodeOf(err), time.Since(start))
-	return resp, err
+// inferCall is one OIP call as its transport decoded it: the model and
+// version named, the caller's timeout and envelope, and how to read the
+// request (REST reads its body only once admitted).
+type inferCall struct {
+	model, version string
+	timeout        time.Duration
+	env            protocol.Envelope
+	read           func() (*oip.InferRequest, error)
 }
 
-func (s *Server) inferOnce(ctx context.Context, model, version string, timeout time.Duration, req *oip.InferRequest) (*oip.InferResponse, error) {
-	tg, err := s.model(model, version)
+// infer runs one inference, over REST or gRPC: the model resolved to the
+// application that serves it, then the one call path.
+func (s *Server) infer(ctx context.Context, q *inferCall) (*oip.InferResponse, error) {
+	tg, terr := s.model(q.model, q.version)
+	name := q.model
+	if streams.CodeOf(terr) == streams.CodeNotFound {
+		name = "" // unknown names are not series of their own
+	}
+	x, err := s.open(ctx, name)
+	x.version = q.version
+	defer x.close()
 	if err != nil {
 		return nil, err
+	}
+	if terr != nil {
+		return nil, x.fail(terr)
+	}
+	x.version = servingVersion(tg, q.version)
+	req, err := q.read()
+	if err != nil {
+		return nil, x.fail(err)
+	}
+	if err := checkOutputs(q.model, req, s.declaredOutputs(tg, q.version)); err != nil {
+		return nil, x.fail(err)
 	}
 	rt := tg.route
 	if tg.reg != nil {
@@ -50,42 +74,108 @@ func (s *Server) inferOnce(ctx context.Context, model, version string, timeout t
 		if s.cfg.Reports != nil {
 			owners = func() map[int32]string { return s.cfg.Reports.Owners(tg.app.app, rt.ingress) }
 		}
-		rt.key = s.spread.key(model, tg.app.partitions, tg.app.serving.Spread, owners)
+		rt.key = s.spread.key(q.model, tg.app.partitions, tg.app.serving.Spread, owners)
 	}
-	release, err := s.admit()
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	payload, err := req.MarshalBinary()
 	if err != nil {
-		return nil, streams.Errorf(streams.CodeInvalidArgument, "%v", err)
+		return nil, x.fail(streams.Errorf(streams.CodeInvalidArgument, "%v", err))
 	}
-	ctx, cancel := s.deadline(ctx, rt, timeout)
-	defer cancel()
-	env := protocol.Envelope{ContentType: oip.ContentType, Model: model, Version: version}
-	callerHeaders(ctx, &env)
-	if rt, err = s.applyRules(ctx, rt, &env, payload); err != nil {
+	c := &call{rt: rt, timeout: q.timeout, env: q.env, body: payload}
+	c.env.ContentType, c.env.Model, c.env.Version = oip.ContentType, q.model, q.version
+	if err := x.send(c); err != nil {
 		return nil, err
 	}
-	p := s.send(ctx, rt, env, payload)
-	defer p.Close()
-	rep, err := p.Next(ctx)
+	rep, err := x.next()
 	if err != nil {
 		return nil, err
+	}
+	if rep.Streamed() {
+		return nil, x.fail(streams.Errorf(streams.CodeInvalidArgument, "application %s streams its answer: call it on its route or with PredictStream", rt.app))
 	}
 	resp := new(oip.InferResponse)
 	if err := resp.UnmarshalBinary(rep.Value); err != nil {
-		return nil, streams.Errorf(streams.CodeInternal, "application %s answered something that is not an inference response: %v", rt.app, err)
+		return nil, x.fail(streams.Errorf(streams.CodeInternal, "application %s answered something that is not an inference response: %v", rt.app, err))
 	}
-	resp.ModelName = model
+	if resp.Outputs, err = requestedOutputs(q.model, req, resp.Outputs); err != nil {
+		return nil, x.fail(err)
+	}
+	resp.ModelName = q.model
 	if tg.reg != nil { // the replica says which version answered (an alias resolves there)
-		resp.ModelVersion = cmp.Or(resp.ModelVersion, version)
+		resp.ModelVersion = cmp.Or(resp.ModelVersion, q.version)
 	} else {
-		resp.ModelVersion = cmp.Or(version, resp.ModelVersion, defaultVersion(rt.inference))
+		resp.ModelVersion = cmp.Or(q.version, resp.ModelVersion, defaultVersion(rt.inference))
 	}
 	resp.ID = req.ID
+	x.version = resp.ModelVersion
 	return resp, nil
+}
+
+// servingVersion is the version a request naming version is served by,
+// as far as the gateway can tell: an application's default version, or
+// what a registry model's default or alias resolves to now.
+func servingVersion(tg target, version string) string {
+	if tg.reg == nil {
+		return cmp.Or(version, defaultVersion(tg.inference))
+	}
+	if v, err := servedVersion(tg.reg, tg.app, version); err == nil {
+		return v.Version
+	}
+	return version
+}
+
+// declaredOutputs are the output names the model's signature declares
+// (nil when it declares none).
+func (s *Server) declaredOutputs(tg target, version string) []string {
+	var outs []spec.TensorSpec
+	switch {
+	case tg.reg != nil:
+		if v, err := servedVersion(tg.reg, tg.app, version); err == nil {
+			outs = v.Outputs
+		}
+	case tg.inference != nil:
+		outs = tg.inference.Outputs
+	}
+	names := make([]string, len(outs))
+	for i, o := range outs {
+		names[i] = o.Name
+	}
+	return names
+}
+
+// checkOutputs refuses, before anything runs, a request for an output
+// the model's signature does not declare.
+func checkOutputs(model string, req *oip.InferRequest, declared []string) error {
+	if len(declared) == 0 {
+		return nil
+	}
+	for _, o := range req.Outputs {
+		if !slices.Contains(declared, o.Name) {
+			return streams.Errorf(streams.CodeInvalidArgument, "model %s has no output %q (its outputs: %s)", model, o.Name, strings.Join(declared, ", "))
+		}
+	}
+	return nil
+}
+
+// requestedOutputs keeps the outputs the request asked for, in its order
+// (all of them when it asked for none); one the model did not return is
+// an error naming what it did return.
+func requestedOutputs(model string, req *oip.InferRequest, got []oip.Tensor) ([]oip.Tensor, error) {
+	if len(req.Outputs) == 0 {
+		return got, nil
+	}
+	out := make([]oip.Tensor, 0, len(req.Outputs))
+	for _, o := range req.Outputs {
+		i := slices.IndexFunc(got, func(t oip.Tensor) bool { return t.Name == o.Name })
+		if i < 0 {
+			names := make([]string, len(got))
+			for j, t := range got {
+				names[j] = t.Name
+			}
+			return nil, streams.Errorf(streams.CodeInvalidArgument, "model %s has no output %q (it returned: %s)", model, o.Name, strings.Join(names, ", "))
+		}
+		out = append(out, got[i])
+	}
+	return out, nil
 }
 
 // target is what serves a model name: an application of that name, or a
@@ -236,6 +326,7 @@ func (s *Server) oipHandler() http.Handler {
 	}
 	mux.HandleFunc("/v2/models/{m}/infer", onlyPost)
 	mux.HandleFunc("/v2/models/{m}/versions/{v}/infer", onlyPost)
+	s.repositoryREST(mux)
 	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, streams.Errorf(streams.CodeNotFound, "no inference endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -244,7 +335,8 @@ func (s *Server) oipHandler() http.Handler {
 
 func (s *Server) serverMetadataREST(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		writeError(w, streams.Errorf(streams.CodeNotFound, "no inference endpoint %s %s", r.Method, r.URL.Path))
+		w.Header().Set("Allow", http.MethodGet)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + r.URL.Path + ": server metadata takes GET"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": ServerName, "version": Version, "extensions": []string{"binary_tensor_data"}})
@@ -253,32 +345,32 @@ func (s *Server) serverMetadataREST(w http.ResponseWriter, r *http.Request) {
 // inferREST decodes a JSON or binary-extension request, runs it, and
 // writes JSON, with the outputs the caller asked for as binary appended.
 func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) {
-	timeout, err := requestTimeout(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	body, err := s.readBody(w, r) // size checked before admission, which infer does
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+	q := &inferCall{model: r.PathValue("m"), version: r.PathValue("v"), env: httpEnvelope(r.Header)}
 	var req *oip.InferRequest
-	if h := r.Header.Get("Inference-Header-Content-Length"); h != "" {
-		n, perr := strconv.Atoi(h)
-		if perr != nil {
-			writeError(w, streams.Errorf(streams.CodeInvalidArgument, "Inference-Header-Content-Length %q is not a number", h))
-			return
+	q.read = func() (*oip.InferRequest, error) {
+		var err error
+		if q.timeout, err = s.restLimits(r); err != nil {
+			return nil, err
 		}
-		req, err = oip.DecodeRequestBinary(body, n)
-	} else {
-		req, err = oip.DecodeRequestJSON(body)
+		body, err := s.readBody(w, r)
+		if err != nil {
+			return nil, err
+		}
+		if h := r.Header.Get("Inference-Header-Content-Length"); h != "" {
+			n, perr := strconv.Atoi(h)
+			if perr != nil {
+				return nil, streams.Errorf(streams.CodeInvalidArgument, "Inference-Header-Content-Length %q is not a number", h)
+			}
+			req, err = oip.DecodeRequestBinary(body, n)
+		} else {
+			req, err = oip.DecodeRequestJSON(body)
+		}
+		if err != nil {
+			return nil, streams.Errorf(streams.CodeInvalidArgument, "%v", err)
+		}
+		return req, nil
 	}
-	if err != nil {
-		writeError(w, streams.Errorf(streams.CodeInvalidArgument, "%v", err))
-		return
-	}
-	resp, err := s.infer(withHTTPHeaders(r.Context(), r.Header), r.PathValue("m"), r.PathValue("v"), timeout, req)
+	resp, err := s.infer(r.Context(), q)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"context"
-	"net/http"
 	"strconv"
 	"strings"
-
-	"google.golang.org/grpc/metadata"
 
 	"github.com/sluice-serve/sluice/cel"
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -98,22 +95,4 @@ func forwardHeaders(env *protocol.Envelope, hs map[string][]string) {
 			forwardHeader(env, name, vs[0])
 		}
 	}
-}
-
-type httpHeadersKey struct{}
-
-// withHTTPHeaders keeps a REST caller's headers in ctx for code that sees
-// only the context (the OIP infer path, shared with gRPC).
-func withHTTPHeaders(ctx context.Context, h http.Header) context.Context {
-	return context.WithValue(ctx, httpHeadersKey{}, h)
-}
-
-// callerHeaders adds the caller's headers to env, from REST or gRPC.
-func callerHeaders(ctx context.Context, env *protocol.Envelope) {
-	if h, ok := ctx.Value(httpHeadersKey{}).(http.Header); ok {
-		forwardHeaders(env, h)
-		return
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	forwardHeaders(env, md)
 }

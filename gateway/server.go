@@ -34,11 +34,9 @@ type Config struct {
 	Namer  streams.Namer
 	// Control is the applications and their status, read from Kafka:
 	// routes, deploys and deletes go through its store.
-	Control     *controller.Status
-	MaxInFlight int           // requests waiting at once, REST and gRPC together; past it 429 / RESOURCE_EXHAUSTED. Default 10000.
-	MaxBody     int64         // request size limit in bytes, REST body or gRPC message; default 64 MiB
-	MaxTimeout  time.Duration // cap on a caller's timeout; default 5m
-	Log         *slog.Logger
+	Control *controller.Status
+	Limits
+	Log *slog.Logger
 	// Models, when set, serves registry models by name on the OIP
 	// endpoints, through applications of kind model.
 	Models Catalog
@@ -48,8 +46,55 @@ type Config struct {
 	Nodes *placement.Follower
 }
 
-// DefaultMaxBody is the default request size limit: large, for tensors.
-const DefaultMaxBody = 64 << 20
+// Limits bound what callers can take of a gateway. A zero field takes
+// its default.
+type Limits struct {
+	MaxInFlight int           // requests waiting at once, REST and gRPC together; past it 429 / RESOURCE_EXHAUSTED. Default 10000.
+	MaxBody     int64         // request size limit in bytes, REST body or gRPC message; past it 413 / INVALID_ARGUMENT. Default 64 MiB.
+	MaxTimeout  time.Duration // cap on a caller's timeout (a longer one is cut to it); default 5m
+	// A REST body that sends nothing for BodyIdleTimeout (default 15s), or
+	// is not all in by BodyTimeout (default 2m), is cut off with 408 and
+	// its connection closed.
+	BodyIdleTimeout time.Duration
+	BodyTimeout     time.Duration
+	// The HTTP server's: a request's headers must be in by HeaderTimeout
+	// (default 10s); a keep-alive connection carrying no request is closed
+	// after IdleTimeout (default 2m).
+	HeaderTimeout time.Duration
+	IdleTimeout   time.Duration
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxInFlight     = 10000
+	DefaultMaxBody         = 64 << 20 // large, for tensors
+	DefaultMaxTimeout      = 5 * time.Minute
+	DefaultBodyIdleTimeout = 15 * time.Second
+	DefaultBodyTimeout     = 2 * time.Minute
+	DefaultHeaderTimeout   = 10 * time.Second
+	DefaultIdleTimeout     = 2 * time.Minute
+)
+
+// WithDefaults returns l with every zero field at its default.
+func (l Limits) WithDefaults() Limits {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.MaxInFlight <= 0 {
+		l.MaxInFlight = DefaultMaxInFlight
+	}
+	if l.MaxBody <= 0 {
+		l.MaxBody = DefaultMaxBody
+	}
+	def(&l.MaxTimeout, DefaultMaxTimeout)
+	def(&l.BodyIdleTimeout, DefaultBodyIdleTimeout)
+	def(&l.BodyTimeout, DefaultBodyTimeout)
+	def(&l.HeaderTimeout, DefaultHeaderTimeout)
+	def(&l.IdleTimeout, DefaultIdleTimeout)
+	return l
+}
 
 // Server is the gateway. Its REST side is Handler, its gRPC side is
 // registered with Register.
@@ -81,15 +126,7 @@ type route struct {
 
 // New builds the gateway and subscribes it to application changes.
 func New(cfg Config) *Server {
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 10000
-	}
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = DefaultMaxBody
-	}
-	if cfg.MaxTimeout <= 0 {
-		cfg.MaxTimeout = 5 * time.Minute
-	}
+	cfg.Limits = cfg.Limits.WithDefaults()
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -104,6 +141,9 @@ func New(cfg Config) *Server {
 	})
 	return s
 }
+
+// Limits are the limits the gateway runs with, defaults filled in.
+func (s *Server) Limits() Limits { return s.cfg.Limits }
 
 func (s *Server) setApps(apps []*spec.App) {
 	t := &appTable{byName: make(map[string]route, len(apps))}

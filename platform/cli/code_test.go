@@ -142,7 +142,7 @@ func startRegistry(t *testing.T) (string, *registry.Registry) {
 	srv := grpc.NewServer(append(registry.BulkServerOptions(), grpc.MaxRecvMsgSize(registry.MaxChunk))...)
 	registry.NewService(reg, gateway.GRPCError).Register(srv)
 	l := listenLocal(t)
-	hs := newHTTPServer(grpcOrREST(srv, http.NotFoundHandler()))
+	hs := newHTTPServer(grpcOrREST(srv, http.NotFoundHandler()), gateway.Limits{})
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close(); srv.Stop(); cancel(); <-done })
 	return l.Addr().String(), reg

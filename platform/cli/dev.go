@@ -52,7 +52,10 @@ type DevConfig struct {
 	ModelCacheDir string
 	Apps          []*spec.App
 	Registry      *serve.Registry
-	Log           *slog.Logger
+	// Limits bound what callers can take of the gateway (zero fields:
+	// gateway's defaults).
+	Limits gateway.Limits
+	Log    *slog.Logger
 }
 
 // Dev is a running platform: embedded or external brokers, the controller
@@ -221,7 +224,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Log: cfg.Log})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -248,7 +251,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 	}
 	registryAPI := registry.NewService(d.registry, gateway.GRPCError)
-	if d.front, err = startFront(ctx, gw, hl, gl, gateway.DefaultMaxBody, registryAPI.Register); err != nil {
+	if d.front, err = startFront(ctx, gw, hl, gl, registryAPI.Register); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -358,6 +361,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	fs.Var(&files, "f", "deploy the applications of this YAML file at start (repeatable)")
 	s3 := s3Flags(fs)
 	blobDir := fs.String("blob-dir", "", "local directory for model weights when no S3 endpoint is set")
+	limits := limitFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -389,6 +393,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		BlobDir:      *blobDir,
 		Apps:         apps,
 		Registry:     env.Registry,
+		Limits:       limits(),
 		Log:          env.Log,
 	})
 	if err != nil {

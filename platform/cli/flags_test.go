@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/sluice-serve/sluice/gateway"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/registry"
 )
@@ -68,7 +69,7 @@ func startFakePlatform(t *testing.T) *fakePlatform {
 	// As the platform does: REST and gRPC on one address, gRPC alone on
 	// the other.
 	hl, gl := listenLocal(t), listenLocal(t)
-	hs := newHTTPServer(grpcOrREST(srv, rest))
+	hs := newHTTPServer(grpcOrREST(srv, rest), gateway.Limits{})
 	go hs.Serve(hl)
 	t.Cleanup(func() { hs.Close() })
 	go srv.Serve(gl)

@@ -54,7 +54,9 @@ func listen(httpAddr, grpcAddr string) (hl, gl net.Listener, err error) {
 	return hl, gl, nil
 }
 
-func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, maxMsg int, more ...func(grpc.ServiceRegistrar)) (*front, error) {
+func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, more ...func(grpc.ServiceRegistrar)) (*front, error) {
+	lim := gw.Limits()
+	maxMsg := int(lim.MaxBody)
 	f := &front{grpc: grpc.NewServer(append(registry.BulkServerOptions(), gw.GRPCOptions()...)...), done: make(chan error, 2)}
 	gw.Register(f.grpc)
 	for _, register := range more {
@@ -76,7 +78,7 @@ func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, ma
 		hl.Close()
 		return nil, err
 	}
-	f.http = newHTTPServer(grpcOrREST(f.grpc, gw.Handler(api)))
+	f.http = newHTTPServer(grpcOrREST(f.grpc, gw.Handler(api)), lim)
 	go func() {
 		if err := f.http.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
 			f.done <- err
@@ -97,18 +99,33 @@ func grpcOrREST(g *grpc.Server, rest http.Handler) http.Handler {
 }
 
 // newHTTPServer serves h over HTTP/1.1 and HTTP/2 without TLS, with the
-// flow-control windows artifact streams need.
-func newHTTPServer(h http.Handler) *http.Server {
+// flow-control windows artifact streams need. Headers must arrive within
+// lim.HeaderTimeout, and idle keep-alive connections are closed after
+// lim.IdleTimeout: a client that opens thousands holds no descriptors for
+// ever. Bodies are bounded per request by the gateway (408).
+func newHTTPServer(h http.Handler, lim gateway.Limits) *http.Server {
+	lim = lim.WithDefaults()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	// Idle keep-alive connections are closed after idleTimeout: a client
-	// that holds thousands open holds no descriptors for ever.
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout, Protocols: &protocols, HTTP2: registry.BulkHTTP2Config()}
+	return &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout, IdleTimeout: lim.IdleTimeout, Protocols: &protocols, HTTP2: registry.BulkHTTP2Config()}
 }
 
-// idleTimeout closes keep-alive connections that carry no request.
-const idleTimeout = 2 * time.Minute
+// limitFlags declares the gateway's limits as flags; the function it
+// returns reads them once parsed.
+func limitFlags(fs *flagSet) func() gateway.Limits {
+	maxInFlight := fs.Int("max-in-flight", gateway.DefaultMaxInFlight, "requests waiting at once, REST and gRPC together; past it 429 / RESOURCE_EXHAUSTED")
+	maxBody := fs.Int64("max-body", gateway.DefaultMaxBody, "request size limit in bytes; past it 413 / INVALID_ARGUMENT")
+	maxTimeout := fs.Duration("max-timeout", gateway.DefaultMaxTimeout, "cap on a caller's timeout (a longer one is cut to it)")
+	bodyIdle := fs.Duration("body-idle-timeout", gateway.DefaultBodyIdleTimeout, "a REST body that sends nothing for this long is cut off with 408")
+	body := fs.Duration("body-timeout", gateway.DefaultBodyTimeout, "a REST body not all received in this time is cut off with 408")
+	header := fs.Duration("header-timeout", gateway.DefaultHeaderTimeout, "a request's headers must arrive within this time")
+	idle := fs.Duration("idle-timeout", gateway.DefaultIdleTimeout, "keep-alive connections that carry no request are closed after this time")
+	return func() gateway.Limits {
+		return gateway.Limits{MaxInFlight: *maxInFlight, MaxBody: *maxBody, MaxTimeout: *maxTimeout,
+			BodyIdleTimeout: *bodyIdle, BodyTimeout: *body, HeaderTimeout: *header, IdleTimeout: *idle}
+	}
+}
 
 // close stops the HTTP listener first (REST, and gRPC through it), then
 // the gRPC listener (gracefully, bounded), then the internal connection.

@@ -20,8 +20,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	httpAddr := fs.envString("http", "HTTP_ADDR", "127.0.0.1:8000", "REST listen address (gRPC is served there too)")
 	grpcAddr := fs.envString("grpc", "GRPC_ADDR", "127.0.0.1:9000", "gRPC listen address")
 	cluster := clusterFlags(fs)
-	maxInFlight := fs.Int("max-in-flight", 10000, "requests waiting at once; past it 429 / RESOURCE_EXHAUSTED")
-	maxBody := fs.Int64("max-body", gateway.DefaultMaxBody, "request size limit in bytes")
+	limits := limitFlags(fs)
 	s3 := s3Flags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -72,9 +71,9 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, MaxInFlight: *maxInFlight, MaxBody: *maxBody, Log: env.Log})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: limits(), Log: env.Log})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
-	f, err := startFront(ctx, gw, hl, gl, int(*maxBody), registryAPI.Register)
+	f, err := startFront(ctx, gw, hl, gl, registryAPI.Register)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
@@ -27,6 +28,24 @@ func Model(ctx context.Context) (model, version string) {
 		return sc.parent.Model, sc.parent.Version
 	}
 	return "", ""
+}
+
+// TraceParent returns the W3C traceparent of the request being served
+// (from the caller's traceparent header or gRPC metadata), or "".
+func TraceParent(ctx context.Context) string {
+	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok {
+		return sc.parent.Trace
+	}
+	return ""
+}
+
+// RequestHeader returns one of the caller's x-* headers (REST headers,
+// gRPC metadata, or Predict's headers) by name, any case, or "".
+func RequestHeader(ctx context.Context, name string) string {
+	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok {
+		return sc.parent.RequestHeaders()[strings.ToLower(name)]
+	}
+	return ""
 }
 
 // invoke runs fn inside a scope for the record's child calls: calls not

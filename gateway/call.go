@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
+)
+
+// The gateway's one call path. Every transport (application routes over
+// REST, the OIP over REST and gRPC, Predict and PredictStream) decodes its
+// request into a call and encodes the replies of one exchange; admission,
+// the deadline, the envelope's trace and caller headers, the rules, the
+// produce and the metrics are the exchange's, written once:
+//
+//	x, err := s.open(ctx, name)   // an in-flight slot, or RESOURCE_EXHAUSTED at once
+//	defer x.close()               // slot, deadline and pending reply let go; counted once
+//	... the transport reads and decodes its payload (x.fail on error) ...
+//	err = x.send(c)               // deadline, rules, produce
+//	rep, err := x.next()          // the reply; a stream's items, then io.EOF
+//
+// A REST transport opens before it reads the body, so a full gateway
+// refuses without reading up to MaxBody bytes; gRPC has its message read
+// by then.
+
+// call is one request as a transport decoded it.
+type call struct {
+	rt      route
+	timeout time.Duration     // the caller's; zero: the application's default
+	env     protocol.Envelope // from the transport: trace, caller headers, content type, model, version
+	body    []byte
+}
+
+// exchange is one call from admission to its last reply.
+type exchange struct {
+	s       *Server
+	ctx     context.Context
+	name    string // what it is counted under: the application or model called; "" when none was found
+	version string // the model version that answered, or was asked for
+	start   time.Time
+	code    streams.Code
+	release func()
+	cancel  context.CancelFunc
+	p       *streams.Pending
+}
+
+// open admits a call counted under name. On refusal the returned
+// exchange still needs close, which counts it.
+func (s *Server) open(ctx context.Context, name string) (*exchange, error) {
+	x := &exchange{s: s, ctx: ctx, name: name, start: time.Now(), code: streams.CodeOK, release: func() {}, cancel: func() {}}
+	release, err := s.admit()
+	if err != nil {
+		return x, x.fail(err)
+	}
+	x.release = release
+	return x, nil
+}
+
+// fail records err as the call's outcome (the first failure counts) and
+// returns it.
+func (x *exchange) fail(err error) error {
+	if err != nil && x.code == streams.CodeOK {
+		x.code = streams.CodeOf(err)
+	}
+	return err
+}
+
+// send bounds the call by its deadline, applies the application's rules
+// and produces the request.
+func (x *exchange) send(c *call) error {
+	x.ctx, x.cancel = x.s.deadline(x.ctx, c.rt, c.timeout)
+	rt, err := x.s.applyRules(x.ctx, c.rt, &c.env, c.body)
+	if err != nil {
+		return x.fail(err)
+	}
+	x.p = x.s.send(x.ctx, rt, c.env, c.body)
+	return nil
+}
+
+// next returns the reply, or a stream's next item and io.EOF after its
+// last.
+func (x *exchange) next() (streams.Reply, error) {
+	rep, err := x.p.Next(x.ctx)
+	if err != nil && !errors.Is(err, io.EOF) {
+		x.fail(err)
+	}
+	return rep, err
+}
+
+// id is the request id the caller is told.
+func (x *exchange) id() string { return x.p.ID() }
+
+func (x *exchange) close() {
+	if x.p != nil {
+		x.p.Close()
+	}
+	x.cancel()
+	x.release()
+	x.s.metrics.observe(x.name, x.version, x.code, time.Since(x.start))
+}
+
+// Trace context and caller headers come from one of two places, whatever
+// the transport: HTTP headers or gRPC metadata. These two functions are
+// the only readers of either.
+
+// httpEnvelope starts the envelope of a REST call: the W3C traceparent
+// and the caller's x-* headers.
+func httpEnvelope(h http.Header) protocol.Envelope {
+	env := protocol.Envelope{Trace: h.Get("traceparent")}
+	forwardHeaders(&env, h)
+	return env
+}
+
+// grpcEnvelope starts the envelope of a gRPC call from its metadata, and
+// extra (Predict's headers field), which wins over metadata of the same
+// name.
+func grpcEnvelope(ctx context.Context, extra map[string]string) protocol.Envelope {
+	md, _ := metadata.FromIncomingContext(ctx)
+	md = md.Copy()
+	for name, v := range extra {
+		md.Set(name, v) // lower-cases name
+	}
+	var env protocol.Envelope
+	if vs := md.Get("traceparent"); len(vs) > 0 {
+		env.Trace = vs[0]
+	}
+	forwardHeaders(&env, md)
+	return env
+}
