@@ -19,7 +19,7 @@ import (
 // the deadline, the envelope's trace and caller headers, the rules, the
 // produce and the metrics are the exchange's, written once:
 //
-//	x, err := s.open(ctx, name)   // an in-flight slot, or RESOURCE_EXHAUSTED at once
+//	x, err := s.open(ctx, name, refuse) // an in-flight slot, or RESOURCE_EXHAUSTED at once
 //	defer x.close()               // slot, deadline and pending reply let go; counted once
 //	... the transport reads and decodes its payload (x.fail on error) ...
 //	err = x.send(c)               // deadline, rules, produce
@@ -27,7 +27,8 @@ import (
 //
 // A REST transport opens before it reads the body, so a full gateway
 // refuses without reading up to MaxBody bytes; gRPC has its message read
-// by then.
+// by then. A body declared past MaxBody is refused before admission (413,
+// not 429: it can never succeed, so it must not be retried).
 
 // call is one request as a transport decoded it.
 type call struct {
@@ -50,10 +51,14 @@ type exchange struct {
 	p       *streams.Pending
 }
 
-// open admits a call counted under name. On refusal the returned
-// exchange still needs close, which counts it.
-func (s *Server) open(ctx context.Context, name string) (*exchange, error) {
+// open admits a call counted under name, unless refuse (non-nil) already
+// says why it cannot be served. On refusal the returned exchange still
+// needs close, which counts it.
+func (s *Server) open(ctx context.Context, name string, refuse error) (*exchange, error) {
 	x := &exchange{s: s, ctx: ctx, name: name, start: time.Now(), code: streams.CodeOK, release: func() {}, cancel: func() {}}
+	if refuse != nil {
+		return x, x.fail(refuse)
+	}
 	release, err := s.admit()
 	if err != nil {
 		return x, x.fail(err)

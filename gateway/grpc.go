@@ -166,10 +166,9 @@ type predictService struct {
 func (x *predictService) open(ctx context.Context, req *sluicev1.PredictRequest) (*exchange, error) {
 	rt, ok := x.s.byName(req.GetApp())
 	if !ok {
-		ex, _ := x.s.open(ctx, "")
-		return ex, ex.fail(streams.Errorf(streams.CodeNotFound, "no application %q", req.GetApp()))
+		return x.s.open(ctx, "", streams.Errorf(streams.CodeNotFound, "no application %q", req.GetApp()))
 	}
-	ex, err := x.s.open(ctx, rt.app)
+	ex, err := x.s.open(ctx, rt.app, nil)
 	if err != nil {
 		return ex, err
 	}

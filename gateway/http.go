@@ -81,25 +81,24 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	writeError(w, err)
 }
 
-// openREST opens a REST call counted under name and reads what it asks
-// before its body: see restLimits. The exchange needs close whatever the
-// error.
+// openREST opens a REST call counted under name and reads its timeout.
+// The exchange needs close whatever the error.
 func (s *Server) openREST(r *http.Request, name string) (*exchange, time.Duration, error) {
-	x, err := s.open(r.Context(), name)
+	x, err := s.open(r.Context(), name, s.declaredTooLarge(r))
 	if err != nil {
 		return x, 0, err
 	}
-	timeout, err := s.restLimits(r)
+	timeout, err := requestTimeout(r)
 	return x, timeout, x.fail(err)
 }
 
-// restLimits refuses a body declared larger than MaxBody, before a byte
-// of it is read, and reads the caller's timeout.
-func (s *Server) restLimits(r *http.Request) (time.Duration, error) {
+// declaredTooLarge refuses a body whose declared length is past MaxBody,
+// before a byte of it is read; nil otherwise.
+func (s *Server) declaredTooLarge(r *http.Request) error {
 	if r.ContentLength > s.cfg.MaxBody {
-		return 0, errTooLarge(r.ContentLength, s.cfg.MaxBody)
+		return errTooLarge(r.ContentLength, s.cfg.MaxBody)
 	}
-	return requestTimeout(r)
+	return nil
 }
 
 // readBody reads the body up to MaxBody; past it, 413 at once. A body

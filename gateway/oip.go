@@ -38,6 +38,7 @@ func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 // request (REST reads its body only once admitted).
 type inferCall struct {
 	model, version string
+	refuse         error // refused before admission: see open
 	timeout        time.Duration
 	env            protocol.Envelope
 	read           func() (*oip.InferRequest, error)
@@ -51,7 +52,7 @@ func (s *Server) infer(ctx context.Context, q *inferCall) (*oip.InferResponse, e
 	if streams.CodeOf(terr) == streams.CodeNotFound {
 		name = "" // unknown names are not series of their own
 	}
-	x, err := s.open(ctx, name)
+	x, err := s.open(ctx, name, q.refuse)
 	x.version = q.version
 	defer x.close()
 	if err != nil {
@@ -345,11 +346,11 @@ func (s *Server) serverMetadataREST(w http.ResponseWriter, r *http.Request) {
 // inferREST decodes a JSON or binary-extension request, runs it, and
 // writes JSON, with the outputs the caller asked for as binary appended.
 func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) {
-	q := &inferCall{model: r.PathValue("m"), version: r.PathValue("v"), env: httpEnvelope(r.Header)}
+	q := &inferCall{model: r.PathValue("m"), version: r.PathValue("v"), refuse: s.declaredTooLarge(r), env: httpEnvelope(r.Header)}
 	var req *oip.InferRequest
 	q.read = func() (*oip.InferRequest, error) {
 		var err error
-		if q.timeout, err = s.restLimits(r); err != nil {
+		if q.timeout, err = requestTimeout(r); err != nil {
 			return nil, err
 		}
 		body, err := s.readBody(w, r)
