@@ -3,7 +3,9 @@
 It is the contract the suite in this folder expects, written out: run the
 suite against it with `scripts/pyclients.sh selftest` to check the suite
 itself (no Go build needed), and read it for the exact wire format the
-clients send and accept. It is not part of Sluice.
+clients send and accept. It is not part of Sluice. Beside health, metadata
+and inference it serves Triton's repository index, statistics (of the
+inferences it ran) and model configuration extensions.
 
     python clients/fake_oip_server.py --http 127.0.0.1:8000 --grpc 127.0.0.1:8001 [--trace]
 
@@ -12,16 +14,18 @@ and metadata) to stderr.
 """
 
 import argparse
+import contextlib
 import json
 import struct
 import sys
 import threading
+import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 NP = {"FP32": "<f4", "INT64": "<i8", "BYTES": object}
 
@@ -94,6 +98,96 @@ def metadata(name):
     }
 
 
+def repository_index():
+    """Every model version, sorted, as POST /v2/repository/index lists them."""
+    return [{"name": n, "version": v, "state": "READY", "reason": ""} for n in sorted(MODELS) for v in VERSIONS]
+
+
+def config_type(datatype):
+    """The model configuration's name of an OIP datatype (BYTES is TYPE_STRING)."""
+    return "TYPE_STRING" if datatype == "BYTES" else "TYPE_" + datatype
+
+
+def model_config(name):
+    """The model configuration of a model, from its signature (Triton's JSON)."""
+    model = MODELS[name]
+
+    def tensors(ts):
+        return [{"name": n, "data_type": config_type(d), "dims": s} for n, d, s in ts]
+
+    return {
+        "name": name,
+        "platform": "sluice",
+        "backend": "sluice",
+        "max_batch_size": 0,
+        "input": tensors(model["inputs"]),
+        "output": tensors(model["outputs"]),
+    }
+
+
+class Stats:
+    """The inferences this server ran, per model version: successes and
+    failures (a model found, its request then refused) with their time."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._calls = {}  # (name, version) -> {"success": [count, ns], "fail": [count, ns], "last": ms}
+
+    @contextlib.contextmanager
+    def counted(self, name: str, version: str):
+        """Counts the call its block serves: a success unless it raises."""
+        start, ok = time.monotonic_ns(), False
+        try:
+            yield
+            ok = True
+        finally:
+            self._record(name, version or VERSIONS[-1], ok, time.monotonic_ns() - start)
+
+    def _record(self, name: str, version: str, ok: bool, ns: int) -> None:
+        with self._lock:
+            row = self._calls.setdefault((name, version), {"success": [0, 0], "fail": [0, 0], "last": 0})
+            dur = row["success" if ok else "fail"]
+            dur[0] += 1
+            dur[1] += ns
+            row["last"] = time.time_ns() // 1_000_000
+
+    def rows(self, name: str = "", version: str = "") -> list:
+        """model_stats of a model version (every version when version is
+        empty, every model when name is empty); NotFound for unknown ones."""
+        if name:
+            lookup(name, version)
+        out = []
+        for n in [name] if name else sorted(MODELS):
+            for v in [version] if version else VERSIONS:
+                out.append(self._row(n, v))
+        return out
+
+    def _row(self, name: str, version: str) -> dict:
+        with self._lock:
+            row = self._calls.get((name, version), {"success": [0, 0], "fail": [0, 0], "last": 0})
+            (ok, ok_ns), (bad, bad_ns), last = row["success"], row["fail"], row["last"]
+        zero = {"count": 0, "ns": 0}
+        return {
+            "name": name,
+            "version": version,
+            "last_inference": last,
+            "inference_count": ok,
+            "execution_count": ok,
+            "inference_stats": {
+                "success": {"count": ok, "ns": ok_ns},
+                "fail": {"count": bad, "ns": bad_ns},
+                "queue": zero,
+                "compute_input": zero,
+                "compute_infer": zero,
+                "compute_output": zero,
+            },
+            "batch_stats": [],
+        }
+
+
+STATS = Stats()
+
+
 def decode_bytes(raw):
     out, off = [], 0
     while off < len(raw):
@@ -146,6 +240,16 @@ def run_model(model, inputs):
     return model["fn"]({n: a for n, (_, a) in inputs.items()})
 
 
+def output_names(model, requested):
+    """The outputs to answer: those requested (every one when none), each
+    of them one the model has."""
+    have = [n for n, _, _ in model["outputs"]]
+    for n in requested:
+        if n not in have:
+            raise BadRequest(f"unknown output '{n}' (the model's outputs: {', '.join(have)})")
+    return list(requested) or have
+
+
 # ---------------------------------------------------------------- REST
 
 
@@ -186,6 +290,10 @@ class Handler(BaseHTTPRequestHandler):
             return ("live",)
         if rest == ["health", "ready"]:
             return ("ready",)
+        if rest == ["repository", "index"]:
+            return ("index",)
+        if rest == ["models", "stats"]:
+            return ("stats", "", "")
         if len(rest) >= 2 and rest[0] == "models":
             name, tail, version = rest[1], rest[2:], ""
             if len(tail) >= 2 and tail[0] == "versions":
@@ -196,6 +304,10 @@ class Handler(BaseHTTPRequestHandler):
                 return ("model_ready", name, version)
             if tail == ["infer"]:
                 return ("infer", name, version)
+            if tail == ["stats"]:
+                return ("stats", name, version)
+            if tail == ["config"]:
+                return ("config", name, version)
         return None
 
     def do_GET(self):
@@ -214,6 +326,11 @@ class Handler(BaseHTTPRequestHandler):
             if route and route[0] == "model_ready":
                 lookup(route[1], route[2])
                 return self._send(200, {"name": route[1], "ready": True})
+            if route and route[0] == "stats":
+                return self._send(200, {"model_stats": STATS.rows(route[1], route[2])})
+            if route and route[0] == "config":
+                lookup(route[1], route[2])
+                return self._send(200, model_config(route[1]))
         except NotFound as e:
             return self._error(404, str(e))
         self._error(404, f"no route for GET {self.path}")
@@ -223,15 +340,29 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         self._trace(body)
         route = self._route()
+        if route == ("index",):
+            return self._index(body)
         if not route or route[0] != "infer":
             return self._error(404, f"no route for POST {self.path}")
         try:
             model = lookup(route[1], route[2])
-            self._infer(route[1], route[2], model, body)
+            with STATS.counted(route[1], route[2]):
+                self._infer(route[1], route[2], model, body)
         except NotFound as e:
             self._error(404, str(e))
         except (BadRequest, ValueError, KeyError, TypeError) as e:
             self._error(400, f"bad request: {e}")
+
+    def _index(self, body):
+        """POST /v2/repository/index: the body, when any, is {"ready": bool};
+        every model here is ready, so the answer is the same either way."""
+        try:
+            req = json.loads(body) if body.strip() else {}
+        except ValueError as e:
+            return self._error(400, f"bad repository index request: {e}")
+        if not isinstance(req, dict):
+            return self._error(400, "bad repository index request: want a JSON object")
+        self._send(200, repository_index())
 
     def _infer(self, name, version, model, body):
         hlen = self.headers.get("Inference-Header-Content-Length")
@@ -247,14 +378,12 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 arr = from_json(t["datatype"], t["shape"], t["data"])
             inputs[t["name"]] = (t["datatype"], arr)
+        requested = {o["name"]: o.get("parameters") or {} for o in req.get("outputs") or []}
+        names = output_names(model, requested)
         results = run_model(model, inputs)
         default_binary = bool((req.get("parameters") or {}).get("binary_data_output", False))
-        requested = {o["name"]: o.get("parameters") or {} for o in req.get("outputs") or []}
-        names = list(requested) if requested else [n for n, _, _ in model["outputs"]]
         outputs, raws = [], []
         for n in names:
-            if n not in results:
-                raise BadRequest(f"unknown output '{n}'")
             datatype, arr = results[n]
             out = {"name": n, "datatype": datatype, "shape": list(arr.shape)}
             if requested.get(n, {}).get("binary_data", default_binary):
@@ -325,9 +454,53 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 getattr(resp, field).add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
         return resp
 
+    def RepositoryIndex(self, request, context):
+        self._trace("RepositoryIndex", context, request)
+        resp = service_pb2.RepositoryIndexResponse()
+        for e in repository_index():
+            resp.models.add(**e)
+        return resp
+
+    def ModelStatistics(self, request, context):
+        self._trace("ModelStatistics", context, request)
+        try:
+            rows = STATS.rows(request.name, request.version)
+        except NotFound as e:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        resp = service_pb2.ModelStatisticsResponse()
+        for r in rows:
+            resp.model_stats.add(
+                name=r["name"],
+                version=r["version"],
+                last_inference=r["last_inference"],
+                inference_count=r["inference_count"],
+                execution_count=r["execution_count"],
+                inference_stats=service_pb2.InferStatistics(
+                    **{k: service_pb2.StatisticDuration(**d) for k, d in r["inference_stats"].items()}
+                ),
+            )
+        return resp
+
+    def ModelConfig(self, request, context):
+        self._trace("ModelConfig", context, request)
+        self._lookup(context, request.name, request.version)
+        c = model_config(request.name)
+        cfg = model_config_pb2.ModelConfig(
+            name=c["name"], platform=c["platform"], backend=c["backend"], max_batch_size=c["max_batch_size"]
+        )
+        for field in ("input", "output"):
+            for t in c[field]:
+                dtype = model_config_pb2.DataType.Value(t["data_type"])
+                getattr(cfg, field).add(name=t["name"], data_type=dtype, dims=t["dims"])
+        return service_pb2.ModelConfigResponse(config=cfg)
+
     def ModelInfer(self, request, context):
         self._trace("ModelInfer", context, request)
         model = self._lookup(context, request.model_name, request.model_version)
+        with STATS.counted(request.model_name, request.model_version):
+            return self._infer(context, model, request)
+
+    def _infer(self, context, model, request):
         try:
             inputs = {}
             for i, t in enumerate(request.inputs):
@@ -341,16 +514,14 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 else:
                     arr = np.array(t.contents.int64_contents, dtype="<i8").reshape(shape)
                 inputs[t.name] = (t.datatype, arr)
+            names = output_names(model, [o.name for o in request.outputs])
             results = run_model(model, inputs)
         except (BadRequest, ValueError) as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        names = [o.name for o in request.outputs] or [n for n, _, _ in model["outputs"]]
         resp = service_pb2.ModelInferResponse(
             model_name=request.model_name, model_version=request.model_version or VERSIONS[-1], id=request.id
         )
         for n in names:
-            if n not in results:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown output '{n}'")
             datatype, arr = results[n]
             resp.outputs.add(name=n, datatype=datatype, shape=list(arr.shape))
             raw = encode_bytes(arr) if datatype == "BYTES" else np.ascontiguousarray(arr, NP[datatype]).tobytes()
