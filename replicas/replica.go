@@ -678,10 +678,11 @@ type run struct {
 	ctx     context.Context
 	in      *Input
 	seq     int64
-	stream  bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
-	resp    *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
 	failed  atomic.Bool // answered or dead-lettered as failed (once)
 	pending atomic.Int64
+
+	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
+	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
 }
 
 func (x *run) release() {

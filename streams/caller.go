@@ -204,11 +204,12 @@ type Reply struct {
 	Value       []byte
 	ContentType string
 	Seq         int64 // stream item number; -1 for a unary reply
+	eos         int64 // end-of-stream count; -1 otherwise
+	err         error
+
 	// HTTP is an HTTP ingress's response status and headers, on a unary
 	// reply or a stream's first item; nil otherwise.
 	HTTP *protocol.HTTPResponse
-	eos         int64 // end-of-stream count; -1 otherwise
-	err         error
 }
 
 // Streamed reports whether the reply is an item of a stream.

@@ -85,7 +85,6 @@ func (h *Handler) Batches() bool { return h.Kind == KindBatch }
 // ServesHTTP reports whether the handler is an HTTP ingress.
 func (h *Handler) ServesHTTP() bool { return h.Kind == KindHTTP }
 
-
 // Type is a Go type a handler takes, returns or is constructed with.
 type Type struct {
 	// Go is the type as Go prints it ("hello.Request"), for messages.
