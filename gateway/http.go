@@ -36,7 +36,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 		writeError(w, streams.Errorf(streams.CodeNotFound, "no application serves %s", r.URL.Path))
 		return
 	}
-	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut && !rt.http { // an HTTP ingress takes every method
 		w.Header().Set("Allow", "POST, PUT")
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to call application " + rt.app})
 		return
@@ -72,6 +72,9 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	env := protocol.Envelope{ContentType: r.Header.Get("Content-Type"), Trace: r.Header.Get("traceparent"), Model: r.Header.Get("Sluice-Model")}
 	forwardHeaders(&env, r.Header)
+	if rt.http {
+		env.HTTP = httpRequest(r, rt.prefix) // ingress.go
+	}
 	if rt, err = s.applyRules(ctx, rt, &env, body); err != nil {
 		fail(err)
 		return
@@ -81,6 +84,12 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	first, err := p.Next(ctx)
 	if err != nil {
 		fail(err)
+		return
+	}
+	if rt.http { // the status, headers and body the handler wrote (ingress.go)
+		err := writeHTTPReply(ctx, w, p, first)
+		code = streams.CodeOf(err)
+		abortIfCut(err)
 		return
 	}
 	if !first.Streamed() {
