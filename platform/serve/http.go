@@ -28,7 +28,9 @@ import (
 // takes a bound deployment the handler calls with the request's context,
 // any other takes a value that travels as JSON. It returns the handler,
 // and may return an error as its second result. The request's context
-// carries the caller's deadline; a panic answers 500 naming it.
+// carries the caller's deadline: a response finished after it is a
+// deadline_exceeded failure (504), not the response. A panic answers 500
+// naming it.
 //
 // An HTTP ingress can only be its application's ingress deployment, and
 // nothing in the graph sends to it (bundle.Check refuses both).
@@ -76,6 +78,9 @@ func (h *httpIngress) Handle(ctx context.Context, in *replicas.Input, out replic
 	})
 	if err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil && !w.streamed {
+		return streams.Errorf(streams.CodeDeadlineExceeded, "the request's deadline passed before the HTTP handler answered") // nobody waits for the answer
 	}
 	return w.finish()
 }
