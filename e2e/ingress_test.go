@@ -40,6 +40,10 @@ var webD = serve.HTTP("Web", func(tag *serve.Handle[string, string]) http.Handle
 		w.Header().Set("Location", "/web/items/7")
 		writeJSONTo(w, http.StatusCreated, map[string]string{"body": string(body), "content_type": r.Header.Get("Content-Type")})
 	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		_, _ = io.Copy(w, r.Body)
+	})
 	mux.HandleFunc("GET /tag/{word}", func(w http.ResponseWriter, r *http.Request) {
 		s, err := tag.Remote(r.Context(), r.PathValue("word")).Result(r.Context())
 		if err != nil {
