@@ -36,7 +36,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, streams.Errorf(streams.CodeNotFound, "no application serves %s", r.URL.Path))
 		return
 	}
-	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut && !rt.http { // an HTTP ingress takes every method
 		w.Header().Set("Allow", "POST, PUT")
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to call application " + rt.app})
 		return
@@ -53,6 +53,9 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.env.ContentType, c.env.Model = r.Header.Get("Content-Type"), r.Header.Get("Sluice-Model")
+	if rt.http {
+		c.env.HTTP = httpRequest(r, rt.prefix) // ingress.go
+	}
 	if err := x.send(c); err != nil {
 		writeError(w, err)
 		return
@@ -60,6 +63,10 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	first, err := x.next()
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if rt.http { // the status, headers and body the handler wrote (ingress.go)
+		abortIfCut(x.fail(writeHTTPReply(w, x, first)))
 		return
 	}
 	if !first.Streamed() {

@@ -122,6 +122,7 @@ type route struct {
 	inference *spec.Inference
 	key       []byte // the record key; nil: the request id
 	rules     []gatewayRule
+	http      bool // the ingress is an HTTP ingress: the whole request in, the whole response out
 }
 
 // New builds the gateway and subscribes it to application changes.
@@ -159,7 +160,7 @@ func (s *Server) setApps(apps []*spec.App) {
 
 func (s *Server) routeOf(a *spec.App) route {
 	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout),
-		inference: a.Inference, rules: s.compileRules(a)}
+		inference: a.Inference, rules: s.compileRules(a), http: servesHTTP(a)}
 }
 
 func (s *Server) byPath(path string) (route, bool) {

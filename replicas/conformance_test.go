@@ -2,12 +2,14 @@ package replicas
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,8 +54,9 @@ type scenarioDep struct {
 
 // scenarioHandler is a behaviour of the fixed vocabulary.
 type scenarioHandler struct {
-	Name    string `json:"name"`    // echo, upper, fail, stream, panic
-	Items   int    `json:"items"`   // stream: items to emit
+	Name    string `json:"name"`    // echo, upper, fail, stream, panic, http
+	Items   int    `json:"items"`   // stream, http: items to emit
+	Status  int    `json:"status"`  // http: the response status (0: 200)
 	Code    string `json:"code"`    // fail: the code; stream: fail with it after the items
 	Message string `json:"message"` // with Code
 }
@@ -66,10 +69,12 @@ type scenarioRecord struct {
 	Headers     map[string]headerMatch `json:"headers"`
 }
 
-// headerMatch is an expected header value: a string to equal, or
-// {"contains": s} or {"any": true}. Input headers are strings only.
+// headerMatch is an expected header value: a string to equal, a list of
+// strings (the header repeated, with these values in order), or
+// {"contains": s} or {"any": true}. Input headers are strings or lists.
 type headerMatch struct {
 	Exact    *string
+	Values   []string
 	Contains *string
 	Any      bool
 }
@@ -80,6 +85,9 @@ func (m *headerMatch) UnmarshalJSON(b []byte) error {
 		m.Exact = &s
 		return nil
 	}
+	if err := json.Unmarshal(b, &m.Values); err == nil && len(m.Values) > 0 {
+		return nil
+	}
 	var o struct {
 		Contains *string `json:"contains"`
 		Any      bool    `json:"any"`
@@ -87,7 +95,7 @@ func (m *headerMatch) UnmarshalJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&o); err != nil {
-		return fmt.Errorf("header value %s: want a string, {\"contains\": s} or {\"any\": true}: %w", b, err)
+		return fmt.Errorf("header value %s: want a string, a list of strings, {\"contains\": s} or {\"any\": true}: %w", b, err)
 	}
 	if (o.Contains != nil) == o.Any {
 		return fmt.Errorf("header value %s: want exactly one of contains and any", b)
@@ -133,8 +141,12 @@ func (sc *scenario) validate() error {
 		if !d.Streams {
 			return errors.New("handler stream: the deployment must stream")
 		}
+	case "http":
+		if d.Streams {
+			return errors.New("handler http: the deployment does not stream (its handler chooses per request)")
+		}
 	default:
-		return fmt.Errorf("handler %q is not in the vocabulary (echo, upper, fail, stream, panic)", h.Name)
+		return fmt.Errorf("handler %q is not in the vocabulary (echo, upper, fail, stream, panic, http)", h.Name)
 	}
 	for i, r := range slices.Concat(sc.Input, sc.Output) {
 		if !slices.Contains(sc.Topics, r.Topic) {
@@ -152,8 +164,8 @@ func (sc *scenario) validate() error {
 			return fmt.Errorf("input %d goes to %q, which the deployment does not read", i, r.Topic)
 		}
 		for k, m := range r.Headers {
-			if m.Exact == nil {
-				return fmt.Errorf("input %d: header %s must be a string", i, k)
+			if m.Exact == nil && m.Values == nil {
+				return fmt.Errorf("input %d: header %s must be a string or a list of strings", i, k)
 			}
 		}
 	}
@@ -176,6 +188,8 @@ type vocabulary struct {
 
 func (v vocabulary) Streams() bool { return v.streams }
 
+func (v vocabulary) HTTPIngress() bool { return v.h.Name == "http" }
+
 func (v vocabulary) Handle(_ context.Context, in *Input, out Output) error {
 	fail := func() error { return &streams.Error{Code: streams.Code(v.h.Code), Msg: v.h.Message} }
 	switch v.h.Name {
@@ -197,8 +211,38 @@ func (v vocabulary) Handle(_ context.Context, in *Input, out Output) error {
 		return nil
 	case "panic":
 		panic("conformance: the handler panics")
+	case "http":
+		return v.http(in, out)
 	}
 	return fmt.Errorf("handler %q is not in the vocabulary", v.h.Name)
+}
+
+// http answers an HTTP request: the status asked for, x-method, x-path
+// and x-query saying what came, x-echo repeating the request's x-echo
+// values; the body echoed, or items streamed.
+func (v vocabulary) http(in *Input, out Output) error {
+	req, err := in.Env.HTTPRequest() // the replica refused records without one
+	if err != nil {
+		return err
+	}
+	h := http.Header{"X-Method": {req.Method}, "X-Path": {req.Path}, "X-Query": {req.Query}}
+	if vs := req.Header.Values("X-Echo"); len(vs) > 0 {
+		h["X-Echo"] = vs
+	}
+	hout, ok := out.(HTTPOutput)
+	if !ok {
+		return fmt.Errorf("the replica handed an HTTP ingress %T, not an HTTPOutput", out)
+	}
+	hout.Respond(&protocol.HTTPResponse{Status: cmp.Or(v.h.Status, http.StatusOK), Header: h}, v.h.Items > 0)
+	if v.h.Items == 0 {
+		return out.Emit(in.Value, in.Env.ContentType)
+	}
+	for i := range v.h.Items {
+		if err := out.Emit([]byte("item-"+strconv.Itoa(i)), "text/plain"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // asciiUpper upper-cases a-z only, so every language agrees.
@@ -297,11 +341,18 @@ func runScenario(t *testing.T, sc *scenario) {
 			rec.Key = []byte(*in.Key)
 		}
 		for _, k := range slices.Sorted(maps.Keys(in.Headers)) {
-			v, err := expand(*in.Headers[k].Exact, topics, nil)
-			if err != nil {
-				t.Fatalf("input %d header %s: %v", i, k, err)
+			m := in.Headers[k]
+			values := m.Values
+			if m.Exact != nil {
+				values = []string{*m.Exact}
 			}
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+			for _, raw := range values {
+				v, err := expand(raw, topics, nil)
+				if err != nil {
+					t.Fatalf("input %d header %s: %v", i, k, err)
+				}
+				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+			}
 		}
 		inputs[i] = produce(t, rec)[0]
 	}
@@ -356,12 +407,18 @@ func matchRecord(r *kgo.Record, w *scenarioRecord, topics map[string]string, inp
 		problems = append(problems, fmt.Sprintf("value %q, want %q", r.Value, w.value()))
 	}
 	seen := map[string]bool{}
+	repeated := map[string][]string{}
 	for _, h := range r.Headers {
+		m, ok := w.Headers[h.Key]
+		if ok && m.Values != nil {
+			repeated[h.Key] = append(repeated[h.Key], string(h.Value))
+			seen[h.Key] = true
+			continue
+		}
 		if seen[h.Key] {
 			problems = append(problems, "header "+h.Key+" repeated")
 		}
 		seen[h.Key] = true
-		m, ok := w.Headers[h.Key]
 		if !ok {
 			problems = append(problems, fmt.Sprintf("header %s=%q not expected", h.Key, h.Value))
 			continue
@@ -380,6 +437,11 @@ func matchRecord(r *kgo.Record, w *scenarioRecord, topics map[string]string, inp
 			if string(h.Value) != v {
 				problems = append(problems, fmt.Sprintf("header %s=%q, want %q", h.Key, h.Value, v))
 			}
+		}
+	}
+	for k, got := range repeated {
+		if want := w.Headers[k].Values; !slices.Equal(got, want) {
+			problems = append(problems, fmt.Sprintf("header %s=%q, want %q in that order", k, got, want))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(w.Headers)) {

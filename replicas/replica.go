@@ -71,6 +71,24 @@ type Streamer interface {
 	Streams() bool
 }
 
+// HTTPIngress is implemented by handlers that serve HTTP requests (an
+// application's HTTP ingress deployment). The replica refuses a record
+// that carries no HTTP request (no sl-http-method) as invalid_argument,
+// without running the handler, and hands the handler an HTTPOutput.
+type HTTPIngress interface {
+	HTTPIngress() bool
+}
+
+// HTTPOutput is the Output a replica hands an HTTPIngress handler.
+// Respond sets the HTTP status and headers of the answer; it is called
+// once, before the first Emit. streamed makes the record's outputs the
+// items of a stream (each Emit one, then the end), whatever the
+// deployment's kind: an HTTP handler decides per request.
+type HTTPOutput interface {
+	Output
+	Respond(resp *protocol.HTTPResponse, streamed bool)
+}
+
 // Config describes one replica.
 type Config struct {
 	Brokers    []string
@@ -177,6 +195,7 @@ type Replica struct {
 	cfg    Config
 	h      Handler
 	stream bool
+	http   bool // an HTTPIngress handler
 	cl     *kgo.Client
 
 	mu    sync.Mutex // guards parts and every partition's queue
@@ -224,6 +243,9 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	r.idle = sync.NewCond(&r.mu)
 	if s, ok := h.(Streamer); ok {
 		r.stream = s.Streams()
+	}
+	if hi, ok := h.(HTTPIngress); ok {
+		r.http = hi.HTTPIngress()
 	}
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
@@ -595,7 +617,7 @@ func (r *Replica) complete(s *slot) {
 // slot completes once every output the record caused is acknowledged.
 func (r *Replica) process(s *slot) {
 	rec := s.rec
-	run := &run{r: r, s: s, rec: rec}
+	run := &run{r: r, s: s, rec: rec, stream: r.stream}
 	run.pending.Store(1)
 	defer run.release()
 
@@ -606,6 +628,12 @@ func (r *Replica) process(s *slot) {
 		return
 	}
 	env := &req.Env
+	if r.http {
+		if _, err := env.HTTPRequest(); err != nil {
+			run.fail(streams.Errorf(streams.CodeInvalidArgument, "deployment %s is an HTTP ingress: %w", r.cfg.Deployment, err))
+			return
+		}
+	}
 	if env.Expired(time.Now()) {
 		r.stats.expired.Add(1)
 		run.fail(&streams.Error{Code: streams.CodeDeadlineExceeded, Msg: "deadline passed before processing"})
@@ -624,7 +652,7 @@ func (r *Replica) process(s *slot) {
 		return
 	}
 	r.stats.processed.Add(1)
-	if r.stream {
+	if run.stream {
 		run.send(protocol.End(&run.req, r.cfg.Output, run.seq))
 	}
 }
@@ -652,6 +680,9 @@ type run struct {
 	seq     int64
 	failed  atomic.Bool // answered or dead-lettered as failed (once)
 	pending atomic.Int64
+
+	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
+	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
 }
 
 func (x *run) release() {
@@ -660,17 +691,23 @@ func (x *run) release() {
 	}
 }
 
+// Respond makes the record's answer an HTTP response (HTTPOutput).
+func (x *run) Respond(resp *protocol.HTTPResponse, streamed bool) {
+	x.resp = resp
+	x.stream = x.stream || streamed
+}
+
 // Emit routes one output: along the continuation, to the successors, to
 // the caller, or to the output topic.
 func (x *run) Emit(value []byte, contentType string) error {
 	switch {
 	case len(x.req.Env.Cont) > 0:
-		if x.r.stream {
+		if x.stream {
 			return streams.Errorf(streams.CodeInvalidArgument, "a streaming deployment's result cannot be forwarded to another deployment")
 		}
 		fwd, _ := protocol.Forward(&x.req, value, contentType)
 		x.send(fwd.Record())
-	case x.r.cfg.Router != nil && !x.r.stream:
+	case x.r.cfg.Router != nil && !x.stream:
 		sent, err := x.route(value, contentType)
 		if err != nil {
 			return err
@@ -694,10 +731,11 @@ func (x *run) Emit(value []byte, contentType string) error {
 // output topic when nobody waits.
 func (x *run) answer(value []byte, contentType string) {
 	seq := int64(-1)
-	if x.r.stream {
+	if x.stream {
 		seq = x.seq
 	}
-	x.send(protocol.Answer(&x.req, x.r.cfg.Output, seq, value, contentType))
+	x.send(protocol.HTTPAnswer(&x.req, x.r.cfg.Output, seq, x.resp, value, contentType))
+	x.resp = nil // on the first answer only
 }
 
 // route sends value where the router says and reports whether it went

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the platform in one process (embedded broker) with the
-# built-in examples, and examples/greeter — a module of its own, built as
-# its own binary — published to the registry as a code bundle and deployed
-# the way a user would: `sluice code push`, then `sluice deploy`.
+# built-in examples, and examples/greeter and examples/predict — modules of
+# their own, built as their own binaries — published to the registry as
+# code bundles and deployed the way a user would: `sluice code push`, then
+# `sluice deploy` (predict with a registry model, `line`, to serve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -11,6 +12,7 @@ GRPC_ADDR=${GRPC_ADDR:-127.0.0.1:9000}
 
 $GO build -o bin/sluice ./cmd/sluice
 (cd examples/greeter && $GO build -o ../../bin/greeter .)
+(cd examples/predict && $GO build -o ../../bin/predict .)
 
 bin/sluice dev --http "$HTTP_ADDR" --grpc "$GRPC_ADDR" -f examples/hello-cel/hello-cel.yaml "$@" &
 dev=$!
@@ -25,5 +27,13 @@ for _ in $(seq 1 600); do
 done
 bin/sluice code push greeter bin/greeter --alias production --addr "$HTTP_ADDR"
 bin/sluice deploy -f examples/greeter/app.yaml --addr "$HTTP_ADDR"
-echo "run: ready on http://$HTTP_ADDR (Ctrl-C stops); try: curl -d Dora $HTTP_ADDR/greeter"
+bin/sluice code push predict bin/predict --alias production --addr "$HTTP_ADDR"
+if ! bin/sluice models ls --addr "$HTTP_ADDR" 2>/dev/null | grep -q '^line '; then
+	bin/sluice models push line examples/models/affine-v1 --label demo=predict --addr "$HTTP_ADDR"
+fi
+predict_yaml=$(mktemp)
+sed "s#http://127.0.0.1:8000#http://$HTTP_ADDR#" examples/predict/app.yaml >"$predict_yaml"
+bin/sluice deploy -f "$predict_yaml" --addr "$HTTP_ADDR"
+rm -f "$predict_yaml"
+echo "run: ready on http://$HTTP_ADDR (Ctrl-C stops); try: curl -d Dora $HTTP_ADDR/greeter; curl $HTTP_ADDR/predict/line"
 wait "$dev"

@@ -206,6 +206,10 @@ type Reply struct {
 	Seq         int64 // stream item number; -1 for a unary reply
 	eos         int64 // end-of-stream count; -1 otherwise
 	err         error
+
+	// HTTP is an HTTP ingress's response status and headers, on a unary
+	// reply or a stream's first item; nil otherwise.
+	HTTP *protocol.HTTPResponse
 }
 
 // Streamed reports whether the reply is an item of a stream.
@@ -217,7 +221,7 @@ func parseReply(r *kgo.Record) (Reply, string, error) {
 	if err != nil {
 		return Reply{}, pr.ID, err
 	}
-	rep := Reply{Value: pr.Value, ContentType: pr.ContentType, Seq: pr.Seq, eos: pr.EOS}
+	rep := Reply{Value: pr.Value, ContentType: pr.ContentType, Seq: pr.Seq, HTTP: pr.HTTP, eos: pr.EOS}
 	if pr.Status != CodeOK {
 		rep.err = &Error{Code: pr.Status, Msg: pr.Error}
 	}

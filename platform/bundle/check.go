@@ -19,7 +19,10 @@ var ErrUnknownHandler = errors.New("unknown handler")
 // Check reports every way app cannot run on the binary m describes:
 // unknown handlers, arguments that do not fit constructors, handles of
 // the wrong type, batching options on a handler that does not batch, and
-// CEL edge transforms whose type the target handler cannot decode. Each
+// CEL edge transforms whose type the target handler cannot decode, and
+// HTTP ingress handlers used as anything but the application's ingress
+// (a deployment elsewhere in the graph, the target of an edge or a
+// handle). Each
 // error starts with the place in the YAML (file:line:col) when app was
 // parsed from a file.
 func Check(app *spec.App, m Manifest) error {
@@ -33,6 +36,10 @@ func Check(app *spec.App, m Manifest) error {
 	}
 	var errs []error
 	for i, e := range app.Edges {
+		if h := byName[e.To]; h != nil && h.ServesHTTP() {
+			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("edges[%d]", i)), errHTTPTarget(e.To, h)))
+			continue
+		}
 		if e.Transform == "" {
 			continue
 		}
@@ -54,6 +61,13 @@ func Check(app *spec.App, m Manifest) error {
 		}
 		if field, err := checkArgs(h, dep, byName); err != nil {
 			errs = append(errs, fmt.Errorf("%s%s: %w", at(app, p+"."+field), p, err))
+		}
+		switch {
+		case h.ServesHTTP() && dep.Name != app.Ingress:
+			errs = append(errs, fmt.Errorf("%s%s.handler: handler %s is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is %s",
+				at(app, p+".handler"), p, h.Name, app.Ingress))
+		case dep.HTTP && !h.ServesHTTP():
+			errs = append(errs, fmt.Errorf("%s%s: marked as an HTTP ingress, but handler %s is a %s handler: deploy the application again", at(app, p), p, h.Name, h.Kind))
 		}
 		if dep.Batching.MaxBatchSize > 0 && !h.Batches() {
 			errs = append(errs, fmt.Errorf("%s%s.batching: handler %s is not a batch handler (write it with serve.BatchFunc)", at(app, p+".batching"), p, h.Name))
@@ -99,6 +113,9 @@ func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (str
 			if target == nil {
 				continue // reported against the target's own handler
 			}
+			if target.ServesHTTP() {
+				return field, fmt.Errorf("%s: %w", field, errHTTPTarget(a.Handle, target))
+			}
 			if !param.Handle {
 				return field, fmt.Errorf("%s: parameter type %s is not a *serve.Handle, cannot take bound deployment %s", field, param.Go, target.Name)
 			}
@@ -118,6 +135,10 @@ func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (str
 		}
 	}
 	return "", nil
+}
+
+func errHTTPTarget(dep string, h *Handler) error {
+	return fmt.Errorf("deployment %s runs HTTP ingress handler %s: it takes HTTP requests from the gateway only, not records along an edge or from a handle", dep, h.Name)
 }
 
 // sameType reports whether a handle's type is the deployment's: the same

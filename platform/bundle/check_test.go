@@ -21,7 +21,7 @@ func handleOf[In, Out any](in, out string) Arg {
 
 func valueOf[T any]() Arg { return Arg{Type: typeOf[T](EncodingJSON)} }
 
-// testManifest is a binary of five handlers, written by hand.
+// testManifest is a binary of six handlers, written by hand.
 func testManifest() Manifest {
 	return Manifest{
 		Format: FormatVersion,
@@ -32,6 +32,7 @@ func testManifest() Manifest {
 			{Name: "Upper", Kind: KindUnary, Input: typeOf[string](EncodingText), Output: typeOf[string](EncodingText), Func: true},
 			{Name: "Embed", Kind: KindBatch, Input: typeOf[[]byte](EncodingBinary), Output: typeOf[[]float32](EncodingJSON), Func: true},
 			{Name: "Points", Kind: KindStream, Input: typeOf[point](EncodingJSON), Output: typeOf[point](EncodingJSON), Args: []Arg{valueOf[point](), valueOf[[]string]()}, Reconfigure: true},
+			{Name: "Web", Kind: KindHTTP, Input: typeOf[[]byte](EncodingBinary), Output: typeOf[[]byte](EncodingBinary), Args: []Arg{handleOf[int, int](EncodingJSON, EncodingJSON)}},
 		},
 	}
 }
@@ -48,9 +49,9 @@ func TestCheck(t *testing.T) {
 	}{
 		{"ok", head + "  - {name: F, handler: Front, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [5]}\n", nil},
 		{"unknown handler", head + "  - name: F\n    handler: Nope\n",
-			[]string{`a.yaml:6:14: deployments[0].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper])`}},
+			[]string{`a.yaml:6:14: deployments[0].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper Web])`}},
 		{"unknown handler by name", head + "  - name: F\n",
-			[]string{`a.yaml:5:5: deployments[0].handler: unknown handler "F" (this binary has [Add Embed Front Points Upper])`}},
+			[]string{`a.yaml:5:5: deployments[0].handler: unknown handler "F" (this binary has [Add Embed Front Points Upper Web])`}},
 		{"arg count", head + "  - name: F\n    handler: Add\n",
 			[]string{`a.yaml:5:5: deployments[0]: args: handler Add takes 1 arguments, got 0`}},
 		{"function with args", head + "  - name: F\n    handler: Upper\n    args: [1]\n",
@@ -68,7 +69,7 @@ func TestCheck(t *testing.T) {
 		{"handle of the wrong type", head + "  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper}\n",
 			[]string{`a.yaml:5:38: deployments[0]: args[0]: parameter *serve.Handle[...] does not match deployment Upper, which takes string and returns string`}},
 		{"handle to an unknown handler", head + "  - {name: F, handler: Front, args: [{handle: N}]}\n  - {name: N, handler: Nope}\n",
-			[]string{`a.yaml:6:24: deployments[1].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper])`}},
+			[]string{`a.yaml:6:24: deployments[1].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper Web])`}},
 		{"batching", head + "  - name: F\n    handler: Upper\n    batching: {max_batch_size: 4}\n",
 			[]string{`a.yaml:7:15: deployments[0].batching: handler Upper is not a batch handler (write it with serve.BatchFunc)`}},
 		{"batching a batch handler", head + "  - name: F\n    handler: Embed\n    batching: {max_batch_size: 4}\n", nil},
@@ -80,11 +81,22 @@ func TestCheck(t *testing.T) {
 		{"transform syntax", head + "  - {name: F, kind: cel}\n  - {name: U, handler: Upper}\nedges:\n  - {from: F, to: U, transform: '1 +'}\n",
 			nil}, // refused by spec validation with CEL's own message; Check passes it on
 		{"model and cel deployments", head + "  - {name: F, kind: cel}\n  - {name: M, kind: model, model: {names: [m]}}\nedges:\n  - {from: F, to: M}\n", nil},
+		{"http ingress", head + "  - {name: F, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\n", nil},
+		{"http ingress elsewhere", head + "  - {name: F, handler: Front, args: [{handle: W}]}\n  - {name: W, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\n",
+			[]string{
+				`a.yaml:5:38: deployments[0]: args[0]: deployment W runs HTTP ingress handler Web: it takes HTTP requests from the gateway only, not records along an edge or from a handle`,
+				`a.yaml:6:24: deployments[1].handler: handler Web is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is F`,
+			}},
+		{"edge into an http handler", head + "  - {name: F, kind: cel}\n  - {name: W, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\nedges:\n  - {from: F, to: W}\n",
+			[]string{
+				`a.yaml:9:5: edges[0]: deployment W runs HTTP ingress handler Web: it takes HTTP requests from the gateway only, not records along an edge or from a handle`,
+				`a.yaml:6:24: deployments[1].handler: handler Web is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is F`,
+			}},
 		{"every problem", head + "  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper, batching: {max_batch_size: 2}}\n  - {name: X, handler: Gone}\nedges:\n  - {from: F, to: X}\n",
 			[]string{
 				`a.yaml:5:38: deployments[0]: args[0]: parameter *serve.Handle[...] does not match deployment Upper, which takes string and returns string`,
 				`a.yaml:6:41: deployments[1].batching: handler Upper is not a batch handler (write it with serve.BatchFunc)`,
-				`a.yaml:7:24: deployments[2].handler: unknown handler "Gone" (this binary has [Add Embed Front Points Upper])`,
+				`a.yaml:7:24: deployments[2].handler: unknown handler "Gone" (this binary has [Add Embed Front Points Upper Web])`,
 			}},
 	}
 	m := testManifest()
@@ -134,8 +146,19 @@ func TestCheckWrapsUnknownHandler(t *testing.T) {
 		t.Fatalf("err = %v, want it to wrap ErrUnknownHandler", err)
 	}
 	// An app built in Go has no file: the field path alone.
-	if want := `deployments[0].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper])`; err.Error() != want {
+	if want := `deployments[0].handler: unknown handler "Nope" (this binary has [Add Embed Front Points Upper Web])`; err.Error() != want {
 		t.Fatalf("err = %q, want %q", err, want)
+	}
+}
+
+// The platform marks an HTTP ingress deployment (spec.Deployment.HTTP)
+// from the manifest; a mark on another kind of handler is refused.
+func TestCheckHTTPMark(t *testing.T) {
+	t.Parallel()
+	app := &spec.App{Name: "a", RoutePrefix: "/a", Ingress: "F", Deployments: []spec.Deployment{{Name: "F", Handler: "Upper", HTTP: true}}}
+	err := Check(app, testManifest())
+	if want := "deployments[0]: marked as an HTTP ingress, but handler Upper is a unary handler: deploy the application again"; errString(err) != want {
+		t.Fatalf("Check = %v, want %s", err, want)
 	}
 }
 

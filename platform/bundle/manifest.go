@@ -28,6 +28,10 @@ const (
 	KindUnary  = "unary"  // Func or Type: one output per input
 	KindStream = "stream" // StreamFunc or StreamType: any number of outputs
 	KindBatch  = "batch"  // BatchFunc: inputs grouped into one call; takes batching options
+	// KindHTTP is an HTTP ingress (serve.HTTP): it takes whole HTTP
+	// requests from the gateway and answers HTTP responses, so it can only
+	// be its application's ingress. Its input and output are the bodies.
+	KindHTTP = "http"
 )
 
 // Payload encodings: how a value of a type travels on Kafka.
@@ -59,7 +63,7 @@ type SDK struct {
 // as a deployment's handler.
 type Handler struct {
 	Name   string `json:"name"`
-	Kind   string `json:"kind"` // KindUnary, KindStream or KindBatch
+	Kind   string `json:"kind"` // KindUnary, KindStream, KindBatch or KindHTTP
 	Input  Type   `json:"input"`
 	Output Type   `json:"output"`
 	// Func is set for a plain function (Func, StreamFunc, BatchFunc): it
@@ -77,6 +81,9 @@ type Handler struct {
 
 // Batches reports whether the handler takes batching options.
 func (h *Handler) Batches() bool { return h.Kind == KindBatch }
+
+// ServesHTTP reports whether the handler is an HTTP ingress.
+func (h *Handler) ServesHTTP() bool { return h.Kind == KindHTTP }
 
 // Type is a Go type a handler takes, returns or is constructed with.
 type Type struct {
@@ -168,9 +175,9 @@ func (m *Manifest) Validate() error {
 		}
 		seen[h.Name] = true
 		switch h.Kind {
-		case KindUnary, KindStream, KindBatch:
+		case KindUnary, KindStream, KindBatch, KindHTTP:
 		default:
-			bad(p+".kind", "%q, want %s, %s or %s", h.Kind, KindUnary, KindStream, KindBatch)
+			bad(p+".kind", "%q, want %s, %s, %s or %s", h.Kind, KindUnary, KindStream, KindBatch, KindHTTP)
 		}
 		checkType := func(path string, t *Type, payload bool) {
 			switch {

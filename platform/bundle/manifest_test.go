@@ -69,7 +69,7 @@ func TestDecodeRefuses(t *testing.T) {
 			handler(m, 0)["input"].(map[string]any)["schema"].(map[string]any)["typo"] = 1
 		}), `unknown field "typo"`},
 		{"no language", edit(func(m map[string]any) { delete(m["sdk"].(map[string]any), "language") }), "manifest: sdk.language: empty"},
-		{"bad kind", edit(func(m map[string]any) { handler(m, 1)["kind"] = "bulk" }), `manifest: handlers[1].kind: "bulk", want unary, stream or batch`},
+		{"bad kind", edit(func(m map[string]any) { handler(m, 1)["kind"] = "bulk" }), `manifest: handlers[1].kind: "bulk", want unary, stream, batch or http`},
 		{"twice", edit(func(m map[string]any) { handler(m, 1)["name"] = "Add" }), "manifest: handlers[1].name: Add is listed twice"},
 		{"no name", edit(func(m map[string]any) { handler(m, 1)["name"] = "" }), "manifest: handlers[1].name: empty"},
 		{"no schema", edit(func(m map[string]any) { delete(handler(m, 0)["output"].(map[string]any), "schema") }), "manifest: handlers[0].output.schema: missing"},

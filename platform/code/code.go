@@ -71,14 +71,20 @@ func validPin(p *spec.BundlePin) bool {
 var ErrUnpinned = errors.New("code not pinned")
 
 // Pin resolves every deployment's code reference of app and records the
-// version it runs (Deployment.Bundle), replacing an older pin.
+// version it runs (Deployment.Bundle), replacing an older pin, and marks
+// the deployments whose handler is an HTTP ingress (Deployment.HTTP), as
+// the manifest of that code says, for the gateway's routes.
 func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 	var errs []error
 	for i := range app.Deployments {
 		d := &app.Deployments[i]
-		d.Bundle = nil
+		d.Bundle, d.HTTP = nil, false
 		ref := app.CodeOf(*d)
-		if ref.IsZero() || d.Kind != "" {
+		if d.Kind != "" {
+			continue
+		}
+		if ref.IsZero() {
+			d.HTTP = servesHTTP(r.Builtin, d.Handler)
 			continue
 		}
 		pin, err := r.pin(ctx, ref)
@@ -87,8 +93,23 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 			continue
 		}
 		d.Bundle = pin
+		if pin.Image != "" {
+			continue // no binary here to describe; its manifest is the registry's
+		}
+		m, err := r.manifest(pin)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("deployments[%d]", i)), err))
+			continue
+		}
+		d.HTTP = servesHTTP(m, d.Handler)
 	}
 	return errors.Join(errs...)
+}
+
+// servesHTTP reports whether m's handler name is an HTTP ingress.
+func servesHTTP(m bundle.Manifest, name string) bool {
+	h := m.Handler(name)
+	return h != nil && h.ServesHTTP()
 }
 
 func (r *Resolver) pin(ctx context.Context, ref spec.CodeRef) (*spec.BundlePin, error) {

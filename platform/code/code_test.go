@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,39 @@ func TestCache(t *testing.T) {
 	}
 	if _, err := c.Get(context.Background(), lp, nil); !errors.Is(err, ErrChecksum) {
 		t.Fatalf("a rebuilt local binary not redeployed: %v", err)
+	}
+}
+
+// Pin marks an HTTP ingress deployment from its code's manifest, the
+// builtin one or a bundle's, so that the gateway's route knows; a mark
+// written by hand on another handler is cleared.
+func TestPinMarksHTTPIngress(t *testing.T) {
+	t.Parallel()
+	web := serve.HTTP("Web", func(*serve.Handle[string, string]) http.Handler { return http.NotFoundHandler() })
+	reg, err := serve.NewRegistry(nil, web, serve.Func("Echo", func(_ context.Context, s string) (string, error) { return s, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := reg.Manifest()
+	raw, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resolver{Builtin: m, Catalog: catalog{
+		"site":   {Bundle: "site", Version: "1", Format: registry.FormatGoBinary, Manifest: raw, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+		"site@1": {Bundle: "site", Version: "1", Format: registry.FormatGoBinary, Manifest: raw, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+	}}
+	for _, code := range []string{"", "code: site\n"} {
+		app := parse(t, "name: a\nroute_prefix: /a\ningress: W\n"+code+"deployments:\n  - {name: W, handler: Web, args: [{handle: E}]}\n  - {name: E, handler: Echo}\n")
+		app.Deployments[1].HTTP = true
+		if err := r.Pin(context.Background(), app); err != nil {
+			t.Fatal(err)
+		}
+		if !app.Deployments[0].HTTP || app.Deployments[1].HTTP {
+			t.Fatalf("code %q: marks %v %v, want the HTTP ingress only", code, app.Deployments[0].HTTP, app.Deployments[1].HTTP)
+		}
+		if err := r.Check(app); err != nil {
+			t.Fatalf("code %q: %v", code, err)
+		}
 	}
 }

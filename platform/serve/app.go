@@ -78,6 +78,7 @@ func App(name, routePrefix string, ingress *Bound, opts ...AppOption) (*Applicat
 		dep.Name = names[b]
 		dep.Handler = b.d.name
 		dep.Args = args
+		dep.HTTP = b.d.http
 		a.Deployments = append(a.Deployments, dep)
 		if !seen[b.d] {
 			seen[b.d] = true

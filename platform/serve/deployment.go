@@ -39,14 +39,15 @@ type HealthChecker interface {
 }
 
 // Deployment is a deployable unit of Go code: a function, or a constructor
-// whose result serves requests. Create one with Func, StreamFunc, Type or
-// StreamType; compose with Bind.
+// whose result serves requests. Create one with Func, StreamFunc, Type,
+// StreamType, BatchFunc or HTTP; compose with Bind.
 type Deployment struct {
 	name    string
 	opts    spec.Deployment
 	in, out reflect.Type
 	streams bool
 	batches bool          // a BatchFunc: its handler groups requests
+	http    bool          // an HTTP ingress (HTTP): its handler serves HTTP requests
 	ctor    reflect.Value // nil for functions
 	wrap    func(v any, rt *runtime) (replicas.Handler, error)
 }

@@ -51,6 +51,8 @@ func (d *Deployment) manifest() bundle.Handler {
 		h.Kind = bundle.KindStream
 	case d.batches:
 		h.Kind = bundle.KindBatch
+	case d.http:
+		h.Kind = bundle.KindHTTP
 	}
 	if !d.ctor.IsValid() {
 		h.Func = true

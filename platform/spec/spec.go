@@ -66,6 +66,12 @@ type Deployment struct {
 	// application was deployed: set by the platform, never written in
 	// YAML. A new version is a new revision: the replicas roll.
 	Bundle *BundlePin `json:"bundle,omitempty"`
+	// HTTP marks an HTTP ingress deployment: its handler takes whole HTTP
+	// requests (a handler of kind http), so the gateway passes every
+	// method, the path, query and headers, and writes the status and
+	// headers it answers. Set by the platform from the code's manifest
+	// when the application is deployed, never written in YAML.
+	HTTP bool `json:"http,omitempty"`
 }
 
 // BundlePin is a code bundle version as deployed: a registry bundle's
@@ -351,7 +357,7 @@ func equalDeployment(a, b Deployment) bool {
 		a.MaxModelsPerReplica == b.MaxModelsPerReplica &&
 		a.Ordered == b.Ordered &&
 		a.Routing == b.Routing && a.SplitKey == b.SplitKey && a.Transform == b.Transform &&
-		a.Code == b.Code && (a.Bundle == nil) == (b.Bundle == nil) && (a.Bundle == nil || *a.Bundle == *b.Bundle) &&
+		a.Code == b.Code && (a.Bundle == nil) == (b.Bundle == nil) && (a.Bundle == nil || *a.Bundle == *b.Bundle) && a.HTTP == b.HTTP &&
 		equalJSON(a.UserConfig, b.UserConfig) &&
 		slices.EqualFunc(a.Args, b.Args, func(x, y Arg) bool {
 			return x.Handle == y.Handle && equalJSON(x.Value, y.Value)

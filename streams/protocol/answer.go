@@ -7,13 +7,19 @@ import "github.com/twmb/franz-go/pkg/kgo"
 // to the application's output topic, keyed like the request. seq is the
 // item number of a streaming deployment's output, -1 for a unary one.
 func Answer(in *Request, output string, seq int64, value []byte, contentType string) *kgo.Record {
+	return HTTPAnswer(in, output, seq, nil, value, contentType)
+}
+
+// HTTPAnswer is Answer with an HTTP ingress's response status and headers
+// (nil: none), for the unary answer or the first item of a stream.
+func HTTPAnswer(in *Request, output string, seq int64, resp *HTTPResponse, value []byte, contentType string) *kgo.Record {
 	if in.Env.ReplyTo != "" {
 		r := UnaryReply(&in.Env, value, contentType)
-		r.Seq = seq
+		r.Seq, r.HTTP = seq, resp
 		return r.Record()
 	}
 	o := UnaryOutput(in, output, value, contentType)
-	o.Seq = seq
+	o.Seq, o.HTTP = seq, resp
 	return o.Record()
 }
 

@@ -32,6 +32,9 @@ type Envelope struct {
 	// Request holds the caller's request headers as record headers
 	// (HeaderRequestPrefix + name); they travel with the request.
 	Request []kgo.RecordHeader
+	// HTTP is the HTTP request of a record for an HTTP ingress
+	// (sl-http-* headers); nil on every other record.
+	HTTP *HTTPRequest
 }
 
 // RequestHeaders returns the caller's request headers by name (lower
@@ -93,6 +96,9 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if len(e.Cont) > 0 {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderCont, Value: appendHops(nil, e.Cont)})
 	}
+	if e.HTTP != nil {
+		hs = e.HTTP.appendHeaders(hs)
+	}
 	return append(hs, e.Request...)
 }
 
@@ -148,10 +154,17 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 			}
 			e.Cont = hops
 		default:
+			if ok, err := httpRequestField(&e.HTTP, h); ok {
+				first = cmp.Or(first, err)
+				continue
+			}
 			if strings.HasPrefix(h.Key, HeaderRequestPrefix) && len(h.Key) > len(HeaderRequestPrefix) {
 				e.Request = append(e.Request, h)
 			}
 		}
+	}
+	if e.HTTP != nil && e.HTTP.zero() {
+		e.HTTP = nil // only empty sl-http-* values: none
 	}
 	return e, first
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,12 +22,14 @@ import (
 //     value built field by field from the input does too.
 //
 // Headers come from a blob: lines "key=value"; a key of one hex digit
-// stands for fuzzKeys[digit], so the fuzzer reaches every known header.
+// stands for fuzzKeys[digit] (g-l for the HTTP ingress headers), so the
+// fuzzer reaches every known header.
 
 var fuzzKeys = []string{
 	HeaderID, HeaderReplyTo, HeaderDeadline, HeaderTrace, HeaderContentType, HeaderModel, HeaderVersion,
 	HeaderCont, HeaderStatus, HeaderError, HeaderSeq, HeaderEOS, HeaderSource, HeaderDeployment,
 	HeaderRequestPrefix + "x-tenant", "x-unknown",
+	HeaderHTTPMethod, HeaderHTTPPath, HeaderHTTPQuery, HeaderHTTPStatus, HeaderHTTPPrefix + "x-a", HeaderHTTPPrefix + "Accept",
 }
 
 func fuzzHeaders(blob []byte) []kgo.RecordHeader {
@@ -38,7 +41,7 @@ func fuzzHeaders(blob []byte) []kgo.RecordHeader {
 		k, v, _ := bytes.Cut(line, []byte("="))
 		key := string(k)
 		if len(k) == 1 {
-			if i := strings.IndexByte("0123456789abcdef", k[0]); i >= 0 {
+			if i := strings.IndexByte("0123456789abcdefghijkl", k[0]); i >= 0 {
 				key = fuzzKeys[i]
 			}
 		}
@@ -240,12 +243,12 @@ func FuzzParseSource(f *testing.F) {
 
 func replyEqual(a, b Reply) bool {
 	return a.Topic == b.Topic && a.ID == b.ID && a.ContentType == b.ContentType && bytes.Equal(a.Value, b.Value) &&
-		a.Seq == b.Seq && a.EOS == b.EOS && a.Status == b.Status && a.Error == b.Error
+		a.Seq == b.Seq && a.EOS == b.EOS && a.Status == b.Status && a.Error == b.Error && reflect.DeepEqual(a.HTTP, b.HTTP)
 }
 
 func outputEqual(a, b Output) bool {
 	return a.Topic == b.Topic && bytes.Equal(a.Key, b.Key) && a.ID == b.ID && a.ContentType == b.ContentType &&
-		bytes.Equal(a.Value, b.Value) && a.Seq == b.Seq && a.EOS == b.EOS
+		bytes.Equal(a.Value, b.Value) && a.Seq == b.Seq && a.EOS == b.EOS && reflect.DeepEqual(a.HTTP, b.HTTP)
 }
 
 func deadLetterEqual(a, b DeadLetter) bool {

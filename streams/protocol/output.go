@@ -13,6 +13,9 @@ type Output struct {
 	Value       []byte
 	Seq         int64 // stream item number; -1: not an item
 	EOS         int64 // end of stream: the number of items sent; -1: not the end
+	// HTTP is an HTTP ingress's response status and headers, as on a
+	// reply; nil otherwise.
+	HTTP *HTTPResponse
 }
 
 // UnaryOutput is the result of in, to topic.
@@ -46,6 +49,9 @@ func (o *Output) Record() *kgo.Record {
 	if o.EOS >= 0 {
 		hs = append(hs, countHeader(HeaderEOS, o.EOS))
 	}
+	if o.HTTP != nil {
+		hs = o.HTTP.appendHeaders(hs)
+	}
 	return &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
 }
 
@@ -64,6 +70,8 @@ func ParseOutput(rec *kgo.Record) (Output, error) {
 			o.Seq, err = parseCount(HeaderSeq, h.Value)
 		case HeaderEOS:
 			o.EOS, err = parseCount(HeaderEOS, h.Value)
+		default:
+			_, err = httpResponseField(&o.HTTP, h)
 		}
 		if err != nil {
 			return o, err

@@ -17,6 +17,9 @@ type Reply struct {
 	EOS         int64  // end of stream: the number of items sent; -1: not the end
 	Status      Code   // failure: its code; CodeOK: no failure
 	Error       string // failure: the message
+	// HTTP is an HTTP ingress's response status and headers, on a unary
+	// answer or the first item of a stream; nil otherwise.
+	HTTP *HTTPResponse
 }
 
 // ReplyKind is what a reply says.
@@ -82,6 +85,9 @@ func (r *Reply) Record() *kgo.Record {
 	if r.Status != CodeOK {
 		hs = append(hs, header(HeaderStatus, string(r.Status)), header(HeaderError, r.Error))
 	}
+	if r.HTTP != nil {
+		hs = r.HTTP.appendHeaders(hs)
+	}
 	return &kgo.Record{Topic: r.Topic, Value: r.Value, Headers: hs}
 }
 
@@ -106,6 +112,8 @@ func ParseReply(rec *kgo.Record) (Reply, error) {
 			r.Seq, err = parseCount(HeaderSeq, h.Value)
 		case HeaderEOS:
 			r.EOS, err = parseCount(HeaderEOS, h.Value)
+		default:
+			_, err = httpResponseField(&r.HTTP, h)
 		}
 		if err != nil {
 			return r, err
