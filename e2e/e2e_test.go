@@ -65,7 +65,7 @@ func s3Config(prefix string) blob.S3Config {
 func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
-		append([]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp()}, tensors.Apps()...),
+		append(append([]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp()}, tensors.Apps()...), claimApps()...),
 		echo, upper, batchSizer, greeterD, modelCallerD,
 	)
 	if err != nil {

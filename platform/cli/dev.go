@@ -76,7 +76,7 @@ type Dev struct {
 	local      *controller.Local
 	reconciler *controller.Reconciler
 	registry   *registry.Registry
-	store      registry.Store
+	store      blob.Store
 	tmpDirs    []string // temporary directories to remove on close
 	front      *front
 	cancel     context.CancelFunc
@@ -275,8 +275,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	return d, nil
 }
 
-// Store is where the platform keeps model weights.
-func (d *Dev) Store() registry.Store { return d.store }
+// Store is where the platform keeps model weights and claim checks.
+func (d *Dev) Store() blob.Store { return d.store }
 
 // Done reports a failure of the server or the controller.
 func (d *Dev) Done() <-chan error { return d.done }
