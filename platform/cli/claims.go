@@ -20,9 +20,9 @@ import (
 // by key, the keys under a prefix, and the blob errors as claim errors.
 type claimStore struct{ s blob.Store }
 
-func (c claimStore) Put(ctx context.Context, key string, value []byte) error {
-	_, err := c.s.Put(ctx, key, bytes.NewReader(value), int64(len(value)))
-	return claimErr(err)
+func (c claimStore) Put(ctx context.Context, key string, value []byte) (string, error) {
+	info, err := c.s.Put(ctx, key, bytes.NewReader(value), int64(len(value)))
+	return info.SHA256, claimErr(err)
 }
 
 func (c claimStore) Get(ctx context.Context, key string) ([]byte, error) {

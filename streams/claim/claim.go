@@ -48,11 +48,13 @@ const (
 )
 
 // Store is what claims need of an object store: whole values by key.
-// platform/cli adapts a registry/blob.Store to it. Get and Delete wrap
-// ErrNotFound for a missing key (Delete may also return nil), and a store
-// that cannot be reached wraps ErrUnavailable.
+// platform/cli adapts a registry/blob.Store to it. Put returns the
+// SHA-256 it computed while writing (lower-case hex), or "" when it
+// computes none: the claim then hashes the value itself, once. Get and
+// Delete wrap ErrNotFound for a missing key (Delete may also return nil),
+// and a store that cannot be reached wraps ErrUnavailable.
 type Store interface {
-	Put(ctx context.Context, key string, value []byte) error
+	Put(ctx context.Context, key string, value []byte) (sha256Hex string, err error)
 	Get(ctx context.Context, key string) ([]byte, error)
 	Delete(ctx context.Context, key string) error
 }
@@ -298,9 +300,13 @@ func (c *Claims) Put(ctx context.Context, rec *kgo.Record, kind Kind) (Ref, erro
 	if len(rec.Value) > c.limit {
 		return Ref{}, &TooLargeError{Size: len(rec.Value), Limit: c.limit}
 	}
-	r := Ref{Key: c.newKey(kind), Size: int64(len(rec.Value)), SHA256: sha256.Sum256(rec.Value)}
-	if err := c.store.Put(ctx, r.Key, rec.Value); err != nil {
+	r := Ref{Key: c.newKey(kind), Size: int64(len(rec.Value))}
+	sum, err := c.store.Put(ctx, r.Key, rec.Value)
+	if err != nil {
 		return Ref{}, &Error{Op: "store", Key: r.Key, Err: err}
+	}
+	if n, err := hex.Decode(r.SHA256[:], []byte(sum)); err != nil || n != sha256.Size {
+		r.SHA256 = sha256.Sum256(rec.Value) // the store computed none
 	}
 	rec.Value = nil
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: protocol.HeaderClaim, Value: []byte(r.String())})

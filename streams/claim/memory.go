@@ -19,15 +19,15 @@ type Memory struct {
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory { return &Memory{objs: map[string][]byte{}} }
 
-// Put stores a copy of value.
-func (m *Memory) Put(_ context.Context, key string, value []byte) error {
+// Put stores a copy of value; it computes no SHA-256.
+func (m *Memory) Put(_ context.Context, key string, value []byte) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
-		return m.fail
+		return "", m.fail
 	}
 	m.objs[key] = slices.Clone(value)
-	return nil
+	return "", nil
 }
 
 // Get returns a copy of the value at key.
