@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,8 @@ import (
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
+	"github.com/sluice-serve/sluice/registry/blob"
+	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/claim"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
@@ -225,5 +228,51 @@ func TestClaimChecks(t *testing.T) {
 			t.Fatalf("claims left 30s after the answers: %v", left)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// `sluice gateway` and `sluice node` as processes, replicas as processes
+// of their own: with the real tier's MinIO (--s3-endpoint) a 3 MiB name
+// goes to hello's classifier and on to its Spanish responder through a
+// handle call, and the 3 MiB greeting back, as claims, all deleted after; without a store, the gateway says what is too large and
+// how to configure a store instead of the broker's MESSAGE_TOO_LARGE.
+func TestClaimChecksNode(t *testing.T) {
+	t.Parallel()
+	s3 := s3Config("claims-" + streams.Instance())
+	var both, env []string
+	if s3.Endpoint != "" {
+		both = []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix}
+		env = []string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}
+	}
+	n := startNodeWith(t, both, env)
+	spec := writeFile(t, "nodehello.yaml", nodeHelloYAML)
+	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, b)
+	}
+	name := strings.Repeat("Node", 3<<18) // 3 MiB
+	code, got := postTo(t, n.addr, "/nodehello", `{"language":"spanish","name":"`+name+`"}`)
+	if s3.Endpoint == "" {
+		if code != http.StatusServiceUnavailable || !strings.Contains(got, "no claim store") || !strings.Contains(got, "--s3-endpoint") {
+			t.Fatalf("without a store: %d %.300s", code, got)
+		}
+		return
+	}
+	if code != http.StatusOK || got != "Hola "+name {
+		t.Fatalf("through two replica processes: %d %.300s\nlogs:\n%s", code, got, n.stderr.String())
+	}
+	store, err := blob.NewS3(context.Background(), s3, testLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, err := store.List(context.Background(), claim.DefaultPrefix)
+		if err == nil && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claims left in S3 30s after the answer: %v %v", left, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
