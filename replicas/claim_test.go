@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -233,4 +234,51 @@ func TestClaimCallerLimits(t *testing.T) {
 	if n := count(t, f.in); n != 0 {
 		t.Errorf("%d records sent, want none", n)
 	}
+}
+
+// Stream items over the threshold come to the caller in order, each one
+// fetched and deleted.
+func TestClaimStreamItems(t *testing.T) {
+	t.Parallel()
+	store := claim.NewMemory()
+	claims := newClaims(t, store, claim.WithThreshold(1<<10))
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	start(t, cfg, streamFunc(func(_ context.Context, in *Input, out Output) error {
+		for i := range 3 {
+			if err := out.Emit(bytes.Repeat([]byte{byte('a' + i)}, 4<<10*(i+1)), "application/octet-stream"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := streams.NewCaller(ctx, brokers, streams.Namer{}, streams.Instance(), testLog, streams.WithClaims(claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	p := c.Start(ctx, &protocol.Request{Topic: f.in, Value: []byte("go")})
+	defer p.Close()
+	for i := range 3 {
+		r, err := p.Next(ctx)
+		if err != nil || r.Seq != int64(i) || !bytes.Equal(r.Value, bytes.Repeat([]byte{byte('a' + i)}, 4<<10*(i+1))) {
+			t.Fatalf("item %d: seq %d, %d bytes, %v", i, r.Seq, len(r.Value), err)
+		}
+	}
+	if _, err := p.Next(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the items: %v, want EOF", err)
+	}
+	items := consume(t, c.Topic(), 4, wait)
+	for _, r := range items[:3] {
+		if !hhas(r, protocol.HeaderClaim) || len(r.Value) != 0 {
+			t.Errorf("item %s carries %d bytes and claim %q", hget(r, protocol.HeaderSeq), len(r.Value), hget(r, protocol.HeaderClaim))
+		}
+	}
+	waitFor(t, wait, "every item's claim deleted", func() bool {
+		keys, _ := store.List(ctx, claim.DefaultPrefix)
+		return len(keys) == 0
+	})
 }

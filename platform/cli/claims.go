@@ -78,13 +78,14 @@ func claimFlags(fs *flagSet) *int {
 }
 
 // openClaims makes the claim checks of a process whose blob store is
-// store; nil store: none (values go in their records, and one too large
-// for the broker fails naming the size and how to configure a store).
-func openClaims(store blob.Store, threshold int) (*claim.Claims, error) {
+// store, carrying values up to limit bytes; nil store: none (values go in
+// their records, and one too large for the broker fails naming the size
+// and how to configure a store).
+func openClaims(store blob.Store, threshold int, limit int64) (*claim.Claims, error) {
 	if store == nil {
 		return nil, nil
 	}
-	c, err := claim.New(claimStore{store}, claim.WithThreshold(threshold), claim.WithLimit(gateway.DefaultMaxBody))
+	c, err := claim.New(claimStore{store}, claim.WithThreshold(threshold), claim.WithLimit(int(limit)))
 	if err != nil {
 		return nil, usageError("--claim-threshold: %v", err)
 	}
@@ -125,5 +126,5 @@ func replicaClaims(ctx context.Context, s3 blob.S3Config, blobDir string, thresh
 	if err != nil {
 		return nil, err
 	}
-	return openClaims(store, threshold)
+	return openClaims(store, threshold, gateway.DefaultMaxBody)
 }

@@ -46,7 +46,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
-	claims, err := openClaims(store, *claimThreshold)
+	claims, err := openClaims(store, *claimThreshold, max(*maxBody, gateway.DefaultMaxBody))
 	if err != nil {
 		hl.Close()
 		gl.Close()
