@@ -65,7 +65,7 @@ func s3Config(prefix string) blob.S3Config {
 func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(
-		append(append([]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp(), webApp()}, tensors.Apps()...), callPathApps()...),
+		append(append(append([]*serve.Application{hello.App(), chain.App(), stream.App(), faultsApp(), fanApp(), webApp()}, tensors.Apps()...), callPathApps()...), claimApps()...),
 		echo, upper, batchSizer, greeterD, modelCallerD,
 	)
 	if err != nil {

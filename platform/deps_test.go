@@ -17,7 +17,8 @@ import (
 // a replica supervisor never links the CEL compiler or gRPC.
 var allowed = map[string][]string{
 	"streams/protocol":                 {},
-	"streams":                          {"streams/protocol"},
+	"streams/claim":                    {"streams/protocol"},
+	"streams":                          {"streams/claim", "streams/protocol"},
 	"replicas/procs":                   {},
 	"replicas/gpu":                     {},
 	"registry/blob":                    {},
@@ -29,7 +30,7 @@ var allowed = map[string][]string{
 	"platform/spec":                    {"cel"},
 	"platform/bundle":                  {"cel", "platform/spec"},
 	"platform/code":                    {"platform/bundle", "platform/spec", "registry"},
-	"replicas":                         {"streams", "streams/protocol"},
+	"replicas":                         {"streams", "streams/claim", "streams/protocol"},
 	"platform/appstore":                {"platform/spec", "streams"},
 	"autoscaler":                       {"platform/spec", "streams"},
 	"autoscaler/sim":                   {"autoscaler", "platform/spec"},
@@ -43,12 +44,12 @@ var allowed = map[string][]string{
 	"replicas/runtime/tensorflow":      {"gateway/oip", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
 	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol"},
-	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/protocol"},
+	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/claim", "streams/protocol"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
 		"gateway", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
-		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams"},
+		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
 }
 
 // TestDependencyArrows fails when a package imports against the arrows

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/claim"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
@@ -126,6 +127,12 @@ type Config struct {
 	// to the others; default DefaultSessionTimeout.
 	SessionTimeout time.Duration
 
+	// Claims carries values over its threshold as claim checks: a claimed
+	// input is fetched before the handler sees it, an output over the
+	// threshold is stored and referenced. Nil: no store, every value in
+	// its record.
+	Claims *claim.Claims
+
 	Log  *slog.Logger
 	Opts []kgo.Opt // extra client options (tests)
 }
@@ -207,6 +214,8 @@ type Replica struct {
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
+	bg      sync.WaitGroup // claim deletes; added to under mu until closed
+	closed  bool           // under mu: no more background work
 
 	started   time.Time
 	joined    time.Time     // first assignment (under mu); zero before
@@ -325,7 +334,9 @@ func (r *Replica) Run(ctx context.Context) error {
 	for k := range r.parts {
 		r.forgetPartition(k)
 	}
+	r.closed = true
 	r.mu.Unlock()
+	r.bg.Wait()
 	close(r.work)
 	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
@@ -645,7 +656,19 @@ func (r *Replica) process(s *slot) {
 		ctx, cancel = context.WithDeadline(ctx, env.Deadline)
 		defer cancel()
 	}
-	in := &Input{Env: req.Env, Topic: rec.Topic, Key: rec.Key, Value: rec.Value}
+	value, ref, err := r.cfg.Claims.Fetch(ctx, rec.Headers, rec.Value)
+	switch {
+	case errors.Is(err, claim.ErrNotFound) && ref.Kind() == claim.KindRecord && env.ReplyTo != "":
+		// A replica deletes a record's claim once it answered it to a
+		// waiting caller: this is a redelivery of work done.
+		r.cfg.Log.Debug("claim gone: record already answered", "key", ref.Key, "source", protocol.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}.String())
+		return
+	case err != nil:
+		run.fail(streams.ClaimError(err))
+		return
+	}
+	run.claim = ref
+	in := &Input{Env: req.Env, Topic: rec.Topic, Key: rec.Key, Value: value}
 	run.ctx, run.in = ctx, in
 	if err := r.call(ctx, in, run); err != nil {
 		run.fail(err)
@@ -680,14 +703,41 @@ type run struct {
 	seq     int64
 	failed  atomic.Bool // answered or dead-lettered as failed (once)
 	pending atomic.Int64
+	claim   claim.Ref   // the input's claimed value
+	dead    atomic.Bool // dead-lettered: its claim stays for a replay
 
 	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
 	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
 }
 
+// release ends one produce (or the handler). After the last, the record
+// completes, and the claim of a record this replica answered to a waiting
+// caller is deleted: nobody reads it again but a redelivery, which finds
+// it gone and skips the record (see process).
 func (x *run) release() {
-	if x.pending.Add(-1) == 0 {
-		x.r.complete(x.s)
+	if x.pending.Add(-1) != 0 {
+		return
+	}
+	if ref := x.claim; ref.Kind() == claim.KindRecord && x.req.Env.ReplyTo != "" && !x.dead.Load() {
+		x.r.background(func() { x.r.deleteClaim(ref) })
+	}
+	x.r.complete(x.s)
+}
+
+// background runs fn on a tracked goroutine, unless the replica stopped.
+func (r *Replica) background(fn func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.bg.Go(fn)
+	}
+}
+
+func (r *Replica) deleteClaim(ref claim.Ref) {
+	ctx, cancel := context.WithTimeout(context.Background(), claim.DeleteTimeout)
+	defer cancel()
+	if err := r.cfg.Claims.Delete(ctx, ref); err != nil {
+		r.cfg.Log.Warn("claim not deleted; it expires", "key", ref.Key, "err", err)
 	}
 }
 
@@ -752,30 +802,56 @@ func (x *run) route(value []byte, contentType string) (bool, error) {
 	return true, nil
 }
 
+// send produces rec, a value over the claim threshold as a claim check
+// (never a dead letter's: it is the record as read, claim included).
 func (x *run) send(rec *kgo.Record) {
 	x.pending.Add(1)
-	x.r.cl.Produce(context.Background(), rec, func(rec *kgo.Record, err error) {
-		// A caller that waits gets an error now, naming the cause (an
-		// answer too large for the broker, an edge gone), not its
-		// deadline; when the caller cannot be reached (its reply topic
-		// is gone), or nobody waits, the record is dead-lettered.
-		reachable := x.req.Env.ReplyTo != "" && (rec.Topic != x.req.Env.ReplyTo || errors.Is(err, kerr.MessageTooLarge))
-		switch {
-		case err != nil && rec.Topic != x.r.cfg.DeadLetter && reachable && !x.failed.Load():
-			x.r.cfg.Log.Warn("output produce failed; answering the caller with the error", "topic", rec.Topic, "err", err)
-			code := streams.CodeUnavailable
-			if errors.Is(err, kerr.MessageTooLarge) {
-				code = streams.CodeInternal // the same answer would fail again
-			}
-			x.fail(streams.Errorf(code, "the answer could not be delivered: produce to %s: %v", rec.Topic, err))
-		case err != nil && rec.Topic != x.r.cfg.DeadLetter:
-			x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
-			x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
-		case err != nil:
-			x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", protocol.Source{Topic: x.rec.Topic, Partition: x.rec.Partition, Offset: x.rec.Offset}.String(), "err", err)
+	var ref claim.Ref
+	if rec.Topic != x.r.cfg.DeadLetter {
+		kind := claim.KindRecord
+		if rec.Topic == x.req.Env.ReplyTo {
+			kind = claim.KindReply
 		}
-		x.release()
-	})
+		size := len(rec.Value)
+		var err error
+		if ref, err = x.r.cfg.Claims.Put(context.Background(), rec, kind); err != nil {
+			x.produced(rec, size, ref, err)
+			return
+		}
+	}
+	x.r.cl.Produce(context.Background(), rec, func(rec *kgo.Record, err error) { x.produced(rec, len(rec.Value), ref, err) })
+}
+
+// produced handles the outcome of one send: ref is the claim it stored.
+func (x *run) produced(rec *kgo.Record, size int, ref claim.Ref, err error) {
+	if err != nil && !ref.IsZero() { // the record never landed: nobody reads its claim
+		x.r.background(func() { x.r.deleteClaim(ref) })
+	}
+	// A caller that waits gets an error now, naming the cause (an answer
+	// too large, a claim that could not be stored, an edge gone), not its
+	// deadline; when the caller cannot be reached (its reply topic is
+	// gone), or nobody waits, the record is dead-lettered.
+	var claimErr *claim.Error
+	local := errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, claim.ErrTooLarge) || errors.As(err, &claimErr)
+	reachable := x.req.Env.ReplyTo != "" && (rec.Topic != x.req.Env.ReplyTo || local)
+	if err != nil {
+		err = streams.TooLarge(x.r.cfg.Claims, size, err)
+	}
+	switch {
+	case err != nil && rec.Topic != x.r.cfg.DeadLetter && reachable && !x.failed.Load():
+		x.r.cfg.Log.Warn("output produce failed; answering the caller with the error", "topic", rec.Topic, "err", err)
+		code := streams.CodeUnavailable
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, claim.ErrTooLarge) {
+			code = streams.CodeInternal // the same answer would fail again
+		}
+		x.fail(streams.Errorf(code, "the answer could not be delivered: produce to %s: %v", rec.Topic, err))
+	case err != nil && rec.Topic != x.r.cfg.DeadLetter:
+		x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
+		x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
+	case err != nil:
+		x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", protocol.Source{Topic: x.rec.Topic, Partition: x.rec.Partition, Offset: x.rec.Offset}.String(), "err", err)
+	}
+	x.release()
 }
 
 // fail answers the caller with err, or dead-letters the record when nobody
@@ -787,6 +863,7 @@ func (x *run) fail(err error) {
 	x.r.stats.failed.Add(1)
 	if x.req.Env.ReplyTo == "" {
 		x.r.stats.deadLettered.Add(1)
+		x.dead.Store(true)
 	}
 	x.send(protocol.Failure(&x.req, x.rec, x.r.cfg.DeadLetter, x.r.cfg.Deployment, streams.CodeOf(err), err.Error()))
 }
@@ -795,6 +872,7 @@ func (x *run) fail(err error) {
 // it could not be produced.
 func (x *run) deadLetter(err error) {
 	x.r.stats.deadLettered.Add(1)
+	x.dead.Store(true)
 	d := protocol.NewDeadLetter(x.r.cfg.DeadLetter, x.rec, x.r.cfg.Deployment, streams.CodeOf(err), err.Error())
 	x.send(d.Record())
 }

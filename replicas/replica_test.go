@@ -1216,7 +1216,7 @@ func TestAnswerTooLargeAnswersTheCaller(t *testing.T) {
 	if got := streams.Code(hget(r, protocol.HeaderStatus)); got != streams.CodeInternal {
 		t.Errorf("sl-status = %q, want internal", got)
 	}
-	if got := hget(r, protocol.HeaderError); !strings.Contains(got, "could not be delivered") || !strings.Contains(got, "MESSAGE_TOO_LARGE") {
+	if got := hget(r, protocol.HeaderError); !strings.Contains(got, "could not be delivered") || !strings.Contains(got, "MESSAGE_TOO_LARGE") || !strings.Contains(got, "no claim store") {
 		t.Errorf("sl-error = %q, want it to name the cause", got)
 	}
 	waitFor(t, wait, "the request counted as failed", func() bool { return rep.Stats().Failed == 1 })

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-serve/sluice/streams/claim"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
@@ -24,16 +25,27 @@ import (
 // it. Duplicate replies (at-least-once redelivery upstream) are dropped by
 // request id and stream sequence.
 //
+// Values over the claim threshold travel as claim checks (WithClaims):
+// Start stores a request's value and deletes it once its Pending closes;
+// a claimed reply is fetched off the reading goroutine, handed out, and
+// deleted.
+//
 // Caller.mu and Pending.mu are never held together.
 type Caller struct {
-	cl    *kgo.Client
-	adm   *kadm.Client
-	topic string
-	ids   *IDs
-	log   *slog.Logger
+	cl     *kgo.Client
+	adm    *kadm.Client
+	topic  string
+	ids    *IDs
+	log    *slog.Logger
+	claims *claim.Claims // nil: no store
 
-	mu    sync.Mutex
-	waits map[string]*Pending
+	mu     sync.Mutex
+	waits  map[string]*Pending
+	closed bool // no more background work
+
+	bg       sync.WaitGroup // claim fetches and deletes
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 
 	dropped     atomic.Int64
 	produceErrs atomic.Int64
@@ -41,8 +53,15 @@ type Caller struct {
 	done        chan struct{}
 }
 
+// CallerOption configures a Caller.
+type CallerOption func(*Caller)
+
+// WithClaims carries values over the claims' threshold as claim checks
+// (package claim); without it every value goes in its record.
+func WithClaims(c *claim.Claims) CallerOption { return func(cl *Caller) { cl.claims = c } }
+
 // NewCaller creates the reply topic for instance and starts reading it.
-func NewCaller(ctx context.Context, brokers []string, namer Namer, instance string, log *slog.Logger) (*Caller, error) {
+func NewCaller(ctx context.Context, brokers []string, namer Namer, instance string, log *slog.Logger, opts ...CallerOption) (*Caller, error) {
 	topic := namer.Reply(instance)
 	cl, err := Dial(ctx, brokers, log,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
@@ -65,6 +84,10 @@ func NewCaller(ctx context.Context, brokers []string, namer Namer, instance stri
 		waits: make(map[string]*Pending),
 		done:  make(chan struct{}),
 	}
+	for _, o := range opts {
+		o(c)
+	}
+	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	go c.read()
 	return c, nil
 }
@@ -86,12 +109,13 @@ func (c *Caller) Dropped() int64 { return c.dropped.Load() }
 func (c *Caller) Errors() (produce, fetch int64) { return c.produceErrs.Load(), c.fetchErrs.Load() }
 
 // Close fails every pending request, stops reading and deletes the reply
-// topic, bounded by ctx.
+// topic, bounded by ctx; claim deletes in flight finish within ctx too.
 func (c *Caller) Close(ctx context.Context) {
 	c.mu.Lock()
 	waits := c.waits
 	c.waits = map[string]*Pending{}
 	c.mu.Unlock()
+	defer c.waitBackground(ctx)
 	for _, p := range waits {
 		p.fail(&Error{Code: CodeUnavailable, Msg: "caller closed"})
 	}
@@ -121,8 +145,40 @@ func (c *Caller) Start(ctx context.Context, req *protocol.Request) *Pending {
 	c.mu.Unlock()
 
 	r := protocol.NewRequest(req.Topic, req.Key, req.Env, req.Value)
-	c.produce(ctx, r.Record(), p, true)
+	rec := r.Record()
+	ref, err := c.claims.Put(ctx, rec, claim.KindRequest)
+	if err != nil {
+		c.produceErrs.Add(1)
+		p.fail(ClaimError(err))
+		return p
+	}
+	p.claim = ref
+	c.produce(ctx, rec, p, true)
 	return p
+}
+
+// ClaimError gives a claim check's failure its code: a payload over the
+// limit or a reference that cannot be honoured (gone, altered,
+// unreadable) is invalid_argument, a reader without a store
+// failed_precondition, a store that fails unavailable.
+func ClaimError(err error) *Error {
+	code := CodeUnavailable
+	switch {
+	case errors.Is(err, claim.ErrTooLarge), errors.Is(err, claim.ErrNotFound), errors.Is(err, claim.ErrMismatch), errors.Is(err, claim.ErrMalformed):
+		code = CodeInvalidArgument
+	case errors.Is(err, claim.ErrNoStore):
+		code = CodeFailedPrecondition
+	}
+	return &Error{Code: code, Msg: err.Error(), Err: err}
+}
+
+// TooLarge explains a produce refused as too large: in a process without a
+// claim store, with the size, the limit and how to configure one.
+func TooLarge(c *claim.Claims, size int, err error) error {
+	if c == nil && errors.Is(err, kerr.MessageTooLarge) {
+		return claim.NoStore(size, err)
+	}
+	return err
 }
 
 // produce sends rec for p. A topic deleted and created again (an
@@ -139,6 +195,7 @@ func (c *Caller) produce(ctx context.Context, rec *kgo.Record, p *Pending, retry
 			}()
 		default:
 			c.produceErrs.Add(1)
+			err = TooLarge(c.claims, len(rec.Value), err)
 			p.fail(&Error{Code: CodeUnavailable, Msg: fmt.Sprintf("produce to %s: %v", rec.Topic, err), Err: err})
 		}
 	})
@@ -176,6 +233,13 @@ func (c *Caller) read() {
 }
 
 func (c *Caller) deliver(r *kgo.Record) {
+	if _, claimed, _ := claim.Find(r.Headers); claimed {
+		// Fetched apart, so that one large reply holds up no other.
+		if !c.background(func(ctx context.Context) { c.redeem(ctx, r) }) {
+			c.dropped.Add(1)
+		}
+		return
+	}
 	rep, id, err := parseReply(r)
 	if err != nil {
 		c.dropped.Add(1)
@@ -188,6 +252,75 @@ func (c *Caller) deliver(r *kgo.Record) {
 	if p == nil || !p.push(rep) {
 		c.dropped.Add(1)
 	}
+}
+
+// redeem delivers a claimed reply: fetched and handed out if someone
+// waits for it, and deleted whether or not.
+func (c *Caller) redeem(ctx context.Context, r *kgo.Record) {
+	ref, _, _ := claim.Find(r.Headers)
+	defer c.deleteClaim(ctx, ref)
+	rep, id, err := parseReply(r)
+	if err != nil {
+		c.dropped.Add(1)
+		c.log.Warn("reply dropped", "err", err)
+		return
+	}
+	c.mu.Lock()
+	p := c.waits[id]
+	c.mu.Unlock()
+	if p == nil || p.isSettled() {
+		c.dropped.Add(1)
+		return
+	}
+	value, _, err := c.claims.Fetch(ctx, r.Headers, r.Value)
+	if err != nil {
+		c.fetchErrs.Add(1)
+		p.fail(ClaimError(fmt.Errorf("reply: %w", err)))
+		return
+	}
+	rep.Value = value
+	if !p.push(rep) {
+		c.dropped.Add(1)
+	}
+}
+
+func (c *Caller) deleteClaim(ctx context.Context, ref claim.Ref) {
+	if ref.IsZero() {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, claim.DeleteTimeout)
+	defer cancel()
+	if err := c.claims.Delete(dctx, ref); err != nil {
+		c.log.Warn("claim not deleted; it expires", "key", ref.Key, "err", err)
+	}
+}
+
+// background runs fn on a tracked goroutine; false once the caller closed.
+func (c *Caller) background(fn func(context.Context)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.bg.Go(func() { fn(c.bgCtx) })
+	return true
+}
+
+// waitBackground waits for the background work, bounded by ctx, then
+// cancels what is left.
+func (c *Caller) waitBackground(ctx context.Context) {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.bgCancel()
+		<-done
+	}
+	c.bgCancel()
 }
 
 func (c *Caller) forget(p *Pending) {
@@ -232,8 +365,9 @@ func parseReply(r *kgo.Record) (Reply, string, error) {
 // are handed out in order, whatever order duplicates and retries bring them
 // in.
 type Pending struct {
-	c  *Caller
-	id string
+	c     *Caller
+	id    string
+	claim claim.Ref // the request's claimed value, deleted on Close
 
 	mu      sync.Mutex
 	ready   []Reply         // in order, not yet taken
@@ -346,5 +480,18 @@ func (p *Pending) Next(ctx context.Context) (Reply, error) {
 	}
 }
 
-// Close stops waiting; later replies for the id are dropped.
-func (p *Pending) Close() { p.c.forget(p) }
+func (p *Pending) isSettled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.settled
+}
+
+// Close stops waiting; later replies for the id are dropped, and the
+// request's claimed value, if any, is deleted.
+func (p *Pending) Close() {
+	p.c.forget(p)
+	if ref := p.claim; !ref.IsZero() {
+		p.claim = claim.Ref{}
+		p.c.background(func(ctx context.Context) { p.c.deleteClaim(ctx, ref) })
+	}
+}

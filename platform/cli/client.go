@@ -474,6 +474,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	generation := fs.Int64("generation", -1, "run the application's spec of this generation (a bundle started by the platform's own replica command)")
 	blobDir := fs.String("blob-dir", "", "where the registry keeps files, when it is a local directory (sluice dev) rather than S3")
 	codeCache := fs.String("code-cache", "", "where code bundles are cached by content (default: sluice/code under the user cache directory)")
+	claimThreshold := claimFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -520,7 +521,11 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		// The deployment runs a code bundle: this process becomes it.
 		return execBundle(ctx, pin, append(slices.Clone(args), "--generation", strconv.FormatInt(applied.Generation, 10)), bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)
 	}
-	caller, err := streams.NewCaller(ctx, bs, namer, "replica-"+streams.Instance(), env.Log)
+	claims, err := replicaClaims(ctx, withS3Env(*s3, env), *blobDir, *claimThreshold, env)
+	if err != nil {
+		return err
+	}
+	caller, err := streams.NewCaller(ctx, bs, namer, "replica-"+streams.Instance(), env.Log, streams.WithClaims(claims))
 	if err != nil {
 		return err
 	}
@@ -557,6 +562,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		rc.InstanceID = instance
 	}
 	rc.SessionTimeout = *session
+	rc.Claims = claims
 	rc.Revision = rev
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/claim"
 )
 
 // DevConfig configures a platform in one process.
@@ -47,6 +49,9 @@ type DevConfig struct {
 	Builtin      bool          // deploy the applications built into the registry
 	S3           blob.S3Config // model weights in S3/MinIO when S3.Endpoint is set; else a local directory
 	BlobDir      string        // the local directory (default: <DataDir>/blobs, or a temporary one)
+	// ClaimThreshold: values over it travel through the blob store as
+	// claim checks (default claim.DefaultThreshold).
+	ClaimThreshold int
 	// ModelCacheDir is where model replicas keep downloaded weights
 	// (default: <DataDir>/models, or a temporary one).
 	ModelCacheDir string
@@ -69,11 +74,12 @@ type Dev struct {
 	stopTrim   context.CancelFunc
 	blobDir    string // the registry's local directory, when no S3
 	caller     *streams.Caller
+	claims     *claim.Claims
 	control    *control
 	local      *controller.Local
 	reconciler *controller.Reconciler
 	registry   *registry.Registry
-	store      registry.Store
+	store      blob.Store
 	tmpDirs    []string // temporary directories to remove on close
 	front      *front
 	cancel     context.CancelFunc
@@ -118,16 +124,19 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir, "retention", ret.Time, "retention_bytes", ret.Bytes)
 	}
-	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log); err != nil {
-		return nil, err
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
 	store, err := d.openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.store = store
+	if d.claims, err = openClaims(store, cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), gateway.DefaultMaxBody); err != nil {
+		return nil, err
+	}
+	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, streams.WithClaims(d.claims)); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
 	if d.registry, err = followRegistry(ctx, runCtx, registry.Config{Brokers: d.Brokers, Namer: namer, Store: store, Log: cfg.Log}); err != nil {
 		return nil, err
 	}
@@ -157,12 +166,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	// sizes every deployment; the placer holds GPU capacity on this
 	// machine, whose node agent reports it.
 	d.local = controller.NewLocal(controller.LocalConfig{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Publisher: pub, Models: mf, Log: cfg.Log,
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log,
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			args := []string{"replica", "--brokers", strings.Join(d.Brokers, ","), "--prefix", namer.Prefix(),
 				"--app", app, "--deployment", dep, "--slot", slot, "--revision", revision,
 				"--code-cache", filepath.Join(cacheDir, "code"), "--model-cache", filepath.Join(cacheDir, app, dep, slot)}
+			args = append(args, claimArgs(cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold))...)
 			if cfg.S3.Endpoint != "" {
 				args = append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS))
 			} else {
@@ -205,6 +215,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		for _, run := range []func(context.Context) error{scaler.Run, placer.Run, agent.Run} {
 			wg.Go(func() { _ = run(runCtx) })
 		}
+		wg.Go(func() { sweepClaims(runCtx, d.claims, cfg.Log) })
 		pubCtx, stopPub := context.WithCancel(context.Background())
 		pubDone := make(chan struct{})
 		go func() { defer close(pubDone); pub.Run(pubCtx) }()
@@ -267,8 +278,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	return d, nil
 }
 
-// Store is where the platform keeps model weights.
-func (d *Dev) Store() registry.Store { return d.store }
+// Store is where the platform keeps model weights and claim checks.
+func (d *Dev) Store() blob.Store { return d.store }
 
 // Done reports a failure of the server or the controller.
 func (d *Dev) Done() <-chan error { return d.done }
@@ -324,8 +335,8 @@ func (d *Dev) modelCacheDir(cfg DevConfig) (string, error) {
 }
 
 // openStore opens the model store: MinIO/S3 when configured, else a local
-// directory under the data dir (or a temporary one).
-func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (registry.Store, error) {
+// directory under the data dir (or a temporary one). Claims live there too.
+func (d *Dev) openStore(ctx context.Context, cfg DevConfig) (blob.Store, error) {
 	if cfg.S3.Endpoint != "" {
 		return blob.NewS3(ctx, cfg.S3, cfg.Log)
 	}
@@ -360,7 +371,8 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	var files listFlag
 	fs.Var(&files, "f", "deploy the applications of this YAML file at start (repeatable)")
 	s3 := s3Flags(fs)
-	blobDir := fs.String("blob-dir", "", "local directory for model weights when no S3 endpoint is set")
+	blobDir := fs.String("blob-dir", "", "local directory for model weights (and claim checks) when no S3 endpoint is set")
+	claimThreshold := claimFlags(fs)
 	limits := limitFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -380,21 +392,22 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	d, err := StartDev(ctx, DevConfig{
-		HTTPAddr:     *httpAddr,
-		GRPCAddr:     *grpcAddr,
-		Brokers:      splitBrokers(*brokers),
-		KafkaPort:    *port,
-		DataDir:      *dataDir,
-		Retention:    &streams.Retention{Time: *retention, Bytes: int64(maxBytes)},
-		TrimConsumed: !*keepConsumed,
-		Prefix:       *prefix,
-		Builtin:      *builtin,
-		S3:           withS3Env(*s3, env),
-		BlobDir:      *blobDir,
-		Apps:         apps,
-		Registry:     env.Registry,
-		Limits:       limits(),
-		Log:          env.Log,
+		HTTPAddr:       *httpAddr,
+		GRPCAddr:       *grpcAddr,
+		Brokers:        splitBrokers(*brokers),
+		KafkaPort:      *port,
+		DataDir:        *dataDir,
+		Retention:      &streams.Retention{Time: *retention, Bytes: int64(maxBytes)},
+		TrimConsumed:   !*keepConsumed,
+		Prefix:         *prefix,
+		Builtin:        *builtin,
+		S3:             withS3Env(*s3, env),
+		BlobDir:        *blobDir,
+		ClaimThreshold: *claimThreshold,
+		Apps:           apps,
+		Registry:       env.Registry,
+		Limits:         limits(),
+		Log:            env.Log,
 	})
 	if err != nil {
 		if errors.Is(err, appstore.ErrInvalid) {

@@ -22,6 +22,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	cluster := clusterFlags(fs)
 	limits := limitFlags(fs)
 	s3 := s3Flags(fs)
+	claimThreshold := claimFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -33,7 +34,25 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log)
+	// The blob store the nodes read weights from (--s3-endpoint) carries
+	// the values too large for a record (claim checks); without one, a
+	// value over the broker's limit fails naming how to configure it.
+	var store blob.Store
+	if s3c := withS3Env(*s3, env); s3c.Endpoint != "" {
+		if store, err = blob.NewS3(ctx, s3c, env.Log); err != nil {
+			hl.Close()
+			gl.Close()
+			return err
+		}
+	}
+	lim := limits().WithDefaults()
+	claims, err := openClaims(store, *claimThreshold, max(lim.MaxBody, gateway.DefaultMaxBody))
+	if err != nil {
+		hl.Close()
+		gl.Close()
+		return err
+	}
+	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log, streams.WithClaims(claims))
 	if err != nil {
 		hl.Close()
 		gl.Close()
@@ -49,15 +68,11 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	// The registry (models by name, and its API): it follows the
 	// registry's events; writes need the store the nodes read weights
 	// from (--s3-endpoint), without which it lists and resolves only.
-	var store registry.Store
-	if s3c := withS3Env(*s3, env); s3c.Endpoint != "" {
-		if store, err = blob.NewS3(ctx, s3c, env.Log); err != nil {
-			hl.Close()
-			gl.Close()
-			return err
-		}
+	var regStore registry.Store
+	if store != nil {
+		regStore = store
 	}
-	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Store: store, Log: env.Log})
+	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: bs, Namer: namer, Store: regStore, Log: env.Log})
 	var fw followed
 	if err == nil {
 		fw, err = followStatus(runCtx, bs, namer, env)
@@ -71,7 +86,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: limits(), Log: env.Log})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
 	f, err := startFront(ctx, gw, hl, gl, registryAPI.Register)
 	if err != nil {

@@ -41,6 +41,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	memFlag := fs.String("memory", "", "memory this node offers replicas, e.g. 48GiB (default: the machine's)")
 	cache := fs.String("model-cache", "", "where the node's replicas keep model weights (default: sluice/models under the user cache directory)")
 	codeCache := fs.String("code-cache", "", "where the node's replicas keep code bundles, by content (default: sluice/code under the user cache directory)")
+	claimThreshold := claimFlags(fs)
 	err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,7 +70,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		}
 		*cache = filepath.Join(dir, "sluice", "models")
 	}
-	base := []string{"replica", "--brokers", strings.Join(bs, ","), "--prefix", namer.Prefix()}
+	base := append([]string{"replica", "--brokers", strings.Join(bs, ","), "--prefix", namer.Prefix()}, claimArgs(*claimThreshold)...)
 	if *codeCache != "" {
 		base = append(base, "--code-cache", *codeCache)
 	}
@@ -107,6 +108,14 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	go func() { _ = placer.Run(agentCtx) }()
+	// The placing node sweeps the claim checks that expired.
+	claims, err := replicaClaims(ctx, withS3Env(*s3, env), "", *claimThreshold, env)
+	if err != nil {
+		return err
+	}
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); sweepClaims(agentCtx, claims, env.Log) }()
+	defer func() { stopAgent(); <-sweepDone }()
 	return runScaler(ctx, env, "node", bs, namer, placer, only, func(apps []*spec.App) {
 		placer.SetRequests(controller.PlacementRequests(namer, apps, false))
 	})

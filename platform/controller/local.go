@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/replicas/procs"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/claim"
 )
 
 // LocalConfig configures a Local actuator.
@@ -29,6 +30,7 @@ type LocalConfig struct {
 	Namer    streams.Namer
 	Registry *serve.Registry
 	Caller   *streams.Caller // handle calls of the replicas it starts
+	Claims   *claim.Claims   // large values of the replicas it starts; nil: none
 	// Publisher publishes the replicas' reports on the status topic.
 	Publisher *replicas.Publisher
 	// Models builds the handlers of `kind: model` deployments; nil: this
@@ -325,6 +327,7 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 		closeHandler(h)
 		return nil, err
 	}
+	rc.Claims = l.cfg.Claims
 	rc.InstanceID = instance // slots are never reused, so no two live members share one
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
