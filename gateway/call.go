@@ -44,6 +44,7 @@ type exchange struct {
 	ctx     context.Context
 	name    string // what it is counted under: the application or model called; "" when none was found
 	version string // the model version that answered, or was asked for
+	infer   bool   // an OIP inference: counted in the OIP's statistics too
 	start   time.Time
 	code    streams.Code
 	release func()
@@ -107,7 +108,10 @@ func (x *exchange) close() {
 	}
 	x.cancel()
 	x.release()
-	x.s.metrics.observe(x.name, x.version, x.code, time.Since(x.start))
+	x.s.metrics.observe(x.name, x.code, time.Since(x.start))
+	if x.infer && x.name != "" {
+		x.s.metrics.inferred(x.name, x.version, x.code, time.Since(x.start))
+	}
 }
 
 // Trace context and caller headers come from one of two places, whatever

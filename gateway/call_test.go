@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-serve/sluice/gateway/oip"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // Both transports' trace context and caller headers land in the envelope
@@ -126,7 +127,8 @@ func TestStalledBodies(t *testing.T) {
 	send := func(t *testing.T, path string, gap time.Duration) (string, time.Duration) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err) // not Fatal: send runs on other goroutines too
+			return "", 0
 		}
 		defer c.Close()
 		start := time.Now()
@@ -145,7 +147,8 @@ func TestStalledBodies(t *testing.T) {
 		br := bufio.NewReader(c)
 		status, err := br.ReadString('\n')
 		if err != nil {
-			t.Fatalf("no answer: %v", err)
+			t.Errorf("no answer: %v", err)
+			return "", 0
 		}
 		took := time.Since(start)
 		if _, err := io.Copy(io.Discard, br); err != nil { // the gateway closes the connection
@@ -174,4 +177,42 @@ func TestStalledBodies(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// A gateway rule never sends a request read as one kind of application
+// (an HTTP ingress, or not) to the other kind: it would be refused there,
+// or answered in the wrong form.
+func TestRuleKeepsKind(t *testing.T) {
+	t.Parallel()
+	s := &Server{cfg: Config{Limits: Limits{}.WithDefaults(), Log: slog.New(slog.DiscardHandler)}, metrics: newMetrics()}
+	s.apps.Store(&appTable{byName: map[string]route{}})
+	web := func(name string) *spec.App {
+		return &spec.App{Name: name, RoutePrefix: "/" + name, Ingress: "W", Deployments: []spec.Deployment{{Name: "W", HTTP: true}}}
+	}
+	plainA := &spec.App{Name: "plain-a", RoutePrefix: "/plain-a", Rules: []spec.Rule{{App: "web-b"}}}
+	plainB := &spec.App{Name: "plain-b", RoutePrefix: "/plain-b", Rules: []spec.Rule{{App: "plain-c"}}}
+	plainC := &spec.App{Name: "plain-c", RoutePrefix: "/plain-c"}
+	webA := web("web-a")
+	webA.Rules = []spec.Rule{{App: "plain-c"}}
+	webC := web("web-c")
+	webC.Rules = []spec.Rule{{App: "web-b"}}
+	s.setApps([]*spec.App{plainA, plainB, plainC, webA, web("web-b"), webC})
+	for _, tc := range []struct {
+		from, to string
+		ok       bool
+	}{
+		{"plain-a", "web-b", false},
+		{"web-a", "plain-c", false},
+		{"plain-b", "plain-c", true},
+		{"web-c", "web-b", true},
+	} {
+		rt, _ := s.byName(tc.from)
+		got, err := s.applyRules(context.Background(), rt, &protocol.Envelope{}, nil)
+		switch {
+		case tc.ok && (err != nil || got.app != tc.to):
+			t.Errorf("%s → %s: %s, %v; want sent", tc.from, tc.to, got.app, err)
+		case !tc.ok && (streams.CodeOf(err) != streams.CodeFailedPrecondition || !strings.Contains(err.Error(), "same kind")):
+			t.Errorf("%s → %s: %v; want failed_precondition naming the kinds", tc.from, tc.to, err)
+		}
+	}
 }

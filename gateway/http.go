@@ -84,7 +84,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 // refuse answers a request that names nothing the gateway serves; it is
 // counted under no application.
 func (s *Server) refuse(w http.ResponseWriter, err error) {
-	s.metrics.observe("", "", streams.CodeOf(err), 0)
+	s.metrics.observe("", streams.CodeOf(err), 0)
 	writeError(w, err)
 }
 
@@ -135,7 +135,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		case errors.As(err, &tooBig):
 			return nil, errTooLarge(-1, s.cfg.MaxBody)
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			w.Header().Set("Connection", "close")
+			if r.ProtoMajor == 1 { // HTTP/2: the stream ends, the connection (and gRPC calls on it) stays
+				w.Header().Set("Connection", "close")
+			}
 			return nil, statusError{status: http.StatusRequestTimeout, err: &streams.Error{Code: streams.CodeInvalidArgument,
 				Msg: fmt.Sprintf("request body not received in time (%d bytes in %v; the gateway waits %v for each part and %v for all of it)",
 					buf.Len(), time.Since(start).Round(time.Millisecond), s.cfg.BodyIdleTimeout, s.cfg.BodyTimeout)}}

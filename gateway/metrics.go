@@ -53,28 +53,12 @@ func newMetrics() *metrics {
 }
 
 // observe counts one call to app (an application or a model; "" when the
-// name was unknown) at version ("" when none was named) that ended with
-// code after d.
-func (m *metrics) observe(app, version string, code streams.Code, d time.Duration) {
+// name was unknown) that ended with code after d.
+func (m *metrics) observe(app string, code streams.Code, d time.Duration) {
 	secs := d.Seconds()
 	i, _ := slices.BinarySearch(latencyBuckets, secs)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if app != "" {
-		k := modelVersion{app, version}
-		st := m.stats[k]
-		if st == nil {
-			st = new(inferStats)
-			m.stats[k] = st
-		}
-		sd := &st.success
-		if code != streams.CodeOK {
-			sd = &st.fail
-		}
-		sd.count++
-		sd.ns += uint64(max(d, 0))
-		st.last = time.Now()
-	}
 	m.requests[appCode{app, code}]++
 	h := m.latency[app]
 	if h == nil {
@@ -84,6 +68,26 @@ func (m *metrics) observe(app, version string, code streams.Code, d time.Duratio
 	h.counts[i]++
 	h.sum += secs
 	h.n++
+}
+
+// inferred counts one OIP inference of model at version, for the OIP's
+// statistics.
+func (m *metrics) inferred(model, version string, code streams.Code, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := modelVersion{model, version}
+	st := m.stats[k]
+	if st == nil {
+		st = new(inferStats)
+		m.stats[k] = st
+	}
+	sd := &st.success
+	if code != streams.CodeOK {
+		sd = &st.fail
+	}
+	sd.count++
+	sd.ns += uint64(max(d, 0))
+	st.last = time.Now()
 }
 
 // modelStats returns a copy of the statistics of every version of model

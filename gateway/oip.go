@@ -53,7 +53,7 @@ func (s *Server) infer(ctx context.Context, q *inferCall) (*oip.InferResponse, e
 		name = "" // unknown names are not series of their own
 	}
 	x, err := s.open(ctx, name, q.refuse)
-	x.version = q.version
+	x.version, x.infer = q.version, true
 	defer x.close()
 	if err != nil {
 		return nil, err

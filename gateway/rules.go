@@ -72,11 +72,23 @@ func (s *Server) applyRules(ctx context.Context, rt route, env *protocol.Envelop
 			if !ok {
 				return rt, streams.Errorf(streams.CodeUnavailable, "rule %s sends to application %s, which is not deployed", r.path, r.app)
 			}
+			if next.http != rt.http { // the request was read, and will be answered, as the first application's kind
+				return rt, streams.Errorf(streams.CodeFailedPrecondition, "rule %s sends to application %s, %s, from %s, %s: a rule sends only to an application of the same kind",
+					r.path, r.app, kindOfRoute(next), rt.app, kindOfRoute(rt))
+			}
 			return next, nil
 		}
 		return rt, nil
 	}
 	return rt, nil
+}
+
+// kindOfRoute says whether a route's application is an HTTP ingress.
+func kindOfRoute(rt route) string {
+	if rt.http {
+		return "an HTTP ingress"
+	}
+	return "not an HTTP ingress"
 }
 
 // forwardHeader adds one of the caller's headers to env when it travels
