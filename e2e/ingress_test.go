@@ -247,13 +247,17 @@ func testPredictExample(t *testing.T, p platformUnderTest) {
 	var described struct {
 		Model    string `json:"model"`
 		Versions []struct {
-			Version string            `json:"version"`
-			Inputs  []json.RawMessage `json:"inputs"`
+			Version string `json:"version"`
+			Inputs  []struct {
+				Name  string  `json:"name"`
+				Shape []int64 `json:"shape"` // numbers, not protobuf JSON's strings
+			} `json:"inputs"`
 			Outputs []json.RawMessage `json:"outputs"`
 		} `json:"versions"`
 	}
 	if err := json.Unmarshal([]byte(body), &described); err != nil || resp.StatusCode != 200 || described.Model != model ||
-		len(described.Versions) != 1 || len(described.Versions[0].Inputs) != 1 || len(described.Versions[0].Outputs) != 1 {
+		len(described.Versions) != 1 || len(described.Versions[0].Inputs) != 1 || len(described.Versions[0].Outputs) != 1 ||
+		described.Versions[0].Inputs[0].Name != "x" || len(described.Versions[0].Inputs[0].Shape) != 2 {
 		t.Fatalf("describe: %d %s\nlogs:\n%s", resp.StatusCode, body, p.logs())
 	}
 	infer := func(version string) (int, float32, string) {

@@ -67,11 +67,36 @@ var Predict = serve.HTTP("Predict", newPredictor)
 
 // version is what describe tells of one version.
 type version struct {
-	Version string            `json:"version"`
-	Format  string            `json:"format,omitempty"`
-	Aliases []string          `json:"aliases,omitempty"`
-	Inputs  []json.RawMessage `json:"inputs,omitempty"`
-	Outputs []json.RawMessage `json:"outputs,omitempty"`
+	Version string   `json:"version"`
+	Format  string   `json:"format,omitempty"`
+	Aliases []string `json:"aliases,omitempty"`
+	Inputs  []tensor `json:"inputs,omitempty"`
+	Outputs []tensor `json:"outputs,omitempty"`
+}
+
+// tensor is a tensor of a version's signature. The registry's REST API
+// writes 64-bit integers as JSON strings (protobuf's JSON mapping);
+// describe answers numbers.
+type tensor struct {
+	Name     string        `json:"name"`
+	Datatype string        `json:"datatype"`
+	Shape    []json.Number `json:"shape"`
+}
+
+func (t tensor) MarshalJSON() ([]byte, error) {
+	dims := make([]int64, len(t.Shape))
+	for i, d := range t.Shape {
+		n, err := d.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: dimension %q: %w", t.Name, d, err)
+		}
+		dims[i] = n
+	}
+	return json.Marshal(struct {
+		Name     string  `json:"name"`
+		Datatype string  `json:"datatype"`
+		Shape    []int64 `json:"shape"`
+	}{t.Name, t.Datatype, dims})
 }
 
 func (p *predictor) describe(w http.ResponseWriter, r *http.Request) {
