@@ -22,9 +22,10 @@ var ErrUnknownHandler = errors.New("unknown handler")
 // CEL edge transforms whose type the target handler cannot decode, and
 // HTTP ingress handlers used as anything but the application's ingress
 // (a deployment elsewhere in the graph, the target of an edge or a
-// handle). Each
-// error starts with the place in the YAML (file:line:col) when app was
-// parsed from a file.
+// handle) or not marked as one (spec.Deployment.HTTP, which the platform
+// sets from the manifest when it pins the code, and the gateway's route
+// reads), or a mark on any other handler. Each error starts with the
+// place in the YAML (file:line:col) when app was parsed from a file.
 func Check(app *spec.App, m Manifest) error {
 	handlers := make(map[string]*Handler, len(m.Handlers))
 	for i := range m.Handlers {
@@ -66,6 +67,9 @@ func Check(app *spec.App, m Manifest) error {
 		case h.ServesHTTP() && dep.Name != app.Ingress:
 			errs = append(errs, fmt.Errorf("%s%s.handler: handler %s is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is %s",
 				at(app, p+".handler"), p, h.Name, app.Ingress))
+		case h.ServesHTTP() && !dep.HTTP:
+			errs = append(errs, fmt.Errorf("%s%s: handler %s is an HTTP ingress (serve.HTTP), but the deployment is not marked as one, so the gateway would call it as a plain route: deploy the application through the platform's API (sluice deploy), which marks it",
+				at(app, p), p, h.Name))
 		case dep.HTTP && !h.ServesHTTP():
 			errs = append(errs, fmt.Errorf("%s%s: marked as an HTTP ingress, but handler %s is a %s handler: deploy the application again", at(app, p), p, h.Name, h.Kind))
 		}

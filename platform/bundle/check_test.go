@@ -121,6 +121,7 @@ func TestCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			markHTTP(apps[0], m)
 			for _, mf := range []Manifest{m, decoded} {
 				got := Check(apps[0], mf)
 				if want := strings.Join(tc.want, "\n"); errString(got) != want {
@@ -158,6 +159,31 @@ func TestCheckHTTPMark(t *testing.T) {
 	app := &spec.App{Name: "a", RoutePrefix: "/a", Ingress: "F", Deployments: []spec.Deployment{{Name: "F", Handler: "Upper", HTTP: true}}}
 	err := Check(app, testManifest())
 	if want := "deployments[0]: marked as an HTTP ingress, but handler Upper is a unary handler: deploy the application again"; errString(err) != want {
+		t.Fatalf("Check = %v, want %s", err, want)
+	}
+}
+
+// markHTTP marks app's HTTP ingress deployments as the platform does
+// when it pins their code (code.Resolver.Pin).
+func markHTTP(app *spec.App, m Manifest) {
+	for i := range app.Deployments {
+		if h := m.Handler(app.Deployments[i].Handler); h != nil {
+			app.Deployments[i].HTTP = h.ServesHTTP()
+		}
+	}
+}
+
+// An HTTP ingress the platform did not mark would be served as a plain
+// route and refuse every record: Check refuses it, asking for a deploy
+// that marks it (an image bundle's was missed so).
+func TestCheckHTTPUnmarked(t *testing.T) {
+	t.Parallel()
+	apps, err := spec.Parse("a.yaml", []byte(head+"  - {name: F, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(apps[0], testManifest())
+	if want := "a.yaml:5:5: deployments[0]: handler Web is an HTTP ingress (serve.HTTP), but the deployment is not marked as one, so the gateway would call it as a plain route: deploy the application through the platform's API (sluice deploy), which marks it"; errString(err) != want {
 		t.Fatalf("Check = %v, want %s", err, want)
 	}
 }
