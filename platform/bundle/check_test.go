@@ -92,6 +92,10 @@ func TestCheck(t *testing.T) {
 				`a.yaml:9:5: edges[0]: deployment W runs HTTP ingress handler Web: it takes HTTP requests from the gateway only, not records along an edge or from a handle`,
 				`a.yaml:6:24: deployments[1].handler: handler Web is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is F`,
 			}},
+		{"edge from an http ingress", head + "  - {name: F, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\n  - {name: U, handler: Upper}\nedges:\n  - {from: F, to: U}\n",
+			[]string{
+				`a.yaml:9:5: edges[0]: deployment F runs HTTP ingress handler Web: its response answers the HTTP caller and cannot go along an edge: remove the edge and call U through a handle (a *serve.Handle parameter of Web's constructor, args: [{handle: U}])`,
+			}},
 		{"every problem", head + "  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper, batching: {max_batch_size: 2}}\n  - {name: X, handler: Gone}\nedges:\n  - {from: F, to: X}\n",
 			[]string{
 				`a.yaml:5:38: deployments[0]: args[0]: parameter *serve.Handle[...] does not match deployment Upper, which takes string and returns string`,

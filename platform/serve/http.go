@@ -32,8 +32,10 @@ import (
 // deadline_exceeded failure (504), not the response. A panic answers 500
 // naming it.
 //
-// An HTTP ingress can only be its application's ingress deployment, and
-// nothing in the graph sends to it (bundle.Check refuses both).
+// An HTTP ingress can only be its application's ingress deployment,
+// nothing in the graph sends to it, and it sends along no edge: its
+// response answers the HTTP caller, and it calls the next deployment
+// through a handle (bundle.Check refuses the rest).
 func HTTP(name string, ctor any, opts ...Option) *Deployment {
 	d := newDeployment[[]byte, []byte](name, false, opts)
 	d.http = true
