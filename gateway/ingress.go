@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -33,19 +34,51 @@ func servesHTTP(app *spec.App) bool {
 // raw query, and the headers less the hop-by-hop ones, with Host. The
 // body's Content-Type travels as the envelope's content type.
 func httpRequest(r *http.Request, prefix string) *protocol.HTTPRequest {
-	path := r.URL.EscapedPath()
-	if prefix != "/" {
-		path = strings.TrimPrefix(path, prefix)
-	}
-	if path == "" || path[0] != '/' {
-		path = "/" + path
-	}
 	h := endToEnd(r.Header)
 	h.Del("Content-Type")
 	if r.Host != "" {
 		h.Set("Host", r.Host)
 	}
-	return &protocol.HTTPRequest{Method: r.Method, Path: path, Query: r.URL.RawQuery, Header: h}
+	return &protocol.HTTPRequest{Method: r.Method, Path: pathBelow(r.URL, prefix), Query: r.URL.RawQuery, Header: h}
+}
+
+// pathBelow is u's path below the route prefix it was matched under,
+// escaped as the client sent it, from "/". The route is matched on the
+// decoded path (Server.byPath on u.Path), so the prefix is cut where the
+// decoded path ends it, however the client escaped it (/%61pp/x under
+// /app is /x); what follows keeps its escapes (%2F stays %2F), and
+// always decodes to the decoded path less the prefix.
+func pathBelow(u *url.URL, prefix string) string {
+	esc := u.EscapedPath()
+	if prefix == "/" {
+		if esc == "" || esc[0] != '/' {
+			return "/" + esc
+		}
+		return esc
+	}
+	want := strings.TrimPrefix(u.Path, prefix) // decoded, what the route left
+	if want == "" {
+		want = "/"
+	}
+	i := 0
+	for n := 0; n < len(prefix) && i < len(esc); n++ { // one decoded byte each
+		if esc[i] == '%' && i+2 < len(esc) {
+			i += 3
+		} else {
+			i++
+		}
+	}
+	below := esc[i:]
+	if len(below) >= 3 && below[0] == '%' && below[1] == '2' && (below[2] == 'F' || below[2] == 'f') {
+		below = "/" + below[3:] // the boundary itself, escaped: /app%2Fx is /app/x
+	}
+	if below == "" || below[0] != '/' {
+		below = "/" + below
+	}
+	if got, err := url.PathUnescape(below); err != nil || got != want {
+		return (&url.URL{Path: want}).EscapedPath() // not the form matched (no such path reaches here): the decoded rest, escaped
+	}
+	return below
 }
 
 // hopByHop are the headers of one connection (RFC 9110, 7.6.1), which a

@@ -3,7 +3,9 @@ package gateway
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -38,6 +40,47 @@ func TestHTTPRequestRecord(t *testing.T) {
 	want := http.Header{"Accept": {"a", "b"}, "X-Tenant": {"t"}, "Host": {"example.com"}}
 	if !reflect.DeepEqual(got.Header, want) {
 		t.Fatalf("headers %v, want %v", got.Header, want)
+	}
+}
+
+// The prefix is cut from the path in the form the route matched it
+// (decoded, Server.byPath), however the client escaped it; what is below
+// keeps the client's escapes and decodes to the decoded path less the
+// prefix.
+func TestHTTPRequestPathBelowPrefix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		prefix, target, path string
+	}{
+		{"/app", "/app/x", "/x"},
+		{"/app", "/%61pp/x", "/x"},                           // the prefix escaped
+		{"/app", "/%61%70%70", "/"},                          // all of it, escaped
+		{"/app", "/%61pp/%7Ex%20y", "/%7Ex%20y"},             // below: as sent
+		{"/app", "/%61pp/a%2Fb", "/a%2Fb"},                   // an escaped slash below stays one
+		{"/app", "/app%2Fx", "/x"},                           // the boundary escaped
+		{"/a/b", "/a%2Fb/c", "/c"},                           // a slash of the prefix escaped
+		{"/caf\u00e9", "/caf%C3%A9/menu", "/menu"},           // a prefix of several bytes a rune
+		{"/caf\u00e9", "/caf\u00e9/m%C3%A9nu", "/m%C3%A9nu"}, // sent unescaped, Go escapes it
+		{"/", "/%61pp/x", "/%61pp/x"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://example.com"+tc.target, nil)
+		s := &Server{}
+		s.apps.Store(&appTable{byPrefix: []route{{prefix: tc.prefix}}})
+		rt, ok := s.byPath(r.URL.Path)
+		if !ok {
+			t.Fatalf("%s: no route under %s", tc.target, tc.prefix)
+		}
+		got := httpRequest(r, rt.prefix)
+		if got.Path != tc.path {
+			t.Errorf("%s under %s: path %s, want %s", tc.target, tc.prefix, got.Path, tc.path)
+		}
+		want := r.URL.Path
+		if tc.prefix != "/" {
+			want = strings.TrimPrefix(want, tc.prefix)
+		}
+		if dec, err := url.PathUnescape(got.Path); err != nil || dec != want && !(want == "" && dec == "/") {
+			t.Errorf("%s under %s: path %s decodes to %q (%v), not the decoded path below the prefix %q", tc.target, tc.prefix, got.Path, dec, err, want)
+		}
 	}
 }
 

@@ -22,9 +22,10 @@ var ErrUnknownHandler = errors.New("unknown handler")
 // CEL edge transforms whose type the target handler cannot decode, and
 // HTTP ingress handlers used as anything but the application's ingress
 // (a deployment elsewhere in the graph, the target of an edge or a
-// handle). Each
-// error starts with the place in the YAML (file:line:col) when app was
-// parsed from a file.
+// handle) or as the source of an edge, or not marked as one (spec.Deployment.HTTP, which the platform
+// sets from the manifest when it pins the code, and the gateway's route
+// reads), or a mark on any other handler. Each error starts with the
+// place in the YAML (file:line:col) when app was parsed from a file.
 func Check(app *spec.App, m Manifest) error {
 	handlers := make(map[string]*Handler, len(m.Handlers))
 	for i := range m.Handlers {
@@ -36,6 +37,9 @@ func Check(app *spec.App, m Manifest) error {
 	}
 	var errs []error
 	for i, e := range app.Edges {
+		if h := byName[e.From]; h != nil && h.ServesHTTP() {
+			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("edges[%d]", i)), errHTTPSource(e.From, h, e.To)))
+		}
 		if h := byName[e.To]; h != nil && h.ServesHTTP() {
 			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("edges[%d]", i)), errHTTPTarget(e.To, h)))
 			continue
@@ -66,6 +70,9 @@ func Check(app *spec.App, m Manifest) error {
 		case h.ServesHTTP() && dep.Name != app.Ingress:
 			errs = append(errs, fmt.Errorf("%s%s.handler: handler %s is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is %s",
 				at(app, p+".handler"), p, h.Name, app.Ingress))
+		case h.ServesHTTP() && !dep.HTTP:
+			errs = append(errs, fmt.Errorf("%s%s: handler %s is an HTTP ingress (serve.HTTP), but the deployment is not marked as one, so the gateway would call it as a plain route: deploy the application through the platform's API (sluice deploy), which marks it",
+				at(app, p), p, h.Name))
 		case dep.HTTP && !h.ServesHTTP():
 			errs = append(errs, fmt.Errorf("%s%s: marked as an HTTP ingress, but handler %s is a %s handler: deploy the application again", at(app, p), p, h.Name, h.Kind))
 		}
@@ -139,6 +146,13 @@ func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (str
 
 func errHTTPTarget(dep string, h *Handler) error {
 	return fmt.Errorf("deployment %s runs HTTP ingress handler %s: it takes HTTP requests from the gateway only, not records along an edge or from a handle", dep, h.Name)
+}
+
+// errHTTPSource refuses an edge from an HTTP ingress: its response
+// (status, headers, each flushed part) answers the HTTP caller, and sent
+// along an edge it would be lost, each part a request of its own.
+func errHTTPSource(dep string, h *Handler, to string) error {
+	return fmt.Errorf("deployment %s runs HTTP ingress handler %s: its response answers the HTTP caller and cannot go along an edge: remove the edge and call %s through a handle (a *serve.Handle parameter of %s's constructor, args: [{handle: %s}])", dep, h.Name, to, h.Name, to)
 }
 
 // sameType reports whether a handle's type is the deployment's: the same

@@ -92,6 +92,10 @@ func TestCheck(t *testing.T) {
 				`a.yaml:9:5: edges[0]: deployment W runs HTTP ingress handler Web: it takes HTTP requests from the gateway only, not records along an edge or from a handle`,
 				`a.yaml:6:24: deployments[1].handler: handler Web is an HTTP ingress (serve.HTTP): it can only be the application's ingress deployment, which is F`,
 			}},
+		{"edge from an http ingress", head + "  - {name: F, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\n  - {name: U, handler: Upper}\nedges:\n  - {from: F, to: U}\n",
+			[]string{
+				`a.yaml:9:5: edges[0]: deployment F runs HTTP ingress handler Web: its response answers the HTTP caller and cannot go along an edge: remove the edge and call U through a handle (a *serve.Handle parameter of Web's constructor, args: [{handle: U}])`,
+			}},
 		{"every problem", head + "  - {name: F, handler: Front, args: [{handle: U}]}\n  - {name: U, handler: Upper, batching: {max_batch_size: 2}}\n  - {name: X, handler: Gone}\nedges:\n  - {from: F, to: X}\n",
 			[]string{
 				`a.yaml:5:38: deployments[0]: args[0]: parameter *serve.Handle[...] does not match deployment Upper, which takes string and returns string`,
@@ -121,6 +125,7 @@ func TestCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			markHTTP(apps[0], m)
 			for _, mf := range []Manifest{m, decoded} {
 				got := Check(apps[0], mf)
 				if want := strings.Join(tc.want, "\n"); errString(got) != want {
@@ -158,6 +163,31 @@ func TestCheckHTTPMark(t *testing.T) {
 	app := &spec.App{Name: "a", RoutePrefix: "/a", Ingress: "F", Deployments: []spec.Deployment{{Name: "F", Handler: "Upper", HTTP: true}}}
 	err := Check(app, testManifest())
 	if want := "deployments[0]: marked as an HTTP ingress, but handler Upper is a unary handler: deploy the application again"; errString(err) != want {
+		t.Fatalf("Check = %v, want %s", err, want)
+	}
+}
+
+// markHTTP marks app's HTTP ingress deployments as the platform does
+// when it pins their code (code.Resolver.Pin).
+func markHTTP(app *spec.App, m Manifest) {
+	for i := range app.Deployments {
+		if h := m.Handler(app.Deployments[i].Handler); h != nil {
+			app.Deployments[i].HTTP = h.ServesHTTP()
+		}
+	}
+}
+
+// An HTTP ingress the platform did not mark would be served as a plain
+// route and refuse every record: Check refuses it, asking for a deploy
+// that marks it (an image bundle's was missed so).
+func TestCheckHTTPUnmarked(t *testing.T) {
+	t.Parallel()
+	apps, err := spec.Parse("a.yaml", []byte(head+"  - {name: F, handler: Web, args: [{handle: A}]}\n  - {name: A, handler: Add, args: [1]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(apps[0], testManifest())
+	if want := "a.yaml:5:5: deployments[0]: handler Web is an HTTP ingress (serve.HTTP), but the deployment is not marked as one, so the gateway would call it as a plain route: deploy the application through the platform's API (sluice deploy), which marks it"; errString(err) != want {
 		t.Fatalf("Check = %v, want %s", err, want)
 	}
 }

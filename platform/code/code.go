@@ -93,10 +93,7 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 			continue
 		}
 		d.Bundle = pin
-		if pin.Image != "" {
-			continue // no binary here to describe; its manifest is the registry's
-		}
-		m, err := r.manifest(pin)
+		m, err := r.manifest(pin) // an image's is the registry's, as Check reads it
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("deployments[%d]", i)), err))
 			continue

@@ -190,8 +190,9 @@ func TestCache(t *testing.T) {
 }
 
 // Pin marks an HTTP ingress deployment from its code's manifest, the
-// builtin one or a bundle's, so that the gateway's route knows; a mark
-// written by hand on another handler is cleared.
+// builtin one or a bundle's (a binary's or an image's, whose manifest is
+// the registry's), so that the gateway's route knows; a mark written by
+// hand on another handler is cleared.
 func TestPinMarksHTTPIngress(t *testing.T) {
 	t.Parallel()
 	web := serve.HTTP("Web", func(*serve.Handle[string, string]) http.Handler { return http.NotFoundHandler() })
@@ -207,8 +208,10 @@ func TestPinMarksHTTPIngress(t *testing.T) {
 	r := &Resolver{Builtin: m, Catalog: catalog{
 		"site":   {Bundle: "site", Version: "1", Format: registry.FormatGoBinary, Manifest: raw, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
 		"site@1": {Bundle: "site", Version: "1", Format: registry.FormatGoBinary, Manifest: raw, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+		"pod":    {Bundle: "pod", Version: "2", Format: registry.FormatImage, Manifest: raw, Image: "registry.example/pod:2"},
+		"pod@2":  {Bundle: "pod", Version: "2", Format: registry.FormatImage, Manifest: raw, Image: "registry.example/pod:2"},
 	}}
-	for _, code := range []string{"", "code: site\n"} {
+	for _, code := range []string{"", "code: site\n", "code: pod\n"} {
 		app := parse(t, "name: a\nroute_prefix: /a\ningress: W\n"+code+"deployments:\n  - {name: W, handler: Web, args: [{handle: E}]}\n  - {name: E, handler: Echo}\n")
 		app.Deployments[1].HTTP = true
 		if err := r.Pin(context.Background(), app); err != nil {

@@ -30,10 +30,15 @@ import (
 // and may return an error as its second result. The request's context
 // carries the caller's deadline: a response finished after it is a
 // deadline_exceeded failure (504), not the response. A panic answers 500
-// naming it.
+// naming it. Informational statuses (1xx: 100 Continue, 103 Early Hints)
+// are not sent, and 101 Switching Protocols answers 500 naming it:
+// nothing here can be upgraded (no WebSocket). A code outside 100-999
+// panics, as with net/http.
 //
-// An HTTP ingress can only be its application's ingress deployment, and
-// nothing in the graph sends to it (bundle.Check refuses both).
+// An HTTP ingress can only be its application's ingress deployment,
+// nothing in the graph sends to it, and it sends along no edge: its
+// response answers the HTTP caller, and it calls the next deployment
+// through a handle (bundle.Check refuses the rest).
 func HTTP(name string, ctor any, opts ...Option) *Deployment {
 	d := newDeployment[[]byte, []byte](name, false, opts)
 	d.http = true
@@ -124,14 +129,30 @@ type responseWriter struct {
 
 func (w *responseWriter) Header() http.Header { return w.header }
 
+// WriteHeader sets the response's final status. A code outside 100-999
+// panics, as net/http's does, checked first, so even after the status
+// was written. Once written, or refused, the status stands (net/http
+// logs such a superfluous call; this ignores it). An informational code
+// (1xx) other than 101 is not a final status and is ignored: the answer
+// carries one status, so 100 Continue and 103 Early Hints are not sent
+// ahead of it, and the final status is still to come (200 if none is
+// written). 101 Switching Protocols is refused: a record answer cannot
+// switch to another protocol, so the request fails as internal (500)
+// naming it.
 func (w *responseWriter) WriteHeader(status int) {
-	if w.status != 0 || status < 200 && status != http.StatusSwitchingProtocols {
-		return // written already, or informational (not carried)
-	}
 	if status < 100 || status > 999 {
 		panic("serve: invalid WriteHeader code " + strconv.Itoa(status)) // as net/http does
 	}
-	w.status = status
+	switch {
+	case w.status != 0 || w.err != nil:
+		// written already, or refused
+	case status == http.StatusSwitchingProtocols:
+		w.err = streams.Errorf(streams.CodeInternal, "the HTTP handler wrote status 101 Switching Protocols: an HTTP ingress answers with records and cannot switch protocols (no upgrade, no WebSocket)")
+	case status < 200:
+		// informational: not carried, the final status is still to come
+	default:
+		w.status = status
+	}
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {

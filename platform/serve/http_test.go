@@ -167,6 +167,77 @@ func TestHTTPIngress(t *testing.T) {
 	}()
 }
 
+// WriteHeader checks the code's range first (a panic, as net/http's),
+// ignores informational codes before the final status, and refuses 101
+// Switching Protocols, which a record answer cannot carry, as internal.
+func TestHTTPIngressWriteHeader(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		codes  []int
+		status int    // the answer's, when it answers
+		err    string // the failure's message, internal
+		panics string
+	}{
+		{"final", []int{201}, 201, "", ""},
+		{"none", nil, 200, "", ""},
+		{"informational, then final", []int{103, 100, 204}, 204, "", ""},
+		{"informational only", []int{100}, 200, "", ""},
+		{"superfluous", []int{202, 404}, 202, "", ""},
+		{"999", []int{999}, 999, "", ""},
+		{"switching protocols", []int{101}, 0, "101 Switching Protocols", ""},
+		{"switching protocols after a final status", []int{200, 101}, 200, "", ""},
+		{"final after switching protocols", []int{101, 200}, 0, "101 Switching Protocols", ""},
+		{"below 100", []int{99}, 0, "", "serve: invalid WriteHeader code 99"},
+		{"zero", []int{0}, 0, "", "serve: invalid WriteHeader code 0"},
+		{"above 999", []int{1000}, 0, "", "serve: invalid WriteHeader code 1000"},
+		{"out of range after a final status", []int{200, 42}, 0, "", "serve: invalid WriteHeader code 42"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			web := HTTP("Web", func() http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					for _, c := range tc.codes {
+						w.WriteHeader(c)
+					}
+					_, _ = io.WriteString(w, "body")
+				})
+			})
+			app, err := App("web", "/web", web.Bind())
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg, err := NewRegistry([]*Application{app})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := reg.Build(context.Background(), app.Spec(), "Web", nil, streams.Namer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := &httpOut{}
+			defer func() {
+				if p := recover(); fmt.Sprint(p) != tc.panics && (p != nil || tc.panics != "") {
+					t.Fatalf("panic = %v, want %q", p, tc.panics)
+				}
+			}()
+			err = h.Handle(context.Background(), &replicas.Input{Env: protocol.Envelope{HTTP: &protocol.HTTPRequest{Method: "GET", Path: "/"}}}, out)
+			if tc.panics != "" {
+				t.Fatalf("no panic: %+v, %v", out, err)
+			}
+			if tc.err != "" {
+				if streams.CodeOf(err) != streams.CodeInternal || !strings.Contains(err.Error(), tc.err) || out.resp != nil {
+					t.Fatalf("answered %+v, %v; want an internal failure naming %s", out.resp, err, tc.err)
+				}
+				return
+			}
+			if err != nil || out.resp == nil || out.resp.Status != tc.status || strings.Join(out.items, "") != "body" {
+				t.Fatalf("answered %+v %q, %v; want status %d", out.resp, out.items, err, tc.status)
+			}
+		})
+	}
+}
+
 func TestHTTPIngressChecks(t *testing.T) {
 	t.Parallel()
 	web := HTTP("Web", func(h *Handle[int, int]) http.Handler { return http.NotFoundHandler() })
