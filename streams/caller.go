@@ -157,13 +157,19 @@ func (c *Caller) Start(ctx context.Context, req *protocol.Request) *Pending {
 	return p
 }
 
-// ClaimError gives a claim check's failure its code: a payload over the
-// limit or a reference that cannot be honoured (gone, altered,
-// unreadable) is invalid_argument, a reader without a store
-// failed_precondition, a store that fails unavailable.
+// ClaimError gives a claim check's failure its code: a store call cut
+// off by its context is deadline_exceeded or canceled (checked first: a
+// store may wrap them as unavailable), a payload over the limit or a
+// reference that cannot be honoured (gone, altered, unreadable) is
+// invalid_argument, a reader without a store failed_precondition, a
+// store that fails unavailable.
 func ClaimError(err error) *Error {
 	code := CodeUnavailable
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = CodeCanceled
 	case errors.Is(err, claim.ErrTooLarge), errors.Is(err, claim.ErrNotFound), errors.Is(err, claim.ErrMismatch), errors.Is(err, claim.ErrMalformed):
 		code = CodeInvalidArgument
 	case errors.Is(err, claim.ErrNoStore):
