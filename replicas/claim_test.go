@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -278,6 +279,97 @@ func TestClaimStreamItems(t *testing.T) {
 		}
 	}
 	waitFor(t, wait, "every item's claim deleted", func() bool {
+		keys, _ := store.List(ctx, claim.DefaultPrefix)
+		return len(keys) == 0
+	})
+}
+
+// slowGets is a store whose reads take a while: a claimed reply is still
+// being fetched when the records after it arrive.
+type slowGets struct {
+	*claim.Memory
+	delay time.Duration
+}
+
+func (s slowGets) Get(ctx context.Context, key string) ([]byte, error) {
+	time.Sleep(s.delay)
+	return s.Memory.Get(ctx, key)
+}
+
+// A stream that fails after claimed items hands the caller every item,
+// then the error: the error waits for the items fetched before it.
+func TestClaimStreamItemsThenError(t *testing.T) {
+	t.Parallel()
+	mem := claim.NewMemory()
+	claims := newClaims(t, slowGets{mem, 200 * time.Millisecond}, claim.WithThreshold(1<<10))
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	start(t, cfg, streamFunc(func(_ context.Context, in *Input, out Output) error {
+		for i := range 2 {
+			if err := out.Emit(bytes.Repeat([]byte{byte('a' + i)}, 4<<10), "application/octet-stream"); err != nil {
+				return err
+			}
+		}
+		return streams.Errorf(streams.CodeInternal, "out of ideas")
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := streams.NewCaller(ctx, brokers, streams.Namer{}, streams.Instance(), testLog, streams.WithClaims(claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	p := c.Start(ctx, &protocol.Request{Topic: f.in, Value: []byte("go")})
+	defer p.Close()
+	for i := range 2 {
+		r, err := p.Next(ctx)
+		if err != nil || r.Seq != int64(i) || !bytes.Equal(r.Value, bytes.Repeat([]byte{byte('a' + i)}, 4<<10)) {
+			t.Fatalf("item %d: seq %d, %d bytes, %v", i, r.Seq, len(r.Value), err)
+		}
+	}
+	if _, err := p.Next(ctx); streams.CodeOf(err) != streams.CodeInternal || !strings.Contains(err.Error(), "out of ideas") {
+		t.Fatalf("after the items: %v, want the handler's error", err)
+	}
+}
+
+// A call nobody awaits (started and closed at once, as a handle call
+// whose result is never read) still reaches its callee with its large
+// argument: the caller keeps the claim until a reply for it comes, then
+// deletes it.
+func TestClaimUnawaitedCall(t *testing.T) {
+	t.Parallel()
+	store := claim.NewMemory()
+	claims := newClaims(t, store)
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	got := make(chan int, 1)
+	rep := start(t, cfg, handlerFunc(func(_ context.Context, in *Input, out Output) error {
+		got <- len(in.Value)
+		return out.Emit([]byte("ok"), "text/plain")
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := streams.NewCaller(ctx, brokers, streams.Namer{}, streams.Instance(), testLog, streams.WithClaims(claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	value := bigValue(2 << 20)
+	c.Start(ctx, &protocol.Request{Topic: f.in, Value: value}).Close()
+	select {
+	case n := <-got:
+		if n != len(value) {
+			t.Fatalf("the callee got %d bytes, want %d", n, len(value))
+		}
+	case <-ctx.Done():
+		t.Fatalf("the callee never ran: stats %+v", rep.Stats())
+	}
+	if s := rep.Stats(); s.Failed != 0 {
+		t.Fatalf("stats %+v: the call failed", s)
+	}
+	waitFor(t, wait, "the request's claim deleted after its reply", func() bool {
 		keys, _ := store.List(ctx, claim.DefaultPrefix)
 		return len(keys) == 0
 	})
