@@ -93,15 +93,24 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 			continue
 		}
 		d.Bundle = pin
-		if pin.Image != "" {
-			continue // no binary here to describe; its manifest is the registry's
-		}
 		m, err := r.manifest(pin)
+		if pin.Image != "" && err != nil {
+			continue // no binary here to describe; Check reports its manifest
+		}
+		if err == nil {
+			// Refused at deploy only: a spec deployed before stays readable.
+			err = m.CheckProtocol(bundle.ProtocolClaims)
+			if err != nil {
+				err = fmt.Errorf("code %s: bundle %s %w", ref, pinKey(pin), err)
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("deployments[%d]", i)), err))
 			continue
 		}
-		d.HTTP = servesHTTP(m, d.Handler)
+		if pin.Image == "" {
+			d.HTTP = servesHTTP(m, d.Handler)
+		}
 	}
 	return errors.Join(errs...)
 }
