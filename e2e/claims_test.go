@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-serve/sluice/examples/tensors"
 	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/cli"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
@@ -274,5 +275,58 @@ func TestClaimChecksNode(t *testing.T) {
 			t.Fatalf("claims left in S3 30s after the answer: %v %v", left, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// `sluice gateway` alone sweeps the claims that expired: on Kubernetes
+// (gateway, replica pods, autoscaler) no `sluice node` or `sluice dev`
+// runs to do it. A claim of this hour stays. The real tier's MinIO only:
+// a gateway's store is S3.
+func TestClaimSweepByGateway(t *testing.T) {
+	t.Parallel()
+	s3 := s3Config("sweep-" + streams.Instance())
+	if s3.Endpoint == "" {
+		t.Skip("a gateway keeps claims in S3 only: the real tier's MinIO (SLUICE_TEST_S3_*)")
+	}
+	store, err := blob.NewS3(context.Background(), s3, testLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := claim.DefaultPrefix + "2020010100/e/0123456789abcdef0123456789abcdef"
+	young := claim.DefaultPrefix + time.Now().UTC().Format("2006010215") + "/e/0123456789abcdef0123456789abcdef"
+	for _, k := range []string{expired, young} {
+		if _, err := store.Put(context.Background(), k, strings.NewReader("v"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		var out bytes.Buffer
+		done <- cli.Run(ctx, []string{"gateway", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
+			"--brokers", strings.Join(plat.Brokers, ","), "--prefix", namer.Prefix(),
+			"--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix},
+			cli.Env{Stdout: &out, Stderr: &out, Log: testLog, Registry: registry, Getenv: func(k string) string {
+				return map[string]string{"SLUICE_S3_ACCESS_KEY": s3.AccessKey, "SLUICE_S3_SECRET_KEY": s3.SecretKey}[k]
+			}})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway exit: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		keys, err := store.List(context.Background(), claim.DefaultPrefix)
+		var left []string
+		for _, k := range keys {
+			left = append(left, k.Key)
+		}
+		if err == nil && len(left) == 1 && left[0] == young {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the gateway started, claims/ holds %v (%v); want only %s", left, err, young)
+		}
 	}
 }

@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -281,4 +285,183 @@ func TestClaimStreamItems(t *testing.T) {
 		keys, _ := store.List(ctx, claim.DefaultPrefix)
 		return len(keys) == 0
 	})
+}
+
+// slowGets is a store whose reads take a while: a claimed reply is still
+// being fetched when the records after it arrive.
+type slowGets struct {
+	*claim.Memory
+	delay time.Duration
+}
+
+func (s slowGets) Get(ctx context.Context, key string) ([]byte, error) {
+	time.Sleep(s.delay)
+	return s.Memory.Get(ctx, key)
+}
+
+// A stream that fails after claimed items hands the caller every item,
+// then the error: the error waits for the items fetched before it.
+func TestClaimStreamItemsThenError(t *testing.T) {
+	t.Parallel()
+	mem := claim.NewMemory()
+	claims := newClaims(t, slowGets{mem, 200 * time.Millisecond}, claim.WithThreshold(1<<10))
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	start(t, cfg, streamFunc(func(_ context.Context, in *Input, out Output) error {
+		for i := range 2 {
+			if err := out.Emit(bytes.Repeat([]byte{byte('a' + i)}, 4<<10), "application/octet-stream"); err != nil {
+				return err
+			}
+		}
+		return streams.Errorf(streams.CodeInternal, "out of ideas")
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := streams.NewCaller(ctx, brokers, streams.Namer{}, streams.Instance(), testLog, streams.WithClaims(claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	p := c.Start(ctx, &protocol.Request{Topic: f.in, Value: []byte("go")})
+	defer p.Close()
+	for i := range 2 {
+		r, err := p.Next(ctx)
+		if err != nil || r.Seq != int64(i) || !bytes.Equal(r.Value, bytes.Repeat([]byte{byte('a' + i)}, 4<<10)) {
+			t.Fatalf("item %d: seq %d, %d bytes, %v", i, r.Seq, len(r.Value), err)
+		}
+	}
+	if _, err := p.Next(ctx); streams.CodeOf(err) != streams.CodeInternal || !strings.Contains(err.Error(), "out of ideas") {
+		t.Fatalf("after the items: %v, want the handler's error", err)
+	}
+}
+
+// A call nobody awaits (started and closed at once, as a handle call
+// whose result is never read) still reaches its callee with its large
+// argument: the caller keeps the claim until a reply for it comes, then
+// deletes it.
+func TestClaimUnawaitedCall(t *testing.T) {
+	t.Parallel()
+	store := claim.NewMemory()
+	claims := newClaims(t, store)
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	got := make(chan int, 1)
+	rep := start(t, cfg, handlerFunc(func(_ context.Context, in *Input, out Output) error {
+		got <- len(in.Value)
+		return out.Emit([]byte("ok"), "text/plain")
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := streams.NewCaller(ctx, brokers, streams.Namer{}, streams.Instance(), testLog, streams.WithClaims(claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	value := bigValue(2 << 20)
+	c.Start(ctx, &protocol.Request{Topic: f.in, Value: value}).Close()
+	select {
+	case n := <-got:
+		if n != len(value) {
+			t.Fatalf("the callee got %d bytes, want %d", n, len(value))
+		}
+	case <-ctx.Done():
+		t.Fatalf("the callee never ran: stats %+v", rep.Stats())
+	}
+	if s := rep.Stats(); s.Failed != 0 {
+		t.Fatalf("stats %+v: the call failed", s)
+	}
+	waitFor(t, wait, "the request's claim deleted after its reply", func() bool {
+		keys, _ := store.List(ctx, claim.DefaultPrefix)
+		return len(keys) == 0
+	})
+}
+
+// claimedRecord is a record whose value, over the threshold, is claimed
+// in claims' store.
+func claimedRecord(t *testing.T, claims *claim.Claims, topic string, value []byte, kv ...string) *kgo.Record {
+	t.Helper()
+	rec := &kgo.Record{Topic: topic, Value: value, Headers: hdrs(kv...)}
+	if ref, err := claims.Put(context.Background(), rec, claim.KindRecord); err != nil || ref.IsZero() {
+		t.Fatalf("claim: %+v, %v", ref, err)
+	}
+	return rec
+}
+
+var storeDown = fmt.Errorf("%w: connection refused", claim.ErrUnavailable)
+
+// An offline record whose claim store is down is fetched again until the
+// store answers: nothing is dead-lettered, nothing committed past it,
+// and it is processed once the store is back.
+func TestClaimStoreOutageOffline(t *testing.T) {
+	t.Parallel()
+	store := claim.NewMemory()
+	claims := newClaims(t, store)
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	rep := start(t, cfg, handlerFunc(func(_ context.Context, in *Input, out Output) error {
+		return out.Emit([]byte(strconv.Itoa(len(in.Value))), "text/plain")
+	}))
+	rec := claimedRecord(t, claims, f.in, bigValue(1<<20), protocol.HeaderID, "big")
+	store.SetFail(storeDown)
+	produce(t, rec, &kgo.Record{Topic: f.in, Value: []byte("small")})
+	waitFor(t, wait, "a fetch retried", func() bool { return store.Gets() >= 3 })
+	if n, c := count(t, f.dlq), committed(t, f.group, f.in)[0]; n != 0 || c > 0 {
+		t.Fatalf("while the store is down: %d dead letters, committed %d; want none, 0", n, c)
+	}
+	store.SetFail(nil)
+	outs := consume(t, f.out, 2, wait)
+	var got []string
+	for _, o := range outs {
+		got = append(got, string(o.Value))
+	}
+	slices.Sort(got)
+	if want := []string{"1048576", "5"}; !slices.Equal(got, want) {
+		t.Errorf("outputs %q, want %q", got, want)
+	}
+	waitFor(t, wait, "both committed", func() bool { return committed(t, f.group, f.in)[0] == 2 })
+	if s := rep.Stats(); s.DeadLettered != 0 || s.Failed != 0 {
+		t.Errorf("stats %+v, want nothing failed", s)
+	}
+}
+
+// A sync record's fetch is retried until its deadline, then answered
+// deadline_exceeded naming the store; a replica that stops while
+// retrying leaves an offline record uncommitted for the next owner.
+func TestClaimStoreOutageSyncAndStop(t *testing.T) {
+	t.Parallel()
+	store := claim.NewMemory()
+	claims := newClaims(t, store)
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.Claims = claims
+	rep := start(t, cfg, upper)
+	deadline := time.Now().Add(time.Second)
+	sync := claimedRecord(t, claims, f.in, bigValue(1<<20), protocol.HeaderID, "s1", protocol.HeaderReplyTo, f.reply,
+		protocol.HeaderDeadline, strconv.FormatInt(deadline.UnixNano(), 10))
+	offline := claimedRecord(t, claims, f.in, bigValue(1<<20), protocol.HeaderID, "o1")
+	store.SetFail(storeDown)
+	produce(t, sync, offline)
+	r := consume(t, f.reply, 1, wait)[0]
+	if code := streams.Code(hget(r, protocol.HeaderStatus)); code != streams.CodeDeadlineExceeded || !strings.Contains(hget(r, protocol.HeaderError), "unavailable") {
+		t.Errorf("sync reply %s %q, want deadline_exceeded naming the store", code, hget(r, protocol.HeaderError))
+	}
+	if time.Now().Before(deadline) {
+		t.Errorf("answered before the deadline")
+	}
+	waitFor(t, wait, "the sync record committed", func() bool { return committed(t, f.group, f.in)[0] == 1 })
+	if err := rep.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if rep.stopTook > cfg.DrainTimeout/2 {
+		t.Errorf("stop took %s while retrying a fetch", rep.stopTook)
+	}
+	if c := committed(t, f.group, f.in)[0]; c != 1 {
+		t.Errorf("committed %d after the stop, want 1: the offline record is the next owner's", c)
+	}
+	if n := count(t, f.dlq); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
 }

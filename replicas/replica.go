@@ -144,6 +144,17 @@ type Config struct {
 // heartbeat; franz-go's own default is 45s.
 const DefaultSessionTimeout = 6 * time.Second
 
+// A claimed input whose store cannot be reached (claim.ErrUnavailable) is
+// fetched again, waiting ClaimRetryMin after the first failure, twice as
+// long after each next one, ClaimRetryMax at most: until the record's
+// deadline for a record that has one, else for as long as the replica
+// runs and owns its partition (a store outage holds the partition, as a
+// broker outage holds a produce; it dead-letters nothing).
+const (
+	ClaimRetryMin = 100 * time.Millisecond
+	ClaimRetryMax = 5 * time.Second
+)
+
 func (c *Config) defaults() error {
 	if c.Group == "" || len(c.Topics) == 0 {
 		return errors.New("replica config: group and topics are required")
@@ -216,6 +227,9 @@ type Replica struct {
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
 	bg      sync.WaitGroup // claim deletes; added to under mu until closed
 	closed  bool           // under mu: no more background work
+
+	running   context.Context // Run's: ends at the soft stop (set before the first record)
+	storeDown atomic.Bool     // a claim fetch found the store unavailable; logged once per outage
 
 	started   time.Time
 	joined    time.Time     // first assignment (under mu); zero before
@@ -309,6 +323,7 @@ func (r *Replica) Stats() Stats {
 // nil after a soft stop.
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.cl.Close()
+	r.running = ctx
 	max := int64(r.cfg.MaxOngoing)
 	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
 	for ctx.Err() == nil {
@@ -656,8 +671,13 @@ func (r *Replica) process(s *slot) {
 		ctx, cancel = context.WithDeadline(ctx, env.Deadline)
 		defer cancel()
 	}
-	value, ref, err := r.cfg.Claims.Fetch(ctx, rec.Headers, rec.Value)
+	value, ref, err := r.fetchClaim(ctx, s)
 	switch {
+	case errors.Is(err, errAbandoned):
+		// The replica stops or lost the partition while the store is
+		// down: the record is left to the partition's next owner.
+		run.abandon()
+		return
 	case errors.Is(err, claim.ErrNotFound) && ref.Kind() == claim.KindRecord && env.ReplyTo != "":
 		// A replica deletes a record's claim once it answered it to a
 		// waiting caller: this is a redelivery of work done.
@@ -677,6 +697,49 @@ func (r *Replica) process(s *slot) {
 	r.stats.processed.Add(1)
 	if run.stream {
 		run.send(protocol.End(&run.req, r.cfg.Output, run.seq))
+	}
+}
+
+// errAbandoned: a claim fetch gave up because the replica stops or the
+// record's partition was revoked.
+var errAbandoned = errors.New("claim fetch abandoned")
+
+// fetchClaim fetches s's claimed value, if any, retrying while the store
+// is unavailable (ClaimRetryMin, ClaimRetryMax): until ctx's deadline
+// (the record's), or, for a record without one, for as long as the
+// replica runs and owns the partition (then errAbandoned). The outage is
+// logged once, and its end.
+func (r *Replica) fetchClaim(ctx context.Context, s *slot) ([]byte, claim.Ref, error) {
+	rec := s.rec
+	wait := ClaimRetryMin
+	for {
+		value, ref, err := r.cfg.Claims.Fetch(ctx, rec.Headers, rec.Value)
+		if !errors.Is(err, claim.ErrUnavailable) {
+			if err == nil && r.storeDown.CompareAndSwap(true, false) {
+				r.cfg.Log.Info("claim store available again", "group", r.cfg.Group)
+			}
+			return value, ref, err
+		}
+		if r.storeDown.CompareAndSwap(false, true) {
+			r.cfg.Log.Warn("claim store unavailable; retrying claimed records until it answers", "group", r.cfg.Group, "key", ref.Key, "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ref, fmt.Errorf("%w (retried until the deadline: %w)", err, ctx.Err())
+		case <-r.running.Done():
+			t.Stop()
+			return nil, ref, errAbandoned
+		}
+		r.mu.Lock()
+		revoked := s.part.revoked
+		r.mu.Unlock()
+		if revoked {
+			return nil, ref, errAbandoned
+		}
+		wait = min(2*wait, ClaimRetryMax)
 	}
 }
 
@@ -708,6 +771,15 @@ type run struct {
 
 	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
 	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
+}
+
+// abandon leaves the record to the partition's next owner: nothing
+// after it in the partition is marked for commit by this replica (it
+// stops, or lost the partition), so the record is read again.
+func (x *run) abandon() {
+	x.r.mu.Lock()
+	x.s.part.revoked = true
+	x.r.mu.Unlock()
 }
 
 // release ends one produce (or the handler). After the last, the record

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,12 @@ import (
 // request id and stream sequence.
 //
 // Values over the claim threshold travel as claim checks (WithClaims):
-// Start stores a request's value and deletes it once its Pending closes;
-// a claimed reply is fetched off the reading goroutine, handed out, and
+// Start stores a request's value and deletes it once its Pending closes
+// after a reply came (the callee read the request by then); a Pending
+// closed before any reply leaves its claim to the first reply for its id
+// that still comes (orphans), or to the sweeper. A claimed reply is
+// fetched off the reading goroutine, handed out in its Pending's order
+// (an error or the end waits for the items fetched before it), and
 // deleted.
 //
 // Caller.mu and Pending.mu are never held together.
@@ -39,9 +44,10 @@ type Caller struct {
 	log    *slog.Logger
 	claims *claim.Claims // nil: no store
 
-	mu     sync.Mutex
-	waits  map[string]*Pending
-	closed bool // no more background work
+	mu      sync.Mutex
+	waits   map[string]*Pending
+	orphans map[string]orphan // request claims of pendings closed before any reply, by id
+	closed  bool              // no more background work
 
 	bg       sync.WaitGroup // claim fetches and deletes
 	bgCtx    context.Context
@@ -76,13 +82,14 @@ func NewCaller(ctx context.Context, brokers []string, namer Namer, instance stri
 		return nil, err
 	}
 	c := &Caller{
-		cl:    cl,
-		adm:   adm,
-		topic: topic,
-		ids:   NewIDs(),
-		log:   log,
-		waits: make(map[string]*Pending),
-		done:  make(chan struct{}),
+		cl:      cl,
+		adm:     adm,
+		topic:   topic,
+		ids:     NewIDs(),
+		log:     log,
+		waits:   make(map[string]*Pending),
+		orphans: make(map[string]orphan),
+		done:    make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(c)
@@ -140,6 +147,7 @@ func (c *Caller) Start(ctx context.Context, req *protocol.Request) *Pending {
 		req.Env.Deadline = d
 	}
 	p := newPending(c, req.Env.FinalID())
+	p.deadline = req.Env.Deadline
 	c.mu.Lock()
 	c.waits[p.id] = p
 	c.mu.Unlock()
@@ -157,13 +165,19 @@ func (c *Caller) Start(ctx context.Context, req *protocol.Request) *Pending {
 	return p
 }
 
-// ClaimError gives a claim check's failure its code: a payload over the
-// limit or a reference that cannot be honoured (gone, altered,
-// unreadable) is invalid_argument, a reader without a store
-// failed_precondition, a store that fails unavailable.
+// ClaimError gives a claim check's failure its code: a store call cut
+// off by its context is deadline_exceeded or canceled (checked first: a
+// store may wrap them as unavailable), a payload over the limit or a
+// reference that cannot be honoured (gone, altered, unreadable) is
+// invalid_argument, a reader without a store failed_precondition, a
+// store that fails unavailable.
 func ClaimError(err error) *Error {
 	code := CodeUnavailable
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = CodeCanceled
 	case errors.Is(err, claim.ErrTooLarge), errors.Is(err, claim.ErrNotFound), errors.Is(err, claim.ErrMismatch), errors.Is(err, claim.ErrMalformed):
 		code = CodeInvalidArgument
 	case errors.Is(err, claim.ErrNoStore):
@@ -195,6 +209,7 @@ func (c *Caller) produce(ctx context.Context, rec *kgo.Record, p *Pending, retry
 			}()
 		default:
 			c.produceErrs.Add(1)
+			p.answered.Store(true) // the request never landed: nobody reads its claim
 			err = TooLarge(c.claims, len(rec.Value), err)
 			p.fail(&Error{Code: CodeUnavailable, Msg: fmt.Sprintf("produce to %s: %v", rec.Topic, err), Err: err})
 		}
@@ -233,53 +248,72 @@ func (c *Caller) read() {
 }
 
 func (c *Caller) deliver(r *kgo.Record) {
-	if _, claimed, _ := claim.Find(r.Headers); claimed {
-		// Fetched apart, so that one large reply holds up no other.
-		if !c.background(func(ctx context.Context) { c.redeem(ctx, r) }) {
+	ref, claimed, _ := claim.Find(r.Headers)
+	rep, id, err := parseReply(r)
+	if err != nil {
+		c.dropped.Add(1)
+		c.log.Warn("reply dropped", "err", err)
+		if claimed {
+			c.background(func(ctx context.Context) { c.deleteClaim(ctx, ref) })
+		}
+		return
+	}
+	p, orphaned := c.waiter(id)
+	if !orphaned.IsZero() {
+		// A reply for a request nobody waits for any more: its callee read
+		// the request, whose claim can go now.
+		c.background(func(ctx context.Context) { c.deleteClaim(ctx, orphaned) })
+	}
+	if !claimed {
+		if p == nil || !p.push(rep) {
 			c.dropped.Add(1)
 		}
 		return
 	}
-	rep, id, err := parseReply(r)
-	if err != nil {
+	// A claimed reply is fetched apart, so that one large reply holds up
+	// no other; its Pending holds back an error or end that comes after
+	// it until it is handed out (fetching).
+	if p == nil || !p.fetching() {
 		c.dropped.Add(1)
-		c.log.Warn("reply dropped", "err", err)
+		c.background(func(ctx context.Context) { c.deleteClaim(ctx, ref) })
 		return
 	}
-	c.mu.Lock()
-	p := c.waits[id]
-	c.mu.Unlock()
-	if p == nil || !p.push(rep) {
+	if !c.background(func(ctx context.Context) { c.redeem(ctx, p, rep, r) }) {
 		c.dropped.Add(1)
+		p.fetched(Reply{}, &Error{Code: CodeUnavailable, Msg: "caller closed"})
 	}
 }
 
-// redeem delivers a claimed reply: fetched and handed out if someone
-// waits for it, and deleted whether or not.
-func (c *Caller) redeem(ctx context.Context, r *kgo.Record) {
-	ref, _, _ := claim.Find(r.Headers)
-	defer c.deleteClaim(ctx, ref)
-	rep, id, err := parseReply(r)
-	if err != nil {
-		c.dropped.Add(1)
-		c.log.Warn("reply dropped", "err", err)
-		return
-	}
+// waiter returns the Pending that waits for id, and marks it answered:
+// its request was read. With none, it returns (and forgets) the claim of
+// a request whose Pending closed before any reply came.
+func (c *Caller) waiter(id string) (*Pending, claim.Ref) {
 	c.mu.Lock()
-	p := c.waits[id]
-	c.mu.Unlock()
-	if p == nil || p.isSettled() {
-		c.dropped.Add(1)
-		return
+	defer c.mu.Unlock()
+	if p := c.waits[id]; p != nil {
+		p.answered.Store(true)
+		return p, claim.Ref{}
 	}
-	value, _, err := c.claims.Fetch(ctx, r.Headers, r.Value)
+	o, ok := c.orphans[id]
+	if !ok {
+		return nil, claim.Ref{}
+	}
+	delete(c.orphans, id)
+	return nil, o.ref
+}
+
+// redeem fetches a claimed reply for p, hands it out, and deletes its
+// claim.
+func (c *Caller) redeem(ctx context.Context, p *Pending, rep Reply, r *kgo.Record) {
+	value, ref, err := c.claims.Fetch(ctx, r.Headers, r.Value)
+	defer c.deleteClaim(ctx, ref)
 	if err != nil {
 		c.fetchErrs.Add(1)
-		p.fail(ClaimError(fmt.Errorf("reply: %w", err)))
+		p.fetched(Reply{}, ClaimError(fmt.Errorf("reply: %w", err)))
 		return
 	}
 	rep.Value = value
-	if !p.push(rep) {
+	if !p.fetched(rep, nil) {
 		c.dropped.Add(1)
 	}
 }
@@ -323,12 +357,71 @@ func (c *Caller) waitBackground(ctx context.Context) {
 	c.bgCancel()
 }
 
-func (c *Caller) forget(p *Pending) {
+// orphan is the claim of a request whose Pending closed before any reply
+// came: the callee may not have read it yet.
+type orphan struct {
+	ref     claim.Ref
+	expires time.Time // the request's deadline, or the claim's MaxOrphanAge after the close
+}
+
+// MaxOrphans bounds the request claims a caller keeps to delete when a
+// late reply comes; past it, the oldest are left to the sweeper.
+const MaxOrphans = 10000
+
+// MaxOrphanAge is how long a caller keeps an orphaned request claim
+// whose request has no deadline; after that the sweeper deletes it.
+const MaxOrphanAge = time.Hour
+
+// forget stops waiting for p. The claim of its request is returned to be
+// deleted now when a reply came (the callee read the request) or the
+// request never landed; otherwise it is kept until the first reply for
+// the id, the request's deadline, or MaxOrphanAge (then the sweeper).
+func (c *Caller) forget(p *Pending, ref claim.Ref) (deleteNow claim.Ref) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.waits[p.id] == p {
 		delete(c.waits, p.id)
 	}
-	c.mu.Unlock()
+	if ref.IsZero() || p.answered.Load() || c.closed {
+		return ref
+	}
+	now := time.Now()
+	exp := p.deadline
+	if exp.IsZero() || exp.After(now.Add(MaxOrphanAge)) {
+		exp = now.Add(MaxOrphanAge)
+	}
+	if len(c.orphans) >= MaxOrphans {
+		c.pruneOrphans(now)
+	}
+	if len(c.orphans) < MaxOrphans {
+		c.orphans[p.id] = orphan{ref: ref, expires: exp}
+	}
+	return claim.Ref{}
+}
+
+// pruneOrphans drops the orphans that expired and, if still full, the
+// half that expire first; c.mu is held. What is dropped expires in the
+// store (the sweeper).
+func (c *Caller) pruneOrphans(now time.Time) {
+	for id, o := range c.orphans {
+		if now.After(o.expires) {
+			delete(c.orphans, id)
+		}
+	}
+	if len(c.orphans) < MaxOrphans {
+		return
+	}
+	exps := make([]time.Time, 0, len(c.orphans))
+	for _, o := range c.orphans {
+		exps = append(exps, o.expires)
+	}
+	slices.SortFunc(exps, time.Time.Compare)
+	cut := exps[len(exps)/2]
+	for id, o := range c.orphans {
+		if !o.expires.After(cut) {
+			delete(c.orphans, id)
+		}
+	}
 }
 
 // Reply is one record of an answer: the whole answer of a unary call, or
@@ -365,9 +458,11 @@ func parseReply(r *kgo.Record) (Reply, string, error) {
 // are handed out in order, whatever order duplicates and retries bring them
 // in.
 type Pending struct {
-	c     *Caller
-	id    string
-	claim claim.Ref // the request's claimed value, deleted on Close
+	c        *Caller
+	id       string
+	claim    claim.Ref   // the request's claimed value, deleted once read
+	deadline time.Time   // the request's; zero for none
+	answered atomic.Bool // a reply came, or the request never landed: its claim can go
 
 	mu      sync.Mutex
 	ready   []Reply         // in order, not yet taken
@@ -377,6 +472,10 @@ type Pending struct {
 	end     error           // set once: io.EOF or the failure
 	notify  chan struct{}   // cap 1
 	settled bool
+	// inFetch counts the claimed replies being fetched; held is an error
+	// reply that came after them, applied once they are handed out.
+	inFetch int
+	held    error
 }
 
 func newPending(c *Caller, id string) *Pending {
@@ -390,10 +489,57 @@ func (p *Pending) ID() string { return p.id }
 func (p *Pending) push(r Reply) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.pushLocked(r)
+}
+
+// fetching counts a claimed reply about to be fetched; false when p
+// settled (the reply is dropped).
+func (p *Pending) fetching() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.settled {
+		return false
+	}
+	p.inFetch++
+	return true
+}
+
+// fetched hands out a claimed reply (or fails p with err, the fetch's
+// failure) and applies an error that waited for it; it reports false
+// for a duplicate.
+func (p *Pending) fetched(r Reply, err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFetch--
+	ok := false
+	switch {
+	case err != nil && !p.settled:
+		p.settle(err)
+		p.wake()
+	case err == nil:
+		ok = p.pushLocked(r)
+	}
+	if p.inFetch == 0 && p.held != nil && !p.settled {
+		p.settle(p.held)
+		p.wake()
+	}
+	return ok
+}
+
+// pushLocked is push with p.mu held.
+func (p *Pending) pushLocked(r Reply) bool {
 	if p.settled {
 		return false
 	}
 	switch {
+	case r.err != nil && p.inFetch > 0:
+		// Items read before the error are still being fetched: they go
+		// out first (fetched applies it).
+		if p.held != nil {
+			return false
+		}
+		p.held = r.err
+		return true
 	case r.err != nil:
 		p.settle(r.err)
 	case r.eos >= 0:
@@ -430,11 +576,16 @@ func (p *Pending) push(r Reply) bool {
 	if p.total >= 0 && p.next >= p.total && !p.settled {
 		p.settle(io.EOF)
 	}
+	p.wake()
+	return true
+}
+
+// wake tells a Next that waits that something changed.
+func (p *Pending) wake() {
 	select {
 	case p.notify <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // settle ends the pending; p.mu is held.
@@ -486,12 +637,14 @@ func (p *Pending) isSettled() bool {
 	return p.settled
 }
 
-// Close stops waiting; later replies for the id are dropped, and the
-// request's claimed value, if any, is deleted.
+// Close stops waiting; later replies for the id are dropped. The
+// request's claimed value, if any, is deleted now if a reply came (its
+// callee read it), else when the first reply for the id comes (a call
+// nobody awaits: its callee may not have read it yet), else it expires.
 func (p *Pending) Close() {
-	p.c.forget(p)
-	if ref := p.claim; !ref.IsZero() {
-		p.claim = claim.Ref{}
+	ref := p.claim
+	p.claim = claim.Ref{}
+	if ref = p.c.forget(p, ref); !ref.IsZero() {
 		p.c.background(func(ctx context.Context) { p.c.deleteClaim(ctx, ref) })
 	}
 }

@@ -20,6 +20,19 @@ import (
 // change that an older reader would misread gets a new version.
 const FormatVersion = 1
 
+// Record protocol levels a manifest states (Manifest.Protocol): what the
+// SDK that built the binary reads and writes on Kafka (docs/PROTOCOL.md).
+// A level is added when records an older SDK would misread without
+// failing start to flow; the format stays, so older manifests decode.
+const (
+	// ProtocolClaims reads and writes claim checks (sl-claim): a value
+	// over the threshold in the blob store, not in its record. An SDK
+	// before it hands a claimed record's handler an empty value.
+	ProtocolClaims = 1
+	// ProtocolVersion is the level this SDK writes.
+	ProtocolVersion = ProtocolClaims
+)
+
 // LanguageGo is the SDK language of Go binaries.
 const LanguageGo = "go"
 
@@ -45,7 +58,11 @@ const (
 // Manifest is what an SDK binary offers: `BINARY describe --json` prints
 // it.
 type Manifest struct {
-	Format   int         `json:"format"`
+	Format int `json:"format"`
+	// Protocol is the record protocol level the binary speaks
+	// (ProtocolClaims...); 0, omitted, in manifests written before
+	// levels.
+	Protocol int         `json:"protocol,omitempty"`
 	SDK      SDK         `json:"sdk"`
 	Handlers []Handler   `json:"handlers"`       // sorted by name
 	Apps     []*spec.App `json:"apps,omitempty"` // the applications built into the binary
@@ -126,6 +143,19 @@ func (m Manifest) Encode() ([]byte, error) {
 	return json.MarshalIndent(m, "", "  ")
 }
 
+// ErrProtocol is wrapped by CheckProtocol: a binary built by an SDK that
+// does not speak the record protocol the platform sends.
+var ErrProtocol = errors.New("built for an older record protocol")
+
+// CheckProtocol reports a binary whose protocol level is below min: the
+// level, what it lacks, and that it must be rebuilt.
+func (m *Manifest) CheckProtocol(min int) error {
+	if m.Protocol >= min {
+		return nil
+	}
+	return fmt.Errorf("%w (level %d, the platform needs %d: claim checks, sl-claim): rebuild it with the current SDK and push it again", ErrProtocol, m.Protocol, min)
+}
+
 // ErrFormat is wrapped by Decode when a manifest's format is not one this
 // package reads.
 var ErrFormat = errors.New("unsupported manifest format")
@@ -160,6 +190,9 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Format != FormatVersion {
 		bad("format", "%d, want %d", m.Format, FormatVersion)
+	}
+	if m.Protocol < 0 {
+		bad("protocol", "%d, want a level of 0 or more", m.Protocol)
 	}
 	if m.SDK.Language == "" {
 		bad("sdk.language", "empty")

@@ -81,6 +81,7 @@ func TestDecodeRefuses(t *testing.T) {
 			m["apps"] = []any{map[string]any{"name": "a", "route_prefix": "/a", "ingress": "Z", "deployments": []any{map[string]any{"name": "A"}}}}
 		}), `manifest: apps[0]: application a: partitions: must be between 1 and 1024, got 0`},
 		{"trailing data", string(good) + "{}", "manifest: invalid character '{' after top-level value"},
+		{"negative protocol", edit(func(m map[string]any) { m["protocol"] = -1 }), "manifest: protocol: -1, want a level of 0 or more"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,5 +94,37 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 	if _, err := Decode([]byte(`{"format": 7}`)); !errors.Is(err, ErrFormat) {
 		t.Fatalf("a newer format: %v, want ErrFormat", err)
+	}
+}
+
+// A manifest written before protocol levels (no "protocol") still
+// decodes, strictly, at level 0; CheckProtocol refuses it for claims,
+// saying to rebuild. One at the current level passes.
+func TestManifestProtocol(t *testing.T) {
+	t.Parallel()
+	m := testManifest()
+	m.Protocol = 0
+	old, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(old), "protocol") {
+		t.Fatalf("level 0 is written: %s", old)
+	}
+	back, err := Decode(old)
+	if err != nil || back.Protocol != 0 {
+		t.Fatalf("an old manifest: %v, protocol %d", err, back.Protocol)
+	}
+	if err := back.CheckProtocol(ProtocolClaims); !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "rebuild it with the current SDK") {
+		t.Errorf("CheckProtocol of level 0 = %v", err)
+	}
+	m.Protocol = ProtocolVersion
+	cur, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err = Decode(cur)
+	if err != nil || back.Protocol != ProtocolVersion || back.CheckProtocol(ProtocolClaims) != nil {
+		t.Errorf("a current manifest: %v, protocol %d", err, back.Protocol)
 	}
 }

@@ -77,6 +77,21 @@ func claimFlags(fs *flagSet) *int {
 	return fs.Int("claim-threshold", claim.DefaultThreshold, "values over this many bytes travel through the blob store as claim checks, not in their Kafka record (below the broker's record limit, about 1 MB by default)")
 }
 
+// claimLimitFlag is the largest value a claim carries, for the commands
+// that run replicas and have no --max-body of their own (sluice node,
+// sluice replica): the gateway's --max-body when that is larger than its
+// default. sluice gateway and sluice dev take it from --max-body.
+func claimLimitFlag(fs *flagSet) *int64 {
+	return fs.Int64("claim-limit", gateway.DefaultMaxBody, "largest value in bytes a claim check carries: set it to the gateway's --max-body when that is larger")
+}
+
+// claimLimit is the largest value the claims of a gateway with limits
+// lim carry: its request size limit, the default at least (a replica's
+// answer may be larger than the request it answers).
+func claimLimit(lim gateway.Limits) int64 {
+	return max(lim.WithDefaults().MaxBody, gateway.DefaultMaxBody)
+}
+
 // openClaims makes the claim checks of a process whose blob store is
 // store, carrying values up to limit bytes; nil store: none (values go in
 // their records, and one too large for the broker fails naming the size
@@ -87,34 +102,39 @@ func openClaims(store blob.Store, threshold int, limit int64) (*claim.Claims, er
 	}
 	c, err := claim.New(claimStore{store}, claim.WithThreshold(threshold), claim.WithLimit(int(limit)))
 	if err != nil {
-		return nil, usageError("--claim-threshold: %v", err)
+		return nil, usageError("--claim-threshold, --claim-limit: %v", err)
 	}
 	return c, nil
 }
 
-// claimArgs passes the claim threshold to a replica process, when it is
-// not the default (a code bundle's SDK may not know the flag).
-func claimArgs(threshold int) []string {
-	if threshold == claim.DefaultThreshold {
-		return nil
+// claimArgs passes the claim threshold and limit to a replica process,
+// each when it is not the default (a code bundle's SDK may not know the
+// flags).
+func claimArgs(threshold int, limit int64) []string {
+	var args []string
+	if threshold != claim.DefaultThreshold {
+		args = append(args, "--claim-threshold", strconv.Itoa(threshold))
 	}
-	return []string{"--claim-threshold", strconv.Itoa(threshold)}
+	if limit != gateway.DefaultMaxBody {
+		args = append(args, "--claim-limit", strconv.FormatInt(limit, 10))
+	}
+	return args
 }
 
-// sweepClaims deletes expired claims until ctx ends: the control plane's
-// part (sluice dev, the placing sluice node). A claim lives at least as
-// long as the gateway's deadline cap and the data topics' retention.
-func sweepClaims(ctx context.Context, c *claim.Claims, log *slog.Logger) {
-	c.RunSweeper(ctx, claim.TTL(gatewayDeadlineCap, streams.DataRetention.Time), claim.DefaultSweepInterval, log)
+// sweepClaims deletes expired claims until ctx ends: every gateway (the
+// one process of every topology that has the store and runs for good:
+// on Kubernetes there is no other), sluice dev and the placing sluice
+// node. Several sweepers are fine: deletes are idempotent, and their
+// sweeps are spread by jitter. A claim lives at least as long as the
+// deadline cap (maxTimeout, the gateway's --max-timeout) and the data
+// topics' retention.
+func sweepClaims(ctx context.Context, c *claim.Claims, maxTimeout time.Duration, log *slog.Logger) {
+	c.RunSweeper(ctx, claim.TTL(maxTimeout, streams.DataRetention.Time), claim.DefaultSweepInterval, log)
 }
-
-// gatewayDeadlineCap is the longest a gateway waits for an answer
-// (gateway.Config.MaxTimeout's default).
-const gatewayDeadlineCap = 5 * time.Minute
 
 // replicaClaims opens the claim checks of a replica process on the blob
 // store its node names: S3, or the directory of sluice dev; none without.
-func replicaClaims(ctx context.Context, s3 blob.S3Config, blobDir string, threshold int, env Env) (*claim.Claims, error) {
+func replicaClaims(ctx context.Context, s3 blob.S3Config, blobDir string, threshold int, limit int64, env Env) (*claim.Claims, error) {
 	var store blob.Store
 	var err error
 	switch {
@@ -126,5 +146,5 @@ func replicaClaims(ctx context.Context, s3 blob.S3Config, blobDir string, thresh
 	if err != nil {
 		return nil, err
 	}
-	return openClaims(store, threshold, gateway.DefaultMaxBody)
+	return openClaims(store, threshold, limit)
 }

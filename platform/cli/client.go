@@ -475,6 +475,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	blobDir := fs.String("blob-dir", "", "where the registry keeps files, when it is a local directory (sluice dev) rather than S3")
 	codeCache := fs.String("code-cache", "", "where code bundles are cached by content (default: sluice/code under the user cache directory)")
 	claimThreshold := claimFlags(fs)
+	claimLimit := claimLimitFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -521,7 +522,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		// The deployment runs a code bundle: this process becomes it.
 		return execBundle(ctx, pin, append(slices.Clone(args), "--generation", strconv.FormatInt(applied.Generation, 10)), bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)
 	}
-	claims, err := replicaClaims(ctx, withS3Env(*s3, env), *blobDir, *claimThreshold, env)
+	claims, err := replicaClaims(ctx, withS3Env(*s3, env), *blobDir, *claimThreshold, *claimLimit, env)
 	if err != nil {
 		return err
 	}

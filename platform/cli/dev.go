@@ -70,21 +70,24 @@ type Dev struct {
 	GRPCAddr string   // where gRPC listens
 	Brokers  []string // where Kafka is
 
-	embedded   *streams.Embedded
-	stopTrim   context.CancelFunc
-	blobDir    string // the registry's local directory, when no S3
-	caller     *streams.Caller
-	claims     *claim.Claims
-	control    *control
-	local      *controller.Local
-	reconciler *controller.Reconciler
-	registry   *registry.Registry
-	store      blob.Store
-	tmpDirs    []string // temporary directories to remove on close
-	front      *front
-	cancel     context.CancelFunc
-	stopped    chan struct{} // closed when the controller has stopped its replicas
-	done       chan error
+	embedded *streams.Embedded
+	stopTrim context.CancelFunc
+	blobDir  string // the registry's local directory, when no S3
+	caller   *streams.Caller
+	claims   *claim.Claims
+	// replicaArgs are the arguments of a replica process it starts (a
+	// code bundle's).
+	replicaArgs func(app, dep, slot, revision string) []string
+	control     *control
+	local       *controller.Local
+	reconciler  *controller.Reconciler
+	registry    *registry.Registry
+	store       blob.Store
+	tmpDirs     []string // temporary directories to remove on close
+	front       *front
+	cancel      context.CancelFunc
+	stopped     chan struct{} // closed when the controller has stopped its replicas
+	done        chan error
 }
 
 // StartDev starts the platform and deploys its applications. Close stops it.
@@ -129,7 +132,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.store = store
-	if d.claims, err = openClaims(store, cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), gateway.DefaultMaxBody); err != nil {
+	// The claims carry what the gateway takes (--max-body), to replicas too.
+	claimMax := claimLimit(cfg.Limits)
+	if d.claims, err = openClaims(store, cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), claimMax); err != nil {
 		return nil, err
 	}
 	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, streams.WithClaims(d.claims)); err != nil {
@@ -147,6 +152,16 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	cacheDir, err := d.modelCacheDir(cfg)
 	if err != nil {
 		return nil, err
+	}
+	d.replicaArgs = func(app, dep, slot, revision string) []string {
+		args := []string{"replica", "--brokers", strings.Join(d.Brokers, ","), "--prefix", namer.Prefix(),
+			"--app", app, "--deployment", dep, "--slot", slot, "--revision", revision,
+			"--code-cache", filepath.Join(cacheDir, "code"), "--model-cache", filepath.Join(cacheDir, app, dep, slot)}
+		args = append(args, claimArgs(cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), claimMax)...)
+		if cfg.S3.Endpoint != "" {
+			return append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS))
+		}
+		return append(args, "--blob-dir", d.blobDir)
 	}
 	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
 	self, err := os.Executable()
@@ -169,16 +184,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log,
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
-			args := []string{"replica", "--brokers", strings.Join(d.Brokers, ","), "--prefix", namer.Prefix(),
-				"--app", app, "--deployment", dep, "--slot", slot, "--revision", revision,
-				"--code-cache", filepath.Join(cacheDir, "code"), "--model-cache", filepath.Join(cacheDir, app, dep, slot)}
-			args = append(args, claimArgs(cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold))...)
-			if cfg.S3.Endpoint != "" {
-				args = append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS))
-			} else {
-				args = append(args, "--blob-dir", d.blobDir)
-			}
-			cmd := exec.Command(self, args...)
+			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
 			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1")
 			return cmd
 		},
@@ -215,7 +221,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		for _, run := range []func(context.Context) error{scaler.Run, placer.Run, agent.Run} {
 			wg.Go(func() { _ = run(runCtx) })
 		}
-		wg.Go(func() { sweepClaims(runCtx, d.claims, cfg.Log) })
+		wg.Go(func() { sweepClaims(runCtx, d.claims, cfg.Limits.WithDefaults().MaxTimeout, cfg.Log) })
 		pubCtx, stopPub := context.WithCancel(context.Background())
 		pubDone := make(chan struct{})
 		go func() { defer close(pubDone); pub.Run(pubCtx) }()

@@ -46,7 +46,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		}
 	}
 	lim := limits().WithDefaults()
-	claims, err := openClaims(store, *claimThreshold, max(lim.MaxBody, gateway.DefaultMaxBody))
+	claims, err := openClaims(store, *claimThreshold, claimLimit(lim))
 	if err != nil {
 		hl.Close()
 		gl.Close()
@@ -65,6 +65,11 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	}()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Every gateway sweeps the claims that expired: on Kubernetes (gateway,
+	// replica pods, autoscaler) nothing else does.
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); sweepClaims(runCtx, claims, lim.MaxTimeout, env.Log) }()
+	defer func() { cancel(); <-sweepDone }()
 	// The registry (models by name, and its API): it follows the
 	// registry's events; writes need the store the nodes read weights
 	// from (--s3-endpoint), without which it lists and resolves only.

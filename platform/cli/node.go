@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/autoscaler/placement"
+	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -42,6 +43,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	cache := fs.String("model-cache", "", "where the node's replicas keep model weights (default: sluice/models under the user cache directory)")
 	codeCache := fs.String("code-cache", "", "where the node's replicas keep code bundles, by content (default: sluice/code under the user cache directory)")
 	claimThreshold := claimFlags(fs)
+	claimLimit := claimLimitFlag(fs)
 	err := parse(fs, args)
 	if err != nil {
 		return err
@@ -70,7 +72,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		}
 		*cache = filepath.Join(dir, "sluice", "models")
 	}
-	base := append([]string{"replica", "--brokers", strings.Join(bs, ","), "--prefix", namer.Prefix()}, claimArgs(*claimThreshold)...)
+	base := append([]string{"replica", "--brokers", strings.Join(bs, ","), "--prefix", namer.Prefix()}, claimArgs(*claimThreshold, *claimLimit)...)
 	if *codeCache != "" {
 		base = append(base, "--code-cache", *codeCache)
 	}
@@ -108,13 +110,15 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	go func() { _ = placer.Run(agentCtx) }()
-	// The placing node sweeps the claim checks that expired.
-	claims, err := replicaClaims(ctx, withS3Env(*s3, env), "", *claimThreshold, env)
+	// The placing node sweeps the claim checks that expired, as every
+	// gateway does (the TTL from the gateway's default deadline cap: the
+	// data topics' retention is longer).
+	claims, err := replicaClaims(ctx, withS3Env(*s3, env), "", *claimThreshold, *claimLimit, env)
 	if err != nil {
 		return err
 	}
 	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); sweepClaims(agentCtx, claims, env.Log) }()
+	go func() { defer close(sweepDone); sweepClaims(agentCtx, claims, gateway.DefaultMaxTimeout, env.Log) }()
 	defer func() { stopAgent(); <-sweepDone }()
 	return runScaler(ctx, env, "node", bs, namer, placer, only, func(apps []*spec.App) {
 		placer.SetRequests(controller.PlacementRequests(namer, apps, false))

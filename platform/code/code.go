@@ -94,11 +94,19 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 		}
 		d.Bundle = pin
 		m, err := r.manifest(pin) // an image's is the registry's, as Check reads it
+		if err == nil {
+			// Refused at deploy only: a spec deployed before stays readable.
+			if perr := m.CheckProtocol(bundle.ProtocolClaims); perr != nil {
+				err = fmt.Errorf("code %s: bundle %s %w", ref, pinKey(pin), perr)
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("deployments[%d]", i)), err))
 			continue
 		}
-		d.HTTP = servesHTTP(m, d.Handler)
+		if pin.Image == "" {
+			d.HTTP = servesHTTP(m, d.Handler)
+		}
 	}
 	return errors.Join(errs...)
 }

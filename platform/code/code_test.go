@@ -225,3 +225,33 @@ func TestPinMarksHTTPIngress(t *testing.T) {
 		}
 	}
 }
+
+// A bundle whose SDK predates claim checks (its manifest has no protocol
+// level) is refused at deploy, naming the bundle and to rebuild it; a
+// spec pinned to it before stays readable (Check).
+func TestPinRefusesOldProtocol(t *testing.T) {
+	t.Parallel()
+	builtin, _ := manifestOf(t, "Echo")
+	m, _ := manifestOf(t, "Greeter")
+	m.Protocol = 0
+	old, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resolver{Builtin: builtin, Catalog: catalog{
+		"shop":   {Bundle: "shop", Version: "2", Format: registry.FormatGoBinary, Manifest: old, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+		"shop@2": {Bundle: "shop", Version: "2", Format: registry.FormatGoBinary, Manifest: old, Files: []registry.File{{Path: "bin", SHA256: shaA}}},
+		"pod":    {Bundle: "pod", Version: "1", Format: registry.FormatImage, Manifest: old, Image: "example.com/pod:1"},
+		"pod@1":  {Bundle: "pod", Version: "1", Format: registry.FormatImage, Manifest: old, Image: "example.com/pod:1"},
+	}}
+	for _, code := range []string{"shop", "pod"} {
+		app := parse(t, "name: a\nroute_prefix: /a\ningress: G\ncode: "+code+"\ndeployments:\n  - {name: G, handler: Greeter}\n")
+		err := r.Pin(context.Background(), app)
+		if !errors.Is(err, bundle.ErrProtocol) || !strings.Contains(err.Error(), "bundle "+code+"@") || !strings.Contains(err.Error(), "rebuild it with the current SDK") {
+			t.Fatalf("code %s: Pin = %v, want ErrProtocol naming the bundle and to rebuild", code, err)
+		}
+		if err := r.Check(app); err != nil {
+			t.Errorf("code %s: Check of a spec pinned before = %v", code, err)
+		}
+	}
+}

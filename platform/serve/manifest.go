@@ -21,7 +21,7 @@ func (r *Registry) Manifest() bundle.Manifest {
 }
 
 func (r *Registry) buildManifest() bundle.Manifest {
-	m := bundle.Manifest{Format: bundle.FormatVersion, SDK: sdk(), Handlers: []bundle.Handler{}}
+	m := bundle.Manifest{Format: bundle.FormatVersion, Protocol: bundle.ProtocolVersion, SDK: sdk(), Handlers: []bundle.Handler{}}
 	names := make([]string, 0, len(r.deps))
 	for n := range r.deps {
 		names = append(names, n)

@@ -454,3 +454,17 @@ func specLiterals(t testing.TB, path string) []string {
 	})
 	return out
 }
+
+// The SDK writes the record protocol level it speaks: the platform
+// refuses to deploy a bundle below the level claim checks need.
+func TestManifestProtocolLevel(t *testing.T) {
+	t.Parallel()
+	reg, err := serve.NewRegistry(nil, serve.Func("Echo", func(_ context.Context, s string) (string, error) { return s, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := reg.Manifest()
+	if m.Protocol != bundle.ProtocolVersion || m.CheckProtocol(bundle.ProtocolClaims) != nil {
+		t.Fatalf("manifest protocol %d, want %d", m.Protocol, bundle.ProtocolVersion)
+	}
+}

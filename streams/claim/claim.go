@@ -280,6 +280,14 @@ func (c *Claims) Threshold() int {
 	return c.threshold
 }
 
+// Limit is the largest value a claim carries; 0 for a nil Claims.
+func (c *Claims) Limit() int {
+	if c == nil {
+		return 0
+	}
+	return c.limit
+}
+
 // Prefix is where claims live in the store.
 func (c *Claims) Prefix() string {
 	if c == nil {

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -315,6 +318,53 @@ func FuzzParse(f *testing.F) {
 		r2, err := Parse([]byte(r.String()))
 		if err != nil || r2 != r {
 			t.Fatalf("round trip of %q: %+v %v", v, r2, err)
+		}
+	})
+}
+
+// listTimes is a store that records when it is listed.
+type listTimes struct {
+	*Memory
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (l *listTimes) List(ctx context.Context, prefix string) ([]string, error) {
+	l.mu.Lock()
+	l.times = append(l.times, time.Now())
+	l.mu.Unlock()
+	return l.Memory.List(ctx, prefix)
+}
+
+// The sweeper sweeps at once, then every interval give or take a
+// quarter: several gateways sweeping one store spread their sweeps.
+func TestRunSweeperJitter(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := &listTimes{Memory: NewMemory()}
+		c := newClaims(t, store)
+		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
+		done := make(chan struct{})
+		go func() { defer close(done); c.RunSweeper(ctx, time.Hour, 10*time.Minute, slog.New(slog.DiscardHandler)) }()
+		time.Sleep(200 * time.Minute)
+		cancel()
+		<-done
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		if len(store.times) < 10 || !store.times[0].Equal(start) {
+			t.Fatalf("%d sweeps, the first at %s: want one at once and one about every 10 minutes", len(store.times), store.times[0].Sub(start))
+		}
+		gaps := map[time.Duration]bool{}
+		for i := 1; i < len(store.times); i++ {
+			gap := store.times[i].Sub(store.times[i-1])
+			if gap < 7*time.Minute+30*time.Second || gap > 12*time.Minute+30*time.Second {
+				t.Errorf("sweep %d came %s after the one before, want 7m30s to 12m30s", i, gap)
+			}
+			gaps[gap] = true
+		}
+		if len(gaps) < 2 {
+			t.Errorf("every gap the same (%v): no jitter", gaps)
 		}
 	})
 }

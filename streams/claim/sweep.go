@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -53,13 +54,15 @@ func (c *Claims) Sweep(ctx context.Context, ttl time.Duration) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// RunSweeper sweeps every interval until ctx ends, logging what it
-// deleted and what failed.
+// RunSweeper sweeps at once, then every interval give or take a quarter
+// (jitter: several processes that sweep one store, as every gateway
+// does, spread their sweeps) until ctx ends, logging what it deleted and
+// what failed.
 func (c *Claims) RunSweeper(ctx context.Context, ttl, interval time.Duration, log *slog.Logger) {
 	if c == nil {
 		return
 	}
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		n, err := c.Sweep(ctx, ttl)
@@ -69,6 +72,7 @@ func (c *Claims) RunSweeper(ctx context.Context, ttl, interval time.Duration, lo
 		case n > 0:
 			log.Info("expired claims deleted", "prefix", c.prefix, "deleted", n, "ttl", ttl)
 		}
+		t.Reset(interval*3/4 + rand.N(interval/2+1))
 		select {
 		case <-ctx.Done():
 			return
