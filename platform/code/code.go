@@ -104,9 +104,7 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 			errs = append(errs, fmt.Errorf("%s: %w", app.Locate(fmt.Sprintf("deployments[%d]", i)), err))
 			continue
 		}
-		if pin.Image == "" {
-			d.HTTP = servesHTTP(m, d.Handler)
-		}
+		d.HTTP = servesHTTP(m, d.Handler)
 	}
 	return errors.Join(errs...)
 }
