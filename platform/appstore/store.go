@@ -182,10 +182,20 @@ func (s *Store) validate(app *spec.App, others []Applied) error {
 	}
 	for _, o := range others {
 		if o.Spec.Name != app.Name && o.Spec.RoutePrefix == app.RoutePrefix {
-			return fmt.Errorf("%w %s: route_prefix %s is taken by application %s", ErrInvalid, app.Name, app.RoutePrefix, o.Spec.Name)
+			return fmt.Errorf("%w %s: %sroute_prefix %s is taken by application %s: choose another prefix, or delete %s first",
+				ErrInvalid, app.Name, position(app, "route_prefix"), app.RoutePrefix, o.Spec.Name, o.Spec.Name)
 		}
 	}
 	return nil
+}
+
+// position is where the YAML set field path of app followed by ": ", or
+// "" for a spec read back from JSON.
+func position(app *spec.App, path string) string {
+	if pos := app.Position(path); pos != "" {
+		return pos + ": "
+	}
+	return ""
 }
 
 func (s *Store) appsLocked() []Applied {

@@ -67,7 +67,7 @@ func TestRecordsAreValidatedOnRead(t *testing.T) {
 	if a, ok := s.App("a"); !ok || a.Generation != first {
 		t.Fatalf("after deploy: %+v %v, want generation %d", a, ok, first)
 	}
-	if _, err := s.Deploy(ctx, parse(t, strings.ReplaceAll(appA, "name: a", "name: b"))); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "route_prefix /a is taken by application a") {
+	if _, err := s.Deploy(ctx, parse(t, strings.ReplaceAll(appA, "name: a", "name: b"))); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "app.yaml:3:15: route_prefix /a is taken by application a") {
 		t.Fatalf("a second app on /a through Deploy: %v", err)
 	}
 
