@@ -6,28 +6,73 @@ import (
 	"strings"
 )
 
-// The dataflow rules. Every application is called synchronously: it has a
-// route prefix, and the gateway sends requests to its ingress by that
-// prefix and by name (OIP, Predict); the same graph serves offline records
-// from its input topic. A sync caller waits for one answer, so the graph
-// must give at most one per request, and the rules below refuse, at
-// deploy, each graph whose answers are not defined:
+// CheckGraph checks, at deploy, that the dataflow of a (valid, see
+// Validate) defines one answer per request, and returns Errors naming
+// each problem with its file:line:column, or nil.
+//
+// Every application is called synchronously: it has a route prefix, and
+// the gateway sends requests to its ingress by that prefix and by name
+// (OIP, Predict); the same graph serves offline records from its input
+// topic. A sync caller waits for one answer, so the graph must give at
+// most one per request:
 //
 //   - fan-in: a deployment with more than one incoming dataflow edge
 //     declares a join (else it would run once per arriving input);
 //   - fan-out: under routing all, two edges of one deployment whose
 //     branches can answer from different deployments are refused unless
 //     both carry a when (the platform cannot prove two conditions
-//     exclusive; the author can) — gather them with a join, choose one
+//     exclusive; the author can): gather them with a join, choose one
 //     with routing first, or mark the copies mirror;
 //   - shadowing: under routing first, the edges after one without when
 //     are never taken;
 //   - mirrors: a mirror's branch never reaches the caller, so it must not
-//     flow back into the branches that answer, nor be the only way to an
+//     flow into the branches that answer, nor be the only way to an
 //     answer.
 //
-// Offline fan-out that keeps every branch's result writes the branches as
-// mirrors, or with when conditions, or gathers them with a join.
+// Offline fan-out that keeps every branch's result writes the extra
+// branches as mirrors, puts a when on each, or gathers them with a join.
+//
+// Parse and Validate leave these rules out: a stored application that
+// predates them keeps running, and tools that only read specs (sluice
+// render) take any graph; the platform checks them on every deploy.
+func (a *App) CheckGraph() error {
+	v := &validator{app: a, index: map[string]int{}}
+	for i, d := range a.Deployments {
+		if _, dup := v.index[d.Name]; !dup && d.Name != "" {
+			v.index[d.Name] = i
+		}
+	}
+	v.cycles(v.links())
+	if v.cyclic {
+		return nil // Validate reports it
+	}
+	v.errs = nil
+	v.dataflow()
+	v.errs.sortByPosition()
+	return v.errs.err()
+}
+
+// NotServed refuses, at deploy, what the spec accepts but replicas do not
+// run yet: joins and mirrors (issue 19; their runtime lands next). Until
+// then a join would run once per arriving input and a mirror's answers
+// would reach the caller.
+func (a *App) NotServed() error {
+	var es Errors
+	for i, d := range a.Deployments {
+		if d.Join != nil {
+			es = append(es, errorAt(a, indexPath("deployments", i)+".join",
+				"joins are not served yet: the spec is checked, but replicas would run %s once per arriving input; until the join runtime lands, feed %s from one deployment", d.Name, d.Name))
+		}
+	}
+	for k, e := range a.Edges {
+		if e.Mirror {
+			es = append(es, errorAt(a, indexPath("edges", k)+".mirror",
+				"mirrors are not served yet: the spec is checked, but the answers of %s would reach the caller; until the mirror runtime lands, deploy the shadow as an application of its own", e.To))
+		}
+	}
+	es.sortByPosition()
+	return es.err()
+}
 
 // flow is the dataflow graph of the edges that passed the edge checks.
 type flow struct {

@@ -353,7 +353,7 @@ func modelApp() *App {
 		}},
 		{Name: "S", Kind: KindModel, Model: &ModelServing{Selector: map[string]string{"team": "vision"}}},
 		{Name: "Any", Kind: KindModel},
-	}, Edges: []Edge{{From: "M", To: "S"}, {From: "M", To: "Any", Mirror: true}}}
+	}, Edges: []Edge{{From: "M", To: "S"}, {From: "M", To: "Any"}}}
 	a.Default()
 	return a
 }
@@ -447,7 +447,7 @@ func TestModelJSONRoundTrip(t *testing.T) {
     names: [iris]
 - name: Any
   kind: model
-edges: [{from: M, to: N}, {from: M, to: Any, mirror: true}]
+edges: [{from: M, to: N}, {from: M, to: Any}]
 `))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
@@ -460,7 +460,7 @@ edges: [{from: M, to: N}, {from: M, to: Any, mirror: true}]
 		{"parsed", parsed[0], []string{
 			`"kind":"model"`, `"selector":{"team":"vision"}`, `"memory_budget":"2GiB"`,
 			`"disk_budget":"1536MiB"`, `"spread":3`, `"default_version":"@production"`,
-			`"names":["iris"]`, `"max_models_per_replica":1`, `"mirror":true`,
+			`"names":["iris"]`, `"max_models_per_replica":1`,
 		}},
 		{"built in Go", modelApp(), []string{`"names":["iris","resnet"]`, `"memory_budget":"2GiB"`, `"disk_budget":"10GiB"`}},
 	}

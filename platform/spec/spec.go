@@ -97,7 +97,8 @@ type Join struct {
 	Trigger []string `json:"trigger,omitempty"`
 }
 
-func (j *Join) clone() *Join {
+// Clone returns a deep copy of j (nil for nil).
+func (j *Join) Clone() *Join {
 	if j == nil {
 		return nil
 	}
@@ -358,7 +359,7 @@ func (a *App) Clone() *App {
 		d.UserConfig = cloneRaw(d.UserConfig)
 		d.Args = slices.Clone(d.Args)
 		d.Model = d.Model.clone()
-		d.Join = d.Join.clone()
+		d.Join = d.Join.Clone()
 		if d.Bundle != nil {
 			pin := *d.Bundle
 			d.Bundle = &pin

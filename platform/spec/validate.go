@@ -64,14 +64,13 @@ func (a *App) validate(skipRefs bool) Errors {
 		v.handles()
 		v.edges()
 		v.graph()
-		v.dataflow()
 	}
 	v.errs.sortByPosition()
 	return v.errs
 }
 
 type validator struct {
-	app   *App
+	app    *App
 	errs   Errors
 	index  map[string]int // deployment name → index of its first definition
 	cyclic bool           // the graph has a cycle: its dataflow has no meaning to check
