@@ -242,15 +242,13 @@ func (v *validator) shadowed(f *flow, i int) {
 	}
 }
 
-// mirrors checks that mirrored branches stay apart from those that answer,
-// and that an answer remains without them.
+// mirrors checks that mirrored branches stay apart from those that
+// answer, and that a mirror is not the only way to an answer: a kind cel
+// deployment runs no code, so when every edge out of it is a mirror the
+// caller would get its own transform of the input while the answers of
+// what it feeds are dropped. (A handler whose edges are all mirrors
+// answers itself, its outputs copied: a shadow or a log.)
 func (v *validator) mirrors(f *flow) {
-	sinkLive := false
-	for i := range v.app.Deployments {
-		if v.isFirst(i) && f.live[i] && len(f.out[i]) == 0 {
-			sinkLive = true
-		}
-	}
 	for k, e := range v.app.Edges {
 		fromI, okF := v.index[e.From]
 		toI, okT := v.index[e.To]
@@ -259,13 +257,23 @@ func (v *validator) mirrors(f *flow) {
 		}
 		p := indexPath("edges", k)
 		switch {
-		case e.Mirror && f.live[fromI] && !sinkLive:
-			v.add(p+".mirror", "mirror on the only path to an answer: without the mirrors no deployment that answers (one without outgoing edges) is reached from %s, "+
-				"and a mirror's answers never reach the caller; drop mirror: true here, or add the branch whose answer the caller gets", v.app.Ingress)
+		case e.Mirror && f.live[fromI] && v.app.Deployments[fromI].Kind == KindCEL && v.onlyMirrors(f, fromI):
+			v.add(p+".mirror", "mirror on the only path to an answer: every edge out of %s is a mirror and %s runs no code (kind cel), so the caller would get its transform of the input "+
+				"while the answers of %s are dropped; drop mirror: true on the branch whose answer the caller gets", e.From, e.From, e.To)
 		case (e.Mirror || f.all[fromI] && !f.live[fromI]) && f.live[toI]:
 			v.add(p, "a mirrored branch flows into %s, whose answers reach the caller: a mirror's answers never do; end the mirrored branch apart", e.To)
 		}
 	}
+}
+
+// onlyMirrors reports whether every edge out of deployment i is a mirror.
+func (v *validator) onlyMirrors(f *flow, i int) bool {
+	for _, k := range f.out[i] {
+		if !v.app.Edges[k].Mirror {
+			return false
+		}
+	}
+	return true
 }
 
 // fanOut checks that deployment i, under routing all, sends no request
