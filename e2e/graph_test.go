@@ -9,6 +9,8 @@ import (
 // The measured diamond of issue 19 (a cel node fanning out to Plus1 and
 // Times10, both into Final), and its kin, are refused at deploy with exit
 // 2, the file:line of the field and what to write instead; nothing runs.
+// An unknown handler that the deployment's name stands for points at the
+// deployment.
 func TestGraphDeployRefusals(t *testing.T) {
 	t.Parallel()
 	const head = `name: %s
@@ -42,6 +44,12 @@ edges:
   - {from: Plus1, to: Final}
   - {from: Times10, to: Final}
 `, "joined.yaml:8:55: deployments[3].join: joins are not served yet"},
+		{"unknownhandler", "", `  - {name: Final}
+edges:
+  - {from: In, to: Plus1}
+  - {from: Plus1, to: Times10}
+  - {from: Times10, to: Final}
+`, `unknownhandler.yaml:8:5: deployments[3].handler: unknown handler "Final"`},
 	} {
 		t.Run(tc.app, func(t *testing.T) {
 			t.Parallel()
