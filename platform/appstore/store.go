@@ -169,8 +169,9 @@ func (s *Store) decode(key string, value []byte) (*spec.App, error) {
 	return app, s.validate(app, others)
 }
 
-// validate checks app against the spec rules, the handlers, and the
-// route prefixes of the other applications.
+// validate checks app against the spec rules, the handlers, what
+// replicas serve (spec.App.NotServed), and the route prefixes of the
+// other applications.
 func (s *Store) validate(app *spec.App, others []Applied) error {
 	if err := app.Validate(); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrInvalid, app.Name, err)
@@ -180,12 +181,25 @@ func (s *Store) validate(app *spec.App, others []Applied) error {
 			return fmt.Errorf("%w %s: %w", ErrInvalid, app.Name, err)
 		}
 	}
+	if err := app.NotServed(); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrInvalid, app.Name, err)
+	}
 	for _, o := range others {
 		if o.Spec.Name != app.Name && o.Spec.RoutePrefix == app.RoutePrefix {
-			return fmt.Errorf("%w %s: route_prefix %s is taken by application %s", ErrInvalid, app.Name, app.RoutePrefix, o.Spec.Name)
+			return fmt.Errorf("%w %s: %sroute_prefix %s is taken by application %s: choose another prefix, or delete %s first",
+				ErrInvalid, app.Name, position(app, "route_prefix"), app.RoutePrefix, o.Spec.Name, o.Spec.Name)
 		}
 	}
 	return nil
+}
+
+// position is where the YAML set field path of app followed by ": ", or
+// "" for a spec read back from JSON.
+func position(app *spec.App, path string) string {
+	if pos := app.Position(path); pos != "" {
+		return pos + ": "
+	}
+	return ""
 }
 
 func (s *Store) appsLocked() []Applied {
@@ -247,6 +261,11 @@ func (s *Store) Deploy(ctx context.Context, apps ...*spec.App) (map[string]int64
 		}
 		if err := s.validate(a, current); err != nil {
 			return nil, err
+		}
+		// The dataflow rules hold for what is deployed from now on; a
+		// stored spec that predates them is not refused when read back.
+		if err := a.CheckGraph(); err != nil {
+			return nil, fmt.Errorf("%w %s: %w", ErrInvalid, a.Name, err)
 		}
 	}
 	recs := make([]*kgo.Record, 0, len(apps))

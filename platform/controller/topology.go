@@ -39,6 +39,10 @@ type DeploymentTopics struct {
 	Routes   []RouteEdge
 	Routing  string
 	SplitKey string
+	// Join, on a deployment with several incoming dataflow edges, says
+	// how their inputs combine (spec.Join); nil elsewhere. Omitted when
+	// nil, so that revisions of deployments without one do not change.
+	Join *spec.Join `json:",omitempty"`
 }
 
 // RouteEdge is one dataflow edge with its rules.
@@ -47,6 +51,9 @@ type RouteEdge struct {
 	When, Transform string
 	Weight          int
 	Path            string // "edges[i]", for errors
+	// Mirror: a copy outside the routing, whose answers never reach the
+	// caller (spec.Edge.Mirror).
+	Mirror bool `json:",omitempty"`
 }
 
 // Ruled reports whether the deployment's outputs need a router: an edge
@@ -56,7 +63,7 @@ func (d DeploymentTopics) Ruled() bool {
 		return true
 	}
 	for _, r := range d.Routes {
-		if r.When != "" || r.Transform != "" {
+		if r.When != "" || r.Transform != "" || r.Mirror {
 			return true
 		}
 	}
@@ -73,7 +80,7 @@ func Compile(n streams.Namer, app *spec.App) *Topology {
 		Deployments: make(map[string]DeploymentTopics, len(app.Deployments)),
 	}
 	for _, d := range app.Deployments {
-		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name), Routing: d.Routing, SplitKey: d.SplitKey}
+		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name), Routing: d.Routing, SplitKey: d.SplitKey, Join: d.Join.Clone()}
 		if d.Name == app.Ingress {
 			dt.Inputs = append(dt.Inputs, t.Ingress)
 		}
@@ -107,7 +114,7 @@ func Compile(n streams.Namer, app *spec.App) *Topology {
 		add(e.From, e.To, false)
 		dt := t.Deployments[e.From]
 		dt.Routes = append(dt.Routes, RouteEdge{To: e.To, Topic: n.Edge(app.Name, e.From, e.To),
-			When: e.When, Transform: e.Transform, Weight: e.Weight, Path: "edges[" + strconv.Itoa(i) + "]"})
+			When: e.When, Transform: e.Transform, Weight: e.Weight, Mirror: e.Mirror, Path: "edges[" + strconv.Itoa(i) + "]"})
 		t.Deployments[e.From] = dt
 	}
 	slices.SortFunc(t.Edges, func(a, b EdgeTopic) int { return strings.Compare(a.Topic, b.Topic) })

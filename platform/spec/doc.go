@@ -23,11 +23,20 @@
 //	    max_models_per_replica: 3
 //	    ordered: false           # handle a partition's records one at a time, in order
 //	  - name: Responder
+//	  - name: Combine
+//	    join: {type: inner, window: 5s, trigger: [Responder]}  # more than one incoming edge: inner | outer | any
+//	  - name: Shadow
 //	edges:                       # dataflow: the output of from becomes the input of to
 //	  - {from: Classifier, to: Responder}
+//	  - {from: Classifier, to: Combine}
+//	  - {from: Responder, to: Combine}
+//	  - {from: Combine, to: Shadow, mirror: true}   # a copy whose answers never reach the caller
 //
 // Handle args and edges together must form an acyclic graph in which the
-// ingress reaches every deployment.
+// ingress reaches every deployment. At deploy, App.CheckGraph checks that
+// the dataflow gives one answer per request (joins on fan-in, no fan-out
+// to several answers, no shadowed branch, mirrors kept apart), and
+// App.NotServed refuses joins and mirrors until replicas run them.
 //
 // Parse decodes strictly (unknown fields, duplicate keys and wrong types
 // are errors), applies defaults (App.Default) and validates (App.Validate),

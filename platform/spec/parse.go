@@ -233,7 +233,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 	var dep Deployment
 	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "autoscaling", "max_ongoing_requests", "user_config",
-		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform", "code"}
+		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform", "code", "join"}
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -272,9 +272,34 @@ func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 			d.str(v, p, &dep.Transform)
 		case "code":
 			d.str(v, p, &dep.Code)
+		case "join":
+			dep.Join = d.join(v, p)
 		}
 	})
 	return dep
+}
+
+// join decodes a deployment's join; null counts as absent.
+func (d *decoder) join(n *yaml.Node, path string) *Join {
+	if isNull(deref(n)) {
+		return nil
+	}
+	j := &Join{}
+	d.fields(n, path, []string{"type", "window", "trigger"}, func(key string, v *yaml.Node, p string) {
+		switch key {
+		case "type":
+			d.str(v, p, &j.Type)
+		case "window":
+			d.duration(v, p, &j.Window)
+		case "trigger":
+			d.items(v, p, func(n *yaml.Node, p string) {
+				var name string
+				d.str(n, p, &name)
+				j.Trigger = append(j.Trigger, name)
+			})
+		}
+	})
+	return j
 }
 
 func (d *decoder) replicas(n *yaml.Node, path string, r *Replicas) {
@@ -318,7 +343,7 @@ func (d *decoder) batching(n *yaml.Node, path string, b *Batching) {
 
 func (d *decoder) edge(n *yaml.Node, path string) Edge {
 	var e Edge
-	d.fields(n, path, []string{"from", "to", "when", "transform", "weight"}, func(key string, v *yaml.Node, p string) {
+	d.fields(n, path, []string{"from", "to", "when", "transform", "weight", "mirror"}, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "from":
 			d.str(v, p, &e.From)
@@ -330,6 +355,8 @@ func (d *decoder) edge(n *yaml.Node, path string) Edge {
 			d.str(v, p, &e.Transform)
 		case "weight":
 			d.int(v, p, &e.Weight)
+		case "mirror":
+			d.bool(v, p, &e.Mirror)
 		}
 	})
 	return e

@@ -81,7 +81,7 @@ func (v *validator) edgeRules(i int, e Edge) {
 		routing = v.app.Deployments[from].Routing
 	}
 	if e.When != "" {
-		if routing == RouteSplit {
+		if routing == RouteSplit && !e.Mirror {
 			v.add(p+".when", "the edges of a split deployment (%s) are chosen by weight, not by when", e.From)
 		} else {
 			v.cel(p+".when", e.When, cel.Condition)
@@ -91,6 +91,9 @@ func (v *validator) edgeRules(i int, e Edge) {
 		v.cel(p+".transform", e.Transform, cel.Transform)
 	}
 	switch {
+	case e.Mirror && e.Weight != 0:
+		v.add(p+".weight", "a mirror stands outside %s's routing and takes every output its when lets through: it has no weight", e.From)
+	case e.Mirror:
 	case routing == RouteSplit && e.Weight <= 0:
 		v.add(p+".weight", "an edge of a split deployment (%s) needs a weight > 0, got %d", e.From, e.Weight)
 	case routing != RouteSplit && e.Weight != 0:

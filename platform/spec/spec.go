@@ -15,6 +15,7 @@ const (
 	DefaultRequestTimeout     = Duration(30 * time.Second)
 	DefaultMaxOngoingRequests = 100
 	DefaultBatchWaitTimeout   = Duration(10 * time.Millisecond)
+	DefaultJoinWindow         = Duration(5 * time.Second)
 )
 
 // App is an application: a graph of deployments served under a route prefix.
@@ -72,6 +73,45 @@ type Deployment struct {
 	// headers it answers. Set by the platform from the code's manifest
 	// when the application is deployed, never written in YAML.
 	HTTP bool `json:"http,omitempty"`
+	// Join says how a deployment with more than one incoming dataflow
+	// edge combines them into one input per request. Required there,
+	// refused elsewhere.
+	Join *Join `json:"join,omitempty"`
+}
+
+// Join types: which inputs a join waits for.
+const (
+	JoinInner = "inner" // every input, within the window; else an error naming the missing ones (the default)
+	JoinOuter = "outer" // what arrives within the window; the others are null
+	JoinAny   = "any"   // the first input to arrive
+)
+
+// Join combines the inputs of a deployment's incoming dataflow edges into
+// one input per request: a JSON object keyed by upstream deployment name.
+type Join struct {
+	Type   string   `json:"type,omitempty"`   // inner (default), outer or any
+	Window Duration `json:"window,omitempty"` // how long a request's inputs are awaited (default 5s)
+	// Trigger names the upstream deployments whose input fires the join
+	// (default: as its type says); each must be the source of one of its
+	// incoming edges.
+	Trigger []string `json:"trigger,omitempty"`
+}
+
+// Clone returns a deep copy of j (nil for nil).
+func (j *Join) Clone() *Join {
+	if j == nil {
+		return nil
+	}
+	c := *j
+	c.Trigger = slices.Clone(j.Trigger)
+	return &c
+}
+
+func equalJoin(a, b *Join) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Type == b.Type && a.Window == b.Window && slices.Equal(a.Trigger, b.Trigger)
 }
 
 // BundlePin is a code bundle version as deployed: a registry bundle's
@@ -122,6 +162,10 @@ type Edge struct {
 	Transform string `json:"transform,omitempty"`
 	// Weight is this edge's share of a split deployment's outputs.
 	Weight int `json:"weight,omitempty"`
+	// Mirror sends a copy: the edge stands outside its source's routing
+	// (taken whenever its when holds), and the answers of what it reaches
+	// never reach the caller (shadow traffic).
+	Mirror bool `json:"mirror,omitempty"`
 }
 
 // Arg is a constructor argument: a handle to another deployment of the app
@@ -261,6 +305,14 @@ func (d *Deployment) defaults(set presence, path string) {
 	if d.Kind == KindModel && !set.has(path+".max_models_per_replica", d.MaxModelsPerReplica != 0) {
 		d.MaxModelsPerReplica = DefaultModelsPerReplica
 	}
+	if j := d.Join; j != nil {
+		if !set.has(path+".join.type", j.Type != "") {
+			j.Type = JoinInner
+		}
+		if !set.has(path+".join.window", j.Window != 0) {
+			j.Window = DefaultJoinWindow
+		}
+	}
 	b := &d.Batching
 	if b.MaxBatchSize > 0 && !set.has(path+".batching.batch_wait_timeout", b.BatchWaitTimeout != 0) {
 		b.BatchWaitTimeout = DefaultBatchWaitTimeout
@@ -307,6 +359,7 @@ func (a *App) Clone() *App {
 		d.UserConfig = cloneRaw(d.UserConfig)
 		d.Args = slices.Clone(d.Args)
 		d.Model = d.Model.clone()
+		d.Join = d.Join.Clone()
 		if d.Bundle != nil {
 			pin := *d.Bundle
 			d.Bundle = &pin
@@ -357,6 +410,7 @@ func equalDeployment(a, b Deployment) bool {
 		a.MaxModelsPerReplica == b.MaxModelsPerReplica &&
 		a.Ordered == b.Ordered &&
 		a.Routing == b.Routing && a.SplitKey == b.SplitKey && a.Transform == b.Transform &&
+		equalJoin(a.Join, b.Join) &&
 		a.Code == b.Code && (a.Bundle == nil) == (b.Bundle == nil) && (a.Bundle == nil || *a.Bundle == *b.Bundle) && a.HTTP == b.HTTP &&
 		equalJSON(a.UserConfig, b.UserConfig) &&
 		slices.EqualFunc(a.Args, b.Args, func(x, y Arg) bool {

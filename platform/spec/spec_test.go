@@ -999,6 +999,8 @@ func FuzzParse(f *testing.F) {
 		"name: a\nname: b\n",
 		base + "  user_config: {1: a, '1': b}\n",
 		base + "  args: [.inf, 0x10, 1e400, !!binary aGk=, 2001-12-14]\n",
+		graphHead + "  - {name: In, kind: cel}\n  - {name: A}\n  - {name: B}\n  - {name: J, join: {type: outer, window: 1s, trigger: [A]}}\n  - {name: S}\n" +
+			"edges:\n  - {from: In, to: A}\n  - {from: In, to: B}\n  - {from: A, to: J}\n  - {from: B, to: J}\n  - {from: J, to: S, mirror: true}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -1031,6 +1033,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if !Equal(&back, a) {
 				t.Fatalf("round trip changed the app:\n%s", b)
+			}
+			if (a.CheckGraph() == nil) != (back.CheckGraph() == nil) || (a.NotServed() == nil) != (back.NotServed() == nil) {
+				t.Fatalf("the dataflow rules judge the round trip otherwise:\n%s", b)
 			}
 		}
 	})

@@ -70,9 +70,10 @@ func (a *App) validate(skipRefs bool) Errors {
 }
 
 type validator struct {
-	app   *App
-	errs  Errors
-	index map[string]int // deployment name → index of its first definition
+	app    *App
+	errs   Errors
+	index  map[string]int // deployment name → index of its first definition
+	cyclic bool           // the graph has a cycle: its dataflow has no meaning to check
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -190,6 +191,7 @@ func (v *validator) deployment(i int) {
 	}
 	v.model(p, d)
 	v.routing(p, d)
+	v.joinFields(p+".join", d.Join)
 	v.replicas(p+".replicas", d.Replicas, d.Autoscaling.AddPartitions)
 	v.autoscaling(p+".autoscaling", d.Autoscaling)
 	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > maxOngoingRequests {
@@ -436,6 +438,7 @@ func (v *validator) cycles(adj [][]link) {
 				cycle := stack[slices.Index(stack, l.to):]
 				if key := cycleKey(cycle); !seen[key] {
 					seen[key] = true
+					v.cyclic = true
 					v.add(l.path, "graph has a cycle: %s", v.cycleString(cycle))
 				}
 			}
