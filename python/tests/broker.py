@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90.0

@@ -21,7 +21,7 @@ def brokers() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def uniq(request: pytest.FixtureRequest) -> "Uniq":
+def uniq(request: pytest.FixtureRequest) -> Uniq:
     return Uniq(request.node.name)
 
 

@@ -23,7 +23,8 @@ def produce(brokers: list[str], rec: Record) -> Record:
             errs.append(err)
         got.append(msg)
 
-    p.produce(rec.topic, value=rec.value, key=rec.key, headers=rec.headers, on_delivery=done)
+    hs: list[tuple[str, str | bytes | None]] = list(rec.headers)
+    p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, on_delivery=done)
     p.flush(15)
     if errs or not got:
         raise RuntimeError(f"produce to {rec.topic}: {errs or 'no acknowledgement'}")

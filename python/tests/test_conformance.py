@@ -81,8 +81,13 @@ class Scenario:
         d = json.loads(path.read_text())
         if set(d) != {"description", "deployment", "topics", "input", "output"}:
             raise ValueError(f"{path.name}: fields {sorted(d)}")
-        sc = Scenario(d["description"], d["deployment"], d["topics"], [Rec.of(r) for r in d["input"]],
-                      [Rec.of(r) for r in d["output"]])
+        sc = Scenario(
+            d["description"],
+            d["deployment"],
+            d["topics"],
+            [Rec.of(r) for r in d["input"]],
+            [Rec.of(r) for r in d["output"]],
+        )
         for r in sc.input + sc.output:
             if r.topic not in sc.topics:
                 raise ValueError(f"{path.name}: record topic {r.topic!r} is not in topics")
@@ -175,9 +180,7 @@ async def test_conformance(path: Path, brokers: list[str], uniq: Callable[[str],
         for name in d["inputs"]:
             end = await asyncio.to_thread(end_offset, brokers, topics[name])
             await wait_for(
-                f"the inputs of {name} committed",
-                lambda name=name, end=end: committed(brokers, cfg.group, topics[name]) >= end,
-                COMMIT_TIMEOUT_S,
+                f"the inputs of {name} committed", done(brokers, cfg.group, topics[name], end), COMMIT_TIMEOUT_S
             )
     finally:
         replica.stop()
@@ -192,10 +195,15 @@ async def test_conformance(path: Path, brokers: list[str], uniq: Callable[[str],
         if len(got) != len(want):
             problems.append(f"topic {name}: {len(got)} records, want {len(want)}: {describe(got)}")
             continue
-        for i, (g, w) in enumerate(zip(got, want)):
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
             if p := mismatch(g, w, topics, inputs):
                 problems.append(f"topic {name} record {i}: {'; '.join(p)}\n{describe([g])}")
     assert not problems, f"{path.name}: {sc.description}\n" + "\n".join(problems)
+
+
+def done(brokers: list[str], group: str, topic: str, end: int) -> Callable[[], bool]:
+    """Whether group has committed topic up to end."""
+    return lambda: committed(brokers, group, topic) >= end
 
 
 def describe(recs: list[Record]) -> str:

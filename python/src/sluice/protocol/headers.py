@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sluice.protocol.errors import bad_header
 
@@ -36,9 +36,9 @@ Header = tuple[str, bytes]
 Headers = list[Header]
 """A record's headers, in order; a key may repeat."""
 
-RawHeaders = Sequence[tuple[str, "bytes | str | None"]]
-"""Headers as a Kafka client hands them over (confluent-kafka: a value may
-be None or, on records this process built, str)."""
+RawHeaders = Sequence[tuple[str, "bytes | str | None"]] | Mapping[str, "bytes | str | None"]
+"""Headers as a Kafka client hands them over (confluent-kafka: a list, whose
+values may be None or str, or a dict)."""
 
 
 def normalize(raw: RawHeaders | None) -> Headers:
@@ -46,7 +46,8 @@ def normalize(raw: RawHeaders | None) -> Headers:
     if not raw:
         return []
     out: Headers = []
-    for key, value in raw:
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    for key, value in pairs:
         if value is None:
             out.append((key, b""))
         elif isinstance(value, str):

@@ -79,9 +79,7 @@ class ReplicaConfig:
         if len(self.instance_id) > 249:
             raise ValueError(f"replica config: instance_id {self.instance_id!r} is longer than 249 characters")
         if not _INSTANCE_ID.fullmatch(self.instance_id):
-            raise ValueError(
-                f"replica config: instance_id {self.instance_id!r}: use letters, digits, '.', '_' and '-'"
-            )
+            raise ValueError(f"replica config: instance_id {self.instance_id!r}: use letters, digits, '.', '_' and '-'")
 
     def consumer_settings(self) -> dict[str, Any]:
         """librdkafka settings of the group member."""

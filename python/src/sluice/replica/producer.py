@@ -40,13 +40,14 @@ class Sender:
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             delivered(rec, err)
 
+        hs: list[tuple[str, str | bytes | None]] = list(rec.headers)
         for attempt in range(_FULL_RETRIES + 1):
             try:
                 self._p.produce(
                     rec.topic,
                     value=rec.value,
                     key=rec.key,
-                    headers=rec.headers,
+                    headers=hs,
                     on_delivery=on_delivery,
                 )
                 return
@@ -56,7 +57,10 @@ class Sender:
                     return
                 time.sleep(_FULL_RETRY_S)
             except KafkaException as exc:
-                delivered(rec, exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(KafkaError._FAIL))
+                delivered(
+                    rec,
+                    exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(KafkaError._FAIL),
+                )
                 return
 
     def _serve(self) -> None:

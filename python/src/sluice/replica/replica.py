@@ -120,9 +120,7 @@ class Replica:
 
     def _subscribe(self) -> None:
         assert self._consumer is not None
-        self._consumer.subscribe(
-            self.cfg.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
-        )
+        self._consumer.subscribe(self.cfg.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
 
     def _poll_once(self) -> list[Message]:
         """One consume call. At max_ongoing_requests in flight the owned
@@ -214,11 +212,9 @@ class Replica:
         task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
-        deadline = time.monotonic() + self.cfg.drain_timeout_s
-        while self._tracker.ongoing > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if (n := self._tracker.ongoing) > 0:
-            self._log.warning("drain timed out; records will be redelivered", extra={"ongoing": n})
+        """Waits for every record in flight, bounded by drain_timeout_s."""
+        if not await asyncio.to_thread(self._tracker.wait_idle, None, self.cfg.drain_timeout_s):
+            self._log.warning("drain timed out; records will be redelivered", extra={"ongoing": self._tracker.ongoing})
 
     def _count(self, name: str) -> None:
         with self._stats_lock:
@@ -242,9 +238,7 @@ class Replica:
         finally:
             run.release()
 
-    async def _serve(
-        self, run: _Run, req: Request, err: protocol.ParseError | None, pool: ThreadPoolExecutor
-    ) -> None:
+    async def _serve(self, run: _Run, req: Request, err: protocol.ParseError | None, pool: ThreadPoolExecutor) -> None:
         if err is not None:
             run.fail(Code.INVALID_ARGUMENT.value, str(err))
             return
@@ -354,7 +348,10 @@ class _Run:
             with self._lock:
                 failed = self._failed
             if rec.topic != cfg.dead_letter and reachable and not failed:
-                log.warning("output produce failed; answering the caller with the error", extra={"topic": rec.topic, "err": str(err)})
+                log.warning(
+                    "output produce failed; answering the caller with the error",
+                    extra={"topic": rec.topic, "err": str(err)},
+                )
                 code = Code.INTERNAL.value if too_large(err) else Code.UNAVAILABLE.value
                 self.fail(code, f"the answer could not be delivered: produce to {rec.topic}: {err.str()}")
             elif rec.topic != cfg.dead_letter:
@@ -403,5 +400,3 @@ async def serve_until_signalled(replica: Replica) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-
-
