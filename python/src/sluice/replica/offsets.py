@@ -2,16 +2,19 @@
 flight in offset order; the end of the finished prefix is marked, never
 for a partition the replica no longer owns.
 
-Lock order: Tracker._lock is a leaf; mark (librdkafka's offset store) is
-called under it, so that a revoke, which takes it too, never interleaves
-between deciding a mark and making it."""
+Marks are taken by the consumer's own thread (take_marks), which stores
+them in librdkafka before each poll and before a revoke completes:
+librdkafka's offset store blocks while a rebalance callback runs on the
+poll thread, so no other thread may call it. A mark is made under the
+lock that forget takes, so a forgotten partition is never marked.
+Tracker._lock is a leaf."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -32,6 +35,7 @@ class Slot(Generic[M]):
 
     msg: M
     part: Partition[M]
+    tp: TopicPartition
     done: bool = False
 
 
@@ -40,8 +44,8 @@ class Tracker(Generic[M]):
     are added by the poll loop, completed from any thread, and partitions
     assigned and revoked from the consumer's rebalance callbacks."""
 
-    def __init__(self, mark: Callable[[M], None]) -> None:
-        self._mark = mark
+    def __init__(self) -> None:
+        self._marks: dict[TopicPartition, M] = {}  # the latest per partition, not yet taken
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._parts: dict[TopicPartition, Partition[M]] = {}
@@ -73,7 +77,7 @@ class Tracker(Generic[M]):
             part = self._parts.get(tp)
             if part is None:
                 return None
-            slot = Slot(msg, part)
+            slot = Slot(msg, part, tp)
             part.queue.append(slot)
             self._ongoing += 1
             return slot
@@ -88,9 +92,16 @@ class Tracker(Generic[M]):
             while part.queue and part.queue[0].done:
                 last = part.queue.popleft().msg
             if last is not None and not part.revoked:
-                self._mark(last)
+                self._marks[slot.tp] = last
             self._ongoing -= 1
             self._changed.notify_all()
+
+    def take_marks(self) -> list[M]:
+        """The records to store offsets for (each partition's latest), once."""
+        with self._lock:
+            marks = list(self._marks.values())
+            self._marks.clear()
+            return marks
 
     def busy(self, tps: Iterable[TopicPartition]) -> bool:
         with self._lock:
@@ -113,11 +124,13 @@ class Tracker(Generic[M]):
 
     def forget(self, tps: Iterable[TopicPartition] | None = None) -> int:
         """Stops tracking the partitions (None: all): their records still in
-        flight are never marked. Returns how many were owned."""
+        flight are never marked, and marks not yet taken are dropped.
+        Returns how many were owned."""
         with self._lock:
             keys = list(self._parts) if tps is None else list(tps)
             n = 0
             for tp in keys:
+                self._marks.pop(tp, None)
                 part = self._parts.pop(tp, None)
                 if part is not None:
                     part.revoked = True

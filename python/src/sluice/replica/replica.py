@@ -56,7 +56,7 @@ class Replica:
         self._streams = isinstance(handler, Streamer) and handler.streams()
         self._http = isinstance(handler, HTTPIngress) and handler.http_ingress()
         self._async = inspect.iscoroutinefunction(handler.handle)
-        self._tracker: Tracker[Message] = Tracker(self._mark)
+        self._tracker: Tracker[Message] = Tracker()
         self._stats = Stats()
         self._stats_lock = threading.Lock()
         self._stop = threading.Event()
@@ -114,7 +114,7 @@ class Replica:
             if left:
                 self._log.warning("outputs unacknowledged at close", extra={"left": left})
             pool.shutdown(wait=False, cancel_futures=True)
-            poll.shutdown(wait=True)
+            poll.shutdown(wait=False)  # after a hard stop, a poll may still be running
 
     # -- the poll thread
 
@@ -134,6 +134,7 @@ class Replica:
             if parts:
                 (c.pause if full else c.resume)(parts)
             self._paused = full
+        self._store_marks(c)
         free = max(1, self.cfg.max_ongoing_requests - self._tracker.ongoing)
         msgs = c.consume(free, POLL_INTERVAL_S)
         out: list[Message] = []
@@ -159,6 +160,7 @@ class Replica:
         after the wait are never marked: the next owner processes them."""
         tps = [(p.topic, p.partition) for p in parts]
         self._tracker.wait_idle(tps, self.cfg.drain_timeout_s)
+        self._store_marks(c)
         n = self._tracker.forget(tps)
         if n:
             self._log.info("partitions revoked", extra={"group": self.cfg.group, "revoked": n})
@@ -168,6 +170,15 @@ class Replica:
         n = self._tracker.forget((p.topic, p.partition) for p in parts)
         if n:
             self._log.warning("partitions lost", extra={"group": self.cfg.group, "lost": n})
+
+    def _store_marks(self, c: Consumer) -> None:
+        """Stores the offsets marked since the last call (offset + 1 of
+        each partition's finished prefix), for the next commit."""
+        for msg in self._tracker.take_marks():
+            try:
+                c.store_offsets(message=msg)
+            except KafkaException as exc:  # the partition went away in librdkafka
+                self._log.debug("offset not stored", extra={"err": str(exc)})
 
     def _commit(self, c: Consumer, what: str) -> None:
         try:
@@ -183,6 +194,7 @@ class Replica:
         the next owner's), commit, leave the group, close."""
         c = self._consumer
         assert c is not None
+        self._store_marks(c)
         self._tracker.forget()
         self._commit(c, "final commit failed")
         member = c.memberid() or ""
@@ -191,16 +203,6 @@ class Replica:
             leave_group(self.cfg, member, self._log)
 
     # -- the event loop
-
-    def _mark(self, msg: Message) -> None:
-        """Stores msg's offset + 1 for the next commit (called under the
-        tracker's lock, for owned partitions only)."""
-        assert self._consumer is not None
-        try:
-            self._consumer.store_offsets(message=msg)
-        except KafkaException as exc:
-            # The partition went away in librdkafka before our revoke ran.
-            self._log.debug("offset not stored", extra={"err": str(exc)})
 
     def _dispatch(self, msg: Message, pool: ThreadPoolExecutor) -> None:
         topic, partition = msg.topic() or "", msg.partition() or 0
@@ -254,17 +256,16 @@ class Replica:
             run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed before processing")
             return
         inp = Input(env=env, topic=run.rec.topic, key=run.rec.key, value=run.rec.value or b"")
-        ctx = contextvars.copy_context()
-        ctx.run(
-            set_current,
-            RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers()),
-        )
+        # Each record runs in its own task, so its context is its own; a
+        # synchronous handler gets a copy of it in the pool.
+        set_current(RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers()))
         try:
             if self._async:
-                coro: Any = ctx.run(self._h.handle, inp, run)
+                coro: Any = self._h.handle(inp, run)
                 timeout = None if env.deadline_ns == 0 else max(0.0, (env.deadline_ns - time.time_ns()) / 1e9)
-                await asyncio.wait_for(asyncio.ensure_future(coro), timeout)
+                await asyncio.wait_for(coro, timeout)
             else:
+                ctx = contextvars.copy_context()
                 await asyncio.get_running_loop().run_in_executor(pool, ctx.run, self._h.handle, inp, run)
         except SluiceError as exc:
             run.fail(exc.code, exc.message)
