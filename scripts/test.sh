@@ -13,6 +13,11 @@
 #          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
 #   smoke  bin/sluice-load against `sluice dev -f bench/sluice/noop.yaml` for
 #          SMOKETIME (default 10s): the benchmark's path runs with no error
+#   python the Python package (python/): ruff, mypy --strict, then pytest
+#          (the protocol, the replica runtime and the conformance suite)
+#          against `sluice dev` built from this checkout, or against
+#          SLUICE_TEST_BROKERS when set; its virtualenv is cached in
+#          ~/.cache/sluice, keyed by python/pyproject.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -140,13 +145,40 @@ smoke() (
 	fi
 )
 
+# python runs the Python package's checks from a virtualenv cached under
+# SLUICE_CACHE (default ~/.cache/sluice), one per checkout and
+# pyproject.toml: python/ is installed in it editable, with its test extras.
+python() (
+	echo "== python: ruff, mypy --strict, pytest (conformance on the Python replica)"
+	local cache=${SLUICE_CACHE:-$HOME/.cache/sluice} py=${PYTHON:-python3} stamp venv
+	"$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "python: need Python >= 3.10 (set PYTHON)" >&2; exit 1; }
+	stamp=$({ echo "python-venv 1"; "$py" -c 'import sys; print(sys.version)'; pwd; sha256sum python/pyproject.toml; } | sha256sum | cut -c1-16)
+	venv=$cache/python-venv-$stamp
+	mkdir -p "$cache/locks"
+	(
+		if command -v flock >/dev/null; then flock 9; fi
+		if [ ! -f "$venv/.ready" ]; then
+			echo "python: building $venv"
+			rm -rf "$venv"
+			"$py" -m venv "$venv"
+			PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q -e "./python[test]"
+			touch "$venv/.ready"
+		fi
+	) 9>"$cache/locks/python-venv.lock"
+	cd python
+	"$venv/bin/ruff" check .
+	"$venv/bin/ruff" format --check .
+	"$venv/bin/mypy"
+	GO=$GO "$venv/bin/python" -m pytest -q -p no:cacheprovider
+)
+
 if [ $# -eq 0 ]; then
-	set -- gen unit fuzz e2e real tf clients smoke
+	set -- gen unit fuzz e2e real tf clients smoke python
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | real | tf | gen | clients | smoke) "$tier" ;;
+	unit | fuzz | e2e | real | tf | gen | clients | smoke | python) "$tier" ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients, smoke)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients, smoke, python)" >&2; exit 2 ;;
 	esac
 done

@@ -51,7 +51,7 @@ def broker() -> Iterator[list[str]]:
 
 def _build(tmp: Path) -> str:
     binary = tmp / "sluice"
-    subprocess.run(["go", "build", "-o", str(binary), "./cmd/sluice"], cwd=REPO, check=True)
+    subprocess.run([os.environ.get("GO", "go"), "build", "-o", str(binary), "./cmd/sluice"], cwd=REPO, check=True)
     return str(binary)
 
 
