@@ -135,8 +135,12 @@ class Replica:
                 (c.pause if full else c.resume)(parts)
             self._paused = full
         self._store_marks(c)
-        free = max(1, self.cfg.max_ongoing_requests - self._tracker.ongoing)
-        msgs = c.consume(free, POLL_INTERVAL_S)
+        # A batch consume waits for all it asks for: wait for one record,
+        # then take what else is already fetched, up to the free slots.
+        msgs = c.consume(1, POLL_INTERVAL_S)
+        free = self.cfg.max_ongoing_requests - self._tracker.ongoing - len(msgs)
+        if msgs and free > 0:
+            msgs += c.consume(free, 0)
         out: list[Message] = []
         for m in msgs:
             err = m.error()
