@@ -5,7 +5,10 @@ while serving, soft stop on SIGTERM, failover between members."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -17,7 +20,7 @@ from pathlib import Path
 from broker import create_topics
 from kafka_io import committed, produce, read_all
 from sluice.protocol import Record, SluiceError, parse_reply
-from sluice.replica import Handler, Input, Output, Replica, ReplicaConfig, current
+from sluice.replica import Handler, Input, Output, Publisher, Replica, ReplicaConfig, current, report_key
 
 Uniq = Callable[[str], str]
 
@@ -235,3 +238,40 @@ async def test_failover_between_members(brokers: list[str], uniq: Uniq) -> None:
         assert len(got) == n
         assert b.stats().partitions == 4
     assert took < 15, f"partitions moved after {took:.1f}s: the stopped member did not leave"
+
+
+async def test_reports_on_the_status_topic(brokers: list[str], uniq: Uniq) -> None:
+    cfg = make(brokers, uniq, app="a", instance="r0", revision="rev1", generation=3)
+    status = uniq("status")
+    await asyncio.to_thread(create_topics, brokers, [status])
+    pub = Publisher(brokers, status)
+    r = Replica(cfg, Echo())
+    pub.add(r)
+    published = asyncio.create_task(pub.run())
+    served = asyncio.create_task(r.run())
+    try:
+        for i in range(2):
+            await asyncio.to_thread(request, brokers, cfg, f"r{i}", b"x")
+        assert len(await replies(brokers, cfg, 2)) == 2
+        key = report_key("a", "D", "r0").encode()
+        deadline = time.monotonic() + 20
+        while True:
+            recs = [x for x in await asyncio.to_thread(read_all, brokers, status) if x.key == key]
+            last = json.loads(recs[-1].value or b"{}") if recs else {}
+            if last.get("processed") == 2 and last.get("ready"):
+                break
+            assert time.monotonic() < deadline, f"no report of the work done: {last}"
+            await asyncio.sleep(0.2)
+        assert {k: last[k] for k in ("app", "deployment", "instance", "revision", "generation", "partitions")} == {
+            "app": "a", "deployment": "D", "instance": "r0", "revision": "rev1", "generation": 3, "partitions": 1,
+        }  # fmt: skip
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", last["at"]), last["at"]
+    finally:
+        r.stop()
+        await asyncio.wait_for(served, 30)
+        await asyncio.to_thread(pub.remove, r)
+        published.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await published
+    recs = [x for x in await asyncio.to_thread(read_all, brokers, status) if x.key == key]
+    assert not recs[-1].value, "a withdrawn replica's last record is a tombstone"

@@ -5,6 +5,7 @@ from sluice.replica.config import ReplicaConfig
 from sluice.replica.context import RequestContext, current
 from sluice.replica.handler import Handler, HTTPIngress, HTTPOutput, Input, Output, Streamer
 from sluice.replica.replica import Replica, Stats, serve_until_signalled
+from sluice.replica.report import Publisher, Report, report_key
 
 __all__ = [
     "HTTPIngress",
@@ -12,11 +13,14 @@ __all__ = [
     "Handler",
     "Input",
     "Output",
+    "Publisher",
     "Replica",
     "ReplicaConfig",
+    "Report",
     "RequestContext",
     "Stats",
     "Streamer",
     "current",
+    "report_key",
     "serve_until_signalled",
 ]

@@ -29,6 +29,10 @@ FETCH_MAX_WAIT_S = 0.25
 """A partition that joins a fetch session late waits for the fetch in
 flight: keep the wait short, or a replica woken from zero answers late."""
 
+READY_GRACE_S = 2.0
+"""How long a member that joined with no partitions waits for some before
+it counts as ready anyway (more replicas than partitions)."""
+
 POLL_INTERVAL_S = 0.1
 """The longest a consume call blocks: how soon the loop sees a stop or a
 free slot after pausing."""
@@ -45,8 +49,15 @@ class ReplicaConfig:
     topics: list[str]  # the deployment's incoming edge topics (and ingress)
     output: str  # the application's output topic
     dead_letter: str  # the application's dead-letter topic
-    deployment: str = ""  # for dead-letter headers and logs
+    deployment: str = ""  # for dead-letter headers, logs and reports
     successors: list[str] = field(default_factory=list)  # dataflow edge topics
+
+    # Identity in reports (report.Publisher): the application, this replica
+    # among the deployment's, and the spec it runs.
+    app: str = ""
+    instance: str = ""
+    revision: str = ""
+    generation: int = 0
 
     max_ongoing_requests: int = DEFAULT_MAX_ONGOING
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S

@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +26,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from sluice import protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
-from sluice.replica.config import POLL_INTERVAL_S, ReplicaConfig
+from sluice.replica.config import POLL_INTERVAL_S, READY_GRACE_S, ReplicaConfig
 from sluice.replica.context import RequestContext, set_current
 from sluice.replica.handler import Handler, HTTPIngress, Input, Streamer
 from sluice.replica.leave import leave_group
 from sluice.replica.offsets import Slot, Tracker
 from sluice.replica.producer import Sender, too_large
+from sluice.replica.report import Report, go_time
 
 
 @dataclass
@@ -61,6 +63,9 @@ class Replica:
         self._stats_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._joined = False
+        self._started_ns = time.time_ns()
+        self._changed: Callable[[], None] | None = None
         self._consumer: Consumer | None = None
         self._sender: Sender | None = None
         self._paused = False
@@ -78,8 +83,36 @@ class Replica:
 
     @property
     def ready(self) -> threading.Event:
-        """Set once the replica was first assigned partitions."""
+        """Set once the replica holds partitions, or has been a member of
+        its group for READY_GRACE_S without any (more replicas than
+        partitions): a roll stops the replica it replaces only then."""
         return self._ready
+
+    def on_change(self, fn: Callable[[], None]) -> None:
+        """Calls fn (from the poll thread; it must not block) after every
+        change of the owned partitions and once ready (a Publisher's poke)."""
+        self._changed = fn
+
+    def report(self) -> Report:
+        """The replica's report as of now."""
+        st, cfg = self.stats(), self.cfg
+        return Report(
+            app=cfg.app, deployment=cfg.deployment, instance=cfg.instance,
+            revision=cfg.revision, generation=cfg.generation,
+            ready=self._ready.is_set(), partitions=st.partitions,
+            processed=st.processed, failed=st.failed, expired=st.expired,
+            dead_lettered=st.dead_lettered, ongoing=st.ongoing,
+            started=go_time(self._started_ns), at=go_time(time.time_ns()),
+        )  # fmt: skip
+
+    def _mark_ready(self) -> None:
+        if not self._ready.is_set():
+            self._ready.set()
+            self._tell()
+
+    def _tell(self) -> None:
+        if self._changed is not None:
+            self._changed()
 
     def stop(self) -> None:
         """Asks for a soft stop: no new records, those in flight finish
@@ -156,7 +189,17 @@ class Replica:
             c.pause(parts)
         if n:
             self._log.info("partitions assigned", extra={"group": self.cfg.group, "added": n})
-        self._ready.set()
+        if not self._joined:
+            # A member that joins a cooperative group is given partitions in
+            # the rebalance after the one that admitted it; one that has
+            # none by then is beyond the partition count, and ready as it is.
+            self._joined = True
+            timer = threading.Timer(READY_GRACE_S, self._mark_ready)
+            timer.daemon = True
+            timer.start()
+        if parts:
+            self._mark_ready()
+        self._tell()
 
     def _revoked(self, c: Consumer, parts: list[TopicPartition]) -> None:
         """Waits (bounded) for the revoked partitions' records in flight,
@@ -168,12 +211,14 @@ class Replica:
         n = self._tracker.forget(tps)
         if n:
             self._log.info("partitions revoked", extra={"group": self.cfg.group, "revoked": n})
+        self._tell()
         self._commit(c, "commit on revoke failed")
 
     def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         n = self._tracker.forget((p.topic, p.partition) for p in parts)
         if n:
             self._log.warning("partitions lost", extra={"group": self.cfg.group, "lost": n})
+        self._tell()
 
     def _store_marks(self, c: Consumer) -> None:
         """Stores the offsets marked since the last call (offset + 1 of
