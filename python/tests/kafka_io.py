@@ -12,8 +12,8 @@ from sluice.protocol import Record, headers
 
 
 def produce(brokers: list[str], rec: Record) -> Record:
-    """Produces rec and waits for its acknowledgement; returns it with its
-    partition and offset."""
+    """Produces rec (to its partition when not negative) and waits for its
+    acknowledgement; returns it with its partition and offset."""
     p = Producer({"bootstrap.servers": ",".join(brokers), "linger.ms": 0})
     got: list[Message] = []
     errs: list[KafkaError] = []
@@ -24,7 +24,10 @@ def produce(brokers: list[str], rec: Record) -> Record:
         got.append(msg)
 
     hs: list[tuple[str, str | bytes | None]] = list(rec.headers)
-    p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, on_delivery=done)
+    if rec.partition >= 0:
+        p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, partition=rec.partition, on_delivery=done)
+    else:
+        p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, on_delivery=done)
     p.flush(15)
     if errs or not got:
         raise RuntimeError(f"produce to {rec.topic}: {errs or 'no acknowledgement'}")
@@ -63,12 +66,12 @@ def read_all(brokers: list[str], topic: str, timeout_s: float = 15.0) -> list[Re
         c.close()
 
 
-def committed(brokers: list[str], group: str, topic: str) -> int:
-    """The offset group has committed for partition 0 of topic; -1: none."""
+def committed(brokers: list[str], group: str, topic: str, partition: int = 0) -> int:
+    """The offset group has committed for a partition of topic; -1: none."""
     c = Consumer({"bootstrap.servers": ",".join(brokers), "group.id": group, "enable.auto.commit": False})
     try:
         try:
-            (tp,) = c.committed([TopicPartition(topic, 0)], timeout=5)
+            (tp,) = c.committed([TopicPartition(topic, partition)], timeout=5)
         except KafkaException:
             return -1  # the group does not exist yet
         return int(tp.offset) if tp.offset >= 0 else -1

@@ -40,9 +40,10 @@ def config(brokers: list[str], uniq: Uniq, partitions: int = 1, **kw: object) ->
     names = [uniq(n) for n in ("in", "out", "dlq")]
     create_topics(brokers, names[:1], partitions)
     create_topics(brokers, names[1:])
+    settings: dict[str, object] = {"deployment": "D", "drain_timeout_s": 10.0, **kw}
     return ReplicaConfig(
         brokers=brokers, group=uniq("group"), topics=[names[0]], output=names[1], dead_letter=names[2],
-        deployment="D", drain_timeout_s=10.0, **kw,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -275,3 +276,56 @@ async def test_reports_on_the_status_topic(brokers: list[str], uniq: Uniq) -> No
             await published
     recs = [x for x in await asyncio.to_thread(read_all, brokers, status) if x.key == key]
     assert not recs[-1].value, "a withdrawn replica's last record is a tombstone"
+
+
+class Counting:
+    """Counts runs per request id; "slow" records take SLOW_S."""
+
+    SLOW_S = 3.0
+
+    def __init__(self) -> None:
+        self.runs: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.started = threading.Event()
+
+    async def handle(self, inp: Input, out: Output) -> None:
+        with self.lock:
+            self.runs[inp.env.id] = self.runs.get(inp.env.id, 0) + 1
+        if inp.value == b"slow":
+            self.started.set()
+            await asyncio.sleep(self.SLOW_S)
+        out.emit(inp.value, "text/plain")
+
+
+async def test_a_revoked_partition_is_not_committed_by_its_old_owner(brokers: list[str], uniq: Uniq) -> None:
+    """A holds both partitions, each with a slow record in flight; B joins
+    and takes one. A's revoke waits only drain_timeout_s, so the revoked
+    record is still running: A never marks it, B runs it again (at least
+    once), and every partition ends committed."""
+    cfg = make(brokers, uniq, partitions=2, drain_timeout_s=0.5)
+    a_h, b_h = Counting(), Counting()
+    async with running(cfg, a_h) as a:
+        await asyncio.to_thread(a.ready.wait, 20)
+        for part in (0, 1):
+            rid = f"slow{part}"
+            hs = [("sl-id", rid.encode()), ("sl-reply", _reply[cfg.group].encode())]
+            await asyncio.to_thread(produce, brokers, Record(cfg.topics[0], rid.encode(), b"slow", hs, part))
+        assert await asyncio.to_thread(a_h.started.wait, 20)
+        async with running(cfg, b_h) as b:
+            deadline = time.monotonic() + 20
+            while b.stats().partitions == 0:
+                assert time.monotonic() < deadline, "B got no partition"
+                await asyncio.sleep(0.05)
+            got = await replies(brokers, cfg, 2)
+            assert set(got) == {"slow0", "slow1"}
+            await asyncio.sleep(Counting.SLOW_S + 1)  # A's revoked record finishes meanwhile
+            assert sum(b_h.runs.values()) == 1, f"B ran the revoked partition's record again: {b_h.runs}"
+            moved = next(iter(b_h.runs))
+            assert a_h.runs[moved] == 1
+            for part in (0, 1):
+                at = await asyncio.to_thread(committed_part, brokers, cfg.group, cfg.topics[0], part)
+                assert at == 1, f"partition {part} committed at {at}"
+
+
+def committed_part(brokers: list[str], group: str, topic: str, partition: int) -> int:
+    return committed(brokers, group, topic, partition)
