@@ -7,6 +7,8 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from sluice.protocol import Envelope
+
 
 @dataclass(frozen=True)
 class RequestContext:
@@ -15,6 +17,7 @@ class RequestContext:
     model: str = ""  # sl-model
     version: str = ""  # sl-version
     headers: dict[str, str] = field(default_factory=dict)  # the caller's x-* headers
+    envelope: Envelope | None = None  # the whole envelope (handle calls take from it)
 
     def remaining_s(self) -> float | None:
         """Seconds until the deadline (negative once past); None: none."""

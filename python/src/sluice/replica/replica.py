@@ -307,7 +307,7 @@ class Replica:
         inp = Input(env=env, topic=run.rec.topic, key=run.rec.key, value=run.rec.value or b"")
         # Each record runs in its own task, so its context is its own; a
         # synchronous handler gets a copy of it in the pool.
-        set_current(RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers()))
+        set_current(RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers(), env))
         try:
             if self._async:
                 coro: Any = self._h.handle(inp, run)
