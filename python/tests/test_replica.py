@@ -36,32 +36,29 @@ async def running(cfg: ReplicaConfig, handler: Handler) -> AsyncIterator[Replica
         await asyncio.wait_for(task, 30)
 
 
-def config(brokers: list[str], uniq: Uniq, partitions: int = 1, **kw: object) -> ReplicaConfig:
+def make(brokers: list[str], uniq: Uniq, partitions: int = 1, **kw: object) -> ReplicaConfig:
+    """A replica's config on new topics (its input with partitions), and
+    the reply topic its requests name (reply_topic)."""
     names = [uniq(n) for n in ("in", "out", "dlq")]
-    create_topics(brokers, names[:1], partitions)
-    create_topics(brokers, names[1:])
-    settings: dict[str, object] = {"deployment": "D", "drain_timeout_s": 10.0, **kw}
-    return ReplicaConfig(
+    cfg = ReplicaConfig(
         brokers=brokers, group=uniq("group"), topics=[names[0]], output=names[1], dead_letter=names[2],
-        **settings,  # type: ignore[arg-type]
+        **{"deployment": "D", "drain_timeout_s": 10.0, **kw},  # type: ignore[arg-type]
     )  # fmt: skip
+    create_topics(brokers, names[:1], partitions)
+    create_topics(brokers, [*names[1:], reply_topic(cfg)])
+    return cfg
 
 
-_reply: dict[str, str] = {}
+def reply_topic(cfg: ReplicaConfig) -> str:
+    return cfg.group + "-reply"
 
 
 def request(brokers: list[str], cfg: ReplicaConfig, rid: str, value: bytes, **headers: str) -> Record:
-    hs = [("sl-id", rid.encode()), ("sl-reply", _reply[cfg.group].encode())]
+    """Produces a request for rid answered on reply_topic(cfg); headers
+    are named with '_' for '-'."""
+    hs = [("sl-id", rid.encode()), ("sl-reply", reply_topic(cfg).encode())]
     hs += [(k.replace("_", "-"), v.encode()) for k, v in headers.items()]
     return produce(brokers, Record(cfg.topics[0], rid.encode(), value, hs))
-
-
-def make(brokers: list[str], uniq: Uniq, partitions: int = 1, **kw: object) -> ReplicaConfig:
-    cfg = config(brokers, uniq, partitions, **kw)
-    reply = uniq("reply")
-    create_topics(brokers, [reply])
-    _reply[cfg.group] = reply
-    return cfg
 
 
 async def replies(brokers: list[str], cfg: ReplicaConfig, n: int, timeout_s: float = 30.0) -> dict[str, Record]:
@@ -69,7 +66,7 @@ async def replies(brokers: list[str], cfg: ReplicaConfig, n: int, timeout_s: flo
     deadline = time.monotonic() + timeout_s
     while True:
         got: dict[str, Record] = {}
-        for r in await asyncio.to_thread(read_all, brokers, _reply[cfg.group]):
+        for r in await asyncio.to_thread(read_all, brokers, reply_topic(cfg)):
             got.setdefault(parse_reply(r).id, r)
         if len(got) >= n or time.monotonic() > deadline:
             return got
@@ -308,7 +305,7 @@ async def test_a_revoked_partition_is_not_committed_by_its_old_owner(brokers: li
         await asyncio.to_thread(a.ready.wait, 20)
         for part in (0, 1):
             rid = f"slow{part}"
-            hs = [("sl-id", rid.encode()), ("sl-reply", _reply[cfg.group].encode())]
+            hs = [("sl-id", rid.encode()), ("sl-reply", reply_topic(cfg).encode())]
             await asyncio.to_thread(produce, brokers, Record(cfg.topics[0], rid.encode(), b"slow", hs, part))
         assert await asyncio.to_thread(a_h.started.wait, 20)
         async with running(cfg, b_h) as b:

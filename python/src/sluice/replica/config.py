@@ -109,6 +109,7 @@ class ReplicaConfig:
             "session.timeout.ms": int(self.session_timeout_s * 1000),
             "fetch.wait.max.ms": int(FETCH_MAX_WAIT_S * 1000),
             "enable.partition.eof": False,
+            "enable.metrics.push": False,  # no KIP-714 telemetry to the broker
         }
         if self.instance_id:
             conf["group.instance.id"] = self.instance_id
@@ -123,6 +124,7 @@ class ReplicaConfig:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,
+            "enable.metrics.push": False,
         }
         conf.update(self.producer_extra)
         return conf
