@@ -122,6 +122,8 @@ class Named:
             raise ValueError("no good")
         if inp.value == b"coded":
             raise SluiceError("gone", "not_found")
+        if inp.value == b"timeout":
+            raise TimeoutError("the model server did not answer")
         if inp.value == b"slow":
             self.slow_started.set()
             self.gate.wait(20)
@@ -131,12 +133,13 @@ class Named:
 async def test_exceptions_are_answered_and_the_replica_goes_on(brokers: list[str], uniq: Uniq) -> None:
     cfg = make(brokers, uniq)
     async with running(cfg, Named()):
-        for rid, v in (("a", b"boom"), ("b", b"coded"), ("c", b"fine")):
+        for rid, v in (("a", b"boom"), ("b", b"coded"), ("t", b"timeout"), ("c", b"fine")):
             await asyncio.to_thread(request, brokers, cfg, rid, v)
-        got = await replies(brokers, cfg, 3)
-    a, b, c = (parse_reply(got[k]) for k in "abc")
+        got = await replies(brokers, cfg, 4)
+    a, b, t, c = (parse_reply(got[k]) for k in "abtc")
     assert (a.status, a.error) == ("internal", "deployment D raised ValueError: no good")
     assert (b.status, b.error) == ("not_found", "gone")
+    assert (t.status, t.error) == ("internal", "deployment D raised TimeoutError: the model server did not answer")
     assert (c.status, c.value) == ("", b"FINE")
 
 

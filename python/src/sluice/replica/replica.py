@@ -319,12 +319,12 @@ class Replica:
         except SluiceError as exc:
             run.fail(exc.code, exc.message)
             return
-        except asyncio.TimeoutError:
-            run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving")
-            return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and env.expired():
+                run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving")
+                return
             self._log.error(
                 "deployment raised", extra={"deployment": self.cfg.deployment, "traceback": traceback.format_exc()}
             )
