@@ -13,6 +13,12 @@
 #          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
 #   smoke  bin/sluice-load against `sluice dev -f bench/sluice/noop.yaml` for
 #          SMOKETIME (default 10s): the benchmark's path runs with no error
+#   python the Python package (python/): ruff, mypy --strict, then pytest
+#          (the protocol, the replica runtime and the conformance suite)
+#          against `sluice dev` built from this checkout, or against
+#          SLUICE_TEST_BROKERS when set (the real tier runs the same pytest
+#          on its Kafka); its virtualenv is cached in ~/.cache/sluice,
+#          keyed by python/pyproject.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -87,6 +93,8 @@ real() {
 	$GO test -count=1 ./e2e/ ./registry/... ./autoscaler/
 	echo "== broker restart under load (scripts/kafka.sh restart), alone"
 	SLUICE_TEST_BROKER_RESTART=1 $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
+	echo "== the Python package's tests (conformance on the Python replica), real Apache Kafka"
+	python_tests
 }
 
 tf() {
@@ -140,13 +148,54 @@ smoke() (
 	fi
 )
 
+# python_venv prints the path of the virtualenv of the Python package's
+# checks, building it first if needed: cached under SLUICE_CACHE (default
+# ~/.cache/sluice), one per checkout and python/pyproject.toml, with
+# python/ installed in it editable with its test extras.
+python_venv() {
+	local cache=${SLUICE_CACHE:-$HOME/.cache/sluice} py=${PYTHON:-python3} stamp venv
+	"$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "python: need Python >= 3.10 (set PYTHON)" >&2; return 1; }
+	stamp=$({ echo "python-venv 1"; "$py" -c 'import sys; print(sys.version)'; pwd; sha256sum python/pyproject.toml; } | sha256sum | cut -c1-16)
+	venv=$cache/python-venv-$stamp
+	mkdir -p "$cache/locks"
+	(
+		if command -v flock >/dev/null; then flock 9; fi
+		if [ ! -f "$venv/.ready" ]; then
+			echo "python: building $venv" >&2
+			rm -rf "$venv"
+			"$py" -m venv "$venv"
+			PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q -e "./python[test]" >&2
+			touch "$venv/.ready"
+		fi
+	) 9>"$cache/locks/python-venv.lock"
+	echo "$venv"
+}
+
+# python_tests runs the Python package's pytest suite: against
+# SLUICE_TEST_BROKERS when set, else against `sluice dev` built from this
+# checkout.
+python_tests() (
+	local venv
+	venv=$(python_venv)
+	cd python
+	GO=$GO "$venv/bin/python" -m pytest -q -p no:cacheprovider
+)
+
+python() (
+	echo "== python: ruff, mypy --strict, pytest (conformance on the Python replica)"
+	local venv
+	venv=$(python_venv)
+	(cd python && "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check . && "$venv/bin/mypy")
+	python_tests
+)
+
 if [ $# -eq 0 ]; then
-	set -- gen unit fuzz e2e real tf clients smoke
+	set -- gen unit fuzz e2e real tf clients smoke python
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | real | tf | gen | clients | smoke) "$tier" ;;
+	unit | fuzz | e2e | real | tf | gen | clients | smoke | python) "$tier" ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients, smoke)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients, smoke, python)" >&2; exit 2 ;;
 	esac
 done

@@ -1,0 +1,26 @@
+"""The Python replica runtime: a consumer-group member of a deployment on
+confluent-kafka (librdkafka), keeping the invariants of the Go replica."""
+
+from sluice.replica.config import ReplicaConfig
+from sluice.replica.context import RequestContext, current
+from sluice.replica.handler import Handler, HTTPIngress, HTTPOutput, Input, Output, Streamer
+from sluice.replica.replica import Replica, Stats, serve_until_signalled
+from sluice.replica.report import Publisher, Report, report_key
+
+__all__ = [
+    "HTTPIngress",
+    "HTTPOutput",
+    "Handler",
+    "Input",
+    "Output",
+    "Publisher",
+    "Replica",
+    "ReplicaConfig",
+    "Report",
+    "RequestContext",
+    "Stats",
+    "Streamer",
+    "current",
+    "report_key",
+    "serve_until_signalled",
+]

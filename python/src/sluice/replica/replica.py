@@ -1,0 +1,452 @@
+"""One replica: a member of its deployment's consumer group that processes
+records with bounded concurrency and produces their results downstream or
+to the caller, keeping the invariants of replicas/replica.go.
+
+Threads: the event loop runs the poll loop and async handlers; one poll
+thread makes every consumer call (librdkafka runs the rebalance callbacks
+there); a pool runs synchronous handlers; the producer's thread runs the
+delivery callbacks, which complete records. Offsets: see offsets.Tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from sluice import protocol
+from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
+from sluice.replica.config import POLL_INTERVAL_S, READY_GRACE_S, ReplicaConfig
+from sluice.replica.context import RequestContext, set_current
+from sluice.replica.handler import Handler, HTTPIngress, Input, Streamer
+from sluice.replica.leave import leave_group
+from sluice.replica.offsets import Slot, Tracker
+from sluice.replica.producer import Sender, too_large
+from sluice.replica.report import Report, go_time
+
+
+@dataclass
+class Stats:
+    """A replica's counters."""
+
+    processed: int = 0
+    failed: int = 0
+    expired: int = 0
+    dead_lettered: int = 0
+    ongoing: int = 0
+    partitions: int = 0
+
+
+class Replica:
+    """One consumer-group member of a deployment. Create it, then await
+    run(); stop() (or SIGTERM with serve_until_signalled) stops it softly."""
+
+    def __init__(self, cfg: ReplicaConfig, handler: Handler) -> None:
+        self.cfg = cfg
+        self._h = handler
+        self._log = cfg.log
+        self._streams = isinstance(handler, Streamer) and handler.streams()
+        self._http = isinstance(handler, HTTPIngress) and handler.http_ingress()
+        self._async = inspect.iscoroutinefunction(handler.handle)
+        self._tracker: Tracker[Message] = Tracker()
+        self._stats = Stats()
+        self._stats_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._joined = False
+        self._started_ns = time.time_ns()
+        self._changed: Callable[[], None] | None = None
+        self._consumer: Consumer | None = None
+        self._sender: Sender | None = None
+        self._paused = False
+        self._slots = asyncio.Semaphore(cfg.max_ongoing_requests)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- public surface
+
+    def stats(self) -> Stats:
+        with self._stats_lock:
+            s = Stats(**vars(self._stats))
+        s.ongoing = self._tracker.ongoing
+        s.partitions = len(self._tracker.owned())
+        return s
+
+    @property
+    def ready(self) -> threading.Event:
+        """Set once the replica holds partitions, or has been a member of
+        its group for READY_GRACE_S without any (more replicas than
+        partitions): a roll stops the replica it replaces only then."""
+        return self._ready
+
+    def on_change(self, fn: Callable[[], None]) -> None:
+        """Calls fn (from the poll thread; it must not block) after every
+        change of the owned partitions and once ready (a Publisher's poke)."""
+        self._changed = fn
+
+    def report(self) -> Report:
+        """The replica's report as of now."""
+        st, cfg = self.stats(), self.cfg
+        return Report(
+            app=cfg.app, deployment=cfg.deployment, instance=cfg.instance,
+            revision=cfg.revision, generation=cfg.generation,
+            ready=self._ready.is_set(), partitions=st.partitions,
+            processed=st.processed, failed=st.failed, expired=st.expired,
+            dead_lettered=st.dead_lettered, ongoing=st.ongoing,
+            started=go_time(self._started_ns), at=go_time(time.time_ns()),
+        )  # fmt: skip
+
+    def _mark_ready(self) -> None:
+        if not self._ready.is_set():
+            self._ready.set()
+            self._tell()
+
+    def _tell(self) -> None:
+        if self._changed is not None:
+            self._changed()
+
+    def stop(self) -> None:
+        """Asks for a soft stop: no new records, those in flight finish
+        (bounded by drain_timeout_s), offsets are committed, the replica
+        leaves its group. Safe from any thread and from signal handlers."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Consumes until stop(), then stops softly; cancelling it stops
+        at once (a hard stop: nothing more is committed)."""
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        poll = ThreadPoolExecutor(1, thread_name_prefix="sluice-poll")
+        pool = ThreadPoolExecutor(cfg.sync_workers or cfg.max_ongoing_requests, thread_name_prefix="sluice-handler")
+        self._sender = Sender(cfg.producer_settings(), self._log)
+        consumer = Consumer(cfg.consumer_settings(), logger=self._log)
+        self._consumer = consumer
+        try:
+            await loop.run_in_executor(poll, self._subscribe)
+            while not self._stop.is_set():
+                msgs = await loop.run_in_executor(poll, self._poll_once)
+                for msg in msgs:
+                    self._dispatch(msg, pool)
+            await self._drain()
+            await loop.run_in_executor(poll, self._close)
+        finally:
+            # A hard stop: nothing still running may be marked.
+            self._tracker.forget()
+            for t in self._tasks:
+                t.cancel()
+            left = self._sender.close(cfg.drain_timeout_s)
+            if left:
+                self._log.warning("outputs unacknowledged at close", extra={"left": left})
+            pool.shutdown(wait=False, cancel_futures=True)
+            poll.shutdown(wait=False)  # after a hard stop, a poll may still be running
+
+    # -- the poll thread
+
+    def _subscribe(self) -> None:
+        assert self._consumer is not None
+        self._consumer.subscribe(self.cfg.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+
+    def _poll_once(self) -> list[Message]:
+        """One consume call. At max_ongoing_requests in flight the owned
+        partitions are paused (the call then serves rebalances only) and
+        resumed once a slot is free."""
+        c = self._consumer
+        assert c is not None
+        full = self._tracker.ongoing >= self.cfg.max_ongoing_requests
+        if full != self._paused:
+            parts = c.assignment()
+            if parts:
+                (c.pause if full else c.resume)(parts)
+            self._paused = full
+        self._store_marks(c)
+        # A batch consume waits for all it asks for: wait for one record,
+        # then take what else is already fetched, up to the free slots.
+        msgs = c.consume(1, POLL_INTERVAL_S)
+        free = self.cfg.max_ongoing_requests - self._tracker.ongoing - len(msgs)
+        if msgs and free > 0:
+            msgs += c.consume(free, 0)
+        out: list[Message] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                self._log.warning("fetch failed", extra={"err": str(err)})
+                continue
+            out.append(m)
+        return out
+
+    def _assigned(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        n = self._tracker.assign((p.topic, p.partition) for p in parts)
+        if self._paused and parts:
+            c.pause(parts)
+        if n:
+            self._log.info("partitions assigned", extra={"group": self.cfg.group, "added": n})
+        if not self._joined:
+            # A member that joins a cooperative group is given partitions in
+            # the rebalance after the one that admitted it; one that has
+            # none by then is beyond the partition count, and ready as it is.
+            self._joined = True
+            timer = threading.Timer(READY_GRACE_S, self._mark_ready)
+            timer.daemon = True
+            timer.start()
+        if parts:
+            self._mark_ready()
+        self._tell()
+
+    def _revoked(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        """Waits (bounded) for the revoked partitions' records in flight,
+        forgets them, then commits what was marked. Records still running
+        after the wait are never marked: the next owner processes them."""
+        tps = [(p.topic, p.partition) for p in parts]
+        self._tracker.wait_idle(tps, self.cfg.drain_timeout_s)
+        self._store_marks(c)
+        n = self._tracker.forget(tps)
+        if n:
+            self._log.info("partitions revoked", extra={"group": self.cfg.group, "revoked": n})
+        self._tell()
+        self._commit(c, "commit on revoke failed")
+
+    def _lost(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        n = self._tracker.forget((p.topic, p.partition) for p in parts)
+        if n:
+            self._log.warning("partitions lost", extra={"group": self.cfg.group, "lost": n})
+        self._tell()
+
+    def _store_marks(self, c: Consumer) -> None:
+        """Stores the offsets marked since the last call (offset + 1 of
+        each partition's finished prefix), for the next commit."""
+        for msg in self._tracker.take_marks():
+            try:
+                c.store_offsets(message=msg)
+            except KafkaException as exc:  # the partition went away in librdkafka
+                self._log.debug("offset not stored", extra={"err": str(exc)})
+
+    def _commit(self, c: Consumer, what: str) -> None:
+        try:
+            c.commit(asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError._NO_OFFSET:
+                return  # nothing marked since the last commit
+            self._log.warning(what, extra={"group": self.cfg.group, "err": str(exc)})
+
+    def _close(self) -> None:
+        """After the drain: forget every partition (whatever still runs is
+        the next owner's), commit, leave the group, close."""
+        c = self._consumer
+        assert c is not None
+        self._store_marks(c)
+        self._tracker.forget()
+        self._commit(c, "final commit failed")
+        member = c.memberid() or ""
+        c.close()  # a dynamic member leaves its group here
+        if self.cfg.instance_id and member:
+            leave_group(self.cfg, member, self._log)
+
+    # -- the event loop
+
+    def _dispatch(self, msg: Message, pool: ThreadPoolExecutor) -> None:
+        topic, partition = msg.topic() or "", msg.partition() or 0
+        slot = self._tracker.add((topic, partition), msg)
+        if slot is None:  # revoked between the poll and now
+            return
+        task = asyncio.get_running_loop().create_task(self._process(slot, pool))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        """Waits for every record in flight, bounded by drain_timeout_s."""
+        if not await asyncio.to_thread(self._tracker.wait_idle, None, self.cfg.drain_timeout_s):
+            self._log.warning("drain timed out; records will be redelivered", extra={"ongoing": self._tracker.ongoing})
+
+    def _count(self, name: str) -> None:
+        with self._stats_lock:
+            setattr(self._stats, name, getattr(self._stats, name) + 1)
+
+    async def _process(self, slot: Slot[Message], pool: ThreadPoolExecutor) -> None:
+        msg = slot.msg
+        rec = Record(
+            topic=msg.topic() or "",
+            key=msg.key(),
+            value=msg.value(),
+            headers=headers.normalize(msg.headers()),
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+        )
+        req, err = protocol.parse_request(rec)
+        run = _Run(self, slot, rec, req)
+        try:
+            async with self._slots:
+                await self._serve(run, req, err, pool)
+        finally:
+            run.release()
+
+    async def _serve(self, run: _Run, req: Request, err: protocol.ParseError | None, pool: ThreadPoolExecutor) -> None:
+        if err is not None:
+            run.fail(Code.INVALID_ARGUMENT.value, str(err))
+            return
+        env = req.env
+        if self._http:
+            try:
+                env.http_request()
+            except protocol.ParseError as exc:
+                run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} is an HTTP ingress: {exc}")
+                return
+        if env.expired():
+            self._count("expired")
+            run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed before processing")
+            return
+        inp = Input(env=env, topic=run.rec.topic, key=run.rec.key, value=run.rec.value or b"")
+        # Each record runs in its own task, so its context is its own; a
+        # synchronous handler gets a copy of it in the pool.
+        set_current(RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers(), env))
+        try:
+            if self._async:
+                coro: Any = self._h.handle(inp, run)
+                timeout = None if env.deadline_ns == 0 else max(0.0, (env.deadline_ns - time.time_ns()) / 1e9)
+                await asyncio.wait_for(coro, timeout)
+            else:
+                ctx = contextvars.copy_context()
+                await asyncio.get_running_loop().run_in_executor(pool, ctx.run, self._h.handle, inp, run)
+        except SluiceError as exc:
+            run.fail(exc.code, exc.message)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and env.expired():
+                run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving")
+                return
+            self._log.error(
+                "deployment raised", extra={"deployment": self.cfg.deployment, "traceback": traceback.format_exc()}
+            )
+            run.fail(code_of(exc), f"deployment {self.cfg.deployment} raised {type(exc).__name__}: {exc}")
+            return
+        self._count("processed")
+        if run.stream:
+            run.send(protocol.end(req, self.cfg.output, run.seq))
+
+
+class _Run:
+    """One record's processing: the Output its handler gets. It counts the
+    produces in flight so that the record completes after the last
+    acknowledgement. Thread-safe: emit may come from a handler thread,
+    acknowledgements from the producer's."""
+
+    def __init__(self, r: Replica, slot: Slot[Message], rec: Record, req: Request) -> None:
+        self.r = r
+        self.slot = slot
+        self.rec = rec
+        self.req = req
+        self.seq = 0
+        self.stream = r._streams
+        self._resp: HTTPResponse | None = None
+        self._lock = threading.Lock()
+        self._pending = 1  # the processing itself; released when it ends
+        self._failed = False
+
+    def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
+        with self._lock:
+            self._resp = resp
+            self.stream = self.stream or streamed
+
+    def emit(self, value: bytes, content_type: str = "") -> None:
+        """Routes one output: along the continuation, to the successors, to
+        the caller, or to the output topic."""
+        cfg = self.r.cfg
+        with self._lock:
+            if self.req.env.cont:
+                if self.stream:
+                    raise protocol.InvalidArgument(
+                        "a streaming deployment's result cannot be forwarded to another deployment"
+                    )
+                fwd = protocol.forward(self.req, value, content_type)
+                assert fwd is not None
+                recs = [fwd.record()]
+            elif cfg.successors:
+                recs = [protocol.edge(self.req, t, value, content_type).record() for t in cfg.successors]
+            else:
+                seq = self.seq if self.stream else -1
+                recs = [protocol.answer(self.req, cfg.output, seq, value, content_type, self._resp)]
+                self._resp = None  # on the first answer only
+            self.seq += 1
+        for rec in recs:
+            self.send(rec)
+
+    def send(self, rec: Record) -> None:
+        assert self.r._sender is not None
+        with self._lock:
+            self._pending += 1
+        self.r._sender.send(rec, self._delivered)
+
+    def _delivered(self, rec: Record, err: KafkaError | None) -> None:
+        """A caller that waits gets an error now, naming the cause, not its
+        deadline; when the caller cannot be reached, or nobody waits, the
+        record is dead-lettered."""
+        cfg, log = self.r.cfg, self.r._log
+        if err is not None:
+            reply_to = self.req.env.reply_to
+            reachable = bool(reply_to) and (rec.topic != reply_to or too_large(err))
+            with self._lock:
+                failed = self._failed
+            if rec.topic != cfg.dead_letter and reachable and not failed:
+                log.warning(
+                    "output produce failed; answering the caller with the error",
+                    extra={"topic": rec.topic, "err": str(err)},
+                )
+                code = Code.INTERNAL.value if too_large(err) else Code.UNAVAILABLE.value
+                self.fail(code, f"the answer could not be delivered: produce to {rec.topic}: {err.str()}")
+            elif rec.topic != cfg.dead_letter:
+                log.warning("output produce failed", extra={"topic": rec.topic, "err": str(err)})
+                self.dead_letter(Code.UNAVAILABLE.value, f"produce to {rec.topic}: {err.str()}")
+            else:
+                src = protocol.Source(self.rec.topic, self.rec.partition, self.rec.offset)
+                log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": str(err)})
+        self.release()
+
+    def fail(self, code: str, message: str) -> None:
+        """Answers the caller with the failure, or dead-letters the record
+        when nobody waits (once)."""
+        with self._lock:
+            if self._failed:
+                return
+            self._failed = True
+        self.r._count("failed")
+        if not self.req.env.reply_to:
+            self.r._count("dead_lettered")
+        cfg = self.r.cfg
+        self.send(protocol.failure(self.req, self.rec, cfg.dead_letter, cfg.deployment, code, message))
+
+    def dead_letter(self, code: str, message: str) -> None:
+        """Dead-letters the record whoever waits: an output of it could not
+        be produced."""
+        self.r._count("dead_lettered")
+        cfg = self.r.cfg
+        self.send(protocol.new_dead_letter(cfg.dead_letter, self.rec, cfg.deployment, code, message).record())
+
+    def release(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            done = self._pending == 0
+        if done:
+            self.r._tracker.complete(self.slot)
+
+
+async def serve_until_signalled(replica: Replica) -> None:
+    """Runs the replica until SIGTERM or SIGINT, then stops it softly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, replica.stop)
+    try:
+        await replica.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,117 @@
+"""Replica reports on the status topic, as replicas/report.go writes them:
+one JSON report per replica, keyed replica/<app>/<deployment>/<instance>,
+renewed every REPORT_EVERY_S and soon after its partitions change; a
+tombstone when the replica is withdrawn. A report not renewed for three
+periods is a replica gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from confluent_kafka import KafkaError, Message, Producer
+
+if TYPE_CHECKING:
+    from sluice.replica.replica import Replica
+
+REPORT_EVERY_S = 5.0
+POKE_COALESCE_S = 0.1
+_PREFIX = "replica/"
+
+
+def report_key(app: str, deployment: str, instance: str) -> str:
+    return f"{_PREFIX}{app}/{deployment}/{instance}"
+
+
+def go_time(ns: int) -> str:
+    """Unix nanoseconds as Go's time.Time JSON (RFC 3339, UTC, nanoseconds)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+@dataclass
+class Report:
+    """What one replica runs and has done (the Go Report's JSON fields)."""
+
+    app: str
+    deployment: str
+    instance: str
+    revision: str
+    generation: int
+    ready: bool  # holds partitions, or joined with none to hold
+    partitions: int
+    processed: int
+    failed: int
+    expired: int
+    dead_lettered: int
+    ongoing: int
+    started: str
+    at: str
+
+    def json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+class Publisher:
+    """Publishes the reports of this process's replicas with one producer.
+    Run it as a task; add replicas before they run."""
+
+    def __init__(self, brokers: list[str], topic: str, log: logging.Logger | None = None) -> None:
+        self._topic = topic
+        self._log = log or logging.getLogger("sluice.replica")
+        self._p = Producer({"bootstrap.servers": ",".join(brokers), "linger.ms": 0}, logger=self._log)
+        self._replicas: list[Replica] = []
+        self._lock = threading.Lock()  # guards _replicas; orders reports and tombstones
+        self._poked = threading.Event()
+
+    def add(self, r: Replica) -> None:
+        with self._lock:
+            self._replicas.append(r)
+        r.on_change(self.poke)
+        self.poke()
+
+    def remove(self, r: Replica, timeout_s: float = 5.0) -> None:
+        """Stops publishing r's reports and withdraws them (a tombstone)."""
+        with self._lock:
+            self._replicas = [x for x in self._replicas if x is not r]
+            cfg = r.cfg
+            self._produce(report_key(cfg.app, cfg.deployment, cfg.instance), None)
+        self._p.flush(timeout_s)
+
+    def poke(self) -> None:
+        """Asks for the reports soon; never blocks (any thread)."""
+        self._poked.set()
+
+    async def run(self) -> None:
+        """Publishes until cancelled, then flushes."""
+        try:
+            while True:
+                self.publish()
+                woke = await asyncio.to_thread(self._poked.wait, REPORT_EVERY_S)
+                if woke:
+                    await asyncio.sleep(POKE_COALESCE_S)
+                self._poked.clear()
+        finally:
+            await asyncio.to_thread(self._p.flush, 5.0)
+
+    def publish(self) -> None:
+        with self._lock:
+            for r in self._replicas:
+                rep = r.report()
+                self._produce(report_key(rep.app, rep.deployment, rep.instance), rep.json())
+        self._p.poll(0)
+
+    def _produce(self, key: str, value: bytes | None) -> None:
+        def done(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self._log.warning("report not published", extra={"key": key, "err": str(err)})
+
+        try:
+            self._p.produce(self._topic, key=key, value=value, on_delivery=done)
+        except Exception as exc:  # a report is renewed soon: log and go on
+            self._log.warning("report not published", extra={"key": key, "err": str(exc)})

@@ -1,0 +1,9 @@
+"""The serve API, with Ray Serve's names: @serve.deployment, .bind(),
+serve.run, DeploymentHandle.remote() returning a DeploymentResponse. A
+thin layer over the replica runtime (sluice.replica)."""
+
+from sluice.serve.api import run, shutdown
+from sluice.serve.deployment import Application, Deployment, deployment
+from sluice.serve.handle import DeploymentHandle, DeploymentResponse
+
+__all__ = ["Application", "Deployment", "DeploymentHandle", "DeploymentResponse", "deployment", "run", "shutdown"]

@@ -1,0 +1,160 @@
+"""Request/reply from Python: requests produced with this process's reply
+topic in sl-reply, replies read from it (one partition, no group) and
+handed to whoever waits by id (as streams.Pending does: the first reply or
+error settles a unary call; later ones, and ids nobody waits for, are
+dropped)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from itertools import count
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from sluice.protocol import (
+    ParseError,
+    Record,
+    Reply,
+    ReplyKind,
+    Request,
+    SluiceError,
+    Unavailable,
+    headers,
+    parse_reply,
+)
+from sluice.protocol.names import Namer
+
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Answer:
+    value: bytes
+    content_type: str
+
+
+class Caller:
+    """One reply topic and the calls waiting on it. Thread-safe."""
+
+    def __init__(self, brokers: list[str], namer: Namer, log: logging.Logger | None = None) -> None:
+        self._log = log or logging.getLogger("sluice.serve")
+        self._instance = "py-" + uuid.uuid4().hex[:12]
+        self.reply_topic = namer.reply(self._instance)
+        self._ids = count()
+        self._prefix = f"{os.getpid():x}{uuid.uuid4().hex[:8]}"
+        bootstrap = ",".join(brokers)
+        ensure_topics(brokers, [self.reply_topic])
+        self._p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
+        self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": self._instance, "enable.auto.commit": False,
+                            "fetch.wait.max.ms": 100}, logger=self._log)  # fmt: skip
+        _, hi = self._c.get_watermark_offsets(TopicPartition(self.reply_topic, 0), timeout=10)
+        self._c.assign([TopicPartition(self.reply_topic, 0, max(hi, 0))])
+        self._lock = threading.Lock()
+        self._waiting: dict[str, Future[Answer]] = {}
+        self._closing = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._read, name="sluice-caller-read", daemon=True),
+            threading.Thread(target=self._serve_producer, name="sluice-caller-produce", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids):x}"
+
+    def call(self, req: Request) -> Future[Answer]:
+        """Produces req with this caller's reply topic; the future settles
+        with the answer, or a SluiceError from an error reply."""
+        req.env.reply_to = self.reply_topic
+        fut: Future[Answer] = Future()
+        final = req.env.final_id()
+        with self._lock:
+            self._waiting[final] = fut
+        rec = req.record()
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self._settle(final, exc=_unavailable(f"produce to {rec.topic}: {err.str()}"))
+
+        hs: list[tuple[str, str | bytes | None]] = list(rec.headers)
+        try:
+            self._p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, on_delivery=delivered)
+        except Exception as exc:  # BufferError, KafkaException: the call fails, not the caller
+            self._settle(final, exc=_unavailable(f"produce to {rec.topic}: {exc}"))
+        return fut
+
+    def forget(self, rid: str) -> None:
+        with self._lock:
+            self._waiting.pop(rid, None)
+
+    def _settle(self, rid: str, answer: Answer | None = None, exc: BaseException | None = None) -> None:
+        with self._lock:
+            fut = self._waiting.pop(rid, None)
+        if fut is None or fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            assert answer is not None
+            fut.set_result(answer)
+
+    def _read(self) -> None:
+        while not self._closing.is_set():
+            m = self._c.poll(_POLL_S)
+            if m is None or m.error() is not None:
+                continue
+            rec = Record(self.reply_topic, m.key(), m.value(), headers.normalize(m.headers()))
+            try:
+                r = parse_reply(rec)
+            except ParseError as exc:
+                self._log.warning("unreadable reply dropped", extra={"err": str(exc)})
+                continue
+            self._deliver(r)
+
+    def _deliver(self, r: Reply) -> None:
+        if r.kind == ReplyKind.ERROR:
+            self._settle(r.id, exc=SluiceError(r.error, r.status))
+        elif r.kind == ReplyKind.UNARY:
+            self._settle(r.id, Answer(r.value or b"", r.content_type))
+        else:  # streams are not handed out by this caller yet
+            self._settle(r.id, exc=_unavailable("a streamed answer to a unary call"))
+
+    def _serve_producer(self) -> None:
+        while not self._closing.is_set():
+            self._p.poll(_POLL_S)
+
+    def close(self) -> None:
+        self._closing.set()
+        for t in self._threads:
+            t.join()
+        self._p.flush(5)
+        self._c.close()
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(_unavailable("the caller closed"))
+
+
+def _unavailable(msg: str) -> BaseException:
+    return Unavailable(msg)
+
+
+def ensure_topics(brokers: list[str], names: list[str], partitions: int = 1) -> None:
+    """Creates the topics that do not exist yet."""
+    admin = AdminClient({"bootstrap.servers": ",".join(brokers)})
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=10)
+    for f in futures.values():
+        try:
+            f.result(15)
+        except Exception as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
