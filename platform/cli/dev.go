@@ -279,7 +279,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			d.done <- err
 		}
 	}()
-	gw.SetReady(true)
+	d.front.setReady(true)
 	cfg.Log.Info("platform ready", "http", d.Addr, "grpc", d.GRPCAddr, "brokers", d.Brokers, "apps", len(apps))
 	return d, nil
 }

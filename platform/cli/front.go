@@ -11,6 +11,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/registry"
@@ -35,11 +38,17 @@ import (
 // about as fast as through the gRPC port (BenchmarkModelsPushPorts,
 // docs/ARCHITECTURE.md). The gRPC listener stays, for clients that
 // expect it (tritonclient's examples, grpc-gateway's own connection).
+//
+// Both ports also serve grpc.health.v1 (the whole server, service name
+// "", NOT_SERVING until setReady(true), as /v2/health/ready) for gRPC
+// probes and load balancers, and server reflection (grpcurl, Postman).
 type front struct {
-	http *http.Server
-	grpc *grpc.Server
-	conn *grpc.ClientConn
-	done chan error // first serve failure
+	http   *http.Server
+	grpc   *grpc.Server
+	health *health.Server
+	gw     *gateway.Server
+	conn   *grpc.ClientConn
+	done   chan error // first serve failure
 }
 
 // listen binds both addresses, so a busy port fails before anything runs.
@@ -57,11 +66,15 @@ func listen(httpAddr, grpcAddr string) (hl, gl net.Listener, err error) {
 func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, more ...func(grpc.ServiceRegistrar)) (*front, error) {
 	lim := gw.Limits()
 	maxMsg := int(lim.MaxBody)
-	f := &front{grpc: grpc.NewServer(append(registry.BulkServerOptions(), gw.GRPCOptions()...)...), done: make(chan error, 2)}
+	f := &front{grpc: grpc.NewServer(append(registry.BulkServerOptions(), gw.GRPCOptions()...)...),
+		health: health.NewServer(), gw: gw, done: make(chan error, 2)}
 	gw.Register(f.grpc)
 	for _, register := range more {
 		register(f.grpc)
 	}
+	f.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(f.grpc, f.health)
+	reflection.Register(f.grpc)
 	go func() { f.done <- f.grpc.Serve(gl) }()
 	conn, err := grpc.NewClient(gl.Addr().String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -127,9 +140,21 @@ func limitFlags(fs *flagSet) func() gateway.Limits {
 	}
 }
 
+// setReady marks the gateway ready (or not) for REST's /v2/health/ready
+// and gRPC's grpc.health.v1 alike.
+func (f *front) setReady(ready bool) {
+	f.gw.SetReady(ready)
+	status := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		status = healthpb.HealthCheckResponse_SERVING
+	}
+	f.health.SetServingStatus("", status)
+}
+
 // close stops the HTTP listener first (REST, and gRPC through it), then
 // the gRPC listener (gracefully, bounded), then the internal connection.
 func (f *front) close() {
+	f.health.Shutdown() // NOT_SERVING to every watcher while draining
 	if f.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = f.http.Shutdown(ctx)

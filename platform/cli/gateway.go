@@ -98,7 +98,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer f.close()
-	gw.SetReady(true)
+	f.setReady(true)
 	fmt.Fprintf(env.Stdout, "sluice gateway: REST on http://%s, gRPC on %s (brokers %v)\n", hl.Addr(), gl.Addr(), bs)
 	select {
 	case <-ctx.Done():
