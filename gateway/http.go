@@ -11,17 +11,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-serve/sluice/protos"
 	"github.com/sluice-serve/sluice/streams"
 )
 
 // Handler is the gateway's REST side: the OIP endpoints under /v2, the
-// applications and predict API under /sluice/v1 (api, from grpc-gateway),
-// /metrics, and every application's route prefix.
+// applications and predict API under /sluice/v1 (api, from grpc-gateway)
+// with its OpenAPI document at /sluice/v1/openapi.json, /metrics, and
+// every application's route prefix.
 func (s *Server) Handler(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", s.oipHandler())
 	mux.HandleFunc("/v2", s.serverMetadataREST)
 	mux.Handle("/sluice/v1/", api)
+	mux.HandleFunc("GET /sluice/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(protos.OpenAPI)
+	})
 	mux.HandleFunc("GET /metrics", s.metrics.serve(s))
 	mux.HandleFunc("/", s.callREST)
 	return mux

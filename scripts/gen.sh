@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Generates the Go code in protos/gen/ from protos/**/*.proto with buf.
+# Generates the Go code in protos/gen/ from protos/**/*.proto with buf, and
+# protos/gen/openapi/sluice.swagger.json, the OpenAPI v2 document of the
+# sluice.v1 REST mapping (embedded by package protos, served by the gateway).
 #
 #   scripts/gen.sh          lint the protos, then regenerate protos/gen/
 #   scripts/gen.sh check    regenerate into a temporary copy and exit 1 (with a
 #                           summary of the differences) if the committed
-#                           protos/gen/ is not what the protos produce
+#                           protos/gen/ (the OpenAPI document included) is
+#                           not what the protos produce
 #   scripts/gen.sh tools    only install the pinned tools
 #
 # Tools are built with `go install` at pinned versions into
@@ -59,6 +62,7 @@ tools() {
 	install_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
 	install_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
 	install_tool protoc-gen-grpc-gateway github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway "$GRPC_GATEWAY_VERSION"
+	install_tool protoc-gen-openapiv2 github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2 "$GRPC_GATEWAY_VERSION"
 	if command -v flock >/dev/null 2>&1; then
 		flock -u 8
 		exec 8>&-
