@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-real fuzz bench bench-core bench-registry bench-models bench-autoscale vet
+.PHONY: build run test test-unit test-e2e test-real test-helm fuzz bench bench-core bench-registry bench-models bench-autoscale vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -14,7 +14,8 @@ build:
 run:
 	HTTP_ADDR=$(HTTP_ADDR) GRPC_ADDR=$(GRPC_ADDR) GO=$(GO) scripts/run.sh
 
-# Every test tier: generated code current, unit (race detector), short fuzz
+# Every test tier: generated code current, the Helm chart rendered and
+# validated offline, unit (race detector), short fuzz
 # runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka
 # broker and a real MinIO, real inference clients against sluice dev, and the
 # load generator's smoke run against sluice dev.
@@ -32,6 +33,9 @@ test-e2e:
 
 test-real:
 	scripts/test.sh real
+
+test-helm:
+	scripts/test.sh helm
 
 fuzz:
 	scripts/test.sh fuzz

@@ -7,6 +7,10 @@
 #          autoscaler's lag reader and loop against a real
 #          Apache Kafka broker (scripts/kafka.sh) and a real MinIO (scripts/minio.sh)
 #   gen    the committed generated protobuf code is what buf generates now
+#   helm   the Helm chart (deploy/helm/sluice): helm lint, then helm template
+#          with the default values and each ci/ values file, every rendered
+#          object decoded strictly into its k8s.io/api type and checked
+#          (deploy/helm/chart_test.go); helm is installed at HELM_VERSION
 #   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`
 #   tf     TensorFlow SavedModels pushed with `sluice models push` and served
 #          by a model deployment of a `-tags tensorflow` build, on a real Kafka
@@ -24,6 +28,8 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-5s}
 SMOKETIME=${SMOKETIME:-10s}
+HELM_VERSION=v3.21.4
+HELM_KUBE_VERSION=1.33.0 # the Kubernetes version helm lint and template assume
 
 unit() {
 	echo "== vet"
@@ -111,6 +117,28 @@ gen() {
 	scripts/gen.sh check
 }
 
+# helm_tier checks the chart offline: no cluster, no schema download (the
+# schema is the k8s.io/api types the Go test decodes into). helm is built
+# with go install into $SLUICE_CACHE/bin (default ~/.cache/sluice/bin) with
+# a version stamp, as scripts/gen.sh does its tools.
+helm_tier() {
+	echo "== Helm chart: lint, template, rendered objects validated"
+	local bin="${SLUICE_CACHE:-$HOME/.cache/sluice}/bin" values
+	local helm="$bin/helm" stamp="$bin/.helm.version"
+	if [[ ! -x $helm || ! -f $stamp || $(cat "$stamp") != "$HELM_VERSION" ]]; then
+		echo "installing helm $HELM_VERSION into $bin"
+		mkdir -p "$bin"
+		rm -f "$stamp"
+		GOFLAGS= GOBIN="$bin" $GO install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+		echo "$HELM_VERSION" >"$stamp"
+	fi
+	"$helm" lint --strict --quiet --kube-version "$HELM_KUBE_VERSION" deploy/helm/sluice
+	for values in deploy/helm/sluice/ci/*.yaml; do
+		"$helm" lint --strict --quiet --kube-version "$HELM_KUBE_VERSION" deploy/helm/sluice -f "$values"
+	done
+	SLUICE_HELM=$helm $GO test -count=1 ./deploy/helm/
+}
+
 clients() {
 	echo "== real inference clients (tritonclient, KServe SDK) against sluice dev"
 	scripts/pyclients.sh run
@@ -190,12 +218,13 @@ python() (
 )
 
 if [ $# -eq 0 ]; then
-	set -- gen unit fuzz e2e real tf clients smoke python
+	set -- gen helm unit fuzz e2e real tf clients smoke python
 fi
 for tier in "$@"; do
 	case "$tier" in
 	unit | fuzz | e2e | real | tf | gen | clients | smoke | python) "$tier" ;;
+	helm) helm_tier ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, unit, fuzz, e2e, real, tf, clients, smoke, python)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, helm, unit, fuzz, e2e, real, tf, clients, smoke, python)" >&2; exit 2 ;;
 	esac
 done
