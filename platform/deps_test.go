@@ -25,6 +25,8 @@ var allowed = map[string][]string{
 	"autoscaler/kube/workload":         {},
 	"protos/gen/inference":             {},
 	"protos/gen/sluice/v1":             {},
+	"protos":                           {}, // the embedded OpenAPI document
+	"deploy/helm":                      {}, // the chart's test (no Go code)
 	"gateway/oip":                      {"protos/gen/inference"},
 	"cel":                              {"gateway/oip"},
 	"platform/spec":                    {"cel"},
@@ -46,7 +48,7 @@ var allowed = map[string][]string{
 	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol"},
 	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/claim", "streams/protocol"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
-		"protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
+		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
 		"gateway", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
