@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -516,6 +517,49 @@ func TestChartRefusesBadValues(t *testing.T) {
 			t.Errorf("%v: rendered, want a refusal naming %s", tc.set, tc.want)
 		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
 			t.Errorf("%v: %v\nwant it to name %s", tc.set, err, tc.want)
+		}
+	}
+}
+
+// NOTES.txt renders with each values file (helm template does not render
+// it: a copy of the chart renders it as a value of a template).
+func TestChartNotes(t *testing.T) {
+	t.Parallel()
+	helmBin(t)
+	dir := filepath.Join(t.TempDir(), chart)
+	if err := os.CopyFS(dir, os.DirFS(chart)); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(chart, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := "{{- define \"notes-check\" }}" + string(notes) + "{{- end }}\nnotes: {{ include \"notes-check\" . | toJson }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "templates", "notes-check.yaml"), []byte(tmpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		args := []string{"--show-only", "templates/notes-check.yaml"}
+		if tc.values != "" {
+			args = append(args, "-f", tc.values)
+		}
+		cmd := exec.Command(helmBin(t), append([]string{"template", release, dir, "--namespace", namespace, "--kube-version", kubeVersion}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tc.name, err, out)
+		}
+		var doc struct{ Notes string }
+		if err := sigsyaml.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		scheme := "http://"
+		if tc.tls {
+			scheme = "https://"
+		}
+		for _, want := range []string{"svc/" + release + "-sluice-gateway 8000:8000", scheme + "127.0.0.1:8000/v2/health/ready"} {
+			if !strings.Contains(doc.Notes, want) {
+				t.Errorf("%s: the notes do not say %q:\n%s", tc.name, want, doc.Notes)
+			}
 		}
 	}
 }
