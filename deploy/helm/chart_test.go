@@ -504,6 +504,9 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"gateway.tls.enabled=true"}, "gateway.tls.cert"},
 		{[]string{"gateway.tls.enabled=true", "gateway.tls.existingSecret=c", "gateway.tls.verifyClients=true", "gateway.tls.cert=x"}, ""},
 		{[]string{"gateway.podDisruptionBudget.maxUnavailable=1"}, "not both"},
+		{[]string{"gateway.replicas=1"}, "every node drain"},
+		{[]string{"gateway.replicas=3", "gateway.podDisruptionBudget.minAvailable=3"}, "every node drain"},
+		{[]string{"gateway.replicas=1", "gateway.podDisruptionBudget.minAvailable=", "gateway.podDisruptionBudget.maxUnavailable=1"}, ""},
 	} {
 		var args []string
 		for _, s := range tc.set {
