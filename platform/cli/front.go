@@ -154,7 +154,9 @@ func (f *front) setReady(ready bool) {
 // close stops the HTTP listener first (REST, and gRPC through it), then
 // the gRPC listener (gracefully, bounded), then the internal connection.
 func (f *front) close() {
-	f.health.Shutdown() // NOT_SERVING to every watcher while draining
+	// Not ready while draining, over REST and to every gRPC health watcher.
+	f.gw.SetReady(false)
+	f.health.Shutdown()
 	if f.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = f.http.Shutdown(ctx)
