@@ -27,11 +27,15 @@ import (
 )
 
 // GRPCOptions are the server options the gateway needs: message limits
-// raised to the request size limit, so tensors fit.
+// raised to the request size limit, so tensors fit, and the
+// authorisation of every method of every service on the server
+// (access.go).
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxBody)),
 		grpc.MaxSendMsgSize(int(s.cfg.MaxBody)),
+		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
 	}
 }
 

@@ -21,15 +21,15 @@ import (
 // every application's route prefix.
 func (s *Server) Handler(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", s.oipHandler())
-	mux.HandleFunc("/v2", s.serverMetadataREST)
-	mux.Handle("/sluice/v1/", api)
-	mux.HandleFunc("GET /sluice/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("/v2/", s.oipHandler()) // its routes are checked there
+	mux.Handle("/sluice/v1/", api)     // checked on the gRPC side (access.go)
+	s.handle(mux, "GET /sluice/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(protos.OpenAPI)
 	})
-	mux.HandleFunc("GET /metrics", s.metrics.serve(s))
-	mux.HandleFunc("/", s.callREST)
+	s.handle(mux, "/v2", s.serverMetadataREST)
+	s.handle(mux, "GET /metrics", s.metrics.serve(s))
+	s.handle(mux, "/", s.callREST)
 	return mux
 }
 
@@ -248,6 +248,9 @@ func writeError(w http.ResponseWriter, err error) {
 	var se statusError
 	if errors.As(err, &se) {
 		status = se.status
+	}
+	if code == streams.CodeUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 	}
 	if code == streams.CodeResourceExhausted && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")

@@ -114,6 +114,9 @@ func (m *metrics) serve(s *Server) http.HandlerFunc {
 		prod, fetch := s.cfg.Caller.Errors()
 		fmt.Fprintf(w, "# HELP sluice_kafka_errors_total Failed Kafka produces of requests and fetches of replies.\n# TYPE sluice_kafka_errors_total counter\n")
 		fmt.Fprintf(w, "sluice_kafka_errors_total{op=\"produce\"} %d\nsluice_kafka_errors_total{op=\"fetch\"} %d\n", prod, fetch)
+		fmt.Fprint(w, "# HELP sluice_gateway_auth_denied_total Calls refused by authentication (missing, invalid) or authorisation (scope).\n# TYPE sluice_gateway_auth_denied_total counter\n")
+		fmt.Fprintf(w, "sluice_gateway_auth_denied_total{reason=%q} %d\nsluice_gateway_auth_denied_total{reason=%q} %d\nsluice_gateway_auth_denied_total{reason=%q} %d\n",
+			deniedMissing, s.denied.missing.Load(), deniedInvalid, s.denied.invalid.Load(), deniedScope, s.denied.scope.Load())
 		fmt.Fprintf(w, "# HELP sluice_replies_dropped_total Replies that matched no waiter (duplicates, or late).\n# TYPE sluice_replies_dropped_total counter\nsluice_replies_dropped_total %d\n", s.cfg.Caller.Dropped())
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()

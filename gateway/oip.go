@@ -283,10 +283,10 @@ func (s *Server) modelMeta(model, version string) (modelMetadata, error) {
 // oipHandler serves the OIP REST endpoints.
 func (s *Server) oipHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) {
+	s.handle(mux, "GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"live": true})
 	})
-	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, _ *http.Request) {
+	s.handle(mux, "GET /v2/health/ready", func(w http.ResponseWriter, _ *http.Request) {
 		status := http.StatusOK
 		if !s.ready.Load() {
 			status = http.StatusServiceUnavailable
@@ -301,8 +301,8 @@ func (s *Server) oipHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, md)
 	}
-	mux.HandleFunc("GET /v2/models/{m}", meta)
-	mux.HandleFunc("GET /v2/models/{m}/versions/{v}", meta)
+	s.handle(mux, "GET /v2/models/{m}", meta)
+	s.handle(mux, "GET /v2/models/{m}/versions/{v}", meta)
 	readyH := func(w http.ResponseWriter, r *http.Request) {
 		ok, why, err := s.modelReady(r.PathValue("m"), r.PathValue("v"))
 		if err != nil {
@@ -317,18 +317,18 @@ func (s *Server) oipHandler() http.Handler {
 		}
 		writeJSON(w, status, body)
 	}
-	mux.HandleFunc("GET /v2/models/{m}/ready", readyH)
-	mux.HandleFunc("GET /v2/models/{m}/versions/{v}/ready", readyH)
-	mux.HandleFunc("POST /v2/models/{m}/infer", s.inferREST)
-	mux.HandleFunc("POST /v2/models/{m}/versions/{v}/infer", s.inferREST)
+	s.handle(mux, "GET /v2/models/{m}/ready", readyH)
+	s.handle(mux, "GET /v2/models/{m}/versions/{v}/ready", readyH)
+	s.handle(mux, "POST /v2/models/{m}/infer", s.inferREST)
+	s.handle(mux, "POST /v2/models/{m}/versions/{v}/infer", s.inferREST)
 	onlyPost := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": r.Method + " " + r.URL.Path + ": inference takes POST"})
 	}
-	mux.HandleFunc("/v2/models/{m}/infer", onlyPost)
-	mux.HandleFunc("/v2/models/{m}/versions/{v}/infer", onlyPost)
+	s.handle(mux, "/v2/models/{m}/infer", onlyPost)
+	s.handle(mux, "/v2/models/{m}/versions/{v}/infer", onlyPost)
 	s.repositoryREST(mux)
-	mux.HandleFunc("/v2/", func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, "/v2/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, streams.Errorf(streams.CodeNotFound, "no inference endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return mux

@@ -178,7 +178,7 @@ func configType(datatype string) string {
 
 // repositoryREST serves the three extensions over REST.
 func (s *Server) repositoryREST(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v2/repository/index", func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, "POST /v2/repository/index", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Ready bool `json:"ready"`
 		}
@@ -204,9 +204,9 @@ func (s *Server) repositoryREST(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"model_stats": st})
 	}
-	mux.HandleFunc("GET /v2/models/stats", stats)
-	mux.HandleFunc("GET /v2/models/{m}/stats", stats)
-	mux.HandleFunc("GET /v2/models/{m}/versions/{v}/stats", stats)
+	s.handle(mux, "GET /v2/models/stats", stats)
+	s.handle(mux, "GET /v2/models/{m}/stats", stats)
+	s.handle(mux, "GET /v2/models/{m}/versions/{v}/stats", stats)
 	config := func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.modelConfig(r.PathValue("m"), r.PathValue("v"))
 		if err != nil {
@@ -215,8 +215,8 @@ func (s *Server) repositoryREST(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, c)
 	}
-	mux.HandleFunc("GET /v2/models/{m}/config", config)
-	mux.HandleFunc("GET /v2/models/{m}/versions/{v}/config", config)
+	s.handle(mux, "GET /v2/models/{m}/config", config)
+	s.handle(mux, "GET /v2/models/{m}/versions/{v}/config", config)
 }
 
 func (x *inferenceService) RepositoryIndex(_ context.Context, req *inference.RepositoryIndexRequest) (*inference.RepositoryIndexResponse, error) {

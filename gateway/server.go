@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sluice-serve/sluice/autoscaler/placement"
+	"github.com/sluice-serve/sluice/gateway/auth"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
@@ -44,6 +45,9 @@ type Config struct {
 	Reports *models.Reports
 	// Nodes, when set, lists the nodes in the application list.
 	Nodes *placement.Follower
+	// Auth, when set, holds the bearer tokens every call but the health
+	// checks must carry (access.go); nil serves everyone.
+	Auth *auth.Keeper
 }
 
 // Limits bound what callers can take of a gateway. A zero field takes
@@ -105,6 +109,7 @@ type Server struct {
 	ready    atomic.Bool // /v2/health/ready
 	metrics  *metrics
 	spread   *spreader
+	denied   authCounters // calls refused by authentication or authorisation
 }
 
 // appTable is the routing state, replaced whole on every change.
@@ -248,6 +253,8 @@ var codeTable = []codeRow{
 	{streams.CodeUnavailable, http.StatusServiceUnavailable, codes.Unavailable},
 	{streams.CodeCanceled, 499, codes.Canceled}, // 499: client closed request
 	{streams.CodeInternal, http.StatusInternalServerError, codes.Internal},
+	{streams.CodeUnauthenticated, http.StatusUnauthorized, codes.Unauthenticated},
+	{streams.CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied},
 }
 
 // HTTPStatus maps an error code to its HTTP status.

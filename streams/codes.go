@@ -26,6 +26,8 @@ const (
 	CodeUnavailable        = protocol.CodeUnavailable
 	CodeCanceled           = protocol.CodeCanceled
 	CodeInternal           = protocol.CodeInternal
+	CodeUnauthenticated    = protocol.CodeUnauthenticated
+	CodePermissionDenied   = protocol.CodePermissionDenied
 )
 
 // Error is a request failure with its code.

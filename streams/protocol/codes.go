@@ -18,10 +18,14 @@ const (
 	CodeUnavailable        Code = "unavailable"
 	CodeCanceled           Code = "canceled"
 	CodeInternal           Code = "internal"
+	// The gateway's own, never in a record: a call without a valid
+	// credential, and one whose credential lacks the scope it needs.
+	CodeUnauthenticated  Code = "unauthenticated"
+	CodePermissionDenied Code = "permission_denied"
 )
 
 // Codes lists every failure code, in the order of docs/PROTOCOL.md.
 var Codes = []Code{
 	CodeInvalidArgument, CodeNotFound, CodeAlreadyExists, CodeFailedPrecondition, CodeDeadlineExceeded,
-	CodeResourceExhausted, CodeUnavailable, CodeCanceled, CodeInternal,
+	CodeResourceExhausted, CodeUnavailable, CodeCanceled, CodeInternal, CodeUnauthenticated, CodePermissionDenied,
 }
