@@ -64,8 +64,10 @@ func usage(w io.Writer) {
 	tw.Flush()
 	fmt.Fprint(w, `
 Client commands (deploy, status, delete, models, code) find the platform with
---addr, or SLUICE_ADDR (default 127.0.0.1:8000). Flags may come before or
-after the arguments; -- ends them. SLUICE_DEBUG=1 logs at debug level.
+--addr, or SLUICE_ADDR (default 127.0.0.1:8000), and send SLUICE_TOKEN as
+their bearer token when it is set (a gateway with --auth-file needs one).
+Flags may come before or after the arguments; -- ends them. SLUICE_DEBUG=1
+logs at debug level.
 Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
 `)
 }

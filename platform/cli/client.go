@@ -44,10 +44,11 @@ func baseURL(addr string) string {
 	return strings.TrimRight(addr, "/")
 }
 
-// apiCall sends one request to the applications API and decodes the
-// protojson answer into out; an error answer becomes an error with its
+// apiCall sends one request to the applications API, with env's
+// SLUICE_TOKEN as its bearer token, and decodes the protojson answer
+// into out; an error answer becomes an error with its
 // message (exit code 2 when the spec is at fault).
-func apiCall(ctx context.Context, method, u string, in, out proto.Message) error {
+func apiCall(ctx context.Context, env Env, method, u string, in, out proto.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	var body []byte
@@ -62,6 +63,9 @@ func apiCall(ctx context.Context, method, u string, in, out proto.Message) error
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if t := strings.TrimSpace(env.Getenv(tokenEnv)); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("platform not reachable: %w", err)
@@ -108,7 +112,7 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	}
 	var out sluicev1.DeployResponse
 	in := &sluicev1.DeployRequest{FileName: filepath.Base(*file), Yaml: data}
-	if err := apiCall(ctx, http.MethodPost, baseURL(*addr)+"/sluice/v1/apps", in, &out); err != nil {
+	if err := apiCall(ctx, env, http.MethodPost, baseURL(*addr)+"/sluice/v1/apps", in, &out); err != nil {
 		return err
 	}
 	for i, n := range out.GetDeployed() {
@@ -147,7 +151,7 @@ func waitRolled(ctx context.Context, base, app string, gen int64, env Env) error
 	stuck := map[string]time.Time{} // deployment: since when its problem stands
 	for {
 		var st sluicev1.ApplicationStatus
-		err := apiCall(ctx, http.MethodGet, base+"/sluice/v1/apps/"+url.PathEscape(app), nil, &st)
+		err := apiCall(ctx, env, http.MethodGet, base+"/sluice/v1/apps/"+url.PathEscape(app), nil, &st)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return fmt.Errorf("deploy: application %s: the roll did not finish in time (%s)", app, last)
@@ -218,7 +222,7 @@ func runDelete(ctx context.Context, args []string, env Env) error {
 	}
 	name := fs.Arg(0)
 	var out sluicev1.DeleteResponse
-	if err := apiCall(ctx, http.MethodDelete, baseURL(*addr)+"/sluice/v1/apps/"+url.PathEscape(name), nil, &out); err != nil {
+	if err := apiCall(ctx, env, http.MethodDelete, baseURL(*addr)+"/sluice/v1/apps/"+url.PathEscape(name), nil, &out); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "deleted %s\n", name)
@@ -237,13 +241,13 @@ func runStatus(ctx context.Context, args []string, env Env) error {
 	u := baseURL(*addr) + "/sluice/v1/apps"
 	if fs.NArg() == 1 {
 		var one sluicev1.ApplicationStatus
-		if err := apiCall(ctx, http.MethodGet, u+"/"+url.PathEscape(fs.Arg(0)), nil, &one); err != nil {
+		if err := apiCall(ctx, env, http.MethodGet, u+"/"+url.PathEscape(fs.Arg(0)), nil, &one); err != nil {
 			return err
 		}
 		apps = append(apps, &one)
 	} else {
 		var list sluicev1.ListResponse
-		if err := apiCall(ctx, http.MethodGet, u, nil, &list); err != nil {
+		if err := apiCall(ctx, env, http.MethodGet, u, nil, &list); err != nil {
 			return err
 		}
 		apps, nodes = list.GetApplications(), list.GetNodes()

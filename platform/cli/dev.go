@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/gateway/auth"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
@@ -61,6 +62,9 @@ type DevConfig struct {
 	// gateway's defaults).
 	Limits gateway.Limits
 	Log    *slog.Logger
+	// Auth, when set, holds the bearer tokens the gateway requires
+	// (--auth-file); nil serves everyone.
+	Auth *auth.Keeper
 }
 
 // Dev is a running platform: embedded or external brokers, the controller
@@ -241,7 +245,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -380,7 +384,12 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	blobDir := fs.String("blob-dir", "", "local directory for model weights (and claim checks) when no S3 endpoint is set")
 	claimThreshold := claimFlags(fs)
 	limits := limitFlags(fs)
+	authFile := authFlag(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	keeper, err := authFile() // a file that does not parse refuses to start
+	if err != nil {
 		return err
 	}
 	maxBytes, err := spec.ParseBytes(*retentionBytes)
@@ -414,6 +423,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		Registry:       env.Registry,
 		Limits:         limits(),
 		Log:            env.Log,
+		Auth:           keeper,
 	})
 	if err != nil {
 		if errors.Is(err, appstore.ErrInvalid) {
@@ -422,6 +432,9 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer d.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	authDone := watchAuth(wctx, keeper, env.Log)
+	defer func() { cancel(); <-authDone }()
 	fmt.Fprintf(env.Stdout, "sluice dev: REST on http://%s, gRPC on %s (brokers %v)\n", d.Addr, d.GRPCAddr, d.Brokers)
 	select {
 	case <-ctx.Done():

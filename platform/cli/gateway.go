@@ -23,7 +23,12 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	limits := limitFlags(fs)
 	s3 := s3Flags(fs)
 	claimThreshold := claimFlags(fs)
+	authFile := authFlag(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	keeper, err := authFile() // a file that does not parse refuses to start
+	if err != nil {
 		return err
 	}
 	bs, namer, err := cluster()
@@ -70,6 +75,8 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); sweepClaims(runCtx, claims, lim.MaxTimeout, env.Log) }()
 	defer func() { cancel(); <-sweepDone }()
+	authDone := watchAuth(runCtx, keeper, env.Log)
+	defer func() { cancel(); <-authDone }()
 	// The registry (models by name, and its API): it follows the
 	// registry's events; writes need the store the nodes read weights
 	// from (--s3-endpoint), without which it lists and resolves only.
@@ -91,7 +98,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: keeper})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
 	f, err := startFront(ctx, gw, hl, gl, registryAPI.Register)
 	if err != nil {

@@ -104,7 +104,8 @@ func registryDial(fset *flagSet, deprecated bool) func() (*grpc.ClientConn, erro
 		if err != nil {
 			return nil, err
 		}
-		return grpc.NewClient(target, append(registry.BulkDialOptions(), grpc.WithTransportCredentials(creds))...)
+		opts := append(registry.BulkDialOptions(), grpc.WithTransportCredentials(creds))
+		return grpc.NewClient(target, append(opts, tokenDialOptions(fset.env)...)...)
 	}
 }
 
