@@ -9,6 +9,8 @@
 #                                  gateway (host:port each; ARGS go to pytest)
 #   run [ARGS]                     build bin/sluice, start `sluice dev` on free
 #                                  loopback ports, run the suite, stop it
+#   auth [ARGS]                    as run, with an auth file (the tokens of
+#                                  clients/test_auth.py), running that file
 #   tf BROKERS S3_ENDPOINT [ARGS]  build bin/sluice-tf (-tags tensorflow, libraries
 #                                  from scripts/tf.sh), start `sluice dev` on
 #                                  those brokers and that MinIO (credentials from
@@ -246,6 +248,22 @@ run)
 	shift
 	$GO build -o bin/sluice ./cmd/sluice
 	serve_and_test sluice bin/sluice dev --http @HTTP@ --grpc @GRPC@ -- "$@"
+	;;
+auth)
+	shift
+	$GO build -o bin/sluice ./cmd/sluice
+	tokens=$(mktemp "${TMPDIR:-/tmp}/pyclients-tokens.XXXXXX.yaml")
+	{
+		echo "tokens:"
+		for t in doubler:infer:doubler upper:infer:upper read:read; do
+			echo "  - {name: ${t%%:*}, token_sha256: $(printf '%s' "pyclients-${t%%:*}" | sha256sum | cut -d' ' -f1), scopes: [\"${t#*:}\"]}"
+		done
+	} >"$tokens"
+	SUITE=(clients/test_auth.py)
+	rc=0
+	SLUICE_AUTH_SUITE=1 serve_and_test sluice-auth bin/sluice dev --http @HTTP@ --grpc @GRPC@ --auth-file "$tokens" -- "$@" || rc=$?
+	rm -f "$tokens"
+	exit "$rc"
 	;;
 selftest)
 	shift

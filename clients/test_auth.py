@@ -1,0 +1,87 @@
+"""tritonclient (HTTP and gRPC) against a gateway that requires bearer
+tokens: the headers it passes reach the gateway's authorisation.
+
+Runs only under `scripts/pyclients.sh auth`, which starts `sluice dev`
+with an auth file holding the tokens below (SLUICE_AUTH_SUITE=1); the
+ordinary runs serve without authentication and skip this file.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SLUICE_AUTH_SUITE") != "1",
+    reason="needs a gateway with an auth file: scripts/pyclients.sh auth",
+)
+
+# The tokens `scripts/pyclients.sh auth` writes the hashes of, by scope.
+TOKENS = {"infer:doubler": "pyclients-doubler", "infer:upper": "pyclients-upper", "read": "pyclients-read"}
+
+
+def bearer(token):
+    return {"authorization": "Bearer " + token}
+
+
+@pytest.fixture(params=["http", "grpc"])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def client(kind, http_addr, grpc_addr):
+    if kind == "http":
+        c = httpclient.InferenceServerClient(http_addr, connection_timeout=10.0, network_timeout=30.0)
+    else:
+        c = grpcclient.InferenceServerClient(grpc_addr)
+    yield c
+    c.close()
+
+
+def doubler(kind, client, headers):
+    mod = httpclient if kind == "http" else grpcclient
+    x = mod.InferInput("INPUT0", [2], "FP32")
+    x.set_data_from_numpy(np.array([1, 2.5], dtype=np.float32))
+    # A copy: the HTTP client adds its own headers to the dict it is given.
+    return client.infer("doubler", [x], headers=dict(headers) if headers else None)
+
+
+def status(kind, code):
+    return {"http": {401: "401", 403: "403"}, "grpc": {401: "StatusCode.UNAUTHENTICATED", 403: "StatusCode.PERMISSION_DENIED"}}[kind][code]
+
+
+def test_health_is_open(client):
+    assert client.is_server_live()
+    assert client.is_server_ready()
+
+
+@pytest.mark.parametrize(
+    "headers, code",
+    [(None, 401), (bearer("wrong"), 401), (bearer(TOKENS["infer:upper"]), 403), (bearer(TOKENS["read"]), 403)],
+    ids=["no token", "wrong token", "another app's", "read only"],
+)
+def test_infer_refused(kind, client, headers, code):
+    with pytest.raises(InferenceServerException) as exc:
+        doubler(kind, client, headers)
+    err = exc.value
+    assert err.status() == status(kind, code), f"status {err.status()!r}: {err}"
+    if code == 403:
+        assert "infer:doubler" in err.message(), err
+
+
+def test_infer_with_scope(kind, client):
+    out = doubler(kind, client, bearer(TOKENS["infer:doubler"])).as_numpy("OUTPUT0")
+    assert out.tolist() == [2, 5]
+
+
+def test_metadata_needs_read(kind, client):
+    with pytest.raises(InferenceServerException) as exc:
+        client.get_model_metadata("doubler", headers=bearer(TOKENS["infer:doubler"]))
+    assert exc.value.status() == status(kind, 403), exc.value
+    md = client.get_model_metadata("doubler", headers=bearer(TOKENS["read"]))
+    name = md["name"] if kind == "http" else md.name
+    assert name == "doubler"
