@@ -142,6 +142,7 @@ helm_tier() {
 clients() {
 	echo "== real inference clients (tritonclient, KServe SDK) against sluice dev"
 	scripts/pyclients.sh run
+	scripts/pyclients.sh auth
 }
 
 # smoke starts `sluice dev` with the benchmark's no-op on ports the kernel
