@@ -176,10 +176,11 @@ func (s *Server) identify(credential, method string) (id *auth.Identity, need au
 	return id, need, err
 }
 
-// authorize is one whole check of a call to method: the credential's
-// identity, and its scope. app names an inference's target; it is
-// called only when that matters (the identity lacks infer).
-func (s *Server) authorize(credential, method string, app func() string) (*auth.Identity, auth.Scope, error) {
+// authorize is one whole check of a call to method (a table key),
+// which a 403 calls what: the credential's identity, and its scope. app
+// names an inference's target; it is called only when that matters (the
+// identity lacks infer).
+func (s *Server) authorize(credential, method, what string, app func() string) (*auth.Identity, auth.Scope, error) {
 	id, need, err := s.identify(credential, method)
 	if err != nil || id == nil {
 		return id, need, err
@@ -188,7 +189,7 @@ func (s *Server) authorize(credential, method string, app func() string) (*auth.
 	if need == auth.Infer && !id.Allows(auth.Infer, "") {
 		target = app()
 	}
-	return id, need, s.permit(id, method, need, target)
+	return id, need, s.permit(id, what, need, target)
 }
 
 // appOfModel is the application serving an OIP model name ("" when none).
@@ -217,7 +218,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) 
 			h(w, r)
 			return
 		}
-		_, _, err := s.authorize(r.Header.Get("Authorization"), pattern, func() string {
+		_, _, err := s.authorize(r.Header.Get("Authorization"), pattern, r.Method+" "+r.URL.Path, func() string {
 			if m := r.PathValue("m"); m != "" {
 				return s.appOfModel(m, r.PathValue("v"))
 			}
@@ -259,7 +260,7 @@ func (s *Server) appOfRequest(req any) string {
 
 // unaryAuth checks every unary call, and audits the admin actions.
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	id, need, err := s.authorize(credential(ctx), info.FullMethod, func() string { return s.appOfRequest(req) })
+	id, need, err := s.authorize(credential(ctx), info.FullMethod, info.FullMethod, func() string { return s.appOfRequest(req) })
 	if err == nil {
 		var resp any
 		resp, err = handler(ctx, req)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -115,7 +116,7 @@ func TestRESTAccess(t *testing.T) {
 		{"POST", "/a", "", http.StatusUnauthorized, "bearer token is required"},
 		{"POST", "/a", "Bearer nope", http.StatusUnauthorized, "not valid"},
 		{"POST", "/a", "Basic dG9rLWFkbWlu", http.StatusUnauthorized, "not a bearer token"},
-		{"POST", "/a", "Bearer tok-read", http.StatusForbidden, "token read lacks scope infer or infer:a"},
+		{"POST", "/a", "Bearer tok-read", http.StatusForbidden, "token read lacks scope infer or infer:a, which POST /a needs"},
 		{"POST", "/a", "Bearer tok-infer", http.StatusTeapot, ""},
 		{"POST", "/a/sub", "bearer tok-infer-a", http.StatusTeapot, ""},
 		{"POST", "/b", "Bearer tok-infer-a", http.StatusForbidden, "infer:b"},
@@ -224,21 +225,33 @@ func (f *fakeStream) RecvMsg(m any) error {
 func TestNoAuthIsOpen(t *testing.T) {
 	t.Parallel()
 	s := testServer(t, "")
-	if _, _, err := s.authorize("", "/sluice.v1.Applications/Delete", nil); err != nil {
+	if _, _, err := s.authorize("", "/sluice.v1.Applications/Delete", "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.authorize("Bearer junk", "/made.up/Method", nil); err != nil {
+	if _, _, err := s.authorize("Bearer junk", "/made.up/Method", "", nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// One authorisation check: a token holding infer:a calling a's route.
+// One authorisation check: a token holding infer:a calling a's route,
+// with the test's 6 tokens in the file and with 100 (every entry is
+// compared, in constant time).
 func BenchmarkAuthorize(b *testing.B) {
-	s := testServer(b, testTokens)
-	app := func() string { rt, _ := s.byPath("/a/x"); return rt.app }
-	for b.Loop() {
-		if _, _, err := s.authorize("Bearer tok-infer-a", "/", app); err != nil {
-			b.Fatal(err)
-		}
+	many := testTokens
+	for i := range 94 {
+		many += fmt.Sprintf("  - name: extra%d\n    token_sha256: %s\n    scopes: [read]\n", i, sha(fmt.Sprint("extra", i)))
+	}
+	for _, bc := range []struct {
+		name, file string
+	}{{"tokens=6", testTokens}, {"tokens=100", many}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := testServer(b, bc.file)
+			app := func() string { rt, _ := s.byPath("/a/x"); return rt.app }
+			for b.Loop() {
+				if _, _, err := s.authorize("Bearer tok-infer-a", "/", "POST /a/x", app); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

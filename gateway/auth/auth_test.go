@@ -1,12 +1,16 @@
 package auth
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -161,5 +165,45 @@ func FuzzParse(f *testing.F) {
 		if _, ok := s.Authenticate("\x00not a token"); ok && s.Len() > 0 {
 			t.Skip() // a preimage: not in this lifetime
 		}
+	})
+}
+
+// Watch picks a change up within a poll, and logs a bad one while the
+// tokens in force stay.
+func TestWatch(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "tokens.yaml")
+		write := func(body string, at time.Time) {
+			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(path, at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(tokenFile(entry("old", "t-old", "read")), time.Now())
+		k, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logged bytes.Buffer
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); k.Watch(ctx, DefaultPoll, slog.New(slog.NewTextHandler(&logged, nil))) }()
+		write(tokenFile(entry("new", "t-new", "read")), time.Now().Add(time.Second))
+		time.Sleep(DefaultPoll + time.Millisecond)
+		synctest.Wait()
+		if _, ok := k.Tokens().Authenticate("t-new"); !ok {
+			t.Fatal("the changed file is not in force after a poll")
+		}
+		write("tokens: [{name: x, scopes: [nope]}]\n", time.Now().Add(2*time.Second))
+		time.Sleep(DefaultPoll)
+		synctest.Wait()
+		if _, ok := k.Tokens().Authenticate("t-new"); !ok || !strings.Contains(logged.String(), "previous tokens stay in force") {
+			t.Fatalf("after a bad change: log %q", logged.String())
+		}
+		cancel()
+		<-done
 	})
 }
