@@ -221,6 +221,33 @@ func (f *fakeStream) RecvMsg(m any) error {
 	return nil
 }
 
+// Admin actions are logged with identity, method and outcome, granted
+// or refused; other calls are not.
+func TestAuditLog(t *testing.T) {
+	t.Parallel()
+	s := testServer(t, testTokens)
+	var logged strings.Builder
+	s.cfg.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	ok := func(context.Context, any) (any, error) { return nil, nil }
+	ctx := func(token string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", token))
+	}
+	_, _ = s.unaryAuth(ctx("Bearer tok-deploy"), nil, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/Deploy"}, ok)
+	_, _ = s.unaryAuth(ctx("Bearer tok-read"), nil, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Models/DeleteVersion"}, ok)
+	_, _ = s.unaryAuth(ctx("Bearer tok-read"), nil, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/List"}, ok)
+	for _, want := range []string{
+		"level=INFO msg=audit identity=deploy method=/sluice.v1.Applications/Deploy outcome=ok",
+		"level=WARN msg=audit identity=read method=/sluice.v1.Models/DeleteVersion outcome=permission_denied",
+	} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logged.String())
+		}
+	}
+	if strings.Contains(logged.String(), "Applications/List") {
+		t.Errorf("a read was audited:\n%s", logged.String())
+	}
+}
+
 // Without an auth file every call passes, as before.
 func TestNoAuthIsOpen(t *testing.T) {
 	t.Parallel()
