@@ -17,6 +17,8 @@ class Code(str, Enum):
     UNAVAILABLE = "unavailable"
     CANCELED = "canceled"
     INTERNAL = "internal"
+    UNAUTHENTICATED = "unauthenticated"  # the gateway's; never in a record
+    PERMISSION_DENIED = "permission_denied"  # the gateway's; never in a record
 
 
 RETRYABLE = frozenset({Code.UNAVAILABLE.value, Code.RESOURCE_EXHAUSTED.value})
