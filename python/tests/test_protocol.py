@@ -209,7 +209,7 @@ def test_http_request() -> None:
 def test_codes_and_errors() -> None:
     assert [c.value for c in p.Code] == [
         "invalid_argument", "not_found", "already_exists", "failed_precondition", "deadline_exceeded",
-        "resource_exhausted", "unavailable", "canceled", "internal",
+        "resource_exhausted", "unavailable", "canceled", "internal", "unauthenticated", "permission_denied",
     ]  # fmt: skip
     assert p.code_of(p.NotFound("x")) == "not_found"
     assert p.code_of(ValueError("x")) == "internal"
