@@ -97,14 +97,25 @@ func describePython(ctx context.Context, files []artifactFile, importPath, name 
 		}
 		return nil, fmt.Errorf("%s", strings.TrimSpace(string(stderr.b)))
 	}
-	m, err := registry.CompactManifest(stdout.b)
-	if err != nil || m == nil {
-		return nil, fmt.Errorf("python -m sluice describe printed no JSON object: %s", strings.TrimSpace(string(stdout.b)))
+	// The SDK states what the application sets; the platform's defaults
+	// fill the rest, as a Go binary's specs come defaulted.
+	var m bundle.Manifest
+	if err := json.Unmarshal(stdout.b, &m); err != nil {
+		return nil, fmt.Errorf("python -m sluice describe printed no manifest (%v): %s", err, strings.TrimSpace(string(stdout.b)))
 	}
-	if _, err := bundle.Decode(m); err != nil {
+	for _, a := range m.Apps {
+		if a != nil {
+			a.Default()
+		}
+	}
+	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("python -m sluice describe --import-path %s: %w", importPath, err)
 	}
-	return m, nil
+	b, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return registry.CompactManifest(b)
 }
 
 func copyFile(src, dst string) error {
