@@ -1,12 +1,13 @@
 """python -m sluice: the SDK's commands.
 
-    python -m sluice describe --import-path MODULE:ATTR [--app-dir DIR] [--name N] [--json]
-        prints the manifest of the application (platform/bundle's format)."""
+python -m sluice describe --import-path MODULE:ATTR [--app-dir DIR] [--name N] [--json]
+    prints the manifest of the application (platform/bundle's format)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 
@@ -25,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         m = manifest(a.import_path, a.app_dir, a.name)
     except Exception as exc:  # an import that fails: its last frame, as a deploy shows it
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+        # The last frame of the user's code (not the SDK's, nor importlib's).
+        sdk = os.path.dirname(os.path.abspath(__file__))
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith((sdk, "<frozen"))]
+        where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
         print(f"describe {a.import_path}: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
         return 1
     json.dump(m, sys.stdout, indent=2)

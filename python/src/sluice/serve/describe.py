@@ -43,7 +43,8 @@ def load(import_path: str, app_dir: str | None = None) -> Application:
     if isinstance(obj, Deployment):
         obj = obj.bind()
     if not isinstance(obj, Application):
-        raise TypeError(f"import path {import_path}: a {type(obj).__name__}, not an application (a deployment's .bind())")
+        what = type(obj).__name__
+        raise TypeError(f"import path {import_path}: a {what}, not an application (a deployment's .bind())")
     return obj
 
 
@@ -108,7 +109,8 @@ def app_spec(app: Application, name: str, route_prefix: str | None = None) -> di
         if args and inspect.isclass(node.deployment.target):
             dep["args"] = args
         deps.append(dep)
-    return {"name": name, "route_prefix": route_prefix or "/" + name, "ingress": app.deployment.name, "deployments": deps}
+    prefix = route_prefix or "/" + name
+    return {"name": name, "route_prefix": prefix, "ingress": app.deployment.name, "deployments": deps}
 
 
 def manifest(import_path: str, app_dir: str | None = None, name: str | None = None) -> dict[str, Any]:
@@ -121,8 +123,13 @@ def manifest(import_path: str, app_dir: str | None = None, name: str | None = No
     return {
         "format": FORMAT,
         "protocol": PROTOCOL,
-        "sdk": {"language": "python", "version": sluice.__version__, "runtime": "python" + platform.python_version(),
-                "platform": sys.platform + "/" + platform.machine(), "entry": import_path},  # fmt: skip
+        "sdk": {
+            "language": "python",
+            "version": sluice.__version__,
+            "runtime": "python" + platform.python_version(),
+            "platform": sys.platform + "/" + platform.machine(),
+            "entry": import_path,
+        },
         "handlers": [handler(nodes[n]) for n in sorted(nodes)],
         "apps": [app_spec(app, name or attr.replace("_", "-").lower())],
     }
