@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,34 @@ func TestPythonBundleDev(t *testing.T) {
 		t.Logf("time to first answer, %s: %s", c.what, time.Since(start).Round(100*time.Millisecond))
 	}
 
+	// A new version of the project rolls the application: the new
+	// replicas (a new environment) tell they are ready on SLUICE_READY_FD,
+	// the old ones stop.
+	dir := t.TempDir()
+	for _, f := range []string{"greet.py", "requirements.txt"} {
+		b, err := os.ReadFile(filepath.Join("testdata/pygreet", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "greet.py" {
+			b = []byte(strings.Replace(string(b), `"hello")`, `"howdy")`, 1))
+		}
+		writeAt(t, filepath.Join(dir, f), b)
+	}
+	rolled := "pr" + streams.Instance()[:6]
+	for i, want := range []string{`{"greeting":"hello ADA"}`, `{"greeting":"howdy ADA"}`} {
+		src := "testdata/pygreet"
+		if i == 1 {
+			src = dir
+		}
+		if out, err := cli("deploy", "--python", src, "--import-path", "greet:app", "--name", rolled, "--timeout", "4m"); err != nil {
+			t.Fatalf("deploy --python %s: %v\n%s\nlogs:\n%s", src, err, out, p.logs())
+		}
+		if code, body := postTo(t, p.addr, "/"+rolled, `{"name":"ada"}`); code != 200 || body != want {
+			t.Fatalf("version %d: %d %q, want %s\nlogs:\n%s", i+1, code, body, want, p.logs())
+		}
+	}
+
 	// An import path that does not resolve is refused at deploy, naming
 	// the exception and the last frame.
 	out, err := cli("deploy", "--python", "testdata/pygreet", "--import-path", "broken:app", "--name", "pb"+streams.Instance()[:6])
@@ -68,5 +97,12 @@ func TestPythonBundleDev(t *testing.T) {
 	b, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "claim checks") {
 		t.Fatalf("deploy of a level-0 bundle where claims travel: %v\n%s", err, b)
+	}
+}
+
+func writeAt(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
