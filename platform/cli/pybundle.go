@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,7 +96,10 @@ func describePython(ctx context.Context, files []artifactFile, importPath, name 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("python -m sluice describe --import-path %s did not answer within %s", importPath, timeout)
 		}
-		return nil, fmt.Errorf("%s", strings.TrimSpace(string(stderr.b)))
+		if msg := strings.TrimSpace(string(stderr.b)); msg != "" {
+			return nil, errors.New(msg)
+		}
+		return nil, fmt.Errorf("python -m sluice describe --import-path %s: %w", importPath, err)
 	}
 	// The SDK states what the application sets; the platform's defaults
 	// fill the rest, as a Go binary's specs come defaulted.
@@ -186,9 +190,6 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 	if err != nil {
 		return fmt.Errorf("bundle %s@%s: %w", pin.Name, pin.Version, err)
 	}
-	instanceOf := func(rev string) string {
-		return controller.Instance(pr.applied.Spec.Name, pr.dep.Name, cmp.Or(pr.slot, streams.Instance()), rev)
-	}
 	rc, err := controller.ReplicaConfig(pr.brokers, pr.namer, pr.applied, pr.dep, "", pr.drain, env.Log)
 	if err != nil {
 		return err
@@ -197,7 +198,7 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 		return fmt.Errorf("deployment %s: its edges have rules (when, transform, routing): Python replicas do not route outputs yet", pr.dep.Name)
 	}
 	rev := cmp.Or(pr.revision, rc.Revision)
-	instance := instanceOf(rev)
+	instance := controller.Instance(pr.applied.Spec.Name, pr.dep.Name, cmp.Or(pr.slot, streams.Instance()), rev)
 	args := []string{pe.Python, "-m", "sluice.replica",
 		"--brokers", strings.Join(pr.brokers, ","), "--prefix", pr.namer.Prefix(),
 		"--app", pr.applied.Spec.Name, "--deployment", pr.dep.Name, "--group", rc.Group,
