@@ -56,6 +56,16 @@ func TestPythonBundleDev(t *testing.T) {
 		t.Logf("time to first answer, %s: %s", c.what, time.Since(start).Round(100*time.Millisecond))
 	}
 
+	// An HTTP ingress (its __call__ takes a Request) gets the whole HTTP
+	// request: method, the path below the route prefix, the body.
+	web := "pw" + streams.Instance()[:6]
+	if out, err := cli("deploy", "--python", "testdata/pygreet", "--import-path", "web:app", "--name", web); err != nil {
+		t.Fatalf("deploy --python web:app: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	if code, body := postTo(t, p.addr, "/"+web+"/x", `{"name":"dora"}`); code != 200 || body != "POST /x: hola DORA" {
+		t.Fatalf("HTTP ingress: %d %q\nlogs:\n%s", code, body, p.logs())
+	}
+
 	// A new version of the project rolls the application: the new
 	// replicas (a new environment) tell they are ready on SLUICE_READY_FD,
 	// the old ones stop.

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sluice.protocol import HTTPRequest
 from sluice.serve.describe import manifest
+from sluice.serve.http import Request
 
 APP = """
 from sluice import serve
@@ -41,6 +43,18 @@ def count(n: int):
 
 
 greet_app = Greeter.bind(Upper.bind(), "hello")
+
+
+@serve.deployment
+class Web:
+    def __init__(self, upper) -> None:
+        self.upper = upper
+
+    async def __call__(self, request: serve.Request) -> str:
+        return "hi"
+
+
+web_app = Web.bind(Upper.bind())
 """
 
 
@@ -67,6 +81,20 @@ def test_manifest(project: Path) -> None:
     assert deps["Greeter"]["args"] == [{"handle": "Upper"}, "hello"]
     assert deps["Greeter"]["replicas"] == {"min": 2, "initial": 2, "max": 2}
     assert deps["Greeter"]["max_ongoing_requests"] == 7
+
+
+def test_an_http_ingress(project: Path) -> None:
+    m = manifest("greetmod:web_app", str(project))
+    kinds = {h["name"]: h["kind"] for h in m["handlers"]}
+    assert kinds == {"Web": "http", "Upper": "unary"}
+
+
+async def test_the_request_without_starlette() -> None:
+    r = Request(HTTPRequest("POST", "/x", "a=1&b=2", {"x-k": ["v"]}), b'{"n": 1}', "application/json")
+    assert (r.method, r.url.path, r.url.query) == ("POST", "/x", "a=1&b=2")
+    assert r.query_params == {"a": "1", "b": "2"} and r.headers["x-k"] == "v"
+    assert r.headers["content-type"] == "application/json"
+    assert await r.json() == {"n": 1} and await r.body() == b'{"n": 1}'
 
 
 def test_stream_function(project: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import sluice
 from sluice.serve.deployment import Application, Deployment
+from sluice.serve.http import takes_request
 
 FORMAT = 1
 """platform/bundle.FormatVersion."""
@@ -82,7 +83,8 @@ def _literal(v: Any) -> Any:
 def handler(node: Application) -> dict[str, Any]:
     """A deployment as a manifest handler."""
     d = node.deployment
-    h: dict[str, Any] = {"name": d.name, "kind": "stream" if d.opts.stream else "unary", "input": _ANY, "output": _ANY}
+    kind = "http" if takes_request(d.target) else "stream" if d.opts.stream else "unary"
+    h: dict[str, Any] = {"name": d.name, "kind": kind, "input": _ANY, "output": _ANY}
     if not inspect.isclass(d.target):
         h["func"] = True
         return h
