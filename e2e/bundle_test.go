@@ -77,10 +77,17 @@ func (p platformUnderTest) cli(t *testing.T, args ...string) string {
 // its registry in a local directory: bundle replicas are processes.
 func startDevProcess(t *testing.T) platformUnderTest {
 	t.Helper()
+	return startDevProcessWith(t, nil, nil)
+}
+
+// startDevProcessWith is startDevProcess with more flags and environment.
+func startDevProcessWith(t *testing.T, args, environ []string) platformUnderTest {
+	t.Helper()
 	bin := sluiceBinary(t)
 	logs := &syncWriter{w: &strings.Builder{}}
-	cmd := exec.Command(bin, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--brokers", strings.Join(plat.Brokers, ","),
-		"--prefix", "d"+streams.Instance(), "--blob-dir", t.TempDir(), "--builtin")
+	cmd := exec.Command(bin, append([]string{"dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--brokers", strings.Join(plat.Brokers, ","),
+		"--prefix", "d" + streams.Instance(), "--blob-dir", t.TempDir(), "--builtin"}, args...)...)
+	cmd.Env = append(os.Environ(), environ...)
 	cmd.Stderr = logs
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -29,7 +29,8 @@ const (
 	// SDK; its manifest is what `BINARY describe --json` prints.
 	FormatGoBinary = "go-binary"
 	// FormatPythonProject is a directory with a pyproject.toml or a
-	// requirements*.txt at its root (stored; no runner yet).
+	// requirements*.txt at its root; its manifest is what `python -m
+	// sluice describe` prints in its environment (platform/code.PythonEnv).
 	FormatPythonProject = "python-project"
 	// FormatImage is a container image reference for Kubernetes: no files
 	// (stored; no runner yet).

@@ -33,8 +33,11 @@ const (
 	ProtocolVersion = ProtocolClaims
 )
 
-// LanguageGo is the SDK language of Go binaries.
-const LanguageGo = "go"
+// SDK languages.
+const (
+	LanguageGo     = "go"     // Go binaries
+	LanguagePython = "python" // python-project bundles: `python -m sluice describe`
+)
 
 // Handler kinds.
 const (
@@ -74,6 +77,10 @@ type SDK struct {
 	Version  string `json:"version"`  // the SDK module's version, "(devel)" for a build from a work tree
 	Runtime  string `json:"runtime"`  // "go1.26.8"
 	Platform string `json:"platform"` // GOOS/GOARCH: "linux/amd64"
+	// Entry is where an SDK that loads code by name finds the
+	// application the manifest describes: MODULE:ATTR for Python. Its
+	// replicas import it and find their deployment in its graph.
+	Entry string `json:"entry,omitempty"`
 }
 
 // Handler is one deployment the binary can run, by the name specs give

@@ -27,6 +27,10 @@ type bundleOptions struct {
 	format   string        // "": by what PATH is
 	manifest string        // a file to read the manifest from, instead of describe
 	timeout  time.Duration // of describe
+	// importPath, for a python-project: MODULE:ATTR of the application
+	// its manifest describes (python -m sluice describe, in the project's
+	// environment); appName names that application ("": the SDK's default).
+	importPath, appName string
 }
 
 // pushBundle is what `code push` uploads.
@@ -107,6 +111,13 @@ func prepareBundle(ctx context.Context, path string, opts bundleOptions, env Env
 			return nil, fmt.Errorf("%s has no pyproject.toml or requirements*.txt at its root: not a %s", path, registry.FormatPythonProject)
 		}
 		b.files = files
+		if b.manifest == nil && opts.importPath != "" {
+			m, err := describePython(ctx, files, opts.importPath, opts.appName, opts.timeout, env)
+			if err != nil {
+				return nil, err
+			}
+			b.manifest = m
+		}
 	case registry.FormatImage:
 		ref, err := registry.ParseImageRef(path)
 		if err != nil {

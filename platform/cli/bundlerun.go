@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -69,6 +71,32 @@ func execBundle(ctx context.Context, pin *spec.BundlePin, args []string, src bun
 
 // open streams the pinned bundle's binary from the registry's store.
 func (src bundleSource) open(ctx context.Context, pin *spec.BundlePin, env Env) (io.ReadCloser, error) {
+	v, cancel, err := src.resolve(ctx, pin, env)
+	if err != nil {
+		return nil, err
+	}
+	if len(v.Files) != 1 {
+		cancel()
+		return nil, fmt.Errorf("bundle %s@%s has %d files, want one binary", pin.Name, pin.Version, len(v.Files))
+	}
+	rc, err := v.open(ctx, v.BundleVersion, v.Files[0])
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return closeBoth{rc, cancel}, nil
+}
+
+// resolvedBundle is a pinned version as the registry has it, and how to
+// open its files.
+type resolvedBundle struct {
+	*registry.BundleVersion
+	open func(context.Context, *registry.BundleVersion, registry.File) (io.ReadCloser, error)
+}
+
+// resolve follows the registry (until the returned cancel) and looks the
+// pinned version up.
+func (src bundleSource) resolve(ctx context.Context, pin *spec.BundlePin, env Env) (resolvedBundle, context.CancelFunc, error) {
 	var store registry.Store
 	var err error
 	switch {
@@ -77,32 +105,52 @@ func (src bundleSource) open(ctx context.Context, pin *spec.BundlePin, env Env) 
 	case src.blobDir != "":
 		store, err = blob.NewDir(src.blobDir)
 	default:
-		return nil, fmt.Errorf("no store to fetch it from: the replica needs --s3-endpoint (or SLUICE_S3_ENDPOINT), or --blob-dir")
+		return resolvedBundle{}, nil, fmt.Errorf("no store to fetch it from: the replica needs --s3-endpoint (or SLUICE_S3_ENDPOINT), or --blob-dir")
 	}
 	if err != nil {
-		return nil, err
+		return resolvedBundle{}, nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: src.brokers, Namer: src.namer, Store: store, Log: env.Log})
 	if err != nil {
 		cancel()
-		return nil, err
+		return resolvedBundle{}, nil, err
 	}
 	v, err := reg.ResolveBundle(pin.Name + "@" + pin.Version)
 	if err != nil {
 		cancel()
-		return nil, err
+		return resolvedBundle{}, nil, err
 	}
-	if len(v.Files) != 1 {
-		cancel()
-		return nil, fmt.Errorf("bundle %s@%s has %d files, want one binary", pin.Name, pin.Version, len(v.Files))
-	}
-	rc, err := reg.OpenBundle(ctx, v, v.Files[0])
+	return resolvedBundle{BundleVersion: v, open: reg.OpenBundle}, cancel, nil
+}
+
+// download writes one file of a resolved version to dst, checking its
+// SHA-256.
+func (src bundleSource) download(ctx context.Context, v resolvedBundle, f registry.File, dst string) error {
+	rc, err := v.open(ctx, v.BundleVersion, f)
 	if err != nil {
-		cancel()
-		return nil, err
+		return err
 	}
-	return closeBoth{rc, cancel}, nil
+	defer rc.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), rc)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("bundle %s@%s: %s: %w", v.Bundle, v.Version, f.Path, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); f.SHA256 != "" && sum != f.SHA256 {
+		return fmt.Errorf("bundle %s@%s: %s: sha256 %s, registered %s: %w", v.Bundle, v.Version, f.Path, sum[:12], f.SHA256[:min(12, len(f.SHA256))], code.ErrChecksum)
+	}
+	return nil
 }
 
 type closeBoth struct {

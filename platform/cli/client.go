@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/spec"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
+	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/replicas/procs"
 	"github.com/sluice-serve/sluice/streams"
@@ -97,21 +98,39 @@ func runDeploy(ctx context.Context, args []string, env Env) error {
 	file := fs.String("f", "", "YAML file with one or more applications (required)")
 	noWait := fs.Bool("no-wait", false, "return once the specs are stored, without waiting for the replicas to roll")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the replicas to roll")
+	var py pythonDeploy
+	fs.StringVar(&py.dir, "python", "", "deploy a Python application: push DIR as a python-project code bundle (its next version) and deploy the application --import-path names")
+	fs.StringVar(&py.importPath, "import-path", "", "with --python: MODULE:ATTR of the application (a deployment's .bind())")
+	fs.StringVar(&py.name, "name", "", "with --python: the application's name, and its bundle's (default: ATTR, '_' as '-')")
+	fs.StringVar(&py.routePrefix, "route-prefix", "", "with --python: the application's route prefix (default: /NAME)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *file == "" {
-		return usageError("deploy: -f FILE is required")
-	}
-	data, err := os.ReadFile(*file)
-	if err != nil {
-		return &ExitError{Code: 2, Err: err}
-	}
-	if _, err := readSpecs([]string{*file}); err != nil { // local check: file, line, field
-		return err
+	var in *sluicev1.DeployRequest
+	switch {
+	case py.dir != "" && *file != "":
+		return usageError("deploy: -f FILE and --python DIR are two ways to deploy: give one")
+	case py.dir != "":
+		if py.importPath == "" {
+			return usageError("deploy: --python needs --import-path MODULE:ATTR")
+		}
+		var err error
+		if in, err = py.request(ctx, *addr, env); err != nil {
+			return err
+		}
+	case *file == "":
+		return usageError("deploy: -f FILE (or --python DIR) is required")
+	default:
+		data, err := os.ReadFile(*file)
+		if err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+		if _, err := readSpecs([]string{*file}); err != nil { // local check: file, line, field
+			return err
+		}
+		in = &sluicev1.DeployRequest{FileName: filepath.Base(*file), Yaml: data}
 	}
 	var out sluicev1.DeployResponse
-	in := &sluicev1.DeployRequest{FileName: filepath.Base(*file), Yaml: data}
 	if err := apiCall(ctx, env, http.MethodPost, baseURL(*addr)+"/sluice/v1/apps", in, &out); err != nil {
 		return err
 	}
@@ -521,6 +540,10 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	}
 	if pin := d.Bundle; pin != nil && pin.Path != "" && env.Getenv(localCodeEnv) == "" {
 		return fmt.Errorf("deployment %s runs the local binary %s: only replicas that sluice dev starts run local binaries", *dep, pin.Path)
+	}
+	if pin := d.Bundle; pin != nil && pin.Format == registry.FormatPythonProject {
+		return execPython(ctx, pin, pythonReplica{brokers: bs, namer: namer, applied: applied, dep: d, slot: *slot, revision: *revision,
+			session: *session, drain: 20 * time.Second}, bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)
 	}
 	if pin := d.Bundle; pin != nil && env.Getenv(bundleEnv) != pin.SHA256 {
 		// The deployment runs a code bundle: this process becomes it.

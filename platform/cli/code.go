@@ -32,40 +32,49 @@ func codePush(ctx context.Context, args []string, env Env) error {
 		alias = fset.String("alias", "", "also point this alias at the new version")
 		fset.StringVar(&opts.format, "format", "", "go-binary (PATH is the binary), python-project (PATH is the project's directory) or image (PATH is an image reference) (default: go-binary for a file, python-project for a directory)")
 		fset.StringVar(&opts.manifest, "manifest", "", "JSON file to record as the manifest instead of running BINARY describe --json (for a binary this machine cannot run)")
-		fset.DurationVar(&opts.timeout, "describe-timeout", DefaultDescribeTimeout, "how long BINARY describe --json may take")
+		fset.DurationVar(&opts.timeout, "describe-timeout", DefaultDescribeTimeout, "how long BINARY describe --json (python -m sluice describe) may take")
+		fset.StringVar(&opts.importPath, "import-path", "", "python-project: MODULE:ATTR of the application to describe as the manifest (its environment is prepared and cached first)")
 	}, func(conn *grpc.ClientConn, pos []string) error {
 		name, path := pos[0], pos[1]
-		if err := registry.CheckBundleNames(name, *alias); err != nil { // before reading a byte
-			return &ExitError{Code: 2, Err: err}
-		}
-		b, err := prepareBundle(ctx, path, opts, env)
-		if err != nil {
-			return &ExitError{Code: 2, Err: err}
-		}
-		hdr := &sluicev1.PushBundleHeader{Name: name, Alias: *alias, Format: b.format, Manifest: string(b.manifest), Image: b.image}
-		var total int64
-		hdr.Files, total = manifestFiles(b.files)
-		stream, err := sluicev1.NewCodeClient(conn).PushBundle(ctx)
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&sluicev1.PushBundleRequest{Part: &sluicev1.PushBundleRequest_Header{Header: hdr}}); err != nil {
-			return err
-		}
-		bar := newProgress(env.Stderr, "push "+name, total)
-		if err := pushFiles(b.files, bar, func(c []byte) error {
-			return stream.Send(&sluicev1.PushBundleRequest{Part: &sluicev1.PushBundleRequest_Chunk{Chunk: c}})
-		}); err != nil {
-			return err
-		}
-		v, err := stream.CloseAndRecv()
-		bar.done(err == nil && total > 0)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "pushed %s version %s (%s, %s)\n", v.GetName(), v.GetVersion(), v.GetFormat(), bundleContent(v))
-		return nil
+		_, err := pushBundleVersion(ctx, conn, name, path, *alias, opts, env)
+		return err
 	})
+}
+
+// pushBundleVersion pushes PATH as a new version of bundle name (and
+// points alias at it when not empty), printing what was pushed, and
+// returns the version.
+func pushBundleVersion(ctx context.Context, conn *grpc.ClientConn, name, path, alias string, opts bundleOptions, env Env) (*sluicev1.BundleVersion, error) {
+	if err := registry.CheckBundleNames(name, alias); err != nil { // before reading a byte
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	b, err := prepareBundle(ctx, path, opts, env)
+	if err != nil {
+		return nil, &ExitError{Code: 2, Err: err}
+	}
+	hdr := &sluicev1.PushBundleHeader{Name: name, Alias: alias, Format: b.format, Manifest: string(b.manifest), Image: b.image}
+	var total int64
+	hdr.Files, total = manifestFiles(b.files)
+	stream, err := sluicev1.NewCodeClient(conn).PushBundle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&sluicev1.PushBundleRequest{Part: &sluicev1.PushBundleRequest_Header{Header: hdr}}); err != nil {
+		return nil, err
+	}
+	bar := newProgress(env.Stderr, "push "+name, total)
+	if err := pushFiles(b.files, bar, func(c []byte) error {
+		return stream.Send(&sluicev1.PushBundleRequest{Part: &sluicev1.PushBundleRequest_Chunk{Chunk: c}})
+	}); err != nil {
+		return nil, err
+	}
+	v, err := stream.CloseAndRecv()
+	bar.done(err == nil && total > 0)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Stdout, "pushed %s version %s (%s, %s)\n", v.GetName(), v.GetVersion(), v.GetFormat(), bundleContent(v))
+	return v, nil
 }
 
 // bundleContent says what a version holds: its image, or its files.

@@ -42,6 +42,12 @@ type Resolver struct {
 	// DescribeTimeout bounds `BINARY describe --json` of a local binary;
 	// default 10s.
 	DescribeTimeout time.Duration
+	// NoClaims says that no value travels as a claim check on this
+	// platform (its claim threshold is at or above the largest value it
+	// takes): code below bundle.ProtocolClaims, such as the Python SDK's
+	// (level 0), may run. By default Pin refuses it, as a replica of it
+	// would hand a claimed value's handler an empty value.
+	NoClaims bool
 
 	mu    sync.Mutex
 	local map[string]bundle.Manifest // by SHA-256 of a local binary
@@ -96,7 +102,7 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 		m, err := r.manifest(pin) // an image's is the registry's, as Check reads it
 		if err == nil {
 			// Refused at deploy only: a spec deployed before stays readable.
-			if perr := m.CheckProtocol(bundle.ProtocolClaims); perr != nil {
+			if perr := m.CheckProtocol(r.minProtocol()); perr != nil {
 				err = fmt.Errorf("code %s: bundle %s %w", ref, pinKey(pin), perr)
 			}
 		}
@@ -107,6 +113,14 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 		d.HTTP = servesHTTP(m, d.Handler)
 	}
 	return errors.Join(errs...)
+}
+
+// minProtocol is the lowest record protocol level Pin accepts.
+func (r *Resolver) minProtocol() int {
+	if r.NoClaims {
+		return 0
+	}
+	return bundle.ProtocolClaims
 }
 
 // servesHTTP reports whether m's handler name is an HTTP ingress.
@@ -137,8 +151,10 @@ func (r *Resolver) pin(ctx context.Context, ref spec.CodeRef) (*spec.BundlePin, 
 	case v.Format == registry.FormatImage:
 		// Pods run it: `sluice render --workloads` (Kubernetes).
 		return &spec.BundlePin{Name: v.Bundle, Version: v.Version, Format: v.Format, Image: v.Image}, nil
+	case v.Format == registry.FormatPythonProject:
+		return &spec.BundlePin{Name: v.Bundle, Version: v.Version, Format: v.Format, SHA256: ProjectSHA256(v.Files)}, nil
 	case v.Format != registry.FormatGoBinary || len(v.Files) != 1:
-		return nil, fmt.Errorf("code %s: bundle %s@%s is a %s; replicas run go-binary bundles (and images, on Kubernetes)", ref, v.Bundle, v.Version, v.Format)
+		return nil, fmt.Errorf("code %s: bundle %s@%s is a %s; replicas run go-binary and python-project bundles (and images, on Kubernetes)", ref, v.Bundle, v.Version, v.Format)
 	}
 	return &spec.BundlePin{Name: v.Bundle, Version: v.Version, Format: v.Format, SHA256: v.Files[0].SHA256}, nil
 }
@@ -270,10 +286,13 @@ func (r *Resolver) manifest(p *spec.BundlePin) (bundle.Manifest, error) {
 	if err != nil {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: %w", p.Name, p.Version, err)
 	}
-	if p.Format == registry.FormatImage && v.Image != p.Image || p.Format != registry.FormatImage && (len(v.Files) != 1 || v.Files[0].SHA256 != p.SHA256) {
+	if !samePin(p, v) {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: the registry's version is not the one deployed", p.Name, p.Version)
 	}
 	if len(v.Manifest) == 0 {
+		if p.Format == registry.FormatPythonProject {
+			return bundle.Manifest{}, fmt.Errorf("code %s@%s has no manifest to check the graph against: push it with --import-path MODULE:APP (or sluice deploy --python), which describes it", p.Name, p.Version)
+		}
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s has no manifest to check the graph against: push it with --manifest (its binary's describe --json)", p.Name, p.Version)
 	}
 	m, err := bundle.Decode(v.Manifest)
@@ -281,6 +300,17 @@ func (r *Resolver) manifest(p *spec.BundlePin) (bundle.Manifest, error) {
 		return bundle.Manifest{}, fmt.Errorf("code %s@%s: %w", p.Name, p.Version, err)
 	}
 	return m, nil
+}
+
+// samePin reports whether the registry's version v is the one p pinned.
+func samePin(p *spec.BundlePin, v *registry.BundleVersion) bool {
+	switch p.Format {
+	case registry.FormatImage:
+		return v.Image == p.Image
+	case registry.FormatPythonProject:
+		return v.Format == p.Format && ProjectSHA256(v.Files) == p.SHA256
+	}
+	return len(v.Files) == 1 && v.Files[0].SHA256 == p.SHA256
 }
 
 func (r *Resolver) timeout() time.Duration {

@@ -255,3 +255,45 @@ func TestPinRefusesOldProtocol(t *testing.T) {
 		}
 	}
 }
+
+// A python-project bundle is pinned by the digest of its files, checked
+// against the manifest its describe recorded, and at protocol level 0
+// refused unless the platform moves no value as a claim (NoClaims).
+func TestPinPythonProject(t *testing.T) {
+	t.Parallel()
+	builtin, _ := manifestOf(t, "Echo")
+	m, _ := manifestOf(t, "Greeter")
+	m.Protocol, m.SDK = 0, bundle.SDK{Language: bundle.LanguagePython, Version: "0.1.0", Runtime: "python3.11", Platform: "linux/x86_64", Entry: "greet:app"}
+	raw, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []registry.File{{Path: "greet.py", SHA256: shaA}, {Path: "requirements.txt", SHA256: shaA}}
+	v := &registry.BundleVersion{Bundle: "py", Version: "3", Format: registry.FormatPythonProject, Manifest: raw, Files: files}
+	cat := catalog{"py@3": v}
+	const yaml = "name: a\nroute_prefix: /a\ningress: G\ncode: py@3\ndeployments:\n  - {name: G, handler: Greeter}\n"
+	strict := &Resolver{Builtin: builtin, Catalog: cat}
+	if err := strict.Pin(context.Background(), parse(t, yaml)); !errors.Is(err, bundle.ErrProtocol) {
+		t.Fatalf("Pin of a level-0 Python bundle where claims travel = %v, want ErrProtocol", err)
+	}
+	r := &Resolver{Builtin: builtin, Catalog: cat, NoClaims: true}
+	app := parse(t, yaml)
+	if err := r.Pin(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	pin := app.Deployments[0].Bundle
+	if pin.Format != registry.FormatPythonProject || pin.SHA256 != ProjectSHA256(files) || pin.Name != "py" || pin.Version != "3" {
+		t.Fatalf("pin = %+v", pin)
+	}
+	if err := r.Check(app); err != nil {
+		t.Fatal(err)
+	}
+	// Its files changed under the same version: not the one deployed.
+	cat["py@3"] = &registry.BundleVersion{Bundle: "py", Version: "3", Format: registry.FormatPythonProject, Manifest: raw, Files: files[:1]}
+	if err := r.Check(app); err == nil || !strings.Contains(err.Error(), "not the one deployed") {
+		t.Fatalf("Check against other files = %v", err)
+	}
+	if a, b := ProjectSHA256(files), ProjectSHA256([]registry.File{files[1], files[0]}); a != b || len(a) != 64 {
+		t.Fatalf("ProjectSHA256 depends on order: %s %s", a, b)
+	}
+}

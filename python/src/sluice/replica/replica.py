@@ -293,6 +293,15 @@ class Replica:
         if err is not None:
             run.fail(Code.INVALID_ARGUMENT.value, str(err))
             return
+        if any(k == headers.CLAIM for k, _ in run.rec.headers):
+            # Protocol level 0: the value is in the blob store, which this
+            # runtime does not read; never hand the handler an empty value.
+            run.fail(
+                Code.FAILED_PRECONDITION.value,
+                f"deployment {self.cfg.deployment} is a Python replica, which does not read claim checks (sl-claim)"
+                " yet: send values under the platform's claim threshold",
+            )
+            return
         env = req.env
         if self._http:
             try:

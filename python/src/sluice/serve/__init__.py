@@ -5,5 +5,15 @@ thin layer over the replica runtime (sluice.replica)."""
 from sluice.serve.api import run, shutdown
 from sluice.serve.deployment import Application, Deployment, deployment
 from sluice.serve.handle import DeploymentHandle, DeploymentResponse
+from sluice.serve.http import Request
 
-__all__ = ["Application", "Deployment", "DeploymentHandle", "DeploymentResponse", "deployment", "run", "shutdown"]
+__all__ = [
+    "Application",
+    "Deployment",
+    "DeploymentHandle",
+    "DeploymentResponse",
+    "Request",
+    "deployment",
+    "run",
+    "shutdown",
+]

@@ -1,0 +1,3 @@
+import greet
+
+app = greet.missing_attribute

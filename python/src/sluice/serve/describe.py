@@ -1,0 +1,137 @@
+"""What a Python application offers, as the platform reads a code
+bundle's manifest (platform/bundle's format, `BINARY describe --json` of
+a Go binary): its deployments as handlers, and the application its bind()
+graph makes as a spec the platform can deploy."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import platform
+import sys
+from typing import Any
+
+import sluice
+from sluice.serve.deployment import Application, Deployment
+from sluice.serve.http import takes_request
+
+FORMAT = 1
+"""platform/bundle.FormatVersion."""
+
+PROTOCOL = 0
+"""The record protocol level this runtime speaks (platform/bundle): 0, as
+it does not read or write claim checks (sl-claim) yet. The platform
+refuses it at deploy where values can travel as claims (bundle.ProtocolClaims)."""
+
+_ANY: dict[str, Any] = {"go": "any", "id": "python:any", "encoding": "json", "schema": {}}
+_HANDLE: dict[str, Any] = {"go": "DeploymentHandle", "id": "python:sluice.serve.DeploymentHandle", "handle": True,
+                           "input": _ANY, "output": _ANY}  # fmt: skip
+
+
+def load(import_path: str, app_dir: str | None = None) -> Application:
+    """The application MODULE:ATTR names (a bound Application, or a
+    Deployment, bound with no arguments), importing MODULE with app_dir
+    first on sys.path."""
+    mod_name, sep, attr = import_path.partition(":")
+    if not sep or not mod_name or not attr:
+        raise ValueError(f"import path {import_path!r}: want MODULE:ATTR")
+    if app_dir is not None and app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    obj: Any = importlib.import_module(mod_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, Deployment):
+        obj = obj.bind()
+    if not isinstance(obj, Application):
+        what = type(obj).__name__
+        raise TypeError(f"import path {import_path}: a {what}, not an application (a deployment's .bind())")
+    return obj
+
+
+def walk(app: Application) -> dict[str, Application]:
+    """The graph's nodes by deployment name, the ingress first; two
+    different nodes of one name are refused."""
+    nodes: dict[str, Application] = {}
+
+    def visit(node: Application) -> None:
+        seen = nodes.get(node.deployment.name)
+        if seen is not None:
+            if seen is not node:
+                raise ValueError(f"two deployments named {node.deployment.name}; use .options(name=...)")
+            return
+        nodes[node.deployment.name] = node
+        for child in node.children():
+            visit(child)
+
+    visit(app)
+    return nodes
+
+
+def _bound(node: Application) -> list[Any]:
+    return [*node.args, *node.kwargs.values()]
+
+
+def _literal(v: Any) -> Any:
+    try:
+        json.dumps(v)
+    except (TypeError, ValueError):
+        return repr(v)  # the replica binds the graph's own value; the spec shows what it is
+    return v
+
+
+def handler(node: Application) -> dict[str, Any]:
+    """A deployment as a manifest handler."""
+    d = node.deployment
+    kind = "http" if takes_request(d.target) else "stream" if d.opts.stream else "unary"
+    h: dict[str, Any] = {"name": d.name, "kind": kind, "input": _ANY, "output": _ANY}
+    if not inspect.isclass(d.target):
+        h["func"] = True
+        return h
+    args = [dict(_HANDLE) if isinstance(a, Application) else dict(_ANY) for a in _bound(node)]
+    if args:
+        h["args"] = args
+    if callable(getattr(d.target, "reconfigure", None)):
+        h["reconfigure"] = True
+    if callable(getattr(d.target, "check_health", None)):
+        h["health_check"] = True
+    return h
+
+
+def app_spec(app: Application, name: str, route_prefix: str | None = None) -> dict[str, Any]:
+    """The application as platform/spec's App, in JSON."""
+    nodes = walk(app)
+    deps = []
+    for n, node in nodes.items():
+        o = node.deployment.opts
+        dep: dict[str, Any] = {"name": n, "handler": n,
+                               "replicas": {"min": o.num_replicas, "initial": o.num_replicas, "max": o.num_replicas},
+                               "max_ongoing_requests": o.max_ongoing_requests}  # fmt: skip
+        args = [{"handle": a.deployment.name} if isinstance(a, Application) else _literal(a) for a in _bound(node)]
+        if args and inspect.isclass(node.deployment.target):
+            dep["args"] = args
+        deps.append(dep)
+    prefix = route_prefix or "/" + name
+    return {"name": name, "route_prefix": prefix, "ingress": app.deployment.name, "deployments": deps}
+
+
+def manifest(import_path: str, app_dir: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """The manifest of the application at import_path: its deployments as
+    handlers (sorted by name) and the application itself, named name
+    (default: ATTR with '_' as '-')."""
+    app = load(import_path, app_dir)
+    nodes = walk(app)
+    attr = import_path.partition(":")[2].rsplit(".", 1)[-1]
+    return {
+        "format": FORMAT,
+        "protocol": PROTOCOL,
+        "sdk": {
+            "language": "python",
+            "version": sluice.__version__,
+            "runtime": "python" + platform.python_version(),
+            "platform": sys.platform + "/" + platform.machine(),
+            "entry": import_path,
+        },
+        "handlers": [handler(nodes[n]) for n in sorted(nodes)],
+        "apps": [app_spec(app, name or attr.replace("_", "-").lower())],
+    }

@@ -1,0 +1,131 @@
+"""One replica of a Python deployment that the platform runs: what
+`python -m sluice.replica` does when `sluice replica` execs it for a
+python-project bundle. The platform's launcher resolved the spec (topics,
+group, instance) and passes it as flags; this process imports the
+application, builds its deployment's instance with handles to the
+deployments it was bound with, and serves it as a member of the
+deployment's group, reporting on the status topic and telling the
+process that started it when it is ready (SLUICE_READY_FD)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import threading
+from typing import Any
+
+from sluice.protocol.names import Namer
+from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled
+from sluice.serve.api import _Callable
+from sluice.serve.caller import Caller
+from sluice.serve.deployment import Application
+from sluice.serve.describe import load, walk
+from sluice.serve.handle import DeploymentHandle
+from sluice.serve.http import HTTPCallable, takes_request
+
+READY_ENV = "SLUICE_READY_FD"
+"""replicas/procs.ReadyEnv: a descriptor to write one byte to when ready."""
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m sluice.replica", description=__doc__)
+    p.add_argument("--brokers", required=True, help="comma-separated bootstrap brokers")
+    p.add_argument("--prefix", default="sluice", help="the platform's topic prefix")
+    p.add_argument("--app", required=True)
+    p.add_argument("--deployment", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topic", action="append", required=True, help="an input topic (repeated)")
+    p.add_argument("--successor", action="append", default=[], help="a dataflow edge topic (repeated)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--dead-letter", required=True)
+    p.add_argument("--status-topic", default="")
+    p.add_argument("--instance", required=True)
+    p.add_argument("--instance-id", default="", help="a static group member's id")
+    p.add_argument("--revision", default="")
+    p.add_argument("--generation", type=int, default=0)
+    p.add_argument("--max-ongoing", type=int, default=0)
+    p.add_argument("--session-timeout", type=float, default=0.0, help="seconds")
+    p.add_argument("--drain-timeout", type=float, default=0.0, help="seconds")
+    p.add_argument("--import-path", required=True, help="MODULE:ATTR of the application")
+    p.add_argument("--app-dir", default=".")
+    return p.parse_args(argv)
+
+
+def instance(node: Application, caller: Caller, namer: Namer, app: str) -> Any:
+    """The deployment's callable: a class constructed with the graph's own
+    arguments, each bound deployment a handle on the edge to it."""
+
+    def bind(a: Any) -> Any:
+        if isinstance(a, Application):
+            return DeploymentHandle(caller, namer, app, a.deployment.name, node.deployment.name)
+        return a
+
+    target = node.deployment.target
+    if inspect.isclass(target):
+        return target(*map(bind, node.args), **{k: bind(v) for k, v in node.kwargs.items()})
+    return target
+
+
+def _tell_ready(r: Replica) -> None:
+    fd_s = os.environ.get(READY_ENV, "")
+    if not fd_s.isdigit():
+        return
+
+    def wait() -> None:
+        r.ready.wait()
+        with contextlib.suppress(OSError):
+            os.write(int(fd_s), b"\x01")
+            os.close(int(fd_s))
+
+    threading.Thread(target=wait, name="sluice-ready", daemon=True).start()
+
+
+async def _serve(r: Replica, pub: Publisher | None) -> None:
+    task = asyncio.create_task(pub.run()) if pub is not None else None
+    try:
+        await serve_until_signalled(r)
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if pub is not None:
+            await asyncio.to_thread(pub.remove, r)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger(f"sluice.replica.{a.app}.{a.deployment}")
+    nodes = walk(load(a.import_path, a.app_dir))
+    node = nodes.get(a.deployment)
+    if node is None:
+        raise SystemExit(f"{a.import_path} has no deployment {a.deployment} (it has {', '.join(sorted(nodes))})")
+    brokers = [b for b in a.brokers.split(",") if b]
+    namer = Namer(a.prefix)
+    caller = Caller(brokers, namer, log)
+    cfg = ReplicaConfig(brokers=brokers, group=a.group, topics=a.topic, output=a.output, dead_letter=a.dead_letter,
+                        deployment=a.deployment, successors=a.successor, app=a.app, instance=a.instance,
+                        revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log)  # fmt: skip
+    cfg.max_ongoing_requests = a.max_ongoing or node.deployment.opts.max_ongoing_requests
+    if a.session_timeout > 0:
+        cfg.session_timeout_s = a.session_timeout
+    if a.drain_timeout > 0:
+        cfg.drain_timeout_s = a.drain_timeout
+    fn = instance(node, caller, namer, a.app)
+    handler = HTTPCallable(fn) if takes_request(node.deployment.target) else _Callable(fn, node.deployment.opts.stream)
+    r = Replica(cfg, handler)
+    pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
+    if pub is not None:
+        pub.add(r)
+    _tell_ready(r)
+    log.info("replica running", extra={"instance": a.instance, "generation": a.generation})
+    try:
+        asyncio.run(_serve(r, pub))
+    finally:
+        caller.close()
+    return 0

@@ -1,0 +1,117 @@
+"""python -m sluice describe: the manifest the platform checks a
+python-project bundle against, and the application it deploys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sluice.protocol import HTTPRequest
+from sluice.serve.describe import manifest
+from sluice.serve.http import Request
+
+APP = """
+from sluice import serve
+
+
+@serve.deployment
+class Upper:
+    def __call__(self, text: str) -> str:
+        return text.upper()
+
+
+@serve.deployment(num_replicas=2, max_ongoing_requests=7)
+class Greeter:
+    def __init__(self, upper, greeting: str) -> None:
+        self.upper = upper
+        self.greeting = greeting
+
+    def reconfigure(self, cfg: dict) -> None:
+        pass
+
+    async def __call__(self, body: dict) -> dict:
+        return {"greeting": self.greeting + " " + await self.upper.remote(body["name"])}
+
+
+@serve.deployment(stream=True)
+def count(n: int):
+    yield from range(n)
+
+
+greet_app = Greeter.bind(Upper.bind(), "hello")
+
+
+@serve.deployment
+class Web:
+    def __init__(self, upper) -> None:
+        self.upper = upper
+
+    async def __call__(self, request: serve.Request) -> str:
+        return "hi"
+
+
+web_app = Web.bind(Upper.bind())
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "greetmod.py").write_text(APP)
+    (tmp_path / "broken.py").write_text("import greetmod\n\napp = greetmod.nope\n")
+    return tmp_path
+
+
+def test_manifest(project: Path) -> None:
+    m = manifest("greetmod:greet_app", str(project))
+    assert m["format"] == 1 and m["protocol"] == 0
+    assert m["sdk"]["language"] == "python" and m["sdk"]["entry"] == "greetmod:greet_app"
+    hs = {h["name"]: h for h in m["handlers"]}
+    assert [h["name"] for h in m["handlers"]] == ["Greeter", "Upper"]
+    g = hs["Greeter"]
+    assert g["kind"] == "unary" and g.get("reconfigure") is True
+    assert [a.get("handle", False) for a in g["args"]] == [True, False]
+    assert "args" not in hs["Upper"]
+    (app,) = m["apps"]
+    assert app["name"] == "greet-app" and app["route_prefix"] == "/greet-app" and app["ingress"] == "Greeter"
+    deps = {d["name"]: d for d in app["deployments"]}
+    assert deps["Greeter"]["args"] == [{"handle": "Upper"}, "hello"]
+    assert deps["Greeter"]["replicas"] == {"min": 2, "initial": 2, "max": 2}
+    assert deps["Greeter"]["max_ongoing_requests"] == 7
+
+
+def test_an_http_ingress(project: Path) -> None:
+    m = manifest("greetmod:web_app", str(project))
+    kinds = {h["name"]: h["kind"] for h in m["handlers"]}
+    assert kinds == {"Web": "http", "Upper": "unary"}
+
+
+async def test_the_request_without_starlette() -> None:
+    r = Request(HTTPRequest("POST", "/x", "a=1&b=2", {"x-k": ["v"]}), b'{"n": 1}', "application/json")
+    assert (r.method, r.url.path, r.url.query) == ("POST", "/x", "a=1&b=2")
+    assert r.query_params == {"a": "1", "b": "2"} and r.headers["x-k"] == "v"
+    assert r.headers["content-type"] == "application/json"
+    assert await r.json() == {"n": 1} and await r.body() == b'{"n": 1}'
+
+
+def test_stream_function(project: Path) -> None:
+    m = manifest("greetmod:count", str(project), name="counter")
+    (h,) = m["handlers"]
+    assert h == {**h, "name": "count", "kind": "stream", "func": True}
+    assert m["apps"][0]["name"] == "counter"
+
+
+def test_cli_json_and_a_broken_import(project: Path) -> None:
+    run = [sys.executable, "-m", "sluice", "describe", "--json", "--app-dir", str(project)]
+    ok = subprocess.run([*run, "--import-path", "greetmod:greet_app"], capture_output=True, text=True, check=True)
+    assert json.loads(ok.stdout)["apps"][0]["ingress"] == "Greeter"
+    bad = subprocess.run([*run, "--import-path", "broken:app"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "AttributeError" in bad.stderr and "broken.py:3" in bad.stderr
+    missing = subprocess.run([*run, "--import-path", "greetmod:nothing"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "AttributeError" in missing.stderr and "describe.py" not in missing.stderr
+    not_app = subprocess.run([*run, "--import-path", "greetmod:serve"], capture_output=True, text=True)
+    assert not_app.returncode == 1 and "TypeError" in not_app.stderr and "not an application" in not_app.stderr
