@@ -163,12 +163,23 @@ func (r *Reconciler) tryTopics(app string, topo *Topology) bool {
 		}
 		return false
 	}
+	// Seeding only speeds up a first answer: it runs beside the store's
+	// apply, never in it. On a broker whose group coordinator is not up
+	// yet each seed waits out its timeout, and a deploy waiting for its
+	// record to be applied would wait for all of them.
+	r.retiring.Go(func() { r.seed(topo) })
+	return true
+}
+
+// seed seeds the offsets of topo's groups, bounded.
+func (r *Reconciler) seed(topo *Topology) {
+	ctx, cancel := context.WithTimeout(r.ctx, topicsTimeout)
+	defer cancel()
 	for _, dt := range topo.Deployments {
-		if err := seedOffsets(ctx, r.adm, dt.Group, dt.Inputs); err != nil {
+		if err := seedOffsets(ctx, r.adm, dt.Group, dt.Inputs); err != nil && r.ctx.Err() == nil {
 			r.cfg.Log.Warn("group offsets not seeded", "group", dt.Group, "err", err)
 		}
 	}
-	return true
 }
 
 func (r *Reconciler) changed(apps []appstore.Applied) {
