@@ -216,8 +216,10 @@ type Upload struct {
 	Alias                  string // also point this alias at the version
 }
 
-// ErrReadOnly is returned by writes on a registry without a store.
-var ErrReadOnly = errors.New("this process has no store to write models or code to: start it with --s3-endpoint, the store its nodes read from")
+// ErrReadOnly is returned by writes on a registry without a store: 412 /
+// FAILED_PRECONDITION at the gateway, not a 500.
+var ErrReadOnly error = &streams.Error{Code: streams.CodeFailedPrecondition, // the caller's platform, not the request, must change
+	Msg: "this process has no store to write models or code to: start it with --s3-endpoint, the store its nodes read from"}
 
 // Publish stores the files, read one after the other from content, and
 // makes the version visible only once every file arrived with its size and
