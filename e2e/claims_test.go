@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,8 +302,8 @@ func TestClaimSweepByGateway(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	var out lockedBuffer
 	go func() {
-		var out bytes.Buffer
 		done <- cli.Run(ctx, []string{"gateway", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
 			"--brokers", strings.Join(plat.Brokers, ","), "--prefix", namer.Prefix(),
 			"--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix},
@@ -322,11 +323,32 @@ func TestClaimSweepByGateway(t *testing.T) {
 		for _, k := range keys {
 			left = append(left, k.Key)
 		}
-		if err == nil && len(left) == 1 && left[0] == young {
+		// The sweeper starts with the gateway, before it serves: stop it
+		// only once it serves, so that its exit says how it stops.
+		if err == nil && len(left) == 1 && left[0] == young && strings.Contains(out.String(), "sluice gateway: REST on") {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("30s after the gateway started, claims/ holds %v (%v); want only %s", left, err, young)
+			t.Fatalf("30s after the gateway started, claims/ holds %v (%v); want only %s\ngateway output:\n%s", left, err, young, out.String())
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer written by a process's goroutine and read
+// by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
