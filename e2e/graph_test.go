@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// The measured diamond of issue 19 (a cel node fanning out to Plus1 and
+// The diamond a user measured (a cel node fanning out to Plus1 and
 // Times10, both into Final), and its kin, are refused at deploy with exit
 // 2, the file:line of the field and what to write instead; nothing runs.
 // An unknown handler that the deployment's name stands for points at the

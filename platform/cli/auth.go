@@ -51,7 +51,7 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 
 // RequireTransportSecurity is false: the platform speaks clear text
-// until the gateway serves TLS (issue 20); an https:// --addr has it.
+// until the gateway serves TLS; an https:// --addr has it.
 func (bearer) RequireTransportSecurity() bool { return false }
 
 // tokenDialOptions are the dial options that send env's SLUICE_TOKEN.

@@ -53,7 +53,7 @@ func (a *App) CheckGraph() error {
 }
 
 // NotServed refuses, at deploy, what the spec accepts but replicas do not
-// run yet: joins and mirrors (issue 19; their runtime lands next). Until
+// run yet: joins and mirrors (their runtime lands next). Until
 // then a join would run once per arriving input and a mirror's answers
 // would reach the caller.
 func (a *App) NotServed() error {
