@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 	// A fresh prefix per run keeps runs apart on a shared real broker.
 	prefix := "t" + streams.Instance()
 	namer, _ = streams.NewNamer(prefix)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // a fresh real broker creates ~25 applications' topics
 	plat, err = cli.StartDev(ctx, cli.DevConfig{
 		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Brokers: brokers(), Prefix: prefix, Builtin: true, Registry: registry, Log: testLog,
 		S3: s3Config(prefix),

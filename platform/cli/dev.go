@@ -257,7 +257,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 	}
 	if len(apps) > 0 {
-		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second)
+		// Each application's topics are created as its record is applied
+		// (about a second each on a broker that just started): the bound
+		// grows with how many there are.
+		dctx, dcancel := context.WithTimeout(ctx, 60*time.Second+time.Duration(len(apps))*3*time.Second)
 		defer dcancel()
 		if _, err := ctl.store.Deploy(dctx, apps...); err != nil {
 			hl.Close()
