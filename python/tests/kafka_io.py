@@ -46,7 +46,7 @@ def read_all(brokers: list[str], topic: str, timeout_s: float = 15.0) -> list[Re
         }
     )
     try:
-        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        lo, hi = watermarks(c, topic, timeout_s)
         out: list[Record] = []
         if hi <= lo:
             return out
@@ -64,6 +64,27 @@ def read_all(brokers: list[str], topic: str, timeout_s: float = 15.0) -> list[Re
         raise TimeoutError(f"read {topic}: {len(out)} records by the deadline, its end is at {hi}")
     finally:
         c.close()
+
+
+# Errors a partition answers while its leadership moves (a topic just
+# created, a broker just restarted): asked again until the deadline.
+_LEADER_MOVING = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+
+
+def watermarks(c: Consumer, topic: str, timeout_s: float) -> tuple[int, int]:
+    """The low and high watermarks of partition 0 of topic, asked again
+    while the partition has no leader yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            return int(lo), int(hi)
+        except KafkaException as e:
+            if e.args[0].code() not in _LEADER_MOVING or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def committed(brokers: list[str], group: str, topic: str, partition: int = 0) -> int:
