@@ -118,8 +118,8 @@ func (s *Server) declaredTooLarge(r *http.Request) error {
 // that sends nothing for BodyIdleTimeout, or is not in by BodyTimeout, is
 // cut off with 408 and the connection closed.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > s.cfg.MaxBody {
-		return nil, errTooLarge(r.ContentLength, s.cfg.MaxBody)
+	if err := s.declaredTooLarge(r); err != nil {
+		return nil, err
 	}
 	if r.ContentLength == 0 {
 		return nil, nil
