@@ -660,6 +660,12 @@ func (r *Replica) process(s *slot) {
 			return
 		}
 	}
+	if env.Method != "" {
+		// A Go deployment has one call; running it for a named method
+		// would answer a question nobody asked.
+		run.fail(streams.Errorf(streams.CodeInvalidArgument, "deployment %s has no method %q: a Go deployment is called without sl-method", r.cfg.Deployment, env.Method))
+		return
+	}
 	if env.Expired(time.Now()) {
 		r.stats.expired.Add(1)
 		run.fail(&streams.Error{Code: streams.CodeDeadlineExceeded, Msg: "deadline passed before processing"})

@@ -83,7 +83,9 @@ func (h *Handle[In, Out]) Remote(ctx context.Context, in In) *Future[Out] {
 func (h *Handle[In, Out]) RemoteFuture(ctx context.Context, f *Future[In]) *Future[Out] {
 	c := h.newCall(ctx)
 	c.scope.mu.Lock()
-	if f.c.scope == c.scope && !f.c.sent && f.c.next == nil {
+	// A continuation hop names a topic and an id, not a method: a call
+	// of a named method takes its input here and is sent on its own.
+	if f.c.scope == c.scope && !f.c.sent && f.c.next == nil && c.method == "" {
 		f.c.next = c
 		c.from = f.c
 	} else {
@@ -106,7 +108,7 @@ func (h *Handle[In, Out]) Stream(ctx context.Context, in In) iter.Seq2[Out, erro
 		sc := h.scopeOf(ctx)
 		sc.flush(ctx)
 		m := modelOf(ctx)
-		env := protocol.HandleCall(sc.parent, protocol.Envelope{ContentType: ct, Model: m.model, Version: m.version})
+		env := protocol.HandleCall(sc.parent, protocol.Envelope{ContentType: ct, Model: m.model, Version: m.version, Method: methodOf(ctx)})
 		p := sc.rt.caller.Start(ctx, &protocol.Request{Topic: h.core.topic, Key: m.key(), Env: env, Value: value})
 		defer p.Close()
 		for {
@@ -128,7 +130,7 @@ func (h *Handle[In, Out]) Stream(ctx context.Context, in In) iter.Seq2[Out, erro
 
 func (h *Handle[In, Out]) newCall(ctx context.Context) *call {
 	sc := h.scopeOf(ctx)
-	c := &call{scope: sc, topic: h.core.topic, id: sc.rt.caller.NextID(), done: make(chan struct{}), model: modelOf(ctx)}
+	c := &call{scope: sc, topic: h.core.topic, id: sc.rt.caller.NextID(), done: make(chan struct{}), model: modelOf(ctx), method: methodOf(ctx)}
 	sc.mu.Lock()
 	sc.calls = append(sc.calls, c)
 	sc.mu.Unlock()
@@ -173,6 +175,7 @@ type call struct {
 	next   *call // its output goes to next instead of back here
 	after  *call // its input is after's result, awaited here first
 	model  modelRef
+	method string // sl-method: the method of a class deployment it calls ("" its call)
 
 	sent    bool             // guarded by scope.mu
 	pending *streams.Pending // guarded by scope.mu; taken by the one waiter
@@ -261,7 +264,7 @@ func (sc *scope) send(ctx context.Context, head *call) {
 		return
 	}
 	start := func(ctx context.Context, value []byte, ct string) *streams.Pending {
-		env := protocol.HandleCall(sc.parent, protocol.Envelope{ID: head.id, ContentType: ct, Model: head.model.model, Version: head.model.version, Cont: hops})
+		env := protocol.HandleCall(sc.parent, protocol.Envelope{ID: head.id, ContentType: ct, Model: head.model.model, Version: head.model.version, Method: head.method, Cont: hops})
 		return sc.rt.caller.Start(ctx, &protocol.Request{Topic: head.topic, Key: head.model.key(), Env: env, Value: value})
 	}
 	if head.after == nil {
@@ -295,6 +298,21 @@ func (sc *scope) close() {
 			c.pending.Close()
 		}
 	}
+}
+
+type methodKey struct{}
+
+// WithMethod makes the handle calls made with the returned context call
+// the method name of a class deployment (a Python deployment's
+// handle.name.remote(x)): the records carry it in sl-method. A Go
+// deployment has one call and answers invalid_argument to any method.
+func WithMethod(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, methodKey{}, name)
+}
+
+func methodOf(ctx context.Context) string {
+	m, _ := ctx.Value(methodKey{}).(string)
+	return m
 }
 
 // modelRef is the registry model a handle call names.

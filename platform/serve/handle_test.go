@@ -47,7 +47,7 @@ func TestHandleCallPropagates(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second).Truncate(time.Nanosecond) // before ctx's
 
 	parent := protocol.Envelope{ID: "parent", ReplyTo: "sluice.reply.gw", Deadline: deadline, Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-		ContentType: "text/plain", Model: "parent-model", Version: "1"}
+		ContentType: "text/plain", Model: "parent-model", Version: "1", Method: "parent_method"}
 	parent.AddRequestHeader("X-Tenant", "acme")
 	h := &Handle[string, string]{core: core}
 	in := &replicas.Input{Env: parent}
@@ -56,7 +56,7 @@ func TestHandleCallPropagates(t *testing.T) {
 		return nil
 	})
 	_ = invoke(ctx, rt, in, func(ctx context.Context) error {
-		sctx, scancel := context.WithTimeout(WithModel(ctx, "m2", "@prod"), 200*time.Millisecond)
+		sctx, scancel := context.WithTimeout(WithMethod(WithModel(ctx, "m2", "@prod"), "count"), 200*time.Millisecond)
 		defer scancel()
 		for range h.Stream(sctx, "stream") { // nobody answers: ends at sctx's deadline
 			break
@@ -91,6 +91,9 @@ func TestHandleCallPropagates(t *testing.T) {
 		}
 		if env.ID == "" || env.ID == parent.ID || env.ReplyTo != c.Topic() || string(req.Key) != env.ID && model[0] == "" {
 			t.Errorf("call %s: id %q key %q reply %q; want a fresh id as key and the caller's reply topic %q", value, env.ID, req.Key, env.ReplyTo, c.Topic())
+		}
+		if want := map[string]string{"stream": "count"}[value]; env.Method != want {
+			t.Errorf("call %s: method %q, want %q (its own, never the parent's)", value, env.Method, want)
 		}
 		if env.Model != model[0] || env.Version != model[1] || model[0] != "" && string(req.Key) != model[0] {
 			t.Errorf("call %s: model %q version %q key %q, want %q %q", value, env.Model, env.Version, req.Key, model[0], model[1])

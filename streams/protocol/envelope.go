@@ -28,7 +28,11 @@ type Envelope struct {
 	ContentType string
 	Model       string
 	Version     string
-	Cont        []Hop
+	// Method names the method of a class deployment the request calls
+	// (sl-method); "" is the deployment's one call (Python's __call__).
+	// Set by a handle call alone: edges and forwards do not carry it.
+	Method string
+	Cont   []Hop
 	// Request holds the caller's request headers as record headers
 	// (HeaderRequestPrefix + name); they travel with the request.
 	Request []kgo.RecordHeader
@@ -93,6 +97,9 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if e.Version != "" {
 		hs = append(hs, header(HeaderVersion, e.Version))
 	}
+	if e.Method != "" {
+		hs = append(hs, header(HeaderMethod, e.Method))
+	}
 	if len(e.Cont) > 0 {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderCont, Value: appendHops(nil, e.Cont)})
 	}
@@ -146,6 +153,8 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 			e.Model = string(h.Value)
 		case HeaderVersion:
 			e.Version = string(h.Value)
+		case HeaderMethod:
+			e.Method = string(h.Value)
 		case HeaderCont:
 			hops, err := parseHops(h.Value)
 			if err != nil {

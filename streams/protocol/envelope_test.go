@@ -40,6 +40,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"trace", Envelope{Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, 1},
 		{"content type", Envelope{ContentType: "application/json"}, 1},
 		{"model", Envelope{Model: "resnet-50"}, 1},
+		{"method", Envelope{Method: "say_hello"}, 1},
 		{"one hop", Envelope{Cont: []Hop{{Topic: "t1", ID: "i1"}}}, 1},
 		{"hops", Envelope{Cont: []Hop{{"sluice.app.a.in", "x-1"}, {"sluice.app.b.in", "x-2"}, {"sluice.app.c.in", "x-3"}}}, 1},
 		{"id with slash in hop", Envelope{Cont: []Hop{{"t", "a/b"}}}, 1},
@@ -50,8 +51,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			Trace:       "tp",
 			ContentType: "text/plain",
 			Model:       "m",
+			Method:      "f",
 			Cont:        []Hop{{"a", "1"}, {"b", "2"}},
-		}, 7},
+		}, 8},
 		{"unicode", Envelope{ID: "ïd\x00", Model: "模型"}, 2},
 	}
 	for _, tc := range tests {

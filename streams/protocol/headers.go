@@ -17,6 +17,7 @@ const (
 	HeaderContentType = "content-type"
 	HeaderModel       = "sl-model"   // model id for multiplexed deployments
 	HeaderVersion     = "sl-version" // model version the caller asked for
+	HeaderMethod      = "sl-method"  // the method of a class deployment a request calls; absent: __call__
 	HeaderCont        = "sl-cont"    // continuation hops: "topic/id,topic/id"
 	HeaderStatus      = "sl-status"  // error reply or dead letter: an error code (see Code)
 	HeaderError       = "sl-error"   // error reply or dead letter: the error message

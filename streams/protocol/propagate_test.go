@@ -17,6 +17,7 @@ func full() Request {
 		ContentType: "application/json",
 		Model:       "resnet",
 		Version:     "@prod",
+		Method:      "say_hello",
 		Cont:        []Hop{{"sluice.app.a.edge.A.B", "r2"}, {"sluice.app.a.edge.B.C", "r3"}},
 		Request:     []kgo.RecordHeader{hdr("h-x-tenant", "acme"), hdr("h-x-user", "u1")},
 	}}
@@ -29,7 +30,7 @@ func TestPropagation(t *testing.T) {
 	in.Env.Cont = nil // an edge is taken only without a continuation
 	edge := Edge(&in, "sluice.app.a.edge.A.B", []byte("out"), "text/plain")
 	wantEdge := in.Env
-	wantEdge.ContentType = "text/plain"
+	wantEdge.ContentType, wantEdge.Method = "text/plain", "" // the input's method is not the next deployment's
 	if edge.Topic != "sluice.app.a.edge.A.B" || string(edge.Key) != "user-key" || string(edge.Value) != "out" || !envEqual(edge.Env, wantEdge) {
 		t.Errorf("Edge = %+v, want the input's key and whole envelope with the output's content type %+v", edge, wantEdge)
 	}
@@ -37,7 +38,7 @@ func TestPropagation(t *testing.T) {
 	in = full()
 	fwd, ok := Forward(&in, []byte("out"), "text/plain")
 	wantFwd := in.Env
-	wantFwd.ID, wantFwd.Cont, wantFwd.ContentType = "r2", in.Env.Cont[1:], "text/plain"
+	wantFwd.ID, wantFwd.Cont, wantFwd.ContentType, wantFwd.Method = "r2", in.Env.Cont[1:], "text/plain", ""
 	if !ok || fwd.Topic != "sluice.app.a.edge.A.B" || string(fwd.Key) != "r2" || !envEqual(fwd.Env, wantFwd) {
 		t.Errorf("Forward = %+v, %v; want to the first hop under its id with the later hops, %+v", fwd, ok, wantFwd)
 	}
@@ -53,12 +54,15 @@ func TestPropagation(t *testing.T) {
 	}
 
 	parent := full().Env
-	call := Envelope{ID: "c1", ReplyTo: "ignored", ContentType: "application/x-go", Model: "other", Version: "2", Cont: []Hop{{"t", "c2"}}}
+	call := Envelope{ID: "c1", ReplyTo: "ignored", ContentType: "application/x-go", Model: "other", Version: "2", Method: "other_method", Cont: []Hop{{"t", "c2"}}}
 	got := HandleCall(parent, call)
 	want := Envelope{ID: "c1", Deadline: parent.Deadline, Trace: parent.Trace, ContentType: "application/x-go", Model: "other", Version: "2",
-		Cont: []Hop{{"t", "c2"}}, Request: parent.Request}
+		Method: "other_method", Cont: []Hop{{"t", "c2"}}, Request: parent.Request}
 	if !envEqual(got, want) {
 		t.Errorf("HandleCall = %+v, want %+v", got, want)
+	}
+	if got := HandleCall(parent, Envelope{ID: "c"}); got.Method != "" {
+		t.Errorf("HandleCall took the parent's method %q; a call names its own", got.Method)
 	}
 	if got := HandleCall(Envelope{}, Envelope{ID: "c"}); !envEqual(got, Envelope{ID: "c"}) {
 		t.Errorf("HandleCall of an empty parent = %+v", got)
@@ -112,7 +116,7 @@ func TestAnswerEndFailure(t *testing.T) {
 		{"offline item", Answer(&offline, "out", 0, []byte("v"), "text/plain"), "out", "user-key", "sl-id=r1 content-type=text/plain sl-seq=0"},
 		{"offline end", End(&offline, "out", 1), "out", "user-key", "sl-id=r1 sl-eos=1"},
 		{"offline failure", Failure(&offline, rec, "dlq", "D", CodeNotFound, "gone"), "dlq", "user-key",
-			"sl-id=r1 sl-deadline=1900000000000000007 traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 content-type=application/json sl-model=resnet sl-version=@prod h-x-tenant=acme h-x-user=u1 " +
+			"sl-id=r1 sl-deadline=1900000000000000007 traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 content-type=application/json sl-model=resnet sl-version=@prod sl-method=say_hello h-x-tenant=acme h-x-user=u1 " +
 				"sl-status=not_found sl-error=gone sl-source=sluice.app.a.in/1/9 sl-deployment=D"},
 	}
 	for _, tc := range tests {

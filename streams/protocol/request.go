@@ -39,10 +39,12 @@ func ParseRequest(rec *kgo.Record) (Request, error) {
 
 // Edge is the request an output becomes on the dataflow edge (or the hop
 // a routing rule chose) to topic: the input's key and whole envelope,
-// with the output's content type.
+// with the output's content type and no method (the next deployment is
+// called, not the input's method).
 func Edge(in *Request, topic string, value []byte, contentType string) Request {
 	env := in.Env
 	env.ContentType = contentType
+	env.Method = ""
 	env.Request = slices.Clip(env.Request)
 	return Request{Topic: topic, Key: in.Key, Value: value, Env: env}
 }
@@ -50,8 +52,8 @@ func Edge(in *Request, topic string, value []byte, contentType string) Request {
 // Forward is the request an output becomes when its input carries a
 // continuation: to the first hop's topic, keyed by and under the hop's
 // id, with the later hops as its continuation, the output's content type,
-// and everything else of the input's envelope. ok is false when the input
-// has no continuation.
+// no method, and everything else of the input's envelope. ok is false
+// when the input has no continuation.
 func Forward(in *Request, value []byte, contentType string) (fwd Request, ok bool) {
 	if len(in.Env.Cont) == 0 {
 		return Request{}, false
@@ -64,12 +66,13 @@ func Forward(in *Request, value []byte, contentType string) (fwd Request, ok boo
 		env.Cont = in.Env.Cont[1:]
 	}
 	env.ContentType = contentType
+	env.Method = ""
 	env.Request = slices.Clip(env.Request)
 	return Request{Topic: next.Topic, Key: []byte(next.ID), Value: value, Env: env}, true
 }
 
 // HandleCall is the envelope of a call a handler makes while it serves
-// parent: the call's own id, content type, model, version and
+// parent: the call's own id, content type, model, version, method and
 // continuation; the parent's trace context and caller headers; the
 // earlier of the two deadlines. The reply topic is the caller's own, set
 // when the call is sent; the parent's model does not pass to the call.
