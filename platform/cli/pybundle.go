@@ -33,6 +33,11 @@ import (
 // (code.DefaultPythonBuildTimeout).
 const DefaultPythonDescribeTimeout = time.Minute
 
+// describeInvalid is the exit status of `python -m sluice describe` when
+// the application cannot be described: an import that fails, an object
+// that is no application, a deployment option the platform refuses.
+const describeInvalid = 2
+
 // pythonEnvsVar overrides where Python environments are kept.
 const pythonEnvsVar = "SLUICE_PYTHON_ENVS"
 
@@ -97,6 +102,10 @@ func describePython(ctx context.Context, files []artifactFile, importPath, name 
 			return nil, fmt.Errorf("python -m sluice describe --import-path %s did not answer within %s", importPath, timeout)
 		}
 		if msg := strings.TrimSpace(string(stderr.b)); msg != "" {
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == describeInvalid {
+				return nil, &ExitError{Code: 2, Err: errors.New(msg)} // the application is at fault, as an invalid spec
+			}
 			return nil, errors.New(msg)
 		}
 		return nil, fmt.Errorf("python -m sluice describe --import-path %s: %w", importPath, err)
@@ -207,6 +216,11 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 		"--session-timeout", strconv.FormatFloat(pr.session.Seconds(), 'f', -1, 64),
 		"--drain-timeout", strconv.FormatFloat(pr.drain.Seconds(), 'f', -1, 64),
 		"--import-path", m.SDK.Entry, "--app-dir", pe.Project}
+	if len(pr.dep.UserConfig) > 0 {
+		// The spec's user_config, which a new one rolls (a new revision):
+		// the process hands it to reconfigure after construction.
+		args = append(args, "--user-config", string(pr.dep.UserConfig))
+	}
 	if pr.dep.MaxOngoingRequests > 0 {
 		args = append(args, "--max-ongoing", strconv.Itoa(pr.dep.MaxOngoingRequests))
 	}

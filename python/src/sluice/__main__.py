@@ -1,7 +1,10 @@
 """python -m sluice: the SDK's commands.
 
 python -m sluice describe --import-path MODULE:ATTR [--app-dir DIR] [--name N] [--json]
-    prints the manifest of the application (platform/bundle's format)."""
+    prints the manifest of the application (platform/bundle's format).
+    Exit status 2: the application cannot be described (an import that
+    fails, an object that is no application, an option Sluice refuses),
+    with the exception and the last frame of the user's code on stderr."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import sys
 import traceback
 
 from sluice.serve.describe import manifest
+
+EXIT_INVALID = 2
+"""The user's application is at fault (as `sluice deploy` exits 2 for an invalid spec)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith((sdk, "<frozen"))]
         where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
         print(f"describe {a.import_path}: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     json.dump(m, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -31,6 +31,7 @@ class Envelope:
     content_type: str = ""
     model: str = ""
     version: str = ""
+    method: str = ""  # sl-method: the method called; "" is __call__
     cont: list[Hop] = field(default_factory=list)
     # The caller's request headers as record headers (h-<name>).
     request: h.Headers = field(default_factory=list)
@@ -79,6 +80,8 @@ class Envelope:
             out.append(h.text(h.MODEL, self.model))
         if self.version:
             out.append(h.text(h.VERSION, self.version))
+        if self.method:
+            out.append(h.text(h.METHOD, self.method))
         if self.cont:
             out.append(h.text(h.CONT, format_hops(self.cont)))
         if self.http is not None:
@@ -120,6 +123,8 @@ def parse_envelope(headers: h.Headers) -> tuple[Envelope, ParseError | None]:
             e.content_type = _str(value)
         elif key == h.MODEL:
             e.model = _str(value)
+        elif key == h.METHOD:
+            e.method = _str(value)
         elif key == h.VERSION:
             e.version = _str(value)
         elif key == h.CONT:

@@ -13,6 +13,7 @@ TRACE = "traceparent"  # W3C trace context, passed through untouched
 CONTENT_TYPE = "content-type"
 MODEL = "sl-model"  # model id for multiplexed deployments
 VERSION = "sl-version"  # model version the caller asked for
+METHOD = "sl-method"  # the method of a class deployment a request calls (absent: __call__)
 CONT = "sl-cont"  # continuation hops: "topic/id,topic/id"
 STATUS = "sl-status"  # error reply or dead letter: an error code
 ERROR = "sl-error"  # error reply or dead letter: the message

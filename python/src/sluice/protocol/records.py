@@ -53,16 +53,17 @@ def parse_request(rec: Record) -> tuple[Request, ParseError | None]:
 
 def edge(inp: Request, topic: str, value: bytes | None, content_type: str) -> Request:
     """The request an output becomes on a dataflow edge (or a routed hop):
-    the input's key and whole envelope, with the output's content type."""
-    env = replace(inp.env, content_type=content_type, request=list(inp.env.request), cont=list(inp.env.cont))
+    the input's key and whole envelope, with the output's content type and
+    no method (the next deployment is called, not the input's method)."""
+    env = replace(inp.env, content_type=content_type, method="", request=list(inp.env.request), cont=list(inp.env.cont))
     return Request(topic, inp.key, value, env)
 
 
 def forward(inp: Request, value: bytes | None, content_type: str) -> Request | None:
     """The request an output becomes when its input carries a continuation:
     to the first hop's topic, keyed by and under the hop's id, with the
-    later hops as its continuation and the output's content type. None
-    without a continuation."""
+    later hops as its continuation, the output's content type and no
+    method. None without a continuation."""
     if not inp.env.cont:
         return None
     nxt = inp.env.cont[0]
@@ -71,6 +72,7 @@ def forward(inp: Request, value: bytes | None, content_type: str) -> Request | N
         id=nxt.id,
         cont=list(inp.env.cont[1:]),
         content_type=content_type,
+        method="",
         request=list(inp.env.request),
     )
     return Request(nxt.topic, nxt.id.encode("utf-8", "surrogateescape"), value, env)
@@ -78,7 +80,7 @@ def forward(inp: Request, value: bytes | None, content_type: str) -> Request | N
 
 def handle_call(parent: Envelope, call: Envelope) -> Envelope:
     """The envelope of a call made while serving parent: the call's own id,
-    content type, model, version and continuation; the parent's trace and
+    content type, model, version, method and continuation; the parent's trace and
     caller headers; the earlier deadline. The reply topic is set when the
     call is sent."""
     deadline = call.deadline_ns

@@ -3,7 +3,7 @@ confluent-kafka (librdkafka), keeping the invariants of the Go replica."""
 
 from sluice.replica.config import ReplicaConfig
 from sluice.replica.context import RequestContext, current
-from sluice.replica.handler import Handler, HTTPIngress, HTTPOutput, Input, Output, Streamer
+from sluice.replica.handler import Handler, HTTPIngress, HTTPOutput, Input, Methods, Output, Streamer, StreamOutput
 from sluice.replica.replica import Replica, Stats, serve_until_signalled
 from sluice.replica.report import Publisher, Report, report_key
 
@@ -12,6 +12,7 @@ __all__ = [
     "HTTPOutput",
     "Handler",
     "Input",
+    "Methods",
     "Output",
     "Publisher",
     "Replica",
@@ -19,6 +20,7 @@ __all__ = [
     "Report",
     "RequestContext",
     "Stats",
+    "StreamOutput",
     "Streamer",
     "current",
     "report_key",

@@ -58,3 +58,23 @@ class HTTPIngress(Protocol):
     without sl-http-method before running it, and hands it an HTTPOutput."""
 
     def http_ingress(self) -> bool: ...
+
+
+@runtime_checkable
+class Methods(Protocol):
+    """A handler with named methods (a class deployment): a record naming
+    one (sl-method) runs it; one naming a method has_method denies is
+    invalid_argument and never runs. Without this capability a record
+    naming any method is refused so."""
+
+    def has_method(self, name: str) -> bool: ...
+
+
+@runtime_checkable
+class StreamOutput(Output, Protocol):
+    """An Output whose record may stream whatever its deployment's kind:
+    after start_stream(), each emit is an item and an end of stream follows the
+    last (a handle call asked for a stream, or the method called is a
+    generator)."""
+
+    def start_stream(self) -> None: ...

@@ -28,7 +28,7 @@ from sluice import protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
 from sluice.replica.config import POLL_INTERVAL_S, READY_GRACE_S, ReplicaConfig
 from sluice.replica.context import RequestContext, set_current
-from sluice.replica.handler import Handler, HTTPIngress, Input, Streamer
+from sluice.replica.handler import Handler, HTTPIngress, Input, Methods, Streamer
 from sluice.replica.leave import leave_group
 from sluice.replica.offsets import Slot, Tracker
 from sluice.replica.producer import Sender, too_large
@@ -63,6 +63,7 @@ class Replica:
         self._stats_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._unhealthy = False
         self._joined = False
         self._started_ns = time.time_ns()
         self._changed: Callable[[], None] | None = None
@@ -106,7 +107,7 @@ class Replica:
         )  # fmt: skip
 
     def _mark_ready(self) -> None:
-        if not self._ready.is_set():
+        if not self._ready.is_set() and not self._unhealthy:
             self._ready.set()
             self._tell()
 
@@ -119,6 +120,19 @@ class Replica:
         (bounded by drain_timeout_s), offsets are committed, the replica
         leaves its group. Safe from any thread and from signal handlers."""
         self._stop.set()
+
+    def unhealthy(self) -> None:
+        """Reports the replica not ready and stops it softly: its
+        deployment's health check failed. Safe from any thread."""
+        self._unhealthy = True
+        self._ready.clear()
+        self._tell()
+        self.stop()
+
+    @property
+    def healthy(self) -> bool:
+        """False once unhealthy() was called."""
+        return not self._unhealthy
 
     async def run(self) -> None:
         """Consumes until stop(), then stops softly; cancelling it stops
@@ -309,6 +323,9 @@ class Replica:
             except protocol.ParseError as exc:
                 run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} is an HTTP ingress: {exc}")
                 return
+        if env.method and not (isinstance(self._h, Methods) and self._h.has_method(env.method)):
+            run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} has no method {env.method!r}")
+            return
         if env.expired():
             self._count("expired")
             run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed before processing")
@@ -366,6 +383,10 @@ class _Run:
         with self._lock:
             self._resp = resp
             self.stream = self.stream or streamed
+
+    def start_stream(self) -> None:
+        with self._lock:
+            self.stream = True
 
     def emit(self, value: bytes, content_type: str = "") -> None:
         """Routes one output: along the continuation, to the successors, to

@@ -3,16 +3,21 @@ serve.run, DeploymentHandle.remote() returning a DeploymentResponse. A
 thin layer over the replica runtime (sluice.replica)."""
 
 from sluice.serve.api import run, shutdown
+from sluice.serve.batching import batch
 from sluice.serve.deployment import Application, Deployment, deployment
-from sluice.serve.handle import DeploymentHandle, DeploymentResponse
+from sluice.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 from sluice.serve.http import Request
+from sluice.serve.options import UnsupportedOption
 
 __all__ = [
     "Application",
     "Deployment",
     "DeploymentHandle",
     "DeploymentResponse",
+    "DeploymentResponseGenerator",
     "Request",
+    "UnsupportedOption",
+    "batch",
     "deployment",
     "run",
     "shutdown",

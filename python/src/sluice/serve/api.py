@@ -9,50 +9,18 @@ import asyncio
 import inspect
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from sluice.protocol.names import Namer, check_segment
-from sluice.replica import Input, Output, Replica, ReplicaConfig
+from sluice.replica import Replica, ReplicaConfig
 from sluice.serve.caller import Caller, ensure_topics
-from sluice.serve.codec import decode, encode
 from sluice.serve.deployment import Application, Deployment
-from sluice.serve.handle import DeploymentHandle, DeploymentResponse
+from sluice.serve.handle import DeploymentHandle
+from sluice.serve.invoke import Invoker, watch_health
 
 READY_TIMEOUT_S = 60.0
-
-
-class _Callable:
-    """The replica handler of a user deployment: decodes the argument,
-    calls the user's code (a coroutine on the loop, a plain function in a
-    thread), resolves a returned response, encodes what comes back."""
-
-    def __init__(self, fn: Any, stream: bool) -> None:
-        self._fn = fn
-        self._stream = stream
-
-    def streams(self) -> bool:
-        return self._stream
-
-    async def handle(self, inp: Input, out: Output) -> None:
-        arg = decode(inp.value, inp.env.content_type)
-        if inspect.iscoroutinefunction(self._fn) or inspect.iscoroutinefunction(getattr(self._fn, "__call__", None)):  # noqa: B004
-            result = await self._fn(arg)
-        elif inspect.isasyncgenfunction(self._fn) or inspect.isgeneratorfunction(self._fn):
-            result = self._fn(arg)
-        else:
-            result = await asyncio.to_thread(self._fn, arg)
-        if isinstance(result, DeploymentResponse):
-            result = await result
-        if self._stream:
-            if inspect.isasyncgen(result):
-                async for item in result:
-                    out.emit(*encode(item))
-            else:
-                for item in result:
-                    out.emit(*encode(item))
-            return
-        out.emit(*encode(result))
 
 
 class _Running:
@@ -67,6 +35,7 @@ class _Running:
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"sluice-serve-{name}", daemon=True)
         self.replicas: list[Replica] = []
         self.tasks: list[Future[None]] = []
+        self.health: list[Future[None]] = []  # check_health loops, cancelled at stop
         self.ingress = app.deployment.name
         self.deployments: dict[str, tuple[Deployment, Application]] = {}
         self.edges: set[tuple[str, str]] = set()
@@ -100,24 +69,30 @@ class _Running:
         return target
 
     def start(self) -> None:
-        parts = {n: d.opts.num_replicas for n, (d, _) in self.deployments.items()}
+        parts = {n: d.opts.replicas for n, (d, _) in self.deployments.items()}
         ensure_topics(self.brokers, [self.namer.output(self.name), self.namer.dead_letter(self.name)])
         ensure_topics(self.brokers, [self.namer.ingress(self.name)], parts[self.ingress])
         for src, dst in self.edges:
             ensure_topics(self.brokers, [self.namer.edge(self.name, src, dst)], parts[dst])
         self.thread.start()
         for name, (d, node) in self.deployments.items():
-            for i in range(d.opts.num_replicas):
+            for i in range(d.opts.replicas):
                 cfg = ReplicaConfig(
                     brokers=self.brokers, group=self.namer.group(self.name, name), topics=self._inputs(name),
                     output=self.namer.output(self.name), dead_letter=self.namer.dead_letter(self.name),
                     deployment=name, app=self.name, instance=f"{name}-{i}",
                     max_ongoing_requests=d.opts.max_ongoing_requests,
+                    drain_timeout_s=d.opts.graceful_shutdown_timeout_s,
                     log=logging.getLogger(f"sluice.serve.{self.name}.{name}"),
                 )  # fmt: skip
-                r = Replica(cfg, _Callable(self._instance(node), d.opts.stream))
+                inv = Invoker(self._instance(node), d.opts)
+                if d.opts.user_config is not None:
+                    asyncio.run_coroutine_threadsafe(inv.reconfigure(d.opts.user_config), self.loop).result()
+                r = Replica(cfg, inv)
                 self.replicas.append(r)
                 self.tasks.append(asyncio.run_coroutine_threadsafe(r.run(), self.loop))
+                health = watch_health(inv, d.opts.health_check_period_s, _unhealthy(r), cfg.log)
+                self.health.append(asyncio.run_coroutine_threadsafe(health, self.loop))
         for r in self.replicas:
             if not r.ready.wait(READY_TIMEOUT_S):
                 raise TimeoutError(f"application {self.name}: replica {r.cfg.instance} not ready")
@@ -126,6 +101,8 @@ class _Running:
         return DeploymentHandle(self.caller, self.namer, self.name, self.ingress, None)
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        for h in self.health:
+            h.cancel()
         for r in self.replicas:
             r.stop()
         for t in self.tasks:
@@ -133,6 +110,12 @@ class _Running:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout_s)
         self.caller.close()
+
+
+def _unhealthy(r: Replica) -> Callable[[Exception], None]:
+    """A replica whose check_health failed stops (not ready, its
+    partitions move to the others); serve.run does not start another."""
+    return lambda _exc: r.unhealthy()
 
 
 _running: list[_Running] = []  # what serve.run started in this process, for shutdown

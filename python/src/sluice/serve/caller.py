@@ -40,6 +40,43 @@ class Answer:
     content_type: str
 
 
+Link = Future["tuple[Answer, Link] | None"]
+"""One step of a streamed answer: settles with an item and the next
+step, with None at the end of the stream, or with the call's error. The
+reader thread settles each in turn; a reader of the stream follows them."""
+
+
+class _Stream:
+    """The items of one streamed call, in sequence order (a duplicate or
+    an item past a gap is dropped: items come in order on the reply
+    partition)."""
+
+    def __init__(self) -> None:
+        self.head: Link = Future()
+        self._tail = self.head
+        self._next_seq = 0
+
+    def item(self, seq: int, ans: Answer) -> None:
+        if seq != self._next_seq:
+            return
+        self._next_seq += 1
+        nxt: Link = Future()
+        self._tail.set_result((ans, nxt))
+        self._tail = nxt
+
+    def end(self, count: int) -> bool:
+        """Ends the stream when every item came; reports whether it did
+        (else the caller fails it)."""
+        if count != self._next_seq:
+            return False
+        self._tail.set_result(None)
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        if not self._tail.done():
+            self._tail.set_exception(exc)
+
+
 class Caller:
     """One reply topic and the calls waiting on it. Thread-safe."""
 
@@ -58,6 +95,7 @@ class Caller:
         self._c.assign([TopicPartition(self.reply_topic, 0, max(hi, 0))])
         self._lock = threading.Lock()
         self._waiting: dict[str, Future[Answer]] = {}
+        self._streams: dict[str, _Stream] = {}
         self._closing = threading.Event()
         self._threads = [
             threading.Thread(target=self._read, name="sluice-caller-read", daemon=True),
@@ -77,6 +115,10 @@ class Caller:
         final = req.env.final_id()
         with self._lock:
             self._waiting[final] = fut
+        self._produce(req, final)
+        return fut
+
+    def _produce(self, req: Request, final: str) -> None:
         rec = req.record()
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -88,15 +130,32 @@ class Caller:
             self._p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, on_delivery=delivered)
         except Exception as exc:  # BufferError, KafkaException: the call fails, not the caller
             self._settle(final, exc=_unavailable(f"produce to {rec.topic}: {exc}"))
-        return fut
+
+    def call_stream(self, req: Request) -> Link:
+        """Produces req as call does, for a streamed answer: the first step
+        of its items (see Link)."""
+        req.env.reply_to = self.reply_topic
+        final = req.env.final_id()
+        st = _Stream()
+        with self._lock:
+            self._streams[final] = st
+        self._produce(req, final)
+        return st.head
 
     def forget(self, rid: str) -> None:
         with self._lock:
             self._waiting.pop(rid, None)
+            st = self._streams.pop(rid, None)
+        if st is not None:
+            st.fail(_unavailable("the call was abandoned"))
 
     def _settle(self, rid: str, answer: Answer | None = None, exc: BaseException | None = None) -> None:
         with self._lock:
             fut = self._waiting.pop(rid, None)
+            st = self._streams.pop(rid, None) if fut is None else None
+        if st is not None:
+            st.fail(exc if exc is not None else TypeError("a single answer to a call made with stream=True"))
+            return
         if fut is None or fut.done():
             return
         if exc is not None:
@@ -123,8 +182,18 @@ class Caller:
             self._settle(r.id, exc=SluiceError(r.error, r.status))
         elif r.kind == ReplyKind.UNARY:
             self._settle(r.id, Answer(r.value or b"", r.content_type))
-        else:  # streams are not handed out by this caller yet
-            self._settle(r.id, exc=_unavailable("a streamed answer to a unary call"))
+        else:
+            with self._lock:
+                st = self._streams.get(r.id)
+            if st is None:  # a unary call: Ray's handles refuse a stream there too
+                self._settle(r.id, exc=TypeError("a streamed answer to a call made without stream=True"))
+            elif r.kind == ReplyKind.ITEM:
+                st.item(r.seq, Answer(r.value or b"", r.content_type))
+            else:
+                with self._lock:
+                    self._streams.pop(r.id, None)
+                if not st.end(r.eos):
+                    st.fail(_unavailable(f"the stream ended after {r.eos} items, not all of which came"))
 
     def _serve_producer(self) -> None:
         while not self._closing.is_set():
@@ -138,9 +207,12 @@ class Caller:
         self._c.close()
         with self._lock:
             waiting, self._waiting = self._waiting, {}
+            streams, self._streams = self._streams, {}
         for fut in waiting.values():
             if not fut.done():
                 fut.set_exception(_unavailable("the caller closed"))
+        for st in streams.values():
+            st.fail(_unavailable("the caller closed"))
 
 
 def _unavailable(msg: str) -> BaseException:

@@ -80,10 +80,17 @@ def _literal(v: Any) -> Any:
     return v
 
 
+def _yields(target: Any) -> bool:
+    """Whether the deployment's call (a class's __call__, or a function)
+    is a generator: its answer is a stream."""
+    fn = getattr(target, "__call__", None) if inspect.isclass(target) else target  # noqa: B004
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
 def handler(node: Application) -> dict[str, Any]:
     """A deployment as a manifest handler."""
     d = node.deployment
-    kind = "http" if takes_request(d.target) else "stream" if d.opts.stream else "unary"
+    kind = "http" if takes_request(d.target) else "stream" if d.opts.stream or _yields(d.target) else "unary"
     h: dict[str, Any] = {"name": d.name, "kind": kind, "input": _ANY, "output": _ANY}
     if not inspect.isclass(d.target):
         h["func"] = True
@@ -104,9 +111,7 @@ def app_spec(app: Application, name: str, route_prefix: str | None = None) -> di
     deps = []
     for n, node in nodes.items():
         o = node.deployment.opts
-        dep: dict[str, Any] = {"name": n, "handler": n,
-                               "replicas": {"min": o.num_replicas, "initial": o.num_replicas, "max": o.num_replicas},
-                               "max_ongoing_requests": o.max_ongoing_requests}  # fmt: skip
+        dep: dict[str, Any] = {"name": n, "handler": n, **o.spec()}
         args = [{"handle": a.deployment.name} if isinstance(a, Application) else _literal(a) for a in _bound(node)]
         if args and inspect.isclass(node.deployment.target):
             dep["args"] = args

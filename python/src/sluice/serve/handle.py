@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from sluice.protocol import Envelope, handle_call, new_request
 from sluice.protocol.names import Namer
 from sluice.replica.context import current
-from sluice.serve.caller import Answer, Caller
+from sluice.serve.caller import Answer, Caller, Link
 from sluice.serve.codec import decode, encode
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -26,50 +27,132 @@ class DeploymentResponse:
         self._fut = fut
 
     def result(self, timeout_s: float | None = None) -> Any:
-        """The answer, decoded; raises the call's SluiceError. Blocks: not
-        for the event loop's thread (await the response there)."""
-        ans = self._fut.result(timeout_s)
+        """The answer, decoded; raises the call's SluiceError, or
+        TimeoutError when none came within timeout_s (the call goes on).
+        Blocks: not for the event loop's thread (await the response there)."""
+        try:
+            ans = self._fut.result(timeout_s)
+        except FutureTimeout:
+            raise TimeoutError(f"no answer within {timeout_s}s") from None
         return decode(ans.value, ans.content_type)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._resolve().__await__()
 
     async def _resolve(self) -> Any:
-        ans = await asyncio.wrap_future(self._fut)
+        ans = await asyncio.shield(asyncio.wrap_future(self._fut))
         return decode(ans.value, ans.content_type)
+
+
+class DeploymentResponseGenerator:
+    """The items of a streamed call (handle.options(stream=True)): iterate
+    it with for (blocking: not on the event loop's thread) or async for.
+    An item is awaited until the call's deadline; the call's error is
+    raised where the stream ends with it."""
+
+    def __init__(self, head: Link, deadline_ns: int) -> None:
+        self._link = head
+        self._deadline_ns = deadline_ns
+
+    def _remaining_s(self) -> float:
+        return max(0.0, (self._deadline_ns - time.time_ns()) / 1e9)
+
+    def _step(self, step: tuple[Answer, Link] | None) -> Any:
+        if step is None:
+            raise StopIteration
+        ans, self._link = step
+        return decode(ans.value, ans.content_type)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            step = self._link.result(self._remaining_s())
+        except FutureTimeout:
+            raise TimeoutError("the stream's deadline passed before its next item") from None
+        return self._step(step)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            step = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._link)), self._remaining_s())
+        except asyncio.TimeoutError:
+            raise TimeoutError("the stream's deadline passed before its next item") from None
+        try:
+            return self._step(step)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
 
 class DeploymentHandle:
     """Calls one deployment of an application: from outside (to its
     ingress topic) or from inside another deployment (on the edge between
-    them, with the calling request's deadline, trace and headers)."""
+    them, with the calling request's deadline, trace and headers).
+    handle.NAME (or options(method_name=NAME)) calls the method NAME of
+    a class deployment; options(stream=True) answers with a
+    DeploymentResponseGenerator."""
 
-    def __init__(self, caller: Caller, namer: Namer, app: str, deployment: str, source: str | None) -> None:
+    def __init__(self, caller: Caller, namer: Namer, app: str, deployment: str, source: str | None,
+                 *, method_name: str = "", stream: bool = False) -> None:  # fmt: skip
         self._caller = caller
         self._namer = namer
         self._app = app
         self.deployment_name = deployment
         self._source = source  # the calling deployment; None: the application's ingress
+        self._method = method_name
+        self._stream = stream
+
+    def options(
+        self, *, method_name: str | None = None, stream: bool | None = None, **unsupported: Any
+    ) -> DeploymentHandle:
+        """The same handle calling another method, or streaming."""
+        for k in unsupported:
+            raise TypeError(f"DeploymentHandle.options: {k} is not supported (Sluice takes method_name and stream)")
+        m = self._method if method_name is None else method_name
+        if m == "__call__":
+            m = ""
+        if m and (m.startswith("_") or not m.isidentifier()):
+            raise ValueError(f"method_name {m!r}: not a public method name")
+        return DeploymentHandle(self._caller, self._namer, self._app, self.deployment_name, self._source,
+                                method_name=m, stream=self._stream if stream is None else stream)  # fmt: skip
+
+    def __getattr__(self, name: str) -> DeploymentHandle:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.options(method_name=name)
 
     def _topic(self) -> str:
         if self._source is None:
             return self._namer.ingress(self._app)
         return self._namer.edge(self._app, self._source, self.deployment_name)
 
-    def remote(self, arg: Any = None) -> DeploymentResponse:
+    def remote(self, arg: Any = None) -> Any:
         """Calls the deployment with one argument (a DeploymentResponse is
-        resolved first: the call is sent when it settles)."""
-        out: Future[Answer] = Future()
+        resolved first: the call is sent when it settles). Returns a
+        DeploymentResponse, or a DeploymentResponseGenerator for a
+        handle with stream=True (typed Any, as which one depends on the
+        handle's options)."""
         parent = current()
+        deadline_ns = time.time_ns() + int(DEFAULT_TIMEOUT_S * 1e9)
+        if parent is not None and parent.envelope is not None and parent.envelope.deadline_ns:
+            deadline_ns = parent.envelope.deadline_ns  # the call takes the request's (handle_call)
+        out: Future[Any] = Future()
 
         def send(value: Any) -> None:
             body, content_type = encode(value)
-            env = Envelope(id=self._caller.new_id(), content_type=content_type)
+            env = Envelope(id=self._caller.new_id(), content_type=content_type, method=self._method)
             if parent is not None and parent.envelope is not None:
                 env = handle_call(parent.envelope, env)
             if env.deadline_ns == 0:
-                env.deadline_ns = time.time_ns() + int(DEFAULT_TIMEOUT_S * 1e9)
-            _chain(self._caller.call(new_request(self._topic(), None, env, body)), out)
+                env.deadline_ns = deadline_ns
+            req = new_request(self._topic(), None, env, body)
+            if self._stream:
+                _chain(self._caller.call_stream(req), out)
+            else:
+                _chain(self._caller.call(req), out)
 
         if isinstance(arg, DeploymentResponse):
 
@@ -83,11 +166,15 @@ class DeploymentHandle:
             arg._fut.add_done_callback(upstream_done)
         else:
             send(arg)
+        if self._stream:
+            return DeploymentResponseGenerator(out, deadline_ns)
         return DeploymentResponse(out)
 
 
-def _chain(src: Future[Answer], dst: Future[Answer]) -> None:
-    def done(f: Future[Answer]) -> None:
+def _chain(src: Future[Any], dst: Future[Any]) -> None:
+    def done(f: Future[Any]) -> None:
+        if dst.done():
+            return
         if (exc := f.exception()) is not None:
             dst.set_exception(exc)
         else:

@@ -13,22 +13,29 @@ import argparse
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sluice.protocol.names import Namer
 from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled
-from sluice.serve.api import _Callable
 from sluice.serve.caller import Caller
-from sluice.serve.deployment import Application
+from sluice.serve.deployment import Application, Options
 from sluice.serve.describe import load, walk
 from sluice.serve.handle import DeploymentHandle
 from sluice.serve.http import HTTPCallable, takes_request
+from sluice.serve.invoke import HealthCheckFailed, Invoker, watch_health
 
 READY_ENV = "SLUICE_READY_FD"
 """replicas/procs.ReadyEnv: a descriptor to write one byte to when ready."""
+
+EXIT_UNHEALTHY = 3
+"""The exit status of a replica whose check_health failed: the platform
+starts another (replicas/procs, sluice dev), as Ray restarts the actor."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +57,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-ongoing", type=int, default=0)
     p.add_argument("--session-timeout", type=float, default=0.0, help="seconds")
     p.add_argument("--drain-timeout", type=float, default=0.0, help="seconds")
+    p.add_argument("--user-config", default=None, help="the deployment's user_config, JSON (the spec's)")
     p.add_argument("--import-path", required=True, help="MODULE:ATTR of the application")
     p.add_argument("--app-dir", default=".")
     return p.parse_args(argv)
@@ -84,17 +92,33 @@ def _tell_ready(r: Replica) -> None:
     threading.Thread(target=wait, name="sluice-ready", daemon=True).start()
 
 
-async def _serve(r: Replica, pub: Publisher | None) -> None:
-    task = asyncio.create_task(pub.run()) if pub is not None else None
+async def _serve(r: Replica, pub: Publisher | None, inv: Invoker | None, opts: Options, user_config: Any,
+                 log: logging.Logger) -> list[HealthCheckFailed]:  # fmt: skip
+    """Serves r until a signal or a failed health check (returned)."""
+    if inv is not None and user_config is not None:
+        await inv.reconfigure(user_config)
+    failed: list[HealthCheckFailed] = []
+    tasks = [asyncio.create_task(pub.run())] if pub is not None else []
+    if inv is not None:
+        tasks.append(asyncio.create_task(watch_health(inv, opts.health_check_period_s, _on_failure(r, failed), log)))
     try:
         await serve_until_signalled(r)
     finally:
-        if task is not None:
-            task.cancel()
+        for t in tasks:
+            t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await t
         if pub is not None:
             await asyncio.to_thread(pub.remove, r)
+    return failed
+
+
+def _on_failure(r: Replica, failed: list[HealthCheckFailed]) -> Callable[[HealthCheckFailed], None]:
+    def unhealthy(exc: HealthCheckFailed) -> None:
+        failed.append(exc)
+        r.unhealthy()
+
+    return unhealthy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,18 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     cfg.max_ongoing_requests = a.max_ongoing or node.deployment.opts.max_ongoing_requests
     if a.session_timeout > 0:
         cfg.session_timeout_s = a.session_timeout
+    opts = node.deployment.opts
+    # Requests in flight get graceful_shutdown_timeout_s, within what the
+    # platform waits before it kills the process (its drain timeout).
+    cfg.drain_timeout_s = opts.graceful_shutdown_timeout_s
     if a.drain_timeout > 0:
-        cfg.drain_timeout_s = a.drain_timeout
+        cfg.drain_timeout_s = min(a.drain_timeout, opts.graceful_shutdown_timeout_s)
+    user_config = json.loads(a.user_config) if a.user_config else opts.user_config
     fn = instance(node, caller, namer, a.app)
-    handler = HTTPCallable(fn) if takes_request(node.deployment.target) else _Callable(fn, node.deployment.opts.stream)
-    r = Replica(cfg, handler)
+    inv = None if takes_request(node.deployment.target) else Invoker(fn, opts)
+    r = Replica(cfg, inv if inv is not None else HTTPCallable(fn))
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
     if pub is not None:
         pub.add(r)
     _tell_ready(r)
     log.info("replica running", extra={"instance": a.instance, "generation": a.generation})
     try:
-        asyncio.run(_serve(r, pub))
+        failed = asyncio.run(_serve(r, pub, inv, opts, user_config, log))
     finally:
         caller.close()
+    if failed:
+        print(f"sluice replica {a.instance}: {failed[0]}", file=sys.stderr)
+        return EXIT_UNHEALTHY
     return 0
