@@ -62,6 +62,8 @@ web_app = Web.bind(Upper.bind())
 def project(tmp_path: Path) -> Path:
     (tmp_path / "greetmod.py").write_text(APP)
     (tmp_path / "broken.py").write_text("import greetmod\n\napp = greetmod.nope\n")
+    (tmp_path / "syntax.py").write_text("from sluice import serve\n\ndef f(:\n    pass\n")
+    (tmp_path / "plain.py").write_text("class Plain:\n    def __call__(self, x):\n        return x\n")
     return tmp_path
 
 
@@ -109,9 +111,14 @@ def test_cli_json_and_a_broken_import(project: Path) -> None:
     ok = subprocess.run([*run, "--import-path", "greetmod:greet_app"], capture_output=True, text=True, check=True)
     assert json.loads(ok.stdout)["apps"][0]["ingress"] == "Greeter"
     bad = subprocess.run([*run, "--import-path", "broken:app"], capture_output=True, text=True)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "AttributeError" in bad.stderr and "broken.py:3" in bad.stderr
     missing = subprocess.run([*run, "--import-path", "greetmod:nothing"], capture_output=True, text=True)
-    assert missing.returncode == 1 and "AttributeError" in missing.stderr and "describe.py" not in missing.stderr
+    assert missing.returncode == 2 and "AttributeError" in missing.stderr and "describe.py" not in missing.stderr
     not_app = subprocess.run([*run, "--import-path", "greetmod:serve"], capture_output=True, text=True)
-    assert not_app.returncode == 1 and "TypeError" in not_app.stderr and "not an application" in not_app.stderr
+    assert not_app.returncode == 2 and "TypeError" in not_app.stderr and "not an application" in not_app.stderr
+    syntax = subprocess.run([*run, "--import-path", "syntax:app"], capture_output=True, text=True)
+    assert syntax.returncode == 2 and "SyntaxError" in syntax.stderr and "syntax.py:3: def f(:" in syntax.stderr
+    assert "importlib" not in syntax.stderr
+    plain = subprocess.run([*run, "--import-path", "plain:Plain"], capture_output=True, text=True)
+    assert plain.returncode == 2 and "Plain is a plain class, not a deployment" in plain.stderr

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import sysconfig
 import traceback
 
 from sluice.serve.describe import manifest
@@ -34,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an import that fails: its last frame, as a deploy shows it
         # The last frame of the user's code (not the SDK's, nor importlib's).
         sdk = os.path.dirname(os.path.abspath(__file__))
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith((sdk, "<frozen"))]
+        stdlib = sysconfig.get_paths()["stdlib"]
+        skip = (sdk, stdlib, "<frozen")
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)]
         where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+        if isinstance(exc, SyntaxError) and exc.filename:  # the user's file did not compile: where it fails
+            where = f" ({exc.filename}:{exc.lineno}: {(exc.text or '').strip()})"
         print(f"describe {a.import_path}: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
         return EXIT_INVALID
     json.dump(m, sys.stdout, indent=2)

@@ -43,6 +43,12 @@ def load(import_path: str, app_dir: str | None = None) -> Application:
         obj = getattr(obj, part)
     if isinstance(obj, Deployment):
         obj = obj.bind()
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        name = obj.__name__
+        raise TypeError(
+            f"import path {import_path}: {name} is a plain {'class' if inspect.isclass(obj) else 'function'}, "
+            f"not a deployment: decorate it with @serve.deployment and bind it ({import_path}.bind() in the module)"
+        )
     if not isinstance(obj, Application):
         what = type(obj).__name__
         raise TypeError(f"import path {import_path}: a {what}, not an application (a deployment's .bind())")
