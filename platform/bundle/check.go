@@ -126,7 +126,7 @@ func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (str
 			if !param.Handle {
 				return field, fmt.Errorf("%s: parameter type %s is not a *serve.Handle, cannot take bound deployment %s", field, param.Go, target.Name)
 			}
-			if !sameType(param.Input, &target.Input) || !sameType(param.Output, &target.Output) {
+			if !fits(param.Input, &target.Input) || !fits(param.Output, &target.Output) {
 				return field, fmt.Errorf("%s: parameter %s does not match deployment %s, which takes %s and returns %s", field, param.Go, target.Name, target.Input.Go, target.Output.Go)
 			}
 			continue
@@ -153,6 +153,17 @@ func errHTTPTarget(dep string, h *Handler) error {
 // along an edge it would be lost, each part a request of its own.
 func errHTTPSource(dep string, h *Handler, to string) error {
 	return fmt.Errorf("deployment %s runs HTTP ingress handler %s: its response answers the HTTP caller and cannot go along an edge: remove the edge and call %s through a handle (a *serve.Handle parameter of %s's constructor, args: [{handle: %s}])", dep, h.Name, to, h.Name, to)
+}
+
+// fits reports whether a handle's type fits the deployment's: the same
+// type, or one side untyped (TypeAny: Python states no payload types, so
+// a handle from Go to Python, or from Python to Go, is checked by name
+// and kind alone, and the payload when the request runs).
+func fits(a, b *Type) bool {
+	if a != nil && a.ID == TypeAny || b != nil && b.ID == TypeAny {
+		return true
+	}
+	return sameType(a, b)
 }
 
 // sameType reports whether a handle's type is the deployment's: the same

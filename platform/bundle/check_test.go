@@ -209,3 +209,22 @@ func TestCheckHandleTypeIdentity(t *testing.T) {
 		t.Fatalf("Check = %v", err)
 	}
 }
+
+// A Python deployment states no payload types (TypeAny): a Go handle to
+// it fits, and so does its handle to a Go deployment.
+func TestCheckHandleToAndFromPython(t *testing.T) {
+	t.Parallel()
+	m := testManifest()
+	anyT := Type{Go: "any", ID: TypeAny, Encoding: EncodingJSON, Schema: &Schema{}}
+	m.Handlers = append(m.Handlers,
+		Handler{Name: "Py", Kind: KindUnary, Input: anyT, Output: anyT, Func: true},
+		Handler{Name: "PyCaller", Kind: KindUnary, Input: anyT, Output: anyT,
+			Args: []Arg{{Type: Type{Go: "DeploymentHandle", ID: "python:sluice.serve.DeploymentHandle"}, Handle: true, Input: &anyT, Output: &anyT}}})
+	apps, err := spec.Parse("a.yaml", []byte(head+"  - {name: F, handler: Front, args: [{handle: P}]}\n  - {name: P, handler: PyCaller, args: [{handle: G}]}\n  - {name: G, handler: Front, args: [{handle: Q}]}\n  - {name: Q, handler: Py}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(apps[0], m); err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+}

@@ -39,6 +39,10 @@ const (
 	LanguagePython = "python" // python-project bundles: `python -m sluice describe`
 )
 
+// TypeAny is the type ID of a value its SDK states no type for (every
+// Python payload): it fits any type.
+const TypeAny = "python:any"
+
 // Handler kinds.
 const (
 	KindUnary  = "unary"  // Func or Type: one output per input

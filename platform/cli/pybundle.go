@@ -33,11 +33,6 @@ import (
 // (code.DefaultPythonBuildTimeout).
 const DefaultPythonDescribeTimeout = time.Minute
 
-// describeInvalid is the exit status of `python -m sluice describe` when
-// the application cannot be described: an import that fails, an object
-// that is no application, a deployment option the platform refuses.
-const describeInvalid = 2
-
 // pythonEnvsVar overrides where Python environments are kept.
 const pythonEnvsVar = "SLUICE_PYTHON_ENVS"
 
@@ -102,10 +97,6 @@ func describePython(ctx context.Context, files []artifactFile, importPath, name 
 			return nil, fmt.Errorf("python -m sluice describe --import-path %s did not answer within %s", importPath, timeout)
 		}
 		if msg := strings.TrimSpace(string(stderr.b)); msg != "" {
-			var exit *exec.ExitError
-			if errors.As(err, &exit) && exit.ExitCode() == describeInvalid {
-				return nil, &ExitError{Code: 2, Err: errors.New(msg)} // the application is at fault, as an invalid spec
-			}
 			return nil, errors.New(msg)
 		}
 		return nil, fmt.Errorf("python -m sluice describe --import-path %s: %w", importPath, err)
@@ -215,7 +206,7 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 		"--instance", instance, "--revision", rev, "--generation", strconv.FormatInt(pr.applied.Generation, 10),
 		"--session-timeout", strconv.FormatFloat(pr.session.Seconds(), 'f', -1, 64),
 		"--drain-timeout", strconv.FormatFloat(pr.drain.Seconds(), 'f', -1, 64),
-		"--import-path", m.SDK.Entry, "--app-dir", pe.Project}
+		"--import-path", m.SDK.Entry, "--app-dir", pe.Project, "--handler", pr.dep.Handler}
 	if len(pr.dep.UserConfig) > 0 {
 		// The spec's user_config, which a new one rolls (a new revision):
 		// the process hands it to reconfigure after construction.
@@ -282,6 +273,9 @@ func (p pythonDeploy) request(ctx context.Context, addr string, env Env) (*sluic
 	m, err := bundle.Decode([]byte(v.GetManifest()))
 	if err != nil {
 		return nil, fmt.Errorf("deploy: bundle %s@%s: %w", name, v.GetVersion(), err)
+	}
+	if len(m.Apps) == 0 {
+		return nil, usageError("deploy: %s names deployments outside its graph (serve.get_deployment_handle): it is part of an application; deploy that with -f, its Python deployments with code: %s@%s", p.importPath, name, v.GetVersion())
 	}
 	if len(m.Apps) != 1 {
 		return nil, fmt.Errorf("deploy: bundle %s@%s describes %d applications, want one", name, v.GetVersion(), len(m.Apps))

@@ -72,7 +72,7 @@ def test_manifest(project: Path) -> None:
     assert m["format"] == 1 and m["protocol"] == 0
     assert m["sdk"]["language"] == "python" and m["sdk"]["entry"] == "greetmod:greet_app"
     hs = {h["name"]: h for h in m["handlers"]}
-    assert [h["name"] for h in m["handlers"]] == ["Greeter", "Upper"]
+    assert [h["name"] for h in m["handlers"]] == ["Greeter", "Upper", "Web", "count"], "the module's, sorted"
     g = hs["Greeter"]
     assert g["kind"] == "unary" and g.get("reconfigure") is True
     assert [a.get("handle", False) for a in g["args"]] == [True, False]
@@ -88,7 +88,58 @@ def test_manifest(project: Path) -> None:
 def test_an_http_ingress(project: Path) -> None:
     m = manifest("greetmod:web_app", str(project))
     kinds = {h["name"]: h["kind"] for h in m["handlers"]}
-    assert kinds == {"Web": "http", "Upper": "unary"}
+    # The module's other deployments are handlers too (a spec may name them).
+    assert kinds == {"Web": "http", "Upper": "unary", "Greeter": "unary", "count": "stream"}
+    assert [d["name"] for d in m["apps"][0]["deployments"]] == ["Web", "Upper"]
+
+
+OPTIONS_APP = """
+from sluice import serve
+
+
+@serve.deployment(autoscaling_config={"min_replicas": 1, "max_replicas": 4}, user_config={"k": 1},
+                  ray_actor_options={"num_gpus": 0.5, "memory": 1024})
+class Model:
+    def __call__(self, x):
+        return x
+
+    def predict(self, x):
+        yield x
+
+
+@serve.deployment
+class Front:
+    def __init__(self, model, go):
+        self.model, self.go = model, go
+
+    def __call__(self, x):
+        return x
+
+
+part = Front.bind(Model.bind(), serve.get_deployment_handle("Elsewhere"))
+
+
+@serve.deployment
+def GoSide(x):
+    return x
+
+
+whole = Front.bind(Model.bind(), serve.get_deployment_handle("GoSide"))
+"""
+
+
+def test_options_and_named_handles_in_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "optmod.py").write_text(OPTIONS_APP)
+    assert manifest("optmod:part", str(tmp_path))["apps"] == [], "Elsewhere is not declared: a part of an app"
+    m = manifest("optmod:whole", str(tmp_path))
+    deps = {d["name"]: d for d in m["apps"][0]["deployments"]}
+    model = deps["Model"]
+    assert model["replicas"] == {"min": 1, "initial": 1, "max": 4}
+    assert model["autoscaling"]["target_ongoing_requests"] == 2.0, "Ray's default"
+    assert model["user_config"] == {"k": 1} and model["resources"] == {"memory": 1024, "gpu": 0.5}
+    assert deps["Front"]["args"] == [{"handle": "Model"}, {"handle": "GoSide"}]
+    front = {h["name"]: h for h in m["handlers"]}["Front"]
+    assert [a.get("handle") for a in front["args"]] == [True, True]
 
 
 async def test_the_request_without_starlette() -> None:
@@ -101,7 +152,7 @@ async def test_the_request_without_starlette() -> None:
 
 def test_stream_function(project: Path) -> None:
     m = manifest("greetmod:count", str(project), name="counter")
-    (h,) = m["handlers"]
+    h = {h["name"]: h for h in m["handlers"]}["count"]
     assert h == {**h, "name": "count", "kind": "stream", "func": True}
     assert m["apps"][0]["name"] == "counter"
 

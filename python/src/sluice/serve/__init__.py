@@ -7,6 +7,7 @@ from sluice.serve.batching import batch
 from sluice.serve.deployment import Application, Deployment, deployment
 from sluice.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 from sluice.serve.http import Request
+from sluice.serve.lookup import get_deployment_handle
 from sluice.serve.options import UnsupportedOption
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "UnsupportedOption",
     "batch",
     "deployment",
+    "get_deployment_handle",
     "run",
     "shutdown",
 ]

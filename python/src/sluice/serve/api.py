@@ -19,6 +19,7 @@ from sluice.serve.caller import Caller, ensure_topics
 from sluice.serve.deployment import Application, Deployment
 from sluice.serve.handle import DeploymentHandle
 from sluice.serve.invoke import Invoker, watch_health
+from sluice.serve.lookup import NamedHandle
 
 READY_TIMEOUT_S = 60.0
 
@@ -61,6 +62,8 @@ class _Running:
         def handle(a: Any) -> Any:
             if isinstance(a, Application):
                 return DeploymentHandle(self.caller, self.namer, self.name, a.deployment.name, node.deployment.name)
+            if isinstance(a, NamedHandle):  # a deployment this process does not serve, on the same brokers
+                return DeploymentHandle(self.caller, self.namer, self.name, a.deployment_name, node.deployment.name)
             return a
 
         target = node.deployment.target

@@ -15,6 +15,7 @@ from typing import Any
 import sluice
 from sluice.serve.deployment import Application, Deployment
 from sluice.serve.http import takes_request
+from sluice.serve.lookup import NamedHandle
 
 FORMAT = 1
 """platform/bundle.FormatVersion."""
@@ -101,7 +102,7 @@ def handler(node: Application) -> dict[str, Any]:
     if not inspect.isclass(d.target):
         h["func"] = True
         return h
-    args = [dict(_HANDLE) if isinstance(a, Application) else dict(_ANY) for a in _bound(node)]
+    args = [dict(_HANDLE) if isinstance(a, (Application, NamedHandle)) else dict(_ANY) for a in _bound(node)]
     if args:
         h["args"] = args
     if callable(getattr(d.target, "reconfigure", None)):
@@ -111,14 +112,45 @@ def handler(node: Application) -> dict[str, Any]:
     return h
 
 
-def app_spec(app: Application, name: str, route_prefix: str | None = None) -> dict[str, Any]:
-    """The application as platform/spec's App, in JSON."""
-    nodes = walk(app)
+def _spec_arg(a: Any) -> Any:
+    if isinstance(a, Application):
+        return {"handle": a.deployment.name}
+    if isinstance(a, NamedHandle):
+        return {"handle": a.deployment_name}
+    return _literal(a)
+
+
+def _outside(nodes: dict[str, Application]) -> list[str]:
+    """The deployments the graph's get_deployment_handle names that it
+    does not hold."""
+    return sorted(
+        {a.deployment_name for n in nodes.values() for a in _bound(n) if isinstance(a, NamedHandle)} - set(nodes)
+    )
+
+
+def module_deployments(import_path: str) -> dict[str, Deployment]:
+    """The deployments the application's module declares at its top
+    level, by name: what a spec may name beside the graph's (a graph that
+    mixes code, written in YAML)."""
+    mod = sys.modules[import_path.partition(":")[0]]
+    found: dict[str, Deployment] = {}
+    for v in vars(mod).values():
+        if isinstance(v, Deployment):
+            found.setdefault(v.name, v)
+    return found
+
+
+def app_spec(
+    app: Application, name: str, route_prefix: str | None = None, nodes: dict[str, Application] | None = None
+) -> dict[str, Any]:
+    """The application as platform/spec's App, in JSON: the deployments of
+    nodes (default: the graph's)."""
+    nodes = nodes if nodes is not None else walk(app)
     deps = []
     for n, node in nodes.items():
         o = node.deployment.opts
         dep: dict[str, Any] = {"name": n, "handler": n, **o.spec()}
-        args = [{"handle": a.deployment.name} if isinstance(a, Application) else _literal(a) for a in _bound(node)]
+        args = [_spec_arg(a) for a in _bound(node)]
         if args and inspect.isclass(node.deployment.target):
             dep["args"] = args
         deps.append(dep)
@@ -127,11 +159,20 @@ def app_spec(app: Application, name: str, route_prefix: str | None = None) -> di
 
 
 def manifest(import_path: str, app_dir: str | None = None, name: str | None = None) -> dict[str, Any]:
-    """The manifest of the application at import_path: its deployments as
-    handlers (sorted by name) and the application itself, named name
+    """The manifest of the application at import_path: its deployments,
+    and the other ones its module declares, as handlers (sorted by name)
+    and the application itself, named name
     (default: ATTR with '_' as '-')."""
     app = load(import_path, app_dir)
     nodes = walk(app)
+    # Every deployment the module declares is a handler a spec may name;
+    # one outside the graph is bound with no arguments, and is in the
+    # application when a get_deployment_handle names it.
+    declared = {n: d.bind() for n, d in module_deployments(import_path).items()}
+    for n in _outside(nodes):
+        if n in declared:
+            nodes[n] = declared[n]
+    all_nodes = {**declared, **nodes}
     attr = import_path.partition(":")[2].rsplit(".", 1)[-1]
     return {
         "format": FORMAT,
@@ -143,6 +184,8 @@ def manifest(import_path: str, app_dir: str | None = None, name: str | None = No
             "platform": sys.platform + "/" + platform.machine(),
             "entry": import_path,
         },
-        "handlers": [handler(nodes[n]) for n in sorted(nodes)],
-        "apps": [app_spec(app, name or attr.replace("_", "-").lower())],
+        "handlers": [handler(all_nodes[n]) for n in sorted(all_nodes)],
+        # A graph with handles to deployments it does not hold is a part
+        # of an application a spec in YAML completes: handlers, no app.
+        "apps": [] if _outside(nodes) else [app_spec(app, name or attr.replace("_", "-").lower(), nodes=nodes)],
     }

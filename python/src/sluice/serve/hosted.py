@@ -25,10 +25,11 @@ from sluice.protocol.names import Namer
 from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled
 from sluice.serve.caller import Caller
 from sluice.serve.deployment import Application, Options
-from sluice.serve.describe import load, walk
+from sluice.serve.describe import load, module_deployments, walk
 from sluice.serve.handle import DeploymentHandle
 from sluice.serve.http import HTTPCallable, takes_request
 from sluice.serve.invoke import HealthCheckFailed, Invoker, watch_health
+from sluice.serve.lookup import NamedHandle
 
 READY_ENV = "SLUICE_READY_FD"
 """replicas/procs.ReadyEnv: a descriptor to write one byte to when ready."""
@@ -44,6 +45,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefix", default="sluice", help="the platform's topic prefix")
     p.add_argument("--app", required=True)
     p.add_argument("--deployment", required=True)
+    p.add_argument("--handler", default="", help="the Python deployment it runs (default: --deployment)")
     p.add_argument("--group", required=True)
     p.add_argument("--topic", action="append", required=True, help="an input topic (repeated)")
     p.add_argument("--successor", action="append", default=[], help="a dataflow edge topic (repeated)")
@@ -63,13 +65,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def instance(node: Application, caller: Caller, namer: Namer, app: str) -> Any:
+def instance(node: Application, caller: Caller, namer: Namer, app: str, source: str) -> Any:
     """The deployment's callable: a class constructed with the graph's own
-    arguments, each bound deployment a handle on the edge to it."""
+    arguments, each bound deployment (or get_deployment_handle) a handle
+    on the edge from source, the spec's name of this deployment, to it."""
 
     def bind(a: Any) -> Any:
         if isinstance(a, Application):
-            return DeploymentHandle(caller, namer, app, a.deployment.name, node.deployment.name)
+            return DeploymentHandle(caller, namer, app, a.deployment.name, source)
+        if isinstance(a, NamedHandle):
+            return DeploymentHandle(caller, namer, app, a.deployment_name, source)
         return a
 
     target = node.deployment.target
@@ -126,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger(f"sluice.replica.{a.app}.{a.deployment}")
     nodes = walk(load(a.import_path, a.app_dir))
-    node = nodes.get(a.deployment)
+    for n, d in module_deployments(a.import_path).items():
+        nodes.setdefault(n, d.bind())
+    name = a.handler or a.deployment
+    node = nodes.get(name)
     if node is None:
-        raise SystemExit(f"{a.import_path} has no deployment {a.deployment} (it has {', '.join(sorted(nodes))})")
+        raise SystemExit(f"{a.import_path} has no deployment {name} (it has {', '.join(sorted(nodes))})")
     brokers = [b for b in a.brokers.split(",") if b]
     namer = Namer(a.prefix)
     caller = Caller(brokers, namer, log)
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.drain_timeout > 0:
         cfg.drain_timeout_s = min(a.drain_timeout, opts.graceful_shutdown_timeout_s)
     user_config = json.loads(a.user_config) if a.user_config else opts.user_config
-    fn = instance(node, caller, namer, a.app)
+    fn = instance(node, caller, namer, a.app, a.deployment)
     inv = None if takes_request(node.deployment.target) else Invoker(fn, opts)
     r = Replica(cfg, inv if inv is not None else HTTPCallable(fn))
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None

@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Ray Serve's API on the platform, with the Python deployments as
+// replica processes of `sluice dev`: deployment options flow through the
+// manifest into the deployed spec, an option Sluice has no meaning for
+// is refused at deploy (exit 2), methods and streams go through handles
+// (sl-method), reconfigure gets the spec's user_config, @serve.batch
+// forms batches under concurrent load, an exception reaches the caller
+// and the replica goes on. Then one graph mixes Go and Python: a Go
+// deployment calls a Python one through a handle, which calls a Go one
+// by name, and a YAML edge runs from Go to Python.
+func TestPythonServeAPIDev(t *testing.T) {
+	if pythonForTests() == "" {
+		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
+	}
+	t.Parallel()
+	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
+	p := startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs}) // see TestPythonBundleDev
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(p.bin, append(args, "--addr", p.addr)...)
+		cmd.Env = append(os.Environ(), envs)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	// A Ray option Sluice has no meaning for: refused at deploy, naming
+	// it and what to use instead, exit 2.
+	out, err := cli("deploy", "--python", "testdata/pyapi", "--import-path", "ray_only:app", "--name", "pq"+streams.Instance()[:6], "--timeout", "4m")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(out, "max_queued_requests is not supported") ||
+		!strings.Contains(out, "autoscaling_config") || !strings.Contains(out, "ray_only.py:6") {
+		t.Fatalf("deploy of a Ray-only option: %v\n%s", err, out)
+	}
+
+	app := "pa" + streams.Instance()[:6]
+	if out, err := cli("deploy", "--python", "testdata/pyapi", "--import-path", "api:app", "--name", app, "--timeout", "4m"); err != nil {
+		t.Fatalf("deploy --python api:app: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	// The options are the deployed spec's: the autoscaler sizes Greeter
+	// between its autoscaling_config's bounds.
+	resp, err := http.Get("http://" + p.addr + "/sluice/v1/apps/" + app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(status), `"name":"Greeter","handler":"Greeter"`) || !strings.Contains(string(status), `"min_replicas":1,"max_replicas":2`) {
+		t.Errorf("the deployed Greeter is not sized 1 to 2 replicas:\n%s", status)
+	}
+
+	call := func(body string) (int, string) {
+		t.Helper()
+		return postTo(t, p.addr, "/"+app, body)
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{"op":"call","name":"ada"}`, `howdy ada`}, // reconfigure took user_config
+		{`{"op":"hello","name":"ada"}`, `howdy, ada, from say_hello`},
+		{`{"op":"count","n":4}`, `[0,1,2,3]`},
+	} {
+		if code, body := call(c.body); code != 200 || body != c.want {
+			t.Fatalf("%s: %d %s, want %s\nlogs:\n%s", c.body, code, body, c.want, p.logs())
+		}
+	}
+	// Sixteen calls at once form batches; one bad item fails its whole
+	// batch, and only it.
+	xs := make([]int, 16)
+	for i := range xs {
+		xs[i] = i + 1
+	}
+	xsJSON, _ := json.Marshal(xs)
+	code, body := call(`{"op":"double","xs":` + string(xsJSON) + `}`)
+	var got struct {
+		Doubled []any `json:"doubled"`
+		Sizes   []int `json:"sizes"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &got) != nil || len(got.Doubled) != 16 {
+		t.Fatalf("double: %d %s", code, body)
+	}
+	for i, v := range got.Doubled {
+		if f, ok := v.(float64); !ok || int(f) != 2*(i+1) {
+			t.Fatalf("double: item %d is %v, want %d: %s", i, v, 2*(i+1), body)
+		}
+	}
+	if largest(got.Sizes) < 2 {
+		t.Fatalf("no batch formed under 16 concurrent calls: sizes %v", got.Sizes)
+	}
+	code, body = call(`{"op":"double","xs":[1,2,-1]}`)
+	if code != 200 || strings.Count(body, "a bad item among") != 3 {
+		t.Fatalf("a batch with a bad item: %d %s, want each of its 3 callers failed", code, body)
+	}
+	// A handler that raises: the caller gets the exception's type and
+	// message; the replica goes on.
+	if code, body := call(`{"op":"boom"}`); code != 500 || !strings.Contains(body, "ValueError: no such greeting") {
+		t.Fatalf("a raising method: %d %s", code, body)
+	}
+	if code, body := call(`{"op":"missing"}`); code != 400 || !strings.Contains(body, "has no method 'nope'") {
+		t.Fatalf("a missing method: %d %s", code, body)
+	}
+	if code, body := call(`{"op":"call","name":"bo"}`); code != 200 || body != `howdy bo` {
+		t.Fatalf("after the failures: %d %s", code, body)
+	}
+
+	// The spec's user_config is the one reconfigure gets; a new one
+	// rolls the replica processes (a new revision).
+	for _, greeting := range []string{"hi", "yo"} {
+		yaml := "name: " + app + "u\nroute_prefix: /" + app + "u\ncode: " + app + "@1\ningress: Front\ndeployments:\n" +
+			"  - {name: Front, handler: Front, args: [{handle: Greeter}]}\n" +
+			"  - {name: Greeter, handler: Greeter, user_config: {greeting: " + greeting + "}}\n"
+		if out, err := cli("deploy", "-f", writeFile(t, "u.yaml", yaml), "--timeout", "4m"); err != nil {
+			t.Fatalf("deploy with user_config %s: %v\n%s\nlogs:\n%s", greeting, err, out, p.logs())
+		}
+		if code, body := postTo(t, p.addr, "/"+app+"u", `{"op":"call","name":"cy"}`); code != 200 || body != greeting+" cy" {
+			t.Fatalf("user_config {greeting: %s}: %d %s", greeting, code, body)
+		}
+	}
+
+	// One graph, two languages.
+	bundle := "pm" + streams.Instance()[:6]
+	if out, err := cli("code", "push", bundle, "testdata/pyapi", "--import-path", "mix:app"); err != nil {
+		t.Fatalf("code push: %v\n%s", err, out)
+	}
+	mixed := "mx" + streams.Instance()[:6]
+	yaml := "name: " + mixed + "\nroute_prefix: /" + mixed + "\ningress: Ingress\ndeployments:\n" +
+		"  - {name: Ingress, handler: Ingress, args: [{handle: AddOne}, {handle: Multiplier}]}\n" +
+		"  - {name: AddOne, handler: AddOne, code: " + bundle + "@1, args: [{handle: Multiplier}]}\n" +
+		"  - {name: Multiplier, handler: Multiplier, args: [3]}\n" +
+		"  - {name: Tail, handler: Tail, code: " + bundle + "@1}\n" +
+		"edges:\n  - {from: Ingress, to: Tail}\n"
+	if out, err := cli("deploy", "-f", writeFile(t, "mixed.yaml", yaml), "--timeout", "4m"); err != nil {
+		t.Fatalf("deploy the mixed graph: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	// Ingress(1) = Multiplier(AddOne(1)), AddOne(x) = Multiplier(x+1):
+	// 3 * (3 * 2) = 18, which the edge takes to Tail.
+	if code, body := postTo(t, p.addr, "/"+mixed, `1`); code != 200 || body != `{"result":18,"by":"python"}` {
+		t.Fatalf("the mixed graph: %d %s\nlogs:\n%s", code, body, p.logs())
+	}
+}
+
+func largest(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
