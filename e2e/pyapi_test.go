@@ -57,7 +57,23 @@ func TestPythonServeAPIDev(t *testing.T) {
 	}
 	status, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(status), `"name":"Greeter","handler":"Greeter"`) || !strings.Contains(string(status), `"min_replicas":1,"max_replicas":2`) {
+	var st struct {
+		Deployments []struct {
+			Name       string `json:"name"`
+			Autoscaler struct {
+				Min int `json:"min_replicas"`
+				Max int `json:"max_replicas"`
+			} `json:"autoscaler"`
+		} `json:"deployments"`
+	}
+	if err := json.Unmarshal(status, &st); err != nil {
+		t.Fatalf("status: %v\n%s", err, status)
+	}
+	sized := false
+	for _, d := range st.Deployments {
+		sized = sized || d.Name == "Greeter" && d.Autoscaler.Min == 1 && d.Autoscaler.Max == 2
+	}
+	if !sized {
 		t.Errorf("the deployed Greeter is not sized 1 to 2 replicas:\n%s", status)
 	}
 
