@@ -29,6 +29,29 @@ func TestPythonServeAPIDev(t *testing.T) {
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	p := startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs}) // see TestPythonBundleDev
+	testPythonServeAPI(t, p, envs)
+}
+
+// The same on the production topology: `sluice gateway` + `sluice node`
+// with the replicas as processes the node places, the bundles in the
+// real tier's MinIO. The gateway's claim threshold at its body limit
+// claims nothing, so it deploys Python bundles as sluice dev does.
+func TestPythonServeAPINode(t *testing.T) {
+	if pythonForTests() == "" {
+		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
+	}
+	s3 := s3Config("")
+	if s3.Endpoint == "" {
+		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
+	}
+	t.Parallel()
+	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
+	n := startNodeWith(t, []string{"--claim-threshold", "67108864", "--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyapi-" + streams.Instance()},
+		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
+	testPythonServeAPI(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs)
+}
+
+func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string) {
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(p.bin, append(args, "--addr", p.addr)...)
 		cmd.Env = append(os.Environ(), envs)
