@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -164,6 +166,46 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string) {
 		if code, body := postTo(t, p.addr, "/"+app+"u", `{"op":"call","name":"cy"}`); code != 200 || body != greeting+" cy" {
 			t.Fatalf("user_config {greeting: %s}: %d %s", greeting, code, body)
 		}
+	}
+
+	// A health check that fails: the replica process stops (not ready,
+	// drained, exit 3 naming the failure) and the platform starts
+	// another; a request sent meanwhile waits in Kafka and is answered.
+	hb := "ph" + streams.Instance()[:6]
+	if out, err := cli("code", "push", hb, "testdata/pyapi", "--import-path", "health:app"); err != nil {
+		t.Fatalf("code push: %v\n%s", err, out)
+	}
+	marker := filepath.Join(t.TempDir(), "sick")
+	hyaml := "name: " + hb + "\nroute_prefix: /" + hb + "\ncode: " + hb + "@1\ningress: Patient\ndeployments:\n" +
+		"  - {name: Patient, handler: Patient, user_config: {marker: " + marker + "}}\n"
+	if out, err := cli("deploy", "-f", writeFile(t, "h.yaml", hyaml), "--timeout", "4m"); err != nil {
+		t.Fatalf("deploy health: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	code, first := postTo(t, p.addr, "/"+hb, `0`)
+	if code != 200 {
+		t.Fatalf("health app: %d %s", code, first)
+	}
+	writeAt(t, marker, nil)
+	sick := time.Now()
+	deadline := time.Now().Add(90 * time.Second)
+	var second string
+	for time.Now().Before(deadline) {
+		code, body := postTo(t, p.addr, "/"+hb, `0`)
+		if code != 200 {
+			t.Fatalf("while the replica restarts: %d %s\nlogs:\n%s", code, body, p.logs())
+		}
+		if body != first {
+			second = body
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if second == "" || !strings.Contains(p.logs(), "check_health raised RuntimeError: the marker says sick") {
+		t.Fatalf("no new replica process after a failed health check (pid %s, then %s)\nlogs:\n%s", first, second, p.logs())
+	}
+	t.Logf("a failed health check: a new replica process answered %s after the marker", time.Since(sick).Round(100*time.Millisecond))
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("the marker is still there: %v", err)
 	}
 
 	// One graph, two languages.
