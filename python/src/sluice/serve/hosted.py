@@ -97,15 +97,14 @@ def _tell_ready(r: Replica) -> None:
     threading.Thread(target=wait, name="sluice-ready", daemon=True).start()
 
 
-async def _serve(r: Replica, pub: Publisher | None, inv: Invoker | None, opts: Options, user_config: Any,
+async def _serve(r: Replica, pub: Publisher | None, inv: Invoker, opts: Options, user_config: Any,
                  log: logging.Logger) -> list[HealthCheckFailed]:  # fmt: skip
     """Serves r until a signal or a failed health check (returned)."""
-    if inv is not None and user_config is not None:
+    if user_config is not None:
         await inv.reconfigure(user_config)
     failed: list[HealthCheckFailed] = []
     tasks = [asyncio.create_task(pub.run())] if pub is not None else []
-    if inv is not None:
-        tasks.append(asyncio.create_task(watch_health(inv, opts.health_check_period_s, _on_failure(r, failed), log)))
+    tasks.append(asyncio.create_task(watch_health(inv, opts.health_check_period_s, _on_failure(r, failed), log)))
     try:
         await serve_until_signalled(r)
     finally:
@@ -154,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.drain_timeout_s = min(a.drain_timeout, opts.graceful_shutdown_timeout_s)
     user_config = json.loads(a.user_config) if a.user_config else opts.user_config
     fn = instance(node, caller, namer, a.app, a.deployment)
-    inv = None if takes_request(node.deployment.target) else Invoker(fn, opts)
-    r = Replica(cfg, inv if inv is not None else HTTPCallable(fn))
+    inv = Invoker(fn, opts)  # the handler, and the hooks (reconfigure, check_health) of an HTTP ingress too
+    r = Replica(cfg, HTTPCallable(fn) if takes_request(node.deployment.target) else inv)
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
     if pub is not None:
         pub.add(r)
