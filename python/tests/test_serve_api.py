@@ -65,7 +65,16 @@ class Caller:
         shout = await self.greeter.shout.remote(name)
         chained = await self.greeter.options(method_name="say_hello").remote(self.greeter.shout.remote(name))
         items = [i async for i in self.greeter.options(stream=True).count.remote(4)]
-        return {"shout": shout, "chained": chained, "items": items}
+        # Passed on in the same turn: one record, the first answer going
+        # straight to the second call (sl-cont); it has no result here.
+        first = self.greeter.remote(name)
+        forwarded = await self.greeter.remote(first)
+        try:
+            await first
+            went_on = False
+        except serve.Forwarded:
+            went_on = True
+        return {"shout": shout, "chained": chained, "items": items, "forwarded": forwarded, "went_on": went_on}
 
 
 GreeterDeployment = serve.deployment(user_config={"greeting": "howdy"})(Greeter)
@@ -81,7 +90,8 @@ def app_name() -> Iterator[str]:
 def test_methods_streams_and_user_config(brokers: list[str], app_name: str) -> None:
     handle = serve.run(CallerDeployment.bind(GreeterDeployment.bind()), name=app_name, brokers=brokers)
     got = handle.remote("ada").result(timeout_s=30)
-    assert got == {"shout": "ADA!", "chained": "howdy, ADA!, from say_hello", "items": [0, 1, 2, 3]}
+    assert got == {"shout": "ADA!", "chained": "howdy, ADA!, from say_hello", "items": [0, 1, 2, 3],
+                   "forwarded": "howdy howdy ada", "went_on": True}  # fmt: skip
 
     g = serve.run(GreeterDeployment.bind(), name=app_name + "-g", brokers=brokers)
     assert g.remote("bo").result(timeout_s=30) == "howdy bo", "reconfigure got user_config after construction"
@@ -288,3 +298,31 @@ def test_a_failing_health_check_stops_an_in_process_replica(brokers: list[str], 
         time.sleep(0.05)
     r = running.replicas[0]
     assert not r.healthy and not r.ready.is_set() and not r.report().ready
+
+
+def test_check_health_timeout_and_async_hooks() -> None:
+    from sluice.serve.invoke import HealthCheckFailed, Invoker
+
+    class Slow:
+        def __init__(self) -> None:
+            self.cfg: Any = None
+
+        async def reconfigure(self, cfg: Any) -> None:
+            self.cfg = cfg
+
+        async def check_health(self) -> None:
+            await asyncio.sleep(5)
+
+    async def go() -> None:
+        target = Slow()
+        opts = serve.deployment(health_check_timeout_s=0.1)(Slow).opts
+        inv = Invoker(target, opts)
+        assert await inv.reconfigure({"a": 1}) and target.cfg == {"a": 1}
+        start = time.monotonic()
+        with pytest.raises(HealthCheckFailed, match=r"did not return within 0.1s \(health_check_timeout_s\)"):
+            await inv.check_health()
+        assert time.monotonic() - start < 2
+        assert not inv.has_method("check_health") and not inv.has_method("_x") and not inv.has_method("nope")
+        assert not await Invoker(len, opts).reconfigure({}), "a function has no reconfigure"
+
+    asyncio.run(go())

@@ -5,7 +5,7 @@ thin layer over the replica runtime (sluice.replica)."""
 from sluice.serve.api import run, shutdown
 from sluice.serve.batching import batch
 from sluice.serve.deployment import Application, Deployment, deployment
-from sluice.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
+from sluice.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator, Forwarded
 from sluice.serve.http import Request
 from sluice.serve.lookup import get_deployment_handle
 from sluice.serve.options import UnsupportedOption
@@ -16,6 +16,7 @@ __all__ = [
     "DeploymentHandle",
     "DeploymentResponse",
     "DeploymentResponseGenerator",
+    "Forwarded",
     "Request",
     "UnsupportedOption",
     "batch",

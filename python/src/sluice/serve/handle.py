@@ -4,13 +4,14 @@ application, as Ray Serve's DeploymentHandle and DeploymentResponse."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from sluice.protocol import Envelope, handle_call, new_request
+from sluice.protocol import Envelope, Hop, handle_call, new_request
 from sluice.protocol.names import Namer
 from sluice.replica.context import current
 from sluice.serve.caller import Answer, Caller, Link
@@ -20,16 +21,33 @@ DEFAULT_TIMEOUT_S = 30.0
 """The deadline of a call made outside any request (a request's calls take its own)."""
 
 
+class Forwarded(RuntimeError):
+    """The response was passed to another call, which its replica answered
+    straight to: it has no result here. Await the response of that call."""
+
+
 class DeploymentResponse:
     """The future result of a call: await it, or block on result()."""
 
-    def __init__(self, fut: Future[Answer]) -> None:
+    def __init__(self, fut: Future[Answer], call: _Call | None = None) -> None:
         self._fut = fut
+        self._call = call
+
+    def _settle_here(self) -> None:
+        """Sends the call now if it waits for the loop's next turn; raises
+        Forwarded if its result went on to another deployment."""
+        if self._call is None:
+            return
+        if self._call.next is not None:
+            raise Forwarded(f"the result of this call to {self._call.deployment} went on to "
+                            f"{self._call.next.deployment}: await that call's response")  # fmt: skip
+        _send(self._call)
 
     def result(self, timeout_s: float | None = None) -> Any:
         """The answer, decoded; raises the call's SluiceError, or
         TimeoutError when none came within timeout_s (the call goes on).
         Blocks: not for the event loop's thread (await the response there)."""
+        self._settle_here()
         try:
             ans = self._fut.result(timeout_s)
         except FutureTimeout:
@@ -40,6 +58,7 @@ class DeploymentResponse:
         return self._resolve().__await__()
 
     async def _resolve(self) -> Any:
+        self._settle_here()
         ans = await asyncio.shield(asyncio.wrap_future(self._fut))
         return decode(ans.value, ans.content_type)
 
@@ -130,45 +149,132 @@ class DeploymentHandle:
         return self._namer.edge(self._app, self._source, self.deployment_name)
 
     def remote(self, arg: Any = None) -> Any:
-        """Calls the deployment with one argument (a DeploymentResponse is
-        resolved first: the call is sent when it settles). Returns a
+        """Calls the deployment with one argument. Returns a
         DeploymentResponse, or a DeploymentResponseGenerator for a
         handle with stream=True (typed Any, as which one depends on the
-        handle's options)."""
+        handle's options).
+
+        A unary call made on an event loop is sent at the loop's next turn
+        (or when awaited): a DeploymentResponse passed to another unary
+        call of __call__ in the same turn is forwarded, one record whose
+        continuation (sl-cont) takes the first deployment's answer
+        straight to the second, never back here. Otherwise a response
+        passed in is awaited first, and the call sent when it settles."""
         parent = current()
         deadline_ns = time.time_ns() + int(DEFAULT_TIMEOUT_S * 1e9)
         if parent is not None and parent.envelope is not None and parent.envelope.deadline_ns:
             deadline_ns = parent.envelope.deadline_ns  # the call takes the request's (handle_call)
+        envelope = parent.envelope if parent is not None else None
+        loop = _running_loop()
+        if isinstance(arg, DeploymentResponse) and not self._stream and loop is not None:
+            up = arg._call
+            with _chains:
+                if (
+                    up is not None
+                    and not up.sent
+                    and up.next is None
+                    and not self._method
+                    and up.caller is self._caller
+                ):
+                    c = _Call(self, envelope, deadline_ns, None)
+                    c.prev, up.next = up, c  # sent with up's chain, at up's turn
+                    return DeploymentResponse(c.out, c)
         out: Future[Any] = Future()
 
         def send(value: Any) -> None:
-            body, content_type = encode(value)
-            env = Envelope(id=self._caller.new_id(), content_type=content_type, method=self._method)
-            if parent is not None and parent.envelope is not None:
-                env = handle_call(parent.envelope, env)
-            if env.deadline_ns == 0:
-                env.deadline_ns = deadline_ns
-            req = new_request(self._topic(), None, env, body)
             if self._stream:
-                _chain(self._caller.call_stream(req), out)
-            else:
-                _chain(self._caller.call(req), out)
+                body, content_type = encode(value)
+                env = Envelope(id=self._caller.new_id(), content_type=content_type, method=self._method)
+                if envelope is not None:
+                    env = handle_call(envelope, env)
+                if env.deadline_ns == 0:
+                    env.deadline_ns = deadline_ns
+                _chain(self._caller.call_stream(new_request(self._topic(), None, env, body)), out)
+                return
+            c = _Call(self, envelope, deadline_ns, value)
+            _send(c)
+            _chain(c.out, out)
 
         if isinstance(arg, DeploymentResponse):
+            try:
+                arg._settle_here()
+            except Forwarded as exc:
+                out.set_exception(exc)
+            else:
 
-            def upstream_done(f: Future[Answer]) -> None:
-                if (exc := f.exception()) is not None:
-                    out.set_exception(exc)
-                    return
-                ans = f.result()
-                send(decode(ans.value, ans.content_type))
+                def upstream_done(f: Future[Answer]) -> None:
+                    if (exc := f.exception()) is not None:
+                        out.set_exception(exc)
+                        return
+                    ans = f.result()
+                    send(decode(ans.value, ans.content_type))
 
-            arg._fut.add_done_callback(upstream_done)
+                arg._fut.add_done_callback(upstream_done)
+        elif not self._stream and loop is not None:
+            c = _Call(self, envelope, deadline_ns, arg)
+            loop.call_soon(_send, c)
+            return DeploymentResponse(c.out, c)
         else:
             send(arg)
         if self._stream:
             return DeploymentResponseGenerator(out, deadline_ns)
         return DeploymentResponse(out)
+
+
+_chains = threading.Lock()
+"""Guards the links and sent marks of unsent calls (_Call)."""
+
+
+class _Call:
+    """A unary call not sent yet, or sent: with next set, its answer goes
+    on to next's deployment; with prev set, its input is prev's answer.
+    A chain is sent once, from its head, as one record."""
+
+    def __init__(self, h: DeploymentHandle, parent: Envelope | None, deadline_ns: int, value: Any) -> None:
+        self.caller = h._caller
+        self.deployment = h.deployment_name
+        self.topic = h._topic()
+        self.method = h._method
+        self.parent = parent
+        self.deadline_ns = deadline_ns
+        self.id = h._caller.new_id()
+        self.value = value
+        self.out: Future[Answer] = Future()
+        self.sent = False
+        self.prev: _Call | None = None
+        self.next: _Call | None = None
+
+
+def _send(c: _Call) -> None:
+    """Sends c's chain (from its head) unless it was sent: the head's
+    value to its deployment, the later calls as its continuation; the
+    answer settles the last call's response."""
+    with _chains:
+        head = c
+        while head.prev is not None:
+            head = head.prev
+        if head.sent:
+            return
+        chain = [head]
+        while chain[-1].next is not None:
+            chain.append(chain[-1].next)
+        for x in chain:
+            x.sent = True
+    body, content_type = encode(head.value)
+    hops = [Hop(x.topic, x.id) for x in chain[1:]]
+    env = Envelope(id=head.id, content_type=content_type, method=head.method, cont=hops)
+    if head.parent is not None:
+        env = handle_call(head.parent, env)
+    if env.deadline_ns == 0:
+        env.deadline_ns = head.deadline_ns
+    _chain(head.caller.call(new_request(head.topic, None, env, body)), chain[-1].out)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _chain(src: Future[Any], dst: Future[Any]) -> None:
