@@ -5,8 +5,9 @@ forward: an async ingress calling A, then B with A's result: B.remote(A.remote(x
          forwarded (one record with sl-cont, A answers straight to B) against
          B.remote(await A.remote(x)) (A's answer comes back, then goes out
          again); latency per request at concurrency 1.
-batch:   a deployment whose per-call cost is fixed (a 2 ms sleep standing in
-         for a model's step) called 200 times at once, @serve.batch
+batch:   a deployment whose per-call cost is fixed (a 10 ms step, one at a
+         time: a lock and a sleep standing in for a model on one device)
+         called 200 times at once, @serve.batch
          (max_batch_size 16) against the same method unbatched, with
          max_ongoing_requests 32; requests per second.
 
@@ -32,7 +33,7 @@ from roundtrip import start_dev
 from sluice import serve
 from sluice.serve import DeploymentHandle
 
-STEP_S = 0.002
+STEP_S = 0.01
 
 
 class Add:
@@ -52,13 +53,18 @@ class Chain:
 
 
 class Model:
+    def __init__(self) -> None:
+        self.device = asyncio.Lock()  # created on the replica's loop, at its first use
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def batched(self, xs: list[int]) -> list[int]:
-        await asyncio.sleep(STEP_S)
+        async with self.device:
+            await asyncio.sleep(STEP_S)
         return [x * 2 for x in xs]
 
     async def single(self, x: int) -> int:
-        await asyncio.sleep(STEP_S)
+        async with self.device:
+            await asyncio.sleep(STEP_S)
         return x * 2
 
 
