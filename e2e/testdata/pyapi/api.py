@@ -66,6 +66,14 @@ class Front:
                 except Exception as exc:
                     out.append(type(exc).__name__ + ": " + str(exc))
             return {"doubled": out, "sizes": await self.greeter.batch_sizes.remote(None)}
+        if op == "chain":  # forwarded: Greeter's first answer goes straight to its second call
+            first = self.greeter.remote(body["name"])
+            second = await self.greeter.remote(first)
+            try:
+                await first
+            except serve.Forwarded:
+                return second + " (forwarded)"
+            return second
         if op == "boom":
             return await self.greeter.boom.remote(None)
         if op == "missing":
