@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,6 +210,21 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string) {
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("the marker is still there: %v", err)
 	}
+
+	// kill -9 of the replica process: the platform starts another, and a
+	// request sent right after the kill is answered by it.
+	pid, err := strconv.Atoi(second)
+	if err != nil {
+		t.Fatalf("health app answered %q, want its pid", second)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	killed := time.Now()
+	if code, third := postTo(t, p.addr, "/"+hb, `0`); code != 200 || third == second {
+		t.Fatalf("after kill -9 of %s: %d %s\nlogs:\n%s", second, code, third, p.logs())
+	}
+	t.Logf("kill -9 of a Python replica process: the request sent after it answered in %s", time.Since(killed).Round(100*time.Millisecond))
 
 	// One graph, two languages.
 	bundle := "pm" + streams.Instance()[:6]
