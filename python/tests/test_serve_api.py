@@ -20,8 +20,11 @@ import pytest
 
 from sluice import serve
 from sluice.protocol import SluiceError
+from sluice.protocol.names import Namer
+from sluice.replica import Replica, ReplicaConfig
 from sluice.serve import DeploymentHandle, UnsupportedOption
 from sluice.serve.batching import batch
+from sluice.serve.invoke import Invoker
 
 
 class Greeter:
@@ -326,3 +329,40 @@ def test_check_health_timeout_and_async_hooks() -> None:
         assert not await Invoker(len, opts).reconfigure({}), "a function has no reconfigure"
 
     asyncio.run(go())
+
+
+def test_a_named_handle_reaches_a_deployment_served_elsewhere(brokers: list[str], app_name: str) -> None:
+    """get_deployment_handle in serve.run: the edge topic is made, and a
+    replica of the named deployment served by another serve.run of the
+    same application (as a Go one would be) answers on it."""
+
+    class Front:
+        def __init__(self, other: DeploymentHandle) -> None:
+            self.other = other
+
+        async def __call__(self, x: int) -> int:
+            return int(await self.other.remote(x)) + 1
+
+    front = serve.deployment(Front).bind(serve.get_deployment_handle("Other"))
+    h = serve.run(front, name=app_name, brokers=brokers)
+
+    # Other, served by a replica of its own (as a Go one would be), reads
+    # the edge Front -> Other that Front's serve.run made.
+    namer = Namer("sluice")
+    cfg = ReplicaConfig(brokers=brokers, group=namer.group(app_name, "Other"),
+                        topics=[namer.edge(app_name, "Front", "Other")], output=namer.output(app_name),
+                        dead_letter=namer.dead_letter(app_name), deployment="Other", app=app_name,
+                        instance="Other-0")  # fmt: skip
+    r = Replica(cfg, Invoker(lambda x: 10 * x, serve.deployment(name="Other")(len).opts))
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    running = asyncio.run_coroutine_threadsafe(r.run(), loop)
+    try:
+        assert r.ready.wait(30)
+        assert h.remote(4).result(timeout_s=30) == 41
+    finally:
+        r.stop()
+        running.result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)

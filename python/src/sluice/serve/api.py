@@ -51,6 +51,9 @@ class _Running:
         for child in node.children():
             self.edges.add((d.name, child.deployment.name))
             self._walk(child)
+        for a in (*node.args, *node.kwargs.values()):
+            if isinstance(a, NamedHandle):  # served elsewhere on these brokers: its edge topic is made here
+                self.edges.add((d.name, a.deployment_name))
 
     def _inputs(self, name: str) -> list[str]:
         topics = [self.namer.edge(self.name, src, dst) for src, dst in sorted(self.edges) if dst == name]
@@ -76,7 +79,7 @@ class _Running:
         ensure_topics(self.brokers, [self.namer.output(self.name), self.namer.dead_letter(self.name)])
         ensure_topics(self.brokers, [self.namer.ingress(self.name)], parts[self.ingress])
         for src, dst in self.edges:
-            ensure_topics(self.brokers, [self.namer.edge(self.name, src, dst)], parts[dst])
+            ensure_topics(self.brokers, [self.namer.edge(self.name, src, dst)], parts.get(dst, 1))
         self.thread.start()
         for name, (d, node) in self.deployments.items():
             for i in range(d.opts.replicas):
