@@ -173,7 +173,7 @@ class DeploymentHandle:
                     up is not None
                     and not up.sent
                     and up.next is None
-                    and not self._method
+                    and not self._method  # a continuation hop names no method (docs/PROTOCOL.md)
                     and up.caller is self._caller
                 ):
                     c = _Call(self, envelope, deadline_ns, None)
