@@ -124,11 +124,15 @@ func (c *authCounters) count(reason string) {
 	}
 }
 
+// authOn reports whether calls must carry a credential.
+func (s *Server) authOn() bool { return s.cfg.Auth != nil || s.cfg.JWT != nil }
+
 // authenticate finds the identity behind an Authorization value; with
-// no auth configured every caller is anonymous (nil) and allowed.
+// no auth configured every caller is anonymous (nil) and allowed. A
+// bearer shaped like a JWT is verified as one when a key set is
+// configured; any other goes through the token file.
 func (s *Server) authenticate(credential string) (*auth.Identity, error) {
-	k := s.cfg.Auth
-	if k == nil {
+	if !s.authOn() {
 		return nil, nil
 	}
 	if credential == "" {
@@ -136,11 +140,24 @@ func (s *Server) authenticate(credential string) (*auth.Identity, error) {
 		return nil, streams.Errorf(streams.CodeUnauthenticated, "a bearer token is required (Authorization: Bearer <token>; the CLI reads SLUICE_TOKEN)")
 	}
 	scheme, token, _ := strings.Cut(credential, " ")
+	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "bearer") || token == "" {
 		s.denied.count(deniedInvalid)
 		return nil, streams.Errorf(streams.CodeUnauthenticated, "the credential is not a bearer token (Authorization: Bearer <token>)")
 	}
-	id, ok := k.Tokens().Authenticate(strings.TrimSpace(token))
+	if s.cfg.JWT != nil && auth.LooksLikeJWT(token) {
+		id, err := s.cfg.JWT.Verify(token)
+		if err != nil {
+			s.denied.count(deniedInvalid)
+			return nil, streams.Errorf(streams.CodeUnauthenticated, "the bearer token is not valid: %v", err)
+		}
+		return id, nil
+	}
+	if s.cfg.Auth == nil {
+		s.denied.count(deniedInvalid)
+		return nil, streams.Errorf(streams.CodeUnauthenticated, "the bearer token is not valid: this gateway accepts JWTs only")
+	}
+	id, ok := s.cfg.Auth.Tokens().Authenticate(token)
 	if !ok {
 		s.denied.count(deniedInvalid)
 		return nil, streams.Errorf(streams.CodeUnauthenticated, "the bearer token is not valid")
@@ -151,7 +168,7 @@ func (s *Server) authenticate(credential string) (*auth.Identity, error) {
 // permit checks that id may make a call needing scope; app is the
 // application an inference reaches ("" when none known).
 func (s *Server) permit(id *auth.Identity, what string, need auth.Scope, app string) error {
-	if s.cfg.Auth == nil || id.Allows(need, app) {
+	if !s.authOn() || id.Allows(need, app) {
 		return nil
 	}
 	s.denied.count(deniedScope)
@@ -169,7 +186,7 @@ func (s *Server) identify(credential, method string) (id *auth.Identity, need au
 	if !ok {
 		need = auth.Admin // a method nobody gave a scope: admins only
 	}
-	if need == auth.Open || s.cfg.Auth == nil {
+	if need == auth.Open || !s.authOn() {
 		return nil, need, nil
 	}
 	id, err = s.authenticate(credential)
@@ -214,7 +231,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) 
 		return
 	}
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Auth == nil {
+		if !s.authOn() {
 			h(w, r)
 			return
 		}

@@ -48,6 +48,9 @@ type Config struct {
 	// Auth, when set, holds the bearer tokens every call but the health
 	// checks must carry (access.go); nil serves everyone.
 	Auth *auth.Keeper
+	// JWT, when set, verifies bearers shaped like JWTs against a key
+	// set (access.go); with Auth, opaque tokens still go to its file.
+	JWT *auth.JWTVerifier
 }
 
 // Limits bound what callers can take of a gateway. A zero field takes
