@@ -67,7 +67,11 @@ func apiCall(ctx context.Context, env Env, method, u string, in, out proto.Messa
 	if t := strings.TrimSpace(env.Getenv(tokenEnv)); t != "" {
 		req.Header.Set("Authorization", "Bearer "+t)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client, err := httpClient(env)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("platform not reachable: %w", err)
 	}
