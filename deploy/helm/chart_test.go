@@ -154,8 +154,9 @@ var cases = []struct {
 	existing []string
 	secrets  int // the chart makes
 	tls      bool
+	insecure bool // no authentication: the gateway runs with --insecure
 }{
-	{name: "default"},
+	{name: "default", insecure: true},
 	{name: "existing secrets", values: "sluice/ci/secure-existing-values.yaml", tls: true,
 		existing: []string{"kafka-scram", "kafka-ca", "s3-credentials", "sluice-tokens", "sluice-gateway-cert"}},
 	{name: "created secrets", values: "sluice/ci/secure-created-values.yaml", tls: true, secrets: 5},
@@ -191,7 +192,7 @@ func TestChartRendersValidObjects(t *testing.T) {
 			for _, d := range []*appsv1.Deployment{gw, as} {
 				checkPod(t, r, d, tc.existing, secretValues(t, values))
 			}
-			checkGateway(t, r, gw, tc.tls)
+			checkGateway(t, r, gw, tc.tls, tc.insecure)
 			checkAutoscaler(t, r, as)
 		})
 	}
@@ -366,12 +367,17 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// checkGateway: the probes, the Service and the PodDisruptionBudget.
-func checkGateway(t *testing.T, r *rendered, gw *appsv1.Deployment, tls bool) {
+// checkGateway: --insecure exactly without authentication, the probes, the Service and the PodDisruptionBudget.
+func checkGateway(t *testing.T, r *rendered, gw *appsv1.Deployment, tls, insecure bool) {
 	t.Helper()
 	c := gw.Spec.Template.Spec.Containers[0]
 	if !strings.HasPrefix(strings.Join(c.Args, " "), "gateway --brokers") {
 		t.Errorf("the gateway runs %v", c.Args)
+	}
+	// It listens on every address: without authentication it starts only
+	// when told --insecure, and only then.
+	if slices.Contains(c.Args, "--insecure") != insecure {
+		t.Errorf("the gateway runs %v: want --insecure %v", c.Args, insecure)
 	}
 	scheme := corev1.URISchemeHTTP
 	if tls {
