@@ -95,6 +95,7 @@ type Dev struct {
 	store       blob.Store
 	tmpDirs     []string // temporary directories to remove on close
 	front       *front
+	auditDone   <-chan struct{} // closed once the audit trail flushed
 	cancel      context.CancelFunc
 	stopped     chan struct{} // closed when the controller has stopped its replicas
 	done        chan error
@@ -159,6 +160,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	trail, auditDone, err := openAudit(ctx, runCtx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	d.auditDone = auditDone
 	cacheDir, err := d.modelCacheDir(cfg)
 	if err != nil {
 		return nil, err
@@ -255,7 +261,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, JWT: cfg.JWT})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, JWT: cfg.JWT, Audit: trail})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -322,6 +328,9 @@ func (d *Dev) shutdown() {
 			case <-d.stopped:
 			case <-time.After(30 * time.Second):
 			}
+		}
+		if d.auditDone != nil {
+			<-d.auditDone // bounded by its flush
 		}
 	}
 	if d.caller != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/gateway/audit"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
@@ -60,7 +61,8 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log, streams.WithClaims(claims))
+	instance := "gw-" + streams.Instance()
+	caller, err := streams.NewCaller(ctx, bs, namer, instance, env.Log, streams.WithClaims(claims))
 	if err != nil {
 		hl.Close()
 		gl.Close()
@@ -96,12 +98,18 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	if err == nil {
 		ctl, err = openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
 	}
+	var trail *audit.Trail
+	var auditDone <-chan struct{}
+	if err == nil {
+		trail, auditDone, err = openAudit(ctx, runCtx, bs, namer, instance, env.Log)
+	}
 	if err != nil {
 		hl.Close()
 		gl.Close()
 		return err
 	}
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: sec.tokens, JWT: sec.jwt})
+	defer func() { cancel(); <-auditDone }()
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: sec.tokens, JWT: sec.jwt, Audit: trail})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
 	f, err := startFront(ctx, gw, hl, gl, sec.tls, registryAPI.Register)
 	if err != nil {
