@@ -158,8 +158,8 @@ var cases = []struct {
 }{
 	{name: "default", insecure: true},
 	{name: "existing secrets", values: "sluice/ci/secure-existing-values.yaml", tls: true,
-		existing: []string{"kafka-scram", "kafka-ca", "s3-credentials", "sluice-tokens", "sluice-gateway-cert"}},
-	{name: "created secrets", values: "sluice/ci/secure-created-values.yaml", tls: true, secrets: 5},
+		existing: []string{"kafka-scram", "kafka-ca", "s3-credentials", "sluice-tokens", "sluice-jwks", "sluice-gateway-cert"}},
+	{name: "created secrets", values: "sluice/ci/secure-created-values.yaml", tls: true, secrets: 6},
 }
 
 func TestChartRendersValidObjects(t *testing.T) {
@@ -507,6 +507,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"kafka.tls.enabled=true"}, "kafka.tls.ca"},
 		{[]string{"s3.endpoint=minio:9000"}, "s3.accessKey"},
 		{[]string{"gateway.auth.enabled=true"}, "gateway.auth.tokensFile"},
+		{[]string{"gateway.jwt.enabled=true"}, "gateway.jwt.jwks"},
+		{[]string{"gateway.jwt.enabled=true", "gateway.jwt.existingSecret=j"}, "gateway.jwt.issuer"},
+		{[]string{"gateway.jwt.enabled=true", "gateway.jwt.existingSecret=j", "gateway.jwt.issuer=i"}, "gateway.jwt.audience"},
+		{[]string{"gateway.jwt.enable=true"}, "additional properties 'enable'"},
 		{[]string{"gateway.tls.enabled=true"}, "gateway.tls.cert"},
 		{[]string{"gateway.tls.enabled=true", "gateway.tls.existingSecret=c", "gateway.tls.verifyClients=true", "gateway.tls.cert=x"}, ""},
 		{[]string{"gateway.podDisruptionBudget.maxUnavailable=1"}, "not both"},
@@ -526,6 +530,42 @@ func TestChartRefusesBadValues(t *testing.T) {
 			t.Errorf("%v: rendered, want a refusal naming %s", tc.set, tc.want)
 		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
 			t.Errorf("%v: %v\nwant it to name %s", tc.set, err, tc.want)
+		}
+	}
+}
+
+// The gateway runs with --insecure exactly when neither the token file
+// nor JWTs authenticate; with JWTs it is given the key set, issuer and
+// audience.
+func TestChartInsecureOnlyWithoutAuth(t *testing.T) {
+	t.Parallel()
+	jwt := []string{"gateway.jwt.enabled=true", "gateway.jwt.existingSecret=jwks", "gateway.jwt.issuer=https://idp", "gateway.jwt.audience=sluice"}
+	for _, tc := range []struct {
+		set      []string
+		insecure bool
+	}{
+		{nil, true},
+		{jwt, false},
+		{[]string{"gateway.auth.enabled=true", "gateway.auth.tokensFile=tokens: []"}, false},
+	} {
+		var args []string
+		for _, s := range tc.set {
+			args = append(args, "--set", s)
+		}
+		out, err := helm(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.set, err)
+		}
+		c := decode(t, out).deployments["gateway"].Spec.Template.Spec.Containers[0]
+		if slices.Contains(c.Args, "--insecure") != tc.insecure {
+			t.Errorf("%v: the gateway runs %v: want --insecure %v", tc.set, c.Args, tc.insecure)
+		}
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		if tc.set != nil && tc.set[0] == jwt[0] && (env["SLUICE_JWKS_FILE"] != "/etc/sluice/jwt/jwks.json" || env["SLUICE_JWT_ISSUER"] != "https://idp" || env["SLUICE_JWT_AUDIENCE"] != "sluice") {
+			t.Errorf("with JWTs the gateway's environment is %v", env)
 		}
 	}
 }
