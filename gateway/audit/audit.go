@@ -39,6 +39,10 @@ const Retention = 90 * 24 * time.Hour
 // Keep is how many of the latest entries a gateway holds to list.
 const Keep = 1000
 
+// Buffered is how many entries wait for the broker at most; past it
+// an entry is logged as not written.
+const Buffered = 1000
+
 // Topic is the audit topic: one partition, so that entries keep their
 // order, deleted after Retention, never compacted.
 func Topic(name string) streams.TopicSpec {
@@ -65,7 +69,9 @@ type Trail struct {
 func Open(ctx context.Context, brokers []string, topic, instance string, log *slog.Logger) (*Trail, error) {
 	cl, err := streams.Dial(ctx, brokers, log,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtEnd().Relative(-Keep)}}),
-		kgo.FetchMaxWait(500*time.Millisecond))
+		kgo.FetchMaxWait(500*time.Millisecond),
+		// Entries wait for a broker that is down, Buffered of them at most.
+		kgo.MaxBufferedRecords(Buffered))
 	if err != nil {
 		return nil, err
 	}
@@ -111,16 +117,18 @@ func (t *Trail) Run(ctx context.Context) {
 	}
 }
 
-// Record writes e to the log and the topic, stamped with the time and
-// this instance. The write does not hold the call up; one that fails is
-// logged with the entry, which the log line carries anyway.
+// Record writes e to the topic, stamped with the time and this
+// instance (the gateway has logged it). The write never holds the call
+// up, not even with the broker down and the client's buffer full
+// (TryProduce fails at once then); one that fails is logged with the
+// entry.
 func (t *Trail) Record(ctx context.Context, e Entry) {
 	e.Time, e.Gateway = time.Now().UTC(), t.instance
 	value, err := json.Marshal(e)
 	if err != nil {
 		return
 	}
-	t.cl.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: t.topic, Key: []byte(e.Identity), Value: value}, func(_ *kgo.Record, err error) {
+	t.cl.TryProduce(context.WithoutCancel(ctx), &kgo.Record{Topic: t.topic, Key: []byte(e.Identity), Value: value}, func(_ *kgo.Record, err error) {
 		if err != nil {
 			t.log.Error("audit entry not written to the topic", "topic", t.topic, "identity", e.Identity, "action", e.Action, "target", e.Target, "err", err)
 		}

@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +92,61 @@ func TestTrail(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("configs missing: %v", want)
 	}
+}
+
+// syncWriter is a log destination a test reads while the trail writes.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// With the broker gone, recording never blocks, past the client's
+// buffer too: entries that cannot be kept are logged as not written.
+func TestRecordWithBrokerDown(t *testing.T) {
+	t.Parallel()
+	kafka, err := streams.StartEmbedded(0, "", streams.WithRetention(streams.Retention{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logged syncWriter
+	tr, err := Open(ctx, kafka.Brokers(), "sluice.control.audit", "gw", slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafka.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range Buffered + 200 {
+			tr.Record(ctx, Entry{Identity: "ci", Action: "deploy", Target: "apps shop", Outcome: "ok"})
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("Record blocked with the broker down")
+	}
+	for !strings.Contains(logged.String(), "audit entry not written to the topic") {
+		if ctx.Err() != nil {
+			t.Fatalf("no entry logged as not written:\n%.2000s", logged.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	stop()
+	tr.Run(rctx) // closes the client, its flush bounded
 }
