@@ -32,7 +32,10 @@ import (
 // TLS); expired and wrong-audience JWTs are refused naming why; a client
 // certificate of another CA is refused at the handshake; a JWT holding
 // read only is refused the delete; `sluice audit` lists the deploy and
-// the refused delete with their identities.
+// the refused delete with their identities; then, under the running
+// gateway, the certificate is rotated to another CA's and the key set
+// loses its EC key: new gRPC connections get the new certificate and the
+// EC-signed token is refused, an RSA one answered over REST.
 func TestSecureGateway(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -194,5 +197,51 @@ func TestSecureGateway(t *testing.T) {
 	}
 	if code, out := cliRun(admin, "audit"); code != 0 || !strings.Contains(out, "reader-bot") || !strings.Contains(out, "IDENTITY") {
 		t.Errorf("sluice audit: exit %d:\n%s", code, out)
+	}
+
+	// Rotations under the running gateway: a certificate of another CA
+	// served on the gRPC port to new connections; a key set without the
+	// EC key refusing the tokens it signed.
+	next := certstest.NewCA(t, dir, "next")
+	cert2, key2 := next.Issue(t, t.TempDir(), "server", "127.0.0.1")
+	for _, f := range [][2]string{{cert2, cert}, {key2, key}} {
+		data, err := os.ReadFile(f[0])
+		if err == nil {
+			err = os.WriteFile(f[1]+".new", data, 0o600)
+		}
+		if err == nil {
+			err = os.Rename(f[1]+".new", f[1])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var set map[string][]map[string]string
+	if err := json.Unmarshal(keys.JWKS, &set); err != nil {
+		t.Fatal(err)
+	}
+	set["keys"] = set["keys"][:1] // the RSA key only
+	data, _ := json.Marshal(set)
+	if err := os.WriteFile(jwks+".new", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(jwks+".new", jwks); err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(next.Cert)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := predict(grpcAddr, nil)
+		if err != nil && strings.Contains(err.Error(), "signing key (kid) is not in the key set") {
+			break // the new certificate trusted, the EC token refused
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after rotating the certificate and the key set: %v", err)
+		}
+	}
+	rsaToken := keys.RSA.Mint(t, map[string]any{"iss": "https://idp.test", "aud": "sluice-e2e", "sub": "svc-caller", "scope": "infer", "exp": time.Now().Add(time.Hour).Unix()})
+	client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	if code, body := rest("POST", "/authtls", rsaToken, "y"); code != 200 || body != "a[y]" {
+		t.Errorf("REST over the rotated certificate with an RSA JWT: %d %q", code, body)
 	}
 }
