@@ -243,6 +243,9 @@ var algorithms = map[string]struct {
 // signature, then the claims.
 func (v *JWTVerifier) verify(ks *keySet, token string, now time.Time) (*Identity, time.Time, error) {
 	var never time.Time
+	if strings.Count(token, ".") != 2 {
+		return nil, never, fmt.Errorf("%w: want three parts separated by dots", ErrMalformed)
+	}
 	head, rest, _ := strings.Cut(token, ".")
 	payload, sig64, _ := strings.Cut(rest, ".")
 	var h struct {

@@ -218,3 +218,45 @@ func BenchmarkJWTVerify(b *testing.B) {
 		})
 	}
 }
+
+// Any bearer shaped or not like a JWT is refused or accepted without a
+// panic, and a refusal is one of the reasons a 401 names.
+func FuzzVerify(f *testing.F) {
+	keys := authtest.NewKeys(f)
+	v := testVerifier(f, keys)
+	now := time.Now()
+	f.Add(keys.RSA.Mint(f, claims(now)))
+	f.Add(keys.EC.Mint(f, claims(now, "aud", []string{"a", "sluice"})))
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("eyJ..")
+	f.Add("not a token")
+	reasons := []error{ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrSignature, ErrExpired, ErrNotYetValid, ErrIssuer, ErrAudience, ErrMissingClaim}
+	f.Fuzz(func(t *testing.T, token string) {
+		id, err := v.Verify(token)
+		if err == nil {
+			if id == nil || id.Name == "" {
+				t.Fatalf("accepted without an identity: %q", token)
+			}
+			return
+		}
+		for _, r := range reasons {
+			if errors.Is(err, r) {
+				return
+			}
+		}
+		t.Fatalf("refusal %v is none of the reasons", err)
+	})
+}
+
+// A key set that decodes is never empty; none panics.
+func FuzzParseJWKS(f *testing.F) {
+	f.Add(authtest.NewKeys(f).JWKS)
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AA"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := ParseJWKS("f.json", data)
+		if err == nil && len(keys) == 0 {
+			t.Fatal("an empty key set parsed")
+		}
+	})
+}
