@@ -249,12 +249,17 @@ func (v *JWTVerifier) verify(ks *keySet, token string, now time.Time) (*Identity
 	head, rest, _ := strings.Cut(token, ".")
 	payload, sig64, _ := strings.Cut(rest, ".")
 	var h struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
+		Alg  string          `json:"alg"`
+		Kid  string          `json:"kid"`
+		Crit json.RawMessage `json:"crit"`
 	}
 	if err := decodeSegment(head, &h); err != nil {
 		return nil, never, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	if h.Crit != nil {
+		// RFC 7515 4.1.11: extensions a verifier does not understand
+		// must refuse the token, and this one understands none.
+		return nil, never, fmt.Errorf("%w: header: crit extensions are not understood", ErrMalformed)
 	}
 	alg, ok := algorithms[h.Alg]
 	if !ok {
@@ -477,6 +482,9 @@ func ParseJWKS(name string, data []byte) ([]jwk, error) {
 				return nil, bad("e", "not a base64url exponent")
 			}
 			pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+			if pub.E < 3 || pub.E%2 == 0 {
+				return nil, bad("e", "%d is not an RSA public exponent", pub.E)
+			}
 			if pub.N.BitLen() < 2048 {
 				return nil, bad("n", "a %d-bit RSA key is too short (want 2048 bits or more)", pub.N.BitLen())
 			}

@@ -61,6 +61,12 @@ func TestJWTVerify(t *testing.T) {
 		body, _ := json.Marshal(claims(now))
 		return authtest.B64([]byte(`{"alg":"none"}`)) + "." + authtest.B64(body) + "."
 	}
+	critical := func() string { // signed, with an extension it must understand
+		body, _ := json.Marshal(claims(now))
+		in := authtest.B64([]byte(`{"alg":"ES256","kid":"e1","crit":["exp-x"],"exp-x":1}`)) + "." + authtest.B64(body)
+		tok := keys.EC.Mint(t, claims(now))
+		return in + tok[strings.LastIndex(tok, "."):]
+	}
 	tampered := func() string {
 		tok := keys.RSA.Mint(t, claims(now))
 		parts := strings.Split(tok, ".")
@@ -92,6 +98,7 @@ func TestJWTVerify(t *testing.T) {
 		{"HS256 with the public key", hs(), ErrAlgorithm, nil},
 		{"RS256 header on the EC key", authtest.Key{Kid: "e1", Alg: "RS256", Signer: keys.RSA.Signer}.Mint(t, claims(now)), ErrAlgorithm, nil},
 		{"malformed header", "eyJub3QganNvbg.e30.AA", ErrMalformed, nil},
+		{"crit header", critical(), ErrMalformed, nil},
 		{"malformed signature", keys.EC.Mint(t, claims(now)) + "!", ErrMalformed, nil},
 	} {
 		id, err := v.Verify(tc.token)
@@ -169,6 +176,7 @@ func TestJWKSErrors(t *testing.T) {
 		{"not json", `{`, "j.json: not a JSON Web Key Set"},
 		{"empty", `{"keys":[]}`, "j.json: no signing key"},
 		{"symmetric", `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`, "keys[0].kty: a symmetric key is not accepted"},
+		{"even exponent", `{"keys":[{"kty":"RSA","n":"` + authtest.B64(make([]byte, 256)) + `","e":"Ag"}]}`, "keys[0].e: 2 is not an RSA public exponent"},
 		{"short rsa", `{"keys":[{"kty":"RSA","n":"` + authtest.B64(make([]byte, 128)) + `","e":"AQAB"}]}`, "keys[0].n: a 0-bit RSA key is too short"},
 		{"bad curve", `{"keys":[{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}]}`, `keys[0].crv: "P-521" is not accepted`},
 		{"point off curve", `{"keys":[{"kty":"EC","crv":"P-256","x":"` + authtest.B64(make([]byte, 32)) + `","y":"` + authtest.B64(make([]byte, 32)) + `"}]}`, "keys[0].x: not a point on P-256"},
