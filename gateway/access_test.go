@@ -302,3 +302,40 @@ func BenchmarkAuthorize(b *testing.B) {
 		})
 	}
 }
+
+// GET /sluice/v1/audit lists the trail to admins: ?limit bounds it, a
+// bad limit is 400, a gateway without a trail 412, other scopes 403.
+func TestAuditREST(t *testing.T) {
+	t.Parallel()
+	s := testServer(t, testTokens)
+	trail := &fakeTrail{entries: []audit.Entry{{Identity: "ci", Action: "deploy", Target: "apps shop", Outcome: "ok"}}}
+	mux := http.NewServeMux()
+	s.handle(mux, "GET /sluice/v1/audit", s.auditREST)
+	get := func(path, token string) (int, string) {
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	if code, body := get("/sluice/v1/audit", "tok-admin"); code != http.StatusPreconditionFailed || !strings.Contains(body, "keeps no audit trail") {
+		t.Errorf("without a trail: %d %s", code, body)
+	}
+	s.cfg.Audit = trail
+	for _, tc := range []struct {
+		path, token string
+		want        int
+		body        string
+	}{
+		{"/sluice/v1/audit", "tok-admin", http.StatusOK, `"identity":"ci"`},
+		{"/sluice/v1/audit?limit=5", "tok-admin", http.StatusOK, `"target":"apps shop"`},
+		{"/sluice/v1/audit?limit=x", "tok-admin", http.StatusBadRequest, `limit \"x\" is not a positive number`},
+		{"/sluice/v1/audit?limit=0", "tok-admin", http.StatusBadRequest, "not a positive number"},
+		{"/sluice/v1/audit", "tok-deploy", http.StatusForbidden, "lacks scope admin"},
+		{"/sluice/v1/audit", "tok-read", http.StatusForbidden, "lacks scope admin"},
+	} {
+		if code, body := get(tc.path, tc.token); code != tc.want || !strings.Contains(body, tc.body) {
+			t.Errorf("%s as %s: %d %s, want %d with %s", tc.path, tc.token, code, body, tc.want, tc.body)
+		}
+	}
+}
