@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,8 +10,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +40,38 @@ func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 }
 func (bearerCreds) RequireTransportSecurity() bool { return true }
 
+// securityFiles are the secured gateway's files and what its clients
+// send: a certificate of a test CA, a token file (authFile's tokens) and
+// a JWKS, and an RS256 JWT holding infer.
+type securityFiles struct {
+	args []string // the secured gateway's flags
+	tlsc *tls.Config
+	jwt  string
+}
+
+func newSecurityFiles(b *testing.B) securityFiles {
+	dir := b.TempDir()
+	ca := certstest.NewCA(b, dir, "bench")
+	cert, key := ca.Issue(b, dir, "server", "127.0.0.1")
+	keys := authtest.NewKeys(b)
+	jwks := filepath.Join(dir, "jwks.json")
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(jwks, keys.JWKS, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(tokens, []byte(authFile()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	return securityFiles{
+		args: []string{"--tls-cert", cert, "--tls-key", key, "--auth-file", tokens,
+			"--jwks-file", jwks, "--jwt-issuer", "https://idp.bench", "--jwt-audience", "sluice"},
+		tlsc: &tls.Config{RootCAs: roots},
+		jwt:  keys.RSA.Mint(b, map[string]any{"iss": "https://idp.bench", "aud": "sluice", "sub": "bench", "scope": "infer", "exp": time.Now().Add(time.Hour).Unix()}),
+	}
+}
+
 // startGateway runs `sluice gateway` with args beside the test platform
 // until the benchmark ends, and waits until it answers.
 func startGateway(b *testing.B, httpAddr, grpcAddr string, ready func() bool, args ...string) {
@@ -53,66 +89,51 @@ func startGateway(b *testing.B, httpAddr, grpcAddr string, ready func() bool, ar
 			b.Errorf("gateway: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); !ready(); time.Sleep(50 * time.Millisecond) {
+	waitReady(b, ready)
+}
+
+func waitReady(b *testing.B, ready func() bool) {
+	for deadline := time.Now().Add(60 * time.Second); !ready(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			b.Fatalf("gateway %v never answered", args)
+			b.Fatal("a gateway never answered")
 		}
 	}
 }
 
-// BenchmarkSecureGateway measures what TLS and authentication cost on
-// the request path: the same one-hop application (faults, echo) through
-// two `sluice gateway` instances on the same broker in the same run, one
-// in clear text without authentication, one with TLS and bearer tokens
-// (a token of --auth-file, and a JWT of --jwks-file, verified once and
-// then served from the cache). REST over HTTP/1.1 keep-alive and gRPC
-// Predict over one HTTP/2 connection, at concurrency 1 and 64. Each
-// secured run reports its p50, throughput and CPU time per call (of this
-// whole process: client, gateways, the embedded broker) as ratios of the
-// clear-text run's (tls-token_x_plain_p50, _x_plain_rps, _x_plain_cpu,
-// and the same for tls-jwt). On a shared machine the CPU time per call
-// is the steadier figure: other processes' load moves latency and
-// throughput, not the work a call takes.
-//
-//	go test ./e2e -run '^$' -bench SecureGateway -benchtime 8000x
-func BenchmarkSecureGateway(b *testing.B) {
-	dir := b.TempDir()
-	ca := certstest.NewCA(b, dir, "bench")
-	cert, key := ca.Issue(b, dir, "server", "127.0.0.1")
-	keys := authtest.NewKeys(b)
-	jwks := filepath.Join(dir, "jwks.json")
-	tokens := filepath.Join(dir, "tokens.yaml")
-	if err := os.WriteFile(jwks, keys.JWKS, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(tokens, []byte(authFile()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	jwt := keys.RSA.Mint(b, map[string]any{"iss": "https://idp.bench", "aud": "sluice", "sub": "bench", "scope": "infer", "exp": time.Now().Add(time.Hour).Unix()})
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	tlsc := &tls.Config{RootCAs: roots}
-	plainHTTP, plainGRPC, secureHTTP, secureGRPC := freeAddr(b), freeAddr(b), freeAddr(b), freeAddr(b)
-	plainc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
-	securec := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, TLSClientConfig: tlsc}}
-	readyAt := func(c *http.Client, u string) func() bool {
-		return func() bool {
-			resp, err := c.Get(u)
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
+func readyAt(c *http.Client, u string) func() bool {
+	return func() bool {
+		resp, err := c.Get(u)
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
 	}
-	startGateway(b, plainHTTP, plainGRPC, readyAt(plainc, "http://"+plainHTTP+"/v2/health/ready"))
-	startGateway(b, secureHTTP, secureGRPC, readyAt(securec, "https://"+secureHTTP+"/v2/health/ready"),
-		"--tls-cert", cert, "--tls-key", key, "--auth-file", tokens,
-		"--jwks-file", jwks, "--jwt-issuer", "https://idp.bench", "--jwt-audience", "sluice")
+}
 
+// gatewayPair is a clear-text gateway without authentication and a
+// secured one serving the same application, and how to read each one's
+// CPU time.
+type gatewayPair struct {
+	plainHTTP, plainGRPC, secureHTTP, secureGRPC string
+	app, body                                    string // an application route /<app> and Predict's app, its body
+	sec                                          securityFiles
+	cpu                                          [2]func() time.Duration // the clear-text gateway's, the secured one's
+}
+
+// compareGateways sends the same calls through both gateways, REST
+// (HTTP/1.1 keep-alive) and gRPC Predict over one HTTP/2 connection, at
+// concurrency 1 and 64, the workloads taking turns in a rotating order
+// over four rounds, so that a slower moment of a shared machine falls on
+// each. Each secured row reports its p50, throughput and CPU time per
+// call as ratios of the clear-text row's (_x_plain_p50, _x_plain_rps,
+// _x_plain_cpu).
+func compareGateways(b *testing.B, p gatewayPair) {
+	plainc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+	securec := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, TLSClientConfig: p.sec.tlsc}}
 	rest := func(c *http.Client, u, token string) func(context.Context) error {
 		return func(ctx context.Context) error {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(`{"echo":"x"}`))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(p.body))
 			if token != "" {
 				req.Header.Set("Authorization", "Bearer "+token)
 			}
@@ -136,26 +157,24 @@ func BenchmarkSecureGateway(b *testing.B) {
 		b.Cleanup(func() { conn.Close() })
 		predict := sluicev1.NewPredictClient(conn)
 		return func(ctx context.Context) error {
-			_, err := predict.Predict(ctx, &sluicev1.PredictRequest{App: "faults", Payload: []byte(`{"echo":"x"}`)})
+			_, err := predict.Predict(ctx, &sluicev1.PredictRequest{App: p.app, Payload: []byte(p.body)})
 			return err
 		}
 	}
-	tlsCreds := grpc.WithTransportCredentials(credentials.NewTLS(tlsc))
+	tlsCreds := grpc.WithTransportCredentials(credentials.NewTLS(p.sec.tlsc))
 	type workload struct {
 		name string
 		fn   func(context.Context) error
 	}
 	groups := [][]workload{{
-		{"rest/plain", rest(plainc, "http://"+plainHTTP+"/faults", "")},
-		{"rest/tls-token", rest(securec, "https://"+secureHTTP+"/faults", "secret-infer")},
-		{"rest/tls-jwt", rest(securec, "https://"+secureHTTP+"/faults", jwt)},
+		{"rest/plain", rest(plainc, "http://"+p.plainHTTP+"/"+p.app, "")},
+		{"rest/tls-token", rest(securec, "https://"+p.secureHTTP+"/"+p.app, "secret-infer")},
+		{"rest/tls-jwt", rest(securec, "https://"+p.secureHTTP+"/"+p.app, p.sec.jwt)},
 	}, {
-		{"grpc/plain", rpc(plainGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))},
-		{"grpc/tls-token", rpc(secureGRPC, tlsCreds, grpc.WithPerRPCCredentials(bearerCreds("secret-infer")))},
-		{"grpc/tls-jwt", rpc(secureGRPC, tlsCreds, grpc.WithPerRPCCredentials(bearerCreds(jwt)))},
+		{"grpc/plain", rpc(p.plainGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))},
+		{"grpc/tls-token", rpc(p.secureGRPC, tlsCreds, grpc.WithPerRPCCredentials(bearerCreds("secret-infer")))},
+		{"grpc/tls-jwt", rpc(p.secureGRPC, tlsCreds, grpc.WithPerRPCCredentials(bearerCreds(p.sec.jwt)))},
 	}}
-	// Each group's workloads take turns, in an order that rotates every
-	// round, so that a slower moment of a shared machine falls on each.
 	const rounds = 4
 	for _, conc := range []int{1, 64} {
 		for _, g := range groups {
@@ -166,12 +185,13 @@ func BenchmarkSecureGateway(b *testing.B) {
 				for r := range rounds {
 					for k := range g {
 						i := (k + r) % len(g)
-						before := cpuTime()
+						cpuOf := p.cpu[min(i, 1)]
+						before := cpuOf()
 						l, took, err := measure(per, conc, g[i].fn)
 						if err != nil {
 							b.Fatalf("%s: %v", g[i].name, err)
 						}
-						lat[i], spent[i], cpu[i] = append(lat[i], l...), spent[i]+took, cpu[i]+cpuTime()-before
+						lat[i], spent[i], cpu[i] = append(lat[i], l...), spent[i]+took, cpu[i]+cpuOf()-before
 					}
 				}
 				var plainP50, plainRPS, plainCPU float64
@@ -195,6 +215,105 @@ func BenchmarkSecureGateway(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkSecureGateway measures what TLS and authentication cost on
+// the request path: the same one-hop application (faults, echo) through
+// two `sluice gateway` instances run in this process beside the e2e
+// platform, one in clear text without authentication, one with TLS and
+// bearer tokens (a token of --auth-file, and a JWT of --jwks-file,
+// verified once and then served from the cache). The CPU time per call
+// is this whole process's (client, both gateways, the embedded broker):
+// BenchmarkSecureGatewayProcesses measures each gateway's alone.
+//
+//	go test ./e2e -run '^$' -bench 'SecureGateway$' -benchtime 8000x
+func BenchmarkSecureGateway(b *testing.B) {
+	sec := newSecurityFiles(b)
+	p := gatewayPair{plainHTTP: freeAddr(b), plainGRPC: freeAddr(b), secureHTTP: freeAddr(b), secureGRPC: freeAddr(b),
+		app: "faults", body: `{"echo":"x"}`, sec: sec, cpu: [2]func() time.Duration{cpuTime, cpuTime}}
+	startGateway(b, p.plainHTTP, p.plainGRPC, readyAt(&http.Client{}, "http://"+p.plainHTTP+"/v2/health/ready"))
+	startGateway(b, p.secureHTTP, p.secureGRPC, readyAt(&http.Client{Transport: &http.Transport{TLSClientConfig: sec.tlsc}}, "https://"+p.secureHTTP+"/v2/health/ready"), sec.args...)
+	compareGateways(b, p)
+}
+
+// BenchmarkSecureGatewayProcesses is BenchmarkSecureGateway on the
+// production topology: `sluice dev` running bench's no-op (one hop) as
+// a process, and the two gateways as `sluice gateway` processes on its
+// broker, each one's CPU time read from /proc: what TLS and the token
+// check cost the gateway itself.
+//
+//	go test ./e2e -run '^$' -bench SecureGatewayProcesses -benchtime 8000x
+func BenchmarkSecureGatewayProcesses(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sluice").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	sec := newSecurityFiles(b)
+	brokers := regexp.MustCompile(`\(brokers \[([^\]]+)\]\)`)
+	start := func(args ...string) (pid int, line []string) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = b.TempDir()
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		lines := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if m := brokers.FindStringSubmatch(sc.Text()); m != nil {
+					lines <- m[1]
+				}
+			}
+			close(lines)
+		}()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				b.Fatalf("sluice %v exited before it was ready", args)
+			}
+			go func() { // keep the pipe drained
+				for range lines {
+				}
+			}()
+			return cmd.Process.Pid, strings.Fields(l)
+		case <-time.After(2 * time.Minute):
+			b.Fatalf("sluice %v not ready", args)
+		}
+		return 0, nil
+	}
+	noop, err := filepath.Abs("../bench/sluice/noop.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, bs := start("dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--builtin=false", "-f", noop)
+	p := gatewayPair{plainHTTP: freeAddr(b), plainGRPC: freeAddr(b), secureHTTP: freeAddr(b), secureGRPC: freeAddr(b),
+		app: "noop", body: `{"x":1}`, sec: sec}
+	plainPid, _ := start("gateway", "--http", p.plainHTTP, "--grpc", p.plainGRPC, "--brokers", strings.Join(bs, ","))
+	securePid, _ := start(append([]string{"gateway", "--http", p.secureHTTP, "--grpc", p.secureGRPC, "--brokers", strings.Join(bs, ",")}, sec.args...)...)
+	p.cpu = [2]func() time.Duration{func() time.Duration { return procCPU(b, plainPid) }, func() time.Duration { return procCPU(b, securePid) }}
+	waitReady(b, readyAt(&http.Client{}, "http://"+p.plainHTTP+"/v2/health/ready"))
+	waitReady(b, readyAt(&http.Client{Transport: &http.Transport{TLSClientConfig: sec.tlsc}}, "https://"+p.secureHTTP+"/v2/health/ready"))
+	compareGateways(b, p)
+}
+
+// procCPU is a process's CPU time, user and system, from /proc (clock
+// ticks of 10 ms).
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name (which may hold spaces) in ")".
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // cpuTime is the CPU time this process has used, user and system: the
