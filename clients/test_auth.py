@@ -32,14 +32,37 @@ def kind(request):
     return request.param
 
 
+# The CA of the gateway's certificate: `scripts/pyclients.sh auth` serves TLS.
+CA = os.environ.get("SLUICE_CA_FILE")
+
+
+def connect(kind, http_addr, grpc_addr, ca):
+    """A client of kind; over TLS trusting ca when the gateway serves TLS
+    (ca None: the system's CAs)."""
+    if kind == "http":
+        tls = {"ssl": True, "ssl_options": {"ca_certs": ca} if ca else None} if CA else {}
+        return httpclient.InferenceServerClient(http_addr, connection_timeout=10.0, network_timeout=30.0, **tls)
+    tls = {"ssl": True, "root_certificates": ca} if CA else {}
+    return grpcclient.InferenceServerClient(grpc_addr, **tls)
+
+
 @pytest.fixture
 def client(kind, http_addr, grpc_addr):
-    if kind == "http":
-        c = httpclient.InferenceServerClient(http_addr, connection_timeout=10.0, network_timeout=30.0)
-    else:
-        c = grpcclient.InferenceServerClient(grpc_addr)
+    c = connect(kind, http_addr, grpc_addr, CA)
     yield c
     c.close()
+
+
+@pytest.mark.skipif(not CA, reason="the gateway serves TLS under scripts/pyclients.sh auth")
+def test_untrusted_certificate_refused(kind, http_addr, grpc_addr):
+    # Trusting the system's CAs only: the handshake fails.
+    c = connect(kind, http_addr, grpc_addr, None)
+    try:
+        with pytest.raises(Exception) as exc:
+            assert not c.is_server_live()
+        assert "certificate" in str(exc.value).lower() or "unavailable" in str(exc.value).lower(), exc.value
+    finally:
+        c.close()
 
 
 def doubler(kind, client, headers):

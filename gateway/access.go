@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -12,7 +14,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-serve/sluice/gateway/audit"
 	"github.com/sluice-serve/sluice/gateway/auth"
+	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -86,6 +90,8 @@ var scopes = map[string]auth.Scope{
 	"GET /v2/models/{m}/versions/{v}/config": auth.Read,
 	"/v2/":                                   auth.Read, // 404 under /v2
 	"GET /metrics":                           auth.Read,
+	// The audit trail: who deployed, deleted, pushed what.
+	"GET /sluice/v1/audit": auth.Admin,
 	// The description of the API, the same for every installation
 	// (generated from protos/, public with the source): open, so that
 	// tools read it before they hold a token.
@@ -100,8 +106,8 @@ func MethodScope(method string) (scope auth.Scope, ok bool) {
 	return scope, ok
 }
 
-// audited are the admin actions: written to the log with the identity
-// and the outcome.
+// audited are the admin actions: written to the log and the audit trail
+// with the identity, the target and the outcome.
 func audited(s auth.Scope) bool { return s == auth.Deploy || s == auth.ModelsWrite }
 
 // Denial reasons, the reason label of sluice_gateway_auth_denied_total.
@@ -124,11 +130,15 @@ func (c *authCounters) count(reason string) {
 	}
 }
 
+// authOn reports whether calls must carry a credential.
+func (s *Server) authOn() bool { return s.cfg.Auth != nil || s.cfg.JWT != nil }
+
 // authenticate finds the identity behind an Authorization value; with
-// no auth configured every caller is anonymous (nil) and allowed.
+// no auth configured every caller is anonymous (nil) and allowed. A
+// bearer shaped like a JWT is verified as one when a key set is
+// configured; any other goes through the token file.
 func (s *Server) authenticate(credential string) (*auth.Identity, error) {
-	k := s.cfg.Auth
-	if k == nil {
+	if !s.authOn() {
 		return nil, nil
 	}
 	if credential == "" {
@@ -136,11 +146,24 @@ func (s *Server) authenticate(credential string) (*auth.Identity, error) {
 		return nil, streams.Errorf(streams.CodeUnauthenticated, "a bearer token is required (Authorization: Bearer <token>; the CLI reads SLUICE_TOKEN)")
 	}
 	scheme, token, _ := strings.Cut(credential, " ")
+	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "bearer") || token == "" {
 		s.denied.count(deniedInvalid)
 		return nil, streams.Errorf(streams.CodeUnauthenticated, "the credential is not a bearer token (Authorization: Bearer <token>)")
 	}
-	id, ok := k.Tokens().Authenticate(strings.TrimSpace(token))
+	if s.cfg.JWT != nil && auth.LooksLikeJWT(token) {
+		id, err := s.cfg.JWT.Verify(token)
+		if err != nil {
+			s.denied.count(deniedInvalid)
+			return nil, streams.Errorf(streams.CodeUnauthenticated, "the bearer token is not valid: %v", err)
+		}
+		return id, nil
+	}
+	if s.cfg.Auth == nil {
+		s.denied.count(deniedInvalid)
+		return nil, streams.Errorf(streams.CodeUnauthenticated, "the bearer token is not valid: this gateway accepts JWTs only")
+	}
+	id, ok := s.cfg.Auth.Tokens().Authenticate(token)
 	if !ok {
 		s.denied.count(deniedInvalid)
 		return nil, streams.Errorf(streams.CodeUnauthenticated, "the bearer token is not valid")
@@ -151,7 +174,7 @@ func (s *Server) authenticate(credential string) (*auth.Identity, error) {
 // permit checks that id may make a call needing scope; app is the
 // application an inference reaches ("" when none known).
 func (s *Server) permit(id *auth.Identity, what string, need auth.Scope, app string) error {
-	if s.cfg.Auth == nil || id.Allows(need, app) {
+	if !s.authOn() || id.Allows(need, app) {
 		return nil
 	}
 	s.denied.count(deniedScope)
@@ -169,7 +192,7 @@ func (s *Server) identify(credential, method string) (id *auth.Identity, need au
 	if !ok {
 		need = auth.Admin // a method nobody gave a scope: admins only
 	}
-	if need == auth.Open || s.cfg.Auth == nil {
+	if need == auth.Open || !s.authOn() {
 		return nil, need, nil
 	}
 	id, err = s.authenticate(credential)
@@ -214,7 +237,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) 
 		return
 	}
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Auth == nil {
+		if !s.authOn() {
 			h(w, r)
 			return
 		}
@@ -264,10 +287,10 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err == nil {
 		var resp any
 		resp, err = handler(ctx, req)
-		s.audit(ctx, id, info.FullMethod, need, err)
+		s.audit(ctx, id, info.FullMethod, need, auditTarget(req, resp), err)
 		return resp, err
 	}
-	s.audit(ctx, id, info.FullMethod, need, err)
+	s.audit(ctx, id, info.FullMethod, need, auditTarget(req, nil), err)
 	return nil, grpcError(ctx, err)
 }
 
@@ -285,11 +308,16 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		}
 	}
 	if err == nil {
+		var first *firstMessage
+		if audited(need) {
+			first = &firstMessage{ServerStream: ss}
+			ss = first
+		}
 		err = handler(srv, ss)
-		s.audit(ctx, id, info.FullMethod, need, err)
+		s.audit(ctx, id, info.FullMethod, need, first.target(), err)
 		return err
 	}
-	s.audit(ctx, id, info.FullMethod, need, err)
+	s.audit(ctx, id, info.FullMethod, need, "", err)
 	return grpcError(ctx, err)
 }
 
@@ -314,8 +342,77 @@ func (x *inferStream) RecvMsg(m any) error {
 	return nil
 }
 
-// audit writes an admin action with its identity and outcome.
-func (s *Server) audit(ctx context.Context, id *auth.Identity, method string, need auth.Scope, err error) {
+// firstMessage keeps the first message of an audited stream (a push's
+// header names what it pushes).
+type firstMessage struct {
+	grpc.ServerStream
+	msg any
+}
+
+func (x *firstMessage) RecvMsg(m any) error {
+	err := x.ServerStream.RecvMsg(m)
+	if err == nil && x.msg == nil {
+		x.msg = m
+	}
+	return err
+}
+
+func (x *firstMessage) target() string {
+	if x == nil {
+		return ""
+	}
+	return auditTarget(x.msg, nil)
+}
+
+// actions name the admin actions in the audit trail.
+var actions = map[string]string{
+	"/sluice.v1.Applications/Deploy":      "deploy",
+	"/sluice.v1.Applications/Delete":      "delete",
+	"/sluice.v1.Models/PushVersion":       "models.push",
+	"/sluice.v1.Models/SetAlias":          "models.alias",
+	"/sluice.v1.Models/DeleteVersion":     "models.rm",
+	"/sluice.v1.Code/PushBundle":          "code.push",
+	"/sluice.v1.Code/SetBundleAlias":      "code.alias",
+	"/sluice.v1.Code/DeleteBundleVersion": "code.rm",
+}
+
+// auditTarget names what an admin request acts on; resp, when the call
+// succeeded, names what a deploy applied.
+func auditTarget(req, resp any) string {
+	version := func(v string) string {
+		if v == "" {
+			return ""
+		}
+		return " version " + v
+	}
+	switch r := req.(type) {
+	case *sluicev1.DeployRequest:
+		if d, ok := resp.(*sluicev1.DeployResponse); ok && len(d.GetDeployed()) > 0 {
+			return "apps " + strings.Join(d.GetDeployed(), ",")
+		}
+		return "file " + r.GetFileName()
+	case *sluicev1.DeleteRequest:
+		return "app " + r.GetName()
+	case *sluicev1.PushVersionRequest:
+		h := r.GetHeader()
+		return "model " + h.GetModel() + version(h.GetVersion())
+	case *sluicev1.SetAliasRequest:
+		return "model " + r.GetModel() + " alias " + r.GetAlias() + " to version " + r.GetVersion()
+	case *sluicev1.DeleteVersionRequest:
+		return "model " + r.GetModel() + version(r.GetVersion())
+	case *sluicev1.PushBundleRequest:
+		return "bundle " + r.GetHeader().GetName()
+	case *sluicev1.SetBundleAliasRequest:
+		return "bundle " + r.GetName() + " alias " + r.GetAlias() + " to version " + r.GetVersion()
+	case *sluicev1.DeleteBundleVersionRequest:
+		return "bundle " + r.GetName() + version(r.GetVersion())
+	}
+	return ""
+}
+
+// audit writes an admin action with its identity, target and outcome to
+// the log and, when the gateway has one, the audit trail.
+func (s *Server) audit(ctx context.Context, id *auth.Identity, method string, need auth.Scope, target string, err error) {
 	if !audited(need) {
 		return
 	}
@@ -333,5 +430,32 @@ func (s *Server) audit(ctx context.Context, id *auth.Identity, method string, ne
 	if err != nil {
 		level = slog.LevelWarn
 	}
-	s.cfg.Log.LogAttrs(ctx, level, "audit", slog.String("identity", who), slog.String("method", method), slog.String("outcome", outcome))
+	action := cmp.Or(actions[method], method)
+	s.cfg.Log.LogAttrs(ctx, level, "audit", slog.String("identity", who), slog.String("action", action), slog.String("target", target),
+		slog.String("method", method), slog.String("outcome", outcome))
+	if s.cfg.Audit != nil {
+		e := audit.Entry{Identity: who, Action: action, Target: target, Outcome: outcome}
+		if err != nil {
+			e.Error = err.Error()
+		}
+		s.cfg.Audit.Record(ctx, e)
+	}
+}
+
+// auditREST lists the latest entries of the audit trail: ?limit=N
+// (default 50), oldest first.
+func (s *Server) auditREST(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Audit == nil {
+		writeError(w, streams.Errorf(streams.CodeFailedPrecondition, "this gateway keeps no audit trail"))
+		return
+	}
+	n := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			writeError(w, streams.Errorf(streams.CodeInvalidArgument, "limit %q is not a positive number", v))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": s.cfg.Audit.Latest(n)})
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-serve/sluice/gateway/audit"
 	"github.com/sluice-serve/sluice/gateway/auth"
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
@@ -221,23 +223,33 @@ func (f *fakeStream) RecvMsg(m any) error {
 	return nil
 }
 
-// Admin actions are logged with identity, method and outcome, granted
-// or refused; other calls are not.
+// fakeTrail keeps the entries recorded.
+type fakeTrail struct{ entries []audit.Entry }
+
+func (f *fakeTrail) Record(_ context.Context, e audit.Entry) { f.entries = append(f.entries, e) }
+func (f *fakeTrail) Latest(int) []audit.Entry                { return f.entries }
+
+// Admin actions are logged and written to the trail with identity,
+// action, target and outcome, granted or refused; other calls are not.
 func TestAuditLog(t *testing.T) {
 	t.Parallel()
 	s := testServer(t, testTokens)
 	var logged strings.Builder
 	s.cfg.Log = slog.New(slog.NewTextHandler(&logged, nil))
-	ok := func(context.Context, any) (any, error) { return nil, nil }
+	trail := &fakeTrail{}
+	s.cfg.Audit = trail
+	ok := func(context.Context, any) (any, error) {
+		return &sluicev1.DeployResponse{Deployed: []string{"shop"}}, nil
+	}
 	ctx := func(token string) context.Context {
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", token))
 	}
-	_, _ = s.unaryAuth(ctx("Bearer tok-deploy"), nil, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/Deploy"}, ok)
-	_, _ = s.unaryAuth(ctx("Bearer tok-read"), nil, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Models/DeleteVersion"}, ok)
-	_, _ = s.unaryAuth(ctx("Bearer tok-read"), nil, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/List"}, ok)
+	_, _ = s.unaryAuth(ctx("Bearer tok-deploy"), &sluicev1.DeployRequest{FileName: "shop.yaml"}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/Deploy"}, ok)
+	_, _ = s.unaryAuth(ctx("Bearer tok-read"), &sluicev1.DeleteVersionRequest{Model: "m", Version: "3"}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Models/DeleteVersion"}, ok)
+	_, _ = s.unaryAuth(ctx("Bearer tok-read"), &sluicev1.ListRequest{}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/List"}, ok)
 	for _, want := range []string{
-		"level=INFO msg=audit identity=deploy method=/sluice.v1.Applications/Deploy outcome=ok",
-		"level=WARN msg=audit identity=read method=/sluice.v1.Models/DeleteVersion outcome=permission_denied",
+		`level=INFO msg=audit identity=deploy action=deploy target="apps shop" method=/sluice.v1.Applications/Deploy outcome=ok`,
+		`level=WARN msg=audit identity=read action=models.rm target="model m version 3" method=/sluice.v1.Models/DeleteVersion outcome=permission_denied`,
 	} {
 		if !strings.Contains(logged.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logged.String())
@@ -245,6 +257,14 @@ func TestAuditLog(t *testing.T) {
 	}
 	if strings.Contains(logged.String(), "Applications/List") {
 		t.Errorf("a read was audited:\n%s", logged.String())
+	}
+	want := []audit.Entry{
+		{Identity: "deploy", Action: "deploy", Target: "apps shop", Outcome: "ok"},
+		{Identity: "read", Action: "models.rm", Target: "model m version 3", Outcome: "permission_denied",
+			Error: "token read lacks scope models:write, which /sluice.v1.Models/DeleteVersion needs"},
+	}
+	if !slices.Equal(trail.entries, want) {
+		t.Errorf("trail %+v, want %+v", trail.entries, want)
 	}
 }
 
@@ -280,5 +300,42 @@ func BenchmarkAuthorize(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// GET /sluice/v1/audit lists the trail to admins: ?limit bounds it, a
+// bad limit is 400, a gateway without a trail 412, other scopes 403.
+func TestAuditREST(t *testing.T) {
+	t.Parallel()
+	s := testServer(t, testTokens)
+	trail := &fakeTrail{entries: []audit.Entry{{Identity: "ci", Action: "deploy", Target: "apps shop", Outcome: "ok"}}}
+	mux := http.NewServeMux()
+	s.handle(mux, "GET /sluice/v1/audit", s.auditREST)
+	get := func(path, token string) (int, string) {
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	if code, body := get("/sluice/v1/audit", "tok-admin"); code != http.StatusPreconditionFailed || !strings.Contains(body, "keeps no audit trail") {
+		t.Errorf("without a trail: %d %s", code, body)
+	}
+	s.cfg.Audit = trail
+	for _, tc := range []struct {
+		path, token string
+		want        int
+		body        string
+	}{
+		{"/sluice/v1/audit", "tok-admin", http.StatusOK, `"identity":"ci"`},
+		{"/sluice/v1/audit?limit=5", "tok-admin", http.StatusOK, `"target":"apps shop"`},
+		{"/sluice/v1/audit?limit=x", "tok-admin", http.StatusBadRequest, `limit \"x\" is not a positive number`},
+		{"/sluice/v1/audit?limit=0", "tok-admin", http.StatusBadRequest, "not a positive number"},
+		{"/sluice/v1/audit", "tok-deploy", http.StatusForbidden, "lacks scope admin"},
+		{"/sluice/v1/audit", "tok-read", http.StatusForbidden, "lacks scope admin"},
+	} {
+		if code, body := get(tc.path, tc.token); code != tc.want || !strings.Contains(body, tc.body) {
+			t.Errorf("%s as %s: %d %s, want %d with %s", tc.path, tc.token, code, body, tc.want, tc.body)
+		}
 	}
 }

@@ -29,6 +29,7 @@ func (s *Server) Handler(api http.Handler) http.Handler {
 	})
 	s.handle(mux, "/v2", s.serverMetadataREST)
 	s.handle(mux, "GET /metrics", s.metrics.serve(s))
+	s.handle(mux, "GET /sluice/v1/audit", s.auditREST)
 	s.handle(mux, "/", s.callREST)
 	return mux
 }

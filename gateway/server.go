@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sluice-serve/sluice/autoscaler/placement"
+	"github.com/sluice-serve/sluice/gateway/audit"
 	"github.com/sluice-serve/sluice/gateway/auth"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
@@ -48,6 +49,18 @@ type Config struct {
 	// Auth, when set, holds the bearer tokens every call but the health
 	// checks must carry (access.go); nil serves everyone.
 	Auth *auth.Keeper
+	// JWT, when set, verifies bearers shaped like JWTs against a key
+	// set (access.go); with Auth, opaque tokens still go to its file.
+	JWT *auth.JWTVerifier
+	// Audit, when set, keeps the admin actions (access.go) beside the
+	// log lines, and lists the latest (GET /sluice/v1/audit).
+	Audit Auditor
+}
+
+// Auditor keeps the audit trail (an *audit.Trail).
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry)
+	Latest(n int) []audit.Entry
 }
 
 // Limits bound what callers can take of a gateway. A zero field takes

@@ -29,6 +29,10 @@ var allowed = map[string][]string{
 	"deploy/helm":                      {}, // the chart's test (no Go code)
 	"gateway/oip":                      {"protos/gen/inference"},
 	"gateway/auth":                     {},
+	"gateway/auth/authtest":            {}, // test JWKS and JWTs
+	"gateway/certs":                    {},
+	"gateway/certs/certstest":          {}, // test certificates
+	"gateway/audit":                    {"streams"},
 	"cel":                              {"gateway/oip"},
 	"platform/spec":                    {"cel"},
 	"platform/bundle":                  {"cel", "platform/spec"},
@@ -49,10 +53,10 @@ var allowed = map[string][]string{
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
 	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol"},
 	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/claim", "streams/protocol"},
-	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/auth", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
+	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/audit", "gateway/auth", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
-		"gateway", "gateway/auth", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
+		"gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
 }
 

@@ -10,7 +10,8 @@
 #   run [ARGS]                     build bin/sluice, start `sluice dev` on free
 #                                  loopback ports, run the suite, stop it
 #   auth [ARGS]                    as run, with an auth file (the tokens of
-#                                  clients/test_auth.py), running that file
+#                                  clients/test_auth.py) and TLS (a CA made
+#                                  with openssl, in SLUICE_CA_FILE), running that file
 #   tf BROKERS S3_ENDPOINT [ARGS]  build bin/sluice-tf (-tags tensorflow, libraries
 #                                  from scripts/tf.sh), start `sluice dev` on
 #                                  those brokers and that MinIO (credentials from
@@ -153,9 +154,13 @@ wait_ready() {
 	while [ "$SECONDS" -lt "$deadline" ]; do
 		kill -0 "$pid" 2>/dev/null || { echo "pyclients: server exited before it was ready" >&2; return 1; }
 		if "$VENV/bin/python" - "$addr" <<'EOF' 2>/dev/null; then
-import sys, urllib.request
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-with opener.open("http://%s/v2/health/ready" % sys.argv[1], timeout=2) as r:
+import os, ssl, sys, urllib.request
+ca = os.environ.get("SLUICE_CA_FILE")  # the gateway serves TLS
+handlers = [urllib.request.ProxyHandler({})]
+if ca:
+    handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
+opener = urllib.request.build_opener(*handlers)
+with opener.open("%s://%s/v2/health/ready" % ("https" if ca else "http", sys.argv[1]), timeout=2) as r:
     sys.exit(0 if r.status == 200 else 1)
 EOF
 			return 0
@@ -259,10 +264,22 @@ auth)
 			echo "  - {name: ${t%%:*}, token_sha256: $(printf '%s' "pyclients-${t%%:*}" | sha256sum | cut -d' ' -f1), scopes: [\"${t#*:}\"]}"
 		done
 	} >"$tokens"
+	# TLS on both listeners: a CA and a certificate for 127.0.0.1 it signs;
+	# the suite trusts the CA through SLUICE_CA_FILE.
+	tls=$(mktemp -d "${TMPDIR:-/tmp}/pyclients-tls.XXXXXX")
+	ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+	(
+		cd "$tls"
+		openssl req -x509 $ec -days 1 -subj /CN=pyclients-ca -keyout ca-key.pem -out ca.pem
+		openssl req $ec -subj /CN=127.0.0.1 -keyout server-key.pem -out server.csr
+		printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >ext.cnf
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile ext.cnf -out server.pem
+	) >/dev/null 2>&1
 	SUITE=(clients/test_auth.py)
 	rc=0
-	SLUICE_AUTH_SUITE=1 serve_and_test sluice-auth bin/sluice dev --http @HTTP@ --grpc @GRPC@ --auth-file "$tokens" -- "$@" || rc=$?
-	rm -f "$tokens"
+	SLUICE_AUTH_SUITE=1 SLUICE_CA_FILE=$tls/ca.pem serve_and_test sluice-auth bin/sluice dev --http @HTTP@ --grpc @GRPC@ --auth-file "$tokens" \
+		--tls-cert "$tls/server.pem" --tls-key "$tls/server-key.pem" -- "$@" || rc=$?
+	rm -rf "$tokens" "$tls"
 	exit "$rc"
 	;;
 selftest)

@@ -32,6 +32,7 @@ const (
 	KindStatus                         // <p>.control.status
 	KindRegistryEvents                 // <p>.registry.events
 	KindGroup                          // <p>.app.<app>.dep.<deployment> (consumer group)
+	KindAudit                          // <p>.control.audit
 )
 
 var kindNames = [...]string{
@@ -44,6 +45,7 @@ var kindNames = [...]string{
 	KindStatus:         "status",
 	KindRegistryEvents: "registry-events",
 	KindGroup:          "group",
+	KindAudit:          "audit",
 }
 
 func (k Kind) String() string {
@@ -112,6 +114,10 @@ func (n Namer) Apps() string { return n.Prefix() + ".control.apps" }
 // Status returns the topic of replica and node status and autoscaler decisions.
 func (n Namer) Status() string { return n.Prefix() + ".control.status" }
 
+// Audit returns the topic of the admin actions: who did what to which
+// object, and how it ended.
+func (n Namer) Audit() string { return n.Prefix() + ".control.audit" }
+
 // RegistryEvents returns the model registry's event topic.
 func (n Namer) RegistryEvents() string { return n.Prefix() + ".registry.events" }
 
@@ -145,6 +151,8 @@ func (n Namer) Format(nm Name) (string, error) {
 		s = n.Status()
 	case KindRegistryEvents:
 		s = n.RegistryEvents()
+	case KindAudit:
+		s = n.Audit()
 	case KindGroup:
 		s = n.Group(nm.App, nm.Deployment)
 	}
@@ -184,6 +192,8 @@ func (n Namer) Parse(name string) (Name, error) {
 		nm = Name{Kind: KindApps}
 	case len(segs) == 2 && segs[0] == "control" && segs[1] == "status":
 		nm = Name{Kind: KindStatus}
+	case len(segs) == 2 && segs[0] == "control" && segs[1] == "audit":
+		nm = Name{Kind: KindAudit}
 	case len(segs) == 2 && segs[0] == "registry" && segs[1] == "events":
 		nm = Name{Kind: KindRegistryEvents}
 	case len(segs) < 3 || segs[0] != "app":
@@ -229,7 +239,7 @@ func check(nm Name) error {
 	case KindReply:
 		want.Instance = nm.Instance
 		err = field("instance", nm.Instance)
-	case KindApps, KindStatus, KindRegistryEvents:
+	case KindApps, KindStatus, KindRegistryEvents, KindAudit:
 	default:
 		return errors.New("unknown kind")
 	}

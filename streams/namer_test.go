@@ -36,6 +36,7 @@ func namerCases(n Namer) []struct {
 		{n.Apps(), p + ".control.apps", Name{Kind: KindApps}},
 		{n.Status(), p + ".control.status", Name{Kind: KindStatus}},
 		{n.RegistryEvents(), p + ".registry.events", Name{Kind: KindRegistryEvents}},
+		{n.Audit(), p + ".control.audit", Name{Kind: KindAudit}},
 		{n.Group("shop", "rank"), p + ".app.shop.dep.rank", Name{Kind: KindGroup, App: "shop", Deployment: "rank"}},
 		{n.Ingress("Shop-EU-1"), p + ".app.Shop-EU-1.in", Name{Kind: KindIngress, App: "Shop-EU-1"}},
 		{n.Group("a", "0"), p + ".app.a.dep.0", Name{Kind: KindGroup, App: "a", Deployment: "0"}},
@@ -273,8 +274,8 @@ func TestNamerKindString(t *testing.T) {
 	want := map[Kind]string{
 		KindIngress: "ingress", KindOutput: "output", KindDeadLetter: "dead-letter",
 		KindEdge: "edge", KindReply: "reply", KindApps: "apps", KindStatus: "status",
-		KindRegistryEvents: "registry-events", KindGroup: "group",
-		0: "Kind(0)", KindGroup + 1: "Kind(10)",
+		KindRegistryEvents: "registry-events", KindGroup: "group", KindAudit: "audit",
+		0: "Kind(0)", KindAudit + 1: "Kind(11)",
 	}
 	for k, s := range want {
 		if k.String() != s {
@@ -297,6 +298,7 @@ func TestNamerRoundTrip(t *testing.T) {
 		{Kind: KindApps},
 		{Kind: KindStatus},
 		{Kind: KindRegistryEvents},
+		{Kind: KindAudit},
 		{Kind: KindGroup, App: "app", Deployment: "dep"},
 	}
 	for _, prefix := range []string{"sluice", "app", "reply", "X"} {

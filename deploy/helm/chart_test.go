@@ -154,11 +154,12 @@ var cases = []struct {
 	existing []string
 	secrets  int // the chart makes
 	tls      bool
+	insecure bool // no authentication: the gateway runs with --insecure
 }{
-	{name: "default"},
+	{name: "default", insecure: true},
 	{name: "existing secrets", values: "sluice/ci/secure-existing-values.yaml", tls: true,
-		existing: []string{"kafka-scram", "kafka-ca", "s3-credentials", "sluice-tokens", "sluice-gateway-cert"}},
-	{name: "created secrets", values: "sluice/ci/secure-created-values.yaml", tls: true, secrets: 5},
+		existing: []string{"kafka-scram", "kafka-ca", "s3-credentials", "sluice-tokens", "sluice-jwks", "sluice-gateway-cert"}},
+	{name: "created secrets", values: "sluice/ci/secure-created-values.yaml", tls: true, secrets: 6},
 }
 
 func TestChartRendersValidObjects(t *testing.T) {
@@ -191,7 +192,7 @@ func TestChartRendersValidObjects(t *testing.T) {
 			for _, d := range []*appsv1.Deployment{gw, as} {
 				checkPod(t, r, d, tc.existing, secretValues(t, values))
 			}
-			checkGateway(t, r, gw, tc.tls)
+			checkGateway(t, r, gw, tc.tls, tc.insecure)
 			checkAutoscaler(t, r, as)
 		})
 	}
@@ -366,12 +367,17 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// checkGateway: the probes, the Service and the PodDisruptionBudget.
-func checkGateway(t *testing.T, r *rendered, gw *appsv1.Deployment, tls bool) {
+// checkGateway: --insecure exactly without authentication, the probes, the Service and the PodDisruptionBudget.
+func checkGateway(t *testing.T, r *rendered, gw *appsv1.Deployment, tls, insecure bool) {
 	t.Helper()
 	c := gw.Spec.Template.Spec.Containers[0]
 	if !strings.HasPrefix(strings.Join(c.Args, " "), "gateway --brokers") {
 		t.Errorf("the gateway runs %v", c.Args)
+	}
+	// It listens on every address: without authentication it starts only
+	// when told --insecure, and only then.
+	if slices.Contains(c.Args, "--insecure") != insecure {
+		t.Errorf("the gateway runs %v: want --insecure %v", c.Args, insecure)
 	}
 	scheme := corev1.URISchemeHTTP
 	if tls {
@@ -501,6 +507,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"kafka.tls.enabled=true"}, "kafka.tls.ca"},
 		{[]string{"s3.endpoint=minio:9000"}, "s3.accessKey"},
 		{[]string{"gateway.auth.enabled=true"}, "gateway.auth.tokensFile"},
+		{[]string{"gateway.jwt.enabled=true"}, "gateway.jwt.jwks"},
+		{[]string{"gateway.jwt.enabled=true", "gateway.jwt.existingSecret=j"}, "gateway.jwt.issuer"},
+		{[]string{"gateway.jwt.enabled=true", "gateway.jwt.existingSecret=j", "gateway.jwt.issuer=i"}, "gateway.jwt.audience"},
+		{[]string{"gateway.jwt.enable=true"}, "additional properties 'enable'"},
 		{[]string{"gateway.tls.enabled=true"}, "gateway.tls.cert"},
 		{[]string{"gateway.tls.enabled=true", "gateway.tls.existingSecret=c", "gateway.tls.verifyClients=true", "gateway.tls.cert=x"}, ""},
 		{[]string{"gateway.podDisruptionBudget.maxUnavailable=1"}, "not both"},
@@ -520,6 +530,42 @@ func TestChartRefusesBadValues(t *testing.T) {
 			t.Errorf("%v: rendered, want a refusal naming %s", tc.set, tc.want)
 		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
 			t.Errorf("%v: %v\nwant it to name %s", tc.set, err, tc.want)
+		}
+	}
+}
+
+// The gateway runs with --insecure exactly when neither the token file
+// nor JWTs authenticate; with JWTs it is given the key set, issuer and
+// audience.
+func TestChartInsecureOnlyWithoutAuth(t *testing.T) {
+	t.Parallel()
+	jwt := []string{"gateway.jwt.enabled=true", "gateway.jwt.existingSecret=jwks", "gateway.jwt.issuer=https://idp", "gateway.jwt.audience=sluice"}
+	for _, tc := range []struct {
+		set      []string
+		insecure bool
+	}{
+		{nil, true},
+		{jwt, false},
+		{[]string{"gateway.auth.enabled=true", "gateway.auth.tokensFile=tokens: []"}, false},
+	} {
+		var args []string
+		for _, s := range tc.set {
+			args = append(args, "--set", s)
+		}
+		out, err := helm(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.set, err)
+		}
+		c := decode(t, out).deployments["gateway"].Spec.Template.Spec.Containers[0]
+		if slices.Contains(c.Args, "--insecure") != tc.insecure {
+			t.Errorf("%v: the gateway runs %v: want --insecure %v", tc.set, c.Args, tc.insecure)
+		}
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		if tc.set != nil && tc.set[0] == jwt[0] && (env["SLUICE_JWKS_FILE"] != "/etc/sluice/jwt/jwks.json" || env["SLUICE_JWT_ISSUER"] != "https://idp" || env["SLUICE_JWT_AUDIENCE"] != "sluice") {
+			t.Errorf("with JWTs the gateway's environment is %v", env)
 		}
 	}
 }

@@ -62,6 +62,19 @@ func (id *Identity) Allows(need Scope, app string) bool {
 	return need == Infer && app != "" && slices.Contains(id.apps, app)
 }
 
+// grantScope adds one scope to id; false when it is not one of Sluice's.
+func (id *Identity) grantScope(sc string) bool {
+	switch b, ok := bits[Scope(sc)]; {
+	case ok:
+		id.bits |= b
+	case strings.HasPrefix(sc, InferPrefix) && len(sc) > len(InferPrefix):
+		id.apps = append(id.apps, sc[len(InferPrefix):])
+	default:
+		return false
+	}
+	return true
+}
+
 // Scopes are the scopes id was granted, as the file wrote them.
 func (id *Identity) Scopes() []string { return slices.Clone(id.grant) }
 
@@ -153,12 +166,7 @@ func Parse(name string, data []byte) (*Set, error) {
 		id := Identity{Name: t.Name, grant: t.Scopes}
 		id.words = words([sha256.Size]byte(h))
 		for _, sc := range t.Scopes {
-			switch b, ok := bits[Scope(sc)]; {
-			case ok:
-				id.bits |= b
-			case strings.HasPrefix(sc, InferPrefix) && len(sc) > len(InferPrefix):
-				id.apps = append(id.apps, sc[len(InferPrefix):])
-			default:
+			if !id.grantScope(sc) {
 				return nil, bad("scopes", "unknown scope %q (want infer, infer:<app>, read, deploy, models:write or admin)", sc)
 			}
 		}

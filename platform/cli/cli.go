@@ -111,6 +111,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return runStatus(ctx, rest, env)
 	case "delete":
 		return runDelete(ctx, rest, env)
+	case "audit":
+		return runAudit(ctx, rest, env)
 	case "render":
 		return runRender(ctx, rest, env)
 	case "describe":

@@ -50,8 +50,6 @@ func baseURL(addr string) string {
 // into out; an error answer becomes an error with its
 // message (exit code 2 when the spec is at fault).
 func apiCall(ctx context.Context, env Env, method, u string, in, out proto.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
 	var body []byte
 	if in != nil {
 		var err error
@@ -59,22 +57,39 @@ func apiCall(ctx context.Context, env Env, method, u string, in, out proto.Messa
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	data, err := apiRequest(ctx, env, method, u, body)
 	if err != nil {
 		return err
+	}
+	return protojson.Unmarshal(data, out)
+}
+
+// apiRequest sends one request to the platform's API and returns the
+// body of a 200 answer; any other answer becomes an error with its
+// message.
+func apiRequest(ctx context.Context, env Env, method, u string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if t := strings.TrimSpace(env.Getenv(tokenEnv)); t != "" {
 		req.Header.Set("Authorization", "Bearer "+t)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client, err := httpClient(env)
 	if err != nil {
-		return fmt.Errorf("platform not reachable: %w", err)
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("platform not reachable: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
@@ -83,13 +98,13 @@ func apiCall(ctx context.Context, env Env, method, u string, in, out proto.Messa
 		}
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			if e.Code == string(streams.CodeInvalidArgument) {
-				return &ExitError{Code: 2, Err: errors.New(e.Error)}
+				return nil, &ExitError{Code: 2, Err: errors.New(e.Error)}
 			}
-			return errors.New(e.Error)
+			return nil, errors.New(e.Error)
 		}
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
+		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
 	}
-	return protojson.Unmarshal(data, out)
+	return data, nil
 }
 
 func runDeploy(ctx context.Context, args []string, env Env) error {

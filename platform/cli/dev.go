@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/gateway/auth"
+	"github.com/sluice-serve/sluice/gateway/certs"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
@@ -63,8 +64,13 @@ type DevConfig struct {
 	Limits gateway.Limits
 	Log    *slog.Logger
 	// Auth, when set, holds the bearer tokens the gateway requires
-	// (--auth-file); nil serves everyone.
+	// (--auth-file); JWT, the key set of the JWTs it accepts
+	// (--jwks-file); with neither it serves everyone.
 	Auth *auth.Keeper
+	JWT  *auth.JWTVerifier
+	// TLS, when set, is the certificate both listeners serve TLS with
+	// (--tls-cert); nil: clear text.
+	TLS *certs.Keeper
 }
 
 // Dev is a running platform: embedded or external brokers, the controller
@@ -89,6 +95,7 @@ type Dev struct {
 	store       blob.Store
 	tmpDirs     []string // temporary directories to remove on close
 	front       *front
+	auditDone   <-chan struct{} // closed once the audit trail flushed
 	cancel      context.CancelFunc
 	stopped     chan struct{} // closed when the controller has stopped its replicas
 	done        chan error
@@ -153,6 +160,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	trail, auditDone, err := openAudit(ctx, runCtx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	d.auditDone = auditDone
 	cacheDir, err := d.modelCacheDir(cfg)
 	if err != nil {
 		return nil, err
@@ -249,7 +261,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, JWT: cfg.JWT, Audit: trail})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -279,7 +291,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 	}
 	registryAPI := registry.NewService(d.registry, gateway.GRPCError)
-	if d.front, err = startFront(ctx, gw, hl, gl, registryAPI.Register); err != nil {
+	if d.front, err = startFront(ctx, gw, hl, gl, cfg.TLS, registryAPI.Register); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -316,6 +328,9 @@ func (d *Dev) shutdown() {
 			case <-d.stopped:
 			case <-time.After(30 * time.Second):
 			}
+		}
+		if d.auditDone != nil {
+			<-d.auditDone // bounded by its flush
 		}
 	}
 	if d.caller != nil {
@@ -391,12 +406,15 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	blobDir := fs.String("blob-dir", "", "local directory for model weights (and claim checks) when no S3 endpoint is set")
 	claimThreshold := claimFlags(fs)
 	limits := limitFlags(fs)
-	authFile := authFlag(fs)
+	security := securityFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	keeper, err := authFile() // a file that does not parse refuses to start
+	sec, err := security() // a file that does not load refuses to start
 	if err != nil {
+		return err
+	}
+	if err := sec.checkExposure("dev", env.Log, *httpAddr, *grpcAddr); err != nil {
 		return err
 	}
 	maxBytes, err := spec.ParseBytes(*retentionBytes)
@@ -430,7 +448,9 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		Registry:       env.Registry,
 		Limits:         limits(),
 		Log:            env.Log,
-		Auth:           keeper,
+		Auth:           sec.tokens,
+		JWT:            sec.jwt,
+		TLS:            sec.tls,
 	})
 	if err != nil {
 		if errors.Is(err, appstore.ErrInvalid) {
@@ -440,9 +460,9 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	}
 	defer d.Close()
 	wctx, cancel := context.WithCancel(ctx)
-	authDone := watchAuth(wctx, keeper, env.Log)
+	authDone := sec.watch(wctx, env.Log)
 	defer func() { cancel(); <-authDone }()
-	fmt.Fprintf(env.Stdout, "sluice dev: REST on http://%s, gRPC on %s (brokers %v)\n", d.Addr, d.GRPCAddr, d.Brokers)
+	fmt.Fprintf(env.Stdout, "sluice dev: REST on %s://%s, gRPC on %s (brokers %v)\n", sec.scheme(), d.Addr, d.GRPCAddr, d.Brokers)
 	select {
 	case <-ctx.Done():
 		return nil

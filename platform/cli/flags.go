@@ -40,6 +40,7 @@ var commandHelps = []commandHelp{
 	{name: "deploy", summary: "deploy applications from a YAML file to a running platform"},
 	{name: "status", args: "[NAME]", maxArgs: 1, summary: "show applications (or the application NAME), deployments, replicas and lag"},
 	{name: "delete", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete an application"},
+	{name: "audit", summary: "show the latest admin actions: who deployed, deleted, pushed or removed what, and how it ended"},
 	{name: "render", summary: "print Kubernetes objects for applications (a KEDA ScaledObject per deployment)"},
 	{name: "describe", summary: "print what this binary offers: its handlers (kinds, types, constructor arguments) and built-in applications"},
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,8 +15,10 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/gateway/certs"
 	"github.com/sluice-serve/sluice/registry"
 )
 
@@ -27,7 +30,7 @@ import (
 // the platform with the same --addr, `sluice models` included, whose
 // pushes and pulls stream over gRPC: the HTTP listener speaks HTTP/1.1
 // and HTTP/2 without TLS (prior knowledge, as every gRPC client sends
-// it), and a request with content-type application/grpc goes to the
+// it) or, with --tls-cert, over TLS (h2 chosen by ALPN), and a request with content-type application/grpc goes to the
 // gRPC server through grpc.Server.ServeHTTP. The alternative, a REST
 // endpoint telling the CLI the gRPC address, would need two ports open
 // through every firewall, tunnel and port-forward, and would advertise
@@ -63,11 +66,16 @@ func listen(httpAddr, grpcAddr string) (hl, gl net.Listener, err error) {
 	return hl, gl, nil
 }
 
-func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, more ...func(grpc.ServiceRegistrar)) (*front, error) {
+// startFront serves gw on hl (REST and gRPC) and gl (gRPC). With
+// tlsFiles both listeners speak TLS only, with the certificate in force
+// at each handshake; grpc-gateway's connection to the gRPC server then
+// stays inside the process (an in-memory listener), so it needs neither
+// a certificate nor a port of its own.
+func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, tlsFiles *certs.Keeper, more ...func(grpc.ServiceRegistrar)) (*front, error) {
 	lim := gw.Limits()
 	maxMsg := int(lim.MaxBody)
 	f := &front{grpc: grpc.NewServer(append(registry.BulkServerOptions(), gw.GRPCOptions()...)...),
-		health: health.NewServer(), gw: gw, done: make(chan error, 2)}
+		health: health.NewServer(), gw: gw, done: make(chan error, 3)}
 	gw.Register(f.grpc)
 	for _, register := range more {
 		register(f.grpc)
@@ -75,10 +83,19 @@ func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, mo
 	f.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(f.grpc, f.health)
 	reflection.Register(f.grpc)
+	target, dial := gl.Addr().String(), []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if tlsFiles != nil {
+		// gRPC's own transport over a TLS listener: the handshake (ALPN
+		// h2) happens on the connection's first read.
+		gl = tls.NewListener(gl, tlsFiles.ServerConfig("h2"))
+		inside := bufconn.Listen(1 << 20)
+		go func() { f.done <- f.grpc.Serve(inside) }()
+		target = "passthrough:///in-process"
+		dial = append(dial, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inside.DialContext(ctx) }))
+	}
 	go func() { f.done <- f.grpc.Serve(gl) }()
-	conn, err := grpc.NewClient(gl.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)))
+	conn, err := grpc.NewClient(target, append(dial,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)))...)
 	if err != nil {
 		f.grpc.Stop()
 		hl.Close()
@@ -92,8 +109,13 @@ func startFront(ctx context.Context, gw *gateway.Server, hl, gl net.Listener, mo
 		return nil, err
 	}
 	f.http = newHTTPServer(grpcOrREST(f.grpc, gw.Handler(api)), lim)
+	serve := func() error { return f.http.Serve(hl) }
+	if tlsFiles != nil {
+		f.http.TLSConfig = tlsFiles.ServerConfig("h2", "http/1.1")
+		serve = func() error { return f.http.ServeTLS(hl, "", "") }
+	}
 	go func() {
-		if err := f.http.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			f.done <- err
 		}
 	}()
@@ -111,7 +133,7 @@ func grpcOrREST(g *grpc.Server, rest http.Handler) http.Handler {
 	})
 }
 
-// newHTTPServer serves h over HTTP/1.1 and HTTP/2 without TLS, with the
+// newHTTPServer serves h over HTTP/1.1 and HTTP/2, with or without TLS, with the
 // flow-control windows artifact streams need. Headers must arrive within
 // lim.HeaderTimeout, and idle keep-alive connections are closed after
 // lim.IdleTimeout: a client that opens thousands holds no descriptors for
@@ -120,6 +142,7 @@ func newHTTPServer(h http.Handler, lim gateway.Limits) *http.Server {
 	lim = lim.WithDefaults()
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true) // over TLS, when the listener has it
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout, IdleTimeout: lim.IdleTimeout, Protocols: &protocols, HTTP2: registry.BulkHTTP2Config()}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/gateway/audit"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
@@ -23,12 +24,15 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	limits := limitFlags(fs)
 	s3 := s3Flags(fs)
 	claimThreshold := claimFlags(fs)
-	authFile := authFlag(fs)
+	security := securityFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	keeper, err := authFile() // a file that does not parse refuses to start
+	sec, err := security() // a file that does not load refuses to start
 	if err != nil {
+		return err
+	}
+	if err := sec.checkExposure("gateway", env.Log, *httpAddr, *grpcAddr); err != nil {
 		return err
 	}
 	bs, namer, err := cluster()
@@ -57,7 +61,8 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log, streams.WithClaims(claims))
+	instance := "gw-" + streams.Instance()
+	caller, err := streams.NewCaller(ctx, bs, namer, instance, env.Log, streams.WithClaims(claims))
 	if err != nil {
 		hl.Close()
 		gl.Close()
@@ -75,7 +80,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); sweepClaims(runCtx, claims, lim.MaxTimeout, env.Log) }()
 	defer func() { cancel(); <-sweepDone }()
-	authDone := watchAuth(runCtx, keeper, env.Log)
+	authDone := sec.watch(runCtx, env.Log)
 	defer func() { cancel(); <-authDone }()
 	// The registry (models by name, and its API): it follows the
 	// registry's events; writes need the store the nodes read weights
@@ -99,20 +104,26 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		res.NoClaims = int64(*claimThreshold) >= claimLimit(lim)
 		ctl, err = openControl(ctx, runCtx, bs, namer, res, fw, env)
 	}
+	var trail *audit.Trail
+	var auditDone <-chan struct{}
+	if err == nil {
+		trail, auditDone, err = openAudit(ctx, runCtx, bs, namer, instance, env.Log)
+	}
 	if err != nil {
 		hl.Close()
 		gl.Close()
 		return err
 	}
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: keeper})
+	defer func() { cancel(); <-auditDone }()
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: sec.tokens, JWT: sec.jwt, Audit: trail})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
-	f, err := startFront(ctx, gw, hl, gl, registryAPI.Register)
+	f, err := startFront(ctx, gw, hl, gl, sec.tls, registryAPI.Register)
 	if err != nil {
 		return err
 	}
 	defer f.close()
 	f.setReady(true)
-	fmt.Fprintf(env.Stdout, "sluice gateway: REST on http://%s, gRPC on %s (brokers %v)\n", hl.Addr(), gl.Addr(), bs)
+	fmt.Fprintf(env.Stdout, "sluice gateway: REST on %s://%s, gRPC on %s (brokers %v)\n", sec.scheme(), hl.Addr(), gl.Addr(), bs)
 	select {
 	case <-ctx.Done():
 		return nil

@@ -70,7 +70,7 @@ func TestGRPCTarget(t *testing.T) {
 		{"http://sluice.local/prefix", "", ""},
 		{"ftp://sluice.local", "", ""},
 	} {
-		target, creds, err := grpcTarget(tc.addr)
+		target, creds, err := grpcTarget(tc.addr, Env{Getenv: func(string) string { return "" }})
 		if tc.security == "" {
 			if ExitCode(err) != 2 {
 				t.Errorf("%s: err %v, want a usage error", tc.addr, err)

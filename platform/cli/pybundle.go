@@ -255,7 +255,7 @@ func (p pythonDeploy) request(ctx context.Context, addr string, env Env) (*sluic
 	if err := streams.ValidSegment(name); err != nil {
 		return nil, usageError("deploy: --name %q: %v", name, err)
 	}
-	target, creds, err := grpcTarget(addr)
+	target, creds, err := grpcTarget(addr, env)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -100,7 +99,7 @@ func registryDial(fset *flagSet, deprecated bool) func() (*grpc.ClientConn, erro
 			fmt.Fprintln(fset.env.Stderr, "sluice: --grpc-addr and SLUICE_GRPC_ADDR are deprecated: --addr (SLUICE_ADDR) reaches the registry too")
 			a = *grpcAddr
 		}
-		target, creds, err := grpcTarget(a)
+		target, creds, err := grpcTarget(a, fset.env)
 		if err != nil {
 			return nil, err
 		}
@@ -132,9 +131,9 @@ func registryCall(ctx context.Context, name string, args []string, env Env, flag
 }
 
 // grpcTarget is where and how gRPC reaches the platform at addr: host:port
-// or an http:// URL in clear text, an https:// URL with TLS (a proxy in
-// front of the platform).
-func grpcTarget(addr string) (string, credentials.TransportCredentials, error) {
+// or an http:// URL in clear text, an https:// URL with TLS (the
+// gateway's own, or a proxy's in front of it), trusting SLUICE_CA_FILE.
+func grpcTarget(addr string, env Env) (string, credentials.TransportCredentials, error) {
 	if !strings.Contains(addr, "://") {
 		return addr, insecure.NewCredentials(), nil
 	}
@@ -155,7 +154,11 @@ func grpcTarget(addr string) (string, credentials.TransportCredentials, error) {
 	case "http":
 		return hostPort("80"), insecure.NewCredentials(), nil
 	case "https":
-		return hostPort("443"), credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}), nil
+		c, err := clientTLS(env)
+		if err != nil {
+			return "", nil, err
+		}
+		return hostPort("443"), credentials.NewTLS(c), nil
 	}
 	return "", nil, usageError("--addr %s: want host:port, or an http:// or https:// URL", addr)
 }

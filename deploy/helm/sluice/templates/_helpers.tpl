@@ -76,6 +76,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "sluice.authSecret" -}}
 {{- default (printf "%s-gateway-auth" (include "sluice.fullname" .)) .Values.gateway.auth.existingSecret }}
 {{- end }}
+{{- define "sluice.jwksSecret" -}}
+{{- default (printf "%s-gateway-jwks" (include "sluice.fullname" .)) .Values.gateway.jwt.existingSecret }}
+{{- end }}
 {{- define "sluice.tlsSecret" -}}
 {{- default (printf "%s-gateway-tls" (include "sluice.fullname" .)) .Values.gateway.tls.existingSecret }}
 {{- end }}
