@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/metrics"
 	"github.com/sluice-serve/sluice/platform/spec"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/registry"
@@ -499,6 +500,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	codeCache := fs.String("code-cache", "", "where code bundles are cached by content (default: sluice/code under the user cache directory)")
 	claimThreshold := claimFlags(fs)
 	claimLimit := claimLimitFlag(fs)
+	metricsAddr := fs.envString("metrics-addr", metrics.AddrEnv, "", "serve this replica's /metrics at host:port (port 0: any free one), reported on the status topic; a node sets it for its replicas (default: none)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -562,6 +564,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		caller.Close(cctx)
 		cancel()
 	}()
+	pm := newProcessMetrics()
 	var mb controller.ModelBuilder
 	if d.Kind == spec.KindModel {
 		f, closeModels, err := replicaModels(ctx, bs, namer, *s3, *cacheDir, env)
@@ -569,6 +572,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		defer closeModels()
+		f.Metrics = pm.models
 		mb = f
 	}
 	h, err := controller.BuildHandler(ctx, env.Registry, mb, appSpec, d, caller, namer)
@@ -592,6 +596,13 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	rc.SessionTimeout = *session
 	rc.Claims = claims
 	rc.Revision = rev
+	pm.replica(&rc)
+	addr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	rc.MetricsAddr = addr
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		return err

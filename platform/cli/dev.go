@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-serve/sluice/gateway/auth"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/metrics"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
@@ -141,7 +142,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.claims, err = openClaims(store, cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), claimMax); err != nil {
 		return nil, err
 	}
-	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, streams.WithClaims(d.claims)); err != nil {
+	pm := newProcessMetrics()
+	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, streams.WithClaims(d.claims),
+		streams.WithClientOpts(metrics.Kafka(pm.reg, "dev"))); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -167,7 +170,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 		return append(args, "--blob-dir", d.blobDir)
 	}
-	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
+	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log, Metrics: pm.models}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("dev: cannot find this binary to run bundle replicas: %w", err)
@@ -189,7 +192,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	// sizes every deployment; the placer holds GPU capacity on this
 	// machine, whose node agent reports it.
 	d.local = controller.NewLocal(controller.LocalConfig{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log,
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log, Replica: pm.replica,
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
@@ -214,6 +217,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	pm.reg.MustRegister(scaler)
 	if d.reconciler, err = ctl.reconcile(ctx, d.Brokers, namer, Env{Log: cfg.Log}, func(ctx context.Context, apps []appstore.Applied) {
 		d.local.Apply(ctx, apps)
 		placer.SetRequests(controller.PlacementRequests(namer, specs(apps), true))
@@ -249,7 +253,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, Metrics: pm.reg})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-serve/sluice/gateway"
+	"github.com/sluice-serve/sluice/platform/metrics"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
@@ -57,7 +58,8 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log, streams.WithClaims(claims))
+	mreg := metrics.NewRegistry()
+	caller, err := streams.NewCaller(ctx, bs, namer, "gw-"+streams.Instance(), env.Log, streams.WithClaims(claims), streams.WithClientOpts(metrics.Kafka(mreg, "gateway")))
 	if err != nil {
 		hl.Close()
 		gl.Close()
@@ -98,7 +100,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		gl.Close()
 		return err
 	}
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: keeper})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: keeper, Metrics: mreg})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
 	f, err := startFront(ctx, gw, hl, gl, registryAPI.Register)
 	if err != nil {

@@ -50,6 +50,9 @@ type LocalConfig struct {
 	// ready before it stops the one it replaces anyway; default 30s.
 	RollTimeout time.Duration
 	Log         *slog.Logger
+	// Replica, when set, completes each replica's configuration (the
+	// process's metrics) before the replica starts.
+	Replica func(*replicas.Config)
 }
 
 // Local runs replicas as goroutines of this process: the actuator of
@@ -329,6 +332,9 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 	}
 	rc.Claims = l.cfg.Claims
 	rc.InstanceID = instance // slots are never reused, so no two live members share one
+	if l.cfg.Replica != nil {
+		l.cfg.Replica(&rc)
+	}
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		closeHandler(h)
