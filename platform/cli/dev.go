@@ -59,6 +59,9 @@ type DevConfig struct {
 	ModelCacheDir string
 	Apps          []*spec.App
 	Registry      *serve.Registry
+	// NoMetrics exports the gateway's own series only: no replica, model
+	// cache or Kafka client metrics (the baseline of what they cost).
+	NoMetrics bool
 	// Limits bound what callers can take of the gateway (zero fields:
 	// gateway's defaults).
 	Limits gateway.Limits
@@ -143,8 +146,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	pm := newProcessMetrics()
-	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, streams.WithClaims(d.claims),
-		streams.WithClientOpts(metrics.Kafka(pm.reg, "dev"))); err != nil {
+	callerOpts := []streams.CallerOption{streams.WithClaims(d.claims), streams.WithClientOpts(metrics.Kafka(pm.reg, "dev"))}
+	if cfg.NoMetrics {
+		pm = processMetrics{reg: pm.reg}
+		callerOpts = callerOpts[:1]
+	}
+	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, callerOpts...); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())

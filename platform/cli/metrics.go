@@ -30,6 +30,9 @@ func newProcessMetrics() processMetrics {
 // replica gives rc the process's replica metrics and its client's Kafka
 // metrics.
 func (m processMetrics) replica(rc *replicas.Config) {
+	if m.replicas == nil { // not exported
+		return
+	}
 	rc.Metrics = m.replicas
 	rc.Opts = append(rc.Opts, metrics.Kafka(m.reg, "replica"))
 }
