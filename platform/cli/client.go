@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/metrics"
+	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/registry"
@@ -575,17 +576,17 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		f.Metrics = pm.models
 		mb = f
 	}
-	h, err := controller.BuildHandler(ctx, env.Registry, mb, appSpec, d, caller, namer)
+	// The revision asked for is the one reported: a bundle's SDK may hash
+	// specs differently from the platform that asked.
+	rev := cmp.Or(*revision, controller.Revision(controller.Compile(namer, appSpec), d))
+	instance := controller.Instance(*app, *dep, cmp.Or(*slot, streams.Instance()), rev)
+	h, err := controller.BuildHandler(serve.WithMetrics(ctx, pm.reg, *app, *dep, instance), env.Registry, mb, appSpec, d, caller, namer)
 	if err != nil {
 		return err
 	}
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close()
 	}
-	// The revision asked for is the one reported: a bundle's SDK may hash
-	// specs differently from the platform that asked.
-	rev := cmp.Or(*revision, controller.Revision(controller.Compile(namer, appSpec), d))
-	instance := controller.Instance(*app, *dep, cmp.Or(*slot, streams.Instance()), rev)
 	rc, err := controller.ReplicaConfig(bs, namer, applied, d, instance, 20*time.Second, env.Log)
 	if err != nil {
 		return err

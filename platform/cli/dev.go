@@ -199,7 +199,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	// sizes every deployment; the placer holds GPU capacity on this
 	// machine, whose node agent reports it.
 	d.local = controller.NewLocal(controller.LocalConfig{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log, Replica: pm.replica,
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log, Replica: pm.replica, Metrics: pm.reg,
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
