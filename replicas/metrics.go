@@ -14,7 +14,8 @@ import (
 // already counts for its Report (read when scraped, nothing added to the
 // consume loop) and the few observations only the loop can make (queue
 // wait, handler time, failures by code, partition changes). Every series
-// carries app, deployment and instance. Register it once; give it to
+// carries app, deployment and replica (the replica's instance; not
+// "instance", which Prometheus gives each target). Register it once; give it to
 // each replica in Config.Metrics. A nil *Metrics observes nothing.
 type Metrics struct {
 	queueWait, handler *prometheus.HistogramVec
@@ -27,7 +28,7 @@ type Metrics struct {
 // LatencyBuckets are the bounds, in seconds, of the replicas' histograms.
 var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-var replicaLabels = []string{"app", "deployment", "instance"}
+var replicaLabels = []string{"app", "deployment", "replica"}
 
 // reportSeries are the counters and gauges read from Report.
 var reportSeries = []struct {
@@ -131,7 +132,7 @@ func (m *Metrics) forget(r *Replica) {
 	m.mu.Lock()
 	delete(m.reps, r)
 	m.mu.Unlock()
-	l := prometheus.Labels{"app": r.cfg.App, "deployment": r.cfg.Deployment, "instance": r.cfg.Instance}
+	l := prometheus.Labels{"app": r.cfg.App, "deployment": r.cfg.Deployment, "replica": r.cfg.Instance}
 	m.queueWait.DeletePartialMatch(l)
 	m.handler.DeletePartialMatch(l)
 	m.errors.DeletePartialMatch(l)

@@ -43,7 +43,7 @@ func TestMetricsCollect(t *testing.T) {
 	waitFor(t, 5*time.Second, "three records completed", func() bool { st := rep.Stats(); return st.Processed+st.Failed == 3 })
 
 	got := gather(t, reg)
-	labels := map[string]string{"app": "app", "deployment": "dep", "instance": "i1"}
+	labels := map[string]string{"app": "app", "deployment": "dep", "replica": "i1"}
 	for name, want := range map[string]float64{
 		"sluice_replica_processed_total": 2,
 		"sluice_replica_failed_total":    1,
@@ -55,7 +55,7 @@ func TestMetricsCollect(t *testing.T) {
 			t.Errorf("%s = %v (found %v), want %v", name, v, ok, want)
 		}
 	}
-	errLabels := map[string]string{"app": "app", "deployment": "dep", "instance": "i1", "code": string(streams.CodeInvalidArgument)}
+	errLabels := map[string]string{"app": "app", "deployment": "dep", "replica": "i1", "code": string(streams.CodeInvalidArgument)}
 	if v, ok := value(got, "sluice_replica_errors_total", errLabels); !ok || v != 1 {
 		t.Errorf("errors_total{code=invalid_argument} = %v (found %v), want 1", v, ok)
 	}
@@ -145,7 +145,6 @@ func histogram(mfs []*dto.MetricFamily, name string, labels map[string]string) *
 	}
 	return nil
 }
-
 
 // BenchmarkObservers is what the consume loop pays per record for the
 // metrics (queue wait, handler time), against the loop's own bookkeeping

@@ -11,19 +11,20 @@ type metricsKey struct{}
 // WithMetrics returns ctx carrying the registry the handlers built with
 // it (Registry.Build) register their own metrics in, through Metrics:
 // their series are labelled with the replica's app, deployment and
-// instance. The platform calls it for every replica it builds.
+// replica (its instance). The platform calls it for every replica it
+// builds.
 func WithMetrics(ctx context.Context, reg prometheus.Registerer, app, deployment, instance string) context.Context {
 	if reg == nil {
 		return ctx
 	}
 	return context.WithValue(ctx, metricsKey{}, prometheus.WrapRegistererWith(
-		prometheus.Labels{"app": app, "deployment": deployment, "instance": instance}, reg))
+		prometheus.Labels{"app": app, "deployment": deployment, "replica": instance}, reg))
 }
 
 // Metrics returns where the deployment being served registers its own
 // metrics: the replica process's registry (served at its /metrics beside
 // the platform's series), every series labelled with app, deployment and
-// instance. Register a collector once per replica (the constructed
+// replica. Register a collector once per replica (the constructed
 // value's sync.Once, say); registering it again fails as Prometheus's
 // registries do. Outside a replica (a unit test calling the deployment
 // directly) it is a registry of its own that nothing serves.

@@ -57,8 +57,8 @@ func TestMetrics(t *testing.T) {
 	want := `
 # HELP greetings_total Greetings by language.
 # TYPE greetings_total counter
-greetings_total{app="metered",deployment="Counted",instance="r1",language="en"} 2
-greetings_total{app="metered",deployment="Counted",instance="r2",language="en"} 2
+greetings_total{app="metered",deployment="Counted",language="en",replica="r1"} 2
+greetings_total{app="metered",deployment="Counted",language="en",replica="r2"} 2
 `
 	if err := testutil.GatherAndCompare(prom, strings.NewReader(want), "greetings_total"); err != nil {
 		t.Error(err)
