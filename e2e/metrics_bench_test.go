@@ -132,7 +132,7 @@ func BenchmarkMetricsOverhead(b *testing.B) {
 		}
 	}
 	rps := map[string]float64{} // by sub-benchmark: the last run's (b.N as asked)
-	const rounds = 6 // in turns: a shared machine's noise falls on both
+	const rounds = 6            // in turns: a shared machine's noise falls on both
 	for round := range rounds {
 		for _, name := range []string{"baseline", "metered"} {
 			b.Run(fmt.Sprintf("%s/c64/round%d", name, round), func(b *testing.B) {

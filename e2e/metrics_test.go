@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,8 @@ edges:
 
 // On the production topology (`sluice node` + `sluice gateway`, replicas
 // as processes), every replica process serves /metrics at the address
-// its report names in `sluice status --json`; after N requests the
+// its report names in `sluice status --json` (and the gateway's
+// Prometheus service discovery, /metrics/targets); after N requests the
 // request counters of a deployment's replicas, scraped one by one, add
 // up to N, and so do their handler-time and queue-wait histograms; one
 // bad request is counted by its code where it failed; the gateway
@@ -65,6 +67,32 @@ func TestMetricsAddUp(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 
+	// The gateway's service discovery names the same addresses.
+	resp, err := http.Get("http://" + n.addr + "/metrics/targets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&groups)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	discovered := map[string][]string{}
+	for _, g := range groups {
+		if g.Labels["app"] == "metered" && len(g.Targets) == 1 && g.Labels["replica"] != "" {
+			discovered[g.Labels["deployment"]] = append(discovered[g.Labels["deployment"]], g.Targets[0])
+		}
+	}
+	for dep, addrs := range scrape {
+		if got := discovered[dep]; !sameSet(got, addrs) {
+			t.Errorf("service discovery of %s: %v, want %v (from sluice status)", dep, got, addrs)
+		}
+	}
+
 	const requests = 60
 	var wg sync.WaitGroup
 	errs := make(chan error, requests)
@@ -91,7 +119,7 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 
 	// One bad request fails at the first deployment, counted by its code.
-	resp, err := http.Post("http://"+n.addr+"/metered", "application/json", strings.NewReader(`"not a number"`))
+	resp, err = http.Post("http://"+n.addr+"/metered", "application/json", strings.NewReader(`"not a number"`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,4 +282,8 @@ func descName(d *prometheus.Desc) string {
 	}
 	s = s[i+len(`fqName: "`):]
 	return s[:strings.IndexByte(s, '"')]
+}
+
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
 }

@@ -86,6 +86,7 @@ var scopes = map[string]auth.Scope{
 	"GET /v2/models/{m}/versions/{v}/config": auth.Read,
 	"/v2/":                                   auth.Read, // 404 under /v2
 	"GET /metrics":                           auth.Read,
+	"GET /metrics/targets":                   auth.Read, // Prometheus service discovery of replica processes
 	// The description of the API, the same for every installation
 	// (generated from protos/, public with the source): open, so that
 	// tools read it before they hold a token.

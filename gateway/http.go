@@ -30,6 +30,7 @@ func (s *Server) Handler(api http.Handler) http.Handler {
 		_, _ = w.Write(protos.OpenAPI)
 	})
 	s.handle(mux, "/v2", s.serverMetadataREST)
+	s.handle(mux, "GET /metrics/targets", s.targets)
 	s.handle(mux, "GET /metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP)
 	s.handle(mux, "/", s.callREST)
 	return mux

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -193,4 +195,32 @@ func codeLabel(c streams.Code) string {
 		return "ok"
 	}
 	return string(c)
+}
+
+// sdGroup is one target group of Prometheus's HTTP service discovery.
+type sdGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// targets answers Prometheus's HTTP service discovery (http_sd_configs)
+// with every live replica that serves /metrics of its own: the address
+// its report on the status topic names, labelled with its app,
+// deployment and replica (scrape with honor_labels, so that the
+// replica's own labels win where both are set).
+func (s *Server) targets(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	out := []sdGroup{}
+	for _, a := range s.cfg.Control.Apps(ctx) {
+		for _, d := range a.Deployments {
+			for _, rep := range d.Reports {
+				if rep.Metrics != "" {
+					out = append(out, sdGroup{Targets: []string{rep.Metrics}, Labels: map[string]string{"app": a.Name, "deployment": d.Name, "replica": rep.Instance}})
+				}
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
