@@ -1,15 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +46,8 @@ edges:
 // request counters of a deployment's replicas, scraped one by one, add
 // up to N, and so do their handler-time and queue-wait histograms; one
 // bad request is counted by its code where it failed; the gateway
-// counts N. Every metric the Grafana dashboard reads is in
+// counts N. After kill -9 of a replica process, its restarted process is
+// a scrape target in its place (the old address gone). Every metric the Grafana dashboard reads is in
 // these scrapes (the model cache's, with no model deployment here, are
 // checked against what the model metrics describe).
 func TestMetricsAddUp(t *testing.T) {
@@ -68,25 +73,7 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 
 	// The gateway's service discovery names the same addresses.
-	resp, err := http.Get("http://" + n.addr + "/metrics/targets")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var groups []struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&groups)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	discovered := map[string][]string{}
-	for _, g := range groups {
-		if g.Labels["app"] == "metered" && len(g.Targets) == 1 && g.Labels["replica"] != "" {
-			discovered[g.Labels["deployment"]] = append(discovered[g.Labels["deployment"]], g.Targets[0])
-		}
-	}
+	discovered := targets(t, n.addr)
 	for dep, addrs := range scrape {
 		if got := discovered[dep]; !sameSet(got, addrs) {
 			t.Errorf("service discovery of %s: %v, want %v (from sluice status)", dep, got, addrs)
@@ -119,7 +106,7 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 
 	// One bad request fails at the first deployment, counted by its code.
-	resp, err = http.Post("http://"+n.addr+"/metered", "application/json", strings.NewReader(`"not a number"`))
+	resp, err := http.Post("http://"+n.addr+"/metered", "application/json", strings.NewReader(`"not a number"`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +168,35 @@ func TestMetricsAddUp(t *testing.T) {
 		t.Errorf("gateway: %v requests ok, want %d", ok, requests)
 	}
 	scrapeMetrics(t, nodeMetrics, names) // the autoscaler's series
+
+	// kill -9 of a replica process: the node restarts it in its slot, the
+	// new process binds another port and its report replaces the old one,
+	// so the service discovery follows it.
+	victims := childPIDs(t, n.node.Process.Pid, "Add10")
+	if len(victims) != 2 {
+		t.Fatalf("replica processes of Add10: %v, want 2", victims)
+	}
+	killed := time.Now()
+	if err := syscall.Kill(victims[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := targets(t, n.addr)["Add10"]
+		kept := 0
+		for _, a := range got {
+			if slices.Contains(scrape["Add10"], a) {
+				kept++
+			}
+		}
+		if len(got) == 2 && kept == 1 && scrapes(got[0]) && scrapes(got[1]) {
+			t.Logf("after kill -9 of a replica, its restarted process was a scrape target again in %v", time.Since(killed).Round(time.Millisecond))
+			break
+		}
+		if time.Since(killed) > time.Minute {
+			t.Fatalf("after kill -9: targets %v (before %v)", got, scrape["Add10"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	// The dashboard reads nothing the processes do not export.
 	b, err := os.ReadFile("../deploy/grafana/sluice.json")
@@ -286,4 +302,70 @@ func descName(d *prometheus.Desc) string {
 
 func sameSet(a, b []string) bool {
 	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
+}
+
+// targets reads the gateway's Prometheus service discovery: the metered
+// application's replica addresses by deployment.
+func targets(t *testing.T, gateway string) map[string][]string {
+	t.Helper()
+	resp, err := http.Get("http://" + gateway + "/metrics/targets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var groups []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&groups); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, g := range groups {
+		if g.Labels["app"] == "metered" && len(g.Targets) == 1 && g.Labels["replica"] != "" {
+			out[g.Labels["deployment"]] = append(out[g.Labels["deployment"]], g.Targets[0])
+		}
+	}
+	return out
+}
+
+// scrapes reports whether addr answers /metrics.
+func scrapes(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// childPIDs are the processes whose parent is parent and whose command
+// line has the argument arg (Linux: /proc).
+func childPIDs(t *testing.T, parent int, arg string) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(parent) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if slices.Contains(strings.Split(string(cmdline), "\x00"), arg) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
