@@ -46,7 +46,8 @@ edges:
 // request counters of a deployment's replicas, scraped one by one, add
 // up to N, and so do their handler-time and queue-wait histograms; one
 // bad request is counted by its code where it failed; the gateway
-// counts N. After kill -9 of a replica process, its restarted process is
+// counts N, and its per-deployment series count N over both replica
+// processes. After kill -9 of a replica process, its restarted process is
 // a scrape target in its place (the old address gone). Every metric the Grafana dashboard reads is in
 // these scrapes (the model cache's, with no model deployment here, are
 // checked against what the model metrics describe).
@@ -166,6 +167,31 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 	if ok != requests {
 		t.Errorf("gateway: %v requests ok, want %d", ok, requests)
+	}
+	// The gateway's per-deployment series count every replica process
+	// of the deployment (their reports on the status topic, renewed every
+	// few seconds), not only its own process's.
+	for _, dep := range []string{"Add10", "Times3"} {
+		for {
+			var processed, replicas float64
+			for _, m := range scrapeMetrics(t, n.addr, names)["sluice_deployment_processed_total"].GetMetric() {
+				if label(m, "app") == "metered" && label(m, "deployment") == dep {
+					processed = m.Counter.GetValue()
+				}
+			}
+			for _, m := range scrapeMetrics(t, n.addr, names)["sluice_deployment_replicas"].GetMetric() {
+				if label(m, "app") == "metered" && label(m, "deployment") == dep {
+					replicas = m.Gauge.GetValue()
+				}
+			}
+			if processed == requests && replicas == 2 {
+				break
+			}
+			if time.Now().After(deadline.Add(15 * time.Second)) {
+				t.Fatalf("gateway: %s processed %v by %v replicas, want %d by 2", dep, processed, replicas, requests)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
 	}
 	scrapeMetrics(t, nodeMetrics, names) // the autoscaler's series
 
