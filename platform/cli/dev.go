@@ -203,7 +203,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
-			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1")
+			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1",
+				metrics.AddrEnv+"=127.0.0.1:0") // its /metrics, named in its report
 			return cmd
 		},
 	})
