@@ -133,11 +133,13 @@ type Config struct {
 	// its record.
 	Claims *claim.Claims
 
-	Log     *slog.Logger
-	Opts    []kgo.Opt // extra client options (tests)
-	Metrics *Metrics  // exports the replica to Prometheus; nil: not exported
-	// MetricsAddr is where the replica's process serves /metrics, for its
-	// Report (scrapers find replicas on the status topic).
+	Log  *slog.Logger
+	Opts []kgo.Opt // extra client options (tests)
+
+	// Metrics exports the replica to Prometheus (nil: not exported);
+	// MetricsAddr is where its process serves /metrics, for its Report
+	// (scrapers find replica processes on the status topic).
+	Metrics     *Metrics
 	MetricsAddr string
 }
 
@@ -239,8 +241,9 @@ type Replica struct {
 	joined    time.Time     // first assignment (under mu); zero before
 	ready     chan struct{} // closed once Ready
 	readyOnce sync.Once
-	changed   func()    // called after every assignment change (a Publisher's poke)
-	obs       observers // metrics.go
+	changed   func() // called after every assignment change (a Publisher's poke)
+
+	obs observers // the replica's metrics (metrics.go)
 }
 
 type tp struct {

@@ -55,10 +55,10 @@ type Reporter struct {
 	base  Report
 	cache *Cache
 	poke  chan struct{}
-	// metrics exports the cache while the reporter runs (metrics.go).
-	metrics *Metrics
-	done    chan struct{}
-	stop    context.CancelFunc
+	done  chan struct{}
+	stop  context.CancelFunc
+
+	metrics *Metrics // exports the cache while the reporter runs (metrics.go)
 
 	mu    sync.Mutex
 	parts map[string][]int32
