@@ -54,3 +54,21 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 }
+
+// Names never panics, and what it returns are metric names.
+func FuzzNames(f *testing.F) {
+	for _, s := range []string{`up`, `sum by (a) (rate(x{y="z"}[5m]))`, `label_values(m, l)`, `a{`, `"`, `histogram_quantile(0.9, b_bucket)`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		names, err := Names(expr)
+		if err != nil {
+			return
+		}
+		for _, n := range names {
+			if !identifier.MatchString(n) || strings.ContainsAny(n, " ($") {
+				t.Fatalf("Names(%q) returned %q", expr, n)
+			}
+		}
+	})
+}
