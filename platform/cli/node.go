@@ -49,7 +49,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	claimThreshold := claimFlags(fs)
 	claimLimit := claimLimitFlag(fs)
 	metricsAddr := metricsFlag(fs, "node")
-	replicaHost := fs.envString("replica-metrics-host", "SLUICE_REPLICA_METRICS_HOST", "127.0.0.1", "the address each replica process serves its /metrics on (a free port of it; reported on the status topic): this node's address where a scraper is not on the machine")
+	replicaHost := fs.envString("replica-metrics-host", "SLUICE_REPLICA_METRICS_HOST", "127.0.0.1", "the address each replica process serves its /metrics on (a free port of it; reported on the status topic): this node's address, or 0.0.0.0 (reported as the machine's first address), where the scraper is elsewhere")
 	err := parse(fs, args)
 	if err != nil {
 		return err

@@ -70,8 +70,40 @@ func Listen(addr string, g prometheus.Gatherer) (*Server, error) {
 }
 
 // Addr is the address the server listens on (the port chosen when 0
-// was asked).
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+// was asked), as others reach it: an unspecified host (0.0.0.0, ::) is
+// replaced by this machine's first non-loopback address, so that the
+// address a replica reports can be scraped from elsewhere.
+func (s *Server) Addr() string { return advertised(s.ln.Addr().(*net.TCPAddr), net.InterfaceAddrs) }
+
+// advertised is addr with an unspecified IP replaced by the first
+// non-loopback unicast address of addrs (IPv4 first); addr as it is when
+// there is none.
+func advertised(addr *net.TCPAddr, addrs func() ([]net.Addr, error)) string {
+	if !addr.IP.IsUnspecified() {
+		return addr.String()
+	}
+	ifs, err := addrs()
+	if err != nil {
+		return addr.String()
+	}
+	var v6 net.IP
+	for _, a := range ifs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return net.JoinHostPort(n.IP.String(), strconv.Itoa(addr.Port))
+		}
+		if v6 == nil {
+			v6 = n.IP
+		}
+	}
+	if v6 != nil {
+		return net.JoinHostPort(v6.String(), strconv.Itoa(addr.Port))
+	}
+	return addr.String()
+}
 
 // Close stops serving, bounded by ctx.
 func (s *Server) Close(ctx context.Context) error {

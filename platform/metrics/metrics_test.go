@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,4 +78,33 @@ func TestKafka(t *testing.T) {
 		t.Errorf("after a client closed: %d series (%v), want 1", n, err)
 	}
 	cls[1].Close()
+}
+
+func TestAdvertised(t *testing.T) {
+	t.Parallel()
+	ifs := func(ips ...string) func() ([]net.Addr, error) {
+		return func() ([]net.Addr, error) {
+			var out []net.Addr
+			for _, ip := range ips {
+				out = append(out, &net.IPNet{IP: net.ParseIP(ip), Mask: net.CIDRMask(24, 32)})
+			}
+			return out, nil
+		}
+	}
+	for _, tc := range []struct {
+		bound string
+		ifs   []string
+		want  string
+	}{
+		{"127.0.0.1", []string{"10.0.0.5"}, "127.0.0.1:9464"},
+		{"10.1.2.3", []string{"10.0.0.5"}, "10.1.2.3:9464"},
+		{"0.0.0.0", []string{"127.0.0.1", "fe80::1", "2001:db8::5", "10.0.0.5"}, "10.0.0.5:9464"},
+		{"::", []string{"127.0.0.1", "2001:db8::5"}, "[2001:db8::5]:9464"},
+		{"0.0.0.0", []string{"127.0.0.1"}, "0.0.0.0:9464"},
+	} {
+		got := advertised(&net.TCPAddr{IP: net.ParseIP(tc.bound), Port: 9464}, ifs(tc.ifs...))
+		if got != tc.want {
+			t.Errorf("advertised(%s, %v) = %s, want %s", tc.bound, tc.ifs, got, tc.want)
+		}
+	}
 }
