@@ -18,6 +18,7 @@ import (
 // "instance", which Prometheus gives each target). Register it once; give it to
 // each replica in Config.Metrics. A nil *Metrics observes nothing.
 type Metrics struct {
+	lag                *prometheus.Desc
 	queueWait, handler *prometheus.HistogramVec
 	errors, rebalances *prometheus.CounterVec
 
@@ -53,6 +54,8 @@ var reportSeries = []struct {
 // NewMetrics returns an empty set; register it with a registry.
 func NewMetrics() *Metrics {
 	return &Metrics{
+		lag: prometheus.NewDesc("sluice_replica_fetch_lag",
+			"Records in the replica's partitions past the last one it fetched, as of each partition's latest fetch (its share of the group's lag, not counting records fetched and not yet committed).", replicaLabels, nil),
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sluice_replica_queue_wait_seconds", Buckets: LatencyBuckets,
 			Help: "Time from a record's timestamp (its produce) to its pick-up by a replica.",
@@ -76,6 +79,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, s := range reportSeries {
 		ch <- s.desc
 	}
+	ch <- m.lag
 	m.queueWait.Describe(ch)
 	m.handler.Describe(ch)
 	m.errors.Describe(ch)
@@ -95,6 +99,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range reportSeries {
 			ch <- prometheus.MustNewConstMetric(s.desc, s.typ, s.value(rep), rep.App, rep.Deployment, rep.Instance)
 		}
+		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(r.obs.lag.owned(r)), rep.App, rep.Deployment, rep.Instance)
 	}
 	m.queueWait.Collect(ch)
 	m.handler.Collect(ch)
@@ -109,6 +114,36 @@ type observers struct {
 	labels             []string
 	queueWait, handler prometheus.Observer
 	rebalances         prometheus.Counter
+	lag                *fetchLag
+}
+
+// fetchLag is each partition's lag as of its latest fetch: its high
+// watermark less the offset after the last record fetched.
+type fetchLag struct {
+	mu     sync.Mutex
+	byPart map[tp]int64
+}
+
+// owned sums the lag of the partitions r owns now, and forgets the
+// others (revoked since their last fetch).
+func (l *fetchLag) owned(r *Replica) int64 {
+	r.mu.Lock()
+	parts := make(map[tp]bool, len(r.parts))
+	for k := range r.parts {
+		parts[k] = true
+	}
+	r.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var sum int64
+	for k, n := range l.byPart {
+		if parts[k] {
+			sum += n
+		} else {
+			delete(l.byPart, k)
+		}
+	}
+	return sum
 }
 
 // observe starts exporting r; the observers it returns are r's.
@@ -121,7 +156,7 @@ func (m *Metrics) observe(r *Replica) observers {
 	m.mu.Unlock()
 	l := []string{r.cfg.App, r.cfg.Deployment, r.cfg.Instance}
 	return observers{m: m, labels: l, queueWait: m.queueWait.WithLabelValues(l...), handler: m.handler.WithLabelValues(l...),
-		rebalances: m.rebalances.WithLabelValues(l...)}
+		rebalances: m.rebalances.WithLabelValues(l...), lag: &fetchLag{byPart: map[tp]int64{}}}
 }
 
 // forget stops exporting r (its Run returned): its series leave the scrape.
@@ -145,6 +180,20 @@ func (o observers) pickedUp(rec *kgo.Record) {
 	if o.queueWait != nil {
 		o.queueWait.Observe(max(time.Since(rec.Timestamp), 0).Seconds())
 	}
+}
+
+// fetched records each fetched partition's lag after the fetch.
+func (o observers) fetched(fs kgo.Fetches) {
+	if o.lag == nil {
+		return
+	}
+	o.lag.mu.Lock()
+	defer o.lag.mu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if n := len(p.Records); n > 0 && p.HighWatermark >= 0 {
+			o.lag.byPart[tp{p.Topic, p.Partition}] = max(p.HighWatermark-p.Records[n-1].Offset-1, 0)
+		}
+	})
 }
 
 // handled observes the handler's time since start; deferred around it.

@@ -176,3 +176,42 @@ func BenchmarkObservers(b *testing.B) {
 		}
 	})
 }
+
+// A replica's fetch lag is what its partitions hold past the last record
+// it fetched: with one record in flight at a time and four more behind
+// it, four; none once it has read them all.
+func TestMetricsFetchLag(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	m := NewMetrics()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	cfg := f.config()
+	cfg.App, cfg.Instance, cfg.Metrics, cfg.MaxOngoing = "app", "i1", m, 1
+	release := make(chan struct{})
+	started := make(chan struct{}, 5)
+	rep := start(t, cfg, handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+		started <- struct{}{}
+		<-release
+		return out.Emit(in.Value, "")
+	}))
+	var recs []*kgo.Record
+	for i := range 5 {
+		recs = append(recs, &kgo.Record{Topic: f.in, Value: []byte{byte('a' + i)}})
+	}
+	produce(t, recs...)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no record picked up")
+	}
+	labels := map[string]string{"app": "app", "deployment": "dep", "replica": "i1"}
+	if v, ok := value(gather(t, reg), "sluice_replica_fetch_lag", labels); !ok || v != 4 {
+		t.Errorf("fetch lag with the first of 5 records in flight = %v (found %v), want 4", v, ok)
+	}
+	close(release)
+	waitFor(t, 10*time.Second, "five records processed", func() bool { return rep.Stats().Processed == 5 })
+	if v, ok := value(gather(t, reg), "sluice_replica_fetch_lag", labels); !ok || v != 0 {
+		t.Errorf("fetch lag after all = %v (found %v), want 0", v, ok)
+	}
+}

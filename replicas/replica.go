@@ -350,6 +350,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			break
 		}
 		fetchErrs.Observe(fs)
+		r.obs.fetched(fs)
 		fs.EachRecord(r.dispatch)
 	}
 	r.drain()
