@@ -13,10 +13,11 @@ import (
 // Metrics exports a process's replicas to Prometheus: what each one
 // already counts for its Report (read when scraped, nothing added to the
 // consume loop) and the few observations only the loop can make (queue
-// wait, handler time, failures by code, partition changes). Every series
-// carries app, deployment and replica (the replica's instance; not
-// "instance", which Prometheus gives each target). Register it once; give it to
-// each replica in Config.Metrics. A nil *Metrics observes nothing.
+// wait, handler time, failures by code, partition changes, each
+// partition's high watermark). Every series carries app, deployment and
+// replica (the replica's instance; not "instance", which Prometheus gives
+// each target). Register it once; give it to each replica in
+// Config.Metrics. A nil *Metrics observes nothing.
 type Metrics struct {
 	lag                *prometheus.Desc
 	queueWait, handler *prometheus.HistogramVec
