@@ -68,6 +68,8 @@ type loop struct {
 	done   chan struct{}
 	status Status
 	sent   time.Time // when the status was last published
+	// decided counts decisions: up, down, hold (metrics.go).
+	decided [len(directions)]int64
 }
 
 // New connects to the brokers.
@@ -327,6 +329,7 @@ func (s *Scaler) report(l *loop, update func(*Status), dec *Decision) {
 	st.Target = l.d.Target
 	update(st)
 	st.At = s.cfg.Now()
+	l.count(dec)
 	if dec != nil && dec.To != dec.From {
 		c := *dec
 		st.Changed = &c

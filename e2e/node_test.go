@@ -26,7 +26,7 @@ var (
 )
 
 // sluiceBinary builds cmd/sluice once per run.
-func sluiceBinary(t *testing.T) string {
+func sluiceBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if pre := os.Getenv("SLUICE_TEST_BINARY"); pre != "" { // built elsewhere (a machine without Go)
@@ -131,14 +131,14 @@ type testNode struct {
 	env               []string // more environment of the gateway and the nodes
 }
 
-func startNode(t *testing.T, nodeArgs ...string) *testNode {
+func startNode(t testing.TB, nodeArgs ...string) *testNode {
 	t.Helper()
 	return startNodeWith(t, nil, nil, nodeArgs...)
 }
 
 // startNodeWith is startNode with more flags for both the gateway and the
 // node (an S3 store, say), and more environment for both.
-func startNodeWith(t *testing.T, both, env []string, nodeArgs ...string) *testNode {
+func startNodeWith(t testing.TB, both, env []string, nodeArgs ...string) *testNode {
 	t.Helper()
 	n := &testNode{bin: sluiceBinary(t), prefix: "n" + streams.Instance(), stderr: &strings.Builder{}, env: env}
 	n.errw = &syncWriter{w: n.stderr}
@@ -168,7 +168,7 @@ func startNodeWith(t *testing.T, both, env []string, nodeArgs ...string) *testNo
 // start starts one more `sluice node` process on n's brokers and prefix,
 // its stderr into n's; it is killed at the end of the test if still
 // running.
-func (n *testNode) start(t *testing.T, args ...string) (*exec.Cmd, chan error) {
+func (n *testNode) start(t testing.TB, args ...string) (*exec.Cmd, chan error) {
 	t.Helper()
 	cmd := exec.Command(n.bin, append([]string{"node", "--brokers", strings.Join(plat.Brokers, ","), "--prefix", n.prefix}, args...)...)
 	cmd.Stderr = n.errw
@@ -202,9 +202,9 @@ func (n *testNode) start(t *testing.T, args ...string) (*exec.Cmd, chan error) {
 }
 
 // stop stops the node, which drains its replicas, and checks it exits 0.
-func (n *testNode) stop(t *testing.T) { n.stopProcess(t, n.node, n.done) }
+func (n *testNode) stop(t testing.TB) { n.stopProcess(t, n.node, n.done) }
 
-func (n *testNode) stopProcess(t *testing.T, cmd *exec.Cmd, done chan error) {
+func (n *testNode) stopProcess(t testing.TB, cmd *exec.Cmd, done chan error) {
 	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

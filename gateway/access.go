@@ -92,6 +92,7 @@ var scopes = map[string]auth.Scope{
 	"GET /metrics":                           auth.Read,
 	// The audit trail: who deployed, deleted, pushed what.
 	"GET /sluice/v1/audit": auth.Admin,
+	"GET /metrics/targets": auth.Read, // Prometheus service discovery of replica processes
 	// The description of the API, the same for every installation
 	// (generated from protos/, public with the source): open, so that
 	// tools read it before they hold a token.

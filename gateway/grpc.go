@@ -326,7 +326,7 @@ func appStatus(st controller.AppStatus) *sluicev1.ApplicationStatus {
 		for _, r := range d.Reports {
 			ds.ReplicaReports = append(ds.ReplicaReports, &sluicev1.ReplicaReport{
 				Instance: r.Instance, Revision: r.Revision, Generation: r.Generation, Ready: r.Ready, Partitions: int32(r.Partitions),
-				Processed: r.Processed, Failed: r.Failed, Ongoing: r.Ongoing, Started: r.Started.Format(time.RFC3339Nano),
+				Processed: r.Processed, Failed: r.Failed, Ongoing: r.Ongoing, Started: r.Started.Format(time.RFC3339Nano), Metrics: r.Metrics,
 			})
 		}
 		for _, r := range d.Models {

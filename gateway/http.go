@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sluice-serve/sluice/protos"
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -28,8 +30,9 @@ func (s *Server) Handler(api http.Handler) http.Handler {
 		_, _ = w.Write(protos.OpenAPI)
 	})
 	s.handle(mux, "/v2", s.serverMetadataREST)
-	s.handle(mux, "GET /metrics", s.metrics.serve(s))
 	s.handle(mux, "GET /sluice/v1/audit", s.auditREST)
+	s.handle(mux, "GET /metrics/targets", s.targets)
+	s.handle(mux, "GET /metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP)
 	s.handle(mux, "/", s.callREST)
 	return mux
 }

@@ -1,15 +1,15 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
-	"fmt"
-	"io"
+	"encoding/json"
 	"math"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/streams"
@@ -18,9 +18,9 @@ import (
 // latencyBuckets are the histogram bounds in seconds.
 var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-// metrics are the gateway's counters, written in the Prometheus text
-// format. Few series, so one mutex; observe is on the request path and
-// takes it once.
+// metrics are the gateway's counters, exported by its collector. Few
+// series, so one mutex; observe is on the request path and takes it
+// once.
 type metrics struct {
 	mu       sync.Mutex
 	requests map[appCode]uint64
@@ -104,81 +104,89 @@ func (m *metrics) modelStats(model string) map[string]inferStats {
 	return out
 }
 
-// serve writes the gateway's series and the deployments' counters and lag
-// (read from the controller, bounded by two seconds).
-func (m *metrics) serve(s *Server) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		m.write(w)
-		fmt.Fprintf(w, "# HELP sluice_gateway_in_flight Requests waiting for a reply.\n# TYPE sluice_gateway_in_flight gauge\nsluice_gateway_in_flight %d\n", s.inFlight.Load())
-		prod, fetch := s.cfg.Caller.Errors()
-		fmt.Fprintf(w, "# HELP sluice_kafka_errors_total Failed Kafka produces of requests and fetches of replies.\n# TYPE sluice_kafka_errors_total counter\n")
-		fmt.Fprintf(w, "sluice_kafka_errors_total{op=\"produce\"} %d\nsluice_kafka_errors_total{op=\"fetch\"} %d\n", prod, fetch)
-		fmt.Fprint(w, "# HELP sluice_gateway_auth_denied_total Calls refused by authentication (missing, invalid) or authorisation (scope).\n# TYPE sluice_gateway_auth_denied_total counter\n")
-		fmt.Fprintf(w, "sluice_gateway_auth_denied_total{reason=%q} %d\nsluice_gateway_auth_denied_total{reason=%q} %d\nsluice_gateway_auth_denied_total{reason=%q} %d\n",
-			deniedMissing, s.denied.missing.Load(), deniedInvalid, s.denied.invalid.Load(), deniedScope, s.denied.scope.Load())
-		fmt.Fprintf(w, "# HELP sluice_replies_dropped_total Replies that matched no waiter (duplicates, or late).\n# TYPE sluice_replies_dropped_total counter\nsluice_replies_dropped_total %d\n", s.cfg.Caller.Dropped())
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		writeDeployments(w, s.cfg.Control.Apps(ctx))
+// collector is the gateway's prometheus.Collector: its own counters
+// and histograms (kept by observe, read here, so the request path takes
+// one mutex and nothing of Prometheus), and each deployment's counters
+// and lag from the controller's status view (the replicas' reports on
+// the status topic: every replica of every node), read within two
+// seconds.
+type collector struct{ s *Server }
+
+var (
+	requestsDesc = prometheus.NewDesc("sluice_gateway_requests_total", "Requests by application and result code.", []string{"app", "code"}, nil)
+	latencyDesc  = prometheus.NewDesc("sluice_gateway_request_seconds", "Time from request to reply.", []string{"app"}, nil)
+	inFlightDesc = prometheus.NewDesc("sluice_gateway_in_flight", "Requests waiting for a reply.", nil, nil)
+	kafkaErrDesc = prometheus.NewDesc("sluice_kafka_errors_total", "Failed Kafka produces of requests and fetches of replies.", []string{"op"}, nil)
+	deniedDesc   = prometheus.NewDesc("sluice_gateway_auth_denied_total", "Calls refused by authentication (missing, invalid) or authorisation (scope).", []string{"reason"}, nil)
+	droppedDesc  = prometheus.NewDesc("sluice_replies_dropped_total", "Replies that matched no waiter (duplicates, or late).", nil, nil)
+)
+
+// deploymentSeries are the per-deployment series, from DeploymentStatus.
+var deploymentSeries = []struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value func(d controller.DeploymentStatus) float64
+}{
+	{prometheus.NewDesc("sluice_deployment_replicas", "Live replicas of the deployment, from their reports on the status topic.", []string{"app", "deployment"}, nil), prometheus.GaugeValue, func(d controller.DeploymentStatus) float64 { return float64(d.Replicas) }},
+	{prometheus.NewDesc("sluice_deployment_processed_total", "Records processed by the deployment's live replicas.", []string{"app", "deployment"}, nil), prometheus.CounterValue, func(d controller.DeploymentStatus) float64 { return float64(d.Processed) }},
+	{prometheus.NewDesc("sluice_deployment_failed_total", "Records that failed at the deployment's live replicas.", []string{"app", "deployment"}, nil), prometheus.CounterValue, func(d controller.DeploymentStatus) float64 { return float64(d.Failed) }},
+	{prometheus.NewDesc("sluice_deployment_ongoing", "Records in flight at the deployment's replicas.", []string{"app", "deployment"}, nil), prometheus.GaugeValue, func(d controller.DeploymentStatus) float64 { return float64(d.Ongoing) }},
+	{prometheus.NewDesc("sluice_deployment_lag", "Consumer-group lag (NaN when unreadable).", []string{"app", "deployment"}, nil), prometheus.GaugeValue, func(d controller.DeploymentStatus) float64 {
+		if d.Lag < 0 {
+			return math.NaN()
+		}
+		return float64(d.Lag)
+	}},
+}
+
+// Describe implements prometheus.Collector.
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{requestsDesc, latencyDesc, inFlightDesc, kafkaErrDesc, deniedDesc, droppedDesc} {
+		ch <- d
+	}
+	for _, s := range deploymentSeries {
+		ch <- s.desc
 	}
 }
 
-func (m *metrics) write(w io.Writer) {
+// Collect implements prometheus.Collector.
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	s.metrics.collect(ch)
+	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(s.inFlight.Load()))
+	prod, fetch := s.cfg.Caller.Errors()
+	ch <- prometheus.MustNewConstMetric(kafkaErrDesc, prometheus.CounterValue, float64(prod), "produce")
+	ch <- prometheus.MustNewConstMetric(kafkaErrDesc, prometheus.CounterValue, float64(fetch), "fetch")
+	for reason, n := range map[string]uint64{deniedMissing: s.denied.missing.Load(), deniedInvalid: s.denied.invalid.Load(), deniedScope: s.denied.scope.Load()} {
+		ch <- prometheus.MustNewConstMetric(deniedDesc, prometheus.CounterValue, float64(n), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(s.cfg.Caller.Dropped()))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, a := range s.cfg.Control.Apps(ctx) {
+		for _, d := range a.Deployments {
+			for _, sr := range deploymentSeries {
+				ch <- prometheus.MustNewConstMetric(sr.desc, sr.typ, sr.value(d), a.Name, d.Name)
+			}
+		}
+	}
+}
+
+// collect sends the requests and latency series.
+func (m *metrics) collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fmt.Fprint(w, "# HELP sluice_gateway_requests_total Requests by application and result code.\n# TYPE sluice_gateway_requests_total counter\n")
-	keys := make([]appCode, 0, len(m.requests))
-	for k := range m.requests {
-		keys = append(keys, k)
+	for k, n := range m.requests {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), k.app, codeLabel(k.code))
 	}
-	slices.SortFunc(keys, func(a, b appCode) int {
-		return cmp.Or(cmp.Compare(a.app, b.app), cmp.Compare(a.code, b.code))
-	})
-	for _, k := range keys {
-		fmt.Fprintf(w, "sluice_gateway_requests_total{app=%q,code=%q} %d\n", k.app, codeLabel(k.code), m.requests[k])
-	}
-	fmt.Fprint(w, "# HELP sluice_gateway_request_seconds Time from request to reply.\n# TYPE sluice_gateway_request_seconds histogram\n")
-	apps := make([]string, 0, len(m.latency))
-	for a := range m.latency {
-		apps = append(apps, a)
-	}
-	slices.Sort(apps)
-	for _, a := range apps {
-		h := m.latency[a]
+	for app, h := range m.latency {
+		buckets := make(map[float64]uint64, len(latencyBuckets))
 		var cum uint64
 		for i, le := range latencyBuckets {
 			cum += h.counts[i]
-			fmt.Fprintf(w, "sluice_gateway_request_seconds_bucket{app=%q,le=\"%g\"} %d\n", a, le, cum)
+			buckets[le] = cum
 		}
-		fmt.Fprintf(w, "sluice_gateway_request_seconds_bucket{app=%q,le=\"+Inf\"} %d\n", a, h.n)
-		fmt.Fprintf(w, "sluice_gateway_request_seconds_sum{app=%q} %g\nsluice_gateway_request_seconds_count{app=%q} %d\n", a, h.sum, a, h.n)
-	}
-}
-
-func writeDeployments(w io.Writer, apps []controller.AppStatus) {
-	series := []struct {
-		name, help, typ string
-		value           func(d controller.DeploymentStatus) float64
-	}{
-		{"sluice_deployment_replicas", "Replicas running in this process.", "gauge", func(d controller.DeploymentStatus) float64 { return float64(d.Replicas) }},
-		{"sluice_deployment_processed_total", "Records processed.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.Processed) }},
-		{"sluice_deployment_failed_total", "Records that failed.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.Failed) }},
-		{"sluice_deployment_ongoing", "Records in flight.", "gauge", func(d controller.DeploymentStatus) float64 { return float64(d.Ongoing) }},
-		{"sluice_deployment_lag", "Consumer-group lag (NaN when unreadable).", "gauge", func(d controller.DeploymentStatus) float64 {
-			if d.Lag < 0 {
-				return math.NaN()
-			}
-			return float64(d.Lag)
-		}},
-	}
-	for _, s := range series {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", s.name, s.help, s.name, s.typ)
-		for _, a := range apps {
-			for _, d := range a.Deployments {
-				fmt.Fprintf(w, "%s{app=%q,deployment=%q} %g\n", s.name, a.Name, d.Name, s.value(d))
-			}
-		}
+		ch <- prometheus.MustNewConstHistogram(latencyDesc, h.n, h.sum, buckets, app)
 	}
 }
 
@@ -187,4 +195,32 @@ func codeLabel(c streams.Code) string {
 		return "ok"
 	}
 	return string(c)
+}
+
+// sdGroup is one target group of Prometheus's HTTP service discovery.
+type sdGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// targets answers Prometheus's HTTP service discovery (http_sd_configs)
+// with every live replica that serves /metrics of its own: the address
+// its report on the status topic names, labelled with its app,
+// deployment and replica (scrape with honor_labels, so that the
+// replica's own labels win where both are set).
+func (s *Server) targets(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	out := []sdGroup{}
+	for _, a := range s.cfg.Control.Apps(ctx) {
+		for _, d := range a.Deployments {
+			for _, rep := range d.Reports {
+				if rep.Metrics != "" {
+					out = append(out, sdGroup{Targets: []string{rep.Metrics}, Labels: map[string]string{"app": a.Name, "deployment": d.Name, "replica": rep.Instance}})
+				}
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }

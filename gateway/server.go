@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sluice-serve/sluice/autoscaler/placement"
@@ -49,6 +50,11 @@ type Config struct {
 	// Auth, when set, holds the bearer tokens every call but the health
 	// checks must carry (access.go); nil serves everyone.
 	Auth *auth.Keeper
+	// Metrics is the registry /metrics serves: the gateway adds its own
+	// collector to it, and the process registers the rest (its runtime,
+	// its Kafka clients, the replicas of sluice dev). Nil: a registry of
+	// the gateway's series alone.
+	Metrics *prometheus.Registry
 	// JWT, when set, verifies bearers shaped like JWTs against a key
 	// set (access.go); with Auth, opaque tokens still go to its file.
 	JWT *auth.JWTVerifier
@@ -149,7 +155,11 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
 	s := &Server{cfg: cfg, metrics: newMetrics(), spread: newSpreader()}
+	cfg.Metrics.MustRegister(collector{s})
 	s.apps.Store(&appTable{byName: map[string]route{}})
 	cfg.Control.Store().OnChange(func(applied []appstore.Applied) {
 		apps := make([]*spec.App, len(applied))

@@ -27,6 +27,8 @@ var allowed = map[string][]string{
 	"protos/gen/sluice/v1":             {},
 	"protos":                           {}, // the embedded OpenAPI document
 	"deploy/helm":                      {}, // the chart's test (no Go code)
+	"deploy/grafana":                   {}, // the dashboard's PromQL names
+	"platform/metrics":                 {}, // the process's registry, /metrics, kprom
 	"gateway/oip":                      {"protos/gen/inference"},
 	"gateway/auth":                     {},
 	"gateway/auth/authtest":            {}, // test JWKS and JWTs
@@ -56,7 +58,7 @@ var allowed = map[string][]string{
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/audit", "gateway/auth", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
-		"gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
+		"gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/metrics", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
 }
 

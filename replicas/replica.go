@@ -135,6 +135,12 @@ type Config struct {
 
 	Log  *slog.Logger
 	Opts []kgo.Opt // extra client options (tests)
+
+	// Metrics exports the replica to Prometheus (nil: not exported);
+	// MetricsAddr is where its process serves /metrics, for its Report
+	// (scrapers find replica processes on the status topic).
+	Metrics     *Metrics
+	MetricsAddr string
 }
 
 // DefaultSessionTimeout is a replica's default session timeout: the
@@ -236,6 +242,8 @@ type Replica struct {
 	ready     chan struct{} // closed once Ready
 	readyOnce sync.Once
 	changed   func() // called after every assignment change (a Publisher's poke)
+
+	obs observers // the replica's metrics (metrics.go)
 }
 
 type tp struct {
@@ -264,6 +272,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
+	r.obs = cfg.Metrics.observe(r)
 	if s, ok := h.(Streamer); ok {
 		r.stream = s.Streams()
 	}
@@ -323,6 +332,7 @@ func (r *Replica) Stats() Stats {
 // nil after a soft stop.
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.cl.Close()
+	defer r.cfg.Metrics.forget(r)
 	r.running = ctx
 	max := int64(r.cfg.MaxOngoing)
 	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
@@ -340,6 +350,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			break
 		}
 		fetchErrs.Observe(fs)
+		r.obs.fetched(fs)
 		fs.EachRecord(r.dispatch)
 	}
 	r.drain()
@@ -509,6 +520,7 @@ func (r *Replica) markReady() {
 // tellAssignedLocked hands the owned partitions to an Assignee handler
 // and pokes the report; r.mu is held.
 func (r *Replica) tellAssignedLocked() {
+	r.obs.rebalanced()
 	if r.changed != nil {
 		r.changed()
 	}
@@ -643,6 +655,7 @@ func (r *Replica) complete(s *slot) {
 // slot completes once every output the record caused is acknowledged.
 func (r *Replica) process(s *slot) {
 	rec := s.rec
+	r.obs.pickedUp(rec)
 	run := &run{r: r, s: s, rec: rec, stream: r.stream}
 	run.pending.Store(1)
 	defer run.release()
@@ -751,6 +764,7 @@ func (r *Replica) fetchClaim(ctx context.Context, s *slot) ([]byte, claim.Ref, e
 
 // call runs the handler, turning a panic into an internal error.
 func (r *Replica) call(ctx context.Context, in *Input, out Output) (err error) {
+	defer r.obs.handled(time.Now())
 	defer func() {
 		if p := recover(); p != nil {
 			r.cfg.Log.Error("deployment panicked", "panic", p, "stack", string(debug.Stack()))
@@ -939,6 +953,7 @@ func (x *run) fail(err error) {
 		return
 	}
 	x.r.stats.failed.Add(1)
+	x.r.obs.failed(streams.CodeOf(err))
 	if x.req.Env.ReplyTo == "" {
 		x.r.stats.deadLettered.Add(1)
 		x.dead.Store(true)

@@ -36,6 +36,10 @@ type Report struct {
 	Ongoing      int64     `json:"ongoing"`
 	Started      time.Time `json:"started"`
 	At           time.Time `json:"at"`
+	// Metrics is where the replica's process serves /metrics (host:port);
+	// empty when it serves none of its own (a goroutine of sluice dev,
+	// scraped with its process's gateway).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // ReportEvery is how often a replica's report is published unchanged; a
@@ -60,7 +64,7 @@ func (r *Replica) Report() Report {
 		Revision: rev, Generation: gen,
 		Ready: isClosed(r.ready), Partitions: st.Partitions,
 		Processed: st.Processed, Failed: st.Failed, Expired: st.Expired, DeadLettered: st.DeadLettered, Ongoing: st.Ongoing,
-		Started: r.started.UTC(), At: time.Now().UTC(),
+		Started: r.started.UTC(), At: time.Now().UTC(), Metrics: r.cfg.MetricsAddr,
 	}
 }
 

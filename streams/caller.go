@@ -53,6 +53,7 @@ type Caller struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 
+	kopts       []kgo.Opt // WithClientOpts
 	dropped     atomic.Int64
 	produceErrs atomic.Int64
 	fetchErrs   atomic.Int64
@@ -66,13 +67,23 @@ type CallerOption func(*Caller)
 // (package claim); without it every value goes in its record.
 func WithClaims(c *claim.Claims) CallerOption { return func(cl *Caller) { cl.claims = c } }
 
+// WithClientOpts adds options to the caller's franz-go client (hooks
+// such as the process's Kafka metrics).
+func WithClientOpts(opts ...kgo.Opt) CallerOption {
+	return func(cl *Caller) { cl.kopts = append(cl.kopts, opts...) }
+}
+
 // NewCaller creates the reply topic for instance and starts reading it.
 func NewCaller(ctx context.Context, brokers []string, namer Namer, instance string, log *slog.Logger, opts ...CallerOption) (*Caller, error) {
 	topic := namer.Reply(instance)
-	cl, err := Dial(ctx, brokers, log,
+	var pre Caller // the options that shape the client
+	for _, o := range opts {
+		o(&pre)
+	}
+	cl, err := Dial(ctx, brokers, log, append([]kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
 		kgo.FetchMaxWait(time.Second),
-	)
+	}, pre.kopts...)...)
 	if err != nil {
 		return nil, err
 	}

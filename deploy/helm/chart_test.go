@@ -80,6 +80,32 @@ type rendered struct {
 	roles       []*rbacv1.Role
 	bindings    []*rbacv1.RoleBinding
 	accounts    []*corev1.ServiceAccount
+	podMonitors []*podMonitor
+}
+
+// podMonitor is the Prometheus Operator's PodMonitor
+// (monitoring.coreos.com/v1), a CRD k8s.io/api does not know: the fields
+// of its schema the chart writes, decoded as strictly as the rest.
+type podMonitor struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metav1.ObjectMeta `json:"metadata"`
+	Spec       struct {
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames"`
+		} `json:"namespaceSelector"`
+		Selector            metav1.LabelSelector `json:"selector"`
+		PodMetricsEndpoints []struct {
+			Port          string `json:"port"`
+			Path          string `json:"path"`
+			Interval      string `json:"interval"`
+			Scheme        string `json:"scheme,omitempty"`
+			Authorization *struct {
+				Type        string                   `json:"type"`
+				Credentials corev1.SecretKeySelector `json:"credentials"`
+			} `json:"authorization,omitempty"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
 }
 
 // decode decodes every document strictly into the Go type of its kind.
@@ -109,6 +135,14 @@ func decode(t *testing.T, out []byte) *rendered {
 		}
 		if head.Kind == "" {
 			continue // an empty document
+		}
+		if head.APIVersion == "monitoring.coreos.com/v1" && head.Kind == "PodMonitor" {
+			var pm podMonitor
+			if err := sigsyaml.UnmarshalStrict(doc, &pm); err != nil {
+				t.Fatalf("PodMonitor: %v\n%s", err, doc)
+			}
+			r.podMonitors = append(r.podMonitors, &pm)
+			continue
 		}
 		gv, err := schema.ParseGroupVersion(head.APIVersion)
 		if err != nil {
@@ -610,5 +644,72 @@ func TestChartNotes(t *testing.T) {
 				t.Errorf("%s: the notes do not say %q:\n%s", tc.name, want, doc.Notes)
 			}
 		}
+	}
+}
+
+// The PodMonitor is rendered only when enabled; it selects the gateway's
+// and the autoscaler's pods (and replica pods, by the labels `sluice
+// render --workloads` gives them) in the release's and the workloads'
+// namespaces, scrapes ports those pods name, and sends the gateway the
+// token Secret's key when one is named. By default nothing of it is
+// rendered, so a cluster without the CRD installs the chart.
+func TestChartPodMonitor(t *testing.T) {
+	t.Parallel()
+	out, err := helm(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decode(t, out); len(r.podMonitors) != 0 {
+		t.Fatalf("a PodMonitor by default")
+	}
+	out, err = helm(t, "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.podMonitor.tokenSecret.name=prom-token",
+		"--set", "metrics.podMonitor.labels.release=prometheus", "--set", "autoscaler.workloadNamespace=work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := decode(t, out)
+	if len(r.podMonitors) != 1 {
+		t.Fatalf("%d PodMonitors, want 1", len(r.podMonitors))
+	}
+	pm := r.podMonitors[0]
+	if pm.Metadata.Namespace != namespace || pm.Metadata.Labels["release"] != "prometheus" {
+		t.Errorf("PodMonitor metadata %+v", pm.Metadata)
+	}
+	if ns := pm.Spec.NamespaceSelector.MatchNames; !slices.Equal(ns, []string{namespace, "work"}) {
+		t.Errorf("namespaces %v, want the release's and the workloads'", ns)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := labels.Set{"app.kubernetes.io/part-of": "sluice", "app.kubernetes.io/component": "replica", "app.kubernetes.io/name": "lab-whole"}
+	if !sel.Matches(replica) {
+		t.Errorf("the selector %s misses replica pods", sel)
+	}
+	ports := map[string]string{} // endpoint port → its token Secret
+	for _, e := range pm.Spec.PodMetricsEndpoints {
+		if e.Path != "/metrics" || e.Interval != "30s" {
+			t.Errorf("endpoint %+v", e)
+		}
+		ports[e.Port] = ""
+		if a := e.Authorization; a != nil {
+			ports[e.Port] = a.Credentials.Name + "/" + a.Credentials.Key
+		}
+	}
+	for component, port := range map[string]string{"gateway": "http", "autoscaler": "metrics"} {
+		d := r.deployments[component]
+		if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("the selector %s misses the %s's pods", sel, component)
+		}
+		if _, ok := ports[port]; !ok || portOf(d.Spec.Template.Spec.Containers[0], port) == 0 {
+			t.Errorf("the %s's port %s is not scraped or not named by its pod (endpoints %v)", component, port, ports)
+		}
+	}
+	if ports["http"] != "prom-token/token" || ports["metrics"] != "" {
+		t.Errorf("token Secrets by port %v: want the gateway's only", ports)
+	}
+	as := r.deployments["autoscaler"].Spec.Template.Spec.Containers[0]
+	if i := slices.Index(as.Args, "--metrics-addr"); i < 0 || as.Args[i+1] != fmt.Sprintf("0.0.0.0:%d", portOf(as, "metrics")) {
+		t.Errorf("the autoscaler serves its metrics elsewhere than its port: %v", as.Args)
 	}
 }

@@ -24,6 +24,8 @@ import (
 
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/metrics"
+	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/registry"
@@ -514,6 +516,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	codeCache := fs.String("code-cache", "", "where code bundles are cached by content (default: sluice/code under the user cache directory)")
 	claimThreshold := claimFlags(fs)
 	claimLimit := claimLimitFlag(fs)
+	metricsAddr := fs.envString("metrics-addr", metrics.AddrEnv, "", "serve this replica's /metrics at host:port (port 0: any free one), reported on the status topic; a node sets it for its replicas (default: none)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -577,6 +580,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 		caller.Close(cctx)
 		cancel()
 	}()
+	pm := newProcessMetrics()
 	var mb controller.ModelBuilder
 	if d.Kind == spec.KindModel {
 		f, closeModels, err := replicaModels(ctx, bs, namer, *s3, *cacheDir, env)
@@ -584,19 +588,20 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		defer closeModels()
+		f.Metrics = pm.models
 		mb = f
 	}
-	h, err := controller.BuildHandler(ctx, env.Registry, mb, appSpec, d, caller, namer)
+	// The revision asked for is the one reported: a bundle's SDK may hash
+	// specs differently from the platform that asked.
+	rev := cmp.Or(*revision, controller.Revision(controller.Compile(namer, appSpec), d))
+	instance := controller.Instance(*app, *dep, cmp.Or(*slot, streams.Instance()), rev)
+	h, err := controller.BuildHandler(serve.WithMetrics(ctx, pm.reg, *app, *dep, instance), env.Registry, mb, appSpec, d, caller, namer)
 	if err != nil {
 		return err
 	}
 	if c, ok := h.(io.Closer); ok {
 		defer c.Close()
 	}
-	// The revision asked for is the one reported: a bundle's SDK may hash
-	// specs differently from the platform that asked.
-	rev := cmp.Or(*revision, controller.Revision(controller.Compile(namer, appSpec), d))
-	instance := controller.Instance(*app, *dep, cmp.Or(*slot, streams.Instance()), rev)
 	rc, err := controller.ReplicaConfig(bs, namer, applied, d, instance, 20*time.Second, env.Log)
 	if err != nil {
 		return err
@@ -607,6 +612,13 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	rc.SessionTimeout = *session
 	rc.Claims = claims
 	rc.Revision = rev
+	pm.replica(&rc)
+	addr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	rc.MetricsAddr = addr
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-serve/sluice/gateway/certs"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/metrics"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
@@ -59,6 +60,9 @@ type DevConfig struct {
 	ModelCacheDir string
 	Apps          []*spec.App
 	Registry      *serve.Registry
+	// NoMetrics exports the gateway's own series only: no replica, model
+	// cache or Kafka client metrics (the baseline of what they cost).
+	NoMetrics bool
 	// Limits bound what callers can take of the gateway (zero fields:
 	// gateway's defaults).
 	Limits gateway.Limits
@@ -148,7 +152,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.claims, err = openClaims(store, cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), claimMax); err != nil {
 		return nil, err
 	}
-	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, streams.WithClaims(d.claims)); err != nil {
+	pm := newProcessMetrics()
+	callerOpts := []streams.CallerOption{streams.WithClaims(d.claims), streams.WithClientOpts(metrics.Kafka(pm.reg, "dev"))}
+	if cfg.NoMetrics {
+		pm = processMetrics{reg: pm.reg}
+		callerOpts = callerOpts[:1]
+	}
+	if d.caller, err = streams.NewCaller(ctx, d.Brokers, namer, "dev-"+streams.Instance(), cfg.Log, callerOpts...); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -179,7 +189,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 		return append(args, "--blob-dir", d.blobDir)
 	}
-	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log}
+	mf := &models.Factory{Brokers: d.Brokers, Namer: namer, Catalog: d.registry, Runtimes: runtimes(), CacheDir: cacheDir, Log: cfg.Log, Metrics: pm.models}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("dev: cannot find this binary to run bundle replicas: %w", err)
@@ -201,11 +211,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	// sizes every deployment; the placer holds GPU capacity on this
 	// machine, whose node agent reports it.
 	d.local = controller.NewLocal(controller.LocalConfig{
-		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log,
+		Brokers: d.Brokers, Namer: namer, Registry: cfg.Registry, Caller: d.caller, Claims: d.claims, Publisher: pub, Models: mf, Log: cfg.Log, Replica: pm.replica, Metrics: pm.reg,
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
-			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1")
+			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1",
+				metrics.AddrEnv+"=127.0.0.1:0") // its /metrics, named in its report
 			return cmd
 		},
 	})
@@ -226,6 +237,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	pm.reg.MustRegister(scaler)
 	if d.reconciler, err = ctl.reconcile(ctx, d.Brokers, namer, Env{Log: cfg.Log}, func(ctx context.Context, apps []appstore.Applied) {
 		d.local.Apply(ctx, apps)
 		placer.SetRequests(controller.PlacementRequests(namer, specs(apps), true))
@@ -261,7 +273,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, JWT: cfg.JWT, Audit: trail})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, JWT: cfg.JWT, Audit: trail, Metrics: pm.reg})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {

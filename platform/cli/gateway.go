@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/gateway/audit"
+	"github.com/sluice-serve/sluice/platform/metrics"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
@@ -62,7 +63,8 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	instance := "gw-" + streams.Instance()
-	caller, err := streams.NewCaller(ctx, bs, namer, instance, env.Log, streams.WithClaims(claims))
+	mreg := metrics.NewRegistry()
+	caller, err := streams.NewCaller(ctx, bs, namer, instance, env.Log, streams.WithClaims(claims), streams.WithClientOpts(metrics.Kafka(mreg, "gateway")))
 	if err != nil {
 		hl.Close()
 		gl.Close()
@@ -115,7 +117,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer func() { cancel(); <-auditDone }()
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: sec.tokens, JWT: sec.jwt, Audit: trail})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: sec.tokens, JWT: sec.jwt, Audit: trail, Metrics: mreg})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
 	f, err := startFront(ctx, gw, hl, gl, sec.tls, registryAPI.Register)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,11 +13,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/autoscaler/placement"
 	"github.com/sluice-serve/sluice/gateway"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
+	"github.com/sluice-serve/sluice/platform/metrics"
 	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/replicas/node"
@@ -44,6 +48,8 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	codeCache := fs.String("code-cache", "", "where the node's replicas keep code bundles, by content (default: sluice/code under the user cache directory)")
 	claimThreshold := claimFlags(fs)
 	claimLimit := claimLimitFlag(fs)
+	metricsAddr := metricsFlag(fs, "node")
+	replicaHost := fs.envString("replica-metrics-host", "SLUICE_REPLICA_METRICS_HOST", "127.0.0.1", "the address each replica process serves its /metrics on (a free port of it; reported on the status topic): this node's address, or 0.0.0.0 (reported as the machine's first address), where the scraper is elsewhere")
 	err := parse(fs, args)
 	if err != nil {
 		return err
@@ -83,7 +89,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
 			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--revision", r.Revision, "--model-cache", dir)...)
-			cmd.Env = append(os.Environ(), r.Env...)
+			cmd.Env = append(append(os.Environ(), r.Env...), metrics.AddrEnv+"="+net.JoinHostPort(*replicaHost, "0"))
 			return cmd
 		},
 		Log: env.Log,
@@ -100,6 +106,15 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- agent.Run(agentCtx) }()
 	defer func() { stopAgent(); <-agentDone }()
+	pm := newProcessMetrics()
+	maddr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	if maddr != "" {
+		fmt.Fprintf(env.Stdout, "sluice node %s: metrics on http://%s/metrics\n", agent.Name(), maddr)
+	}
 	if *join {
 		fmt.Fprintf(env.Stdout, "sluice node %s: running what is placed here (brokers %v)\n", agent.Name(), bs)
 		<-ctx.Done()
@@ -120,7 +135,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); sweepClaims(agentCtx, claims, gateway.DefaultMaxTimeout, env.Log) }()
 	defer func() { stopAgent(); <-sweepDone }()
-	return runScaler(ctx, env, "node", bs, namer, placer, only, func(apps []*spec.App) {
+	return runScaler(ctx, env, "node", bs, namer, placer, only, pm.reg, func(apps []*spec.App) {
 		placer.SetRequests(controller.PlacementRequests(namer, apps, false))
 	})
 }
@@ -138,6 +153,7 @@ func runAutoscaler(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&kc.kind, "kind", "Deployment", "kind of the workloads: Deployment or StatefulSet")
 	var only listFlag
 	fs.Var(&only, "app", "scale only this application (repeatable; default: every application)")
+	metricsAddr := metricsFlag(fs, "autoscaler")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -152,15 +168,22 @@ func runAutoscaler(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return runScaler(ctx, env, "autoscaler", bs, namer, act, only, nil)
+	pm := newProcessMetrics()
+	_, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	return runScaler(ctx, env, "autoscaler", bs, namer, act, only, pm.reg, nil)
 }
 
 type kubeFlags struct{ kubeconfig, namespace, template, kind string }
 
 // runScaler follows the applications, reconciles their topics and
-// groups, and scales their deployments with act until ctx ends; onApps,
-// when set, sees the applications first.
-func runScaler(ctx context.Context, env Env, name string, bs []string, namer streams.Namer, act autoscaler.Actuator, only []string, onApps func([]*spec.App)) error {
+// groups, and scales their deployments with act until ctx ends,
+// exporting the scaler's metrics to mreg; onApps, when set, sees the
+// applications first.
+func runScaler(ctx context.Context, env Env, name string, bs []string, namer streams.Namer, act autoscaler.Actuator, only []string, mreg *prometheus.Registry, onApps func([]*spec.App)) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fw, err := followStatus(runCtx, bs, namer, env)
@@ -181,6 +204,7 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	if err != nil {
 		return err
 	}
+	mreg.MustRegister(scaler)
 	rec, err := ctl.reconcile(ctx, bs, namer, env, func(_ context.Context, applied []appstore.Applied) {
 		apps := specs(applied)
 		if len(only) > 0 {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-serve/sluice/autoscaler"
 	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/serve"
@@ -50,6 +52,12 @@ type LocalConfig struct {
 	// ready before it stops the one it replaces anyway; default 30s.
 	RollTimeout time.Duration
 	Log         *slog.Logger
+	// Replica, when set, completes each replica's configuration (the
+	// process's metrics) before the replica starts.
+	Replica func(*replicas.Config)
+	// Metrics, when set, is where deployments register their own metrics
+	// (serve.Metrics).
+	Metrics prometheus.Registerer
 }
 
 // Local runs replicas as goroutines of this process: the actuator of
@@ -317,11 +325,12 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 	if dr.spec.Bundle != nil {
 		return l.startProcess(dr, strconv.Itoa(slot))
 	}
+	instance := Instance(dr.app.Spec.Name, dr.spec.Name, strconv.Itoa(slot), dr.revision)
+	ctx = serve.WithMetrics(ctx, l.cfg.Metrics, dr.app.Spec.Name, dr.spec.Name, instance)
 	h, err := BuildHandler(ctx, l.cfg.Registry, l.cfg.Models, dr.app.Spec, dr.spec, l.cfg.Caller, l.cfg.Namer)
 	if err != nil {
 		return nil, err
 	}
-	instance := Instance(dr.app.Spec.Name, dr.spec.Name, strconv.Itoa(slot), dr.revision)
 	rc, err := ReplicaConfig(l.cfg.Brokers, l.cfg.Namer, dr.app, dr.spec, instance, l.cfg.DrainTimeout, l.cfg.Log)
 	if err != nil {
 		closeHandler(h)
@@ -329,6 +338,9 @@ func (l *Local) startReplica(dr *depRun) (*replicaRun, error) {
 	}
 	rc.Claims = l.cfg.Claims
 	rc.InstanceID = instance // slots are never reused, so no two live members share one
+	if l.cfg.Replica != nil {
+		l.cfg.Replica(&rc)
+	}
 	rep, err := replicas.New(ctx, rc, h)
 	if err != nil {
 		closeHandler(h)

@@ -177,7 +177,7 @@ func (r *Registry) Build(ctx context.Context, app *spec.App, deployment string, 
 		if d == nil {
 			return nil, fmt.Errorf("deployment %s: %w %q", dep.Name, ErrUnknownHandler, dep.Handler)
 		}
-		return d.construct(ctx, dep, &runtime{caller: caller, namer: namer, app: app.Name})
+		return d.construct(ctx, dep, &runtime{caller: caller, namer: namer, app: app.Name, metrics: metricsOf(ctx)})
 	}
 	return nil, fmt.Errorf("application %s has no deployment %s", app.Name, deployment)
 }

@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-serve/sluice/replicas"
 	"github.com/sluice-serve/sluice/streams"
 )
 
 // runtime is what handles need from the replica they run in.
 type runtime struct {
-	caller *streams.Caller
-	namer  streams.Namer
-	app    string
+	caller  *streams.Caller
+	namer   streams.Namer
+	app     string
+	metrics prometheus.Registerer // the deployment's own metrics (metrics.go); nil: none
 }
 
 func (rt *runtime) handle(from, to string) *handleCore {

@@ -24,6 +24,7 @@ type Factory struct {
 	Runtimes Runtimes
 	CacheDir string // each replica caches under CacheDir/<app>/<deployment>/<slot>
 	Log      *slog.Logger
+	Metrics  *Metrics // exports each replica's cache; nil: not exported
 
 	seq   atomic.Int64
 	mu    sync.Mutex
@@ -91,6 +92,7 @@ func (f *Factory) Build(ctx context.Context, app *spec.App, d spec.Deployment) (
 	}
 	s.reporter, s.freeSlot = rep, free
 	rep.Start(cache)
+	f.Metrics.add(rep)
 	return s, nil
 }
 

@@ -58,6 +58,8 @@ type Reporter struct {
 	done  chan struct{}
 	stop  context.CancelFunc
 
+	metrics *Metrics // exports the cache while the reporter runs (metrics.go)
+
 	mu    sync.Mutex
 	parts map[string][]int32
 }
@@ -139,6 +141,7 @@ func (r *Reporter) publish(ctx context.Context) {
 
 // Close stops publishing and removes the report (a tombstone), bounded by ctx.
 func (r *Reporter) Close(ctx context.Context) {
+	r.metrics.forget(r)
 	if r.stop != nil {
 		r.stop()
 		<-r.done

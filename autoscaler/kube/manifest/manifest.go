@@ -141,9 +141,21 @@ type Container struct {
 	Command         []string                 `yaml:"command,flow,omitempty"`
 	Args            []string                 `yaml:"args,flow,omitempty"`
 	Env             []EnvVar                 `yaml:"env,omitempty"`
+	Ports           []ContainerPort          `yaml:"ports,omitempty"`
 	Resources       Resources                `yaml:"resources,omitempty"`
 	SecurityContext ContainerSecurityContext `yaml:"securityContext"`
 }
+
+// ContainerPort is a port a container listens on.
+type ContainerPort struct {
+	Name          string `yaml:"name"`
+	ContainerPort int32  `yaml:"containerPort"`
+}
+
+// MetricsPort is where a replica's pod serves its /metrics (the port
+// named "metrics", which the chart's PodMonitor scrapes): the replica
+// process's --metrics-addr, through SLUICE_METRICS_ADDR.
+const MetricsPort = 9464
 
 // EnvVar is a variable of a container's environment.
 type EnvVar struct {
@@ -216,6 +228,8 @@ func deployment(t autoscaler.Target, d spec.Deployment, name string, opts Option
 		Name:    "replica",
 		Image:   opts.Image,
 		Command: command,
+		Env:     []EnvVar{{Name: "SLUICE_METRICS_ADDR", Value: "0.0.0.0:" + strconv.Itoa(MetricsPort)}},
+		Ports:   []ContainerPort{{Name: "metrics", ContainerPort: MetricsPort}},
 		SecurityContext: ContainerSecurityContext{
 			Capabilities: Capabilities{Drop: []string{"ALL"}},
 		},

@@ -298,3 +298,22 @@ func TestQuantities(t *testing.T) {
 		}
 	}
 }
+
+// Every replica pod serves its /metrics on the port named metrics, where
+// the chart's PodMonitor scrapes it.
+func TestMetricsPort(t *testing.T) {
+	t.Parallel()
+	_, got := render(t, parse(t, lab), Options{})
+	if len(got) == 0 {
+		t.Fatal("nothing rendered")
+	}
+	for name, d := range got {
+		c := d.Spec.Template.Spec.Containers[0]
+		if v, ok := envOf(c, "SLUICE_METRICS_ADDR"); !ok || v != "0.0.0.0:9464" {
+			t.Errorf("%s: SLUICE_METRICS_ADDR = %q, want 0.0.0.0:9464", name, v)
+		}
+		if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != MetricsPort {
+			t.Errorf("%s: ports %+v, want metrics %d", name, c.Ports, MetricsPort)
+		}
+	}
+}

@@ -698,12 +698,15 @@ type ReplicaReport struct {
 	Revision   string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	Generation int64  `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
 	// Holds partitions, or joined with none to hold.
-	Ready         bool   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
-	Partitions    int32  `protobuf:"varint,5,opt,name=partitions,proto3" json:"partitions,omitempty"`
-	Processed     int64  `protobuf:"varint,6,opt,name=processed,proto3" json:"processed,omitempty"`
-	Failed        int64  `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
-	Ongoing       int64  `protobuf:"varint,8,opt,name=ongoing,proto3" json:"ongoing,omitempty"`
-	Started       string `protobuf:"bytes,9,opt,name=started,proto3" json:"started,omitempty"`
+	Ready      bool   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	Partitions int32  `protobuf:"varint,5,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	Processed  int64  `protobuf:"varint,6,opt,name=processed,proto3" json:"processed,omitempty"`
+	Failed     int64  `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	Ongoing    int64  `protobuf:"varint,8,opt,name=ongoing,proto3" json:"ongoing,omitempty"`
+	Started    string `protobuf:"bytes,9,opt,name=started,proto3" json:"started,omitempty"`
+	// Where the replica's process serves /metrics (host:port); empty for
+	// a replica scraped with its process's gateway (sluice dev).
+	Metrics       string `protobuf:"bytes,10,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -797,6 +800,13 @@ func (x *ReplicaReport) GetOngoing() int64 {
 func (x *ReplicaReport) GetStarted() string {
 	if x != nil {
 		return x.Started
+	}
+	return ""
+}
+
+func (x *ReplicaReport) GetMetrics() string {
+	if x != nil {
+		return x.Metrics
 	}
 	return ""
 }
@@ -1772,7 +1782,7 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"generation\x18\x01 \x01(\x03R\n" +
 	"generation\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04time\x18\x03 \x01(\tR\x04time\"\x87\x02\n" +
+	"\x04time\x18\x03 \x01(\tR\x04time\"\xa1\x02\n" +
 	"\rReplicaReport\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\tR\binstance\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\tR\brevision\x12\x1e\n" +
@@ -1786,7 +1796,9 @@ const file_sluice_v1_sluice_proto_rawDesc = "" +
 	"\tprocessed\x18\x06 \x01(\x03R\tprocessed\x12\x16\n" +
 	"\x06failed\x18\a \x01(\x03R\x06failed\x12\x18\n" +
 	"\aongoing\x18\b \x01(\x03R\aongoing\x12\x18\n" +
-	"\astarted\x18\t \x01(\tR\astarted\"\x88\x05\n" +
+	"\astarted\x18\t \x01(\tR\astarted\x12\x18\n" +
+	"\ametrics\x18\n" +
+	" \x01(\tR\ametrics\"\x88\x05\n" +
 	"\x10DeploymentStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x14\n" +
