@@ -4,6 +4,7 @@ application, as Ray Serve's DeploymentHandle and DeploymentResponse."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Generator
 from concurrent.futures import Future
@@ -14,6 +15,7 @@ from sluice.protocol.names import Namer
 from sluice.replica.context import current
 from sluice.serve.caller import Answer, Caller
 from sluice.serve.codec import decode, encode
+from sluice.serve.multiplex import check_model_id
 
 DEFAULT_TIMEOUT_S = 30.0
 """The deadline of a call made outside any request (a request's calls take its own)."""
@@ -50,11 +52,21 @@ class DeploymentHandle:
         self._app = app
         self.deployment_name = deployment
         self._source = source  # the calling deployment; None: the application's ingress
+        self._model = ""  # options(multiplexed_model_id=): sl-model and the record key
 
     def _topic(self) -> str:
         if self._source is None:
             return self._namer.ingress(self._app)
         return self._namer.edge(self._app, self._source, self.deployment_name)
+
+    def options(self, *, multiplexed_model_id: str | None = None) -> DeploymentHandle:
+        """The same handle with its calls naming a model for a multiplexed
+        deployment: sent with sl-model and keyed by the id, so every call
+        for one model goes to the same partition, hence replica."""
+        h = copy.copy(self)
+        if multiplexed_model_id is not None:
+            h._model = check_model_id(multiplexed_model_id) if multiplexed_model_id else ""
+        return h
 
     def remote(self, arg: Any = None) -> DeploymentResponse:
         """Calls the deployment with one argument (a DeploymentResponse is
@@ -64,12 +76,12 @@ class DeploymentHandle:
 
         def send(value: Any) -> None:
             body, content_type = encode(value)
-            env = Envelope(id=self._caller.new_id(), content_type=content_type)
+            env = Envelope(id=self._caller.new_id(), content_type=content_type, model=self._model)
             if parent is not None and parent.envelope is not None:
                 env = handle_call(parent.envelope, env)
             if env.deadline_ns == 0:
                 env.deadline_ns = time.time_ns() + int(DEFAULT_TIMEOUT_S * 1e9)
-            _chain(self._caller.call(new_request(self._topic(), None, env, body)), out)
+            _chain(self._caller.call(new_request(self._topic(), self._model.encode() or None, env, body)), out)
 
         if isinstance(arg, DeploymentResponse):
 
