@@ -31,8 +31,17 @@ type fetched struct {
 	Version string `json:"version,omitempty"`
 	Format  string `json:"format,omitempty"`
 	Dir     string `json:"dir,omitempty"`
-	Code    string `json:"code,omitempty"` // on failure: the protocol's error code
-	Error   string `json:"error,omitempty"`
+	// With --versions: the model's versions (ascending) and aliases.
+	Versions []listedVersion   `json:"versions,omitempty"`
+	Aliases  map[string]string `json:"aliases,omitempty"`
+	Code     string            `json:"code,omitempty"` // on failure: the protocol's error code
+	Error    string            `json:"error,omitempty"`
+}
+
+// listedVersion is one version --versions lists.
+type listedVersion struct {
+	Version string `json:"version"`
+	Format  string `json:"format,omitempty"`
 }
 
 // completeMark marks a version's cache directory whose every file arrived
@@ -46,10 +55,11 @@ func modelsFetch(ctx context.Context, args []string, env Env) error {
 	blobDir := fs.String("blob-dir", "", "where the registry keeps files, when it is a local directory (sluice dev) rather than S3")
 	cache := fs.String("cache", "", "directory versions are fetched into, one directory per version, kept (required)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "bound on following the registry and downloading")
+	list := fs.Bool("versions", false, "list the model's versions and aliases instead (NAME only; nothing is downloaded)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *cache == "" {
+	if *cache == "" && !*list {
 		return usageError("models fetch: --cache is required")
 	}
 	bs, namer, err := cluster()
@@ -58,7 +68,12 @@ func modelsFetch(ctx context.Context, args []string, env Env) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	out, err := fetchModel(ctx, fs.args[0], bs, namer, withS3Env(*s3, env), *blobDir, *cache, env)
+	var out fetched
+	if *list {
+		out, err = listModel(ctx, fs.args[0], bs, namer, env)
+	} else {
+		out, err = fetchModel(ctx, fs.args[0], bs, namer, withS3Env(*s3, env), *blobDir, *cache, env)
+	}
 	if err != nil {
 		out = fetched{Code: string(streams.CodeOf(err)), Error: err.Error()}
 	}
@@ -68,6 +83,28 @@ func modelsFetch(ctx context.Context, args []string, env Env) error {
 		return &ExitError{Code: 1, Err: err}
 	}
 	return nil
+}
+
+// listModel is the versions and aliases of the model name.
+func listModel(ctx context.Context, name string, brokers []string, namer streams.Namer, env Env) (fetched, error) {
+	if err := registry.CheckNames(name, "", ""); err != nil {
+		return fetched{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	reg, err := followRegistry(ctx, runCtx, registry.Config{Brokers: brokers, Namer: namer, Log: env.Log})
+	if err != nil {
+		return fetched{}, err
+	}
+	m, err := reg.Model(name)
+	if err != nil {
+		return fetched{}, err
+	}
+	out := fetched{Model: m.Name, Versions: []listedVersion{}, Aliases: m.Aliases}
+	for _, v := range m.Versions {
+		out.Versions = append(out.Versions, listedVersion{Version: v.Version, Format: v.Format})
+	}
+	return out, nil
 }
 
 // fetchModel resolves ref (NAME, NAME@NUMBER or NAME@ALIAS) and makes its

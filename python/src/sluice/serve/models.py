@@ -20,8 +20,17 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sluice.protocol import FailedPrecondition, SluiceError
+from sluice.protocol import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    SluiceError,
+    Unavailable,
+)
 
 FETCH_TIMEOUT_S = 120.0
 """Bound on one fetch: following the registry and downloading."""
@@ -71,9 +80,29 @@ def fetch_command(ref: str, env: Mapping[str, str]) -> list[str]:
 
 async def fetch(ref: str, *, timeout_s: float = FETCH_TIMEOUT_S) -> ModelVersion:
     """The files of ref (NAME, NAME@NUMBER, NAME@ALIAS; NAME alone is the
-    highest version). Raises the registry's error with its code: NotFound
+    highest version). Raises the registry's error with its code: not_found
     for an unknown model or version."""
-    cmd = fetch_command(ref, os.environ)
+    ans = await _run(ref, fetch_command(ref, os.environ), timeout_s)
+    return ModelVersion(ans["model"], ans["version"], ans.get("format", ""), Path(ans["dir"]))
+
+
+@dataclass(frozen=True)
+class Versions:
+    model: str
+    versions: list[tuple[str, str]]  # (version, format), ascending
+    aliases: dict[str, str]  # alias: version
+
+
+async def versions(name: str, *, timeout_s: float = FETCH_TIMEOUT_S) -> Versions:
+    """The versions and aliases the registry has of model name now;
+    not_found when it has no such model."""
+    cmd = [*fetch_command(name, os.environ), "--versions"]
+    ans = await _run(name, cmd, timeout_s)
+    listed = [(str(v["version"]), str(v.get("format", ""))) for v in ans.get("versions", [])]
+    return Versions(ans["model"], listed, dict(ans.get("aliases") or {}))
+
+
+async def _run(ref: str, cmd: list[str], timeout_s: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -89,5 +118,16 @@ async def fetch(ref: str, *, timeout_s: float = FETCH_TIMEOUT_S) -> ModelVersion
     except ValueError:
         ans = {"code": "internal", "error": err.decode(errors="replace").strip() or f"exit status {proc.returncode}"}
     if proc.returncode != 0 or "error" in ans:
-        raise SluiceError(f"model {ref}: {ans.get('error', '')}", str(ans.get("code", "internal")))
-    return ModelVersion(ans["model"], ans["version"], ans.get("format", ""), Path(ans["dir"]))
+        raise _error(str(ans.get("code", "internal")), f"model {ref}: {ans.get('error', '')}")
+    return dict(ans)
+
+
+_ERRORS: dict[str, type[SluiceError]] = {
+    c.code: c for c in (NotFound, InvalidArgument, FailedPrecondition, Unavailable, DeadlineExceeded, Internal)
+}
+
+
+def _error(code: str, message: str) -> SluiceError:
+    """The exception class of code (NotFound for not_found, ...)."""
+    cls = _ERRORS.get(code)
+    return cls(message) if cls is not None else SluiceError(message, code)
