@@ -167,3 +167,63 @@ def test_a_model_id_is_the_key_and_sl_model() -> None:
     keyed, plain = rec.sent
     assert (keyed.key, keyed.env.model) == (b"iris-b", "iris-b")
     assert (plain.key, plain.env.model) == (b"id-1", ""), "without a model, a call is keyed by its id as before"
+
+
+def murmur2_partition(key: bytes, n: int) -> int:
+    """Kafka's key partition (streams.KeyPartition): murmur2 with Kafka's seed."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(key)) & mask
+    i = 0
+    while len(key) - i >= 4:
+        k = int.from_bytes(key[i : i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        h = ((h * m) & mask) ^ ((k * m) & mask)
+        i += 4
+    rest = key[i:]
+    if len(rest) == 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if len(rest) >= 1:
+        h ^= rest[0]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % n
+
+
+class WhoServes:
+    def __init__(self) -> None:
+        self.me = uuid.uuid4().hex
+
+    @serve.multiplexed(max_num_models_per_replica=8)
+    async def get_model(self, model_id: str) -> str:
+        return model_id
+
+    async def __call__(self, _: int) -> dict[str, object]:
+        await self.get_model(serve.get_multiplexed_model_id())
+        cache = model_cache(self.get_model)
+        assert cache is not None
+        return {"replica": self.me, "loads": cache.loads}
+
+
+def test_one_models_calls_reach_one_replica(brokers: list[str], app_name: str) -> None:
+    """Two replicas, a partition each: every call for a model goes to the
+    partition murmur2 gives its id (as the gateway's do), so to one
+    replica, which loads it once."""
+    dep = serve.deployment(WhoServes).options(num_replicas=2)
+    handle = serve.run(dep.bind(), name=app_name, brokers=brokers)
+    models = [f"m{i}" for i in range(8)]
+    served: dict[str, set[str]] = {m: set() for m in models}
+    by_partition: dict[int, set[str]] = {0: set(), 1: set()}
+    for _ in range(3):
+        for m in models:
+            ans = handle.options(multiplexed_model_id=m).remote(0).result(timeout_s=30)
+            served[m].add(str(ans["replica"]))
+            by_partition[murmur2_partition(m.encode(), 2)].add(str(ans["replica"]))
+    assert all(len(r) == 1 for r in served.values()), f"a model served by two replicas: {served}"
+    assert all(len(r) == 1 for r in by_partition.values()) and by_partition[0] != by_partition[1], (
+        f"the replicas do not follow murmur2's partitions: {by_partition}"
+    )
