@@ -167,3 +167,35 @@ def test_bad_input(deployed, expected, cli, http_addr, grpc_addr):
     cli("models", "push", broken, os.path.join(models_dir(), "iris-tree"), "--format", "sklearn-joblib")
     label, proba, params = http_infer(http_addr, app, broken, x)  # its version 2 loads
     check({"t": {k: v[:2] for k, v in expected["iris-tree"].items()}}, "t", label, proba)
+
+
+@pytest.fixture(scope="module")
+def spread(cli, deployed):
+    """The same deployment with two replicas (app:spread), on the same models."""
+    _, names = deployed
+    app = "iris2-" + uuid.uuid4().hex[:6]
+    cli("deploy", "--python", os.path.join(REPO, "examples/python/sklearn"), "--import-path", "app:spread",
+        "--name", app, "--timeout", "8m")
+    yield app, names
+    cli("delete", app, check=False)
+
+
+def test_each_model_is_served_by_one_replica(spread, expected, http_addr, grpc_addr):
+    """The gateway keys a call by its model id, over REST and gRPC alike:
+    every call for a model reaches the replica that holds it, and no
+    model is held by both replicas."""
+    app, names = spread
+    x = np.array(expected["input"], dtype=np.float32)[:4]
+    served = {m: set() for m in MODELS}
+    held = {}
+    for _ in range(4):
+        for m in MODELS:
+            for infer, addr in ((http_infer, http_addr), (grpc_infer, grpc_addr)):
+                label, proba, params = infer(addr, app, names[m], x)
+                check({m: {k: v[:4] for k, v in expected[m].items()}}, m, label, proba)
+                served[m].add(params["replica"])
+                held[params["replica"]] = set(filter(None, params["held"].split(",")))
+    assert all(len(r) == 1 for r in served.values()), f"a model answered by two replicas: {served}"
+    if len(held) == 2:
+        a, b = held.values()
+        assert not a & b, f"a model held by both replicas: {held}"

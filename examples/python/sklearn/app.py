@@ -20,6 +20,7 @@ read to see evictions.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import joblib
@@ -49,6 +50,7 @@ class Loaded:
 
 class Classifier:
     def __init__(self) -> None:
+        self.replica = uuid.uuid4().hex[:8]  # which replica answered, for the tests
         self.attempts = 0  # loads started, failed ones included
         self.loads = 0
         self.unloads = 0
@@ -83,9 +85,14 @@ class Classifier:
         ]
         cache = model_cache(self.get_model)
         held = ",".join(cache.loaded()) if cache is not None else ""
-        return oip.encode_response(outputs, model_name=m.version.model, model_version=m.version.version, id=req.id,
-                                   parameters={"model_id": model_id, "attempts": self.attempts, "loads": self.loads,
-                                               "unloads": self.unloads, "held": held})  # fmt: skip
+        said = {"model_id": model_id, "replica": self.replica, "attempts": self.attempts, "loads": self.loads,
+                "unloads": self.unloads, "held": held}  # fmt: skip
+        v = m.version
+        return oip.encode_response(outputs, model_name=v.model, model_version=v.version, id=req.id, parameters=said)
 
 
 app = serve.deployment(Classifier).bind()
+
+# Two replicas: the gateway keys each call by its model id, so each model
+# is served, and loaded, by one of them.
+spread = serve.deployment(Classifier).options(num_replicas=2).bind()
