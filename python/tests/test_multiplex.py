@@ -90,6 +90,22 @@ async def test_a_failed_load_names_the_exception_and_is_retried() -> None:
     assert (await ld.get_model("bad")).model_id == "bad"
 
 
+async def test_a_cancelled_load_fails_its_waiters_and_is_retried() -> None:
+    ld = Loader()
+    ld.gate.clear()
+    waiting = asyncio.ensure_future(ld.get_model("m"))
+    await asyncio.sleep(0.01)
+    cache = model_cache(ld.get_model)
+    assert cache is not None
+    for task in list(cache._tasks):  # the loop shutting down, say
+        task.cancel()
+    with pytest.raises(SluiceError) as exc:
+        await waiting
+    assert exc.value.code == "unavailable" and "cancelled" in exc.value.message
+    ld.gate.set()
+    assert (await ld.get_model("m")).model_id == "m" and ld.loads == ["m", "m"]
+
+
 async def test_model_ids_unsafe_as_keys_are_refused() -> None:
     ld = Loader()
     for bad in ["a/b", "../x", "a b", "-a", "a@b@c", "é", "x" * 129]:

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
-from sluice.protocol import InvalidArgument, SluiceError
+from sluice.protocol import InvalidArgument, SluiceError, Unavailable
 from sluice.protocol.errors import Internal
 from sluice.replica.context import current
 
@@ -100,6 +100,10 @@ class ModelCache:
         try:
             await self._evict()  # room for this one
             model = await self._load(model_id)
+        except asyncio.CancelledError:
+            del self._loading[model_id]
+            fut.set_exception(Unavailable(f"{self.name}: loading model {model_id} was cancelled"))
+            raise
         except Exception as exc:
             del self._loading[model_id]
             if not isinstance(exc, SluiceError):
