@@ -26,6 +26,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+# A deploy may build the project's environment (pip installs
+# scikit-learn: minutes on a cold cache); each call has its own bound.
+pytestmark = pytest.mark.timeout(900)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = ("iris-logistic", "iris-tree", "iris-knn")
 HEADER = "serve_multiplexed_model_id"
