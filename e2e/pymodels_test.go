@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sluice-serve/sluice/streams"
 )
@@ -85,6 +88,24 @@ func TestPythonPipelineDev(t *testing.T) {
 	if code, body := post("/predict/line/2", `{"inputs":[[1]]}`); code != 200 || !strings.Contains(body, `{"y":4}`) {
 		t.Fatalf("after bad input: %d %s", code, body)
 	}
+
+	// kill -9 of the replica: the next request waits for the platform's
+	// new replica, which loads the version again from the registry, and
+	// is answered; none fails.
+	out, err := exec.Command("pgrep", "-f", "--", "sluice.replica .*--app "+app+" ").Output()
+	pids := strings.Fields(string(out))
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("the replica's process: %q, %v", out, err)
+	}
+	pid, _ := strconv.Atoi(pids[0])
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post("/predict/line/2", `{"inputs":[[2]]}`); code != 200 || !strings.Contains(body, `{"y":7}`) {
+		t.Fatalf("the request after kill -9: %d %s\nlogs:\n%s", code, body, p.logs())
+	}
+	t.Logf("answered %s after kill -9 of the replica", time.Since(start).Round(100*time.Millisecond))
 }
 
 func getFrom(t *testing.T, addr, path string) (int, string) {
