@@ -203,7 +203,6 @@ def multiplexed(
                 )
             return await cache_of(args).get(args[-1])
 
-        load.__dict__["_sluice_multiplexed"] = max_num_models_per_replica
         return load  # type: ignore[return-value]
 
     return wrap(func) if func is not None else wrap
