@@ -118,3 +118,30 @@ func getFrom(t *testing.T, addr, path string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// A registry model is named by the OIP path; serve_multiplexed_model_id
+// naming the same model is accepted, naming another is 400 naming both
+// (the header is for applications that multiplex models).
+func TestMultiplexHeaderOnRegistryModel(t *testing.T) {
+	t.Parallel()
+	pushLinear(t, "e2e-mux-affine", 2, 1, "--label", "suite=mux")
+	deployModels(t, "m-mux", "mux", "")
+	body := `{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[3]}]}`
+	send := func(model string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url("/v2/models/e2e-mux-affine/infer"), strings.NewReader(body))
+		req.Header.Set("serve_multiplexed_model_id", model)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, out := send("e2e-mux-affine"); code != 200 || !strings.Contains(out, `"data":[7]`) {
+		t.Fatalf("the header naming the path's model: %d %s", code, out)
+	}
+	if code, out := send("other"); code != 400 || !strings.Contains(out, `serve_multiplexed_model_id \"other\"`) || !strings.Contains(out, "e2e-mux-affine is a registry model") {
+		t.Fatalf("the header naming another model: %d %s", code, out)
+	}
+}
