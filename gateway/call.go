@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
@@ -36,6 +38,48 @@ type call struct {
 	timeout time.Duration     // the caller's; zero: the application's default
 	env     protocol.Envelope // from the transport: trace, caller headers, content type, model, version
 	body    []byte
+	model   string // the multiplexed model id (MultiplexHeader); "" when none
+}
+
+// MultiplexHeader is the HTTP header (or gRPC metadata) naming the model
+// a multiplexed deployment serves a call with, as Ray Serve names it.
+const MultiplexHeader = "serve_multiplexed_model_id"
+
+// maxModelID bounds a multiplexed model id: the registry's longest name.
+const maxModelID = 128
+
+// multiplex makes a call that names a model for a multiplexed deployment
+// carry it in sl-model and keys it by it: every call for one model goes
+// to one partition, so to the replica that holds the model, as calls for
+// a registry model do. An id that is not safe as a key is refused.
+func (c *call) multiplex() error {
+	if c.model == "" {
+		return nil
+	}
+	if err := checkModelID(c.model); err != nil {
+		return err
+	}
+	c.env.Model = c.model
+	if c.rt.key == nil {
+		c.rt.key = []byte(c.model)
+	}
+	return nil
+}
+
+// checkModelID accepts what the Python SDK does: a registry name, and
+// after one '@' a version, at most maxModelID bytes in all.
+func checkModelID(id string) error {
+	if len(id) > maxModelID {
+		return streams.Errorf(streams.CodeInvalidArgument, "%s %q: length %d is over %d", MultiplexHeader, id, len(id), maxModelID)
+	}
+	name, version, hasVersion := strings.Cut(id, "@")
+	if err := registry.ValidName(MultiplexHeader, name, maxModelID); err != nil {
+		return err
+	}
+	if hasVersion {
+		return registry.ValidName(MultiplexHeader+" version", version, maxModelID)
+	}
+	return nil
 }
 
 // exchange is one call from admission to its last reply.
@@ -80,6 +124,9 @@ func (x *exchange) fail(err error) error {
 // send bounds the call by its deadline, applies the application's rules
 // and produces the request.
 func (x *exchange) send(c *call) error {
+	if err := c.multiplex(); err != nil {
+		return x.fail(err)
+	}
 	x.ctx, x.cancel = x.s.deadline(x.ctx, c.rt, c.timeout)
 	rt, err := x.s.applyRules(x.ctx, c.rt, &c.env, c.body)
 	if err != nil {
@@ -114,9 +161,9 @@ func (x *exchange) close() {
 	}
 }
 
-// Trace context and caller headers come from one of two places, whatever
-// the transport: HTTP headers or gRPC metadata. These two functions are
-// the only readers of either.
+// Trace context, caller headers and the multiplexed model id come from
+// one of two places, whatever the transport: HTTP headers or gRPC
+// metadata. These functions are the only readers of either.
 
 // httpEnvelope starts the envelope of a REST call: the W3C traceparent
 // and the caller's x-* headers.
@@ -141,4 +188,22 @@ func grpcEnvelope(ctx context.Context, extra map[string]string) protocol.Envelop
 	}
 	forwardHeaders(&env, md)
 	return env
+}
+
+// httpModel is the multiplexed model id a REST call names.
+func httpModel(h http.Header) string { return h.Get(MultiplexHeader) }
+
+// grpcModel is the multiplexed model id a gRPC call names in its
+// metadata, or in extra (Predict's headers), which wins.
+func grpcModel(ctx context.Context, extra map[string]string) string {
+	for name, v := range extra {
+		if strings.EqualFold(name, MultiplexHeader) {
+			return v
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if vs := md.Get(MultiplexHeader); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }

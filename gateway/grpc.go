@@ -146,7 +146,7 @@ func (x *inferenceService) ModelMetadata(ctx context.Context, req *inference.Mod
 }
 
 func (x *inferenceService) ModelInfer(ctx context.Context, req *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
-	resp, err := x.s.infer(ctx, &inferCall{model: req.GetModelName(), version: req.GetModelVersion(), env: grpcEnvelope(ctx, nil),
+	resp, err := x.s.infer(ctx, &inferCall{model: req.GetModelName(), version: req.GetModelVersion(), env: grpcEnvelope(ctx, nil), multiplexed: grpcModel(ctx, nil),
 		read: func() (*oip.InferRequest, error) {
 			r, err := oip.RequestFromProto(req)
 			if err != nil {
@@ -176,7 +176,7 @@ func (x *predictService) open(ctx context.Context, req *sluicev1.PredictRequest)
 	if err != nil {
 		return ex, err
 	}
-	c := &call{rt: rt, timeout: req.GetTimeout().AsDuration(), env: grpcEnvelope(ctx, req.GetHeaders()), body: req.GetPayload()}
+	c := &call{rt: rt, timeout: req.GetTimeout().AsDuration(), env: grpcEnvelope(ctx, req.GetHeaders()), body: req.GetPayload(), model: grpcModel(ctx, req.GetHeaders())}
 	c.env.ContentType, c.env.Model = req.GetContentType(), req.GetModel()
 	return ex, ex.send(c)
 }

@@ -57,7 +57,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	c := &call{rt: rt, timeout: timeout, env: httpEnvelope(r.Header)}
+	c := &call{rt: rt, timeout: timeout, env: httpEnvelope(r.Header), model: httpModel(r.Header)}
 	if c.body, err = s.readBody(w, r); err != nil {
 		writeError(w, x.fail(err))
 		return

@@ -41,6 +41,7 @@ type inferCall struct {
 	refuse         error // refused before admission: see open
 	timeout        time.Duration
 	env            protocol.Envelope
+	multiplexed    string // the model id a multiplexed application serves it with (MultiplexHeader)
 	read           func() (*oip.InferRequest, error)
 }
 
@@ -83,6 +84,11 @@ func (s *Server) infer(ctx context.Context, q *inferCall) (*oip.InferResponse, e
 	}
 	c := &call{rt: rt, timeout: q.timeout, env: q.env, body: payload}
 	c.env.ContentType, c.env.Model, c.env.Version = oip.ContentType, q.model, q.version
+	if tg.reg == nil { // an application's model: the multiplexed id names the one it serves this with
+		c.model = q.multiplexed
+	} else if q.multiplexed != "" && q.multiplexed != q.model {
+		return nil, x.fail(streams.Errorf(streams.CodeInvalidArgument, "%s %q: model %s is a registry model, named by the path; the header is for applications that multiplex models", MultiplexHeader, q.multiplexed, q.model))
+	}
 	if err := x.send(c); err != nil {
 		return nil, err
 	}
@@ -346,7 +352,7 @@ func (s *Server) serverMetadataREST(w http.ResponseWriter, r *http.Request) {
 // inferREST decodes a JSON or binary-extension request, runs it, and
 // writes JSON, with the outputs the caller asked for as binary appended.
 func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) {
-	q := &inferCall{model: r.PathValue("m"), version: r.PathValue("v"), refuse: s.declaredTooLarge(r), env: httpEnvelope(r.Header)}
+	q := &inferCall{model: r.PathValue("m"), version: r.PathValue("v"), refuse: s.declaredTooLarge(r), env: httpEnvelope(r.Header), multiplexed: httpModel(r.Header)}
 	var req *oip.InferRequest
 	q.read = func() (*oip.InferRequest, error) {
 		var err error

@@ -11,7 +11,9 @@
 #          with the default values and each ci/ values file, every rendered
 #          object decoded strictly into its k8s.io/api type and checked
 #          (deploy/helm/chart_test.go); helm is installed at HELM_VERSION
-#   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`
+#   clients  tritonclient and the KServe SDK, unchanged, against `sluice dev`;
+#          and scikit-learn models multiplexed by a Python deployment
+#          (scripts/pyclients.sh sklearn; the real tier runs it on Kafka and MinIO)
 #   tf     TensorFlow SavedModels pushed with `sluice models push` and served
 #          by a model deployment of a `-tags tensorflow` build, on a real Kafka
 #          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
@@ -101,6 +103,9 @@ real() {
 	SLUICE_TEST_BROKER_RESTART=1 $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
 	echo "== the Python package's tests (conformance on the Python replica), real Apache Kafka"
 	python_tests
+	echo "== scikit-learn models multiplexed by a Python deployment, weights from the real MinIO"
+	SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY \
+		scripts/pyclients.sh sklearn --real "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
 }
 
 tf() {
@@ -143,6 +148,8 @@ clients() {
 	echo "== real inference clients (tritonclient, KServe SDK) against sluice dev"
 	scripts/pyclients.sh run
 	scripts/pyclients.sh auth
+	echo "== scikit-learn models from the registry in a multiplexing Python deployment, tritonclient"
+	scripts/pyclients.sh sklearn
 }
 
 # smoke starts `sluice dev` with the benchmark's no-op on ports the kernel

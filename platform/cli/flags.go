@@ -49,6 +49,7 @@ var commandHelps = []commandHelp{
 	{name: "models alias", args: "NAME ALIAS VERSION", minArgs: 3, maxArgs: 3, summary: "point an alias at a version"},
 	{name: "models rm", args: "NAME VERSION", minArgs: 2, maxArgs: 2, summary: "delete a version"},
 	{name: "models pull", args: "NAME[:VERSION|@ALIAS] DIR", minArgs: 2, maxArgs: 2, summary: "download a version, checksums verified"},
+	{name: "models fetch", args: "NAME[@VERSION|@ALIAS]", minArgs: 1, maxArgs: 1, summary: "from a replica: fetch a version into a cache by the brokers and the store, print JSON (the Python SDK's loader)"},
 
 	{name: "code push", args: "NAME PATH", minArgs: 2, maxArgs: 2, summary: "publish a binary, a Python project or an image reference as a new version, checked first"},
 	{name: "code ls", args: "[NAME]", maxArgs: 1, summary: "list code bundles, or one bundle's versions"},

@@ -15,7 +15,7 @@ import (
 
 func runModels(ctx context.Context, args []string, env Env) error {
 	return runGroup(ctx, "models", map[string]func(context.Context, []string, Env) error{
-		"push": modelsPush, "ls": modelsList, "alias": modelsAlias, "rm": modelsRemove, "pull": modelsPull,
+		"push": modelsPush, "ls": modelsList, "alias": modelsAlias, "rm": modelsRemove, "pull": modelsPull, "fetch": modelsFetch,
 	}, args, env)
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
 	"github.com/sluice-serve/sluice/registry"
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -152,6 +153,29 @@ type pythonReplica struct {
 	slot, revision string
 	session        time.Duration
 	drain          time.Duration
+	registryEnv    []string // what its model loaders need to fetch from the registry (pythonRegistryEnv)
+}
+
+// pythonRegistryEnv is what a Python replica's model loaders need to run
+// `sluice models fetch` (sluice.serve.models): this binary, the brokers
+// and prefix, the store weights are read from (S3 credentials are in the
+// environment already) and the replica's model cache.
+func pythonRegistryEnv(bs []string, namer streams.Namer, s3 blob.S3Config, blobDir, cache string) []string {
+	self, err := os.Executable()
+	if err != nil {
+		return nil // the loaders then say that they cannot find sluice
+	}
+	e := []string{"SLUICE_BIN=" + self, "SLUICE_BROKERS=" + strings.Join(bs, ","), "SLUICE_PREFIX=" + namer.Prefix()}
+	if cache != "" {
+		e = append(e, "SLUICE_MODEL_CACHE="+cache)
+	}
+	switch {
+	case s3.Endpoint != "":
+		e = append(e, "SLUICE_S3_ENDPOINT="+s3.Endpoint, "SLUICE_S3_BUCKET="+s3.Bucket, "SLUICE_S3_PREFIX="+s3.Prefix, "SLUICE_S3_TLS="+strconv.FormatBool(s3.TLS))
+	case blobDir != "":
+		e = append(e, "SLUICE_BLOB_DIR="+blobDir)
+	}
+	return e
 }
 
 // execPython runs a replica of a deployment whose code is a
@@ -229,7 +253,7 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 	if err := os.Chdir(pe.Project); err != nil {
 		return err
 	}
-	return syscall.Exec(pe.Python, args, append(os.Environ(), bundleEnv+"="+pin.SHA256, "PYTHONUNBUFFERED=1"))
+	return syscall.Exec(pe.Python, args, append(append(os.Environ(), pr.registryEnv...), bundleEnv+"="+pin.SHA256, "PYTHONUNBUFFERED=1"))
 }
 
 // pythonDeploy is `sluice deploy --python DIR --import-path MOD:ATTR`.

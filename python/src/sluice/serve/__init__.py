@@ -8,6 +8,7 @@ from sluice.serve.deployment import Application, Deployment, deployment
 from sluice.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator, Forwarded
 from sluice.serve.http import Request
 from sluice.serve.lookup import get_deployment_handle
+from sluice.serve.multiplex import get_multiplexed_model_id, multiplexed
 from sluice.serve.options import UnsupportedOption
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "batch",
     "deployment",
     "get_deployment_handle",
+    "get_multiplexed_model_id",
+    "multiplexed",
     "run",
     "shutdown",
 ]

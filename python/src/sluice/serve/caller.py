@@ -88,7 +88,11 @@ class Caller:
         self._prefix = f"{os.getpid():x}{uuid.uuid4().hex[:8]}"
         bootstrap = ",".join(brokers)
         ensure_topics(brokers, [self.reply_topic])
-        self._p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
+        # murmur2, as Kafka's Java client and the Go side (streams.KeyPartition)
+        # partition keys: a call keyed by a model id lands where the
+        # gateway's calls for that model do.
+        self._p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True,
+                            "partitioner": "murmur2_random"})  # fmt: skip
         self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": self._instance, "enable.auto.commit": False,
                             "fetch.wait.max.ms": 100}, logger=self._log)  # fmt: skip
         _, hi = self._c.get_watermark_offsets(TopicPartition(self.reply_topic, 0), timeout=10)

@@ -16,6 +16,7 @@ from sluice.protocol.names import Namer
 from sluice.replica.context import current
 from sluice.serve.caller import Answer, Caller, Link
 from sluice.serve.codec import decode, encode
+from sluice.serve.multiplex import check_model_id
 
 DEFAULT_TIMEOUT_S = 30.0
 """The deadline of a call made outside any request (a request's calls take its own)."""
@@ -115,7 +116,7 @@ class DeploymentHandle:
     DeploymentResponseGenerator."""
 
     def __init__(self, caller: Caller, namer: Namer, app: str, deployment: str, source: str | None,
-                 *, method_name: str = "", stream: bool = False) -> None:  # fmt: skip
+                 *, method_name: str = "", stream: bool = False, model: str = "") -> None:  # fmt: skip
         self._caller = caller
         self._namer = namer
         self._app = app
@@ -123,20 +124,36 @@ class DeploymentHandle:
         self._source = source  # the calling deployment; None: the application's ingress
         self._method = method_name
         self._stream = stream
+        self._model = model  # options(multiplexed_model_id=): sl-model and the record key
 
     def options(
-        self, *, method_name: str | None = None, stream: bool | None = None, **unsupported: Any
+        self,
+        *,
+        method_name: str | None = None,
+        stream: bool | None = None,
+        multiplexed_model_id: str | None = None,
+        **unsupported: Any,
     ) -> DeploymentHandle:
-        """The same handle calling another method, or streaming."""
+        """The same handle calling another method, or streaming, or naming
+        a model for a multiplexed deployment (sent with sl-model and keyed
+        by the id, so every call for one model goes to the same partition,
+        hence replica)."""
         for k in unsupported:
-            raise TypeError(f"DeploymentHandle.options: {k} is not supported (Sluice takes method_name and stream)")
+            raise TypeError(
+                f"DeploymentHandle.options: {k} is not supported "
+                "(Sluice takes method_name, stream and multiplexed_model_id)"
+            )
         m = self._method if method_name is None else method_name
         if m == "__call__":
             m = ""
         if m and (m.startswith("_") or not m.isidentifier()):
             raise ValueError(f"method_name {m!r}: not a public method name")
+        model = self._model
+        if multiplexed_model_id is not None:
+            model = check_model_id(multiplexed_model_id) if multiplexed_model_id else ""
         return DeploymentHandle(self._caller, self._namer, self._app, self.deployment_name, self._source,
-                                method_name=m, stream=self._stream if stream is None else stream)  # fmt: skip
+                                method_name=m, stream=self._stream if stream is None else stream,
+                                model=model)  # fmt: skip
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
@@ -174,6 +191,8 @@ class DeploymentHandle:
                     and not up.sent
                     and up.next is None
                     and not self._method  # a continuation hop names no method (docs/PROTOCOL.md)
+                    and not self._model  # nor a model, nor a key
+                    and not up.model
                     and up.caller is self._caller
                 ):
                     c = _Call(self, envelope, deadline_ns, None)
@@ -184,12 +203,14 @@ class DeploymentHandle:
         def send(value: Any) -> None:
             if self._stream:
                 body, content_type = encode(value)
-                env = Envelope(id=self._caller.new_id(), content_type=content_type, method=self._method)
+                env = Envelope(id=self._caller.new_id(), content_type=content_type, method=self._method,
+                               model=self._model)  # fmt: skip
                 if envelope is not None:
                     env = handle_call(envelope, env)
                 if env.deadline_ns == 0:
                     env.deadline_ns = deadline_ns
-                _chain(self._caller.call_stream(new_request(self._topic(), None, env, body)), out)
+                key = self._model.encode() or None
+                _chain(self._caller.call_stream(new_request(self._topic(), key, env, body)), out)
                 return
             c = _Call(self, envelope, deadline_ns, value)
             _send(c)
@@ -235,6 +256,7 @@ class _Call:
         self.deployment = h.deployment_name
         self.topic = h._topic()
         self.method = h._method
+        self.model = h._model
         self.parent = parent
         self.deadline_ns = deadline_ns
         self.id = h._caller.new_id()
@@ -262,12 +284,12 @@ def _send(c: _Call) -> None:
             x.sent = True
     body, content_type = encode(head.value)
     hops = [Hop(x.topic, x.id) for x in chain[1:]]
-    env = Envelope(id=head.id, content_type=content_type, method=head.method, cont=hops)
+    env = Envelope(id=head.id, content_type=content_type, method=head.method, model=head.model, cont=hops)
     if head.parent is not None:
         env = handle_call(head.parent, env)
     if env.deadline_ns == 0:
         env.deadline_ns = head.deadline_ns
-    _chain(head.caller.call(new_request(head.topic, None, env, body)), chain[-1].out)
+    _chain(head.caller.call(new_request(head.topic, head.model.encode() or None, env, body)), chain[-1].out)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
