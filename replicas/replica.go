@@ -111,6 +111,7 @@ type Config struct {
 
 	MaxOngoing   int           // records processed at once; default 100
 	Ordered      bool          // one record at a time per partition, in offset order
+	ExactlyOnce  bool          // outputs and input offsets commit in one transaction (see txn.go)
 	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
 
 	// InstanceID makes the replica a static member of its group
@@ -215,6 +216,10 @@ type Replica struct {
 	stream bool
 	http   bool // an HTTPIngress handler
 	cl     *kgo.Client
+	txn    *kgo.GroupTransactSession // ExactlyOnce: cl's session
+	// spoiled: a record of the open transaction was abandoned, so the
+	// transaction must abort (ExactlyOnce).
+	spoiled atomic.Bool
 
 	mu    sync.Mutex // guards parts and every partition's queue
 	parts map[tp]*partition
@@ -270,15 +275,21 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if hi, ok := h.(HTTPIngress); ok {
 		r.http = hi.HTTPIngress()
 	}
-	opts := append([]kgo.Opt{
+	commit := []kgo.Opt{
+		kgo.AutoCommitMarks(),
+		// Commit often: the autoscaler reads lag from committed offsets.
+		kgo.AutoCommitInterval(250 * time.Millisecond),
+	}
+	if cfg.ExactlyOnce {
+		commit = transactionalOpts(&cfg)
+	}
+	opts := append(append([]kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Records of aborted transactions are no work (and no lag).
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.AutoCommitMarks(),
-		// Commit often: the autoscaler reads lag from committed offsets.
-		kgo.AutoCommitInterval(250 * time.Millisecond),
+	}, commit...), []kgo.Opt{
 		// Heartbeat often: a member learns of a rebalance (a replica
 		// added by the autoscaler) at its next heartbeat.
 		kgo.HeartbeatInterval(500 * time.Millisecond),
@@ -290,9 +301,18 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		// yet: reset to the start) waits for the fetch in flight: keep
 		// that wait short, or a replica woken from zero answers late.
 		kgo.FetchMaxWait(250 * time.Millisecond),
-	}, cfg.Opts...)
+	}...)
+	opts = append(opts, cfg.Opts...)
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.ExactlyOnce {
+		s, err := streams.DialTransactSession(ctx, cfg.Brokers, cfg.Log, opts...)
+		if err != nil {
+			return nil, err
+		}
+		r.txn, r.cl = s, s.Client()
+		return r, nil
 	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
@@ -320,27 +340,16 @@ func (r *Replica) Stats() Stats {
 // Run consumes until ctx ends, then stops softly: no new records, in-flight
 // records finish (bounded by DrainTimeout), offsets are committed, and the
 // replica leaves the group (a static member too, see leave). It returns
-// nil after a soft stop.
+// nil after a soft stop; an exactly-once replica returns an error when
+// its transactions cannot go on (see runTransactions).
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.cl.Close()
 	r.running = ctx
-	max := int64(r.cfg.MaxOngoing)
-	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
-	for ctx.Err() == nil {
-		free := max - r.ongoing.Load()
-		if free <= 0 { // full: stop fetching until a slot frees
-			select {
-			case <-r.freed:
-			case <-ctx.Done():
-			}
-			continue
-		}
-		fs := r.cl.PollRecords(ctx, int(free))
-		if fs.IsClientClosed() {
-			break
-		}
-		fetchErrs.Observe(fs)
-		fs.EachRecord(r.dispatch)
+	var runErr error
+	if r.txn != nil {
+		runErr = r.runTransactions(ctx)
+	} else {
+		r.consume(ctx)
 	}
 	r.drain()
 	// Whatever is still running is the next owner's: forget every partition
@@ -359,7 +368,29 @@ func (r *Replica) Run(ctx context.Context) error {
 		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
 	}
 	r.leave(cctx)
-	return nil
+	return runErr
+}
+
+// consume is Run's loop for an at-least-once replica.
+func (r *Replica) consume(ctx context.Context) {
+	max := int64(r.cfg.MaxOngoing)
+	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
+	for ctx.Err() == nil {
+		free := max - r.ongoing.Load()
+		if free <= 0 { // full: stop fetching until a slot frees
+			select {
+			case <-r.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		fs := r.cl.PollRecords(ctx, int(free))
+		if fs.IsClientClosed() {
+			break
+		}
+		fetchErrs.Observe(fs)
+		fs.EachRecord(r.dispatch)
+	}
 }
 
 // leave takes a static member out of its group after its final commit,
@@ -473,7 +504,9 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 // not marked: the next owner processes them again.
 func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 	r.mu.Lock()
-	r.waitLocked(func() bool { return !r.busy(lost) })
+	if r.txn == nil { // a transaction with revoked partitions aborts: nothing to wait for
+		r.waitLocked(func() bool { return !r.busy(lost) })
+	}
 	if n := r.forget(lost); n > 0 {
 		r.cfg.Log.Info("partitions revoked", "group", r.cfg.Group, "revoked", n, "owned", len(r.parts))
 	}
@@ -777,6 +810,7 @@ type run struct {
 // after it in the partition is marked for commit by this replica (it
 // stops, or lost the partition), so the record is read again.
 func (x *run) abandon() {
+	x.r.spoiled.Store(true)
 	x.r.mu.Lock()
 	x.s.part.revoked = true
 	x.r.mu.Unlock()

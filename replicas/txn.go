@@ -1,0 +1,142 @@
+package replicas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams"
+)
+
+// Exactly-once delivery (Config.ExactlyOnce): a replica's outputs (edge
+// records, answers, dead letters) and the offsets of the inputs that
+// caused them commit in one Kafka transaction, so a replica killed at any
+// point leaves either all of a record's effects or none.
+//
+// A transaction spans a window: it begins before the poll, the window
+// opens with the first record polled and closes TxnInterval later (or at
+// the soft stop); polling stops, every record in flight finishes (its
+// outputs acknowledged), and the transaction commits with the offsets of
+// everything polled in it. Records run concurrently inside a window as
+// they do without transactions (MaxOngoing, Ordered). A rebalance that
+// takes a partition during a window aborts the window's transaction
+// (kgo.GroupTransactSession): its records are read again by their owners.
+//
+// The transactional ID is the group and the static instance ID, so a
+// replica slot restarted after a kill -9 fences its predecessor at once
+// and aborts the transaction it left open; a dynamic member gets a random
+// one, and the broker aborts what it left after TransactionTimeout. Either
+// way a zombie cannot commit: its offset commit names a generation the
+// group has left behind (KIP-447).
+const (
+	// TxnInterval is how long a transaction's window stays open after its
+	// first record: what a read-committed reader waits for at most, on top
+	// of the records' own time and the commit.
+	TxnInterval = 100 * time.Millisecond
+	// TransactionTimeout is how long the broker keeps a transaction of a
+	// replica that went silent (killed, not restarted) open before
+	// aborting it: read-committed readers of its output partitions wait
+	// that long. A window whose records run longer than this aborts, and
+	// its records run again.
+	TransactionTimeout = 30 * time.Second
+)
+
+// transactionalOpts are the client options of an exactly-once replica.
+func transactionalOpts(cfg *Config) []kgo.Opt {
+	id := cfg.Group + "/" + cfg.InstanceID
+	if cfg.InstanceID == "" {
+		id = cfg.Group + "/" + streams.Instance()
+	}
+	return []kgo.Opt{
+		kgo.TransactionalID(id),
+		kgo.TransactionTimeout(TransactionTimeout),
+		kgo.DisableAutoCommit(), // offsets commit in the transaction
+	}
+}
+
+// runTransactions is Run's loop for an exactly-once replica: window after
+// window until ctx ends, then the last window ends (committed when all its
+// records finished within DrainTimeout, aborted otherwise).
+func (r *Replica) runTransactions(ctx context.Context) error {
+	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
+	for {
+		if err := r.txn.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		closed := r.fillWindow(ctx, &fetchErrs)
+		if err := r.endWindow(ctx); err != nil {
+			return err
+		}
+		if closed || ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// fillWindow polls and dispatches records until the window closes:
+// TxnInterval after its first record, or when ctx ends. It reports
+// whether the client closed.
+func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors) bool {
+	max := int64(r.cfg.MaxOngoing)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opened := false
+	for wctx.Err() == nil {
+		if free := max - r.ongoing.Load(); free <= 0 { // full: stop fetching until a slot frees
+			select {
+			case <-r.freed:
+			case <-wctx.Done():
+			}
+			continue
+		}
+		fs := r.txn.PollRecords(wctx, int(max-r.ongoing.Load()))
+		if fs.IsClientClosed() {
+			return true
+		}
+		fetchErrs.Observe(fs) // a closing window's cancel is no failure
+		if !opened && fs.NumRecords() > 0 {
+			opened = true
+			time.AfterFunc(TxnInterval, cancel)
+		}
+		fs.EachRecord(r.dispatch)
+	}
+	return false
+}
+
+// endWindow waits for the window's records, then ends its transaction:
+// committed with the offsets polled when every record finished, aborted
+// when some did not (the soft stop's bound passed) or one was abandoned.
+// An error ends the replica: its transactional ID was fenced by a newer
+// replica of its slot, or the broker failed the transaction for good.
+func (r *Replica) endWindow(ctx context.Context) error {
+	r.mu.Lock()
+	for {
+		r.waitLocked(func() bool { return r.ongoing.Load() == 0 })
+		if r.ongoing.Load() == 0 || ctx.Err() != nil {
+			break
+		}
+	}
+	finished := r.ongoing.Load() == 0
+	r.mu.Unlock()
+	spoiled := r.spoiled.Swap(false)
+	commit := kgo.TransactionEndTry(finished && !spoiled)
+	if !finished {
+		r.cfg.Log.Warn("records still running at the stop; aborting their transaction", "group", r.cfg.Group, "ongoing", r.ongoing.Load())
+	}
+	ectx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
+	defer cancel()
+	committed, err := r.txn.End(ectx, commit)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w within %v", err, r.cfg.DrainTimeout)
+		}
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if bool(commit) && !committed {
+		r.cfg.Log.Info("transaction aborted after a rebalance; its records are read again", "group", r.cfg.Group)
+	}
+	return nil
+}
