@@ -244,3 +244,22 @@ func TestNodeExactlyOnceKill9(t *testing.T) {
 	}
 	n.stop(t)
 }
+
+// Sync requests on an exactly-once application are answered: each hop
+// waits for the transaction of the one before to commit (edges are read
+// read_committed), and the last answers the caller at once (the gateway
+// reads its reply topic read_uncommitted).
+func TestExactlyOnceSync(t *testing.T) {
+	t.Parallel()
+	const app = "eossync"
+	f := writeFile(t, app+".yaml", fmt.Sprintf(chainYAML, app, "exactly_once"))
+	if code, out := run(t, "deploy", "-f", f); code != 0 {
+		t.Fatalf("deploy: exit %d: %s", code, out)
+	}
+	defer run(t, "delete", app)
+	for i := range 20 {
+		if code, got := post(t, "/"+app, strconv.Itoa(i)); code != 200 || got != strconv.Itoa(2*(i+1)) {
+			t.Fatalf("POST /%s %d = %d %q, want 200 %d", app, i, code, got, 2*(i+1))
+		}
+	}
+}
