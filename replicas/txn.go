@@ -136,7 +136,7 @@ func (r *Replica) endWindow(ctx context.Context) error {
 		return fmt.Errorf("end transaction: %w", err)
 	}
 	if bool(commit) && !committed {
-		r.cfg.Log.Info("transaction aborted after a rebalance; its records are read again", "group", r.cfg.Group)
+		r.cfg.Log.Info("transaction aborted (a rebalance, or a commit the broker refused); its records are read again", "group", r.cfg.Group)
 	}
 	return nil
 }
