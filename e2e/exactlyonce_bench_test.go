@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -11,7 +14,8 @@ import (
 // 2-deployment chain (chainYAML, two replicas a deployment) deployed
 // twice on the platform under test, at_least_once and exactly_once, and
 // reports the throughput of each (records a second, first produce to the
-// last key read read_committed from the output topic) and their ratio.
+// last key read read_committed from the output topic) and their ratio,
+// then the p50 of 200 sync calls through each, one at a time.
 // Each iteration runs one batch through each, alternating which goes
 // first.
 //
@@ -82,5 +86,25 @@ func BenchmarkExactlyOnce(b *testing.B) {
 	b.ReportMetric(n/alo.Seconds(), "alo_rec/s")
 	b.ReportMetric(n/eos.Seconds(), "eos_rec/s")
 	b.ReportMetric(alo.Seconds()/eos.Seconds(), "eos/alo")
+	// Sync calls through the same chains, one at a time, interleaved:
+	// the latency a transaction window adds to a hop.
+	const calls = 200
+	lat := map[string][]time.Duration{}
+	for k := range calls {
+		for _, app := range []string{apps["at_least_once"], apps["exactly_once"]} {
+			began := time.Now()
+			if code, got := post(b, "/"+app, strconv.Itoa(k)); code != http.StatusOK || got != strconv.Itoa(2*(k+1)) {
+				b.Fatalf("POST /%s %d = %d %q", app, k, code, got)
+			}
+			lat[app] = append(lat[app], time.Since(began))
+		}
+	}
+	p50 := func(app string) float64 {
+		ds := lat[app]
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(p50(apps["at_least_once"]), "alo_sync_p50_ms")
+	b.ReportMetric(p50(apps["exactly_once"]), "eos_sync_p50_ms")
 	b.ReportMetric(0, "ns/op")
 }

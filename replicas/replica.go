@@ -227,6 +227,7 @@ type Replica struct {
 
 	ongoing atomic.Int64
 	freed   chan struct{} // cap 1: a slot came free
+	drained chan struct{} // cap 1: no record is in flight any more (closes an exactly-once window)
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
@@ -266,7 +267,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
+	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), drained: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
 	if s, ok := h.(Streamer); ok {
@@ -663,12 +664,18 @@ func (r *Replica) complete(s *slot) {
 	if last != nil && !part.revoked {
 		r.cl.MarkCommitRecords(last)
 	}
-	r.ongoing.Add(-1)
+	drained := r.ongoing.Add(-1) == 0
 	r.idle.Broadcast()
 	r.mu.Unlock()
 	select {
 	case r.freed <- struct{}{}:
 	default:
+	}
+	if drained {
+		select {
+		case r.drained <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -17,8 +17,10 @@ import (
 // point leaves either all of a record's effects or none.
 //
 // A transaction spans a window: it begins before the poll, the window
-// opens with the first record polled and closes TxnInterval later (or at
-// the soft stop); polling stops, every record in flight finishes (its
+// opens with the first record polled and closes when no record is in
+// flight any more (a quiet replica commits each record at once, so a sync
+// request is not held), TxnInterval after it opened at the latest (a busy
+// one commits that often), or at the soft stop; polling stops, every record in flight finishes (its
 // outputs acknowledged), and the transaction commits with the offsets of
 // everything polled in it. Records run concurrently inside a window as
 // they do without transactions (MaxOngoing, Ordered). A rebalance that
@@ -33,8 +35,9 @@ import (
 // group has left behind (KIP-447).
 const (
 	// TxnInterval is how long a transaction's window stays open after its
-	// first record: what a read-committed reader waits for at most, on top
-	// of the records' own time and the commit.
+	// first record at most, while records keep coming: what a
+	// read-committed reader of a busy replica waits for at most, on top of
+	// the records' own time and the commit.
 	TxnInterval = 100 * time.Millisecond
 	// TransactionTimeout is how long the broker keeps a transaction of a
 	// replica that went silent (killed, not restarted) open before
@@ -76,14 +79,18 @@ func (r *Replica) runTransactions(ctx context.Context) error {
 	}
 }
 
-// fillWindow polls and dispatches records until the window closes:
-// TxnInterval after its first record, or when ctx ends. It reports
-// whether the client closed.
+// fillWindow polls and dispatches records until the window closes: when
+// no record of it is in flight any more, TxnInterval after its first
+// record, or when ctx ends. It reports whether the client closed.
 func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors) bool {
 	max := int64(r.cfg.MaxOngoing)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	opened := false
+	select { // a signal left by the previous window's last record
+	case <-r.drained:
+	default:
+	}
 	for wctx.Err() == nil {
 		if free := max - r.ongoing.Load(); free <= 0 { // full: stop fetching until a slot frees
 			select {
@@ -100,6 +107,13 @@ func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors
 		if !opened && fs.NumRecords() > 0 {
 			opened = true
 			time.AfterFunc(TxnInterval, cancel)
+			go func() {
+				select {
+				case <-r.drained:
+					cancel()
+				case <-wctx.Done():
+				}
+			}()
 		}
 		fs.EachRecord(r.dispatch)
 	}
