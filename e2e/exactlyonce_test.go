@@ -51,8 +51,14 @@ type batchReader struct {
 }
 
 // readBatch reads topic (read_committed when committed) until ctx ends,
-// counting the keys of [from, from+total).
+// counting the keys of [from, from+total), each wanted as 2(i+1).
 func readBatch(ctx context.Context, t testing.TB, topic string, from, total int, committed bool) *batchReader {
+	t.Helper()
+	return readBatchWant(ctx, t, topic, from, total, committed, func(i int) int { return 2 * (i + 1) })
+}
+
+// readBatchWant is readBatch with key k<i> wanted as want(i).
+func readBatchWant(ctx context.Context, t testing.TB, topic string, from, total int, committed bool, want func(int) int) *batchReader {
 	t.Helper()
 	opts := []kgo.Opt{kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond)}
@@ -76,7 +82,7 @@ func readBatch(ctx context.Context, t testing.TB, topic string, from, total int,
 				if i < from || i >= from+total {
 					return // another batch's
 				}
-				if string(rec.Value) != strconv.Itoa(2*(i+1)) && len(r.wrong) < 10 {
+				if string(rec.Value) != strconv.Itoa(want(i)) && len(r.wrong) < 10 {
 					r.wrong = append(r.wrong, fmt.Sprintf("%s=%s", k, rec.Value))
 				}
 				r.seen[k]++
@@ -162,13 +168,29 @@ func deadLetters(t testing.TB, nm streams.Namer, app string) int {
 
 // An exactly-once application under `sluice node` with replicas as
 // processes: 20,000 keyed records (over about 8 s) through a 2-deployment
-// dataflow chain while a replica process of each deployment is killed with kill -9 (First
-// at a quarter of the results out, Second at 60%) and restarted by the
-// node. Reading the output topic read_committed, every key comes out
-// exactly once with its right value: 0 missing, 0 duplicates, nothing
-// dead-lettered.
+// chain while a replica process of each deployment is killed with kill -9
+// (the first at a quarter of the results out, the second at 60%) and
+// restarted by the node. Reading the output topic read_committed, every
+// key comes out exactly once with its right value: 0 missing, 0
+// duplicates, nothing dead-lettered. The chain is a dataflow edge
+// (chainYAML), or handle calls with a future forwarded from one Adder
+// replica to the next (failoverYAML: the handle calls are outside the
+// transactions, the Front's output is in them).
 func TestNodeExactlyOnceKill9(t *testing.T) {
-	const app, total = "eoskill", 20_000
+	for _, tc := range []struct {
+		name, app, yaml string
+		kill            [2]string
+		want            func(int) int
+	}{
+		{"dataflow", "eoskill", fmt.Sprintf(chainYAML, "eoskill", "exactly_once"), [2]string{"First.0", "Second.1"}, func(i int) int { return 2 * (i + 1) }},
+		{"handles", "eoshandles", "delivery: exactly_once\n" + fmt.Sprintf(failoverYAML, "eoshandles"), [2]string{"Adder.0", "Front.1"}, func(i int) int { return i + 2 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { exactlyOnceKill9(t, tc.app, tc.yaml, tc.kill, tc.want) })
+	}
+}
+
+func exactlyOnceKill9(t *testing.T, app, yaml string, kill [2]string, want func(int) int) {
+	const total = 20_000
 	var n *testNode
 	t.Cleanup(func() { // registered first, so it runs after the node's own cleanup
 		if n == nil {
@@ -179,11 +201,12 @@ func TestNodeExactlyOnceKill9(t *testing.T) {
 		}
 	})
 	n = startNode(t)
-	spec := writeFile(t, app+".yaml", fmt.Sprintf(chainYAML, app, "exactly_once"))
+	spec := writeFile(t, app+".yaml", yaml)
 	if b, err := exec.Command(n.bin, "deploy", "-f", spec, "--addr", n.addr).CombinedOutput(); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, b)
 	}
-	for _, dep := range []string{"First", "Second"} {
+	for _, k := range kill {
+		dep := strings.Split(k, ".")[0]
 		waitGroupSplit(t, n, app, dep, map[string]int{app + "." + dep + ".0": 4, app + "." + dep + ".1": 4})
 	}
 	nm, err := streams.NewNamer(n.prefix)
@@ -199,7 +222,7 @@ func TestNodeExactlyOnceKill9(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r := readBatch(ctx, t, nm.Output(app), 0, total, true)
+	r := readBatchWant(ctx, t, nm.Output(app), 0, total, true, want)
 	began := time.Now()
 	// Produced over about 8s, so that the kills land mid-batch.
 	produced := make(chan error, 1)
@@ -207,7 +230,7 @@ func TestNodeExactlyOnceKill9(t *testing.T) {
 	for _, step := range []struct {
 		inst string
 		at   int
-	}{{app + ".First.0", total / 4}, {app + ".Second.1", total * 6 / 10}} {
+	}{{app + "." + kill[0], total / 4}, {app + "." + kill[1], total * 6 / 10}} {
 		pollUntil(t, 2*time.Minute, fmt.Sprintf("%d results out", step.at), n, func() bool { return r.out() >= step.at })
 		o := r.out()
 		k := killReplica(t, n, step.inst)
