@@ -312,6 +312,10 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := fence(ctx, s.Client()); err != nil {
+			s.Close()
+			return nil, err
+		}
 		r.txn, r.cl = s, s.Client()
 		return r, nil
 	}

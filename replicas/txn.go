@@ -60,6 +60,19 @@ func transactionalOpts(cfg *Config) []kgo.Opt {
 	}
 }
 
+// fence takes the transactional ID over now, not at the first produce:
+// the broker aborts the transaction a killed predecessor of this slot left
+// open. Waiting for a first produce could wait for ever: the open
+// transaction holds back the last stable offset of the partitions it
+// wrote, and a replica that reads its own deployment's topic (a future
+// forwarded from one replica to the next) would get no record to produce.
+func fence(ctx context.Context, cl *kgo.Client) error {
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("take over the transactional id: %w", err)
+	}
+	return nil
+}
+
 // runTransactions is Run's loop for an exactly-once replica: window after
 // window until ctx ends, then the last window ends (committed when all its
 // records finished within DrainTimeout, aborted otherwise).

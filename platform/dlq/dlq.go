@@ -249,7 +249,7 @@ const batch = 500
 // Replay replays app's pending dead letters that f chooses (see the
 // package comment). Its transactional ID is the dead-letter topic's, so
 // of two replays of one application at once the later fences the
-// earlier's open transaction.
+// earlier: the earlier commits nothing more.
 func Replay(ctx context.Context, brokers []string, log *slog.Logger, app, topic string, f Filter) (Result, error) {
 	res := Result{Skipped: map[string]int{}}
 	prod, err := streams.Dial(ctx, brokers, log,
@@ -260,19 +260,10 @@ func Replay(ctx context.Context, brokers []string, log *slog.Logger, app, topic 
 		return res, err
 	}
 	defer prod.Close()
-	// Begin and end an empty transaction first: the producer ID is
-	// initialised now, fencing a replay of the same topic still running,
-	// before this one reads which dead letters are replayed.
-	if err := prod.BeginTransaction(); err != nil {
-		return res, fmt.Errorf("begin transaction: %w", err)
-	}
-	fence := &kgo.Record{Topic: topic, Headers: []kgo.RecordHeader{{Key: protocol.HeaderReplayed, Value: []byte("-")}}}
-	if err := prod.ProduceSync(ctx, fence).FirstErr(); err != nil {
-		_ = prod.EndTransaction(ctx, kgo.TryAbort)
-		return res, fmt.Errorf("dead-letter topic %s: %w", topic, err)
-	}
-	if err := prod.EndTransaction(ctx, kgo.TryAbort); err != nil {
-		return res, fmt.Errorf("end transaction: %w", err)
+	// Take the transactional ID over first, fencing a replay of the same
+	// topic still running, before reading which dead letters are replayed.
+	if _, _, err := prod.ProducerID(ctx); err != nil {
+		return res, fmt.Errorf("take over the transactional id: %w", err)
 	}
 	l, err := Read(ctx, brokers, log, topic)
 	if err != nil {
