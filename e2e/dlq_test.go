@@ -106,8 +106,11 @@ func TestDLQReplay(t *testing.T) {
 			t.Errorf("dlq replay %v: replayed %d, skipped %v; want %d, %v", args, res.Replayed, res.Skipped, want, wantSkips)
 		}
 	}
-	// A's outputs 35, 40, 45 and 50 failed at B: the --where chooses them.
-	replay(4, map[string]int{dlq.SkipWhere: 6}, "--where", `deployment == "B" && int(body) > 30 && request.headers["sl-status"] != ""`)
+	// A's outputs 35, 40, 45 and 50 failed at B: the --where chooses them
+	// (a dry run says so first, replaying nothing).
+	where := `deployment == "B" && int(body) > 30 && request.headers["sl-status"] != ""`
+	replay(4, map[string]int{dlq.SkipWhere: 6}, "--where", where, "--dry-run")
+	replay(4, map[string]int{dlq.SkipWhere: 6}, "--where", where)
 	replay(6, map[string]int{dlq.SkipReplayed: 4})
 	replay(0, map[string]int{dlq.SkipReplayed: 10})
 	if code, out := run(t, append([]string{"dlq", "replay", app, "--where", "body >"}, cluster...)...); code != 2 || !strings.Contains(out, "--where") {

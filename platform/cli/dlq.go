@@ -89,6 +89,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) error {
 	since := fs.String("since", "", "only dead letters from this time on: RFC 3339 (2026-01-02T15:04:05Z) or a duration before now (90m)")
 	where := fs.String("where", "", "only dead letters for which this CEL condition holds: request.headers (sl-status, sl-error, sl-deployment, sl-source among them), body, deployment, request.id, app")
 	asJSON := fs.Bool("json", false, "print JSON")
+	dryRun := fs.Bool("dry-run", false, "only say what a replay would replay and skip; write nothing")
 	bs, topic, err := dlqApp(fs, args, resolve)
 	if err != nil {
 		return err
@@ -104,7 +105,11 @@ func dlqReplay(ctx context.Context, args []string, env Env) error {
 			return fs.usageError("--where: %v", err)
 		}
 	}
-	res, err := dlq.Replay(ctx, bs, env.Log, fs.Arg(0), topic, f)
+	replay, verb := dlq.Replay, "replayed"
+	if *dryRun {
+		replay, verb = dlq.Plan, "would replay"
+	}
+	res, err := replay(ctx, bs, env.Log, fs.Arg(0), topic, f)
 	if err != nil {
 		if res.Replayed > 0 {
 			fmt.Fprintf(env.Stderr, "replayed %d before the error\n", res.Replayed)
@@ -123,7 +128,7 @@ func dlqReplay(ctx context.Context, args []string, env Env) error {
 	for _, n := range res.Skipped {
 		skipped += n
 	}
-	fmt.Fprintf(env.Stdout, "%s: replayed %d dead letters, skipped %d\n", fs.Arg(0), res.Replayed, skipped)
+	fmt.Fprintf(env.Stdout, "%s: %s %d dead letters, skipped %d\n", fs.Arg(0), verb, res.Replayed, skipped)
 	for _, reason := range slices.Sorted(maps.Keys(res.Skipped)) {
 		fmt.Fprintf(env.Stdout, "  skipped %d: %s\n", res.Skipped[reason], reason)
 	}

@@ -251,30 +251,62 @@ const batch = 500
 // of two replays of one application at once the later fences the
 // earlier: the earlier commits nothing more.
 func Replay(ctx context.Context, brokers []string, log *slog.Logger, app, topic string, f Filter) (Result, error) {
-	res := Result{Skipped: map[string]int{}}
 	prod, err := streams.Dial(ctx, brokers, log,
 		kgo.TransactionalID("sluice-dlq-replay/"+topic),
 		kgo.TransactionTimeout(time.Minute),
 	)
 	if err != nil {
-		return res, err
+		return Result{}, err
 	}
 	defer prod.Close()
 	// Take the transactional ID over first, fencing a replay of the same
 	// topic still running, before reading which dead letters are replayed.
 	if _, _, err := prod.ProducerID(ctx); err != nil {
-		return res, fmt.Errorf("take over the transactional id: %w", err)
+		return Result{}, fmt.Errorf("take over the transactional id: %w", err)
 	}
-	l, err := Read(ctx, brokers, log, topic)
+	res, chosen, err := plan(ctx, brokers, log, prod, app, topic, f)
 	if err != nil {
 		return res, err
+	}
+	for len(chosen) > 0 {
+		n := min(batch, len(chosen))
+		if err := replayBatch(ctx, prod, topic, chosen[:n]); err != nil {
+			return res, err
+		}
+		res.Replayed += n
+		chosen = chosen[n:]
+	}
+	return res, nil
+}
+
+// Plan is Replay without replaying: Result.Replayed is how many dead
+// letters a replay now would replay, the skips what it would skip. It
+// writes nothing and fences no replay.
+func Plan(ctx context.Context, brokers []string, log *slog.Logger, app, topic string, f Filter) (Result, error) {
+	cl, err := streams.Dial(ctx, brokers, log)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.Close()
+	res, chosen, err := plan(ctx, brokers, log, cl, app, topic, f)
+	res.Replayed = len(chosen)
+	return res, err
+}
+
+// plan reads topic and returns the dead letters f chooses, with the
+// skipped ones counted by reason.
+func plan(ctx context.Context, brokers []string, log *slog.Logger, cl *kgo.Client, app, topic string, f Filter) (Result, []Letter, error) {
+	res := Result{Skipped: map[string]int{}}
+	l, err := Read(ctx, brokers, log, topic)
+	if err != nil {
+		return res, nil, err
 	}
 	if l.Unreadable > 0 {
 		res.Skipped[SkipUnreadable] = l.Unreadable
 	}
-	topics, err := sources(ctx, prod, l)
+	topics, err := sources(ctx, cl, l)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	var chosen []Letter
 	for _, x := range l.Letters {
@@ -288,15 +320,7 @@ func Replay(ctx context.Context, brokers []string, log *slog.Logger, app, topic 
 		}
 		chosen = append(chosen, x)
 	}
-	for len(chosen) > 0 {
-		n := min(batch, len(chosen))
-		if err := replayBatch(ctx, prod, topic, chosen[:n]); err != nil {
-			return res, err
-		}
-		res.Replayed += n
-		chosen = chosen[n:]
-	}
-	return res, nil
+	return res, chosen, nil
 }
 
 // choose says why x is skipped, "" when it is replayed.

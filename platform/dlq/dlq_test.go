@@ -110,7 +110,8 @@ func TestReadAndSummarize(t *testing.T) {
 }
 
 // Replay re-produces each chosen dead letter to its source with its key
-// and headers less the failure's, once: a second replay, with another
+// and headers less the failure's (Plan saying so first, writing nothing),
+// once: a second replay, with another
 // filter, skips those already replayed; --since, --where and a source
 // topic that is gone skip with their reasons.
 func TestReplayOnce(t *testing.T) {
@@ -132,6 +133,16 @@ func TestReplayOnce(t *testing.T) {
 	where, err := cel.Compile(`int(body) >= 4 && request.headers["sl-status"] == "invalid_argument" && deployment == "A"`, cel.Condition)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A plan says the same as the replay after it, and writes nothing.
+	for range 2 {
+		res, err := Plan(ctx, bs, quiet, "app", "dlq", Filter{Where: where})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Replayed != 4 || res.Skipped[SkipWhere] != 4 || res.Skipped[SkipNoTopic] != 1 {
+			t.Errorf("plan: %+v; want 4 to replay, 4 --where false, 1 gone", res)
+		}
 	}
 	res, err := Replay(ctx, bs, quiet, "app", "dlq", Filter{Where: where})
 	if err != nil {
