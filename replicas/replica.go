@@ -112,6 +112,9 @@ type Config struct {
 	MaxOngoing   int           // records processed at once; default 100
 	Ordered      bool          // one record at a time per partition, in offset order
 	ExactlyOnce  bool          // outputs and input offsets commit in one transaction (see txn.go)
+	// TransactionTimeout is how long the broker keeps an exactly-once
+	// replica's transaction open; default TransactionTimeout.
+	TransactionTimeout time.Duration
 	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
 
 	// InstanceID makes the replica a static member of its group
@@ -172,6 +175,9 @@ func (c *Config) defaults() error {
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = DefaultSessionTimeout
 	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = TransactionTimeout
+	}
 	if err := checkInstanceID(c.InstanceID); err != nil {
 		return err
 	}
@@ -217,6 +223,7 @@ type Replica struct {
 	http   bool // an HTTPIngress handler
 	cl     *kgo.Client
 	txn    *kgo.GroupTransactSession // ExactlyOnce: cl's session
+	opts   []kgo.Opt                 // ExactlyOnce: the session's options, to dial it again
 	// spoiled: a record of the open transaction was abandoned, so the
 	// transaction must abort (ExactlyOnce).
 	spoiled atomic.Bool
@@ -308,15 +315,10 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
 	if cfg.ExactlyOnce {
-		s, err := streams.DialTransactSession(ctx, cfg.Brokers, cfg.Log, opts...)
-		if err != nil {
+		r.opts = opts
+		if err := r.dialSession(ctx); err != nil {
 			return nil, err
 		}
-		if err := fence(ctx, s.Client()); err != nil {
-			s.Close()
-			return nil, err
-		}
-		r.txn, r.cl = s, s.Client()
 		return r, nil
 	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
@@ -348,7 +350,7 @@ func (r *Replica) Stats() Stats {
 // nil after a soft stop; an exactly-once replica returns an error when
 // its transactions cannot go on (see runTransactions).
 func (r *Replica) Run(ctx context.Context) error {
-	defer r.cl.Close()
+	defer func() { r.cl.Close() }() // an exactly-once replica may have dialled a new one
 	r.running = ctx
 	var runErr error
 	if r.txn != nil {

@@ -39,8 +39,8 @@ const (
 	// read-committed reader of a busy replica waits for at most, on top of
 	// the records' own time and the commit.
 	TxnInterval = 100 * time.Millisecond
-	// TransactionTimeout is how long the broker keeps a transaction of a
-	// replica that went silent (killed, not restarted) open before
+	// TransactionTimeout is the default of Config.TransactionTimeout: how
+	// long the broker keeps a transaction of a replica that went silent (killed, not restarted) open before
 	// aborting it: read-committed readers of its output partitions wait
 	// that long. A window whose records run longer than this aborts, and
 	// its records run again.
@@ -55,8 +55,53 @@ func transactionalOpts(cfg *Config) []kgo.Opt {
 	}
 	return []kgo.Opt{
 		kgo.TransactionalID(id),
-		kgo.TransactionTimeout(TransactionTimeout),
+		kgo.TransactionTimeout(cfg.TransactionTimeout),
 		kgo.DisableAutoCommit(), // offsets commit in the transaction
+	}
+}
+
+// dialSession dials the replica's transactional session and takes its
+// transactional ID over.
+func (r *Replica) dialSession(ctx context.Context) error {
+	s, err := streams.DialTransactSession(ctx, r.cfg.Brokers, r.cfg.Log, r.opts...)
+	if err != nil {
+		return err
+	}
+	if err := fence(ctx, s.Client()); err != nil {
+		s.Close()
+		return err
+	}
+	r.txn, r.cl = s, s.Client()
+	return nil
+}
+
+// renew replaces a session whose transaction could not end (the broker
+// aborted it after TransactionTimeout and fenced the producer epoch, or a
+// commit failed for good): the old client closes (its partitions are
+// forgotten; a static member keeps its place), and a new one with the same
+// transactional ID and instance ID takes over and rejoins from the
+// committed offsets, so the window's records run again. No record is in
+// flight.
+func (r *Replica) renew(ctx context.Context, cause error) error {
+	r.cfg.Log.Warn("transaction failed; starting a new transactional session, its records are read again", "group", r.cfg.Group, "err", cause)
+	r.cl.Close()
+	r.mu.Lock()
+	for k := range r.parts {
+		r.forgetPartition(k)
+	}
+	r.tellAssignedLocked()
+	r.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, streams.DialTimeout+r.cfg.SessionTimeout)
+	defer cancel()
+	for {
+		err := r.dialSession(dctx)
+		if err == nil {
+			return nil
+		}
+		if dctx.Err() != nil {
+			return fmt.Errorf("%w; a new session: %w", cause, err)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -78,13 +123,24 @@ func fence(ctx context.Context, cl *kgo.Client) error {
 // records finished within DrainTimeout, aborted otherwise).
 func (r *Replica) runTransactions(ctx context.Context) error {
 	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
+	var renewed time.Time
 	for {
 		if err := r.txn.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
 		closed := r.fillWindow(ctx, &fetchErrs)
 		if err := r.endWindow(ctx); err != nil {
-			return err
+			// Two live replicas with one slot's ID would fence each
+			// other at every commit: a second failure within
+			// TransactionTimeout of the last ends the replica instead.
+			if ctx.Err() != nil || closed || r.ongoing.Load() != 0 || time.Since(renewed) < r.cfg.TransactionTimeout {
+				return err
+			}
+			renewed = time.Now()
+			if err := r.renew(ctx, err); err != nil {
+				return err
+			}
+			continue
 		}
 		if closed || ctx.Err() != nil {
 			return nil
@@ -136,8 +192,11 @@ func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors
 // endWindow waits for the window's records, then ends its transaction:
 // committed with the offsets polled when every record finished, aborted
 // when some did not (the soft stop's bound passed) or one was abandoned.
-// An error ends the replica: its transactional ID was fenced by a newer
-// replica of its slot, or the broker failed the transaction for good.
+// An error means the session cannot go on: the broker aborted the
+// transaction (it outlasted TransactionTimeout) and fenced its epoch, a
+// newer replica of the slot took the transactional ID over, or a commit
+// failed for good; runTransactions then dials a new session (renew), and
+// a replica that was really replaced is fenced again at its next commit.
 func (r *Replica) endWindow(ctx context.Context) error {
 	r.mu.Lock()
 	for {

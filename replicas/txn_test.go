@@ -3,6 +3,7 @@ package replicas
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,14 +54,18 @@ func TestExactlyOnceCommitsWithOutputs(t *testing.T) {
 		}
 		return upper(ctx, in, out)
 	}))
-	produce(t, &kgo.Record{Topic: f.in, Value: []byte("0")})
+	// One produce, one batch, one fetch: the four records are in one
+	// window (a window polls nothing more once it closed, until its
+	// records are done).
+	var recs []*kgo.Record
+	for i := range 4 {
+		recs = append(recs, &kgo.Record{Topic: f.in, Value: []byte(strconv.Itoa(i))})
+	}
+	produce(t, recs...)
 	select {
 	case <-blocked:
 	case <-time.After(wait):
 		t.Fatal("record #0 never reached the handler")
-	}
-	for i := 1; i < 4; i++ {
-		produce(t, &kgo.Record{Topic: f.in, Value: []byte(strconv.Itoa(i))})
 	}
 	// #1..#3 are produced (read uncommitted they are there) ...
 	consume(t, f.out, 3, wait)
@@ -148,4 +153,33 @@ func TestExactlyOnceRebalance(t *testing.T) {
 func withInstance(cfg Config, id string) Config {
 	cfg.InstanceID = id
 	return cfg
+}
+
+// A window whose records outlast the transaction timeout: the broker
+// aborts the transaction; the replica goes on and the record is done
+// again, once, in a later transaction.
+func TestExactlyOnceTransactionTimeout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.ExactlyOnce, cfg.InstanceID, cfg.TransactionTimeout = true, "slot-0", time.Second
+	var slow atomic.Bool
+	rep := start(t, cfg, handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+		if string(in.Value) == "slow" && slow.CompareAndSwap(false, true) {
+			if err := out.Emit([]byte("early"), "text/plain"); err != nil {
+				return err
+			}
+			time.Sleep(3 * time.Second)
+		}
+		return upper(ctx, in, out)
+	}))
+	produce(t, &kgo.Record{Topic: f.in, Value: []byte("slow")})
+	produce(t, &kgo.Record{Topic: f.in, Value: []byte("next")})
+	got := readCommitted(t, f.out, 20*time.Second, func(m map[string]int) bool { return m["SLOW"] > 0 && m["NEXT"] > 0 })
+	time.Sleep(time.Second)
+	got = readCommitted(t, f.out, 2*time.Second, func(map[string]int) bool { return false })
+	if got["SLOW"] != 1 || got["NEXT"] != 1 || got["early"] != 0 {
+		t.Errorf("read_committed %v; want SLOW and NEXT once, nothing of the aborted window", got)
+	}
+	rep.stop(t)
 }
