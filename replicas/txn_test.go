@@ -156,8 +156,8 @@ func withInstance(cfg Config, id string) Config {
 }
 
 // A window whose records outlast the transaction timeout: the broker
-// aborts the transaction; the replica goes on and the record is done
-// again, once, in a later transaction.
+// aborts the transaction; the replica renews its session and goes on, and
+// the record is done again, once, in a later transaction.
 func TestExactlyOnceTransactionTimeout(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1)
@@ -178,8 +178,17 @@ func TestExactlyOnceTransactionTimeout(t *testing.T) {
 	got := readCommitted(t, f.out, 20*time.Second, func(m map[string]int) bool { return m["SLOW"] > 0 && m["NEXT"] > 0 })
 	time.Sleep(time.Second)
 	got = readCommitted(t, f.out, 2*time.Second, func(map[string]int) bool { return false })
-	if got["SLOW"] != 1 || got["NEXT"] != 1 || got["early"] != 0 {
-		t.Errorf("read_committed %v; want SLOW and NEXT once, nothing of the aborted window", got)
+	// The embedded broker aborts the window at once, so its "early" is
+	// gone and the record's second run emits none; Kafka looks for timed
+	// out transactions every 10 s (transaction.abort.timed.out.transaction.
+	// cleanup.interval.ms), and may commit the window whole: "early" once.
+	if got["SLOW"] != 1 || got["NEXT"] != 1 || got["early"] > 1 {
+		t.Errorf("read_committed %v; want SLOW and NEXT once, early at most once", got)
+	}
+	select {
+	case err := <-rep.done:
+		t.Fatalf("the replica stopped: %v", err)
+	default:
 	}
 	rep.stop(t)
 }
