@@ -192,3 +192,26 @@ func TestExactlyOnceTransactionTimeout(t *testing.T) {
 	}
 	rep.stop(t)
 }
+
+// An output that can never be produced (over the broker's size limit)
+// is dead-lettered in the transaction, as at-least-once, and the
+// partition moves on: no window repeats for ever.
+func TestExactlyOnceOutputTooLarge(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.ExactlyOnce, cfg.InstanceID = true, "slot-0"
+	rep := start(t, cfg, handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+		if string(in.Value) == "huge" {
+			return out.Emit(make([]byte, 3<<20), "application/octet-stream")
+		}
+		return upper(ctx, in, out)
+	}))
+	produce(t, &kgo.Record{Topic: f.in, Value: []byte("huge")}, &kgo.Record{Topic: f.in, Value: []byte("next")})
+	dead := readCommitted(t, f.dlq, wait, func(m map[string]int) bool { return m["huge"] > 0 })
+	got := readCommitted(t, f.out, wait, func(m map[string]int) bool { return m["NEXT"] > 0 })
+	if dead["huge"] != 1 || got["NEXT"] != 1 {
+		t.Errorf("dead letters %v, outputs %v; want huge dead-lettered once, NEXT out once", dead, got)
+	}
+	rep.stop(t)
+}
