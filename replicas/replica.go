@@ -112,10 +112,11 @@ type Config struct {
 	MaxOngoing   int           // records processed at once; default 100
 	Ordered      bool          // one record at a time per partition, in offset order
 	ExactlyOnce  bool          // outputs and input offsets commit in one transaction (see txn.go)
+	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
+
 	// TransactionTimeout is how long the broker keeps an exactly-once
 	// replica's transaction open; default TransactionTimeout.
 	TransactionTimeout time.Duration
-	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
 
 	// InstanceID makes the replica a static member of its group
 	// (KIP-345): a replica restarted with the same ID takes its
