@@ -42,6 +42,7 @@ var allowed = map[string][]string{
 	"platform/code":                    {"platform/bundle", "platform/spec", "python", "registry"},
 	"replicas":                         {"streams", "streams/claim", "streams/protocol"},
 	"platform/appstore":                {"platform/spec", "streams"},
+	"platform/dlq":                     {"cel", "streams", "streams/protocol"},
 	"autoscaler":                       {"platform/spec", "streams"},
 	"autoscaler/sim":                   {"autoscaler", "platform/spec"},
 	"autoscaler/sim/cmd/autoscale-sim": {"autoscaler/sim"},
@@ -58,7 +59,7 @@ var allowed = map[string][]string{
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/audit", "gateway/auth", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
-		"gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/metrics", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
+		"cel", "gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/metrics", "platform/dlq", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
 		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
 }
 

@@ -111,7 +111,12 @@ type Config struct {
 
 	MaxOngoing   int           // records processed at once; default 100
 	Ordered      bool          // one record at a time per partition, in offset order
+	ExactlyOnce  bool          // outputs and input offsets commit in one transaction (see txn.go)
 	DrainTimeout time.Duration // soft stop and revoke wait at most this long; default 20s
+
+	// TransactionTimeout is how long the broker keeps an exactly-once
+	// replica's transaction open; default TransactionTimeout.
+	TransactionTimeout time.Duration
 
 	// InstanceID makes the replica a static member of its group
 	// (KIP-345): a replica restarted with the same ID takes its
@@ -177,6 +182,9 @@ func (c *Config) defaults() error {
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = DefaultSessionTimeout
 	}
+	if c.TransactionTimeout <= 0 {
+		c.TransactionTimeout = TransactionTimeout
+	}
 	if err := checkInstanceID(c.InstanceID); err != nil {
 		return err
 	}
@@ -221,6 +229,11 @@ type Replica struct {
 	stream bool
 	http   bool // an HTTPIngress handler
 	cl     *kgo.Client
+	txn    *kgo.GroupTransactSession // ExactlyOnce: cl's session
+	opts   []kgo.Opt                 // ExactlyOnce: the session's options, to dial it again
+	// spoiled: a record of the open transaction was abandoned, so the
+	// transaction must abort (ExactlyOnce).
+	spoiled atomic.Bool
 
 	mu    sync.Mutex // guards parts and every partition's queue
 	parts map[tp]*partition
@@ -228,6 +241,7 @@ type Replica struct {
 
 	ongoing atomic.Int64
 	freed   chan struct{} // cap 1: a slot came free
+	drained chan struct{} // cap 1: no record is in flight any more (closes an exactly-once window)
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
@@ -269,7 +283,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
+	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), drained: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
 	r.obs = cfg.Metrics.observe(r)
@@ -279,15 +293,21 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if hi, ok := h.(HTTPIngress); ok {
 		r.http = hi.HTTPIngress()
 	}
-	opts := append([]kgo.Opt{
+	commit := []kgo.Opt{
+		kgo.AutoCommitMarks(),
+		// Commit often: the autoscaler reads lag from committed offsets.
+		kgo.AutoCommitInterval(250 * time.Millisecond),
+	}
+	if cfg.ExactlyOnce {
+		commit = transactionalOpts(&cfg)
+	}
+	opts := append(append([]kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Records of aborted transactions are no work (and no lag).
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.AutoCommitMarks(),
-		// Commit often: the autoscaler reads lag from committed offsets.
-		kgo.AutoCommitInterval(250 * time.Millisecond),
+	}, commit...), []kgo.Opt{
 		// Heartbeat often: a member learns of a rebalance (a replica
 		// added by the autoscaler) at its next heartbeat.
 		kgo.HeartbeatInterval(500 * time.Millisecond),
@@ -299,9 +319,17 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		// yet: reset to the start) waits for the fetch in flight: keep
 		// that wait short, or a replica woken from zero answers late.
 		kgo.FetchMaxWait(250 * time.Millisecond),
-	}, cfg.Opts...)
+	}...)
+	opts = append(opts, cfg.Opts...)
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.ExactlyOnce {
+		r.opts = opts
+		if err := r.dialSession(ctx); err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
@@ -329,11 +357,40 @@ func (r *Replica) Stats() Stats {
 // Run consumes until ctx ends, then stops softly: no new records, in-flight
 // records finish (bounded by DrainTimeout), offsets are committed, and the
 // replica leaves the group (a static member too, see leave). It returns
-// nil after a soft stop.
+// nil after a soft stop; an exactly-once replica returns an error when
+// its transactions cannot go on (see runTransactions).
 func (r *Replica) Run(ctx context.Context) error {
-	defer r.cl.Close()
+	defer func() { r.cl.Close() }() // an exactly-once replica may have dialled a new one
 	defer r.cfg.Metrics.forget(r)
 	r.running = ctx
+	var runErr error
+	if r.txn != nil {
+		runErr = r.runTransactions(ctx)
+	} else {
+		r.consume(ctx)
+	}
+	r.drain()
+	// Whatever is still running is the next owner's: forget every partition
+	// so leaving the group does not wait for it a second time.
+	r.mu.Lock()
+	for k := range r.parts {
+		r.forgetPartition(k)
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.bg.Wait()
+	close(r.work)
+	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
+	defer cancel()
+	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
+		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
+	}
+	r.leave(cctx)
+	return runErr
+}
+
+// consume is Run's loop for an at-least-once replica.
+func (r *Replica) consume(ctx context.Context) {
 	max := int64(r.cfg.MaxOngoing)
 	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
 	for ctx.Err() == nil {
@@ -353,24 +410,6 @@ func (r *Replica) Run(ctx context.Context) error {
 		r.obs.fetched(fs)
 		fs.EachRecord(r.dispatch)
 	}
-	r.drain()
-	// Whatever is still running is the next owner's: forget every partition
-	// so leaving the group does not wait for it a second time.
-	r.mu.Lock()
-	for k := range r.parts {
-		r.forgetPartition(k)
-	}
-	r.closed = true
-	r.mu.Unlock()
-	r.bg.Wait()
-	close(r.work)
-	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
-	defer cancel()
-	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
-		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
-	}
-	r.leave(cctx)
-	return nil
 }
 
 // leave takes a static member out of its group after its final commit,
@@ -484,7 +523,9 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 // not marked: the next owner processes them again.
 func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 	r.mu.Lock()
-	r.waitLocked(func() bool { return !r.busy(lost) })
+	if r.txn == nil { // a transaction with revoked partitions aborts: nothing to wait for
+		r.waitLocked(func() bool { return !r.busy(lost) })
+	}
 	if n := r.forget(lost); n > 0 {
 		r.cfg.Log.Info("partitions revoked", "group", r.cfg.Group, "revoked", n, "owned", len(r.parts))
 	}
@@ -642,12 +683,18 @@ func (r *Replica) complete(s *slot) {
 	if last != nil && !part.revoked {
 		r.cl.MarkCommitRecords(last)
 	}
-	r.ongoing.Add(-1)
+	drained := r.ongoing.Add(-1) == 0
 	r.idle.Broadcast()
 	r.mu.Unlock()
 	select {
 	case r.freed <- struct{}{}:
 	default:
+	}
+	if drained {
+		select {
+		case r.drained <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -797,6 +844,7 @@ type run struct {
 // after it in the partition is marked for commit by this replica (it
 // stops, or lost the partition), so the record is read again.
 func (x *run) abandon() {
+	x.r.spoiled.Store(true)
 	x.r.mu.Lock()
 	x.s.part.revoked = true
 	x.r.mu.Unlock()

@@ -48,17 +48,43 @@ func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.O
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
+	if err := ping(ctx, cl, brokers); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// DialTransactSession is Dial for a consumer group member that commits
+// its offsets with its outputs in transactions: opts name the group and
+// a transactional ID (kgo.GroupTransactSession).
+func DialTransactSession(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.Opt) (*kgo.GroupTransactSession, error) {
+	if len(brokers) == 0 {
+		return nil, fmt.Errorf("%w: no brokers given", ErrNoBroker)
+	}
+	s, err := kgo.NewGroupTransactSession(append(Options(brokers, log), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	if err := ping(ctx, s.Client(), brokers); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ping waits, bounded by ctx and DialTimeout, until a broker answers cl.
+func ping(ctx context.Context, cl *kgo.Client, brokers []string) error {
 	pctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	for {
-		err = cl.Ping(pctx)
+		err := cl.Ping(pctx)
 		if err == nil {
-			return cl, nil
+			return nil
 		}
 		select {
 		case <-pctx.Done():
-			cl.Close()
-			return nil, fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, err)
+			return fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

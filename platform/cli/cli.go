@@ -117,6 +117,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return runRender(ctx, rest, env)
 	case "describe":
 		return runDescribe(ctx, rest, env)
+	case "dlq":
+		return runDLQ(ctx, rest, env)
 	case "help", "-h", "-help", "--help":
 		if len(rest) == 0 || rest[0] == "help" || strings.HasPrefix(rest[0], "-") {
 			usage(env.Stdout)

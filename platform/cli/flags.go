@@ -43,6 +43,7 @@ var commandHelps = []commandHelp{
 	{name: "audit", summary: "show the latest admin actions: who deployed, deleted, pushed or removed what, and how it ended"},
 	{name: "render", summary: "print Kubernetes objects for applications (a KEDA ScaledObject per deployment)"},
 	{name: "describe", summary: "print what this binary offers: its handlers (kinds, types, constructor arguments) and built-in applications"},
+	{name: "dlq", args: "<command>", summary: "list an application's dead letters and replay them to where they failed (talks to Kafka: --brokers)"},
 
 	{name: "models push", args: "NAME PATH", minArgs: 2, maxArgs: 2, summary: "publish a file or directory as a new version"},
 	{name: "models ls", args: "[NAME]", maxArgs: 1, summary: "list models, or one model's versions"},
@@ -56,6 +57,9 @@ var commandHelps = []commandHelp{
 	{name: "code alias", args: "NAME ALIAS VERSION", minArgs: 3, maxArgs: 3, summary: "point an alias at a version"},
 	{name: "code rm", args: "NAME VERSION", minArgs: 2, maxArgs: 2, summary: "delete a version"},
 	{name: "code pull", args: "NAME[@VERSION|@ALIAS] DIR", minArgs: 2, maxArgs: 2, summary: "download a version, checksums verified"},
+
+	{name: "dlq ls", args: "APP", minArgs: 1, maxArgs: 1, summary: "count an application's dead letters not yet replayed, by failing deployment and code: the latest error, the first and last time"},
+	{name: "dlq replay", args: "APP", minArgs: 1, maxArgs: 1, summary: "re-produce an application's dead letters to the topic and deployment each failed at, each once (a replay marker in the same transaction)"},
 }
 
 func helpOf(name string) commandHelp {

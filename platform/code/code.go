@@ -181,6 +181,11 @@ func (r *Resolver) Check(app *spec.App) error {
 				app.Locate(fmt.Sprintf("deployments[%d]", i)), ref, ErrUnpinned))
 			continue
 		}
+		if app.ExactlyOnce() && d.Bundle.Format == registry.FormatPythonProject {
+			errs = append(errs, fmt.Errorf("%s: delivery %s: deployment %s runs the Python project %s@%s, whose replicas do not commit in transactions yet; use %s or a Go deployment",
+				app.Locate("delivery"), spec.DeliveryExactlyOnce, d.Name, d.Bundle.Name, d.Bundle.Version, spec.DeliveryAtLeastOnce))
+			continue
+		}
 		key := pinKey(d.Bundle)
 		if _, ok := groups[key]; !ok {
 			m, err := r.manifest(d.Bundle)

@@ -288,6 +288,14 @@ func TestPinPythonProject(t *testing.T) {
 	if err := r.Check(app); err != nil {
 		t.Fatal(err)
 	}
+	// Python replicas do not commit in transactions: exactly-once is refused.
+	eos := parse(t, "delivery: exactly_once\n"+yaml)
+	if err := r.Pin(context.Background(), eos); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Check(eos); err == nil || !strings.Contains(err.Error(), ":1:11: delivery: delivery exactly_once: deployment G runs the Python project py@3") {
+		t.Fatalf("Pin of an exactly-once application on a Python project = %v", err)
+	}
 	// Its files changed under the same version: not the one deployed.
 	cat["py@3"] = &registry.BundleVersion{Bundle: "py", Version: "3", Format: registry.FormatPythonProject, Manifest: raw, Files: files[:1]}
 	if err := r.Check(app); err == nil || !strings.Contains(err.Error(), "not the one deployed") {

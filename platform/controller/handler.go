@@ -73,6 +73,7 @@ func ReplicaConfig(brokers []string, namer streams.Namer, app appstore.Applied, 
 		Generation:   app.Generation,
 		MaxOngoing:   d.MaxOngoingRequests,
 		Ordered:      d.Ordered,
+		ExactlyOnce:  dt.ExactlyOnce,
 		DrainTimeout: drain,
 		Log:          log.With("deployment", d.Name, "revision", rev),
 	}, nil

@@ -43,6 +43,10 @@ type DeploymentTopics struct {
 	// how their inputs combine (spec.Join); nil elsewhere. Omitted when
 	// nil, so that revisions of deployments without one do not change.
 	Join *spec.Join `json:",omitempty"`
+	// ExactlyOnce: the replicas commit their outputs and input offsets
+	// in one transaction (spec.DeliveryExactlyOnce). Omitted when false,
+	// so that revisions of at-least-once deployments do not change.
+	ExactlyOnce bool `json:",omitempty"`
 }
 
 // RouteEdge is one dataflow edge with its rules.
@@ -80,7 +84,7 @@ func Compile(n streams.Namer, app *spec.App) *Topology {
 		Deployments: make(map[string]DeploymentTopics, len(app.Deployments)),
 	}
 	for _, d := range app.Deployments {
-		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name), Routing: d.Routing, SplitKey: d.SplitKey, Join: d.Join.Clone()}
+		dt := DeploymentTopics{Group: n.Group(app.Name, d.Name), Routing: d.Routing, SplitKey: d.SplitKey, Join: d.Join.Clone(), ExactlyOnce: app.ExactlyOnce()}
 		if d.Name == app.Ingress {
 			dt.Inputs = append(dt.Inputs, t.Ingress)
 		}

@@ -9,6 +9,7 @@
 //	ingress: Classifier          # the deployment that receives requests
 //	partitions: 8                # partitions per topic, 1..1024 (default 8)
 //	request_timeout: 30s         # deadline of sync requests, up to 10m (default 30s)
+//	delivery: at_least_once      # or exactly_once: outputs and offsets in one transaction
 //	deployments:
 //	  - name: Classifier
 //	    handler: Classifier      # handler registered in the binary (default: name)

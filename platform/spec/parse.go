@@ -196,7 +196,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 		d.fail(root, "", "an application must be a mapping, got %s", describe(root))
 		return a, d.bad
 	}
-	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference", "rules", "code"}
+	keys := []string{"name", "route_prefix", "ingress", "partitions", "request_timeout", "deployments", "edges", "inference", "rules", "code", "delivery"}
 	d.fields(root, "", keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -225,6 +225,8 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 			})
 		case "code":
 			d.str(v, p, &a.Code)
+		case "delivery":
+			d.str(v, p, &a.Delivery)
 		}
 	})
 	return a, d.bad

@@ -32,9 +32,23 @@ type App struct {
 	// Code is the code bundle the deployments run (see ParseCode): a
 	// registry bundle NAME[@VERSION|@ALIAS], or in `sluice dev` a local
 	// binary. "": the handlers built into the platform's binary.
-	Code   string  `json:"code,omitempty"`
-	Source *Source `json:"-"` // where it was parsed from (nil for apps built in Go)
+	Code string `json:"code,omitempty"`
+	// Delivery is how offline records are delivered through the graph:
+	// at_least_once (the default, ""), or exactly_once, where each
+	// replica's outputs and its input offsets commit in one Kafka
+	// transaction.
+	Delivery string  `json:"delivery,omitempty"`
+	Source   *Source `json:"-"` // where it was parsed from (nil for apps built in Go)
 }
+
+// Delivery guarantees of an application's offline records.
+const (
+	DeliveryAtLeastOnce = "at_least_once" // outputs, then offsets: a replica killed between them repeats records
+	DeliveryExactlyOnce = "exactly_once"  // outputs and offsets in one transaction; readers read committed
+)
+
+// ExactlyOnce reports whether the application delivers exactly once.
+func (a *App) ExactlyOnce() bool { return a.Delivery == DeliveryExactlyOnce }
 
 // Deployment is one node of an application's graph: a handler run by a
 // group of replicas.
@@ -391,6 +405,7 @@ func Equal(a, b *App) bool {
 		a.Partitions == b.Partitions &&
 		a.RequestTimeout == b.RequestTimeout &&
 		a.Code == b.Code &&
+		a.Delivery == b.Delivery &&
 		slices.Equal(a.Edges, b.Edges) &&
 		slices.Equal(a.Rules, b.Rules) &&
 		equalInference(a.Inference, b.Inference) &&

@@ -82,6 +82,8 @@ deployments:
 `},
 		{"trailing document separator", base + "---\n"},
 		{"explicit string tag", strings.Replace(base, "name: a", "name: !!str 123", 1)},
+		{"delivery exactly once", "delivery: exactly_once\n" + base},
+		{"delivery at least once", "delivery: at_least_once\n" + base},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,6 +303,10 @@ edges:
 			[]string{`1:18 request_timeout: must be <= 10m0s, got 11m0s`}},
 		{"request_timeout no unit", "request_timeout: 30\n" + base,
 			[]string{`1:18 request_timeout: bad duration "30": use a number with a unit`}},
+		{"delivery unknown", "delivery: exactly-once\n" + base,
+			[]string{`1:11 delivery: unknown delivery "exactly-once": use "at_least_once" (the default) or "exactly_once"`}},
+		{"delivery not a string", "delivery: [exactly_once]\n" + base,
+			[]string{`1:11 delivery: `}},
 
 		// resources
 		{"cpu negative", base + "  resources: {cpu: -1}\n",

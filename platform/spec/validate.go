@@ -56,6 +56,11 @@ func (a *App) validate(skipRefs bool) Errors {
 		v.add("request_timeout", "must be <= %v, got %v", time.Duration(maxRequestTimeout), a.RequestTimeout)
 	}
 	v.code("code", a.Code)
+	switch a.Delivery {
+	case "", DeliveryAtLeastOnce, DeliveryExactlyOnce:
+	default:
+		v.add("delivery", "unknown delivery %q: use %q (the default) or %q", a.Delivery, DeliveryAtLeastOnce, DeliveryExactlyOnce)
+	}
 	v.deployments()
 	v.inference(a.Inference)
 	v.rules()
