@@ -76,7 +76,7 @@ fuzz() {
 
 e2e() {
 	echo "== end-to-end, embedded broker"
-	$GO test -count=1 ./e2e/
+	$GO test -count=1 -timeout 30m ./e2e/
 }
 
 # services starts a real Kafka and a real MinIO, stopped when the script
@@ -98,7 +98,7 @@ services() {
 real() {
 	echo "== end-to-end, real Apache Kafka and real MinIO"
 	services
-	$GO test -count=1 ./e2e/ ./registry/... ./autoscaler/
+	$GO test -count=1 -timeout 40m ./e2e/ ./registry/... ./autoscaler/
 	echo "== broker restart under load (scripts/kafka.sh restart), alone"
 	SLUICE_TEST_BROKER_RESTART=1 $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
 	echo "== the Python package's tests (conformance on the Python replica), real Apache Kafka"
