@@ -6,6 +6,7 @@ from sluice.serve.api import run, shutdown
 from sluice.serve.deployment import Application, Deployment, deployment
 from sluice.serve.handle import DeploymentHandle, DeploymentResponse
 from sluice.serve.http import Request
+from sluice.serve.ingress import ingress
 
 __all__ = [
     "Application",
@@ -14,6 +15,7 @@ __all__ = [
     "DeploymentResponse",
     "Request",
     "deployment",
+    "ingress",
     "run",
     "shutdown",
 ]

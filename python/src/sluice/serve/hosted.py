@@ -25,7 +25,7 @@ from sluice.serve.caller import Caller
 from sluice.serve.deployment import Application
 from sluice.serve.describe import load, walk
 from sluice.serve.handle import DeploymentHandle
-from sluice.serve.http import HTTPCallable, takes_request
+from sluice.serve.http import http_handler, takes_request
 
 READY_ENV = "SLUICE_READY_FD"
 """replicas/procs.ReadyEnv: a descriptor to write one byte to when ready."""
@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.drain_timeout > 0:
         cfg.drain_timeout_s = a.drain_timeout
     fn = instance(node, caller, namer, a.app)
-    handler = HTTPCallable(fn) if takes_request(node.deployment.target) else _Callable(fn, node.deployment.opts.stream)
+    target = node.deployment.target
+    handler = http_handler(target, fn) if takes_request(target) else _Callable(fn, node.deployment.opts.stream)
     r = Replica(cfg, handler)
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
     if pub is not None:
