@@ -91,7 +91,13 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	}
 	var ctl *control
 	if err == nil {
-		ctl, err = openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
+		res := resolver(env.Registry, reg, false)
+		// As in sluice dev: a threshold at or above the largest value taken
+		// claims nothing that passes this gateway, so code that does not read
+		// claims (the Python SDK's) may be deployed; the nodes' replicas are
+		// started with the same --claim-threshold by whoever runs them.
+		res.NoClaims = int64(*claimThreshold) >= claimLimit(lim)
+		ctl, err = openControl(ctx, runCtx, bs, namer, res, fw, env)
 	}
 	if err != nil {
 		hl.Close()
