@@ -139,6 +139,10 @@ func testPythonExamples(t *testing.T, p pyPlatform) {
 	if len(items) != 5 || items[0] != 0 || items[4] != 4 || total-first < 500*time.Millisecond {
 		t.Errorf("stream: %q, first item after %s, end after %s\nlogs:\n%s", body, first, total, p.logs())
 	}
+	// Its driver: serve.run(app).options(stream=True), each item printed.
+	if out, err := p.run(t, examples, py, "stream.py"); err != nil || strings.Join(strings.Fields(out), " ") != "0 1 2 3 4" {
+		t.Errorf("python stream.py against the platform: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
 }
 
 // streamTimes POSTs 5 (GETs when the URL has a query) and returns when
