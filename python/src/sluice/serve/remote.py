@@ -15,6 +15,7 @@ platform's replicas import)."""
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +55,10 @@ DEV_START_TIMEOUT_S = 120.0
 DEPLOY_TIMEOUT = "5m"
 """`sluice deploy --timeout`: the first deploy of a project builds its
 Python environment (pip), later ones find it cached."""
+
+CALLS_IN_FLIGHT = 64
+"""Calls of one process's handles in flight at once (a thread each, with
+its kept-alive connection to the gateway); more wait their turn."""
 
 CALL_TIMEOUT_S = 60.0
 """The HTTP timeout of one call through the gateway (its deadline is the
@@ -100,7 +106,8 @@ class Platform:
         self.base = (addr if "://" in addr else "http://" + addr).rstrip("/")
         self.proc = proc
         self.log = log
-        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sluice-remote")
+        self.pool = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="sluice-remote")
+        self._local = threading.local()
 
     def headers(self) -> dict[str, str]:
         token = os.environ.get(TOKEN_ENV, "")
@@ -116,26 +123,50 @@ class Platform:
         if res.returncode != 0:
             raise RuntimeError(f"serve.run: {' '.join(cmd[1:])}: {(res.stderr or res.stdout).strip()}")
 
-    def call(self, route: str, arg: Any, timeout_s: float = CALL_TIMEOUT_S) -> Answer:
-        body, content_type = encode(arg)
-        req = urllib.request.Request(self.base + route, data=body, method="POST",
-                                     headers={"Content-Type": content_type, **self.headers()})  # fmt: skip
-        try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                return Answer(resp.read(), resp.headers.get("Content-Type", ""))
-        except urllib.error.HTTPError as exc:
-            raise _error(exc.code, exc.read()) from None
-        except OSError as exc:
-            raise Unavailable(f"POST {self.base + route}: {exc}") from None
+    def _conn(self) -> http.client.HTTPConnection:
+        """This thread's connection to the gateway (kept alive)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            u = urllib.parse.urlsplit(self.base)
+            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            conn = cls(u.netloc, timeout=CALL_TIMEOUT_S)
+            self._local.conn = conn
+        return conn
 
-    def stream(self, route: str, arg: Any, timeout_s: float = CALL_TIMEOUT_S) -> Iterator[Any]:
+    def call(self, route: str, arg: Any) -> Answer:
+        """POSTs arg to route; the answer, or the gateway's error as a
+        SluiceError with its code. A kept-alive connection the gateway
+        closed is opened again once."""
+        body, content_type = encode(arg)
+        hs = {"Content-Type": content_type, **self.headers()}
+        path = urllib.parse.urlsplit(self.base).path + route
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.request("POST", path, body=body, headers=hs)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.HTTPException, OSError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt == 0 and isinstance(
+                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                ):
+                    continue
+                raise Unavailable(f"POST {self.base + route}: {exc}") from None
+            if resp.status >= 300:
+                raise _error(resp.status, data)
+            return Answer(data, resp.getheader("Content-Type", "") or "")
+        raise Unavailable(f"POST {self.base + route}: the connection closed twice")
+
+    def stream(self, route: str, arg: Any) -> Iterator[Any]:
         """The items of a streamed answer (NDJSON), each as it comes."""
         body, content_type = encode(arg)
         req = urllib.request.Request(self.base + route, data=body, method="POST",
                                      headers={"Content-Type": content_type, "Accept": "application/x-ndjson",
                                               **self.headers()})  # fmt: skip
         try:
-            resp = urllib.request.urlopen(req, timeout=timeout_s)
+            resp = urllib.request.urlopen(req, timeout=CALL_TIMEOUT_S)
         except urllib.error.HTTPError as exc:
             raise _error(exc.code, exc.read()) from None
         except OSError as exc:
@@ -154,6 +185,10 @@ class Platform:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+"""A kept-alive connection the other end closed meanwhile."""
 
 
 def _error(status: int, body: bytes) -> SluiceError:
