@@ -124,9 +124,11 @@ def run_sluice(concs: list[int], duration: float, warmup: float, work: Path) -> 
         wait_http(f"http://{addr}/v2/health/ready", None, "", 120)
         for ex in ("hello", "chain"):
             log(f"sluice deploy --python examples/python --import-path {ex}:app")
-            subprocess.run([str(BIN / "sluice"), "deploy", "--python", str(EXAMPLES), "--import-path", f"{ex}:app",
-                            "--name", f"py-{ex}", "--route-prefix", f"/py/{ex}", "--addr", addr],
-                           check=True, capture_output=True, timeout=600)
+            r = subprocess.run([str(BIN / "sluice"), "deploy", "--python", str(EXAMPLES), "--import-path",
+                                f"{ex}:app", "--name", f"py-{ex}", "--route-prefix", f"/py/{ex}", "--addr", addr],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise RuntimeError(f"sluice deploy {ex}: exit {r.returncode}: {(r.stderr or r.stdout)[-1500:]}")
         wait_http(f"http://{addr}/py/hello", HELLO_BODY, "Hola x", 60)
         hello = [load_http(f"http://{addr}/py/hello", HELLO_BODY, "Hola x", c, duration, warmup) for c in concs]
         # The interpreter of the environment the platform prepared for examples/python.

@@ -270,10 +270,17 @@ class RemoteHandle(DeploymentHandle):
         self._stream = stream
         self.deployment_name = deployment
 
-    def options(self, *, stream: bool = False, **_: Any) -> RemoteHandle:
-        """The same handle; stream=True: remote() returns the items of a
-        streamed answer, each as it comes."""
-        return RemoteHandle(self._route, self.deployment_name, stream)
+    def options(
+        self, *, method_name: str | None = None, stream: bool | None = None, **unsupported: Any
+    ) -> DeploymentHandle:
+        """The same handle; stream=True: remote() yields the items of a
+        streamed answer, each as it comes. A call through the gateway
+        reaches the ingress's __call__ only."""
+        for k in unsupported:
+            raise TypeError(f"DeploymentHandle.options: {k} is not supported on a platform's handle")
+        if method_name not in (None, "", "__call__"):
+            raise ValueError(f"method_name {method_name!r}: a call through the gateway reaches __call__ only")
+        return RemoteHandle(self._route, self.deployment_name, self._stream if stream is None else stream)
 
     def remote(self, arg: Any = None) -> Any:
         r = self._route
