@@ -121,6 +121,10 @@ func testPythonExamples(t *testing.T, p pyPlatform) {
 	if code, got := postTo(t, p.addr, "/py"+id+"/chain", "5"); code != 200 || got != "12" {
 		t.Errorf("chain: %d %q, want 12\nlogs:\n%s", code, got, p.logs())
 	}
+	// As `curl -d 5` sends it (a form's content type): JSON text is JSON.
+	if resp, got := do(t, "POST", "http://"+p.addr+"/py"+id+"/chain", "5", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}); resp.StatusCode != 200 || got != "12" {
+		t.Errorf("chain, a form body: %d %q, want 12", resp.StatusCode, got)
+	}
 	py := examplesPython(t, p.envs)
 	if out, err := p.run(t, examples, py, "chain.py"); err != nil || strings.TrimSpace(out) != "12" {
 		t.Errorf("python chain.py against the platform: %v\n%s\nlogs:\n%s", err, out, p.logs())
@@ -145,7 +149,7 @@ func testPythonExamples(t *testing.T, p pyPlatform) {
 	}
 }
 
-// streamTimes POSTs 5 (GETs when the URL has a query) and returns when
+// streamTimes POSTs 5 as `curl -d 5` does (GETs when the URL has a query) and returns when
 // the first part of the body came, when the body ended, and the body.
 func streamTimes(t *testing.T, url string) (first, total time.Duration, body string) {
 	t.Helper()
@@ -155,7 +159,7 @@ func streamTimes(t *testing.T, url string) (first, total time.Duration, body str
 	if strings.Contains(url, "?") {
 		resp, err = http.Get(url)
 	} else {
-		resp, err = http.Post(url, "application/json", strings.NewReader("5"))
+		resp, err = http.Post(url, "application/x-www-form-urlencoded", strings.NewReader("5")) // as curl -d 5
 	}
 	if err != nil {
 		t.Fatalf("%s: %v", url, err)
