@@ -24,14 +24,15 @@ const pythonNoClaims = "67108864"
 // and processes share (SLUICE_PYTHON_ENVS).
 type pyPlatform struct {
 	platformUnderTest
-	envs string
+	envs, prefix string
 }
 
 func (p pyPlatform) run(t *testing.T, dir string, name string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SLUICE_PYTHON_ENVS="+p.envs, "SLUICE_ADDR="+p.addr, "SLUICE_BIN="+p.bin)
+	cmd.Env = append(os.Environ(), "SLUICE_PYTHON_ENVS="+p.envs, "SLUICE_ADDR="+p.addr, "SLUICE_BIN="+p.bin,
+		"MODERATE_GPUS=0") // fastapi_offline's models on CPUs: this machine may have no GPU
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -55,9 +56,10 @@ func TestPythonExamples(t *testing.T) {
 	t.Parallel()
 	t.Run("dev", func(t *testing.T) {
 		t.Parallel()
-		envs := t.TempDir()
-		p := startDevProcessWith(t, []string{"--claim-threshold", pythonNoClaims}, []string{"SLUICE_PYTHON_ENVS=" + envs})
-		testPythonExamples(t, pyPlatform{p, envs})
+		envs, prefix := t.TempDir(), "d"+streams.Instance()
+		// --prefix again: the last one counts, and the offline check needs it.
+		p := startDevProcessWith(t, []string{"--claim-threshold", pythonNoClaims, "--prefix", prefix}, []string{"SLUICE_PYTHON_ENVS=" + envs})
+		testPythonExamples(t, pyPlatform{p, envs, prefix})
 	})
 	t.Run("node", func(t *testing.T) {
 		s3 := s3Config("")
@@ -68,7 +70,7 @@ func TestPythonExamples(t *testing.T) {
 		envs := t.TempDir()
 		n := startNodeWith(t, []string{"--claim-threshold", pythonNoClaims, "--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyex-" + streams.Instance()},
 			[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, "SLUICE_PYTHON_ENVS=" + envs}, "--code-cache", t.TempDir())
-		testPythonExamples(t, pyPlatform{platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs})
+		testPythonExamples(t, pyPlatform{platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs, n.prefix})
 	})
 }
 
@@ -103,6 +105,8 @@ func testPythonExamples(t *testing.T, p pyPlatform) {
 	if body != "0\n1\n2\n3\n" || total-first < time.Second {
 		t.Fatalf("GET /count: %q, first part after %s, end after %s (the parts were not sent as they came)\nlogs:\n%s", body, first, total, p.logs())
 	}
+
+	testFastAPIOffline(t, p, id)
 
 	// hello.py: an HTTP ingress calling a greeter's method.
 	p.deploy(t, examples, "hello:app", "pyhello"+id, "/py"+id+"/hello")
@@ -196,4 +200,53 @@ func examplesPython(t *testing.T, envs string) string {
 		t.Fatalf("no environment of examples/python under %s", envs)
 	}
 	return filepath.Join(filepath.Dir(filepath.Dir(dirs[0])), "venv", "bin", "python")
+}
+
+// examples/python/fastapi_offline: the FastAPI ingress's /predict online,
+// and offline.py producing the same HTTP requests to the application's
+// ingress topic; both answer alike, through the same business logic.
+func testFastAPIOffline(t *testing.T, p pyPlatform, id string) {
+	dir := "../examples/python/fastapi_offline"
+	app := "moderate" + id
+	p.deploy(t, dir, "moderate:app", app, "/"+app)
+	texts := map[string]string{"a lovely day": "publish", "what an awful sad film": "review", "you stupid idiot": "block"}
+	online := map[string]string{}
+	for text, action := range texts {
+		resp, body := do(t, "POST", "http://"+p.addr+"/"+app+"/predict", `{"text":"`+text+`"}`, http.Header{"Content-Type": {"application/json"}})
+		var got struct{ Action string }
+		if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &got) != nil || got.Action != action {
+			t.Fatalf("online %q: %d %s, want action %s\nlogs:\n%s", text, resp.StatusCode, body, action, p.logs())
+		}
+		online[text] = body
+	}
+	found, _ := filepath.Glob(filepath.Join(p.envs, "python", "*", "project", "moderate.py"))
+	if len(found) == 0 {
+		t.Fatalf("no environment of %s under %s", dir, p.envs)
+	}
+	py := filepath.Join(filepath.Dir(filepath.Dir(found[0])), "venv", "bin", "python")
+	out, err := p.run(t, dir, py, "offline.py", "--brokers", strings.Join(plat.Brokers, ","), "--prefix", p.prefix, "--app", app, "texts.jsonl")
+	if err != nil {
+		t.Fatalf("offline.py: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec struct {
+			Status int
+			Body   json.RawMessage
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		var body struct{ Text string }
+		if err := json.Unmarshal(rec.Body, &body); err != nil || rec.Status != 200 {
+			t.Fatalf("offline answer %s", line)
+		}
+		if want := strings.TrimSpace(online[body.Text]); string(rec.Body) != want {
+			t.Errorf("offline %q: %s, online %s", body.Text, rec.Body, want)
+		}
+		n++
+	}
+	if n != len(texts) {
+		t.Fatalf("offline.py: %d answers, want %d\n%s", n, len(texts), out)
+	}
 }
