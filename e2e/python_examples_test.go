@@ -241,7 +241,7 @@ func testFastAPIOffline(t *testing.T, p pyPlatform, id string) {
 		if err := json.Unmarshal(rec.Body, &body); err != nil || rec.Status != 200 {
 			t.Fatalf("offline answer %s", line)
 		}
-		if want := strings.TrimSpace(online[body.Text]); string(rec.Body) != want {
+		if want := strings.TrimSpace(online[body.Text]); string(rec.Body) != want { // both compact JSON
 			t.Errorf("offline %q: %s, online %s", body.Text, rec.Body, want)
 		}
 		n++

@@ -57,7 +57,8 @@ def main() -> int:
         out = parse_output(Record(output, m.key(), m.value(), headers.normalize(m.headers())))
         keys.discard(m.key())
         status = out.http.status if out.http is not None else 200
-        print(json.dumps({"key": m.key().decode(), "status": status, "body": json.loads(out.value or b"null")}), flush=True)
+        answer = {"key": m.key().decode(), "status": status, "body": json.loads(out.value or b"null")}
+        print(json.dumps(answer, separators=(",", ":")), flush=True)
     c.close()
     if keys:
         print(f"offline: {len(keys)} answers missing after {a.timeout:.0f}s", file=sys.stderr)
