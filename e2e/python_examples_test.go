@@ -106,8 +106,6 @@ func testPythonExamples(t *testing.T, p pyPlatform) {
 		t.Fatalf("GET /count: %q, first part after %s, end after %s (the parts were not sent as they came)\nlogs:\n%s", body, first, total, p.logs())
 	}
 
-	testFastAPIOffline(t, p, id)
-
 	// hello.py: an HTTP ingress calling a greeter's method.
 	p.deploy(t, examples, "hello:app", "pyhello"+id, "/py"+id+"/hello")
 	for _, c := range []struct{ body, want string }{
@@ -151,6 +149,8 @@ func testPythonExamples(t *testing.T, p pyPlatform) {
 	if out, err := p.run(t, examples, py, "stream.py"); err != nil || strings.Join(strings.Fields(out), " ") != "0 1 2 3 4" {
 		t.Errorf("python stream.py against the platform: %v\n%s\nlogs:\n%s", err, out, p.logs())
 	}
+
+	testFastAPIOffline(t, p, id)
 }
 
 // streamTimes POSTs 5 as `curl -d 5` does (GETs when the URL has a query) and returns when
