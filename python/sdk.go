@@ -9,11 +9,13 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -91,3 +93,41 @@ func Extract(dir string) error {
 		return os.WriteFile(dst, b, 0o644)
 	})
 }
+
+// ExtraRequirements are the requirements of the SDK's optional extra
+// name (`sluice[name]`), as pyproject.toml lists them under
+// [project.optional-dependencies] (a TOML array of strings, on one line
+// or several); ok is false when it has no such extra.
+func ExtraRequirements(name string) (reqs []string, ok bool, err error) {
+	b, err := files.ReadFile("pyproject.toml")
+	if err != nil {
+		return nil, false, err
+	}
+	_, section, found := strings.Cut(string(b), "\n[project.optional-dependencies]\n")
+	if !found {
+		return nil, false, nil
+	}
+	if i := strings.Index(section, "\n["); i >= 0 {
+		section = section[:i]
+	}
+	start := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `\s*=\s*(\[.*)$`)
+	var array string
+	for _, line := range strings.Split(section, "\n") {
+		if array == "" {
+			if m := start.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+				array = m[1]
+			}
+		} else if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			array += t
+		}
+		if array != "" && json.Unmarshal([]byte(trailingComma.ReplaceAllString(array, "]")), &reqs) == nil {
+			return reqs, true, nil
+		}
+	}
+	if array != "" {
+		return nil, false, fmt.Errorf("pyproject.toml: optional dependencies %s: not an array of strings", name)
+	}
+	return nil, false, nil
+}
+
+var trailingComma = regexp.MustCompile(`,\s*\]$`)

@@ -28,6 +28,11 @@
 #                      and Kafka's jars via scripts/kafka.sh
 #   PYTHON             interpreter for the virtualenv (default python3.11)
 #   GO                 go command
+# `scripts/bench.sh pyports` runs bench/ray/pyports.py instead: the
+# Python ports of hello and chain (examples/python) on Sluice and the
+# same code with Ray's imports on Ray Serve, c = 1, 16, 64, printing
+# throughput and p50 ratios (BENCH_DURATION, BENCH_WARMUP in seconds,
+# BENCH_CONCURRENCY).
 # `ray stop --force` at the end stops every Ray process of this user, as
 # Ray offers no narrower stop; the benchmark's own processes (its setsid
 # sessions) are then killed by process id.
@@ -68,5 +73,9 @@ venv
 echo "== build bin/sluice, bin/sluice-load"
 $GO build -o bin/sluice ./cmd/sluice
 $GO build -o bin/sluice-load ./bench/cmd/sluice-load
+if [ "${1:-}" = pyports ]; then
+	echo "== bench/ray/pyports.py"
+	exec "$VENV/bin/python" bench/ray/pyports.py
+fi
 echo "== bench/run.py"
 BENCH_COMMAND=${BENCH_COMMAND:-make bench} exec "$VENV/bin/python" bench/run.py

@@ -3,7 +3,12 @@
 # built-in examples, and examples/greeter and examples/predict — modules of
 # their own, built as their own binaries — published to the registry as
 # code bundles and deployed the way a user would: `sluice code push`, then
-# `sluice deploy` (predict with a registry model, `line`, to serve).
+# `sluice deploy` (predict with a registry model, `line`, to serve); and
+# the Python ports of the composition examples (examples/python) pushed
+# and deployed as python-project bundles with `sluice deploy --python`,
+# at /py/hello, /py/chain and /py/stream. No value travels as a claim
+# check (--claim-threshold at the largest value taken): the Python
+# runtime does not read them yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -14,7 +19,7 @@ $GO build -o bin/sluice ./cmd/sluice
 (cd examples/greeter && $GO build -o ../../bin/greeter .)
 (cd examples/predict && $GO build -o ../../bin/predict .)
 
-bin/sluice dev --http "$HTTP_ADDR" --grpc "$GRPC_ADDR" -f examples/hello-cel/hello-cel.yaml "$@" &
+bin/sluice dev --http "$HTTP_ADDR" --grpc "$GRPC_ADDR" --claim-threshold 67108864 -f examples/hello-cel/hello-cel.yaml "$@" &
 dev=$!
 trap 'kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
@@ -35,5 +40,17 @@ predict_yaml=$(mktemp)
 sed "s#http://127.0.0.1:8000#http://$HTTP_ADDR#" examples/predict/app.yaml >"$predict_yaml"
 bin/sluice deploy -f "$predict_yaml" --addr "$HTTP_ADDR"
 rm -f "$predict_yaml"
-echo "run: ready on http://$HTTP_ADDR (Ctrl-C stops); try: curl -d Dora $HTTP_ADDR/greeter; curl $HTTP_ADDR/predict/line"
+# The Python environment (the SDK's and the examples' requirements) is
+# built by pip the first time and cached under ~/.cache/sluice/code/python
+# (SLUICE_PYTHON_ENVS); every later run, and all three, use it.
+if "${SLUICE_PYTHON:-python3}" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+	for ex in hello chain stream; do
+		bin/sluice deploy --python examples/python --import-path "$ex:app" --name "py-$ex" --route-prefix "/py/$ex" --addr "$HTTP_ADDR"
+	done
+	py_try="; curl -d '{\"language\":\"spanish\",\"name\":\"Dora\"}' $HTTP_ADDR/py/hello; curl -d 5 $HTTP_ADDR/py/chain; curl -N -d 5 $HTTP_ADDR/py/stream"
+else
+	echo "run: no Python 3.10 or later (set SLUICE_PYTHON): examples/python not deployed" >&2
+	py_try=""
+fi
+echo "run: ready on http://$HTTP_ADDR (Ctrl-C stops); try: curl -d Dora $HTTP_ADDR/greeter; curl $HTTP_ADDR/predict/line$py_try"
 wait "$dev"

@@ -305,3 +305,48 @@ func TestPinPythonProject(t *testing.T) {
 		t.Fatalf("ProjectSHA256 depends on order: %s %s", a, b)
 	}
 }
+
+// A project that names the SDK in its requirements (`sluice[ingress]`, as
+// for a pip-installed SDK) gets the embedded SDK and its extra's
+// requirements; the line itself never reaches pip.
+func TestSDKRequirements(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	plain := write("requirements.txt", "numpy==2.1\n-r more.txt\n")
+	if f, extra, err := sdkRequirements(plain); err != nil || f != plain || extra != nil {
+		t.Fatalf("without the SDK: %s %v %v, want the file as it is", f, extra, err)
+	}
+	named := write("requirements-web.txt", "numpy==2.1\nSluice[ingress] >= 0.1 ; python_version >= '3.10'\r\n-r more.txt\n")
+	f, extra, err := sdkRequirements(named)
+	if err != nil || f == named || len(extra) != 1 || !strings.HasPrefix(extra[0], "fastapi") {
+		t.Fatalf("sluice[ingress]: %s %v %v", f, extra, err)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(strings.ToLower(l), "sluice") && !strings.HasPrefix(l, "#") {
+			t.Fatalf("the SDK's line reaches pip: %q", l)
+		}
+	}
+	if !strings.Contains(string(b), "numpy==2.1\n") || !strings.Contains(string(b), "-r more.txt") || filepath.Dir(f) != dir {
+		t.Fatalf("the copy beside the file lost the rest:\n%s", b)
+	}
+	bad := write("requirements-bad.txt", "sluice[ingress,gpu]\n")
+	if _, _, err := sdkRequirements(bad); err == nil || !strings.Contains(err.Error(), "requirements-bad.txt:1") || !strings.Contains(err.Error(), `no extra "gpu"`) {
+		t.Fatalf("an unknown extra: %v", err)
+	}
+	// Names that only start like the SDK's are other packages.
+	other := write("requirements-other.txt", "sluice-tools==1\nsluiceway\n")
+	if f, extra, err := sdkRequirements(other); err != nil || f != other || extra != nil {
+		t.Fatalf("other packages: %s %v %v", f, extra, err)
+	}
+}

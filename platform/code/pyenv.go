@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -145,7 +146,11 @@ func (e PythonEnv) Get(ctx context.Context, sha string, fill func(ctx context.Co
 	matches, _ := filepath.Glob(filepath.Join(project, "requirements*.txt"))
 	slices.Sort(matches)
 	for _, m := range matches {
-		args = append(args, "-r", m)
+		req, extra, err := sdkRequirements(m)
+		if err != nil {
+			return Env{}, fmt.Errorf("python environment: %w", err)
+		}
+		args = append(append(args, "-r", req), extra...)
 	}
 	if len(matches) == 0 {
 		if _, err := os.Stat(filepath.Join(project, "pyproject.toml")); err == nil {
@@ -210,4 +215,48 @@ func tail(out []byte) string {
 		s = "..." + s[len(s)-600:]
 	}
 	return s
+}
+
+// sdkLine is a requirement naming the SDK itself: sluice, with extras, a
+// version or markers (case as pip folds it).
+var sdkLine = regexp.MustCompile(`(?i)^\s*sluice\s*(?:\[([^\]]*)\])?\s*(?:[<>=!~;@].*)?$`)
+
+// sdkRequirements reads a project's requirements file. The SDK is never
+// installed from an index (it is embedded, and an index's "sluice" is
+// not it): a line naming it (`sluice[ingress]`) is left out, in a copy
+// beside the file, and its extras' requirements are returned to install
+// instead. Without such a line the file is used as it is.
+func sdkRequirements(path string) (file string, extra []string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, err
+	}
+	lines := strings.Split(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		m := sdkLine.FindStringSubmatch(strings.TrimSuffix(l, "\r"))
+		if m == nil {
+			continue
+		}
+		found = true
+		lines[i] = "# " + l + " (the SDK is the platform's)"
+		for _, name := range strings.Split(m[1], ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			reqs, ok, err := pysdk.ExtraRequirements(name)
+			if err != nil {
+				return "", nil, err
+			}
+			if !ok {
+				return "", nil, fmt.Errorf("%s:%d: sluice[%s]: the SDK has no extra %q", filepath.Base(path), i+1, m[1], name)
+			}
+			extra = append(extra, reqs...)
+		}
+	}
+	if !found {
+		return path, nil, nil
+	}
+	copyPath := filepath.Join(filepath.Dir(path), ".sluice-"+filepath.Base(path))
+	return copyPath, extra, os.WriteFile(copyPath, []byte(strings.Join(lines, "\n")), 0o644)
 }

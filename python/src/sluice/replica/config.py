@@ -37,6 +37,10 @@ POLL_INTERVAL_S = 0.1
 """The longest a consume call blocks: how soon the loop sees a stop or a
 free slot after pausing."""
 
+PAUSE_GRACE_S = 0.1
+"""How long the poll thread waits for a free slot at max_ongoing_requests
+before it pauses the partitions (rebalances wait as long)."""
+
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]*")
 
 

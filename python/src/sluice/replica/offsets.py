@@ -122,6 +122,17 @@ class Tracker(Generic[M]):
                     return idle
                 self._changed.wait(left)
 
+    def wait_below(self, limit: int, timeout_s: float) -> bool:
+        """Waits until fewer than limit records are in flight, at most
+        timeout_s; reports whether they are."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while True:
+                left = deadline - time.monotonic()
+                if self._ongoing < limit or left <= 0:
+                    return self._ongoing < limit
+                self._changed.wait(left)
+
     def forget(self, tps: Iterable[TopicPartition] | None = None) -> int:
         """Stops tracking the partitions (None: all): their records still in
         flight are never marked, and marks not yet taken are dropped.

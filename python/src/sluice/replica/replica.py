@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from sluice import protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
-from sluice.replica.config import POLL_INTERVAL_S, READY_GRACE_S, ReplicaConfig
+from sluice.replica.config import PAUSE_GRACE_S, POLL_INTERVAL_S, READY_GRACE_S, ReplicaConfig
 from sluice.replica.context import RequestContext, set_current
 from sluice.replica.handler import Handler, HTTPIngress, Input, Methods, Streamer
 from sluice.replica.leave import leave_group
@@ -175,7 +175,15 @@ class Replica:
         resumed once a slot is free."""
         c = self._consumer
         assert c is not None
-        full = self._tracker.ongoing >= self.cfg.max_ongoing_requests
+        limit = self.cfg.max_ongoing_requests
+        full = self._tracker.ongoing >= limit
+        if full and not self._paused:
+            # A slot is usually free again within milliseconds: wait for
+            # it rather than pause, as a resumed partition is fetched
+            # again from the broker (a round trip and a fetch wait, which
+            # held every cycle of max_ongoing_requests records for about
+            # half a second).
+            full = not self._tracker.wait_below(limit, PAUSE_GRACE_S)
         if full != self._paused:
             parts = c.assignment()
             if parts:

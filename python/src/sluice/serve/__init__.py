@@ -7,6 +7,7 @@ from sluice.serve.batching import batch
 from sluice.serve.deployment import Application, Deployment, deployment
 from sluice.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator, Forwarded
 from sluice.serve.http import Request
+from sluice.serve.ingress import ingress
 from sluice.serve.lookup import get_deployment_handle
 from sluice.serve.multiplex import get_multiplexed_model_id, multiplexed
 from sluice.serve.options import UnsupportedOption
@@ -24,6 +25,7 @@ __all__ = [
     "deployment",
     "get_deployment_handle",
     "get_multiplexed_model_id",
+    "ingress",
     "multiplexed",
     "run",
     "shutdown",

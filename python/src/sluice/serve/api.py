@@ -15,6 +15,7 @@ from typing import Any
 
 from sluice.protocol.names import Namer, check_segment
 from sluice.replica import Replica, ReplicaConfig
+from sluice.serve import remote
 from sluice.serve.caller import Caller, ensure_topics
 from sluice.serve.deployment import Application, Deployment
 from sluice.serve.handle import DeploymentHandle
@@ -128,9 +129,19 @@ _running: list[_Running] = []  # what serve.run started in this process, for shu
 _lock = threading.Lock()
 
 
-def run(app: Application, *, name: str = "default", brokers: list[str], prefix: str = "sluice") -> DeploymentHandle:
+def run(
+    app: Application,
+    *,
+    name: str = "default",
+    brokers: list[str] | None = None,
+    prefix: str = "sluice",
+    route_prefix: str | None = None,
+) -> DeploymentHandle:
     """Serves app in this process (each deployment's replicas as members of
-    its consumer group) and returns a handle to its ingress deployment."""
+    its consumer group) and returns a handle to its ingress deployment.
+    Without brokers: deploys it to the platform (sluice.serve.remote)."""
+    if brokers is None:
+        return remote.run(app, name, route_prefix)
     r = _Running(app, name, brokers, Namer(prefix))
     with _lock:
         _running.append(r)
@@ -144,3 +155,4 @@ def shutdown() -> None:
         running, _running[:] = list(_running), []
     for r in running:
         r.stop()
+    remote.shutdown()

@@ -27,7 +27,7 @@ from sluice.serve.caller import Caller
 from sluice.serve.deployment import Application, Options
 from sluice.serve.describe import load, module_deployments, walk
 from sluice.serve.handle import DeploymentHandle
-from sluice.serve.http import HTTPCallable, takes_request
+from sluice.serve.http import http_handler, takes_request
 from sluice.serve.invoke import HealthCheckFailed, Invoker, watch_health
 from sluice.serve.lookup import NamedHandle
 
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     user_config = json.loads(a.user_config) if a.user_config else opts.user_config
     fn = instance(node, caller, namer, a.app, a.deployment)
     inv = Invoker(fn, opts)  # the handler, and the hooks (reconfigure, check_health) of an HTTP ingress too
-    r = Replica(cfg, HTTPCallable(fn) if takes_request(node.deployment.target) else inv)
+    target = node.deployment.target
+    r = Replica(cfg, http_handler(target, fn) if takes_request(target) else inv)
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
     if pub is not None:
         pub.add(r)

@@ -20,6 +20,7 @@ from sluice.protocol import HTTPRequest
 from sluice.replica import Input, Output
 from sluice.serve.codec import encode
 from sluice.serve.handle import DeploymentResponse
+from sluice.serve.ingress import ASGICallable, asgi_app
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,10 @@ def make_request(req: HTTPRequest, body: bytes, content_type: str) -> Any:
 
 def takes_request(target: Any) -> bool:
     """Whether a deployment's callable (a class's __call__, or a function)
-    takes an HTTP request: its first parameter is annotated Request."""
+    takes an HTTP request: its first parameter is annotated Request, or
+    it is a class @serve.ingress serves with an ASGI app."""
+    if asgi_app(target) is not None:
+        return True
     fn = getattr(target, "__call__", None) if inspect.isclass(target) else target  # noqa: B004
     if fn is None:
         return False
@@ -112,3 +116,10 @@ class HTTPCallable:
         if isinstance(result, DeploymentResponse):
             result = await result
         out.emit(*encode(result))  # status 200, the body's content type
+
+
+def http_handler(target: Any, fn: Any) -> ASGICallable | HTTPCallable:
+    """The replica handler of an HTTP ingress deployment whose target
+    (the class or function declared) made fn (its instance)."""
+    app = asgi_app(target)
+    return ASGICallable(fn, app) if app is not None else HTTPCallable(fn)

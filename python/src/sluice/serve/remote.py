@@ -1,0 +1,322 @@
+"""serve.run(app) without brokers: the application deployed to a Sluice
+platform as a python-project code bundle, as `sluice deploy --python DIR
+--import-path MODULE:ATTR` does, and a handle whose calls go through the
+platform's gateway (its REST route).
+
+The platform is the one at SLUICE_ADDR (the gateway's HTTP address,
+default 127.0.0.1:8000; SLUICE_TOKEN its bearer token when set). When
+none answers there, a `sluice dev` is started for this process (the
+binary at SLUICE_BIN, else `sluice` on PATH) and stopped at exit or
+serve.shutdown. The bundle is the directory of the module that defines
+the application: the module file of the deployment's class, with the
+application as one of its module-level names (the import path the
+platform's replicas import)."""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sluice.protocol import SluiceError, Unavailable
+from sluice.serve.caller import Answer
+from sluice.serve.codec import encode
+from sluice.serve.deployment import Application
+from sluice.serve.handle import DeploymentHandle, DeploymentResponse
+
+ADDR_ENV = "SLUICE_ADDR"
+TOKEN_ENV = "SLUICE_TOKEN"
+BIN_ENV = "SLUICE_BIN"
+DEFAULT_ADDR = "127.0.0.1:8000"
+
+PROBE_TIMEOUT_S = 2.0
+"""How long the platform at SLUICE_ADDR has to answer its readiness."""
+
+DEV_START_TIMEOUT_S = 120.0
+"""How long a started `sluice dev` has to print its address."""
+
+DEPLOY_TIMEOUT = "5m"
+"""`sluice deploy --timeout`: the first deploy of a project builds its
+Python environment (pip), later ones find it cached."""
+
+CALLS_IN_FLIGHT = 64
+"""Calls of one process's handles in flight at once (a thread each, with
+its kept-alive connection to the gateway); more wait their turn."""
+
+CALL_TIMEOUT_S = 60.0
+"""The HTTP timeout of one call through the gateway (its deadline is the
+gateway's default unless the call sets one)."""
+
+DEV_NO_CLAIMS = "67108864"
+"""`sluice dev --claim-threshold`: the largest value it takes, so that no
+value travels as a claim check (the Python runtime does not read them)."""
+
+
+def import_path(app: Application) -> tuple[str, Path]:
+    """MODULE:ATTR of app and the directory MODULE's file is in: the
+    module that defines the ingress deployment's target, the module-level
+    name whose value is app. A script run as __main__ is imported by its
+    file's name."""
+    target = app.deployment.target
+    mod = sys.modules.get(getattr(target, "__module__", "") or "")
+    file = getattr(mod, "__file__", None)
+    if mod is None or not file:
+        raise ValueError(f"serve.run: deployment {app.deployment.name} is not defined in a module file")
+    names = [n for n, v in vars(mod).items() if v is app and not n.startswith("_")]
+    if not names:
+        raise ValueError(
+            f"serve.run: the application is not a module-level name of {file}: assign it (app = ...bind()) so the "
+            "platform's replicas can import it"
+        )
+    path = Path(file).resolve()
+    name = path.stem if mod.__name__ == "__main__" else mod.__name__
+    return f"{name}:{names[0]}", path.parents[name.count(".")]
+
+
+def _binary() -> str:
+    b = os.environ.get(BIN_ENV) or shutil.which("sluice")
+    if not b:
+        raise FileNotFoundError(f"serve.run: no sluice binary (set {BIN_ENV} or put sluice on PATH)")
+    return b
+
+
+class Platform:
+    """A Sluice platform this process deploys to: its REST base URL, and
+    the `sluice dev` process when this process started it."""
+
+    def __init__(self, addr: str, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+        self.addr = addr
+        self.base = (addr if "://" in addr else "http://" + addr).rstrip("/")
+        self.proc = proc
+        self.log = log
+        self.pool = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="sluice-remote")
+        self._local = threading.local()
+
+    def headers(self) -> dict[str, str]:
+        token = os.environ.get(TOKEN_ENV, "")
+        return {"Authorization": "Bearer " + token} if token else {}
+
+    def deploy(self, app: Application, name: str, route_prefix: str) -> None:
+        """Pushes the application's module directory as the next version
+        of bundle name and deploys it, waiting for its replicas."""
+        path, directory = import_path(app)
+        cmd = [_binary(), "deploy", "--python", str(directory), "--import-path", path, "--name", name,
+               "--route-prefix", route_prefix, "--timeout", DEPLOY_TIMEOUT, "--addr", self.addr]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"serve.run: {' '.join(cmd[1:])}: {(res.stderr or res.stdout).strip()}")
+
+    def _conn(self) -> http.client.HTTPConnection:
+        """This thread's connection to the gateway (kept alive)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            u = urllib.parse.urlsplit(self.base)
+            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            conn = cls(u.netloc, timeout=CALL_TIMEOUT_S)
+            self._local.conn = conn
+        return conn
+
+    def call(self, route: str, arg: Any) -> Answer:
+        """POSTs arg to route; the answer, or the gateway's error as a
+        SluiceError with its code. A kept-alive connection the gateway
+        closed is opened again once."""
+        body, content_type = encode(arg)
+        hs = {"Content-Type": content_type, **self.headers()}
+        path = urllib.parse.urlsplit(self.base).path + route
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.request("POST", path, body=body, headers=hs)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.HTTPException, OSError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt == 0 and isinstance(
+                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                ):
+                    continue
+                raise Unavailable(f"POST {self.base + route}: {exc}") from None
+            if resp.status >= 300:
+                raise _error(resp.status, data)
+            return Answer(data, resp.getheader("Content-Type", "") or "")
+        raise Unavailable(f"POST {self.base + route}: the connection closed twice")
+
+    def stream(self, route: str, arg: Any) -> Iterator[Any]:
+        """The items of a streamed answer (NDJSON), each as it comes."""
+        body, content_type = encode(arg)
+        req = urllib.request.Request(self.base + route, data=body, method="POST",
+                                     headers={"Content-Type": content_type, "Accept": "application/x-ndjson",
+                                              **self.headers()})  # fmt: skip
+        try:
+            resp = urllib.request.urlopen(req, timeout=CALL_TIMEOUT_S)
+        except urllib.error.HTTPError as exc:
+            raise _error(exc.code, exc.read()) from None
+        except OSError as exc:
+            raise Unavailable(f"POST {self.base + route}: {exc}") from None
+        with resp:
+            for line in resp:
+                if line.strip():
+                    yield json.loads(line)
+
+    def stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+"""A kept-alive connection the other end closed meanwhile."""
+
+
+def _error(status: int, body: bytes) -> SluiceError:
+    try:
+        doc = json.loads(body)
+        return SluiceError(str(doc["error"]), str(doc["code"]))
+    except (ValueError, KeyError, TypeError):
+        return SluiceError(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
+
+
+def _answers(base: str) -> bool:
+    url = (base if "://" in base else "http://" + base).rstrip("/") + "/v2/health/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+_REST_LINE = re.compile(rb"sluice dev: REST on http://([^,\s]+),")
+
+
+def start_dev() -> Platform:
+    """A `sluice dev` for this process, on ports the kernel picks."""
+    log = Path(tempfile.mkstemp(prefix="sluice-dev-", suffix=".log")[1])
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [_binary(), "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--claim-threshold", DEV_NO_CLAIMS],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + DEV_START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        if m := _REST_LINE.search(log.read_bytes()):
+            return Platform(m.group(1).decode(), proc, log)
+        time.sleep(0.2)
+    p = Platform("", proc, log)
+    p.stop()
+    raise RuntimeError(f"serve.run: sluice dev did not start; its log {log}:\n{log.read_text()[-2000:]}")
+
+
+_platform: Platform | None = None
+_lock = threading.Lock()
+
+
+def platform() -> Platform:
+    """The platform at SLUICE_ADDR when it answers, else a `sluice dev`
+    started once for this process."""
+    global _platform
+    with _lock:
+        if _platform is None:
+            addr = os.environ.get(ADDR_ENV, DEFAULT_ADDR)
+            _platform = Platform(addr) if _answers(addr) else start_dev()
+            atexit.register(shutdown)
+        return _platform
+
+
+def shutdown() -> None:
+    """Stops the `sluice dev` this process started, if any."""
+    global _platform
+    with _lock:
+        p, _platform = _platform, None
+    if p is not None:
+        p.stop()
+
+
+@dataclass(frozen=True)
+class _Route:
+    platform: Platform
+    route: str
+
+
+class RemoteHandle(DeploymentHandle):
+    """A handle to an application's ingress on a platform: each call is a
+    POST to its route through the gateway."""
+
+    def __init__(self, route: _Route, deployment: str, stream: bool = False) -> None:
+        # Not a Kafka caller: the parent's state is not used.
+        self._route = route
+        self._stream = stream
+        self.deployment_name = deployment
+
+    def options(
+        self, *, method_name: str | None = None, stream: bool | None = None, **unsupported: Any
+    ) -> DeploymentHandle:
+        """The same handle; stream=True: remote() yields the items of a
+        streamed answer, each as it comes. A call through the gateway
+        reaches the ingress's __call__ only."""
+        for k in unsupported:
+            raise TypeError(f"DeploymentHandle.options: {k} is not supported on a platform's handle")
+        if method_name not in (None, "", "__call__"):
+            raise ValueError(f"method_name {method_name!r}: a call through the gateway reaches __call__ only")
+        return RemoteHandle(self._route, self.deployment_name, self._stream if stream is None else stream)
+
+    def remote(self, arg: Any = None) -> Any:
+        r = self._route
+        if self._stream:
+            return r.platform.stream(r.route, arg)
+        fut: Future[Answer] = Future()
+        if isinstance(arg, DeploymentResponse):  # sent when it settles
+
+            def upstream(f: Future[Any]) -> None:
+                try:
+                    value = f.result()
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                    return
+                _chain(r.platform.pool.submit(r.platform.call, r.route, value), fut)
+
+            r.platform.pool.submit(arg.result).add_done_callback(upstream)
+        else:
+            _chain(r.platform.pool.submit(r.platform.call, r.route, arg), fut)
+        return DeploymentResponse(fut)
+
+
+def _chain(src: Future[Answer], dst: Future[Answer]) -> None:
+    def done(f: Future[Answer]) -> None:
+        if (exc := f.exception()) is not None:
+            dst.set_exception(exc)
+        else:
+            dst.set_result(f.result())
+
+    src.add_done_callback(done)
+
+
+def run(app: Application, name: str, route_prefix: str | None = None) -> DeploymentHandle:
+    """Deploys app to the platform (see the module's doc) as application
+    name at route_prefix (default /NAME) and returns a handle to it."""
+    p = platform()
+    route = route_prefix or "/" + name
+    p.deploy(app, name, route)
+    return RemoteHandle(_Route(p, route), app.deployment.name)

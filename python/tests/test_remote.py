@@ -1,0 +1,109 @@
+"""serve.run without brokers: what it pushes (the import path and the
+directory found from the application object) and the handle's errors.
+Deploying to a platform and calling through its gateway is tested end to
+end (e2e TestPythonExamples: `python chain.py` against sluice dev and
+against sluice node + sluice gateway)."""
+
+from __future__ import annotations
+
+import http.server
+import importlib
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sluice.protocol import SluiceError, Unavailable
+from sluice.serve.remote import Platform, RemoteHandle, _Route, import_path
+
+MODULE = """
+from sluice import serve
+
+
+@serve.deployment
+class Echo:
+    def __call__(self, x):
+        return x
+
+
+app = Echo.bind()
+inline = [Echo.bind()]
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    pkg = tmp_path / "shop"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "web.py").write_text(MODULE)
+    (tmp_path / "echoapp.py").write_text(MODULE)
+    sys.path.insert(0, str(tmp_path))
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+    for m in ("echoapp", "shop", "shop.web"):
+        sys.modules.pop(m, None)
+
+
+def test_the_import_path_of_a_module_level_application(project: Path) -> None:
+    mod = importlib.import_module("echoapp")
+    assert import_path(mod.app) == ("echoapp:app", project)
+    # A package's module: the directory pushed is the one its top package is in.
+    web = importlib.import_module("shop.web")
+    assert import_path(web.app) == ("shop.web:app", project)
+
+
+def test_a_script_is_imported_by_its_file_name(project: Path) -> None:
+    mod = importlib.import_module("echoapp")
+    sys.modules["__main__saved"] = sys.modules["__main__"]
+    try:
+        mod.__name__ = "__main__"
+        sys.modules["__main__"] = mod
+        mod.Echo.target.__module__ = "__main__"
+        assert import_path(mod.app) == ("echoapp:app", project)
+    finally:
+        sys.modules["__main__"] = sys.modules.pop("__main__saved")
+
+
+def test_an_application_without_a_name_is_refused(project: Path) -> None:
+    mod = importlib.import_module("echoapp")
+    with pytest.raises(ValueError, match="not a module-level name"):
+        import_path(mod.inline[0])
+
+
+def test_a_platform_that_does_not_answer_is_unavailable() -> None:
+    p = Platform("127.0.0.1:9")  # discard: nothing listens
+    try:
+        with pytest.raises(Unavailable):
+            p.call("/x", 5)
+    finally:
+        p.stop()
+
+
+def test_the_handle_carries_the_gateways_code() -> None:
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"error":"no application serves /x","code":"not_found"}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        h = RemoteHandle(_Route(p, "/x"), "Echo")
+        with pytest.raises(SluiceError) as exc:
+            h.remote(5).result(timeout_s=10)
+        assert (exc.value.code, exc.value.message) == ("not_found", "no application serves /x")
+    finally:
+        p.stop()
+        srv.shutdown()
