@@ -29,6 +29,7 @@ func (s *Server) Handler(api http.Handler) http.Handler {
 	})
 	s.handle(mux, "/v2", s.serverMetadataREST)
 	s.handle(mux, "GET /metrics", s.metrics.serve(s))
+	s.uiRoutes(mux) // the dashboard at /ui (ui.go)
 	s.handle(mux, "/", s.callREST)
 	return mux
 }
