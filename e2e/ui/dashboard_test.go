@@ -368,7 +368,7 @@ func TestDashboardAuth(t *testing.T) {
 		chromedp.Navigate("http://"+addr+"/ui/"),
 		chromedp.WaitVisible(`#login`),
 		chromedp.SendKeys(`#token`, "tok-caller"),
-		chromedp.Submit(`#login`),
+		chromedp.Click(`#login button`),
 		chromedp.WaitVisible(`#login`),
 		chromedp.Poll(`document.getElementById("login-error").textContent`, &problem),
 	); err != nil {
@@ -378,9 +378,8 @@ func TestDashboardAuth(t *testing.T) {
 		t.Errorf("with an infer token the page says %q, want the missing scope", problem)
 	}
 	if err := chromedp.Run(tctx,
-		chromedp.SetValue(`#token`, ""),
 		chromedp.SendKeys(`#token`, "tok-viewer"),
-		chromedp.Submit(`#login`),
+		chromedp.Click(`#login button`),
 		chromedp.WaitNotVisible(`#login`),
 		chromedp.Poll(`Number(document.body.dataset.polls || 0) >= 2`, nil),
 		chromedp.Reload(), // the token is kept for the tab: no form again

@@ -376,7 +376,9 @@ function askToken(problem) {
 
 document.getElementById("login").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const t = document.getElementById("token").value.trim();
+  const input = document.getElementById("token");
+  const t = input.value.trim();
+  input.value = "";
   if (!t) return;
   sessionStorage.setItem(TOKEN_KEY, t);
   document.getElementById("login").hidden = true;
