@@ -253,7 +253,7 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("page draws %d applications, the state has %d", len(got), len(want))
 	}
 
-	// Load on greeter and hello-cel until the page shows it.
+	// Load on five of the examples until the page shows it.
 	var before string
 	if err := chromedp.Run(tctx, chromedp.Evaluate(cell("greeter", "Shouter", "processed"), &before)); err != nil {
 		t.Fatal(err)
@@ -261,13 +261,18 @@ func TestDashboard(t *testing.T) {
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var sent, failed sync.Map
-	for _, target := range []struct{ path, body string }{{"/greeter", "Dora"}, {"/hello-cel", `{"language":"spanish","name":"Ana"}`}} {
+	targets := []struct{ method, path, body string }{
+		{"POST", "/greeter", "Dora"}, {"POST", "/hello-cel", `{"language":"spanish","name":"Ana"}`},
+		{"POST", "/hello", `{"language":"french","name":"Luc"}`}, {"POST", "/chain", "5"}, {"GET", "/predict/line", ""},
+	}
+	for _, target := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			n, bad := 0, 0
 			for loadCtx.Err() == nil {
-				r, err := http.Post(base+target.path, "application/json", strings.NewReader(target.body))
+				req, _ := http.NewRequest(target.method, base+target.path, strings.NewReader(target.body))
+				r, err := http.DefaultClient.Do(req)
 				if err != nil || r.StatusCode != http.StatusOK {
 					bad++
 				}
@@ -276,7 +281,7 @@ func TestDashboard(t *testing.T) {
 					r.Body.Close()
 				}
 				n++
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond)
 			}
 			sent.Store(target.path, n)
 			failed.Store(target.path, bad)
@@ -309,7 +314,8 @@ func TestDashboard(t *testing.T) {
 	}
 	stopLoad()
 	wg.Wait()
-	for _, p := range []string{"/greeter", "/hello-cel"} {
+	for _, target := range targets {
+		p := target.path
 		n, _ := sent.Load(p)
 		bad, _ := failed.Load(p)
 		if bad.(int) > 0 {

@@ -3,7 +3,10 @@
 
 const STATE = "/sluice/v1/ui/state";
 const POLL_MS = 1000;
-const WINDOW_MS = 5000; // rates and p99 over about the last five seconds
+const WINDOW_MS = 5000; // the gateway's rates and p99 over about the last five seconds
+// Replicas report their counters every five seconds: a deployment's
+// rates come from each replica's reports over the last sixteen.
+const REPORT_WINDOW_MS = 16000;
 const TOKEN_KEY = "sluice-token";
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -81,6 +84,29 @@ function rate(now, then, get) {
   if (a === undefined) return null;
   const d = a - (b === undefined ? 0 : b);
   return (d < 0 ? a : d) / dt;
+}
+
+// depRate is a deployment's field (processed, failed) per second: for
+// each replica, the change between its latest report and its oldest
+// other report within the window, over the time between them, summed.
+// null until some replica has two reports.
+function depRate(now, app, dep, field) {
+  const cur = deployment(now, app, dep);
+  let sum = null;
+  for (const r of (cur && cur.replica_reports) || []) {
+    let old = null;
+    for (const s of samples) {
+      if (s === now || now.time_ms - s.time_ms > REPORT_WINDOW_MS) continue;
+      const d = deployment(s, app, dep);
+      old = ((d && d.replica_reports) || []).find((x) => x.instance === r.instance && x.at !== r.at);
+      if (old) break;
+    }
+    if (!old) continue;
+    const dt = (Date.parse(r.at) - Date.parse(old.at)) / 1000;
+    const dv = (r[field] || 0) - (old[field] || 0);
+    if (dt > 0 && dv >= 0) sum = (sum || 0) + dv / dt;
+  }
+  return sum;
 }
 
 // p99 of the calls to app between two states, from the histogram's
@@ -179,9 +205,7 @@ function drawGraph(app, now, then) {
   port(outPort, "output", "output", `output: ${app.graph.output_topic}`);
   for (const d of app.deployments || []) {
     const p = pos[d.name];
-    const get = (s) => { const x = deployment(s, app.name, d.name); return x && x.processed; };
-    const getF = (s) => { const x = deployment(s, app.name, d.name); return x && x.failed; };
-    const r = rate(now, then, get), f = rate(now, then, getF);
+    const r = depRate(now, app.name, d.name, "processed"), f = depRate(now, app.name, d.name, "failed");
     const cls = ["node", f > 0 ? "failing" : "", d.replicas === 0 ? "idle" : ""].filter(Boolean).join(" ");
     const lag = d.lag < 0 ? "?" : fmtNum(d.lag);
     svg.append(el("svg:g", { class: cls, "data-deployment": d.name },
@@ -197,9 +221,7 @@ function drawGraph(app, now, then) {
 function deploymentRows(app, now, then) {
   const head = el("tr", {}, ["deployment", "replicas", "req/s", "err/s", "in flight", "lag", "processed", "failed", "partitions", "revision", "last scaling decision"].map((h) => el("th", { text: h })));
   const rows = (app.deployments || []).map((d) => {
-    const get = (s) => { const x = deployment(s, app.name, d.name); return x && x.processed; };
-    const getF = (s) => { const x = deployment(s, app.name, d.name); return x && x.failed; };
-    const r = rate(now, then, get), f = rate(now, then, getF);
+    const r = depRate(now, app.name, d.name, "processed"), f = depRate(now, app.name, d.name, "failed");
     const roll = d.outdated > 0 ? ` (rolling: ${d.updated} new, ${d.outdated} old)` : "";
     return el("tr", { "data-app": app.name, "data-deployment": d.name },
       el("td", { text: d.name, title: d.error || "" , class: d.error ? "bad" : "" }),
@@ -311,7 +333,8 @@ function drawNodes(nodes) {
   }
   return el("div", { class: "nodes" }, nodes.map((n) => el("div", { class: "node-card", "data-node": n.name },
     el("h3", { text: n.name }),
-    el("div", { class: "muted", text: `${n.cpu || 0} CPU · ${fmtBytes(Number(n.memory_bytes || 0))}${n.driver ? ` · driver ${n.driver}` : ""} · ${ago(n.time)}` }),
+    el("div", { class: "muted", text: [n.cpu ? `${n.cpu} CPU` : "", n.memory_bytes ? fmtBytes(Number(n.memory_bytes)) : "",
+      n.driver ? `driver ${n.driver}` : "", `reported ${ago(n.time)}`].filter(Boolean).join(" · ") }),
     n.gpu_problem ? el("div", { class: "warn", text: n.gpu_problem }) : null,
     (n.gpus || []).flatMap((g) => [g, ...(g.instances || [])]).map((g) => {
       const total = Number(g.memory_total_bytes || 0), free = Number(g.memory_free_bytes || 0);
@@ -353,7 +376,7 @@ async function poll() {
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const state = await resp.json();
     samples.push(state);
-    while (samples.length > 1 && state.time_ms - samples[0].time_ms > WINDOW_MS + 2 * POLL_MS) samples.shift();
+    while (samples.length > 1 && state.time_ms - samples[0].time_ms > REPORT_WINDOW_MS + 2 * POLL_MS) samples.shift();
     render(state);
     live().className = "live ok";
     live().textContent = `live · ${new Date(state.time_ms).toLocaleTimeString()}`;
