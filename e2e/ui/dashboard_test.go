@@ -63,8 +63,8 @@ func chromium(t *testing.T) string {
 
 // start runs a command in its own process group until the test ends,
 // and waits for a line of its output that contains ready (none when
-// ready is "").
-func start(t *testing.T, ready string, timeout time.Duration, cmd *exec.Cmd) {
+// ready is ""), which it returns.
+func start(t *testing.T, ready string, timeout time.Duration, cmd *exec.Cmd) string {
 	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
@@ -87,10 +87,10 @@ func start(t *testing.T, ready string, timeout time.Duration, cmd *exec.Cmd) {
 			<-done
 		}
 	})
-	found := make(chan struct{})
+	found := make(chan string, 1)
 	if ready == "" {
 		go func() { _, _ = io.Copy(io.Discard, pr) }()
-		return
+		return ""
 	}
 	var log strings.Builder
 	var mu sync.Mutex
@@ -103,13 +103,14 @@ func start(t *testing.T, ready string, timeout time.Duration, cmd *exec.Cmd) {
 			log.WriteString(sc.Text() + "\n")
 			mu.Unlock()
 			if strings.Contains(sc.Text(), ready) {
-				once.Do(func() { close(found) })
+				once.Do(func() { found <- sc.Text() })
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
-	case <-found:
+	case line := <-found:
+		return line
 	case <-done:
 		mu.Lock()
 		defer mu.Unlock()
@@ -119,6 +120,7 @@ func start(t *testing.T, ready string, timeout time.Duration, cmd *exec.Cmd) {
 		defer mu.Unlock()
 		t.Fatalf("%s: no %q within %v:\n%s", cmd.Path, ready, timeout, log.String())
 	}
+	return ""
 }
 
 // browser is a headless Chromium tab, closed when the test ends.
@@ -420,4 +422,105 @@ func waitHTTP(t *testing.T, url string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// buildSluice builds the sluice binary of this checkout.
+func buildSluice(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sluice")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
+	build.Dir = root(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// The production topology: `sluice gateway` and `sluice node` (replicas
+// as processes) on one broker, SLUICE_TEST_BROKERS when set, else the
+// embedded broker of a `sluice dev` that serves nothing itself. The page
+// draws hello-cel deployed there, the node reporting, and the
+// deployment's numbers moving under load.
+func TestDashboardNode(t *testing.T) {
+	bin := buildSluice(t)
+	dir := t.TempDir()
+	brokers := os.Getenv("SLUICE_TEST_BROKERS")
+	if brokers == "" {
+		devAddr := freeAddr(t)
+		dev := exec.Command(bin, "dev", "--builtin=false", "--http", devAddr, "--grpc", freeAddr(t), "--data-dir", filepath.Join(dir, "dev"))
+		line := start(t, "sluice dev: REST on", time.Minute, dev)
+		_, list, _ := strings.Cut(line, "(brokers [")
+		brokers = strings.ReplaceAll(strings.TrimSuffix(strings.TrimSpace(list), "])"), " ", ",")
+	}
+	prefix := fmt.Sprintf("ui%d", time.Now().UnixNano()%1e9)
+	addr := freeAddr(t)
+	start(t, "sluice gateway: REST on", time.Minute, exec.Command(bin, "gateway", "--brokers", brokers, "--prefix", prefix, "--http", addr, "--grpc", freeAddr(t)))
+	start(t, "", 0, exec.Command(bin, "node", "--brokers", brokers, "--prefix", prefix, "--model-cache", filepath.Join(dir, "models")))
+	base := "http://" + addr
+	deploy := exec.Command(bin, "deploy", "-f", filepath.Join(root(t), "examples/hello-cel/hello-cel.yaml"), "--addr", addr)
+	if out, err := deploy.CombinedOutput(); err != nil {
+		t.Fatalf("sluice deploy: %v\n%s", err, out)
+	}
+
+	ctx := browser(t)
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := chromedp.Run(tctx,
+		chromedp.Navigate(base+"/ui/"),
+		chromedp.WaitVisible(`section.app[data-app="hello-cel"] svg g.node`),
+		chromedp.WaitVisible(`.node-card[data-node]`), // the node's report
+	); err != nil {
+		t.Fatalf("open /ui: %v", err)
+	}
+	var got map[string]drawn
+	if err := chromedp.Run(tctx, chromedp.Evaluate(readGraphs, &got)); err != nil {
+		t.Fatal(err)
+	}
+	want := drawn{Nodes: []string{"FrenchResponder", "LanguageClassifier", "SpanishResponder"}, Edges: []string{
+		"FrenchResponder->output", "LanguageClassifier->FrenchResponder", "LanguageClassifier->SpanishResponder",
+		"SpanishResponder->output", "ingress->LanguageClassifier"}}
+	if g := got["hello-cel"]; len(got) != 1 || !slices.Equal(g.Nodes, want.Nodes) || !slices.Equal(g.Edges, want.Edges) {
+		t.Errorf("page draws %+v, want hello-cel alone as %+v", got, want)
+	}
+
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	var bad, sent int
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for loadCtx.Err() == nil {
+			r, err := http.Post(base+"/hello-cel", "application/json", strings.NewReader(`{"language":"french","name":"Luc"}`))
+			sent++
+			if err != nil || r.StatusCode != http.StatusOK {
+				bad++ // the replicas may still be starting: counted, reported below
+			}
+			if err == nil {
+				_, _ = io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	var rate, processed, replicas string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := chromedp.Run(tctx,
+			chromedp.Evaluate(cell("hello-cel", "FrenchResponder", "rate"), &rate),
+			chromedp.Evaluate(cell("hello-cel", "FrenchResponder", "processed"), &processed),
+			chromedp.Evaluate(`(document.querySelector('tr[data-app="hello-cel"][data-deployment="FrenchResponder"] td:nth-child(2)') || {}).textContent || ""`, &replicas),
+		); err != nil {
+			t.Fatal(err)
+		}
+		if number(rate) > 0 && number(processed) > 0 && replicas == "1/1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("under load the page shows hello-cel/FrenchResponder rate %q processed %q replicas %q", rate, processed, replicas)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	stopLoad()
+	<-loaded
+	t.Logf("on sluice gateway + sluice node: FrenchResponder %s req/s, processed %s, replicas %s; %d of %d calls failed while replicas started", rate, processed, replicas, bad, sent)
 }
