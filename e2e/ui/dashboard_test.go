@@ -1,7 +1,8 @@
 // Package ui tests the gateway's dashboard (/ui) in a real headless
 // Chromium, driven over the Chrome DevTools Protocol, against the
 // platform `make run` starts (scripts/run.sh: sluice dev with its
-// built-in examples, hello-cel, and the greeter and predict bundles).
+// built-in examples, hello-cel, and the greeter and predict bundles),
+// and against `sluice gateway` + `sluice node` on SLUICE_TEST_BROKERS.
 // It needs a Chromium: scripts/chromium.sh finds or installs one
 // (SLUICE_CHROMIUM overrides). `scripts/test.sh ui` runs it.
 package ui
@@ -350,12 +351,7 @@ func TestDashboardAuth(t *testing.T) {
 		"  - name: caller\n    token_sha256: "+sum("tok-caller")+"\n    scopes: [infer]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	build.Dir = root(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildSluice(t)
 	addr := freeAddr(t)
 	start(t, "", 0, exec.Command(bin, "dev", "--http", addr, "--grpc", freeAddr(t), "--auth-file", tokens, "--data-dir", dir))
 	waitHTTP(t, "http://"+addr+"/v2/health/ready")
