@@ -516,7 +516,114 @@ func TestDashboardNode(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	t.Logf("on sluice gateway + sluice node: FrenchResponder %s req/s, processed %s, replicas %s", rate, processed, replicas)
+
+	// kill -9 of FrenchResponder's replica process under load: the node
+	// starts another, whose counters begin at zero again; the page never
+	// shows a negative rate, and shows the new process's traffic.
+	started := replicaStarted(t, base, "hello-cel", "FrenchResponder")
+	pid := replicaPID(t, prefix, "hello-cel", "FrenchResponder")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var replaced time.Time
+	deadline = killed.Add(2 * time.Minute)
+	for {
+		if err := chromedp.Run(tctx, chromedp.Evaluate(cell("hello-cel", "FrenchResponder", "rate"), &rate)); err != nil {
+			t.Fatal(err)
+		}
+		if rate != "—" && number(rate) < 0 {
+			t.Fatalf("after kill -9 the page shows FrenchResponder's rate %q", rate)
+		}
+		if replaced.IsZero() && replicaStarted(t, base, "hello-cel", "FrenchResponder") != started {
+			replaced = time.Now() // the new process reports
+		}
+		// Two polls later the page has the new process's reports, and
+		// rates only from them.
+		if !replaced.IsZero() && time.Since(replaced) > 2500*time.Millisecond && number(rate) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 minutes after kill -9 of the replica process the page shows rate %q, its report started %s", rate, started)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("kill -9 of FrenchResponder's process: its successor reports %v after, the page shows its traffic (%s req/s) %v after", replaced.Sub(killed).Round(100*time.Millisecond), rate, time.Since(killed).Round(100*time.Millisecond))
 	stopLoad()
 	<-loaded
-	t.Logf("on sluice gateway + sluice node: FrenchResponder %s req/s, processed %s, replicas %s; %d of %d calls failed while replicas started", rate, processed, replicas, bad, sent)
+	t.Logf("%d of %d calls failed while replicas started and one was killed", bad, sent)
+}
+
+// replicaStarted is when the replica of app's deployment that reports
+// now started, from the state.
+func replicaStarted(t *testing.T, base, app, dep string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/sluice/v1/ui/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Applications []struct {
+			Name        string `json:"name"`
+			Deployments []struct {
+				Name    string `json:"name"`
+				Reports []struct {
+					Started string `json:"started"`
+				} `json:"replica_reports"`
+			} `json:"deployments"`
+		} `json:"applications"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range st.Applications {
+		for _, d := range a.Deployments {
+			if a.Name == app && d.Name == dep {
+				for _, r := range d.Reports {
+					out = append(out, r.Started)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
+
+// replicaPID is the process id of the one `sluice replica` process of
+// app's deployment under prefix.
+func replicaPID(t *testing.T, prefix, app, dep string) int {
+	t.Helper()
+	want := []string{"replica", "--prefix", prefix, "--app", app, "--deployment", dep}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 1 && hasInOrder(args[1:], want) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return pid
+		}
+	}
+	t.Fatalf("no process runs %v", want)
+	return 0
+}
+
+// hasInOrder reports whether args hold each of want's flag-value pairs,
+// and want[0] first.
+func hasInOrder(args, want []string) bool {
+	if len(args) == 0 || args[0] != want[0] {
+		return false
+	}
+	joined := " " + strings.Join(args, " ") + " "
+	for i := 1; i+1 < len(want); i += 2 {
+		if !strings.Contains(joined, " "+want[i]+" "+want[i+1]+" ") {
+			return false
+		}
+	}
+	return true
 }

@@ -87,8 +87,9 @@ function rate(now, then, get) {
 }
 
 // depRate is a deployment's field (processed, failed) per second: for
-// each replica, the change between its latest report and its oldest
-// other report within the window, over the time between them, summed.
+// each replica process, the change between its latest report and its
+// oldest other report within the window, over the time between them,
+// summed.
 // null until some replica has two reports.
 function depRate(now, app, dep, field) {
   const cur = deployment(now, app, dep);
@@ -98,7 +99,9 @@ function depRate(now, app, dep, field) {
     for (const s of samples) {
       if (s === now || now.time_ms - s.time_ms > REPORT_WINDOW_MS) continue;
       const d = deployment(s, app, dep);
-      old = ((d && d.replica_reports) || []).find((x) => x.instance === r.instance && x.at !== r.at);
+      // The same process: a replica restarted under its name starts
+      // its counters again.
+      old = ((d && d.replica_reports) || []).find((x) => x.instance === r.instance && x.started === r.started && x.at !== r.at);
       if (old) break;
     }
     if (!old) continue;
