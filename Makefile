@@ -3,7 +3,7 @@ HTTP_ADDR ?= 127.0.0.1:8000
 GRPC_ADDR ?= 127.0.0.1:9000
 GO ?= go
 
-.PHONY: build run test test-unit test-e2e test-real test-helm fuzz bench bench-core bench-registry bench-models bench-autoscale vet
+.PHONY: build run test test-unit test-e2e test-real test-helm test-ui fuzz bench bench-core bench-registry bench-models bench-autoscale vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -18,7 +18,8 @@ run:
 # validated offline, unit (race detector), short fuzz
 # runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka
 # broker and a real MinIO, real inference clients against sluice dev, and the
-# load generator's smoke run against sluice dev.
+# load generator's smoke run against sluice dev, and the dashboard in a
+# headless Chromium.
 test:
 	scripts/test.sh
 
@@ -36,6 +37,9 @@ test-real:
 
 test-helm:
 	scripts/test.sh helm
+
+test-ui:
+	scripts/test.sh ui
 
 fuzz:
 	scripts/test.sh fuzz

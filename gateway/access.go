@@ -97,7 +97,12 @@ var scopes = map[string]auth.Scope{
 	// (generated from protos/, public with the source): open, so that
 	// tools read it before they hold a token.
 	"GET /sluice/v1/openapi.json": auth.Open,
-	"/":                           auth.Infer, // application routes
+	// The dashboard's page and files (ui.go), the same everywhere: open;
+	// the state it draws needs read.
+	"GET /ui":                 auth.Open,
+	"GET /ui/":                auth.Open,
+	"GET /sluice/v1/ui/state": auth.Read,
+	"/":                       auth.Infer, // application routes
 }
 
 // MethodScope is the scope a gRPC method (full name) or REST route

@@ -33,6 +33,7 @@ func (s *Server) Handler(api http.Handler) http.Handler {
 	s.handle(mux, "GET /sluice/v1/audit", s.auditREST)
 	s.handle(mux, "GET /metrics/targets", s.targets)
 	s.handle(mux, "GET /metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP)
+	s.uiRoutes(mux) // the dashboard at /ui (ui.go)
 	s.handle(mux, "/", s.callREST)
 	return mux
 }

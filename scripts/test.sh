@@ -19,6 +19,11 @@
 #          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
 #   smoke  bin/sluice-load against `sluice dev -f bench/sluice/noop.yaml` for
 #          SMOKETIME (default 10s): the benchmark's path runs with no error
+#   ui     the dashboard (/ui) in a headless Chromium, over the Chrome
+#          DevTools Protocol, against what `make run` deploys (e2e/ui); the
+#          browser comes from scripts/chromium.sh (Debian's chromium package,
+#          installed, or unpacked under ~/.cache/sluice without root);
+#          SLUICE_ARTIFACTS is where its screenshot goes (default bin/artifacts)
 #   python the Python package (python/): ruff, mypy --strict, then pytest
 #          (the protocol, the replica runtime and the conformance suite)
 #          against `sluice dev` built from this checkout, or against
@@ -184,6 +189,14 @@ smoke() (
 	fi
 )
 
+# ui drives the dashboard in a real browser (e2e/ui/dashboard_test.go).
+ui() {
+	echo "== ui: the dashboard in headless Chromium"
+	SLUICE_CHROMIUM=$(scripts/chromium.sh)
+	export SLUICE_CHROMIUM
+	$GO test -count=1 -v -timeout 10m ./e2e/ui/
+}
+
 # python_venv prints the path of the virtualenv of the Python package's
 # checks, building it first if needed: cached under SLUICE_CACHE (default
 # ~/.cache/sluice), one per checkout and python/pyproject.toml, with
@@ -226,13 +239,13 @@ python() (
 )
 
 if [ $# -eq 0 ]; then
-	set -- gen helm unit fuzz e2e real tf clients smoke python
+	set -- gen helm unit fuzz e2e real tf clients smoke python ui
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | real | tf | gen | clients | smoke | python) "$tier" ;;
+	unit | fuzz | e2e | real | tf | gen | clients | smoke | python | ui) "$tier" ;;
 	helm) helm_tier ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, helm, unit, fuzz, e2e, real, tf, clients, smoke, python)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, helm, unit, fuzz, e2e, real, tf, clients, smoke, python, ui)" >&2; exit 2 ;;
 	esac
 done
