@@ -64,6 +64,9 @@ type Hop struct {
 	Topic       string
 	Value       []byte
 	ContentType string // "": the output's own
+	// Mirror sends a copy whose branch answers nobody (protocol.Mirror);
+	// an output whose only hops are mirrors is also the answer.
+	Mirror bool
 }
 
 // Streamer is implemented by handlers whose outputs are streams: each Emit
@@ -133,6 +136,10 @@ type Config struct {
 	// its record.
 	Claims *claim.Claims
 
+	// Join makes the deployment a join of its incoming dataflow edges
+	// (JoinConfig); nil: every record is an input of its own.
+	Join *JoinConfig
+
 	Log  *slog.Logger
 	Opts []kgo.Opt // extra client options (tests)
 }
@@ -174,6 +181,11 @@ func (c *Config) defaults() error {
 	if err := checkInstanceID(c.InstanceID); err != nil {
 		return err
 	}
+	if c.Join != nil {
+		if err := c.Join.check(); err != nil {
+			return err
+		}
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -200,6 +212,9 @@ func checkInstanceID(id string) error {
 type Stats struct {
 	Processed, Failed, Expired, DeadLettered, Ongoing int64
 	Partitions                                        int
+	// Mirrored counts answers dropped because their request was a
+	// mirrored copy (sl-mirror): shadow traffic's answers.
+	Mirrored int64
 }
 
 // Replica is one consumer-group member of a deployment.
@@ -224,7 +239,8 @@ type Replica struct {
 	freed   chan struct{} // cap 1: a slot came free
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
-	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
+	stats   struct{ processed, failed, expired, deadLettered, mirrored atomic.Int64 }
+	join    *joiner        // nil unless the deployment joins its inputs
 	bg      sync.WaitGroup // claim deletes; added to under mu until closed
 	closed  bool           // under mu: no more background work
 
@@ -248,12 +264,18 @@ type partition struct {
 	queue   []*slot // in offset order
 	revoked bool
 	order   chan *slot // Ordered mode: the partition's worker queue
+
+	// Joins (markLocked): the completed records whose join's other
+	// inputs are not completed yet, and the last completed record.
+	held []*slot
+	last *kgo.Record
 }
 
 type slot struct {
-	rec  *kgo.Record
-	part *partition
-	done bool
+	rec   *kgo.Record
+	part  *partition
+	done  bool
+	group *joinGroup // the fired join the record is an input of
 }
 
 // New creates a replica and its client; Run starts consuming.
@@ -264,6 +286,9 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
+	if cfg.Join != nil {
+		r.join = newJoiner(r, *cfg.Join)
+	}
 	if s, ok := h.(Streamer); ok {
 		r.stream = s.Streams()
 	}
@@ -294,6 +319,13 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
+	opts = append(opts, kgo.RecordPartitioner(newByRequest()))
+	if cfg.Join != nil {
+		// The same partition number of every input topic to one member
+		// (range); cooperative-sticky only while a member that lacks
+		// range is in the group (a roll onto the join).
+		opts = append(opts, kgo.Balancers(kgo.RangeBalancer(), kgo.CooperativeStickyBalancer()))
+	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
 		return nil, err
@@ -314,6 +346,7 @@ func (r *Replica) Stats() Stats {
 		DeadLettered: r.stats.deadLettered.Load(),
 		Ongoing:      r.ongoing.Load(),
 		Partitions:   n,
+		Mirrored:     r.stats.mirrored.Load(),
 	}
 }
 
@@ -341,6 +374,9 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		fetchErrs.Observe(fs)
 		fs.EachRecord(r.dispatch)
+	}
+	if r.join != nil {
+		r.join.drop(nil) // pending joins are the next owner's
 	}
 	r.drain()
 	// Whatever is still running is the next owner's: forget every partition
@@ -472,6 +508,9 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 // then commits what they marked. Records still running after the wait are
 // not marked: the next owner processes them again.
 func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	if r.join != nil {
+		r.join.drop(lost)
+	}
 	r.mu.Lock()
 	r.waitLocked(func() bool { return !r.busy(lost) })
 	if n := r.forget(lost); n > 0 {
@@ -485,6 +524,9 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 }
 
 func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if r.join != nil {
+		r.join.drop(lost)
+	}
 	r.mu.Lock()
 	if n := r.forget(lost); n > 0 {
 		r.cfg.Log.Warn("partitions lost", "group", r.cfg.Group, "lost", n, "owned", len(r.parts))
@@ -622,12 +664,19 @@ func (r *Replica) complete(s *slot) {
 	s.done = true
 	part := s.part
 	var last *kgo.Record
+	var popped []*slot // with joins only
 	for len(part.queue) > 0 && part.queue[0].done {
 		last = part.queue[0].rec
+		if r.join != nil {
+			popped = append(popped, part.queue[0])
+		}
 		part.queue[0] = nil
 		part.queue = part.queue[1:]
 	}
-	if last != nil && !part.revoked {
+	switch {
+	case r.join != nil:
+		r.markLocked(part, last, popped)
+	case last != nil && !part.revoked:
 		r.cl.MarkCommitRecords(last)
 	}
 	r.ongoing.Add(-1)
@@ -689,13 +738,18 @@ func (r *Replica) process(s *slot) {
 	}
 	run.claim = ref
 	in := &Input{Env: req.Env, Topic: rec.Topic, Key: rec.Key, Value: value}
+	if r.join != nil {
+		if in = r.join.arrive(run, in); in == nil {
+			return // held for its join, dropped as late, or failed
+		}
+	}
 	run.ctx, run.in = ctx, in
 	if err := r.call(ctx, in, run); err != nil {
 		run.fail(err)
 		return
 	}
 	r.stats.processed.Add(1)
-	if run.stream {
+	if run.stream && !env.Mirror {
 		run.send(protocol.End(&run.req, r.cfg.Output, run.seq))
 	}
 }
@@ -768,6 +822,7 @@ type run struct {
 	pending atomic.Int64
 	claim   claim.Ref   // the input's claimed value
 	dead    atomic.Bool // dead-lettered: its claim stays for a replay
+	joined  []*run      // the other inputs of the join this run fired: they complete with it
 
 	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
 	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
@@ -792,6 +847,9 @@ func (x *run) release() {
 	}
 	if ref := x.claim; ref.Kind() == claim.KindRecord && x.req.Env.ReplyTo != "" && !x.dead.Load() {
 		x.r.background(func() { x.r.deleteClaim(ref) })
+	}
+	for _, y := range x.joined { // after the join's outputs were acknowledged
+		y.unhold()
 	}
 	x.r.complete(x.s)
 }
@@ -852,6 +910,10 @@ func (x *run) Emit(value []byte, contentType string) error {
 // answer sends an output that goes no further: to the caller, or to the
 // output topic when nobody waits.
 func (x *run) answer(value []byte, contentType string) {
+	if x.req.Env.Mirror { // shadow traffic: nobody gets its answer
+		x.r.stats.mirrored.Add(1)
+		return
+	}
 	seq := int64(-1)
 	if x.stream {
 		seq = x.seq
@@ -867,11 +929,18 @@ func (x *run) route(value []byte, contentType string) (bool, error) {
 	if err != nil || len(hops) == 0 {
 		return false, err
 	}
+	sent := false
 	for _, h := range hops {
-		e := protocol.Edge(&x.req, h.Topic, h.Value, cmp.Or(h.ContentType, contentType))
+		build := protocol.Edge
+		if h.Mirror {
+			build = protocol.Mirror
+		} else {
+			sent = true
+		}
+		e := build(&x.req, h.Topic, h.Value, cmp.Or(h.ContentType, contentType))
 		x.send(e.Record())
 	}
-	return true, nil
+	return sent, nil
 }
 
 // send produces rec, a value over the claim threshold as a claim check

@@ -59,6 +59,7 @@ func ReplicaConfig(brokers []string, namer streams.Namer, app appstore.Applied, 
 	}
 	rev := Revision(topo, d)
 	return replicas.Config{
+		Join:         joinConfig(topo, d.Name, dt),
 		Router:       router,
 		Brokers:      brokers,
 		Group:        dt.Group,
@@ -76,4 +77,20 @@ func ReplicaConfig(brokers []string, namer streams.Namer, app appstore.Applied, 
 		DrainTimeout: drain,
 		Log:          log.With("deployment", d.Name, "revision", rev),
 	}, nil
+}
+
+// joinConfig is what a join deployment's replicas need: its join and the
+// upstream deployment of each incoming dataflow edge topic; nil for a
+// deployment without a join.
+func joinConfig(topo *Topology, d string, dt DeploymentTopics) *replicas.JoinConfig {
+	if dt.Join == nil {
+		return nil
+	}
+	jc := &replicas.JoinConfig{Type: dt.Join.Type, Window: time.Duration(dt.Join.Window), Trigger: dt.Join.Trigger, Sources: map[string]string{}}
+	for _, e := range topo.Edges {
+		if e.To == d && !e.Handle {
+			jc.Sources[e.Topic] = e.From
+		}
+	}
+	return jc
 }

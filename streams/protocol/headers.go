@@ -24,7 +24,8 @@ const (
 	HeaderEOS         = "sl-eos"     // end of stream: the number of items sent
 	HeaderSource      = "sl-source"  // dead letter: "topic/partition/offset" of the failed record
 	HeaderDeployment  = "sl-deployment"
-	HeaderClaim       = "sl-claim" // claim check: "<size> <sha256> <key>" of a value kept in the blob store
+	HeaderClaim       = "sl-claim"  // claim check: "<size> <sha256> <key>" of a value kept in the blob store
+	HeaderMirror      = "sl-mirror" // "1": a mirrored copy, whose answers reach nobody
 	// HeaderRequestPrefix starts the headers that carry the caller's
 	// request headers (x-* names, lower case) along the graph, for rules.
 	HeaderRequestPrefix = "h-"

@@ -1,0 +1,212 @@
+package replicas
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams/protocol"
+)
+
+// joinFixture is a join of two input topics, A and B, with the same
+// partition count.
+type joinFixture struct {
+	fixture
+	a, b string
+}
+
+func newJoinFixture(t *testing.T, partitions int32) joinFixture {
+	t.Helper()
+	f := joinFixture{fixture: newFixture(t, 1), a: uniq(t, "a"), b: uniq(t, "b")}
+	createTopics(t, partitions, f.a, f.b)
+	return f
+}
+
+func (f joinFixture) config(typ string, window time.Duration) Config {
+	cfg := f.fixture.config()
+	cfg.Topics = []string{f.a, f.b}
+	cfg.Join = &JoinConfig{Type: typ, Window: window, Sources: map[string]string{f.a: "A", f.b: "B"}}
+	return cfg
+}
+
+// echo emits its input: the joined object.
+var echo = handlerFunc(func(_ context.Context, in *Input, out Output) error {
+	return out.Emit(in.Value, in.Env.ContentType)
+})
+
+func input(topic string, p int32, key, value string, kv ...string) *kgo.Record {
+	return &kgo.Record{Topic: topic, Partition: p, Key: []byte(key), Value: []byte(value),
+		Headers: hdrs(append([]string{protocol.HeaderContentType, "application/json"}, kv...)...)}
+}
+
+// An inner join emits one object per key once both inputs came, keyed
+// like its inputs; a key whose B never comes is dead-lettered at the
+// window's end with what came, naming B. Both inputs' offsets are
+// committed only once the join fired.
+func TestJoinInner(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 2)
+	x := start(t, f.config(JoinInner, 700*time.Millisecond), echo)
+	const n = 40
+	for i := range n {
+		produce(t, input(f.a, int32(i%2), fmt.Sprintf("k%d", i), fmt.Sprint(i)))
+	}
+	waitFor(t, 5*time.Second, "A's inputs held", func() bool { return x.Stats().Partitions == 4 })
+	time.Sleep(300 * time.Millisecond) // past a commit interval
+	for p, o := range committed(t, f.group, f.a) {
+		if o != 0 {
+			t.Fatalf("A/%d committed at %d while every input waits for B", p, o)
+		}
+	}
+	for i := range n {
+		produce(t, input(f.b, int32(i%2), fmt.Sprintf("k%d", i), fmt.Sprintf(`{"b":%d}`, i)))
+	}
+	produce(t, input(f.a, 0, "lonely", `"alone"`))
+	got := map[string]string{}
+	for _, r := range consume(t, f.out, n, 10*time.Second) {
+		got[string(r.Key)] = string(r.Value)
+	}
+	for i := range n {
+		k := fmt.Sprintf("k%d", i)
+		if want := fmt.Sprintf(`{"A":%d,"B":{"b":%d}}`, i, i); got[k] != want {
+			t.Errorf("%s: %s, want %s", k, got[k], want)
+		}
+	}
+	dl := consume(t, f.dlq, 1, 5*time.Second)[0]
+	if string(dl.Key) != "lonely" || string(dl.Value) != `{"A":"alone","B":null}` ||
+		!strings.Contains(hget(dl, protocol.HeaderError), "without input from B (came: A)") {
+		t.Fatalf("dead letter %s = %s, %q", dl.Key, dl.Value, hget(dl, protocol.HeaderError))
+	}
+	waitFor(t, 5*time.Second, "every input committed", func() bool {
+		a, b := committed(t, f.group, f.a), committed(t, f.group, f.b)
+		return a[0]+a[1] == n+1 && b[0]+b[1] == n
+	})
+	if st := x.JoinStats(); st.Fired != n || st.TimedOut != 1 {
+		t.Fatalf("join stats %+v, want %d fired, 1 timed out", st, n)
+	}
+}
+
+// Outer fills what did not come with null at the window's end; any
+// emits the first input and drops the later ones, counted.
+func TestJoinOuterAndAny(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []string{JoinOuter, JoinAny} {
+		t.Run(typ, func(t *testing.T) {
+			t.Parallel()
+			f := newJoinFixture(t, 1)
+			x := start(t, f.config(typ, 300*time.Millisecond), echo)
+			produce(t, input(f.a, 0, "both", "1"))
+			time.Sleep(50 * time.Millisecond)
+			produce(t, input(f.b, 0, "both", "2"), input(f.b, 0, "onlyB", `"b"`))
+			got := map[string]string{}
+			for _, r := range consume(t, f.out, 2, 5*time.Second) {
+				got[string(r.Key)] = string(r.Value)
+			}
+			want := map[string]string{"both": `{"A":1,"B":2}`, "onlyB": `{"A":null,"B":"b"}`}
+			if typ == JoinAny {
+				want["both"] = `{"A":1,"B":null}`
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+			waitFor(t, 2*time.Second, "the late input counted", func() bool { return typ != JoinAny || x.JoinStats().Late == 1 })
+			if c := count(t, f.dlq); c != 0 {
+				t.Fatalf("%d dead letters", c)
+			}
+		})
+	}
+}
+
+// A sync request's inputs join under its id (keys differ), the caller
+// gets the one answer, and an inner join that times out answers the
+// caller with an error naming the input that never came.
+func TestJoinSync(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 1)
+	start(t, f.config(JoinInner, 300*time.Millisecond), echo)
+	produce(t,
+		input(f.a, 0, "x", "1", protocol.HeaderID, "r1", protocol.HeaderReplyTo, f.reply),
+		input(f.b, 0, "y", "2", protocol.HeaderID, "r1", protocol.HeaderReplyTo, f.reply),
+		input(f.b, 0, "z", "3", protocol.HeaderID, "r2", protocol.HeaderReplyTo, f.reply))
+	got := map[string]*kgo.Record{}
+	for _, r := range consume(t, f.reply, 2, 5*time.Second) {
+		got[hget(r, protocol.HeaderID)] = r
+	}
+	if r := got["r1"]; r == nil || string(r.Value) != `{"A":1,"B":2}` {
+		t.Fatalf("r1 answered %v", r)
+	}
+	if r := got["r2"]; r == nil || hget(r, protocol.HeaderStatus) != "deadline_exceeded" || !strings.Contains(hget(r, protocol.HeaderError), "without input from A") {
+		t.Fatalf("r2 answered %v", r)
+	}
+	if c := count(t, f.out); c != 0 {
+		t.Fatalf("%d records on the output topic", c)
+	}
+}
+
+// A replica that stops with a join pending commits none of its inputs:
+// the next owner reads the held input again, and joins it with the one
+// that comes later.
+func TestJoinStateReplayed(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 1)
+	cfg := f.config(JoinInner, 5*time.Second)
+	x := start(t, cfg, echo)
+	produce(t, input(f.a, 0, "done", "0"), input(f.b, 0, "done", "0"), input(f.a, 0, "k", "1"))
+	consume(t, f.out, 1, 5*time.Second)
+	waitFor(t, 5*time.Second, "the first join committed", func() bool { return committed(t, f.group, f.b)[0] == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if o := committed(t, f.group, f.a)[0]; o != 1 {
+		t.Fatalf("A committed at %d with k's input held, want 1", o)
+	}
+	x.stop(t)
+	start(t, cfg, echo)
+	produce(t, input(f.b, 0, "k", "2"))
+	var got []string
+	for _, r := range consume(t, f.out, 2, 10*time.Second) {
+		got = append(got, string(r.Key)+"="+string(r.Value))
+	}
+	if want := []string{`done={"A":0,"B":0}`, `k={"A":1,"B":2}`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("output %v, want %v", got, want)
+	}
+}
+
+// markLocked keeps a partition's commit point at the first input of a
+// fired join until its other inputs are completed in their own
+// partitions, so that a replay never holds part of a fired join.
+func TestJoinCommitsTogether(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 1)
+	release := make(chan struct{})
+	slow := handlerFunc(func(_ context.Context, in *Input, out Output) error {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(in.Value, &m); err != nil {
+			return err
+		}
+		if string(m["A"]) == `"slow"` {
+			<-release
+		}
+		return out.Emit(in.Value, in.Env.ContentType)
+	})
+	x := start(t, f.config(JoinInner, 5*time.Second), slow)
+	// A: [j1, s], B: [s, j1]. s fires on B's first record and runs
+	// slowly; j1 fires on B's second and completes. A's completed prefix
+	// is j1, but j1's input on B is behind s's: committing A past j1
+	// would let a replay hold j1's B alone.
+	produce(t, input(f.a, 0, "j1", "1"), input(f.a, 0, "s", `"slow"`))
+	produce(t, input(f.b, 0, "s", "0"), input(f.b, 0, "j1", "1"))
+	consume(t, f.out, 1, 5*time.Second)
+	time.Sleep(400 * time.Millisecond)
+	if a, b := committed(t, f.group, f.a)[0], committed(t, f.group, f.b)[0]; a != 0 || b != 0 {
+		t.Fatalf("committed A at %d, B at %d while s's join runs; want 0 and 0", a, b)
+	}
+	close(release)
+	waitFor(t, 5*time.Second, "both joins committed", func() bool {
+		return committed(t, f.group, f.a)[0] == 2 && committed(t, f.group, f.b)[0] == 2
+	})
+	_ = x
+}
