@@ -164,6 +164,10 @@ func writeDeployments(w io.Writer, apps []controller.AppStatus) {
 		{"sluice_deployment_replicas", "Replicas running in this process.", "gauge", func(d controller.DeploymentStatus) float64 { return float64(d.Replicas) }},
 		{"sluice_deployment_processed_total", "Records processed.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.Processed) }},
 		{"sluice_deployment_failed_total", "Records that failed.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.Failed) }},
+		{"sluice_deployment_mirrored_total", "Answers of mirrored copies (shadow traffic) dropped.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.Mirrored) }},
+		{"sluice_deployment_joins_fired_total", "Joins emitted.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.JoinsFired) }},
+		{"sluice_deployment_joins_timed_out_total", "Joins whose window ended before every input came.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.JoinsTimedOut) }},
+		{"sluice_deployment_join_late_total", "Join inputs dropped: after their join fired, or again from the same upstream.", "counter", func(d controller.DeploymentStatus) float64 { return float64(d.JoinLate) }},
 		{"sluice_deployment_ongoing", "Records in flight.", "gauge", func(d controller.DeploymentStatus) float64 { return float64(d.Ongoing) }},
 		{"sluice_deployment_lag", "Consumer-group lag (NaN when unreadable).", "gauge", func(d controller.DeploymentStatus) float64 {
 			if d.Lag < 0 {
