@@ -250,7 +250,9 @@ func TestNodeJoinFailover(t *testing.T) {
 		defer close(consumed)
 		settle := time.Time{}
 		for ctx.Err() == nil {
-			fs := cons.PollFetches(ctx)
+			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			fs := cons.PollFetches(pctx)
+			pcancel()
 			mu.Lock()
 			fs.EachRecord(func(r *kgo.Record) {
 				i, _ := strconv.Atoi(strings.TrimPrefix(string(r.Key), "k"))
