@@ -46,6 +46,18 @@ type JoinConfig struct {
 	// deployment. A record from another topic (a handle call) is not
 	// joined.
 	Sources map[string]string
+	// Merge, when set, may build the joined value itself from the inputs
+	// that came (in upstream-name order): ok false leaves the JSON object.
+	// An error fails the request (invalid_argument unless it carries a
+	// code). The controller merges Open Inference Protocol tensors by name.
+	Merge func(inputs []JoinInput) (value []byte, contentType string, ok bool, err error)
+}
+
+// JoinInput is one input of a join, for JoinConfig.Merge.
+type JoinInput struct {
+	From        string // the upstream deployment
+	Value       []byte
+	ContentType string
 }
 
 // JoinStats are a join's counters.
@@ -163,7 +175,12 @@ func (j *joiner) arrive(x *run, in *Input) *Input {
 	j.closeLocked(g, now)
 	j.stats.fired.Add(1)
 	x.joined = j.members(g, x)
-	return j.combine(g, x)
+	joined, err := j.combine(g, x)
+	if err != nil {
+		x.fail(err)
+		return nil
+	}
+	return joined
 }
 
 // ready reports whether g's inputs fire the join.
@@ -247,11 +264,29 @@ func (j *joiner) members(g *joinGroup, by *run) []*run {
 // combine builds the joined input: by's envelope and key, and an object
 // with one field per upstream (null for those that did not come; for any,
 // only the first).
-func (j *joiner) combine(g *joinGroup, by *run) *Input {
+func (j *joiner) combine(g *joinGroup, by *run) (*Input, error) {
 	in := *by.in
-	in.Value = j.object(g)
-	in.Env.ContentType = contentJSON
-	return &in
+	in.Value, in.Env.ContentType = j.object(g), contentJSON
+	if j.cfg.Merge == nil {
+		return &in, nil
+	}
+	var came []JoinInput
+	for _, name := range j.names {
+		if x := g.inputs[name]; x != nil && (j.cfg.Type != JoinAny || x == g.runs[0]) {
+			came = append(came, JoinInput{From: name, Value: x.in.Value, ContentType: x.in.Env.ContentType})
+		}
+	}
+	v, ct, ok, err := j.cfg.Merge(came)
+	if err != nil {
+		if _, coded := err.(*streams.Error); !coded {
+			err = streams.Errorf(streams.CodeInvalidArgument, "deployment %s: join: %v", j.r.cfg.Deployment, err)
+		}
+		return &in, err
+	}
+	if ok {
+		in.Value, in.Env.ContentType = v, ct
+	}
+	return &in, nil
 }
 
 const contentJSON = "application/json"
@@ -307,11 +342,15 @@ func (j *joiner) expire(g *joinGroup) {
 	}
 	first := g.runs[0]
 	first.joined = j.members(g, first)
-	joined := j.combine(g, first)
+	joined, err := j.combine(g, first)
 	j.mu.Unlock()
 
 	x := first
 	defer x.unhold()
+	if err != nil && j.cfg.Type != JoinInner {
+		x.fail(err)
+		return
+	}
 	if j.cfg.Type == JoinInner {
 		rec := *x.rec
 		rec.Value = joined.Value
