@@ -117,7 +117,9 @@ edges:
 func diamondBind(t *testing.T) *serve.Application {
 	t.Helper()
 	identity := serve.Func("Identity", func(_ context.Context, x int) (int, error) { return x, nil })
-	sum := serve.Func("Sum", func(_ context.Context, in struct{ Adder, Multiplier int }) (int, error) { return in.Adder + in.Multiplier, nil })
+	sum := serve.Func("Sum", func(_ context.Context, in struct{ Adder, Multiplier int }) (int, error) {
+		return in.Adder + in.Multiplier, nil
+	})
 	in := identity.Bind()
 	plus := chain.AdderDeployment.Bind(1).From(in)
 	times := chain.MultiplierDeployment.Bind(10).From(in)
