@@ -198,12 +198,12 @@ func grepLines(s, sub string) string {
 //
 // Duplicates: a join that fired, whose output was acknowledged, but
 // whose inputs' offsets were not committed yet when the process died,
-// fires again on the replay. Offsets are committed every 250ms, and a
-// fired join's inputs only together, so what can fire twice is what the
-// killed replica completed in the last commit interval before the kill
-// plus the joins whose commit a slower join held back: the test asserts
-// at most what the killed replica could complete in one second at the
-// rate the batch ran (four commit intervals), and prints the count.
+// fires again on the replay. A replay starts at the committed offsets,
+// and a fired join's inputs are committed together, so a duplicate is a
+// join both of whose inputs lay past the committed offsets at the kill,
+// and whose output was out before it: the test asserts at most half the
+// join's uncommitted inputs read just before the kill, and at most the
+// outputs out by then, and prints the count.
 func TestNodeJoinFailover(t *testing.T) {
 	const app, total = "joinfail", 2000
 	var n *testNode
@@ -290,6 +290,7 @@ func TestNodeJoinFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	pollUntil(t, time.Minute, fmt.Sprintf("%d results out", total/4), n, func() bool { return out() >= total/4 })
+	uncommitted := uncommittedInputs(t, prod, nm.Group(app, "Final"), nm.Edge(app, "Plus1", "Final"), nm.Edge(app, "Times10", "Final"))
 	atKill, killedAt := out(), time.Now()
 	rate := float64(atKill) / killedAt.Sub(began).Seconds()
 	k := killReplica(t, n, app+".Final.0")
@@ -307,12 +308,11 @@ func TestNodeJoinFailover(t *testing.T) {
 		dups += c - 1
 	}
 	dlq := topicCount(t, prod, nm.DeadLetter(app))
-	// The killed replica held half the partitions: in one second at the
-	// batch's rate it completed at most about half of rate joins.
-	bound := int(rate/2) + 1
+	bound := min(uncommitted/2, atKill)
 	t.Logf("%d keys in %v; kill -9 %s.Final.0 at %d out (%.0f joins/s): replacement started %v after the kill, its %d partitions assigned %v after its start",
 		total, took.Round(time.Millisecond), app, atKill, rate, k.restarted.Round(time.Millisecond), k.owned, k.reassign.Round(time.Millisecond))
-	t.Logf("lost %d, duplicates %d (bound %d), output records %d, dead letters %d", total-len(seen), dups, bound, records, dlq)
+	t.Logf("lost %d, duplicates %d (bound %d: %d inputs uncommitted before the kill, %d out), output records %d, dead letters %d",
+		total-len(seen), dups, bound, uncommitted, atKill, records, dlq)
 	if lost := total - len(seen); lost != 0 {
 		t.Errorf("%d of %d keys lost", lost, total)
 	}
@@ -326,4 +326,30 @@ func TestNodeJoinFailover(t *testing.T) {
 		t.Errorf("%d duplicates, more than the bound %d", dups, bound)
 	}
 	n.stop(t)
+}
+
+// uncommittedInputs is how many records of the topics lie past group's
+// committed offsets (all of them where it committed none).
+func uncommittedInputs(t *testing.T, cl *kgo.Client, group string, topics ...string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comm, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ends.Each(func(o kadm.ListedOffset) {
+		at := int64(0)
+		if c, ok := comm.Lookup(o.Topic, o.Partition); ok && c.At >= 0 {
+			at = c.At
+		}
+		n += int(o.Offset - at)
+	})
+	return n
 }
