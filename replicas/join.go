@@ -332,6 +332,18 @@ func (j *joiner) expire(g *joinGroup) {
 		j.mu.Unlock()
 		return
 	}
+	if j.revoked(g) {
+		// An input came in just as its partition was revoked: the
+		// partition's next owner has the request's inputs.
+		g.done = true
+		delete(j.open, g.key)
+		j.mu.Unlock()
+		for _, x := range g.runs {
+			x.abandon()
+			x.unhold()
+		}
+		return
+	}
 	j.closeLocked(g, time.Now())
 	j.stats.timedOut.Add(1)
 	var missing []string
@@ -361,6 +373,19 @@ func (j *joiner) expire(g *joinGroup) {
 	}
 	j.stats.fired.Add(1)
 	j.r.runJoined(x, joined)
+}
+
+// revoked reports whether one of g's inputs is from a partition this
+// replica no longer owns.
+func (j *joiner) revoked(g *joinGroup) bool {
+	j.r.mu.Lock()
+	defer j.r.mu.Unlock()
+	for _, x := range g.runs {
+		if x.s.part.revoked {
+			return true
+		}
+	}
+	return false
 }
 
 func cameFrom(g *joinGroup) []string {
