@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +210,45 @@ func TestJoinCommitsTogether(t *testing.T) {
 		return committed(t, f.group, f.a)[0] == 2 && committed(t, f.group, f.b)[0] == 2
 	})
 	_ = x
+}
+
+// owned is the replica's partitions by topic.
+func (r *Replica) owned() map[string][]int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string][]int32{}
+	for k := range r.parts {
+		out[k.topic] = append(out[k.topic], k.partition)
+	}
+	for _, ps := range out {
+		slices.Sort(ps)
+	}
+	return out
+}
+
+// A join's group gives one member the same partition numbers of every
+// input topic, as members come and go; a member that stays keeps what it
+// has when another joins (cooperative, sticky).
+func TestJoinCoPartitioned(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 6)
+	cfg := f.config(JoinInner, time.Second)
+	colocated := func(x *running, want int) bool {
+		o := x.owned()
+		return len(o[f.a]) == want && slices.Equal(o[f.a], o[f.b])
+	}
+	x := start(t, cfg, echo)
+	waitFor(t, 10*time.Second, "the first member owning every partition", func() bool { return colocated(x, 6) })
+	y := start(t, cfg, echo)
+	waitFor(t, 15*time.Second, "two members, three partition numbers each", func() bool { return colocated(x, 3) && colocated(y, 3) })
+	kept := x.owned()[f.a]
+	z := start(t, cfg, echo)
+	waitFor(t, 15*time.Second, "three members, two partition numbers each", func() bool { return colocated(x, 2) && colocated(y, 2) && colocated(z, 2) })
+	for _, p := range x.owned()[f.a] {
+		if !slices.Contains(kept, p) {
+			t.Fatalf("x was given partition %d when z joined: it owned %v", p, kept)
+		}
+	}
+	y.stop(t)
+	waitFor(t, 15*time.Second, "two members again", func() bool { return colocated(x, 3) && colocated(z, 3) })
 }

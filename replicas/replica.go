@@ -322,9 +322,9 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	opts = append(opts, kgo.RecordPartitioner(newByRequest()))
 	if cfg.Join != nil {
 		// The same partition number of every input topic to one member
-		// (range); cooperative-sticky only while a member that lacks
-		// range is in the group (a roll onto the join).
-		opts = append(opts, kgo.Balancers(kgo.RangeBalancer(), kgo.CooperativeStickyBalancer()))
+		// (coPartitioned); cooperative-sticky only while a member that
+		// lacks it is in the group (a roll onto the join).
+		opts = append(opts, kgo.Balancers(coPartitioned{}, kgo.CooperativeStickyBalancer()))
 	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
