@@ -31,11 +31,11 @@ const (
 // Inputs are matched by request: the sl-id, else the record key. The
 // edges into a join keep the request's key and share the application's
 // partition count, so a request's inputs land on the same partition
-// number of each input topic; the replica joins its group with the range
-// balancer, which gives one member the same partition number of every
-// topic. A pending input is held in memory, its offset not committed: a
-// replica killed or a partition moved replays it to the next owner,
-// which rebuilds the state. See docs/ARCHITECTURE.md, "Joins".
+// number of each input topic; the replica joins its group with the
+// coPartitioned balancer, which gives one member the same partition
+// number of every topic. A pending input is held in memory, its offset
+// not committed: a replica killed or a partition moved replays it to the
+// next owner, which rebuilds the state. See docs/ARCHITECTURE.md, "Joins".
 type JoinConfig struct {
 	Type   string
 	Window time.Duration
