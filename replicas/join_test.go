@@ -252,3 +252,28 @@ func TestJoinCoPartitioned(t *testing.T) {
 	y.stop(t)
 	waitFor(t, 15*time.Second, "two members again", func() bool { return colocated(x, 3) && colocated(z, 3) })
 }
+
+// A trigger fires the join once its inputs came, with what else came by
+// then; the others are null, and dropped when they come later.
+func TestJoinTrigger(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 1)
+	cfg := f.config(JoinInner, 5*time.Second)
+	cfg.Join.Trigger = []string{"B"}
+	x := start(t, cfg, echo)
+	produce(t, input(f.a, 0, "k1", "1"))
+	time.Sleep(100 * time.Millisecond)
+	produce(t, input(f.b, 0, "k1", "2"), input(f.b, 0, "k2", "3"))
+	got := map[string]string{}
+	for _, r := range consume(t, f.out, 2, 5*time.Second) {
+		got[string(r.Key)] = string(r.Value)
+	}
+	if want := map[string]string{"k1": `{"A":1,"B":2}`, "k2": `{"A":null,"B":3}`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	produce(t, input(f.a, 0, "k2", "4"))
+	waitFor(t, 5*time.Second, "k2's late input dropped", func() bool { return x.JoinStats().Late == 1 })
+	if c := count(t, f.out); c != 2 {
+		t.Fatalf("%d outputs, want 2", c)
+	}
+}
