@@ -76,9 +76,9 @@ type joiner struct {
 	keep    time.Duration   // how long a fired join's key is remembered
 
 	mu    sync.Mutex
-	open  map[string]*joinGroup // by request
-	fired map[string]time.Time  // recently fired, by request
-	order []firedKey            // fired keys in time order, for expiry
+	open  map[string][]*joinGroup // by request; by key, in arrival order
+	fired map[string]time.Time    // recently fired, by request
+	order []firedKey              // fired keys in time order, for expiry
 
 	stats struct{ fired, timedOut, late atomic.Int64 }
 }
@@ -93,6 +93,7 @@ type firedKey struct {
 // Replica.markLocked).
 type joinGroup struct {
 	key    string
+	byID   bool            // matched by sl-id (unique per request), not by record key
 	inputs map[string]*run // by upstream
 	runs   []*run          // in arrival order
 	timer  *time.Timer
@@ -103,7 +104,7 @@ type joinGroup struct {
 }
 
 func newJoiner(r *Replica, cfg JoinConfig) *joiner {
-	j := &joiner{r: r, cfg: cfg, trigger: map[string]bool{}, open: map[string]*joinGroup{}, fired: map[string]time.Time{}}
+	j := &joiner{r: r, cfg: cfg, trigger: map[string]bool{}, open: map[string][]*joinGroup{}, fired: map[string]time.Time{}}
 	for _, n := range cfg.Sources {
 		if !slices.Contains(j.names, n) {
 			j.names = append(j.names, n)
@@ -138,8 +139,13 @@ func (j *joiner) arrive(x *run, in *Input) *Input {
 	if !ok {
 		return in
 	}
-	key := in.Env.ID
-	if key == "" {
+	// A request id names one request: a second input of it from one
+	// upstream is a redelivery, and inputs after the join fired are
+	// late. A key may name many records (a sensor's readings): inputs
+	// of one key are joined in arrival order, the first A with the
+	// first B, and nothing is remembered once a join fired.
+	key, byID := in.Env.ID, in.Env.ID != ""
+	if !byID {
 		key = string(in.Key)
 	}
 	if key == "" {
@@ -151,19 +157,25 @@ func (j *joiner) arrive(x *run, in *Input) *Input {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.expireLocked(now)
-	if _, done := j.fired[key]; done {
+	if _, done := j.fired[key]; done && byID {
 		j.stats.late.Add(1)
 		return nil
 	}
-	g := j.open[key]
-	if g == nil {
-		g = &joinGroup{key: key, inputs: map[string]*run{}}
+	var g *joinGroup
+	for _, o := range j.open[key] {
+		if o.inputs[src] == nil {
+			g = o
+			break
+		}
+	}
+	switch {
+	case g == nil && byID && len(j.open[key]) > 0: // an upstream's record delivered again
+		j.stats.late.Add(1)
+		return nil
+	case g == nil:
+		g = &joinGroup{key: key, byID: byID, inputs: map[string]*run{}}
 		g.timer = time.AfterFunc(j.cfg.Window, func() { j.expire(g) })
-		j.open[key] = g
-	}
-	if g.inputs[src] != nil { // an upstream's record delivered again
-		j.stats.late.Add(1)
-		return nil
+		j.open[key] = append(j.open[key], g)
 	}
 	g.inputs[src] = x
 	g.runs = append(g.runs, x)
@@ -217,13 +229,25 @@ func (x *run) unhold() {
 	x.release()
 }
 
-// closeLocked removes g from the pending joins and remembers its key, so
-// that its later inputs are dropped; j.mu is held.
+// closeLocked removes g from the pending joins and, for a request id,
+// remembers it, so that its later inputs are dropped; j.mu is held.
 func (j *joiner) closeLocked(g *joinGroup, now time.Time) {
+	j.removeLocked(g)
+	if g.byID {
+		j.fired[g.key] = now
+		j.order = append(j.order, firedKey{g.key, now})
+	}
+}
+
+// removeLocked takes g out of the pending joins; j.mu is held.
+func (j *joiner) removeLocked(g *joinGroup) {
 	g.done = true
-	delete(j.open, g.key)
-	j.fired[g.key] = now
-	j.order = append(j.order, firedKey{g.key, now})
+	gs := slices.DeleteFunc(j.open[g.key], func(o *joinGroup) bool { return o == g })
+	if len(gs) == 0 {
+		delete(j.open, g.key)
+	} else {
+		j.open[g.key] = gs
+	}
 }
 
 // expireLocked forgets fired keys older than keep; j.mu is held.
@@ -335,8 +359,7 @@ func (j *joiner) expire(g *joinGroup) {
 	if j.revoked(g) {
 		// An input came in just as its partition was revoked: the
 		// partition's next owner has the request's inputs.
-		g.done = true
-		delete(j.open, g.key)
+		j.removeLocked(g)
 		j.mu.Unlock()
 		for _, x := range g.runs {
 			x.abandon()
@@ -427,14 +450,15 @@ func (r *Replica) runJoined(x *run, in *Input) {
 func (j *joiner) drop(ps map[string][]int32) {
 	j.mu.Lock()
 	var held []*run
-	for key, g := range j.open {
-		if ps != nil && !g.touches(ps) {
-			continue
+	for _, gs := range j.open {
+		for _, g := range slices.Clone(gs) {
+			if ps != nil && !g.touches(ps) {
+				continue
+			}
+			g.timer.Stop()
+			j.removeLocked(g)
+			held = append(held, g.runs...)
 		}
-		g.timer.Stop()
-		g.done = true
-		delete(j.open, key)
-		held = append(held, g.runs...)
 	}
 	j.mu.Unlock()
 	for _, x := range held {

@@ -101,9 +101,10 @@ func TestJoinOuterAndAny(t *testing.T) {
 			t.Parallel()
 			f := newJoinFixture(t, 1)
 			x := start(t, f.config(typ, 300*time.Millisecond), echo)
-			produce(t, input(f.a, 0, "both", "1"))
+			id := func(k string) []string { return []string{protocol.HeaderID, k} }
+			produce(t, input(f.a, 0, "both", "1", id("both")...))
 			time.Sleep(50 * time.Millisecond)
-			produce(t, input(f.b, 0, "both", "2"), input(f.b, 0, "onlyB", `"b"`))
+			produce(t, input(f.b, 0, "both", "2", id("both")...), input(f.b, 0, "onlyB", `"b"`, id("onlyB")...))
 			got := map[string]string{}
 			for _, r := range consume(t, f.out, 2, 5*time.Second) {
 				got[string(r.Key)] = string(r.Value)
@@ -254,16 +255,17 @@ func TestJoinCoPartitioned(t *testing.T) {
 }
 
 // A trigger fires the join once its inputs came, with what else came by
-// then; the others are null, and dropped when they come later.
+// then; the others are null, and dropped when they come later (by
+// request id).
 func TestJoinTrigger(t *testing.T) {
 	t.Parallel()
 	f := newJoinFixture(t, 1)
 	cfg := f.config(JoinInner, 5*time.Second)
 	cfg.Join.Trigger = []string{"B"}
 	x := start(t, cfg, echo)
-	produce(t, input(f.a, 0, "k1", "1"))
+	produce(t, input(f.a, 0, "k1", "1", protocol.HeaderID, "k1"))
 	time.Sleep(100 * time.Millisecond)
-	produce(t, input(f.b, 0, "k1", "2"), input(f.b, 0, "k2", "3"))
+	produce(t, input(f.b, 0, "k1", "2", protocol.HeaderID, "k1"), input(f.b, 0, "k2", "3", protocol.HeaderID, "k2"))
 	got := map[string]string{}
 	for _, r := range consume(t, f.out, 2, 5*time.Second) {
 		got[string(r.Key)] = string(r.Value)
@@ -271,9 +273,26 @@ func TestJoinTrigger(t *testing.T) {
 	if want := map[string]string{"k1": `{"A":1,"B":2}`, "k2": `{"A":null,"B":3}`}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	produce(t, input(f.a, 0, "k2", "4"))
+	produce(t, input(f.a, 0, "k2", "4", protocol.HeaderID, "k2"))
 	waitFor(t, 5*time.Second, "k2's late input dropped", func() bool { return x.JoinStats().Late == 1 })
 	if c := count(t, f.out); c != 2 {
 		t.Fatalf("%d outputs, want 2", c)
+	}
+}
+
+// Records without an sl-id are matched by key, in arrival order: one key
+// twice on each input gives two joins, the first with the first.
+func TestJoinSameKeyInOrder(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 1)
+	start(t, f.config(JoinInner, 5*time.Second), echo)
+	produce(t, input(f.a, 0, "sensor", "1"), input(f.a, 0, "sensor", "2"))
+	produce(t, input(f.b, 0, "sensor", "10"), input(f.b, 0, "sensor", "20"))
+	var got []string
+	for _, r := range consume(t, f.out, 2, 5*time.Second) {
+		got = append(got, string(r.Value))
+	}
+	if want := []string{`{"A":1,"B":10}`, `{"A":2,"B":20}`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
