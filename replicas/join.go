@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,6 +526,15 @@ func (r *Replica) markLocked(part *partition, last *kgo.Record, popped []*slot) 
 	if len(marks) > 0 {
 		r.cl.MarkCommitOffsets(marks)
 	}
+}
+
+// stampID gives a record of the stamped ingress without an sl-id its
+// id from its partition and offset (Config.StampIngress).
+func (r *Replica) stampID(rec *kgo.Record, req *protocol.Request) {
+	if r.cfg.StampIngress == "" || rec.Topic != r.cfg.StampIngress || req.Env.ID != "" {
+		return
+	}
+	req.Env.ID = "o-" + strconv.Itoa(int(rec.Partition)) + "-" + strconv.FormatInt(rec.Offset, 10)
 }
 
 // checkJoin refuses a join configuration that cannot run.

@@ -296,3 +296,21 @@ func TestJoinSameKeyInOrder(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// An offline record of a joined graph's ingress gets an sl-id from its
+// partition and offset, the same when read again; one with an id keeps it.
+func TestStampIngress(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	cfg := f.config()
+	cfg.StampIngress = f.in
+	start(t, cfg, echo)
+	produce(t, input(f.in, 0, "k", "1"), input(f.in, 0, "k", "2", protocol.HeaderID, "mine"))
+	var ids []string
+	for _, r := range consume(t, f.out, 2, 5*time.Second) {
+		ids = append(ids, hget(r, protocol.HeaderID))
+	}
+	if want := []string{"o-0-0", "mine"}; fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("output ids %v, want %v", ids, want)
+	}
+}

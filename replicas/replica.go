@@ -139,6 +139,11 @@ type Config struct {
 	// Join makes the deployment a join of its incoming dataflow edges
 	// (JoinConfig); nil: every record is an input of its own.
 	Join *JoinConfig
+	// StampIngress, the application's ingress topic when its graph has a
+	// join, gives each record read from it without an sl-id the id
+	// "o-<partition>-<offset>": the same on every reading, so the joins
+	// downstream match its inputs by request and know a redelivery.
+	StampIngress string
 
 	Log  *slog.Logger
 	Opts []kgo.Opt // extra client options (tests)
@@ -697,6 +702,7 @@ func (r *Replica) process(s *slot) {
 	defer run.release()
 
 	req, err := protocol.ParseRequest(rec)
+	r.stampID(rec, &req)
 	run.req = req // what could be read answers a malformed record too
 	if err != nil {
 		run.fail(streams.Errorf(streams.CodeInvalidArgument, "%w", err))

@@ -60,6 +60,7 @@ func ReplicaConfig(brokers []string, namer streams.Namer, app appstore.Applied, 
 	rev := Revision(topo, d)
 	return replicas.Config{
 		Join:         joinConfig(topo, d.Name, dt),
+		StampIngress: stampIngress(topo, d.Name, app.Spec.Ingress),
 		Router:       router,
 		Brokers:      brokers,
 		Group:        dt.Group,
@@ -93,4 +94,18 @@ func joinConfig(topo *Topology, d string, dt DeploymentTopics) *replicas.JoinCon
 		}
 	}
 	return jc
+}
+
+// stampIngress is the ingress topic for the ingress deployment of a graph
+// with a join (replicas.Config.StampIngress), else "".
+func stampIngress(topo *Topology, d, ingress string) string {
+	if d != ingress {
+		return ""
+	}
+	for _, dt := range topo.Deployments {
+		if dt.Join != nil {
+			return topo.Ingress
+		}
+	}
+	return ""
 }
