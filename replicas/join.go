@@ -66,6 +66,7 @@ type JoinStats struct {
 	Fired    int64 // joins emitted (complete, or filled at the window's end)
 	TimedOut int64 // joins whose window ended before they fired (inner: failed; outer, any: emitted with what came)
 	Late     int64 // inputs dropped: after their join fired, or a second from the same upstream
+	Replayed int64 // inputs read again after a move that the last commit recorded as done: not joined again
 }
 
 // joiner holds a replica's pending joins.
@@ -79,9 +80,10 @@ type joiner struct {
 	mu    sync.Mutex
 	open  map[string][]*joinGroup // by request; by key, in arrival order
 	fired map[string]time.Time    // recently fired, by request
+	meta  map[tp]committedMeta    // the metadata last committed per partition (under Replica.mu)
 	order []firedKey              // fired keys in time order, for expiry
 
-	stats struct{ fired, timedOut, late atomic.Int64 }
+	stats struct{ fired, timedOut, late, replayed atomic.Int64 }
 }
 
 type firedKey struct {
@@ -105,7 +107,7 @@ type joinGroup struct {
 }
 
 func newJoiner(r *Replica, cfg JoinConfig) *joiner {
-	j := &joiner{r: r, cfg: cfg, trigger: map[string]bool{}, open: map[string][]*joinGroup{}, fired: map[string]time.Time{}}
+	j := &joiner{r: r, cfg: cfg, trigger: map[string]bool{}, open: map[string][]*joinGroup{}, fired: map[string]time.Time{}, meta: map[tp]committedMeta{}}
 	for _, n := range cfg.Sources {
 		if !slices.Contains(j.names, n) {
 			j.names = append(j.names, n)
@@ -128,7 +130,7 @@ func (r *Replica) JoinStats() JoinStats {
 	if r.join == nil {
 		return JoinStats{}
 	}
-	return JoinStats{Fired: r.join.stats.fired.Load(), TimedOut: r.join.stats.timedOut.Load(), Late: r.join.stats.late.Load()}
+	return JoinStats{Fired: r.join.stats.fired.Load(), TimedOut: r.join.stats.timedOut.Load(), Late: r.join.stats.late.Load(), Replayed: r.join.stats.replayed.Load()}
 }
 
 // arrive takes one input of x's record. It returns the joined input when
@@ -154,6 +156,9 @@ func (j *joiner) arrive(x *run, in *Input) *Input {
 		return nil
 	}
 	x.in = in
+	if j.wasDone(x, key, byID) {
+		return nil
+	}
 	now := time.Now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -487,6 +492,7 @@ func (g *joinGroup) touches(ps map[string][]int32) bool {
 // is held.
 func (r *Replica) markLocked(part *partition, last *kgo.Record, popped []*slot) {
 	touched := []*partition{part}
+	part.tail = append(part.tail, popped...)
 	for _, s := range popped {
 		g := s.group
 		if g == nil {
@@ -518,6 +524,11 @@ func (r *Replica) markLocked(part *partition, last *kgo.Record, popped []*slot) 
 		if len(p.held) > 0 {
 			at = kgo.EpochOffset{Epoch: p.held[0].rec.LeaderEpoch, Offset: p.held[0].rec.Offset}
 		}
+		n := 0
+		for n < len(p.tail) && p.tail[n].rec.Offset < at.Offset {
+			n++
+		}
+		p.tail = p.tail[n:]
 		if marks[p.last.Topic] == nil {
 			marks[p.last.Topic] = map[int32]kgo.EpochOffset{}
 		}

@@ -274,6 +274,8 @@ type partition struct {
 	// inputs are not completed yet, and the last completed record.
 	held []*slot
 	last *kgo.Record
+	tail []*slot // completed past the commit point (joinreplay.go)
+	done doneSet // what the last commit recorded as done past it
 }
 
 type slot struct {
@@ -329,7 +331,8 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		// The same partition number of every input topic to one member
 		// (coPartitioned); cooperative-sticky only while a member that
 		// lacks it is in the group (a roll onto the join).
-		opts = append(opts, kgo.Balancers(coPartitioned{}, kgo.CooperativeStickyBalancer()))
+		opts = append(opts, kgo.Balancers(coPartitioned{}, kgo.CooperativeStickyBalancer()),
+			kgo.AutoCommitInterval(time.Hour)) // commitLoop commits, with metadata
 	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
@@ -363,6 +366,9 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer r.cl.Close()
 	r.running = ctx
 	max := int64(r.cfg.MaxOngoing)
+	if r.join != nil {
+		go r.join.commitLoop(ctx)
+	}
 	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
 	for ctx.Err() == nil {
 		free := max - r.ongoing.Load()
@@ -396,7 +402,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	close(r.work)
 	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
-	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
+	if err := r.cl.CommitMarkedOffsets(r.commitCtx(cctx)); err != nil {
 		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
 	}
 	r.leave(cctx)
@@ -478,7 +484,11 @@ func (r *Replica) waitLocked(done func() bool) {
 	}
 }
 
-func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+func (r *Replica) assigned(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
+	var done map[tp]doneSet
+	if r.join != nil {
+		done = r.fetchDone(ctx, got)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.tellAssignedLocked()
@@ -495,7 +505,7 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 	n := 0
 	for t, ps := range got {
 		for _, p := range ps {
-			part := &partition{}
+			part := &partition{done: done[tp{t, p}]}
 			if r.cfg.Ordered {
 				part.order = make(chan *slot, r.cfg.MaxOngoing)
 				go r.orderedWorker(part.order)
@@ -523,7 +533,7 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 	}
 	r.tellAssignedLocked()
 	r.mu.Unlock()
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+	if err := cl.CommitMarkedOffsets(r.commitCtx(ctx)); err != nil {
 		r.cfg.Log.Warn("commit on revoke failed", "group", r.cfg.Group, "err", err)
 	}
 }
