@@ -40,6 +40,7 @@ type Report struct {
 	JoinsFired    int64     `json:"joins_fired,omitempty"`
 	JoinsTimedOut int64     `json:"joins_timed_out,omitempty"`
 	JoinLate      int64     `json:"join_late,omitempty"`
+	JoinReplayed  int64     `json:"join_replayed,omitempty"`
 	Started       time.Time `json:"started"`
 	At            time.Time `json:"at"`
 }
@@ -66,7 +67,7 @@ func (r *Replica) Report() Report {
 		Revision: rev, Generation: gen,
 		Ready: isClosed(r.ready), Partitions: st.Partitions,
 		Processed: st.Processed, Failed: st.Failed, Expired: st.Expired, DeadLettered: st.DeadLettered, Ongoing: st.Ongoing,
-		Mirrored: st.Mirrored, JoinsFired: js.Fired, JoinsTimedOut: js.TimedOut, JoinLate: js.Late,
+		Mirrored: st.Mirrored, JoinsFired: js.Fired, JoinsTimedOut: js.TimedOut, JoinLate: js.Late, JoinReplayed: js.Replayed,
 		Started: r.started.UTC(), At: time.Now().UTC(),
 	}
 }
