@@ -327,6 +327,9 @@ func TestNodeJoinFailover(t *testing.T) {
 		total, took.Round(time.Millisecond), app, atKill, rate, assigned.Sub(killedAt).Round(time.Millisecond))
 	t.Logf("lost %d, duplicates %d (bound %d: %d inputs uncommitted at the kill), output records %d, dead letters %d",
 		total-len(seen), dups, bound, uncommitted, records, dlq)
+	if dups > 0 {
+		t.Logf("the join replicas' partition and join log lines:\n%s", grepLines(grepLines(n.errw.String(), "Final"), "partitions")+"\n"+grepLines(n.errw.String(), "join:"))
+	}
 	if lost := total - len(seen); lost != 0 {
 		t.Errorf("%d of %d keys lost", lost, total)
 	}

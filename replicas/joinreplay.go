@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -44,16 +45,63 @@ func (r *Replica) commitCtx(ctx context.Context) context.Context {
 func (j *joiner) commitLoop(ctx context.Context) {
 	t := time.NewTicker(commitEvery)
 	defer t.Stop()
+	failing := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := j.r.cl.CommitMarkedOffsets(j.r.commitCtx(ctx)); err != nil && ctx.Err() == nil {
-			j.r.cfg.Log.Debug("join commit failed; retried at the next tick", "group", j.r.cfg.Group, "err", err)
+		err := j.commit(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			j.r.cfg.Log.Warn("join: commit failed; retried every tick", "group", j.r.cfg.Group, "err", err)
+		case err == nil && failing != "":
+			failing = ""
+			j.r.cfg.Log.Info("join: commits succeed again", "group", j.r.cfg.Group)
 		}
 	}
+}
+
+// commit commits every owned partition at its commit point, with the
+// metadata annotate adds. Every partition goes in every commit, marked
+// anew or not: a partition whose commit point is held by a waiting input
+// has nothing new to mark while the records past it finish, and what
+// they are must reach the broker all the same.
+func (j *joiner) commit(ctx context.Context) error {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	j.r.mu.Lock()
+	for k, part := range j.r.parts {
+		off, epoch := part.commitPoint()
+		if part.revoked || off < 0 {
+			continue
+		}
+		if offsets[k.topic] == nil {
+			offsets[k.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[k.topic][k.partition] = kgo.EpochOffset{Epoch: epoch, Offset: off}
+	}
+	j.r.mu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	var err error
+	j.r.cl.CommitOffsetsSync(j.r.commitCtx(ctx), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, e error) {
+		if e != nil {
+			err = e
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && err == nil {
+					err = e
+				}
+			}
+		}
+	})
+	return err
 }
 
 // annotate sets each committed partition's metadata to the offsets past
@@ -223,23 +271,28 @@ func (d doneSet) has(off int64) bool {
 // fetchDone reads the done offsets the group's last commits recorded for
 // the partitions just assigned. A failure reads nothing: the replay then
 // fires again what was done (duplicates, no loss).
-func (r *Replica) fetchDone(ctx context.Context, got map[string][]int32) map[tp]doneSet {
+func (r *Replica) fetchDone(ctx context.Context, cl *kgo.Client, got map[string][]int32) map[tp]doneSet {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	offs, err := kadm.NewClient(r.cl).FetchOffsets(ctx, r.cfg.Group)
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, r.cfg.Group)
 	if err != nil {
 		r.cfg.Log.Warn("join: committed metadata not read; done inputs of the assigned partitions may fire again", "group", r.cfg.Group, "err", err)
 		return nil
 	}
 	out := map[tp]doneSet{}
+	n := 0
 	for t, ps := range got {
 		for _, p := range ps {
 			if o, ok := offs.Lookup(t, p); ok && o.Err == nil {
 				if d := parseDone(o.Metadata); d != nil {
 					out[tp{t, p}] = d
+					n += len(d)
 				}
 			}
 		}
+	}
+	if n > 0 {
+		r.cfg.Log.Info("join: committed done offsets read", "group", r.cfg.Group, "partitions", len(out), "ranges", n)
 	}
 	return out
 }

@@ -484,10 +484,10 @@ func (r *Replica) waitLocked(done func() bool) {
 	}
 }
 
-func (r *Replica) assigned(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
+func (r *Replica) assigned(ctx context.Context, cl *kgo.Client, got map[string][]int32) {
 	var done map[tp]doneSet
 	if r.join != nil {
-		done = r.fetchDone(ctx, got)
+		done = r.fetchDone(ctx, cl, got) // cl: r.cl may not be set yet
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
