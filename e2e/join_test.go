@@ -53,7 +53,7 @@ func diamondWant(x int) string { return strconv.Itoa(x + 1 + 10*x) }
 // are counted in /metrics.
 func TestJoinDiamond(t *testing.T) {
 	t.Parallel()
-	const app, total = "diamond", 300
+	const app, total = "jdiamond", 300
 	if code, out := run(t, "deploy", "-f", writeFile(t, app+".yaml", fmt.Sprintf(diamondYAML, app, 1))); code != 0 {
 		t.Fatalf("deploy: %s", out)
 	}
