@@ -37,13 +37,6 @@ edges:
   - {from: In, to: Plus1}
   - {from: In, to: Times10, when: 'body == 2'}
 `, "shadowed.yaml:10:5: edges[1]: edge In -> Times10 is never taken: under routing first, edges[0] (to Plus1) has no when"},
-		{"joined", "", `  - {name: Final, handler: Adder, args: [1000], join: {type: inner}}
-edges:
-  - {from: In, to: Plus1}
-  - {from: In, to: Times10}
-  - {from: Plus1, to: Final}
-  - {from: Times10, to: Final}
-`, "joined.yaml:8:55: deployments[3].join: joins are not served yet"},
 		{"unknownhandler", "", `  - {name: Final}
 edges:
   - {from: In, to: Plus1}

@@ -55,7 +55,7 @@ var allowed = map[string][]string{
 	"replicas/runtime/tensorflow":      {"gateway/oip", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
 	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol"},
-	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/claim", "streams/protocol"},
+	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/claim", "streams/protocol"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/audit", "gateway/auth", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
 		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",

@@ -64,6 +64,9 @@ type Hop struct {
 	Topic       string
 	Value       []byte
 	ContentType string // "": the output's own
+	// Mirror sends a copy whose branch answers nobody (protocol.Mirror);
+	// an output whose only hops are mirrors is also the answer.
+	Mirror bool
 }
 
 // Streamer is implemented by handlers whose outputs are streams: each Emit
@@ -138,6 +141,15 @@ type Config struct {
 	// its record.
 	Claims *claim.Claims
 
+	// Join makes the deployment a join of its incoming dataflow edges
+	// (JoinConfig); nil: every record is an input of its own.
+	Join *JoinConfig
+	// StampIngress, the application's ingress topic when its graph has a
+	// join, gives each record read from it without an sl-id the id
+	// "o-<partition>-<offset>": the same on every reading, so the joins
+	// downstream match its inputs by request and know a redelivery.
+	StampIngress string
+
 	Log  *slog.Logger
 	Opts []kgo.Opt // extra client options (tests)
 
@@ -188,6 +200,11 @@ func (c *Config) defaults() error {
 	if err := checkInstanceID(c.InstanceID); err != nil {
 		return err
 	}
+	if c.Join != nil {
+		if err := c.Join.check(); err != nil {
+			return err
+		}
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -214,6 +231,9 @@ func checkInstanceID(id string) error {
 type Stats struct {
 	Processed, Failed, Expired, DeadLettered, Ongoing int64
 	Partitions                                        int
+	// Mirrored counts answers dropped because their request was a
+	// mirrored copy (sl-mirror): shadow traffic's answers.
+	Mirrored int64
 }
 
 // Replica is one consumer-group member of a deployment.
@@ -244,7 +264,8 @@ type Replica struct {
 	drained chan struct{} // cap 1: no record is in flight any more (closes an exactly-once window)
 	work    chan *slot    // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
-	stats   struct{ processed, failed, expired, deadLettered atomic.Int64 }
+	stats   struct{ processed, failed, expired, deadLettered, mirrored atomic.Int64 }
+	join    *joiner        // nil unless the deployment joins its inputs
 	bg      sync.WaitGroup // claim deletes; added to under mu until closed
 	closed  bool           // under mu: no more background work
 
@@ -270,12 +291,20 @@ type partition struct {
 	queue   []*slot // in offset order
 	revoked bool
 	order   chan *slot // Ordered mode: the partition's worker queue
+
+	// Joins (markLocked): the completed records whose join's other
+	// inputs are not completed yet, and the last completed record.
+	held []*slot
+	last *kgo.Record
+	tail []*slot // completed past the commit point (joinreplay.go)
+	done doneSet // what the last commit recorded as done past it
 }
 
 type slot struct {
-	rec  *kgo.Record
-	part *partition
-	done bool
+	rec   *kgo.Record
+	part  *partition
+	done  bool
+	group *joinGroup // the fired join the record is an input of
 }
 
 // New creates a replica and its client; Run starts consuming.
@@ -287,6 +316,9 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
 	r.obs = cfg.Metrics.observe(r)
+	if cfg.Join != nil {
+		r.join = newJoiner(r, *cfg.Join)
+	}
 	if s, ok := h.(Streamer); ok {
 		r.stream = s.Streams()
 	}
@@ -331,6 +363,14 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		}
 		return r, nil
 	}
+	opts = append(opts, kgo.RecordPartitioner(newByRequest()))
+	if cfg.Join != nil {
+		// The same partition number of every input topic to one member
+		// (coPartitioned); cooperative-sticky only while a member that
+		// lacks it is in the group (a roll onto the join).
+		opts = append(opts, kgo.Balancers(coPartitioned{}, kgo.CooperativeStickyBalancer()),
+			kgo.AutoCommitInterval(time.Hour)) // commitLoop commits, with metadata
+	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {
 		return nil, err
@@ -351,6 +391,7 @@ func (r *Replica) Stats() Stats {
 		DeadLettered: r.stats.deadLettered.Load(),
 		Ongoing:      r.ongoing.Load(),
 		Partitions:   n,
+		Mirrored:     r.stats.mirrored.Load(),
 	}
 }
 
@@ -367,7 +408,13 @@ func (r *Replica) Run(ctx context.Context) error {
 	if r.txn != nil {
 		runErr = r.runTransactions(ctx)
 	} else {
+		if r.join != nil {
+			go r.join.commitLoop(ctx)
+		}
 		r.consume(ctx)
+	}
+	if r.join != nil {
+		r.join.drop(nil) // pending joins are the next owner's
 	}
 	r.drain()
 	// Whatever is still running is the next owner's: forget every partition
@@ -382,7 +429,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	close(r.work)
 	cctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
-	if err := r.cl.CommitMarkedOffsets(cctx); err != nil {
+	if err := r.cl.CommitMarkedOffsets(r.commitCtx(cctx)); err != nil {
 		r.cfg.Log.Warn("final commit failed", "group", r.cfg.Group, "err", err)
 	}
 	r.leave(cctx)
@@ -487,7 +534,11 @@ func (r *Replica) waitLocked(done func() bool) {
 	}
 }
 
-func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+func (r *Replica) assigned(ctx context.Context, cl *kgo.Client, got map[string][]int32) {
+	var done map[tp]doneSet
+	if r.join != nil {
+		done = r.fetchDone(ctx, cl, got) // cl: r.cl may not be set yet
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer r.tellAssignedLocked()
@@ -504,7 +555,7 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 	n := 0
 	for t, ps := range got {
 		for _, p := range ps {
-			part := &partition{}
+			part := &partition{done: done[tp{t, p}]}
 			if r.cfg.Ordered {
 				part.order = make(chan *slot, r.cfg.MaxOngoing)
 				go r.orderedWorker(part.order)
@@ -522,6 +573,9 @@ func (r *Replica) assigned(_ context.Context, _ *kgo.Client, got map[string][]in
 // then commits what they marked. Records still running after the wait are
 // not marked: the next owner processes them again.
 func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	if r.join != nil {
+		r.join.drop(lost)
+	}
 	r.mu.Lock()
 	if r.txn == nil { // a transaction with revoked partitions aborts: nothing to wait for
 		r.waitLocked(func() bool { return !r.busy(lost) })
@@ -531,12 +585,15 @@ func (r *Replica) revoked(ctx context.Context, cl *kgo.Client, lost map[string][
 	}
 	r.tellAssignedLocked()
 	r.mu.Unlock()
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+	if err := cl.CommitMarkedOffsets(r.commitCtx(ctx)); err != nil {
 		r.cfg.Log.Warn("commit on revoke failed", "group", r.cfg.Group, "err", err)
 	}
 }
 
 func (r *Replica) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if r.join != nil {
+		r.join.drop(lost)
+	}
 	r.mu.Lock()
 	if n := r.forget(lost); n > 0 {
 		r.cfg.Log.Warn("partitions lost", "group", r.cfg.Group, "lost", n, "owned", len(r.parts))
@@ -675,12 +732,19 @@ func (r *Replica) complete(s *slot) {
 	s.done = true
 	part := s.part
 	var last *kgo.Record
+	var popped []*slot // with joins only
 	for len(part.queue) > 0 && part.queue[0].done {
 		last = part.queue[0].rec
+		if r.join != nil {
+			popped = append(popped, part.queue[0])
+		}
 		part.queue[0] = nil
 		part.queue = part.queue[1:]
 	}
-	if last != nil && !part.revoked {
+	switch {
+	case r.join != nil:
+		r.markLocked(part, last, popped)
+	case last != nil && !part.revoked:
 		r.cl.MarkCommitRecords(last)
 	}
 	drained := r.ongoing.Add(-1) == 0
@@ -708,6 +772,7 @@ func (r *Replica) process(s *slot) {
 	defer run.release()
 
 	req, err := protocol.ParseRequest(rec)
+	r.stampID(rec, &req)
 	run.req = req // what could be read answers a malformed record too
 	if err != nil {
 		run.fail(streams.Errorf(streams.CodeInvalidArgument, "%w", err))
@@ -755,13 +820,18 @@ func (r *Replica) process(s *slot) {
 	}
 	run.claim = ref
 	in := &Input{Env: req.Env, Topic: rec.Topic, Key: rec.Key, Value: value}
+	if r.join != nil {
+		if in = r.join.arrive(run, in); in == nil {
+			return // held for its join, dropped as late, or failed
+		}
+	}
 	run.ctx, run.in = ctx, in
 	if err := r.call(ctx, in, run); err != nil {
 		run.fail(err)
 		return
 	}
 	r.stats.processed.Add(1)
-	if run.stream {
+	if run.stream && !env.Mirror {
 		run.send(protocol.End(&run.req, r.cfg.Output, run.seq))
 	}
 }
@@ -835,6 +905,7 @@ type run struct {
 	pending atomic.Int64
 	claim   claim.Ref   // the input's claimed value
 	dead    atomic.Bool // dead-lettered: its claim stays for a replay
+	joined  []*run      // the other inputs of the join this run fired: they complete with it
 
 	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
 	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
@@ -860,6 +931,9 @@ func (x *run) release() {
 	}
 	if ref := x.claim; ref.Kind() == claim.KindRecord && x.req.Env.ReplyTo != "" && !x.dead.Load() {
 		x.r.background(func() { x.r.deleteClaim(ref) })
+	}
+	for _, y := range x.joined { // after the join's outputs were acknowledged
+		y.unhold()
 	}
 	x.r.complete(x.s)
 }
@@ -920,6 +994,10 @@ func (x *run) Emit(value []byte, contentType string) error {
 // answer sends an output that goes no further: to the caller, or to the
 // output topic when nobody waits.
 func (x *run) answer(value []byte, contentType string) {
+	if x.req.Env.Mirror { // shadow traffic: nobody gets its answer
+		x.r.stats.mirrored.Add(1)
+		return
+	}
 	seq := int64(-1)
 	if x.stream {
 		seq = x.seq
@@ -935,11 +1013,18 @@ func (x *run) route(value []byte, contentType string) (bool, error) {
 	if err != nil || len(hops) == 0 {
 		return false, err
 	}
+	sent := false
 	for _, h := range hops {
-		e := protocol.Edge(&x.req, h.Topic, h.Value, cmp.Or(h.ContentType, contentType))
+		build := protocol.Edge
+		if h.Mirror {
+			build = protocol.Mirror
+		} else {
+			sent = true
+		}
+		e := build(&x.req, h.Topic, h.Value, cmp.Or(h.ContentType, contentType))
 		x.send(e.Record())
 	}
-	return true, nil
+	return sent, nil
 }
 
 // send produces rec, a value over the claim threshold as a claim check

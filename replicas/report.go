@@ -27,15 +27,22 @@ type Report struct {
 	Revision   string `json:"revision"`
 	Generation int64  `json:"generation"`
 	// Ready: the replica holds partitions, or joined with none to hold.
-	Ready        bool      `json:"ready"`
-	Partitions   int       `json:"partitions"`
-	Processed    int64     `json:"processed"`
-	Failed       int64     `json:"failed"`
-	Expired      int64     `json:"expired"`
-	DeadLettered int64     `json:"dead_lettered"`
-	Ongoing      int64     `json:"ongoing"`
-	Started      time.Time `json:"started"`
-	At           time.Time `json:"at"`
+	Ready        bool  `json:"ready"`
+	Partitions   int   `json:"partitions"`
+	Processed    int64 `json:"processed"`
+	Failed       int64 `json:"failed"`
+	Expired      int64 `json:"expired"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Ongoing      int64 `json:"ongoing"`
+	// Mirrored: answers of mirrored copies dropped (shadow traffic).
+	// JoinsFired, JoinsTimedOut, JoinLate: a join's JoinStats.
+	Mirrored      int64     `json:"mirrored,omitempty"`
+	JoinsFired    int64     `json:"joins_fired,omitempty"`
+	JoinsTimedOut int64     `json:"joins_timed_out,omitempty"`
+	JoinLate      int64     `json:"join_late,omitempty"`
+	JoinReplayed  int64     `json:"join_replayed,omitempty"`
+	Started       time.Time `json:"started"`
+	At            time.Time `json:"at"`
 	// Metrics is where the replica's process serves /metrics (host:port);
 	// empty when it serves none of its own (a goroutine of sluice dev,
 	// scraped with its process's gateway).
@@ -55,7 +62,7 @@ func ReportKey(app, deployment, instance string) string {
 
 // Report is the replica's report as of now.
 func (r *Replica) Report() Report {
-	st := r.Stats()
+	st, js := r.Stats(), r.JoinStats()
 	r.mu.Lock()
 	rev, gen := r.cfg.Revision, r.cfg.Generation
 	r.mu.Unlock()
@@ -64,6 +71,7 @@ func (r *Replica) Report() Report {
 		Revision: rev, Generation: gen,
 		Ready: isClosed(r.ready), Partitions: st.Partitions,
 		Processed: st.Processed, Failed: st.Failed, Expired: st.Expired, DeadLettered: st.DeadLettered, Ongoing: st.Ongoing,
+		Mirrored: st.Mirrored, JoinsFired: js.Fired, JoinsTimedOut: js.TimedOut, JoinLate: js.Late, JoinReplayed: js.Replayed,
 		Started: r.started.UTC(), At: time.Now().UTC(), Metrics: r.cfg.MetricsAddr,
 	}
 }

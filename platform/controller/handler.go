@@ -59,6 +59,8 @@ func ReplicaConfig(brokers []string, namer streams.Namer, app appstore.Applied, 
 	}
 	rev := Revision(topo, d)
 	return replicas.Config{
+		Join:         joinConfig(topo, d.Name, dt),
+		StampIngress: stampIngress(topo, d.Name, app.Spec.Ingress),
 		Router:       router,
 		Brokers:      brokers,
 		Group:        dt.Group,
@@ -77,4 +79,34 @@ func ReplicaConfig(brokers []string, namer streams.Namer, app appstore.Applied, 
 		DrainTimeout: drain,
 		Log:          log.With("deployment", d.Name, "revision", rev),
 	}, nil
+}
+
+// joinConfig is what a join deployment's replicas need: its join and the
+// upstream deployment of each incoming dataflow edge topic; nil for a
+// deployment without a join.
+func joinConfig(topo *Topology, d string, dt DeploymentTopics) *replicas.JoinConfig {
+	if dt.Join == nil {
+		return nil
+	}
+	jc := &replicas.JoinConfig{Type: dt.Join.Type, Window: time.Duration(dt.Join.Window), Trigger: dt.Join.Trigger, Sources: map[string]string{}, Merge: mergeTensors}
+	for _, e := range topo.Edges {
+		if e.To == d && !e.Handle {
+			jc.Sources[e.Topic] = e.From
+		}
+	}
+	return jc
+}
+
+// stampIngress is the ingress topic for the ingress deployment of a graph
+// with a join (replicas.Config.StampIngress), else "".
+func stampIngress(topo *Topology, d, ingress string) string {
+	if d != ingress {
+		return ""
+	}
+	for _, dt := range topo.Deployments {
+		if dt.Join != nil {
+			return topo.Ingress
+		}
+	}
+	return ""
 }

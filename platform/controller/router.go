@@ -30,6 +30,7 @@ type routeEdge struct {
 	topic, path     string
 	when, transform *cel.Program
 	weight          int
+	mirror          bool // outside the routing: taken whenever its when holds
 }
 
 // newRouter compiles the rules of d's edges; nil when its outputs simply
@@ -47,7 +48,7 @@ func newRouter(app string, d string, dt DeploymentTopics) (replicas.Router, erro
 		r.splitKey = p
 	}
 	for _, e := range dt.Routes {
-		re := routeEdge{topic: e.Topic, path: e.Path, weight: e.Weight}
+		re := routeEdge{topic: e.Topic, path: e.Path, weight: e.Weight, mirror: e.Mirror}
 		var err error
 		if e.When != "" {
 			if re.when, err = cel.Compile(e.When, cel.Condition); err != nil {
@@ -59,20 +60,54 @@ func newRouter(app string, d string, dt DeploymentTopics) (replicas.Router, erro
 				return nil, fmt.Errorf("%s.transform: %w", e.Path, err)
 			}
 		}
-		r.total += e.Weight
+		if !e.Mirror {
+			r.total += e.Weight
+		}
 		r.edges = append(r.edges, re)
 	}
 	return r, nil
 }
 
-// Route picks the edges an output takes and builds what each carries.
+// Route picks the edges an output takes and builds what each carries:
+// the routing's choice among the edges that are not mirrors, then every
+// mirror whose when holds.
 func (r *router) Route(ctx context.Context, in *replicas.Input, out []byte, outType string) ([]replicas.Hop, error) {
 	ci := ruleInput(r.app, r.dep, in)
 	ci.Upstream, ci.UpstreamOutput, ci.OutputText = r.dep, out, isText(outType)
+	hops, err := r.choose(ctx, ci, in, out)
+	if err != nil {
+		return nil, err
+	}
+	for i := range r.edges {
+		e := &r.edges[i]
+		if !e.mirror {
+			continue
+		}
+		ok, err := e.holds(ctx, ci)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			h, err := e.hop(ctx, ci, out)
+			if err != nil {
+				return nil, err
+			}
+			h.Mirror = true
+			hops = append(hops, h)
+		}
+	}
+	return hops, nil
+}
+
+// choose applies the routing to the edges that are not mirrors.
+func (r *router) choose(ctx context.Context, ci *cel.Input, in *replicas.Input, out []byte) ([]replicas.Hop, error) {
 	switch r.mode {
 	case spec.RouteSplit:
+		if r.total == 0 {
+			return nil, nil // only mirrors
+		}
 		e, err := r.pick(ctx, ci, in.Env.ID)
-		if err != nil {
+		if err != nil || e == nil {
 			return nil, err
 		}
 		h, err := e.hop(ctx, ci, out)
@@ -80,6 +115,9 @@ func (r *router) Route(ctx context.Context, in *replicas.Input, out []byte, outT
 	case spec.RouteFirst:
 		for i := range r.edges {
 			e := &r.edges[i]
+			if e.mirror {
+				continue
+			}
 			if ok, err := e.holds(ctx, ci); err != nil || !ok {
 				if err != nil {
 					return nil, err
@@ -94,6 +132,9 @@ func (r *router) Route(ctx context.Context, in *replicas.Input, out []byte, outT
 	var hops []replicas.Hop
 	for i := range r.edges {
 		e := &r.edges[i]
+		if e.mirror {
+			continue
+		}
 		ok, err := e.holds(ctx, ci)
 		if err != nil {
 			return nil, err
@@ -121,13 +162,18 @@ func (r *router) pick(ctx context.Context, ci *cel.Input, id string) (*routeEdge
 		key = v
 	}
 	b := cel.Bucket(key, r.total)
+	var last *routeEdge
 	for i := range r.edges {
+		if r.edges[i].mirror {
+			continue
+		}
+		last = &r.edges[i]
 		if b < r.edges[i].weight {
 			return &r.edges[i], nil
 		}
 		b -= r.edges[i].weight
 	}
-	return &r.edges[len(r.edges)-1], nil
+	return last, nil
 }
 
 func (e *routeEdge) holds(ctx context.Context, ci *cel.Input) (bool, error) {

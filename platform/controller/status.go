@@ -47,7 +47,13 @@ type DeploymentStatus struct {
 	Failed     int64  `json:"failed"`
 	Ongoing    int64  `json:"ongoing"`
 	Lag        int64  `json:"lag"`
-	Error      string `json:"error,omitempty"`
+	// Mirrored: answers of mirrored copies dropped (replicas.Report);
+	// JoinsFired, JoinsTimedOut, JoinLate: a join's counters.
+	Mirrored      int64  `json:"mirrored,omitempty"`
+	JoinsFired    int64  `json:"joins_fired,omitempty"`
+	JoinsTimedOut int64  `json:"joins_timed_out,omitempty"`
+	JoinLate      int64  `json:"join_late,omitempty"`
+	Error         string `json:"error,omitempty"`
 	// Reports are the live replicas' own reports.
 	Reports []replicas.Report `json:"replica_reports,omitempty"`
 	// Models is what each replica of a model deployment holds.
@@ -147,6 +153,10 @@ func (s *Status) deployment(app *spec.App, topo *Topology, d spec.Deployment) De
 		ds.Processed += r.Processed
 		ds.Failed += r.Failed
 		ds.Ongoing += r.Ongoing
+		ds.Mirrored += r.Mirrored
+		ds.JoinsFired += r.JoinsFired
+		ds.JoinsTimedOut += r.JoinsTimedOut
+		ds.JoinLate += r.JoinLate
 		ds.Partitions += r.Partitions
 		switch {
 		case r.Revision != ds.Revision:

@@ -1,9 +1,11 @@
 package controller_test
 
 import (
+	"context"
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/sluice-serve/sluice/examples/chain"
 	"github.com/sluice-serve/sluice/examples/hello"
@@ -91,5 +93,74 @@ func TestCompilePipelineSuccessors(t *testing.T) {
 	}
 	if len(topo.Edges) != 1 || topo.Edges[0].Handle {
 		t.Fatalf("edges = %+v, want one dataflow edge", topo.Edges)
+	}
+}
+
+// diamondTwin is the YAML twin of diamondBind.
+const diamondTwin = `name: dj
+route_prefix: /dj
+ingress: Identity
+deployments:
+  - {name: Identity}
+  - {name: Adder, args: [1]}
+  - {name: Multiplier, args: [10]}
+  - {name: Sum, join: {type: inner, window: 2s}}
+edges:
+  - {from: Identity, to: Adder}
+  - {from: Identity, to: Multiplier}
+  - {from: Adder, to: Sum}
+  - {from: Multiplier, to: Sum}
+`
+
+// diamondBind is a join in the Go SDK: a combine deployment bound to two
+// deployments fed by the same input.
+func diamondBind(t *testing.T) *serve.Application {
+	t.Helper()
+	identity := serve.Func("Identity", func(_ context.Context, x int) (int, error) { return x, nil })
+	sum := serve.Func("Sum", func(_ context.Context, in struct{ Adder, Multiplier int }) (int, error) {
+		return in.Adder + in.Multiplier, nil
+	})
+	in := identity.Bind()
+	plus := chain.AdderDeployment.Bind(1).From(in)
+	times := chain.MultiplierDeployment.Bind(10).From(in)
+	sum.Bind().From(plus, times).Join(spec.Join{Window: spec.Duration(2 * time.Second)})
+	app, err := serve.App("dj", "/dj", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
+// A join written with Bind compiles to the topology of its YAML twin, and
+// passes the dataflow checks as the twin does.
+func TestBindJoinCompilesLikeYAML(t *testing.T) {
+	t.Parallel()
+	apps, err := spec.Parse("dj.yaml", []byte(diamondTwin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := diamondBind(t).Spec()
+	if err := bind.CheckGraph(); err != nil {
+		t.Fatalf("the Bind join: %v", err)
+	}
+	if err := apps[0].CheckGraph(); err != nil {
+		t.Fatalf("the YAML join: %v", err)
+	}
+	n := streams.Namer{}
+	fromYAML, fromBind := controller.Compile(n, apps[0]), controller.Compile(n, bind)
+	if !reflect.DeepEqual(fromYAML, fromBind) {
+		t.Fatalf("topologies differ:\nyaml: %+v\nbind: %+v", fromYAML, fromBind)
+	}
+	if j := fromBind.Deployments["Sum"].Join; j == nil || j.Type != spec.JoinInner || len(fromBind.Deployments["Sum"].Inputs) != 2 {
+		t.Fatalf("Sum compiled to %+v", fromBind.Deployments["Sum"])
+	}
+	for _, d := range bind.Deployments {
+		for _, y := range apps[0].Deployments {
+			if y.Name == d.Name {
+				if a, b := controller.Revision(fromBind, d), controller.Revision(fromYAML, y); a != b {
+					t.Errorf("%s: revision %s from Bind, %s from YAML", d.Name, a, b)
+				}
+			}
+		}
 	}
 }

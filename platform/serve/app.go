@@ -54,6 +54,11 @@ func App(name, routePrefix string, ingress *Bound, opts ...AppOption) (*Applicat
 				}
 			}
 		}
+		for _, nb := range b.next {
+			if err := visit(nb); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	if ingress == nil {
@@ -79,7 +84,11 @@ func App(name, routePrefix string, ingress *Bound, opts ...AppOption) (*Applicat
 		dep.Handler = b.d.name
 		dep.Args = args
 		dep.HTTP = b.d.http
+		dep.Join = b.join.Clone()
 		a.Deployments = append(a.Deployments, dep)
+		for _, nb := range b.next {
+			a.Edges = append(a.Edges, spec.Edge{From: names[b], To: names[nb]})
+		}
 		if !seen[b.d] {
 			seen[b.d] = true
 			app.deps = append(app.deps, b.d)

@@ -161,6 +161,28 @@ func (d *Deployment) Streams() bool { return d.streams }
 type Bound struct {
 	d    *Deployment
 	args []any
+	next []*Bound   // dataflow edges out of this node (From)
+	join *spec.Join // how it combines several inputs (Join)
+}
+
+// From feeds b with the output of each upstream: a dataflow edge from
+// each to b, as an application's `edges:` in YAML. Fed by more than one
+// (two deployments bound to the same input, say), b combines them with
+// Join, or the application is refused at deploy. It returns b.
+func (b *Bound) From(upstreams ...*Bound) *Bound {
+	for _, u := range upstreams {
+		u.next = append(u.next, b)
+	}
+	return b
+}
+
+// Join makes b combine the inputs of its incoming dataflow edges into
+// one input per request, a JSON object keyed by upstream deployment name
+// (spec.Join, as `join:` in YAML; unset fields take its defaults). It
+// returns b.
+func (b *Bound) Join(j spec.Join) *Bound {
+	b.join = j.Clone()
+	return b
 }
 
 // Bind gives the deployment its constructor arguments. An argument that

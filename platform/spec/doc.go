@@ -37,7 +37,8 @@
 // ingress reaches every deployment. At deploy, App.CheckGraph checks that
 // the dataflow gives one answer per request (joins on fan-in, no fan-out
 // to several answers, no shadowed branch, mirrors kept apart), and
-// App.NotServed refuses joins and mirrors until replicas run them.
+// App.NotServed refuses joins and mirrors on Python deployments, whose
+// replicas do not run them yet.
 //
 // Parse decodes strictly (unknown fields, duplicate keys and wrong types
 // are errors), applies defaults (App.Default) and validates (App.Validate),

@@ -53,26 +53,40 @@ func (a *App) CheckGraph() error {
 }
 
 // NotServed refuses, at deploy, what the spec accepts but replicas do not
-// run yet: joins and mirrors (their runtime lands next). Until
-// then a join would run once per arriving input and a mirror's answers
-// would reach the caller.
+// run: the Python replica neither joins nor drops a mirrored copy's
+// answers, so a join on a deployment of a python-project bundle, and a
+// mirror edge into one, are refused at the field. Go replicas serve both,
+// but not a join under exactly-once delivery: its inputs are committed
+// when it fires, outside the transactions.
 func (a *App) NotServed() error {
 	var es Errors
-	for i, d := range a.Deployments {
-		if d.Join != nil {
+	python := func(d *Deployment) bool { return d.Bundle != nil && d.Bundle.Format == formatPython }
+	byName := map[string]*Deployment{}
+	for i := range a.Deployments {
+		d := &a.Deployments[i]
+		byName[d.Name] = d
+		if d.Join != nil && python(d) {
 			es = append(es, errorAt(a, indexPath("deployments", i)+".join",
-				"joins are not served yet: the spec is checked, but replicas would run %s once per arriving input; until the join runtime lands, feed %s from one deployment", d.Name, d.Name))
+				"%s runs Python code (bundle %s), and the Python replica does not join inputs yet: it would run once per arriving input; run the join in a Go deployment or a kind: cel one", d.Name, d.Bundle.Name))
+		}
+		if d.Join != nil && a.ExactlyOnce() {
+			es = append(es, errorAt(a, indexPath("deployments", i)+".join",
+				"%s joins inputs, and joins are not served under delivery: %s yet (a join commits its inputs when it fires, outside the replica's transactions); use delivery: %s, where a replayed join repeats its output under the same sl-id", d.Name, DeliveryExactlyOnce, DeliveryAtLeastOnce))
 		}
 	}
 	for k, e := range a.Edges {
-		if e.Mirror {
+		if d := byName[e.To]; e.Mirror && d != nil && python(d) {
 			es = append(es, errorAt(a, indexPath("edges", k)+".mirror",
-				"mirrors are not served yet: the spec is checked, but the answers of %s would reach the caller; until the mirror runtime lands, deploy the shadow as an application of its own", e.To))
+				"%s runs Python code (bundle %s), and the Python replica does not drop a mirrored copy's answers yet: they would reach the output topic; mirror to a Go deployment", e.To, d.Bundle.Name))
 		}
 	}
 	es.sortByPosition()
 	return es.err()
 }
+
+// formatPython is the code bundle format of a Python project
+// (registry.FormatPythonProject).
+const formatPython = "python-project"
 
 // flow is the dataflow graph of the edges that passed the edge checks.
 type flow struct {

@@ -392,7 +392,8 @@ edges:
 	}
 }
 
-// What replicas do not run yet is refused at deploy with its place.
+// Joins and mirrors are served by Go replicas; the Python replica's
+// are refused at deploy with their place.
 func TestNotServed(t *testing.T) {
 	t.Parallel()
 	a := parseOne(t, graphHead+`  - {name: In, kind: cel}
@@ -410,14 +411,22 @@ edges:
 	if err := a.CheckGraph(); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.NotServed(); err != nil {
+		t.Fatalf("joins and mirrors of Go deployments: %v", err)
+	}
+	py := &BundlePin{Name: "shop", Version: "3", Format: "python-project"}
+	a.Deployments[3].Bundle, a.Deployments[4].Bundle = py, py
 	want := []string{
-		"g.yaml:8:21: deployments[3].join: joins are not served yet: the spec is checked, but replicas would run J once per arriving input; until the join runtime lands, feed J from one deployment",
-		"g.yaml:15:30: edges[4].mirror: mirrors are not served yet: the spec is checked, but the answers of S would reach the caller; until the mirror runtime lands, deploy the shadow as an application of its own",
+		"g.yaml:8:21: deployments[3].join: J runs Python code (bundle shop), and the Python replica does not join inputs yet: it would run once per arriving input; run the join in a Go deployment or a kind: cel one",
+		"g.yaml:15:30: edges[4].mirror: S runs Python code (bundle shop), and the Python replica does not drop a mirrored copy's answers yet: they would reach the output topic; mirror to a Go deployment",
 	}
 	if got := errorLines(t, a.NotServed()); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if err := parseOne(t, graphHead+"  - {name: In}\n").NotServed(); err != nil {
-		t.Errorf("a plain app: %v", err)
+	a.Deployments[3].Bundle, a.Deployments[4].Bundle = nil, nil
+	a.Delivery = DeliveryExactlyOnce
+	got := errorLines(t, a.NotServed())
+	if len(got) != 1 || !strings.HasPrefix(got[0], "g.yaml:8:21: deployments[3].join: J joins inputs, and joins are not served under delivery: exactly_once") {
+		t.Errorf("a join under exactly-once delivery: got %q", got)
 	}
 }

@@ -107,7 +107,10 @@ type Join struct {
 	Window Duration `json:"window,omitempty"` // how long a request's inputs are awaited (default 5s)
 	// Trigger names the upstream deployments whose input fires the join
 	// (default: as its type says); each must be the source of one of its
-	// incoming edges.
+	// incoming edges. The join fires once every trigger input came (any:
+	// one of them), with what else came by then; the others are null,
+	// and dropped when they come later. An inner join whose window ends
+	// first fails naming the trigger inputs that never came.
 	Trigger []string `json:"trigger,omitempty"`
 }
 

@@ -39,6 +39,10 @@ type Envelope struct {
 	// HTTP is the HTTP request of a record for an HTTP ingress
 	// (sl-http-* headers); nil on every other record.
 	HTTP *HTTPRequest
+	// Mirror marks a copy sent down a mirror edge (sl-mirror): it has no
+	// sl-reply, and what its branch would answer is dropped, not
+	// written to the output topic.
+	Mirror bool
 }
 
 // RequestHeaders returns the caller's request headers by name (lower
@@ -106,6 +110,9 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if e.HTTP != nil {
 		hs = e.HTTP.appendHeaders(hs)
 	}
+	if e.Mirror {
+		hs = append(hs, header(HeaderMirror, "1"))
+	}
 	return append(hs, e.Request...)
 }
 
@@ -162,6 +169,8 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 				continue
 			}
 			e.Cont = hops
+		case HeaderMirror:
+			e.Mirror = len(h.Value) > 0 && string(h.Value) != "0"
 		default:
 			if ok, err := httpRequestField(&e.HTTP, h); ok {
 				first = cmp.Or(first, err)

@@ -27,6 +27,7 @@ const (
 	HeaderDeployment  = "sl-deployment"
 	HeaderClaim       = "sl-claim"    // claim check: "<size> <sha256> <key>" of a value kept in the blob store
 	HeaderReplayed    = "sl-replayed" // replay marker on a dead-letter topic: "partition/offset" of the dead letter replayed
+	HeaderMirror      = "sl-mirror"   // "1": a mirrored copy, whose answers reach nobody
 	// HeaderRequestPrefix starts the headers that carry the caller's
 	// request headers (x-* names, lower case) along the graph, for rules.
 	HeaderRequestPrefix = "h-"

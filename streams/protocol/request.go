@@ -49,6 +49,16 @@ func Edge(in *Request, topic string, value []byte, contentType string) Request {
 	return Request{Topic: topic, Key: in.Key, Value: value, Env: env}
 }
 
+// Mirror is the copy an output sends down a mirror edge: an Edge without
+// sl-reply, marked sl-mirror, so that nothing its branch answers reaches
+// the caller or the output topic.
+func Mirror(in *Request, topic string, value []byte, contentType string) Request {
+	m := Edge(in, topic, value, contentType)
+	m.Env.ReplyTo = ""
+	m.Env.Mirror = true
+	return m
+}
+
 // Forward is the request an output becomes when its input carries a
 // continuation: to the first hop's topic, keyed by and under the hop's
 // id, with the later hops as its continuation, the output's content type,
