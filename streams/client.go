@@ -23,10 +23,11 @@ var ErrNoBroker = errors.New("no kafka broker answered")
 // (latency first), no
 // automatic topic creation (the controller creates every topic), franz-go
 // logs bridged to slog, one line per change of a broker's reachability
-// rather than one per retry (clientLog).
+// rather than one per retry (clientLog), and the security Secure
+// registered for brokers.
 func Options(brokers []string, log *slog.Logger) []kgo.Opt {
 	cl := newClientLog(log.With("component", "kgo"))
-	return []kgo.Opt{
+	return append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), // payloads are small or already dense tensors
@@ -34,12 +35,15 @@ func Options(brokers []string, log *slog.Logger) []kgo.Opt {
 		kgo.WithHooks(cl),
 		kgo.FetchMaxWait(2 * time.Second),
 		kgo.DialTimeout(3 * time.Second),
-	}
+	}, securedOf(brokers).opts...)
 }
 
 // Dial creates a client and waits, bounded by ctx and DialTimeout, until a
 // broker answers, so a broker that is down fails start-up with a clear error
-// instead of hanging.
+// instead of hanging. Brokers that answer but refuse the connection's
+// security fail it with ErrKafkaAuth or ErrKafkaTLS naming the cause: at
+// once where retrying cannot help (a refused password, an untrusted
+// certificate), else at the bound.
 func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
 	if len(brokers) == 0 {
 		return nil, fmt.Errorf("%w: no brokers given", ErrNoBroker)
@@ -48,17 +52,30 @@ func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.O
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
+	sec := SecurityOf(brokers)
 	pctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
+	var last error
 	for {
 		err = cl.Ping(pctx)
 		if err == nil {
 			return cl, nil
 		}
+		if last == nil || pctx.Err() == nil {
+			last = err // the cause, not the bound's own context error
+		}
+		why, final := explain(last, brokers, sec)
+		if final {
+			cl.Close()
+			return nil, why
+		}
 		select {
 		case <-pctx.Done():
 			cl.Close()
-			return nil, fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, err)
+			if why != last {
+				return nil, fmt.Errorf("%w (within %s)", why, DialTimeout)
+			}
+			return nil, fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
