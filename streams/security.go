@@ -184,3 +184,8 @@ func (s embeddedSecurity) opts() []kfake.Opt {
 	}
 	return out
 }
+
+// SecurityOptions are the franz-go options of the security Secure
+// registered for brokers (none for plaintext), for a client made without
+// Options.
+func SecurityOptions(brokers []string) []kgo.Opt { return securedOf(brokers).opts }

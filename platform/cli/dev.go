@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/claim"
+	"github.com/sluice-serve/sluice/streams/kafkaauth"
 )
 
 // DevConfig configures a platform in one process.
@@ -39,6 +40,13 @@ type DevConfig struct {
 	Brokers   []string // external brokers; empty starts the embedded one
 	KafkaPort int      // embedded broker port; 0 picks a free one
 	DataDir   string   // embedded broker data directory; empty keeps data in memory
+	// Embedded configures the embedded broker further (its TLS listener
+	// and SASL users: streams.WithTLS, streams.WithSASLUser).
+	Embedded []streams.EmbeddedOpt
+	// Kafka is how every client of the platform connects to the brokers
+	// (streams.Secure); the zero Config leaves what the process
+	// registered for them (kafkaFlags) as it is.
+	Kafka kafkaauth.Config
 	// Retention is the most the embedded broker keeps of each partition
 	// of a topic that is not compacted (nil: streams.EmbeddedRetention;
 	// a zero field: no bound).
@@ -120,7 +128,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		if cfg.Retention != nil {
 			ret = *cfg.Retention
 		}
-		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir, streams.WithRetention(ret)); err != nil {
+		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir, append([]streams.EmbeddedOpt{streams.WithRetention(ret)}, cfg.Embedded...)...); err != nil {
 			return nil, err
 		}
 		d.Brokers = d.embedded.Brokers()
@@ -130,6 +138,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			go d.embedded.TrimConsumed(tctx, streams.EmbeddedCleanInterval, cfg.Log)
 		}
 		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir, "retention", ret.Time, "retention_bytes", ret.Bytes)
+	}
+	if !cfg.Kafka.IsZero() {
+		if err := streams.Secure(d.Brokers, cfg.Kafka); err != nil {
+			return nil, err
+		}
 	}
 	store, err := d.openStore(ctx, cfg)
 	if err != nil {
@@ -193,7 +206,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
-			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1")
+			cmd.Env = append(append(os.Environ(), kafkaEnv(d.Brokers)...), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1")
 			return cmd
 		},
 	})
@@ -392,8 +405,14 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	claimThreshold := claimFlags(fs)
 	limits := limitFlags(fs)
 	authFile := authFlag(fs)
+	secure := kafkaFlags(fs) // for --brokers; the embedded broker is plaintext
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if bs := splitBrokers(*brokers); len(bs) > 0 {
+		if err := secure(bs); err != nil {
+			return err
+		}
 	}
 	keeper, err := authFile() // a file that does not parse refuses to start
 	if err != nil {

@@ -83,7 +83,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
 			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--revision", r.Revision, "--model-cache", dir)...)
-			cmd.Env = append(os.Environ(), r.Env...)
+			cmd.Env = append(append(os.Environ(), kafkaEnv(bs)...), r.Env...)
 			return cmd
 		},
 		Log: env.Log,
