@@ -51,13 +51,15 @@ func brokers() []string {
 	return out
 }
 
-// s3Config names the real MinIO under test (SLUICE_TEST_S3_*), or none:
-// the platform then keeps model weights in a local directory.
+// s3Config names the real MinIO under test (SLUICE_TEST_S3_*; with
+// SLUICE_TEST_S3_CA_FILE, one serving HTTPS with that CA), or none: the
+// platform then keeps model weights in a local directory.
 func s3Config(prefix string) blob.S3Config {
 	return blob.S3Config{
 		Endpoint:  os.Getenv("SLUICE_TEST_S3_ENDPOINT"),
 		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"),
 		SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
+		CAFile:    os.Getenv("SLUICE_TEST_S3_CA_FILE"),
 		Bucket:    "sluice-e2e",
 		Prefix:    prefix,
 	}

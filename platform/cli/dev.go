@@ -176,7 +176,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			"--code-cache", filepath.Join(cacheDir, "code"), "--model-cache", filepath.Join(cacheDir, app, dep, slot)}
 		args = append(args, claimArgs(cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), claimMax)...)
 		if cfg.S3.Endpoint != "" {
-			return append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS))
+			return append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS), "--s3-ca-file", cfg.S3.CAFile)
 		}
 		return append(args, "--blob-dir", d.blobDir)
 	}

@@ -77,7 +77,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		base = append(base, "--code-cache", *codeCache)
 	}
 	if s3.Endpoint != "" {
-		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS))
+		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS), "--s3-ca-file", s3.CAFile)
 	}
 	ps := procs.New(procs.Config{
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
