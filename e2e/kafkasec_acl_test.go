@@ -49,35 +49,13 @@ func TestKafkaACLsOnBroker(t *testing.T) {
 		t.Cleanup(cl.Close)
 		return cl
 	}
-	adm := kadm.NewClient(client("admin", ""))
+	admin := client("admin", "")
 	user, password := namer.Prefix()+"-app-chain", "pw-"+streams.Instance()
-	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: user, Mechanism: kadm.ScramSha512, Iterations: 4096, Password: password}}); err != nil {
-		t.Fatalf("create user %s: %v", user, err)
-	}
 	acls, err := streams.RoleACLs(namer, streams.RoleReplica, "chain")
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := kmsg.NewPtrCreateACLsRequest()
-	for _, a := range streams.KfakeACLs("User:"+user, acls) {
-		c := kmsg.NewCreateACLsRequestCreation()
-		c.ResourceType, c.ResourceName, c.ResourcePatternType = a.Resource, a.Name, a.Pattern
-		c.Principal, c.Host, c.Operation, c.PermissionType = a.Principal, "*", a.Operation, kmsg.ACLPermissionTypeAllow
-		req.Creations = append(req.Creations, c)
-	}
-	resp, err := req.RequestWith(ctx, client("admin", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range resp.Results {
-		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			t.Fatalf("create ACLs: %v", err)
-		}
-	}
-	t.Cleanup(func() { // the broker outlives the run
-		_, _ = adm.DeleteACLs(context.Background(), kadm.NewACLs().Allow("User:"+user).AnyResource().ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny))
-		_, _ = adm.AlterUserSCRAMs(context.Background(), []kadm.DeleteSCRAM{{User: user, Mechanism: kadm.ScramSha512}}, nil)
-	})
+	createUser(ctx, t, admin, user, password, acls)
 	time.Sleep(time.Second) // ACLs and credentials reach the broker through its metadata log
 
 	rep := client(user, password)
@@ -112,4 +90,35 @@ func TestKafkaACLsOnBroker(t *testing.T) {
 	if err := consume(namer.Group("hello", "acl-probe"), namer.Ingress("hello")); !errors.Is(err, kerr.GroupAuthorizationFailed) && !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Errorf("chain's replica reads hello's ingress in hello's group: %v, want an authorization failure", err)
 	}
+}
+
+// createUser makes a SCRAM-SHA-512 user holding acls on a real broker, as
+// its administrator, and removes both when t ends (the broker outlives
+// the run).
+func createUser(ctx context.Context, t *testing.T, admin *kgo.Client, user, password string, acls []streams.ACL) {
+	t.Helper()
+	adm := kadm.NewClient(admin)
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: user, Mechanism: kadm.ScramSha512, Iterations: 4096, Password: password}}); err != nil {
+		t.Fatalf("create user %s: %v", user, err)
+	}
+	req := kmsg.NewPtrCreateACLsRequest()
+	for _, a := range streams.KfakeACLs("User:"+user, acls) {
+		c := kmsg.NewCreateACLsRequestCreation()
+		c.ResourceType, c.ResourceName, c.ResourcePatternType = a.Resource, a.Name, a.Pattern
+		c.Principal, c.Host, c.Operation, c.PermissionType = a.Principal, "*", a.Operation, kmsg.ACLPermissionTypeAllow
+		req.Creations = append(req.Creations, c)
+	}
+	resp, err := req.RequestWith(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Results {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			t.Fatalf("create ACLs of %s: %v", user, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = adm.DeleteACLs(context.Background(), kadm.NewACLs().Allow("User:"+user).AnyResource().ResourcePatternType(kadm.ACLPatternAny).Operations(kadm.OpAny))
+		_, _ = adm.AlterUserSCRAMs(context.Background(), []kadm.DeleteSCRAM{{User: user, Mechanism: kadm.ScramSha512}}, nil)
+	})
 }

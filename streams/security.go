@@ -173,7 +173,7 @@ func (s embeddedSecurity) opts() []kfake.Opt {
 	if s.tls != nil {
 		out = append(out, kfake.TLS(s.tls))
 	}
-	if len(s.users) > 0 {
+	if len(s.users) > 0 || len(s.acls) > 0 {
 		out = append(out, kfake.EnableSASL())
 		for _, u := range s.users {
 			out = append(out, kfake.Superuser(u[0], u[1], u[2]))

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/kafkaauth"
@@ -79,4 +80,47 @@ func kafkaEnv(brokers []string) []string {
 		return nil
 	}
 	return cfg.Environ()
+}
+
+// replicaPrincipals registers the node's flags giving each application's
+// replicas a SASL user of their own: templates of the user and of the
+// file holding its password, where {prefix} is the topic prefix and
+// {app} the application. env then returns what a replica process of app
+// gets on top of the node's own Kafka settings (kafkaEnv), nothing when
+// the templates are not given. The node never reads the password files:
+// each replica reads its own.
+func replicaPrincipals(fs *flagSet) (check func(brokers []string) error, env func(n streams.Namer, app string) []string) {
+	user := fs.envString("kafka-replica-sasl-username", "SLUICE_KAFKA_REPLICA_SASL_USERNAME", "", "SASL user of each application's replicas, a template of {prefix} and {app}, e.g. {prefix}-app-{app} (default: the node's own user)")
+	pwFile := fs.envString("kafka-replica-sasl-password-file", "SLUICE_KAFKA_REPLICA_SASL_PASSWORD_FILE", "", "file of the password of each application's replicas' user, a template of {prefix} and {app}, e.g. /etc/sluice/kafka-apps/{app}/password")
+	expand := func(tmpl string, n streams.Namer, app string) string {
+		return strings.NewReplacer("{prefix}", n.Prefix(), "{app}", app).Replace(tmpl)
+	}
+	check = func(brokers []string) error {
+		if *user == "" && *pwFile == "" {
+			return nil
+		}
+		switch m := streams.SecurityOf(brokers).SASL.Mechanism; m {
+		case kafkaauth.Plain, kafkaauth.ScramSHA256, kafkaauth.ScramSHA512:
+		default:
+			return usageError("%s: --kafka-replica-sasl-username needs the node's own SASL to be PLAIN or SCRAM, not %q", fs.help.name, m)
+		}
+		if (*user == "") != (*pwFile == "") {
+			return usageError("%s: --kafka-replica-sasl-username and --kafka-replica-sasl-password-file go together", fs.help.name)
+		}
+		if *user != "" && !strings.Contains(*user, "{app}") {
+			return usageError("%s: --kafka-replica-sasl-username %q: without {app} every application's replicas share one user", fs.help.name, *user)
+		}
+		return nil
+	}
+	env = func(n streams.Namer, app string) []string {
+		if *user == "" {
+			return nil
+		}
+		return []string{
+			kafkaauth.EnvUsername + "=" + expand(*user, n, app),
+			kafkaauth.EnvPassword + "=",
+			kafkaauth.EnvPasswordFile + "=" + expand(*pwFile, n, app),
+		}
+	}
+	return check, env
 }

@@ -44,10 +44,12 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	codeCache := fs.String("code-cache", "", "where the node's replicas keep code bundles, by content (default: sluice/code under the user cache directory)")
 	claimThreshold := claimFlags(fs)
 	claimLimit := claimLimitFlag(fs)
+	checkPrincipals, principalEnv := replicaPrincipals(fs)
 	err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+
 	var memory spec.Bytes
 	if *memFlag != "" {
 		if memory, err = spec.ParseBytes(*memFlag); err != nil {
@@ -59,6 +61,9 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	}
 	bs, namer, err := cluster()
 	if err != nil {
+		return err
+	}
+	if err := checkPrincipals(bs); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -83,7 +88,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
 			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--revision", r.Revision, "--model-cache", dir)...)
-			cmd.Env = append(append(os.Environ(), kafkaEnv(bs)...), r.Env...)
+			cmd.Env = append(append(append(os.Environ(), kafkaEnv(bs)...), principalEnv(namer, t.App)...), r.Env...)
 			return cmd
 		},
 		Log: env.Log,
