@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/kafkaauth"
 )
 
 // TestKafkaSecured proves that the suite's broker, when secured (the
@@ -42,5 +46,64 @@ func TestKafkaSecured(t *testing.T) {
 	defer secured.Close()
 	if err := secured.Ping(ctx); err != nil {
 		t.Fatalf("the secured client: %v", err)
+	}
+}
+
+// TestKafkaSecurityRefusedByBroker: the real broker's refusals named by
+// Dial within its bound (scripts/kafka.sh with KAFKA_SECURITY=sasl_ssl):
+// a wrong password, a mechanism it does not enable, plaintext to its
+// SASL_SSL listener, a CA that did not sign its certificate. The broker
+// is dialled as localhost:<port> (its certificate names localhost too),
+// an address of its own in the process's registry of security, so the
+// suite's clients of 127.0.0.1:<port> keep theirs.
+func TestKafkaSecurityRefusedByBroker(t *testing.T) {
+	sec := streams.SecurityOf(plat.Brokers)
+	if len(brokers()) == 0 || sec.SASL.Mechanism == "" || !sec.TLS.On() {
+		t.Skip("needs the real broker with SASL_SSL: KAFKA_SECURITY=sasl_ssl scripts/kafka.sh start, its lines in the environment")
+	}
+	_, port, err := net.SplitHostPort(plat.Brokers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := []string{net.JoinHostPort("localhost", port)}
+	other, err := kafkaauth.SelfSigned(t.TempDir(), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := sec
+	wrong.SASL = kafkaauth.SASL{Mechanism: sec.SASL.Mechanism, Username: sec.SASL.Username, Password: "not-the-password"}
+	plainMech := sec
+	plainMech.SASL = kafkaauth.SASL{Mechanism: kafkaauth.Plain, Username: sec.SASL.Username, Password: "x"}
+	untrusted := sec
+	untrusted.TLS = kafkaauth.TLS{CAFile: other.CA}
+	for _, tc := range []struct {
+		name string
+		cfg  kafkaauth.Config
+		want error
+		says string
+	}{
+		{"wrong password", wrong, streams.ErrKafkaAuth, "refused SASL_SSL SCRAM-SHA-512 user " + sec.SASL.Username},
+		{"mechanism not enabled", plainMech, streams.ErrKafkaAuth, "do not enable SASL mechanism PLAIN"},
+		{"plaintext to SASL_SSL", kafkaauth.Config{}, streams.ErrKafkaTLS, "speaks TLS and this client does not"},
+		{"untrusted certificate", untrusted, streams.ErrKafkaTLS, "not trusted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { // one at a time: they share the alias
+			if err := streams.Secure(alias, tc.cfg); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			cl, err := streams.Dial(context.Background(), alias, testLog)
+			if err == nil {
+				cl.Close()
+				t.Fatal("Dial succeeded")
+			}
+			if took := time.Since(start); took > streams.DialTimeout+5*time.Second {
+				t.Errorf("Dial took %s, want within %s", took, streams.DialTimeout)
+			}
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Dial: %v\nwant %v saying %q", err, tc.want, tc.says)
+			}
+			t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		})
 	}
 }

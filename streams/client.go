@@ -56,6 +56,7 @@ func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.O
 	pctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	var last error
+	probed := sec.TLS.On()
 	for {
 		err = cl.Ping(pctx)
 		if err == nil {
@@ -68,6 +69,13 @@ func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.O
 		if final {
 			cl.Close()
 			return nil, why
+		}
+		if !probed && pctx.Err() == nil {
+			probed = true
+			if b, ok := probeTLS(pctx, brokers); ok {
+				cl.Close()
+				return nil, fmt.Errorf("%w: the broker at %s speaks TLS and this client does not (%s): set --kafka-tls or a CA (--kafka-ca-file): %v", ErrKafkaTLS, b, sec, last)
+			}
 		}
 		select {
 		case <-pctx.Done():

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -189,3 +190,25 @@ func (s embeddedSecurity) opts() []kfake.Opt {
 // registered for brokers (none for plaintext), for a client made without
 // Options.
 func SecurityOptions(brokers []string) []kgo.Opt { return securedOf(brokers).opts }
+
+// probeTLS reports whether the listener at one of brokers completes a TLS
+// handshake: a client that does not speak TLS learns why a broker's
+// answers make no sense to it (Kafka answers a plaintext request on a
+// TLS listener with a TLS alert). The handshake checks no certificate
+// and nothing is sent after it.
+func probeTLS(ctx context.Context, brokers []string) (string, bool) {
+	for _, b := range brokers {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := (&net.Dialer{}).DialContext(pctx, "tcp", b)
+		if err == nil {
+			tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a probe of the protocol, not a connection
+			err = tc.HandshakeContext(pctx)
+			tc.Close()
+		}
+		cancel()
+		if err == nil {
+			return b, true
+		}
+	}
+	return "", false
+}

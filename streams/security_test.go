@@ -138,7 +138,7 @@ func TestDialSecurityRefused(t *testing.T) {
 		}, ErrKafkaTLS, "plaintext listener"},
 		{"plaintext to a TLS listener", true, nil, func(kafkaauth.Files) kafkaauth.Config {
 			return kafkaauth.Config{}
-		}, ErrKafkaTLS, "do they want TLS or SASL"},
+		}, ErrKafkaTLS, "speaks TLS and this client does not"},
 		{"SASL missing", false, []EmbeddedOpt{scram}, func(kafkaauth.Files) kafkaauth.Config {
 			return kafkaauth.Config{}
 		}, ErrKafkaTLS, "do they want TLS or SASL"},
@@ -161,8 +161,10 @@ func TestDialSecurityRefused(t *testing.T) {
 				cl.Close()
 				t.Fatal("Dial succeeded")
 			}
-			if took := time.Since(start); took > DialTimeout+2*time.Second {
-				t.Errorf("Dial took %s, want within the bound %s", took, DialTimeout)
+			// The bound, plus a dial begun just before it (kgo.DialTimeout
+			// of Options bounds it), plus slack for a loaded machine.
+			if took := time.Since(start); took > DialTimeout+5*time.Second {
+				t.Errorf("Dial took %s, want within the bound %s and one dial", took, DialTimeout)
 			}
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("Dial: %v\nwant %v saying %q", err, tc.want, tc.says)
