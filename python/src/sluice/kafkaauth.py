@@ -113,6 +113,12 @@ class KafkaSecurity:
         conf["sasl.password"] = self.password or _read_secret(self.password_file, "SLUICE_KAFKA_SASL_PASSWORD_FILE")
         return conf
 
+    def secret(self) -> str:
+        """The password (PLAIN, SCRAM) or the token (OAUTHBEARER), read now."""
+        if self.mechanism == "OAUTHBEARER":
+            return self._token_source()()
+        return self.password or _read_secret(self.password_file, "SLUICE_KAFKA_SASL_PASSWORD_FILE")
+
     def _token_source(self) -> Callable[[], str]:
         if self.token_file:
             path = self.token_file
