@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -412,6 +413,16 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	if bs := splitBrokers(*brokers); len(bs) > 0 {
 		if err := secure(bs); err != nil {
 			return err
+		}
+	} else {
+		var given error
+		fs.Visit(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "kafka-") && f.Name != "kafka-port" {
+				given = usageError("dev: --%s applies to --brokers; the embedded broker is plaintext", f.Name)
+			}
+		})
+		if given != nil {
+			return given
 		}
 	}
 	keeper, err := authFile() // a file that does not parse refuses to start

@@ -86,3 +86,13 @@ func TestKafkaFlagsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestDevKafkaFlagsNeedBrokers: the embedded broker is plaintext, so a
+// security flag without --brokers is a mistake named with exit code 2.
+func TestDevKafkaFlagsNeedBrokers(t *testing.T) {
+	t.Parallel()
+	_, _, err := runCLI(t, nil, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--kafka-sasl-mechanism", "PLAIN")
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "--kafka-sasl-mechanism applies to --brokers") {
+		t.Fatalf("exit %d, %v", ExitCode(err), err)
+	}
+}
