@@ -87,7 +87,7 @@ var (
 // reports whether retrying cannot help (a refused password stays
 // refused).
 func explain(err error, brokers []string, cfg kafkaauth.Config) (wrapped error, final bool) {
-	var opErr *net.OpError
+	var opErr, remote *net.OpError
 	at := strings.Join(brokers, ",")
 	var (
 		eof      *kgo.ErrFirstReadEOF
@@ -106,7 +106,9 @@ func explain(err error, brokers []string, cfg kafkaauth.Config) (wrapped error, 
 		return fmt.Errorf("%w: the brokers' certificate at %s is not trusted (%s; check tls.ca_file and tls.server_name): %v", ErrKafkaTLS, at, cfg, err), true
 	case errors.As(err, &hdr) && cfg.TLS.On():
 		return fmt.Errorf("%w: the brokers at %s answered TLS in plaintext: is this a plaintext listener? (%s): %v", ErrKafkaTLS, at, cfg, err), true
-	case errors.As(err, &alert):
+	case errors.As(err, &alert), errors.As(err, &remote) && remote.Op == "remote error":
+		// A TLS alert from the broker (crypto/tls reports a received
+		// alert as an OpError "remote error").
 		return fmt.Errorf("%w: the brokers at %s ended the TLS handshake (a client certificate required or refused?) (%s): %v", ErrKafkaTLS, at, cfg, err), true
 	case errors.As(err, &eof) && cfg.TLS.On():
 		return fmt.Errorf("%w: the brokers at %s closed the connection during the TLS handshake: is this a plaintext listener? (%s): %v", ErrKafkaTLS, at, cfg, err), false

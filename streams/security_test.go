@@ -172,3 +172,48 @@ func TestDialSecurityRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestDialClientCertificate: a TLS listener that requires a client
+// certificate signed by its CA lets a client presenting one through and
+// refuses one without it, naming TLS.
+func TestDialClientCertificate(t *testing.T) {
+	t.Parallel()
+	files, err := kafkaauth.SelfSigned(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsOpt, err := WithTLS(files.Cert, files.Key, files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := StartEmbedded(0, "", tlsOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	port := e.Brokers()[0][strings.LastIndexByte(e.Brokers()[0], ':'):]
+	with, without := []string{"127.0.0.1" + port}, []string{"localhost" + port} // two addresses, two registrations
+	if err := Secure(with, kafkaauth.Config{TLS: kafkaauth.TLS{CAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Secure(without, kafkaauth.Config{TLS: kafkaauth.TLS{CAFile: files.CA, ServerName: "127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := Dial(ctx, with, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	roundTrip(ctx, t, cl)
+	cl.Close()
+	cl, err = Dial(ctx, without, slog.New(slog.DiscardHandler))
+	if err == nil {
+		cl.Close()
+		t.Fatal("without a client certificate: Dial succeeded")
+	}
+	if !errors.Is(err, ErrKafkaTLS) {
+		t.Fatalf("without a client certificate: %v, want ErrKafkaTLS", err)
+	}
+	t.Logf("without a client certificate: %v", err)
+}
