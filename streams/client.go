@@ -16,6 +16,12 @@ import (
 // DialTimeout bounds how long Dial waits for a broker that is down.
 const DialTimeout = 10 * time.Second
 
+// saslRefusals is how many times in a row a broker refuses a connection
+// in a way that could be a hiccup (a connection closed during SASL, as
+// some brokers do on a wrong password, or at once, as a listener that
+// wants TLS or SASL does) before Dial takes it for the answer.
+const saslRefusals = 3
+
 // ErrNoBroker is returned when no broker answers within the dial bound.
 var ErrNoBroker = errors.New("no kafka broker answered")
 
@@ -57,6 +63,7 @@ func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.O
 	defer cancel()
 	var last error
 	probed := sec.TLS.On()
+	refused := 0 // consecutive refusals that might have been a hiccup
 	for {
 		err = cl.Ping(pctx)
 		if err == nil {
@@ -66,7 +73,12 @@ func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.O
 			last = err // the cause, not the bound's own context error
 		}
 		why, final := explain(last, brokers, sec)
-		if final {
+		if why != last { // a refusal explain named: of SASL or TLS
+			refused++
+		} else {
+			refused = 0
+		}
+		if final || refused >= saslRefusals {
 			cl.Close()
 			return nil, why
 		}
