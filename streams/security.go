@@ -87,9 +87,10 @@ var (
 // reports whether retrying cannot help (a refused password stays
 // refused).
 func explain(err error, brokers []string, cfg kafkaauth.Config) (wrapped error, final bool) {
-	var opErr, remote *net.OpError
 	at := strings.Join(brokers, ",")
 	var (
+		opErr    *net.OpError
+		remote   *net.OpError
 		eof      *kgo.ErrFirstReadEOF
 		hdr      tls.RecordHeaderError
 		unknown  x509.UnknownAuthorityError
@@ -123,7 +124,7 @@ func explain(err error, brokers []string, cfg kafkaauth.Config) (wrapped error, 
 		// size the ClientHello's first bytes spell.
 		return fmt.Errorf("%w: no TLS handshake with the brokers at %s within the dial timeout: is this a plaintext listener? (%s): %v", ErrKafkaTLS, at, cfg, err), false
 	case errors.As(err, &eof):
-		return fmt.Errorf("%w: the brokers at %s closed a %s connection at once: do they want TLS or SASL? (%s): %v", ErrKafkaTLS, at, cfg, cfg, err), false
+		return fmt.Errorf("%w: the brokers at %s closed a %s connection at once: do they want TLS or SASL?: %v", ErrKafkaTLS, at, cfg, err), false
 	}
 	return err, false
 }
