@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +109,51 @@ func TestKafkaSecurityRefusedByBroker(t *testing.T) {
 			t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
 		})
 	}
+}
+
+// TestKafkaOAuthBearerOnBroker: OAUTHBEARER with a token file on the real
+// broker (scripts/kafka.sh enables it with Kafka's validator of unsigned
+// test tokens): a token naming a user connects; once the file holds an
+// expired token, a new client is refused naming OAUTHBEARER (the file is
+// read again when it changes).
+func TestKafkaOAuthBearerOnBroker(t *testing.T) {
+	sec := streams.SecurityOf(plat.Brokers)
+	if len(brokers()) == 0 || sec.SASL.Mechanism == "" || !sec.TLS.On() {
+		t.Skip("needs the real broker with SASL_SSL: KAFKA_SECURITY=sasl_ssl scripts/kafka.sh start, its lines in the environment")
+	}
+	_, port, err := net.SplitHostPort(plat.Brokers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := []string{net.JoinHostPort("localhost", port)}
+	token := func(exp time.Time) []byte {
+		enc := base64.RawURLEncoding.EncodeToString
+		now := time.Now().Add(-time.Minute)
+		claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, sec.SASL.Username, now.Unix(), exp.Unix())
+		return []byte(enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(claims)) + ".")
+	}
+	file := filepath.Join(t.TempDir(), "token")
+	must(t, os.WriteFile(file, token(time.Now().Add(time.Hour)), 0o600))
+	cfg := kafkaauth.Config{TLS: sec.TLS, SASL: kafkaauth.SASL{Mechanism: kafkaauth.OAuthBearer, TokenFile: file}}
+	if err := streams.Secure(alias, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := streams.Dial(ctx, alias, testLog)
+	if err != nil {
+		t.Fatalf("with a valid token: %v", err)
+	}
+	cl.Close()
+	time.Sleep(10 * time.Millisecond) // a distinct modification time
+	must(t, os.WriteFile(file, token(time.Now().Add(-30*time.Second)), 0o600))
+	cl, err = streams.Dial(ctx, alias, testLog)
+	if err == nil {
+		cl.Close()
+		t.Fatal("an expired token was accepted")
+	}
+	if !errors.Is(err, streams.ErrKafkaAuth) || !strings.Contains(err.Error(), "OAUTHBEARER") {
+		t.Fatalf("with an expired token: %v, want ErrKafkaAuth naming OAUTHBEARER", err)
+	}
+	t.Logf("expired token: %v", err)
 }

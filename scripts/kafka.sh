@@ -28,7 +28,9 @@
 # CA and a certificate made by openssl at start (for 127.0.0.1 and
 # localhost), SCRAM-SHA-512 and SCRAM-SHA-256 with users made at format
 # time (kafka-storage format --add-scram): "sluice" and "admin", both super
-# users, random passwords in files; the StandardAuthorizer is on, so any
+# users, random passwords in files; OAUTHBEARER too, with Kafka's
+# validator of unsigned test tokens ("alg":"none", the subject is the
+# principal; never for production); the StandardAuthorizer is on, so any
 # other user is allowed only what ACLs give it (allow.everyone.if.no.acl.found
 # is false). `start` and `status` then also print the SLUICE_KAFKA_* lines a
 # Sluice process connects with, and KAFKA_ADMIN_PASSWORD_FILE.
@@ -223,10 +225,13 @@ write_security_configs() {
   cat >>"$SERVER_PROPS" <<EOF
 
 # SASL_SSL (KAFKA_SECURITY=sasl_ssl)
-sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,OAUTHBEARER
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${admin_pw}";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# OAUTHBEARER with Kafka's unsecured validator (tokens signed with "alg":
+# "none", subject = principal): for tests of token files, never production
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="admin";
 ssl.keystore.type=PEM
 ssl.keystore.location=${TLS_DIR}/broker.pem
 ssl.truststore.type=PEM

@@ -122,7 +122,7 @@ secure() (
 	eval "$s3"
 	export SLUICE_TEST_BROKERS=$KAFKA_BROKERS SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
 		SLUICE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY SLUICE_TEST_S3_CA_FILE=$S3_CA_FILE
-	$GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestKafkaSecurityRefusedByBroker|TestKafkaACLsOnBroker|TestNodeKafkaPrincipals|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestModelsCLI|TestPythonBundleDev)$'
+	$GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestKafkaSecurityRefusedByBroker|TestKafkaOAuthBearerOnBroker|TestKafkaACLsOnBroker|TestNodeKafkaPrincipals|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestModelsCLI|TestPythonBundleDev)$'
 	$GO test -count=1 ./registry/blob/ -run '^TestS3TLS$'
 	python_tests
 )

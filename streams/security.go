@@ -101,7 +101,7 @@ func explain(err error, brokers []string, cfg kafkaauth.Config) (wrapped error, 
 	switch {
 	case errors.Is(err, kerr.UnsupportedSaslMechanism):
 		return fmt.Errorf("%w: the brokers at %s do not enable SASL mechanism %s (%s): %v", ErrKafkaAuth, at, cfg.SASL.Mechanism, cfg, err), true
-	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState):
+	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState), errors.Is(err, kafkaauth.ErrTokenRefused):
 		return fmt.Errorf("%w: the brokers at %s refused %s (a wrong password, an unknown user or a refused token): %v", ErrKafkaAuth, at, cfg, err), true
 	case errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid):
 		return fmt.Errorf("%w: the brokers' certificate at %s is not trusted (%s; check tls.ca_file and tls.server_name): %v", ErrKafkaTLS, at, cfg, err), true

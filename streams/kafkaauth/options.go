@@ -121,10 +121,10 @@ func (s SASL) mechanism() (sasl.Mechanism, error) {
 		if _, err := tok(context.Background()); err != nil {
 			return nil, err
 		}
-		return oauth.Oauth(func(ctx context.Context) (oauth.Auth, error) {
+		return refusable{oauth.Oauth(func(ctx context.Context) (oauth.Auth, error) {
 			t, err := tok(ctx)
 			return oauth.Auth{Token: t}, err
-		}), nil
+		})}, nil
 	}
 	pw := &secretFile{path: s.PasswordFile, value: s.Password, what: "sasl.password_file"}
 	if _, err := pw.read(); err != nil {
@@ -147,6 +147,33 @@ func (s SASL) mechanism() (sasl.Mechanism, error) {
 		return scram.Sha512(auth), nil
 	}
 	return nil, fmt.Errorf("sasl.mechanism %q is not one of %s", s.Mechanism, strings.Join(Mechanisms, ", "))
+}
+
+// ErrTokenRefused is the broker answering an OAUTHBEARER token with an
+// error (RFC 7628 3.2.2: a JSON status instead of success), which
+// franz-go reports as unexpected data.
+var ErrTokenRefused = errors.New("the broker refused the OAUTHBEARER token")
+
+// refusable is an OAUTHBEARER mechanism whose sessions report the
+// broker's error answer as ErrTokenRefused, with the broker's words.
+type refusable struct{ sasl.Mechanism }
+
+func (m refusable) Authenticate(ctx context.Context, host string) (sasl.Session, []byte, error) {
+	s, first, err := m.Mechanism.Authenticate(ctx, host)
+	if err != nil {
+		return nil, nil, err
+	}
+	return refusableSession{s}, first, nil
+}
+
+type refusableSession struct{ sasl.Session }
+
+func (s refusableSession) Challenge(resp []byte) (bool, []byte, error) {
+	done, out, err := s.Session.Challenge(resp)
+	if err != nil && len(resp) > 0 {
+		return done, out, fmt.Errorf("%w: %s", ErrTokenRefused, resp)
+	}
+	return done, out, err
 }
 
 // tokenSource returns OAUTHBEARER's token from the file (read again when
