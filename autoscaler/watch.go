@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams"
 )
 
 // watcher is the push path of a deployment at zero: it fetches the input
@@ -83,8 +85,8 @@ func (w *watcher) restartLocked() {
 			}
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(w.brokers...), kgo.ConsumePartitions(parts),
-		kgo.FetchMaxPartitionBytes(1<<10), kgo.FetchMaxBytes(1<<16))
+	cl, err := kgo.NewClient(append(streams.Options(w.brokers, w.log), kgo.ConsumePartitions(parts),
+		kgo.FetchMaxPartitionBytes(1<<10), kgo.FetchMaxBytes(1<<16))...)
 	if err != nil {
 		w.log.Warn("autoscaler: records at zero not watched; the lag poll will wake", "err", err)
 		return

@@ -30,7 +30,7 @@ func BenchmarkAutoscale(b *testing.B) {
 		b.Fatalf("deploy: %s", out)
 	}
 	defer run(b, "delete", app)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(append(seed(), kgo.ProducerLinger(0))...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -197,7 +197,7 @@ type rawEcho struct {
 func newRawEcho(b *testing.B) *rawEcho {
 	id := streams.Instance()
 	r := &rawEcho{in: "raw-in-" + id, out: "raw-out-" + id, waits: map[string]chan struct{}{}}
-	adm, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	adm, err := kgo.NewClient(seed()...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -208,13 +208,13 @@ func newRawEcho(b *testing.B) *rawEcho {
 	if _, err := kadm.NewClient(adm).CreateTopics(context.Background(), 1, -1, nil, r.out); err != nil {
 		b.Fatal(err)
 	}
-	r.echo, err = kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ProducerLinger(0),
-		kgo.ConsumerGroup("raw-"+id), kgo.ConsumeTopics(r.in), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	r.echo, err = kgo.NewClient(append(seed(), kgo.ProducerLinger(0),
+		kgo.ConsumerGroup("raw-"+id), kgo.ConsumeTopics(r.in), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.caller, err = kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ProducerLinger(0),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.out: {0: kgo.NewOffset().AtStart()}}))
+	r.caller, err = kgo.NewClient(append(seed(), kgo.ProducerLinger(0),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.out: {0: kgo.NewOffset().AtStart()}}))...)
 	if err != nil {
 		b.Fatal(err)
 	}

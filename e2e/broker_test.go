@@ -38,8 +38,8 @@ func TestNodeBrokerRestart(t *testing.T) {
 	defer cancel()
 
 	// Offline: every key must come out, however often.
-	cons, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(nm.Output(app)),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	cons, err := kgo.NewClient(append(seed(), kgo.ConsumeTopics(nm.Output(app)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestNodeBrokerRestart(t *testing.T) {
 	}()
 	load := startSyncLoad(n.addr, "/"+app, 8)
 	time.Sleep(2 * time.Second)
-	prod, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.RecordRetries(1000), kgo.RecordDeliveryTimeout(2*time.Minute))
+	prod, err := kgo.NewClient(append(seed(), kgo.RecordRetries(1000), kgo.RecordDeliveryTimeout(2*time.Minute))...)
 	if err != nil {
 		t.Fatal(err)
 	}

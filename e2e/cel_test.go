@@ -112,7 +112,7 @@ func TestCELRuntimeFailure(t *testing.T) {
 	if code != 400 || !strings.Contains(got, "edges[0].when") {
 		t.Fatalf("sync: %d %q, want 400 naming edges[0].when", code, got)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	cl, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}

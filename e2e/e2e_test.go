@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/kafkaauth"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
@@ -50,13 +51,15 @@ func brokers() []string {
 	return out
 }
 
-// s3Config names the real MinIO under test (SLUICE_TEST_S3_*), or none:
-// the platform then keeps model weights in a local directory.
+// s3Config names the real MinIO under test (SLUICE_TEST_S3_*; with
+// SLUICE_TEST_S3_CA_FILE, one serving HTTPS with that CA), or none: the
+// platform then keeps model weights in a local directory.
 func s3Config(prefix string) blob.S3Config {
 	return blob.S3Config{
 		Endpoint:  os.Getenv("SLUICE_TEST_S3_ENDPOINT"),
 		AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"),
 		SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
+		CAFile:    os.Getenv("SLUICE_TEST_S3_CA_FILE"),
 		Bucket:    "sluice-e2e",
 		Prefix:    prefix,
 	}
@@ -75,10 +78,15 @@ func TestMain(m *testing.M) {
 	// A fresh prefix per run keeps runs apart on a shared real broker.
 	prefix := "t" + streams.Instance()
 	namer, _ = streams.NewNamer(prefix)
+	embedded, kafka, cleanup, err := kafkaSecurity()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kafka security:", err)
+		os.Exit(1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // a fresh real broker creates ~25 applications' topics
 	plat, err = cli.StartDev(ctx, cli.DevConfig{
 		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Brokers: brokers(), Prefix: prefix, Builtin: true, Registry: registry, Log: testLog,
-		S3: s3Config(prefix),
+		S3: s3Config(prefix), Embedded: embedded, Kafka: kafka,
 	})
 	cancel()
 	if err != nil {
@@ -88,7 +96,56 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	removeBinary()
 	plat.Close()
+	cleanup()
 	os.Exit(code)
+}
+
+// seed are the options of a test's own client of the brokers under test:
+// their addresses and the security the platform connects with.
+func seed() []kgo.Opt {
+	return append([]kgo.Opt{kgo.SeedBrokers(plat.Brokers...)}, streams.SecurityOptions(plat.Brokers)...)
+}
+
+// kafkaSecurity is the security of the suite's Kafka connections. With
+// SLUICE_TEST_KAFKA_SECURE=1 and the embedded broker, the broker's
+// listener is TLS with a fresh self-signed CA and takes SCRAM-SHA-512
+// only, and every process connects so: the platform of this process
+// (cli.DevConfig.Kafka), and the sluice processes tests start (node,
+// gateway, replicas), which read it from the SLUICE_KAFKA_* environment
+// set here. Against real brokers the environment says it
+// (SLUICE_KAFKA_*, as scripts/kafka.sh start-secure prints).
+func kafkaSecurity() (embedded []streams.EmbeddedOpt, cfg kafkaauth.Config, cleanup func(), err error) {
+	cleanup = func() {}
+	if len(brokers()) > 0 {
+		cfg, err = kafkaauth.Resolve("", os.Getenv, kafkaauth.Config{})
+		return nil, cfg, cleanup, err
+	}
+	if os.Getenv("SLUICE_TEST_KAFKA_SECURE") == "" {
+		return nil, cfg, cleanup, nil
+	}
+	dir, err := os.MkdirTemp("", "sluice-kafka-tls-")
+	if err != nil {
+		return nil, cfg, cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	files, err := kafkaauth.SelfSigned(dir, "127.0.0.1", "localhost")
+	if err != nil {
+		return nil, cfg, cleanup, err
+	}
+	tlsOpt, err := streams.WithTLS(files.Cert, files.Key, "")
+	if err != nil {
+		return nil, cfg, cleanup, err
+	}
+	password := "pw-" + streams.Instance()
+	cfg = kafkaauth.Config{
+		TLS:  kafkaauth.TLS{Enabled: true, CAFile: files.CA},
+		SASL: kafkaauth.SASL{Mechanism: kafkaauth.ScramSHA512, Username: "sluice", Password: password},
+	}
+	for _, kv := range cfg.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	return []streams.EmbeddedOpt{tlsOpt, streams.WithSASLUser(kafkaauth.ScramSHA512, "sluice", password)}, cfg, cleanup, nil
 }
 
 func url(path string) string { return "http://" + plat.Addr + path }
@@ -275,7 +332,7 @@ func TestOfflineBatch(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(append(seed(), kgo.ProducerLinger(0))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +393,7 @@ func keys(m map[string]string) []string {
 // consumeN reads n records from the start of topic.
 func consumeN(ctx context.Context, t *testing.T, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append(seed(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

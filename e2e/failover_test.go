@@ -85,7 +85,7 @@ func waitGroupSplit(t *testing.T, n *testNode, app, dep string, want map[string]
 		t.Fatal(err)
 	}
 	group := nm.Group(app, dep)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	cl, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,8 +497,8 @@ func TestNodeFailoverOffline(t *testing.T) {
 		}
 	}
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(nm.Output(app)),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	cons, err := kgo.NewClient(append(seed(), kgo.ConsumeTopics(nm.Output(app)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +544,7 @@ func TestNodeFailoverOffline(t *testing.T) {
 		return len(seen)
 	}
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	prod, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func TestForwardedFutureSkipsTheCaller(t *testing.T) {
 // findRecord reads topic from the start until match accepts a record.
 func findRecord(ctx context.Context, t *testing.T, topic string, match func(*kgo.Record) bool) *kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append(seed(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

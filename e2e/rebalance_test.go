@@ -72,7 +72,7 @@ func TestReplicaProcess(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	group := namer.Group("hello", "SpanishResponder")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	cl, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,7 @@ func TestNodeRefusesSpecOnTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	namer, _ := streams.NewNamer(n.prefix)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.DefaultProduceTopic(namer.Apps()))
+	cl, err := kgo.NewClient(append(seed(), kgo.DefaultProduceTopic(namer.Apps()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

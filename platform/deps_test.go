@@ -18,7 +18,8 @@ import (
 var allowed = map[string][]string{
 	"streams/protocol":                 {},
 	"streams/claim":                    {"streams/protocol"},
-	"streams":                          {"streams/claim", "streams/protocol"},
+	"streams/kafkaauth":                {},
+	"streams":                          {"streams/claim", "streams/kafkaauth", "streams/protocol"},
 	"replicas/procs":                   {},
 	"replicas/gpu":                     {},
 	"registry/blob":                    {},
@@ -60,7 +61,7 @@ var allowed = map[string][]string{
 		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
 		"cel", "gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/metrics", "platform/dlq", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
-		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
+		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim", "streams/kafkaauth"},
 }
 
 // TestDependencyArrows fails when a package imports against the arrows

@@ -23,7 +23,20 @@
 # A start from kept state fails (state kept) if another process took the
 # port meanwhile; `stop` without --keep removes it.
 #
+# Security: with KAFKA_SECURITY=sasl_ssl at the first `start` (kept across
+# `stop --keep` and `restart`), the broker's listener is SASL_SSL: TLS with a
+# CA and a certificate made by openssl at start (for 127.0.0.1 and
+# localhost), SCRAM-SHA-512 and SCRAM-SHA-256 with users made at format
+# time (kafka-storage format --add-scram): "sluice" and "admin", both super
+# users, random passwords in files; OAUTHBEARER too, with Kafka's
+# validator of unsigned test tokens ("alg":"none", the subject is the
+# principal; never for production); the StandardAuthorizer is on, so any
+# other user is allowed only what ACLs give it (allow.everyone.if.no.acl.found
+# is false). `start` and `status` then also print the SLUICE_KAFKA_* lines a
+# Sluice process connects with, and KAFKA_ADMIN_PASSWORD_FILE.
+#
 # Environment:
+#   KAFKA_SECURITY    "" (plaintext, the default) or sasl_ssl
 #   SLUICE_CACHE      cache root (default: $HOME/.cache/sluice); jars go to
 #                     $SLUICE_CACHE/kafka-<version>/lib
 #   KAFKA_STATE_DIR   broker state dir (default: ${TMPDIR:-/tmp}/sluice-kafka)
@@ -68,6 +81,9 @@ set_state_paths() {
   LOG4J_CONF="${STATE_DIR}/log4j2.properties"
   BROKER_LOG="${STATE_DIR}/kafka.log"
   DATA_DIR="${STATE_DIR}/data"
+  SECURITY_FILE="${STATE_DIR}/security"
+  TLS_DIR="${STATE_DIR}/tls"
+  SASL_DIR="${STATE_DIR}/sasl"
 }
 set_state_paths
 
@@ -143,8 +159,20 @@ broker_address() {
   printf '%s\n' "$addr"
 }
 
+# The security of the broker of this state dir: what it was started with,
+# else what KAFKA_SECURITY asks for.
+security_mode() {
+  local mode
+  mode="$(head -n1 "$SECURITY_FILE" 2>/dev/null || printf '%s' "${KAFKA_SECURITY:-}")"
+  case "$mode" in
+    ""|plaintext) printf 'plaintext\n' ;;
+    sasl_ssl) printf 'sasl_ssl\n' ;;
+    *) die "KAFKA_SECURITY=${mode}: want sasl_ssl or nothing (plaintext)" ;;
+  esac
+}
+
 # Prints KAFKA_BROKERS=<address> if a broker from this state dir is up (the
-# output of `start` and `status`).
+# output of `start` and `status`), and with SASL_SSL how to connect.
 running_lines() {
   local pid addr
   pid="$(read_pid "$SERVER_PID_FILE")" || return 1
@@ -152,6 +180,67 @@ running_lines() {
   addr="$(broker_address)" || return 1
   port_open "${addr##*:}" || return 1
   printf 'KAFKA_BROKERS=%s\n' "$addr"
+  security_lines
+}
+
+# With SASL_SSL, the SLUICE_KAFKA_* lines of `start` and `status`.
+security_lines() {
+  if [[ "$(security_mode)" == sasl_ssl ]]; then
+    printf 'SLUICE_KAFKA_TLS=true\n'
+    printf 'SLUICE_KAFKA_CA_FILE=%s\n' "${TLS_DIR}/ca.crt"
+    printf 'SLUICE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512\n'
+    printf 'SLUICE_KAFKA_SASL_USERNAME=sluice\n'
+    printf 'SLUICE_KAFKA_SASL_PASSWORD_FILE=%s\n' "${SASL_DIR}/sluice.password"
+    printf 'KAFKA_ADMIN_PASSWORD_FILE=%s\n' "${SASL_DIR}/admin.password"
+  fi
+}
+
+# Makes the CA, the broker's certificate (PKCS#8 key and chain in one PEM
+# file, as Kafka's PEM key store reads it) and the SCRAM passwords.
+make_credentials() {
+  command -v openssl >/dev/null 2>&1 || die "openssl not found; KAFKA_SECURITY=sasl_ssl needs it for the certificates"
+  mkdir -p "$TLS_DIR" "$SASL_DIR"
+  chmod 700 "$TLS_DIR" "$SASL_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sluice test CA" \
+      -keyout ca.key -out ca.crt >/dev/null 2>&1
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out broker.key >/dev/null 2>&1
+    openssl req -new -key broker.key -subj "/CN=localhost" -out broker.csr >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile san.ext -out broker.crt >/dev/null 2>&1
+    cat broker.key broker.crt >broker.pem
+  ) || die "openssl failed to make the broker's certificate in ${TLS_DIR}"
+  local u
+  for u in sluice admin; do
+    od -An -N18 -tx1 /dev/urandom | tr -d ' \n' >"${SASL_DIR}/${u}.password"
+  done
+}
+
+# The SASL_SSL part of server.properties.
+write_security_configs() {
+  local admin_pw
+  admin_pw="$(cat "${SASL_DIR}/admin.password")"
+  cat >>"$SERVER_PROPS" <<EOF
+
+# SASL_SSL (KAFKA_SECURITY=sasl_ssl)
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,OAUTHBEARER
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${admin_pw}";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# OAUTHBEARER with Kafka's unsecured validator (tokens signed with "alg":
+# "none", subject = principal): for tests of token files, never production
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="admin";
+ssl.keystore.type=PEM
+ssl.keystore.location=${TLS_DIR}/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=${TLS_DIR}/ca.crt
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+# ANONYMOUS: the broker's own requests on the plaintext controller listener
+super.users=User:admin;User:sluice;User:ANONYMOUS
+EOF
 }
 
 # Kafka cluster id: 16 random bytes, URL-safe base64 without padding; Kafka's
@@ -272,16 +361,17 @@ cmd_install() {
 
 # ---- start ------------------------------------------------------------------
 write_configs() {
-  local broker_port="$1" controller_port="$2"
+  local broker_port="$1" controller_port="$2" listener=PLAINTEXT
+  [[ "$(security_mode)" == sasl_ssl ]] && listener=SASL_SSL
   cat >"$SERVER_PROPS" <<EOF
 # generated by scripts/kafka.sh — single-node KRaft broker for tests
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${controller_port}
-listeners=PLAINTEXT://127.0.0.1:${broker_port},CONTROLLER://127.0.0.1:${controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:${broker_port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listeners=${listener}://127.0.0.1:${broker_port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=${listener}://127.0.0.1:${broker_port}
+listener.security.protocol.map=${listener}:${listener},CONTROLLER:PLAINTEXT
+inter.broker.listener.name=${listener}
 controller.listener.names=CONTROLLER
 log.dirs=${DATA_DIR}
 
@@ -332,6 +422,17 @@ start_attempt() {
   rm -f -- "$SERVER_PID_FILE" "$WATCHDOG_PID_FILE" "$BROKERS_FILE"
   mkdir -p "$DATA_DIR"
   write_configs "$broker_port" "$controller_port"
+  local scram=()
+  if [[ "$(security_mode)" == sasl_ssl ]]; then
+    make_credentials
+    write_security_configs
+    local u m
+    for u in sluice admin; do
+      for m in SCRAM-SHA-512 SCRAM-SHA-256; do
+        scram+=(--add-scram "${m}=[name=${u},password=$(cat "${SASL_DIR}/${u}.password")]")
+      done
+    done
+  fi
   : >"$BROKER_LOG"
 
   cluster_id="$(random_cluster_id)"
@@ -339,7 +440,7 @@ start_attempt() {
   if ! "$java" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
         -Djava.awt.headless=true -Dlog4j2.configurationFile="file:${LOG4J_CONF}" \
         -cp "${LIB_DIR}/*" kafka.tools.StorageTool format \
-        --cluster-id "$cluster_id" --config "$SERVER_PROPS" \
+        --cluster-id "$cluster_id" --config "$SERVER_PROPS" "${scram[@]}" \
         >"${STATE_DIR}/format.log" 2>&1 </dev/null 9>&-; then
     cat "${STATE_DIR}/format.log" >&2 || true
     die "formatting Kafka storage failed (kafka.tools.StorageTool format)"
@@ -391,7 +492,7 @@ start_kept() {
   [[ -f "$SERVER_PROPS" && -f "${DATA_DIR}/meta.properties" ]] \
     || die "${STATE_DIR} holds no formatted broker to start again; run '$(basename "$0") stop' to clean it up"
   listeners="$(sed -n 's/^listeners=//p' "$SERVER_PROPS")"
-  broker_port="$(sed -n 's/.*PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$listeners")"
+  broker_port="$(sed -n 's/^\(PLAINTEXT\|SASL_SSL\):\/\/127\.0\.0\.1:\([0-9]*\).*/\2/p' <<<"$listeners")"
   controller_port="$(sed -n 's/.*CONTROLLER:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$listeners")"
   [[ "$broker_port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] \
     || die "cannot read the ports of ${SERVER_PROPS} (listeners=${listeners})"
@@ -435,16 +536,21 @@ cmd_start() {
   if [[ -f "$STATE_MARKER" && -f "$(kept_marker)" ]]; then
     start_kept
     printf 'KAFKA_BROKERS=%s\n' "$(broker_address)"
+    security_lines
     return 0
   fi
 
   clear_stale_state_dir
   mkdir -p "$STATE_DIR"
   printf 'created by scripts/kafka.sh\n' >"$STATE_MARKER"
+  local mode
+  mode="$(security_mode)"
+  printf '%s\n' "$mode" >"$SECURITY_FILE"
 
   # shellcheck disable=SC2119 # start_attempt takes no arguments
   if start_with_retries; then
     printf 'KAFKA_BROKERS=%s\n' "$(broker_address)"
+    security_lines
     return 0
   fi
   die "failed to start Kafka (state kept in ${STATE_DIR} for inspection; run '$(basename "$0") stop' to clean up)"

@@ -15,7 +15,14 @@
 #   scripts/minio.sh status    print the same three lines and exit 0 if
 #                              running, exit 1 otherwise
 #
+# TLS: with MINIO_TLS=1 the server serves HTTPS only, with a CA and a
+# certificate made by openssl at start (for 127.0.0.1 and localhost, in
+# <state>/certs, where MinIO reads them: --certs-dir); `start` and `status`
+# then also print S3_TLS=true and S3_CA_FILE=<the CA's PEM>, what a
+# Sluice process takes as --s3-tls and SLUICE_S3_CA_FILE.
+#
 # Environment:
+#   MINIO_TLS            1: HTTPS with a self-signed CA (default: plain HTTP)
 #   SLUICE_CACHE         cache root (default: $HOME/.cache/sluice); the server
 #                        binary goes to $SLUICE_CACHE/bin/minio-<version>
 #   MINIO_STATE_DIR      server state dir (default: ${TMPDIR:-/tmp}/sluice-minio);
@@ -27,7 +34,7 @@
 #   MINIO_BROWSER        web console on/off (default: off)
 #   GO                   go binary used by install (default: go)
 #
-# The only stdout lines ever printed by `start`/`status` are the three above;
+# The only stdout lines ever printed by `start`/`status` are the S3_* lines;
 # every diagnostic goes to stderr. Nothing is ever written into the repository.
 set -euo pipefail
 
@@ -62,6 +69,7 @@ set_state_paths() {
   ENV_FILE="${STATE_DIR}/env"
   SERVER_LOG="${STATE_DIR}/minio.log"
   DATA_DIR="${STATE_DIR}/data"
+  CERTS_DIR="${STATE_DIR}/certs"
 }
 set_state_paths
 
@@ -111,11 +119,35 @@ is_our_server() {
   [[ "$(proc_cmdline "$pid")" == *"/minio-"*" server ${DATA_DIR} --address "* ]]
 }
 
-# HTTP status code of GET http://127.0.0.1:<port><path> ("000" if no answer).
+# HTTP status code of GET http(s)://127.0.0.1:<port><path> ("000" if no
+# answer); HTTPS, trusting the state dir's CA, when the server has one.
 http_code() {
   local port="$1" path="$2"
+  if [[ -f "${CERTS_DIR}/CAs/ca.crt" ]]; then
+    curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --connect-timeout 1 --max-time 3 \
+      --cacert "${CERTS_DIR}/CAs/ca.crt" "https://127.0.0.1:${port}${path}" 2>/dev/null || true
+    return
+  fi
   curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --connect-timeout 1 --max-time 3 \
     "http://127.0.0.1:${port}${path}" 2>/dev/null || true
+}
+
+# Makes the CA and the server's certificate where MinIO reads them:
+# <certs>/public.crt and private.key, the CA in <certs>/CAs.
+make_certs() {
+  command -v openssl >/dev/null 2>&1 || die "openssl not found; MINIO_TLS=1 needs it for the certificate"
+  mkdir -p "${CERTS_DIR}/CAs"
+  (
+    cd "$CERTS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sluice test CA" \
+      -keyout ca.key -out CAs/ca.crt >/dev/null 2>&1
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out private.key >/dev/null 2>&1
+    openssl req -new -key private.key -subj "/CN=localhost" -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    openssl x509 -req -in server.csr -CA CAs/ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile san.ext -out public.crt >/dev/null 2>&1
+    rm -f ca.key server.csr san.ext CAs/ca.srl ca.srl
+  ) || die "openssl failed to make the server's certificate in ${CERTS_DIR}"
 }
 
 # Value of KEY=value in the env file (no sourcing: the file is data).
@@ -139,6 +171,9 @@ running_lines() {
   pass="$(env_value S3_SECRET_KEY)" || return 1
   [[ "$(http_code "${endpoint##*:}" /minio/health/live)" == 200 ]] || return 1
   printf 'S3_ENDPOINT=%s\nS3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\n' "$endpoint" "$user" "$pass"
+  if env_value S3_CA_FILE >/dev/null; then
+    printf 'S3_TLS=true\nS3_CA_FILE=%s\n' "$(env_value S3_CA_FILE)"
+  fi
 }
 
 # N random characters from [a-z0-9] (uppercase with $2 == upper).
@@ -248,10 +283,15 @@ start_attempt() {
   api_port="${ports%% *}"
   console_port="${ports##* }"
 
-  rm -rf -- "$DATA_DIR"
+  rm -rf -- "$DATA_DIR" "$CERTS_DIR"
   rm -f -- "$SERVER_PID_FILE" "$WATCHDOG_PID_FILE" "$ENV_FILE"
   mkdir -p "$DATA_DIR"
   : >"$SERVER_LOG"
+  local tls=()
+  if [[ "${MINIO_TLS:-}" == 1 ]]; then
+    make_certs
+    tls=(--certs-dir "$CERTS_DIR")
+  fi
 
   # Credentials go in through the environment, never the command line.
   # MINIO_BROWSER=off skips the embedded console, MINIO_UPDATE=off the update
@@ -261,7 +301,7 @@ start_attempt() {
     MINIO_ROOT_USER="$user" MINIO_ROOT_PASSWORD="$pass" \
     MINIO_BROWSER="${MINIO_BROWSER:-off}" MINIO_UPDATE=off \
     setsid nohup "$MINIO_BIN" server "$DATA_DIR" \
-    --address "127.0.0.1:${api_port}" --console-address "127.0.0.1:${console_port}" --quiet \
+    --address "127.0.0.1:${api_port}" --console-address "127.0.0.1:${console_port}" --quiet "${tls[@]}" \
     >>"$SERVER_LOG" 2>&1 </dev/null 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$SERVER_PID_FILE"
@@ -277,8 +317,12 @@ start_attempt() {
     fi
     if is_our_server "$pid" && [[ "$(http_code "$api_port" /minio/health/ready)" == 200 ]]; then
       umask 077
-      printf 'S3_ENDPOINT=127.0.0.1:%s\nS3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\n' \
-        "$api_port" "$user" "$pass" >"${ENV_FILE}.tmp"
+      {
+        printf 'S3_ENDPOINT=127.0.0.1:%s\nS3_ACCESS_KEY=%s\nS3_SECRET_KEY=%s\n' "$api_port" "$user" "$pass"
+        if (( ${#tls[@]} > 0 )); then
+          printf 'S3_TLS=true\nS3_CA_FILE=%s\n' "${CERTS_DIR}/CAs/ca.crt"
+        fi
+      } >"${ENV_FILE}.tmp"
       mv -f -- "${ENV_FILE}.tmp" "$ENV_FILE"
       return 0
     fi

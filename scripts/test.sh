@@ -6,6 +6,10 @@
 #   real   the same suite, the registry, the blob stores and the
 #          autoscaler's lag reader and loop against a real
 #          Apache Kafka broker (scripts/kafka.sh) and a real MinIO (scripts/minio.sh)
+#   secure Kafka TLS and SASL: the core e2e tests on a TLS+SCRAM embedded
+#          broker, then on Apache Kafka with a SASL_SSL listener and an
+#          authorizer (KAFKA_SECURITY=sasl_ssl) and MinIO over HTTPS
+#          (MINIO_TLS=1), role ACLs enforced, the Python replica's tests
 #   gen    the committed generated protobuf code is what buf generates now
 #   helm   the Helm chart (deploy/helm/sluice): helm lint, then helm template
 #          with the default values and each ci/ values file, every rendered
@@ -112,6 +116,26 @@ real() {
 	SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY \
 		scripts/pyclients.sh sklearn --real "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
 }
+
+# secure runs what proves Kafka's TLS, SASL and ACLs end to end
+# (TESTING.md, "Kafka security").
+secure() (
+	echo "== Kafka security: core e2e tests on a TLS + SCRAM-SHA-512 embedded broker"
+	SLUICE_TEST_KAFKA_SECURE=1 $GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestNodeFailoverSync|TestNodeKafkaPrincipals|TestPythonBundleDev)$'
+	echo "== Kafka security: Apache Kafka over SASL_SSL with an authorizer, MinIO over HTTPS"
+	export KAFKA_STATE_DIR=$(mktemp -d /tmp/sluice-kafka-secure.XXXXXX) MINIO_STATE_DIR=$(mktemp -d /tmp/sluice-minio-secure.XXXXXX)
+	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
+	local kafka s3
+	kafka=$(KAFKA_SECURITY=sasl_ssl scripts/kafka.sh start)
+	eval "$(sed 's/^/export /' <<<"$kafka")"
+	s3=$(MINIO_TLS=1 scripts/minio.sh start)
+	eval "$s3"
+	export SLUICE_TEST_BROKERS=$KAFKA_BROKERS SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
+		SLUICE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY SLUICE_TEST_S3_CA_FILE=$S3_CA_FILE
+	$GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestKafkaSecurityRefusedByBroker|TestKafkaOAuthBearerOnBroker|TestKafkaACLsOnBroker|TestNodeKafkaPrincipals|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestModelsCLI|TestPythonBundleDev)$'
+	$GO test -count=1 ./registry/blob/ -run '^TestS3TLS$'
+	python_tests
+)
 
 tf() {
 	echo "== TensorFlow runtime (-tags tensorflow, libraries from the tensorflow-cpu wheel)"
@@ -239,13 +263,13 @@ python() (
 )
 
 if [ $# -eq 0 ]; then
-	set -- gen helm unit fuzz e2e real tf clients smoke python ui
+	set -- gen helm unit fuzz e2e real secure tf clients smoke python ui
 fi
 for tier in "$@"; do
 	case "$tier" in
-	unit | fuzz | e2e | real | tf | gen | clients | smoke | python | ui) "$tier" ;;
+	unit | fuzz | e2e | real | secure | tf | gen | clients | smoke | python | ui) "$tier" ;;
 	helm) helm_tier ;;
 	kafka) real ;; # the tier's former name
-	*) echo "unknown tier $tier (gen, helm, unit, fuzz, e2e, real, tf, clients, smoke, python, ui)" >&2; exit 2 ;;
+	*) echo "unknown tier $tier (gen, helm, unit, fuzz, e2e, real, secure, tf, clients, smoke, python, ui)" >&2; exit 2 ;;
 	esac
 done

@@ -16,6 +16,12 @@ import (
 // DialTimeout bounds how long Dial waits for a broker that is down.
 const DialTimeout = 10 * time.Second
 
+// saslRefusals is how many times in a row a broker refuses a connection
+// in a way that could be a hiccup (a connection closed during SASL, as
+// some brokers do on a wrong password, or at once, as a listener that
+// wants TLS or SASL does) before Dial takes it for the answer.
+const saslRefusals = 3
+
 // ErrNoBroker is returned when no broker answers within the dial bound.
 var ErrNoBroker = errors.New("no kafka broker answered")
 
@@ -23,10 +29,11 @@ var ErrNoBroker = errors.New("no kafka broker answered")
 // (latency first), no
 // automatic topic creation (the controller creates every topic), franz-go
 // logs bridged to slog, one line per change of a broker's reachability
-// rather than one per retry (clientLog).
+// rather than one per retry (clientLog), and the security Secure
+// registered for brokers.
 func Options(brokers []string, log *slog.Logger) []kgo.Opt {
 	cl := newClientLog(log.With("component", "kgo"))
-	return []kgo.Opt{
+	return append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), // payloads are small or already dense tensors
@@ -34,12 +41,15 @@ func Options(brokers []string, log *slog.Logger) []kgo.Opt {
 		kgo.WithHooks(cl),
 		kgo.FetchMaxWait(2 * time.Second),
 		kgo.DialTimeout(3 * time.Second),
-	}
+	}, securedOf(brokers).opts...)
 }
 
 // Dial creates a client and waits, bounded by ctx and DialTimeout, until a
 // broker answers, so a broker that is down fails start-up with a clear error
-// instead of hanging.
+// instead of hanging. Brokers that answer but refuse the connection's
+// security fail it with ErrKafkaAuth or ErrKafkaTLS naming the cause: at
+// once where retrying cannot help (a refused password, an untrusted
+// certificate), else at the bound.
 func Dial(ctx context.Context, brokers []string, log *slog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
 	if len(brokers) == 0 {
 		return nil, fmt.Errorf("%w: no brokers given", ErrNoBroker)
@@ -74,17 +84,46 @@ func DialTransactSession(ctx context.Context, brokers []string, log *slog.Logger
 }
 
 // ping waits, bounded by ctx and DialTimeout, until a broker answers cl.
+// Brokers that answer but refuse the connection's security fail it with
+// ErrKafkaAuth or ErrKafkaTLS naming the cause: at once where retrying
+// cannot help (a refused password, an untrusted certificate), else at the
+// bound. The caller closes cl on an error.
 func ping(ctx context.Context, cl *kgo.Client, brokers []string) error {
+	sec := SecurityOf(brokers)
 	pctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
+	var last error
+	probed := sec.TLS.On()
+	refused := 0 // consecutive refusals that might have been a hiccup
 	for {
 		err := cl.Ping(pctx)
 		if err == nil {
 			return nil
 		}
+		if last == nil || pctx.Err() == nil {
+			last = err // the cause, not the bound's own context error
+		}
+		why, final := explain(last, brokers, sec)
+		if why != last { // a refusal explain named: of SASL or TLS
+			refused++
+		} else {
+			refused = 0
+		}
+		if final || refused >= saslRefusals {
+			return why
+		}
+		if !probed && pctx.Err() == nil {
+			probed = true
+			if b, ok := probeTLS(pctx, brokers); ok {
+				return fmt.Errorf("%w: the broker at %s speaks TLS and this client does not (%s): set --kafka-tls or a CA (--kafka-ca-file): %v", ErrKafkaTLS, b, sec, last)
+			}
+		}
 		select {
 		case <-pctx.Done():
-			return fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, err)
+			if why != last {
+				return fmt.Errorf("%w (within %s)", why, DialTimeout)
+			}
+			return fmt.Errorf("%w at %s within %s: %v", ErrNoBroker, strings.Join(brokers, ","), DialTimeout, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

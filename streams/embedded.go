@@ -30,6 +30,7 @@ type EmbeddedOpt func(*embeddedCfg)
 
 type embeddedCfg struct {
 	retention Retention
+	sec       embeddedSecurity
 }
 
 // WithRetention sets the most the broker keeps of each partition of a
@@ -70,6 +71,7 @@ func StartEmbedded(port int, dataDir string, opts ...EmbeddedOpt) (*Embedded, er
 	if dataDir != "" {
 		kopts = append(kopts, kfake.DataDir(dataDir))
 	}
+	kopts = append(kopts, cfg.sec.opts()...)
 	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)

@@ -66,7 +66,7 @@ func execBundle(ctx context.Context, pin *spec.BundlePin, args []string, src bun
 	}
 	env.Log.Info("running code bundle", "bundle", pin.Name, "version", pin.Version, "path", pin.Path, "binary", bin, "fetched_in", time.Since(start).Round(time.Millisecond))
 	argv := append([]string{bin, "replica"}, args...)
-	return syscall.Exec(bin, argv, append(os.Environ(), bundleEnv+"="+pin.SHA256))
+	return syscall.Exec(bin, argv, append(append(os.Environ(), kafkaEnv(src.brokers)...), bundleEnv+"="+pin.SHA256))
 }
 
 // open streams the pinned bundle's binary from the registry's store.

@@ -147,12 +147,15 @@ func splitBrokers(s string) []string {
 	return out
 }
 
-// clusterFlags registers --brokers and --prefix for a command that joins
-// an existing cluster; resolve reads them after parsing, failing with exit
-// code 2 when no broker is given or the prefix is not a valid name.
+// clusterFlags registers --brokers, --prefix and Kafka's TLS and SASL
+// flags (kafkaFlags) for a command that joins an existing cluster;
+// resolve reads them after parsing, failing with exit code 2 when no
+// broker is given, the prefix is not a valid name or the security
+// settings are wrong, and registers the security for the brokers.
 func clusterFlags(fs *flagSet) (resolve func() ([]string, streams.Namer, error)) {
 	brokers := fs.envString("brokers", "SLUICE_BROKERS", "", "Kafka brokers, comma-separated (required)")
 	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
+	secure := kafkaFlags(fs)
 	return func() ([]string, streams.Namer, error) {
 		bs := splitBrokers(*brokers)
 		if len(bs) == 0 {
@@ -161,6 +164,9 @@ func clusterFlags(fs *flagSet) (resolve func() ([]string, streams.Namer, error))
 		namer, err := streams.NewNamer(*prefix)
 		if err != nil {
 			return nil, streams.Namer{}, usageError("--prefix: %v", err)
+		}
+		if err := secure(bs); err != nil {
+			return nil, streams.Namer{}, err
 		}
 		return bs, namer, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,7 @@ import (
 	"github.com/sluice-serve/sluice/replicas/node"
 	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/claim"
+	"github.com/sluice-serve/sluice/streams/kafkaauth"
 )
 
 // DevConfig configures a platform in one process.
@@ -41,6 +43,13 @@ type DevConfig struct {
 	Brokers   []string // external brokers; empty starts the embedded one
 	KafkaPort int      // embedded broker port; 0 picks a free one
 	DataDir   string   // embedded broker data directory; empty keeps data in memory
+	// Embedded configures the embedded broker further (its TLS listener
+	// and SASL users: streams.WithTLS, streams.WithSASLUser).
+	Embedded []streams.EmbeddedOpt
+	// Kafka is how every client of the platform connects to the brokers
+	// (streams.Secure); the zero Config leaves what the process
+	// registered for them (kafkaFlags) as it is.
+	Kafka kafkaauth.Config
 	// Retention is the most the embedded broker keeps of each partition
 	// of a topic that is not compacted (nil: streams.EmbeddedRetention;
 	// a zero field: no bound).
@@ -131,7 +140,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		if cfg.Retention != nil {
 			ret = *cfg.Retention
 		}
-		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir, streams.WithRetention(ret)); err != nil {
+		if d.embedded, err = streams.StartEmbedded(cfg.KafkaPort, cfg.DataDir, append([]streams.EmbeddedOpt{streams.WithRetention(ret)}, cfg.Embedded...)...); err != nil {
 			return nil, err
 		}
 		d.Brokers = d.embedded.Brokers()
@@ -141,6 +150,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			go d.embedded.TrimConsumed(tctx, streams.EmbeddedCleanInterval, cfg.Log)
 		}
 		cfg.Log.Info("embedded broker started", "brokers", d.Brokers, "data_dir", cfg.DataDir, "retention", ret.Time, "retention_bytes", ret.Bytes)
+	}
+	if !cfg.Kafka.IsZero() {
+		if err := streams.Secure(d.Brokers, cfg.Kafka); err != nil {
+			return nil, err
+		}
 	}
 	store, err := d.openStore(ctx, cfg)
 	if err != nil {
@@ -185,7 +199,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			"--code-cache", filepath.Join(cacheDir, "code"), "--model-cache", filepath.Join(cacheDir, app, dep, slot)}
 		args = append(args, claimArgs(cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold), claimMax)...)
 		if cfg.S3.Endpoint != "" {
-			return append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS))
+			return append(args, "--s3-endpoint", cfg.S3.Endpoint, "--s3-bucket", cfg.S3.Bucket, "--s3-prefix", cfg.S3.Prefix, "--s3-tls="+strconv.FormatBool(cfg.S3.TLS), "--s3-ca-file", cfg.S3.CAFile)
 		}
 		return append(args, "--blob-dir", d.blobDir)
 	}
@@ -215,7 +229,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Held: func(d spec.Deployment) bool { return d.Resources.GPU > 0 },
 		Command: func(app, dep, slot, revision string) *exec.Cmd {
 			cmd := exec.Command(self, d.replicaArgs(app, dep, slot, revision)...)
-			cmd.Env = append(os.Environ(), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1",
+			cmd.Env = append(append(os.Environ(), kafkaEnv(d.Brokers)...), "SLUICE_S3_ACCESS_KEY="+cfg.S3.AccessKey, "SLUICE_S3_SECRET_KEY="+cfg.S3.SecretKey, localCodeEnv+"=1",
 				metrics.AddrEnv+"=127.0.0.1:0") // its /metrics, named in its report
 			return cmd
 		},
@@ -419,8 +433,24 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	claimThreshold := claimFlags(fs)
 	limits := limitFlags(fs)
 	security := securityFlags(fs)
+	secure := kafkaFlags(fs) // for --brokers; the embedded broker is plaintext
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if bs := splitBrokers(*brokers); len(bs) > 0 {
+		if err := secure(bs); err != nil {
+			return err
+		}
+	} else {
+		var given error
+		fs.Visit(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "kafka-") && f.Name != "kafka-port" {
+				given = usageError("dev: --%s applies to --brokers; the embedded broker is plaintext", f.Name)
+			}
+		})
+		if given != nil {
+			return given
+		}
 	}
 	sec, err := security() // a file that does not load refuses to start
 	if err != nil {

@@ -31,6 +31,7 @@ func s3Flags(fs *flagSet) *blob.S3Config {
 	fs.StringVar(&s3.Bucket, "s3-bucket", "sluice-models", "bucket for model weights")
 	fs.StringVar(&s3.Prefix, "s3-prefix", "", "key prefix inside the bucket")
 	fs.BoolVar(&s3.TLS, "s3-tls", false, "use TLS to reach the S3 endpoint")
+	fs.envStringVar(&s3.CAFile, "s3-ca-file", "SLUICE_S3_CA_FILE", "", "PEM bundle of the CAs the S3 endpoint's certificate is checked against (default: the system's); implies --s3-tls")
 	return s3
 }
 

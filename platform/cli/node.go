@@ -50,10 +50,12 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	claimLimit := claimLimitFlag(fs)
 	metricsAddr := metricsFlag(fs, "node")
 	replicaHost := fs.envString("replica-metrics-host", "SLUICE_REPLICA_METRICS_HOST", "127.0.0.1", "the address each replica process serves its /metrics on (a free port of it; reported on the status topic): this node's address, or 0.0.0.0 (reported as the machine's first address), where the scraper is elsewhere")
+	checkPrincipals, principalEnv := replicaPrincipals(fs)
 	err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+
 	var memory spec.Bytes
 	if *memFlag != "" {
 		if memory, err = spec.ParseBytes(*memFlag); err != nil {
@@ -65,6 +67,9 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	}
 	bs, namer, err := cluster()
 	if err != nil {
+		return err
+	}
+	if err := checkPrincipals(bs); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -83,13 +88,13 @@ func runNode(ctx context.Context, args []string, env Env) error {
 		base = append(base, "--code-cache", *codeCache)
 	}
 	if s3.Endpoint != "" {
-		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS))
+		base = append(base, "--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix, "--s3-tls="+strconv.FormatBool(s3.TLS), "--s3-ca-file", s3.CAFile)
 	}
 	ps := procs.New(procs.Config{
 		Command: func(t procs.Target, r procs.Replica) *exec.Cmd {
 			dir := filepath.Join(*cache, t.App, t.Deployment, r.ID)
 			cmd := exec.Command(self, append(slices.Clone(base), "--app", t.App, "--deployment", t.Deployment, "--slot", replicaSlot(r), "--revision", r.Revision, "--model-cache", dir)...)
-			cmd.Env = append(append(os.Environ(), r.Env...), metrics.AddrEnv+"="+net.JoinHostPort(*replicaHost, "0"))
+			cmd.Env = append(append(append(append(os.Environ(), kafkaEnv(bs)...), principalEnv(namer, t.App)...), r.Env...), metrics.AddrEnv+"="+net.JoinHostPort(*replicaHost, "0"))
 			return cmd
 		},
 		Log: env.Log,

@@ -253,7 +253,7 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 	if err := os.Chdir(pe.Project); err != nil {
 		return err
 	}
-	return syscall.Exec(pe.Python, args, append(append(os.Environ(), pr.registryEnv...), bundleEnv+"="+pin.SHA256, "PYTHONUNBUFFERED=1"))
+	return syscall.Exec(pe.Python, args, append(append(append(os.Environ(), pr.registryEnv...), kafkaEnv(pr.brokers)...), bundleEnv+"="+pin.SHA256, "PYTHONUNBUFFERED=1"))
 }
 
 // pythonDeploy is `sluice deploy --python DIR --import-path MOD:ATTR`.

@@ -37,7 +37,11 @@ func runRender(ctx context.Context, args []string, env Env) error {
 	image := fs.String("image", manifest.DefaultImage, "with --workloads: the replicas' image")
 	dial := registryDial(fs, false) // --addr: the platform that resolves code: references
 	shared := fs.String("gpu-shared-resource", manifest.DefaultGPUSharedResource, "with --workloads: the resource a replica asking for a fraction of a GPU takes one of (the NVIDIA device plugin's time-sliced GPUs)")
+	acls := aclFlags(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if done, err := acls(files); done {
 		return err
 	}
 	var misplaced error

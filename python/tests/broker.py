@@ -17,6 +17,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from sluice.kafkaauth import client_settings
+
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90.0
 _READY = re.compile(r"^sluice dev: REST on \S+, gRPC on \S+ \(brokers \[([^\]]+)\]\)", re.M)
@@ -67,7 +69,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> list[str]:
 
 
 def create_topics(brokers: list[str], names: list[str], partitions: int = 1) -> None:
-    admin = AdminClient({"bootstrap.servers": ",".join(brokers)})
+    admin = AdminClient(client_settings(brokers))
     futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=10)
     for name, f in futures.items():
         try:

@@ -8,13 +8,14 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from sluice.kafkaauth import client_settings
 from sluice.protocol import Record, headers
 
 
 def produce(brokers: list[str], rec: Record) -> Record:
     """Produces rec (to its partition when not negative) and waits for its
     acknowledgement; returns it with its partition and offset."""
-    p = Producer({"bootstrap.servers": ",".join(brokers), "linger.ms": 0})
+    p = Producer({**client_settings(brokers), "linger.ms": 0})
     got: list[Message] = []
     errs: list[KafkaError] = []
 
@@ -39,7 +40,7 @@ def read_all(brokers: list[str], topic: str, timeout_s: float = 15.0) -> list[Re
     """Every record of partition 0 of topic, from the start to its end offset now."""
     c = Consumer(
         {
-            "bootstrap.servers": ",".join(brokers),
+            **client_settings(brokers),
             "group.id": "py-reader-" + uuid.uuid4().hex,
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -89,7 +90,7 @@ def watermarks(c: Consumer, topic: str, timeout_s: float) -> tuple[int, int]:
 
 def committed(brokers: list[str], group: str, topic: str, partition: int = 0) -> int:
     """The offset group has committed for a partition of topic; -1: none."""
-    c = Consumer({"bootstrap.servers": ",".join(brokers), "group.id": group, "enable.auto.commit": False})
+    c = Consumer({**client_settings(brokers), "group.id": group, "enable.auto.commit": False})
     try:
         try:
             (tp,) = c.committed([TopicPartition(topic, partition)], timeout=5)
@@ -101,7 +102,7 @@ def committed(brokers: list[str], group: str, topic: str, partition: int = 0) ->
 
 
 def end_offset(brokers: list[str], topic: str) -> int:
-    c = Consumer({"bootstrap.servers": ",".join(brokers), "group.id": "py-offsets-" + uuid.uuid4().hex})
+    c = Consumer({**client_settings(brokers), "group.id": "py-offsets-" + uuid.uuid4().hex})
     try:
         return int(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
     finally:

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,7 @@ const (
 	accessKeyEnv    = "SLUICE_S3_ACCESS_KEY"
 	awsAccessKeyEnv = "AWS_ACCESS_KEY_ID"
 	secretKeyEnv    = "SLUICE_S3_SECRET_KEY"
+	caFileEnv       = "SLUICE_S3_CA_FILE"
 	awsSecretKeyEnv = "AWS_SECRET_ACCESS_KEY"
 )
 
@@ -65,7 +67,12 @@ type S3Config struct {
 	Prefix    string // keys are <Prefix>/<key> in the bucket
 	Region    string
 	TLS       bool
-	PartSize  int64 // multipart part size; default 16 MiB
+	// CAFile is a PEM bundle of the CAs the endpoint's certificate is
+	// checked against, for an endpoint whose certificate the system does
+	// not trust (a MinIO with its own CA); default $SLUICE_S3_CA_FILE.
+	// It implies TLS.
+	CAFile   string
+	PartSize int64 // multipart part size; default 16 MiB
 	// Timeout bounds each metadata operation (Stat, List, Delete, bucket
 	// setup, the wait for Get's first byte); default 10 s. Put and Copy move
 	// data and are bounded by their ctx only.
@@ -86,6 +93,10 @@ func (c S3Config) resolve(getenv func(string) string) S3Config {
 	if c.SecretKey == "" {
 		c.SecretKey = cmp.Or(getenv(secretKeyEnv), getenv(awsSecretKeyEnv))
 	}
+	if c.CAFile == "" {
+		c.CAFile = getenv(caFileEnv)
+	}
+	c.TLS = c.TLS || c.CAFile != ""
 	c.Prefix = strings.Trim(c.Prefix, "/")
 	if c.PartSize == 0 {
 		c.PartSize = defaultPartSize
@@ -143,6 +154,7 @@ func (c S3Config) LogValue() slog.Value {
 		slog.String("prefix", c.Prefix),
 		slog.String("region", c.Region),
 		slog.Bool("tls", c.TLS),
+		slog.String("ca_file", c.CAFile),
 		slog.Int64("part_size", c.PartSize),
 		slog.Duration("timeout", c.Timeout),
 	)
@@ -206,14 +218,22 @@ func NewS3(ctx context.Context, cfg S3Config, log *slog.Logger) (*S3, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	client, err := minio.New(cfg.Endpoint, &minio.Options{
+	opts := &minio.Options{
 		Creds:      credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:     cfg.TLS,
 		Region:     cfg.Region,
 		MaxRetries: s3MaxRetries,
 		// Lets Put send a full-object CRC32C as a trailer; see Put.
 		TrailingHeaders: true,
-	})
+	}
+	if cfg.CAFile != "" {
+		tr, err := trustingTransport(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.Transport = tr
+	}
+	client, err := minio.New(cfg.Endpoint, opts)
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
 	}
@@ -232,6 +252,25 @@ func NewS3(ctx context.Context, cfg S3Config, log *slog.Logger) (*S3, error) {
 	}
 	s.log.Info("s3 object store ready", "config", cfg)
 	return s, nil
+}
+
+// trustingTransport is minio-go's default TLS transport trusting the CAs
+// of caFile instead of the system's.
+func trustingTransport(caFile string) (*http.Transport, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("s3 config: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("s3 config: CA file %s: no PEM certificate in it", caFile)
+	}
+	tr, err := minio.DefaultTransport(true)
+	if err != nil {
+		return nil, fmt.Errorf("s3 transport: %w", err)
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	return tr, nil
 }
 
 func (s *S3) ensureBucket(ctx context.Context) error {

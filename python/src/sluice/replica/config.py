@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.kafkaauth import client_settings
+
 DEFAULT_MAX_ONGOING = 100
 """Records processed at once (the Go replica's default)."""
 
@@ -99,7 +101,7 @@ class ReplicaConfig:
     def consumer_settings(self) -> dict[str, Any]:
         """librdkafka settings of the group member."""
         conf: dict[str, Any] = {
-            "bootstrap.servers": ",".join(self.brokers),
+            **client_settings(self.brokers),
             "group.id": self.group,
             "partition.assignment.strategy": "cooperative-sticky",
             "auto.offset.reset": "earliest",
@@ -124,7 +126,7 @@ class ReplicaConfig:
         """librdkafka settings of the outputs' producer: idempotent, every
         replica acknowledged, sent at once."""
         conf: dict[str, Any] = {
-            "bootstrap.servers": ",".join(self.brokers),
+            **client_settings(self.brokers),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 0,

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from sluice.kafkaauth import client_settings
+
 if TYPE_CHECKING:
     from sluice.replica.replica import Replica
 
@@ -64,7 +66,7 @@ class Publisher:
     def __init__(self, brokers: list[str], topic: str, log: logging.Logger | None = None) -> None:
         self._topic = topic
         self._log = log or logging.getLogger("sluice.replica")
-        self._p = Producer({"bootstrap.servers": ",".join(brokers), "linger.ms": 0}, logger=self._log)
+        self._p = Producer({**client_settings(brokers), "linger.ms": 0}, logger=self._log)
         self._replicas: list[Replica] = []
         self._lock = threading.Lock()  # guards _replicas; orders reports and tombstones
         self._poked = threading.Event()

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from sluice.kafkaauth import client_settings
 from sluice.protocol import (
     ParseError,
     Record,
@@ -86,14 +87,14 @@ class Caller:
         self.reply_topic = namer.reply(self._instance)
         self._ids = count()
         self._prefix = f"{os.getpid():x}{uuid.uuid4().hex[:8]}"
-        bootstrap = ",".join(brokers)
+        base = client_settings(brokers)
         ensure_topics(brokers, [self.reply_topic])
         # murmur2, as Kafka's Java client and the Go side (streams.KeyPartition)
         # partition keys: a call keyed by a model id lands where the
         # gateway's calls for that model do.
-        self._p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True,
+        self._p = Producer({**base, "linger.ms": 0, "enable.idempotence": True,
                             "partitioner": "murmur2_random"})  # fmt: skip
-        self._c = Consumer({"bootstrap.servers": bootstrap, "group.id": self._instance, "enable.auto.commit": False,
+        self._c = Consumer({**base, "group.id": self._instance, "enable.auto.commit": False,
                             "fetch.wait.max.ms": 100}, logger=self._log)  # fmt: skip
         _, hi = self._c.get_watermark_offsets(TopicPartition(self.reply_topic, 0), timeout=10)
         self._c.assign([TopicPartition(self.reply_topic, 0, max(hi, 0))])
@@ -225,7 +226,7 @@ def _unavailable(msg: str) -> BaseException:
 
 def ensure_topics(brokers: list[str], names: list[str], partitions: int = 1) -> None:
     """Creates the topics that do not exist yet."""
-    admin = AdminClient({"bootstrap.servers": ",".join(brokers)})
+    admin = AdminClient(client_settings(brokers))
     futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=10)
     for f in futures.values():
         try:
