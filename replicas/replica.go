@@ -884,8 +884,8 @@ func (r *Replica) fetchClaim(ctx context.Context, s *slot) ([]byte, claim.Ref, e
 // call runs the handler, turning a panic into an internal error.
 func (r *Replica) call(ctx context.Context, in *Input, out Output) (err error) {
 	defer r.obs.handled(time.Now())
-	ctx, end := r.traceHandler(ctx)
-	defer end(&err)
+	ctx, span := r.traceHandler(ctx)
+	defer traceHandled(span, &err)
 	defer func() {
 		if p := recover(); p != nil {
 			r.cfg.Log.Error("deployment panicked", "panic", p, "stack", string(debug.Stack()))

@@ -57,23 +57,27 @@ func (x *run) traceContext() context.Context {
 	return trace.ContextWithSpan(context.Background(), x.span)
 }
 
-// traceHandler starts the handle span inside ctx's process span; end
-// records the handler's error.
-func (r *Replica) traceHandler(ctx context.Context) (context.Context, func(*error)) {
-	if tracing.Tracer() == nil || !trace.SpanFromContext(ctx).IsRecording() {
-		return ctx, noEnd
+// traceHandler starts the handle span inside ctx's process span; nil
+// when tracing is off.
+func (r *Replica) traceHandler(ctx context.Context) (context.Context, trace.Span) {
+	t := tracing.Tracer()
+	if t == nil || !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, nil
 	}
-	ctx, span := tracing.Tracer().Start(ctx, "handle "+r.cfg.Deployment, trace.WithSpanKind(trace.SpanKindInternal))
-	return ctx, func(err *error) {
-		if *err != nil {
-			span.SetStatus(codes.Error, (*err).Error())
-			span.SetAttributes(attribute.String("sluice.code", string(streams.CodeOf(*err))))
-		}
-		span.End()
-	}
+	return t.Start(ctx, "handle "+r.cfg.Deployment, trace.WithSpanKind(trace.SpanKindInternal))
 }
 
-func noEnd(*error) {}
+// traceHandled ends the handle span with the handler's error.
+func traceHandled(span trace.Span, err *error) {
+	if span == nil {
+		return
+	}
+	if *err != nil {
+		span.SetStatus(codes.Error, (*err).Error())
+		span.SetAttributes(attribute.String("sluice.code", string(streams.CodeOf(*err))))
+	}
+	span.End()
+}
 
 // traceFail records a failure on the process span and logs it with the
 // request's ids: at Warn when the record is dead-lettered (nobody waits
