@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/sluice-serve/sluice/examples/chain"
+	"github.com/sluice-serve/sluice/platform/cli"
+	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/tracing"
+)
+
+// BenchmarkTraceOverhead measures the gateway's c64 throughput on the
+// chain application (three deployments, a handle call and a forwarded
+// continuation: nine spans a traced request) with tracing off, on at 1 %
+// (parent-based ratio sampling at the gateway) and on at 100 %, in turns
+// on one dev platform in this process. Spans go through the batching
+// OTLP/HTTP exporter to a receiver in the test that reads and drops them,
+// as they would to a collector. Each traced run reports its throughput
+// as a fraction of the off run's in its round; the log gives the medians
+// over the rounds.
+//
+//	go test ./e2e -run '^$' -bench TraceOverhead -benchtime 3000x
+func BenchmarkTraceOverhead(b *testing.B) {
+	var received atomic.Int64
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		received.Add(n)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer otlp.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := cli.StartDev(ctx, cli.DevConfig{
+		HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Brokers: plat.Brokers, Prefix: "o" + streams.Instance(),
+		Registry: registry, Apps: []*spec.App{chain.App().Spec()}, Log: testLog,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	provider := func(ratio float64) *sdktrace.TracerProvider {
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(otlp.URL), otlptracehttp.WithInsecure())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
+	}
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+	call := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+d.Addr+"/chain", strings.NewReader("5"))
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "12" {
+			return fmt.Errorf("status %d %q", resp.StatusCode, body)
+		}
+		return nil
+	}
+	modes := []struct {
+		name  string
+		ratio float64 // <0: off
+	}{{"off", -1}, {"sampled1pct", 0.01}, {"sampled100pct", 1}}
+	rps := map[string]float64{}
+	const rounds = 3
+	for round := range rounds {
+		for _, m := range modes {
+			b.Run(fmt.Sprintf("%s/c64/round%d", m.name, round), func(b *testing.B) {
+				var tp *sdktrace.TracerProvider
+				if m.ratio >= 0 {
+					tp = provider(m.ratio)
+					tracing.Set(tp)
+				}
+				p50, p99, r := load(b, 64, call)
+				tracing.Set(nil)
+				if tp != nil {
+					_ = tp.Shutdown(context.Background()) // flushes: the export is paid inside the round
+				}
+				b.ReportMetric(p50, "p50_ms")
+				b.ReportMetric(p99, "p99_ms")
+				b.ReportMetric(r, "req/s")
+				rps[fmt.Sprint(m.name, round)] = r
+				if base := rps[fmt.Sprint("off", round)]; m.ratio >= 0 && base > 0 {
+					b.ReportMetric(r/base, "x_off_rps")
+				}
+			})
+		}
+	}
+	if received.Load() == 0 {
+		b.Fatal("the OTLP receiver got no spans")
+	}
+	median := func(name string) float64 {
+		var v []float64
+		for round := range rounds {
+			v = append(v, rps[fmt.Sprint(name, round)])
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	off := median("off")
+	b.Logf("c64 req/s on /chain, median of %d rounds: off %.0f, 1%% %.0f (x%.3f), 100%% %.0f (x%.3f); %d bytes of OTLP received",
+		rounds, off, median("sampled1pct"), median("sampled1pct")/off, median("sampled100pct"), median("sampled100pct")/off, received.Load())
+}
