@@ -19,14 +19,15 @@ import (
 // last output, and "handle <deployment>" inside it around the handler.
 // Every record the handler causes (edges, forwards, answers, handle calls)
 // carries the process span as its traceparent. With tracing off (no
-// provider set) each hook returns after one atomic load.
+// provider set) each hook returns after one atomic load; a record whose
+// caller did not sample its trace passes its traceparent on untouched.
 
 // traceRecord starts rec's process span and makes req's traceparent the
 // span's own. The queue wait (record timestamp to pick-up) is an
 // attribute.
 func (r *Replica) traceRecord(x *run, req *protocol.Request) {
 	t := tracing.Tracer()
-	if t == nil {
+	if t == nil || tracing.Unsampled(req.Env.Trace) {
 		return
 	}
 	rec := x.rec

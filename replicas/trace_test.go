@@ -15,8 +15,9 @@ import (
 // BenchmarkTraceHooks is what the consume loop pays per record for its
 // tracing hooks (trace.go: process span, handler context, handle span,
 // end), against the loop's own bookkeeping of a record (an atomic add,
-// as Stats counts) in the same run: with tracing off (no provider), and
-// on, sampling every record into a provider that exports nothing.
+// as Stats counts) in the same run: with tracing off (no provider), on
+// for a record its caller did not sample, and on sampling every record
+// into a provider that exports nothing.
 //
 //	go test ./replicas -run '^$' -bench TraceHooks
 func BenchmarkTraceHooks(b *testing.B) {
@@ -49,6 +50,20 @@ func BenchmarkTraceHooks(b *testing.B) {
 	}
 	b.Run("off", func(b *testing.B) {
 		tracing.Set(nil)
+		start := time.Now()
+		for range b.N {
+			hooks()
+		}
+		report(b, start)
+	})
+	b.Run("on-unsampled", func(b *testing.B) {
+		// A record of a trace its caller did not sample (flags 00) under
+		// the parent-based sampler: a span that records nothing.
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))))
+		tracing.Set(tp)
+		defer func() { tracing.Set(nil); _ = tp.Shutdown(context.Background()) }()
+		parent.Env.Trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+		defer func() { parent.Env.Trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" }()
 		start := time.Now()
 		for range b.N {
 			hooks()

@@ -22,7 +22,13 @@ func traceCall(ctx context.Context, req *protocol.Request) trace.Span {
 	if t == nil {
 		return nil
 	}
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		if !sc.IsSampled() {
+			return nil // the request carries the unsampled parent already
+		}
+	} else if tracing.Unsampled(req.Env.Trace) {
+		return nil
+	} else {
 		ctx = tracing.Extract(ctx, req.Env.Trace)
 	}
 	ctx, span := t.Start(ctx, "call "+req.Topic,

@@ -91,3 +91,19 @@ func TraceID(traceparent string) string {
 	}
 	return id
 }
+
+// Unsampled reports whether traceparent is well formed and its caller
+// did not sample the trace (the sampled flag clear). Under the
+// parent-based sampler such a record's spans would record nothing: a hop
+// skips them and passes the traceparent on as it came, which carries the
+// same decision to the next hop at no cost.
+func Unsampled(traceparent string) bool {
+	if TraceID(traceparent) == "" || len(traceparent) != 55 || traceparent[52] != '-' {
+		return false
+	}
+	switch traceparent[54] {
+	case '0', '2', '4', '6', '8', 'a', 'c', 'e':
+		return true
+	}
+	return false
+}
