@@ -28,8 +28,11 @@ import (
 // (parent-based ratio sampling at the gateway) and on at 100 %, in turns
 // (the order turning each round) on one dev platform in this process. Spans go through the batching
 // OTLP/HTTP exporter to a receiver in the test that reads and drops them,
-// as they would to a collector. The log gives each mode's median over
-// the rounds, the traced ones as a fraction of the off one's.
+// as they would to a collector. Each run also reports the process's CPU
+// time per request (gateway, replicas and broker all run in it), which
+// other work on a shared machine disturbs less than throughput. The log
+// gives each mode's medians over the rounds, the traced ones as a
+// fraction of the off one's.
 //
 //	go test ./e2e -run '^$' -bench TraceOverhead -benchtime 3000x
 func BenchmarkTraceOverhead(b *testing.B) {
@@ -76,7 +79,7 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		name  string
 		ratio float64 // <0: off
 	}{{"off", -1}, {"sampled1pct", 0.01}, {"sampled100pct", 1}}
-	rps := map[string]float64{}
+	rps, cpu := map[string]float64{}, map[string]float64{}
 	const rounds = 5
 	for round := range rounds {
 		// The order turns each round, so that no mode always runs first
@@ -89,11 +92,15 @@ func BenchmarkTraceOverhead(b *testing.B) {
 					tp = provider(m.ratio)
 					tracing.Set(tp)
 				}
+				cpu0 := cpuTime()
 				p50, p99, r := load(b, 64, call)
 				tracing.Set(nil)
 				if tp != nil {
 					_ = tp.Shutdown(context.Background()) // flushes: the export is paid inside the round
 				}
+				perReq := float64(cpuTime()-cpu0) / float64(time.Microsecond) / float64(b.N+50) // load's warm-up too
+				b.ReportMetric(perReq, "cpu_us/req")
+				cpu[fmt.Sprint(m.name, round)] = perReq
 				b.ReportMetric(p50, "p50_ms")
 				b.ReportMetric(p99, "p99_ms")
 				b.ReportMetric(r, "req/s")
@@ -104,15 +111,18 @@ func BenchmarkTraceOverhead(b *testing.B) {
 	if received.Load() == 0 {
 		b.Fatal("the OTLP receiver got no spans")
 	}
-	median := func(name string) float64 {
+	median := func(of map[string]float64, name string) float64 {
 		var v []float64
 		for round := range rounds {
-			v = append(v, rps[fmt.Sprint(name, round)])
+			v = append(v, of[fmt.Sprint(name, round)])
 		}
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
-	off := median("off")
-	b.Logf("c64 req/s on /chain, median of %d rounds: off %.0f, 1%% %.0f (x%.3f), 100%% %.0f (x%.3f); %d bytes of OTLP received",
-		rounds, off, median("sampled1pct"), median("sampled1pct")/off, median("sampled100pct"), median("sampled100pct")/off, received.Load())
+	off, offCPU := median(rps, "off"), median(cpu, "off")
+	b.Logf("c64 req/s on /chain, median of %d rounds: off %.0f, 1%% %.0f (x%.3f), 100%% %.0f (x%.3f)",
+		rounds, off, median(rps, "sampled1pct"), median(rps, "sampled1pct")/off, median(rps, "sampled100pct"), median(rps, "sampled100pct")/off)
+	b.Logf("process CPU per request, median: off %.0fus, 1%% %.0fus (x%.3f), 100%% %.0fus (x%.3f); %d bytes of OTLP received",
+		offCPU, median(cpu, "sampled1pct"), median(cpu, "sampled1pct")/offCPU, median(cpu, "sampled100pct"), median(cpu, "sampled100pct")/offCPU, received.Load())
 }
+
