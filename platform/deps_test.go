@@ -18,7 +18,8 @@ import (
 var allowed = map[string][]string{
 	"streams/protocol":                 {},
 	"streams/claim":                    {"streams/protocol"},
-	"streams":                          {"streams/claim", "streams/protocol"},
+	"streams/tracing":                  {},
+	"streams":                          {"streams/claim", "streams/protocol", "streams/tracing"},
 	"replicas/procs":                   {},
 	"replicas/gpu":                     {},
 	"registry/blob":                    {},
@@ -40,7 +41,7 @@ var allowed = map[string][]string{
 	"platform/bundle":                  {"cel", "platform/spec"},
 	"python":                           {},
 	"platform/code":                    {"platform/bundle", "platform/spec", "python", "registry"},
-	"replicas":                         {"streams", "streams/claim", "streams/protocol"},
+	"replicas":                         {"streams", "streams/claim", "streams/protocol", "streams/tracing"},
 	"platform/appstore":                {"platform/spec", "streams"},
 	"platform/dlq":                     {"cel", "streams", "streams/protocol"},
 	"autoscaler":                       {"platform/spec", "streams"},
@@ -54,13 +55,13 @@ var allowed = map[string][]string{
 	"replicas/models":                  {"gateway/oip", "platform/spec", "registry", "replicas", "streams", "streams/protocol"},
 	"replicas/runtime/tensorflow":      {"gateway/oip", "registry", "replicas/gpu", "replicas/models", "streams"},
 	"replicas/node":                    {"autoscaler", "autoscaler/placement", "replicas/gpu", "replicas/procs", "streams"},
-	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol"},
+	"platform/serve":                   {"gateway/oip", "platform/bundle", "platform/spec", "replicas", "streams", "streams/protocol", "streams/tracing"},
 	"platform/controller":              {"autoscaler", "autoscaler/placement", "cel", "gateway/oip", "platform/appstore", "platform/serve", "platform/spec", "replicas", "replicas/models", "replicas/procs", "streams", "streams/claim", "streams/protocol"},
 	"gateway": {"autoscaler", "autoscaler/placement", "cel", "gateway/audit", "gateway/auth", "gateway/oip", "platform/appstore", "platform/controller", "platform/spec",
-		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol"},
+		"protos", "protos/gen/inference", "protos/gen/sluice/v1", "registry", "replicas/gpu", "replicas/models", "streams", "streams/protocol", "streams/tracing"},
 	"platform/cli": {"autoscaler", "autoscaler/keda", "autoscaler/kube", "autoscaler/kube/manifest", "autoscaler/kube/workload", "autoscaler/placement",
 		"cel", "gateway", "gateway/audit", "gateway/auth", "gateway/certs", "platform/appstore", "platform/bundle", "platform/code", "platform/controller", "platform/metrics", "platform/dlq", "platform/serve", "platform/spec", "protos/gen/sluice/v1", "registry", "registry/blob",
-		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim"},
+		"replicas", "replicas/models", "replicas/node", "replicas/procs", "replicas/runtime/tensorflow", "streams", "streams/claim", "streams/tracing"},
 }
 
 // TestDependencyArrows fails when a package imports against the arrows

@@ -91,7 +91,8 @@ func setupTracing(ctx context.Context, command string, env Env) (func(), error) 
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(attribute.String("service.name", "sluice-"+command)),
-		resource.WithFromEnv(), // OTEL_SERVICE_NAME wins
+		resource.WithProcessPID(), // tells replica processes of one deployment apart
+		resource.WithFromEnv(),    // OTEL_SERVICE_NAME wins
 	)
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, err
