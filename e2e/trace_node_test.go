@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -89,7 +90,8 @@ func (r *otlpReceiver) trace(id string) []otlpSpan {
 // the multiplier's (the forwarded continuation), each in its own process.
 func TestTraceNode(t *testing.T) {
 	rcv := newOTLPReceiver(t)
-	n := startNodeWith(t, nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.URL, "OTEL_BSP_SCHEDULE_DELAY=100"})
+	n := startNodeWith(t, nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.URL, "OTEL_BSP_SCHEDULE_DELAY=100",
+		"SLUICE_LOG_FORMAT=json", "SLUICE_ACCESS_LOG=1"})
 	spec := writeFile(t, "tchain.yaml", `name: tchain
 route_prefix: /tchain
 ingress: Ingress
@@ -124,6 +126,20 @@ deployments:
 			t.Fatalf("no answer from /tchain: %v\n%s", err, n.stderr)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// The gateway's access log (JSON, SLUICE_ACCESS_LOG) names the call
+	// with the caller's trace id.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n.errw.mu.Lock()
+		logs := n.stderr.String()
+		n.errw.mu.Unlock()
+		if accessLine(logs, "tchain", traceID) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line for tchain with trace_id %s:\n%s", traceID, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	byName := map[string]otlpSpan{}
 	byID := map[string]otlpSpan{}
@@ -176,4 +192,19 @@ deployments:
 		pids[s.pid] = name
 	}
 	t.Logf("trace %s: %d spans from %d processes (pids %v)", traceID, len(rcv.trace(traceID)), len(pids), pids)
+}
+
+// accessLine reports whether logs hold a JSON access log line of a
+// successful call to app with traceID and a request id.
+func accessLine(logs, app, traceID string) bool {
+	for _, l := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil {
+			continue
+		}
+		if m["log"] == "access" && m["app"] == app && m["trace_id"] == traceID && m["code"] == "ok" && m["request_id"] != "" && m["request_id"] != nil {
+			return true
+		}
+	}
+	return false
 }
