@@ -103,7 +103,7 @@ func setupTracing(ctx context.Context, command string, env Env) (func(), error) 
 		tracing.Set(nil)
 		sctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
 		defer cancel()
-		if err := tp.Shutdown(sctx); err != nil {
+		if err := tp.Shutdown(sctx); err != nil && env.Log != nil {
 			env.Log.Warn("trace exporter shutdown failed", "err", err)
 		}
 	}, nil
