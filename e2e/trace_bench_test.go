@@ -125,4 +125,3 @@ func BenchmarkTraceOverhead(b *testing.B) {
 	b.Logf("process CPU per request, median: off %.0fus, 1%% %.0fus (x%.3f), 100%% %.0fus (x%.3f); %d bytes of OTLP received",
 		offCPU, median(cpu, "sampled1pct"), median(cpu, "sampled1pct")/offCPU, median(cpu, "sampled100pct"), median(cpu, "sampled100pct")/offCPU, received.Load())
 }
-
