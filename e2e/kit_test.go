@@ -34,6 +34,7 @@ var faults = serve.Func("Faults", func(ctx context.Context, c Cmd) (string, erro
 		panic("asked to panic")
 	}
 	if c.Fail != "" {
+		serve.Logger(ctx).Info("failing as asked", "reason", c.Fail)
 		return "", streams.Errorf(streams.CodeInvalidArgument, "asked to fail: %s", c.Fail)
 	}
 	return c.Echo, nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sluice-serve/sluice/registry"
@@ -94,6 +95,9 @@ type exchange struct {
 	release func()
 	cancel  context.CancelFunc
 	p       *streams.Pending
+	span    trace.Span // the server span (trace.go); nil when tracing is off
+	trace   string     // the caller's trace id, for the logs when not tracing
+	route   string     // the route called, for the access log
 }
 
 // open admits a call counted under name, unless refuse (non-nil) already
@@ -128,6 +132,7 @@ func (x *exchange) send(c *call) error {
 		return x.fail(err)
 	}
 	x.ctx, x.cancel = x.s.deadline(x.ctx, c.rt, c.timeout)
+	x.traceStart(c)
 	rt, err := x.s.applyRules(x.ctx, c.rt, &c.env, c.body)
 	if err != nil {
 		return x.fail(err)
@@ -155,7 +160,9 @@ func (x *exchange) close() {
 	}
 	x.cancel()
 	x.release()
+	x.traceEnd()
 	x.s.metrics.observe(x.name, x.code, time.Since(x.start))
+	x.accessLog()
 	if x.infer && x.name != "" {
 		x.s.metrics.inferred(x.name, x.version, x.code, time.Since(x.start))
 	}

@@ -73,6 +73,7 @@ func (s *Server) callREST(w http.ResponseWriter, r *http.Request) {
 	}
 	first, err := x.next()
 	if err != nil {
+		w.Header().Set("Sluice-Request-Id", x.id()) // to find the request's log lines by
 		writeError(w, err)
 		return
 	}

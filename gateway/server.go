@@ -40,6 +40,9 @@ type Config struct {
 	Control *controller.Status
 	Limits
 	Log *slog.Logger
+	// AccessLog, when set, gets one line per call: app, route, code,
+	// duration, request id and trace id (trace.go).
+	AccessLog *slog.Logger
 	// Models, when set, serves registry models by name on the OIP
 	// endpoints, through applications of kind model.
 	Models Catalog

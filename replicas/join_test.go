@@ -52,7 +52,9 @@ func input(topic string, p int32, key, value string, kv ...string) *kgo.Record {
 func TestJoinInner(t *testing.T) {
 	t.Parallel()
 	f := newJoinFixture(t, 2)
-	x := start(t, f.config(JoinInner, 700*time.Millisecond), echo)
+	// The window is wide enough that B's inputs, produced after the
+	// commit check, come within it on a loaded machine.
+	x := start(t, f.config(JoinInner, 4*time.Second), echo)
 	const n = 40
 	for i := range n {
 		produce(t, input(f.a, int32(i%2), fmt.Sprintf("k%d", i), fmt.Sprint(i)))
@@ -78,7 +80,7 @@ func TestJoinInner(t *testing.T) {
 			t.Errorf("%s: %s, want %s", k, got[k], want)
 		}
 	}
-	dl := consume(t, f.dlq, 1, 5*time.Second)[0]
+	dl := consume(t, f.dlq, 1, 10*time.Second)[0]
 	if string(dl.Key) != "lonely" || string(dl.Value) != `{"A":"alone","B":null}` ||
 		!strings.Contains(hget(dl, protocol.HeaderError), "without input from B (came: A)") {
 		t.Fatalf("dead letter %s = %s, %q", dl.Key, dl.Value, hget(dl, protocol.HeaderError))

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/claim"
@@ -773,6 +774,7 @@ func (r *Replica) process(s *slot) {
 
 	req, err := protocol.ParseRequest(rec)
 	r.stampID(rec, &req)
+	r.traceRecord(run, &req)
 	run.req = req // what could be read answers a malformed record too
 	if err != nil {
 		run.fail(streams.Errorf(streams.CodeInvalidArgument, "%w", err))
@@ -796,7 +798,7 @@ func (r *Replica) process(s *slot) {
 		run.fail(&streams.Error{Code: streams.CodeDeadlineExceeded, Msg: "deadline passed before processing"})
 		return
 	}
-	ctx := context.Background()
+	ctx := run.traceContext()
 	if !env.Deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, env.Deadline)
@@ -882,6 +884,8 @@ func (r *Replica) fetchClaim(ctx context.Context, s *slot) ([]byte, claim.Ref, e
 // call runs the handler, turning a panic into an internal error.
 func (r *Replica) call(ctx context.Context, in *Input, out Output) (err error) {
 	defer r.obs.handled(time.Now())
+	ctx, span := r.traceHandler(ctx)
+	defer traceHandled(span, &err)
 	defer func() {
 		if p := recover(); p != nil {
 			r.cfg.Log.Error("deployment panicked", "panic", p, "stack", string(debug.Stack()))
@@ -906,6 +910,8 @@ type run struct {
 	claim   claim.Ref   // the input's claimed value
 	dead    atomic.Bool // dead-lettered: its claim stays for a replay
 	joined  []*run      // the other inputs of the join this run fired: they complete with it
+
+	span trace.Span // the record's process span (trace.go); nil when tracing is off
 
 	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
 	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer
@@ -935,6 +941,7 @@ func (x *run) release() {
 	for _, y := range x.joined { // after the join's outputs were acknowledged
 		y.unhold()
 	}
+	x.traceEnd()
 	x.r.complete(x.s)
 }
 
@@ -1064,17 +1071,17 @@ func (x *run) produced(rec *kgo.Record, size int, ref claim.Ref, err error) {
 	}
 	switch {
 	case err != nil && rec.Topic != x.r.cfg.DeadLetter && reachable && !x.failed.Load():
-		x.r.cfg.Log.Warn("output produce failed; answering the caller with the error", "topic", rec.Topic, "err", err)
+		x.log().Warn("output produce failed; answering the caller with the error", "topic", rec.Topic, "err", err)
 		code := streams.CodeUnavailable
 		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, claim.ErrTooLarge) {
 			code = streams.CodeInternal // the same answer would fail again
 		}
 		x.fail(streams.Errorf(code, "the answer could not be delivered: produce to %s: %v", rec.Topic, err))
 	case err != nil && rec.Topic != x.r.cfg.DeadLetter:
-		x.r.cfg.Log.Warn("output produce failed", "topic", rec.Topic, "err", err)
+		x.log().Warn("output produce failed", "topic", rec.Topic, "err", err)
 		x.deadLetter(streams.Errorf(streams.CodeUnavailable, "produce to %s: %v", rec.Topic, err))
 	case err != nil:
-		x.r.cfg.Log.Error("dead letter lost", "topic", rec.Topic, "source", protocol.Source{Topic: x.rec.Topic, Partition: x.rec.Partition, Offset: x.rec.Offset}.String(), "err", err)
+		x.log().Error("dead letter lost", "topic", rec.Topic, "err", err)
 	}
 	x.release()
 }
@@ -1087,6 +1094,7 @@ func (x *run) fail(err error) {
 	}
 	x.r.stats.failed.Add(1)
 	x.r.obs.failed(streams.CodeOf(err))
+	x.traceFail(err)
 	if x.req.Env.ReplyTo == "" {
 		x.r.stats.deadLettered.Add(1)
 		x.dead.Store(true)

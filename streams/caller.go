@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-serve/sluice/streams/claim"
 	"github.com/sluice-serve/sluice/streams/protocol"
@@ -159,6 +160,7 @@ func (c *Caller) Start(ctx context.Context, req *protocol.Request) *Pending {
 	}
 	p := newPending(c, req.Env.FinalID())
 	p.deadline = req.Env.Deadline
+	p.span = traceCall(ctx, req)
 	c.mu.Lock()
 	c.waits[p.id] = p
 	c.mu.Unlock()
@@ -487,6 +489,8 @@ type Pending struct {
 	// reply that came after them, applied once they are handed out.
 	inFetch int
 	held    error
+
+	span trace.Span // the call's client span (trace.go); nil when tracing is off
 }
 
 func newPending(c *Caller, id string) *Pending {
@@ -653,6 +657,7 @@ func (p *Pending) isSettled() bool {
 // callee read it), else when the first reply for the id comes (a call
 // nobody awaits: its callee may not have read it yet), else it expires.
 func (p *Pending) Close() {
+	p.traceEnd()
 	ref := p.claim
 	p.claim = claim.Ref{}
 	if ref = p.c.forget(p, ref); !ref.IsZero() {

@@ -67,7 +67,9 @@ Client commands (deploy, status, delete, models, code) find the platform with
 --addr, or SLUICE_ADDR (default 127.0.0.1:8000), and send SLUICE_TOKEN as
 their bearer token when it is set (a gateway with --auth-file needs one).
 Flags may come before or after the arguments; -- ends them. SLUICE_DEBUG=1
-logs at debug level.
+logs at debug level; --log-format json (or SLUICE_LOG_FORMAT=json) logs one
+JSON object a line, for every command. OTEL_EXPORTER_OTLP_ENDPOINT turns on
+OpenTelemetry traces (OTLP over HTTP; OTEL_TRACES_SAMPLER and _ARG sample).
 Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
 `)
 }
@@ -77,7 +79,22 @@ func Run(ctx context.Context, args []string, env Env) error {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	err := run(ctx, args, env)
+	format, args, err := logFormat(args, env)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		env.Log = jsonLogger(env)
+		slog.SetDefault(env.Log)
+	}
+	if len(args) > 0 {
+		stop, err := setupTracing(ctx, args[0], env)
+		if err != nil {
+			return fmt.Errorf("tracing: %w", err)
+		}
+		defer stop()
+	}
+	err = run(ctx, args, env)
 	if errors.Is(err, errHelp) {
 		return nil
 	}

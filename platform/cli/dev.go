@@ -76,6 +76,8 @@ type DevConfig struct {
 	// gateway's defaults).
 	Limits gateway.Limits
 	Log    *slog.Logger
+	// AccessLog, when set, gets the gateway's line per call (--access-log).
+	AccessLog *slog.Logger
 	// Auth, when set, holds the bearer tokens the gateway requires
 	// (--auth-file); JWT, the key set of the JWTs it accepts
 	// (--jwks-file); with neither it serves everyone.
@@ -287,7 +289,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.Addr, d.GRPCAddr = hl.Addr().String(), gl.Addr().String()
-	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, Auth: cfg.Auth, JWT: cfg.JWT, Audit: trail, Metrics: pm.reg})
+	gw := gateway.New(gateway.Config{Caller: d.caller, Namer: namer, Control: ctl.status, Models: d.registry, Reports: fw.reports, Nodes: fw.nodes, Limits: cfg.Limits, Log: cfg.Log, AccessLog: cfg.AccessLog, Auth: cfg.Auth, JWT: cfg.JWT, Audit: trail, Metrics: pm.reg})
 	apps := cfg.Apps
 	if cfg.Builtin && cfg.Registry != nil {
 		for _, a := range cfg.Registry.Apps() {
@@ -434,6 +436,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	limits := limitFlags(fs)
 	security := securityFlags(fs)
 	secure := kafkaFlags(fs) // for --brokers; the embedded broker is plaintext
+	accessLog := accessLogFlag(fs, env)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -490,6 +493,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 		Registry:       env.Registry,
 		Limits:         limits(),
 		Log:            env.Log,
+		AccessLog:      accessLog(),
 		Auth:           sec.tokens,
 		JWT:            sec.jwt,
 		TLS:            sec.tls,

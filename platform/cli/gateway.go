@@ -26,6 +26,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	s3 := s3Flags(fs)
 	claimThreshold := claimFlags(fs)
 	security := securityFlags(fs)
+	accessLog := accessLogFlag(fs, env)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -117,7 +118,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer func() { cancel(); <-auditDone }()
-	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, Auth: sec.tokens, JWT: sec.jwt, Audit: trail, Metrics: mreg})
+	gw := gateway.New(gateway.Config{Caller: caller, Namer: namer, Control: ctl.status, Models: reg, Reports: fw.reports, Nodes: fw.nodes, Limits: lim, Log: env.Log, AccessLog: accessLog(), Auth: sec.tokens, JWT: sec.jwt, Audit: trail, Metrics: mreg})
 	registryAPI := registry.NewService(reg, gateway.GRPCError)
 	f, err := startFront(ctx, gw, hl, gl, sec.tls, registryAPI.Register)
 	if err != nil {

@@ -13,7 +13,7 @@ const (
 	HeaderID          = "sl-id"       // request id; replies carry the id they answer
 	HeaderReplyTo     = "sl-reply"    // topic the terminal result goes to; absent offline
 	HeaderDeadline    = "sl-deadline" // absolute deadline, Unix nanoseconds, decimal
-	HeaderTrace       = "traceparent" // W3C trace context, passed through untouched
+	HeaderTrace       = "traceparent" // W3C trace context: passed on, with the sender's span when it traces
 	HeaderContentType = "content-type"
 	HeaderModel       = "sl-model"   // model id for multiplexed deployments
 	HeaderVersion     = "sl-version" // model version the caller asked for

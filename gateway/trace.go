@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"cmp"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/tracing"
+)
+
+// traceStart starts the exchange's server span, from admission on, as the
+// child of the caller's traceparent (a new trace when there is none).
+// The request's produce is its child (streams.Caller). Nothing happens
+// with tracing off.
+func (x *exchange) traceStart(c *call) {
+	x.route = c.rt.prefix
+	x.trace = tracing.TraceID(c.env.Trace)
+	t := tracing.Tracer()
+	if t == nil {
+		return
+	}
+	ctx := tracing.Extract(x.ctx, c.env.Trace)
+	x.ctx, x.span = t.Start(ctx, "gateway "+x.name,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(x.start),
+		trace.WithAttributes(attribute.String("sluice.app", x.name), attribute.String("sluice.ingress", c.rt.ingress)))
+	// The caller's traceparent gives way to the span's (or its
+	// child's, once the request is produced).
+	c.env.Trace = tracing.Inject(x.ctx, c.env.Trace)
+}
+
+// traceEnd ends the server span with the call's code and request id.
+func (x *exchange) traceEnd() {
+	if x.span == nil {
+		return
+	}
+	if x.p != nil {
+		x.span.SetAttributes(attribute.String("sluice.request_id", x.p.ID()))
+	}
+	x.span.SetAttributes(attribute.String("sluice.code", string(x.code)))
+	if x.code != streams.CodeOK {
+		x.span.SetStatus(codes.Error, string(x.code))
+	}
+	x.span.End(trace.WithTimestamp(time.Now()))
+}
+
+// traceID is the trace id of the exchange, or "" when none is known.
+func (x *exchange) traceID() string {
+	if x.span != nil {
+		return x.span.SpanContext().TraceID().String()
+	}
+	return x.trace
+}
+
+// accessLog writes the exchange's line to the access log (Config.
+// AccessLog), and logs a call that failed on the server's side (internal,
+// unavailable, deadline exceeded) at Warn with its request and trace ids.
+func (x *exchange) accessLog() {
+	var id string
+	if x.p != nil {
+		id = x.p.ID()
+	}
+	if l := x.s.cfg.AccessLog; l != nil {
+		l.Info("call", "app", x.name, "route", x.route, "code", cmp.Or(string(x.code), "ok"),
+			"duration_ms", float64(time.Since(x.start))/float64(time.Millisecond),
+			"request_id", id, "trace_id", x.traceID())
+	}
+	switch x.code {
+	case streams.CodeInternal, streams.CodeUnavailable, streams.CodeDeadlineExceeded:
+		x.s.cfg.Log.Warn("call failed", "app", x.name, "route", x.route, "code", string(x.code), "request_id", id, "trace_id", x.traceID())
+	}
+}
