@@ -357,6 +357,9 @@ func jsonValue(v []byte, contentType string) []byte {
 // caller, or dead-lettered (the record of the first input, its value the
 // joined object of what came) when nobody waits.
 func (j *joiner) expire(g *joinGroup) {
+	if j.r.txn != nil {
+		defer j.r.enterWindow()()
+	}
 	j.mu.Lock()
 	if g.done {
 		j.mu.Unlock()
@@ -402,6 +405,43 @@ func (j *joiner) expire(g *joinGroup) {
 	}
 	j.stats.fired.Add(1)
 	j.r.runJoined(x, joined)
+}
+
+// enterWindow makes the work of a join's window timer (an exactly-once
+// replica's) part of the open transaction: it waits while a window ends,
+// counts as a record in flight, so that the window ends only after its
+// outputs, and opens the window if no record did. The function it returns
+// ends that count; call it after the input's unhold.
+func (r *Replica) enterWindow() func() {
+	r.gate.RLock()
+	r.ongoing.Add(1)
+	r.gate.RUnlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	return func() {
+		if r.ongoing.Add(-1) == 0 {
+			select {
+			case r.drained <- struct{}{}:
+			default:
+			}
+		}
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	}
+}
+
+// reset forgets the requests remembered as fired and gives up the
+// pending joins: after an aborted transaction, a new session reads from
+// the commit, and what fired in the aborted one fires again.
+func (j *joiner) reset() {
+	j.drop(nil)
+	j.mu.Lock()
+	clear(j.fired)
+	j.order = nil
+	j.mu.Unlock()
 }
 
 // revoked reports whether one of g's inputs is from a partition this

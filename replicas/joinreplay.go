@@ -2,6 +2,7 @@ package replicas
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,6 +169,40 @@ func (j *joiner) annotateLocked(k tp, part *partition, p *kmsg.OffsetCommitReque
 		p.Metadata = &m
 		j.meta[k] = committedMeta{p.Offset, m}
 	}
+}
+
+// annotateTxn makes an exactly-once join's transactional offset commit
+// say what annotate says in an at-least-once one: every owned partition
+// at its commit point (not at the records polled, some of which wait for
+// their joins), with the offsets done past it. A partition no longer
+// owned is left out: its transaction aborts.
+func (j *joiner) annotateTxn(req *kmsg.TxnOffsetCommitRequest) error {
+	j.r.mu.Lock()
+	defer j.r.mu.Unlock()
+	ids := map[string][16]byte{}
+	for _, t := range req.Topics {
+		ids[t.Topic] = t.TopicID
+	}
+	byTopic := map[string][]kmsg.TxnOffsetCommitRequestTopicPartition{}
+	for k, part := range j.r.parts {
+		off, epoch := part.commitPoint()
+		if part.revoked || off < 0 {
+			continue
+		}
+		c := kmsg.NewOffsetCommitRequestTopicPartition()
+		c.Offset, c.LeaderEpoch = off, epoch
+		j.annotateLocked(k, part, &c)
+		p := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		p.Partition, p.Offset, p.LeaderEpoch, p.Metadata = k.partition, off, epoch, c.Metadata
+		byTopic[k.topic] = append(byTopic[k.topic], p)
+	}
+	req.Topics = req.Topics[:0]
+	for _, t := range slices.Sorted(maps.Keys(byTopic)) {
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID, rt.Partitions = t, ids[t], byTopic[t]
+		req.Topics = append(req.Topics, rt)
+	}
+	return nil
 }
 
 // anyDone reports whether a record past the partition's commit point is

@@ -263,8 +263,13 @@ type Replica struct {
 	ongoing atomic.Int64
 	freed   chan struct{} // cap 1: a slot came free
 	drained chan struct{} // cap 1: no record is in flight any more (closes an exactly-once window)
-	work    chan *slot    // unordered records for the workers; cap MaxOngoing
-	workers atomic.Int64  // workers started; at least one per record in flight, at most MaxOngoing
+	// gate: an exactly-once join's window ending (write) or a join's
+	// window timer starting work in the open transaction (read); kick
+	// (cap 1) opens a transaction's window for such work.
+	gate    sync.RWMutex
+	kick    chan struct{}
+	work    chan *slot   // unordered records for the workers; cap MaxOngoing
+	workers atomic.Int64 // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered, mirrored atomic.Int64 }
 	join    *joiner        // nil unless the deployment joins its inputs
 	bg      sync.WaitGroup // claim deletes; added to under mu until closed
@@ -313,7 +318,7 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), drained: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
+	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), drained: make(chan struct{}, 1), kick: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
 	r.obs = cfg.Metrics.observe(r)
@@ -357,20 +362,22 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
+	opts = append(opts, kgo.RecordPartitioner(newByRequest()))
+	if cfg.Join != nil {
+		// The same partition number of every input topic to one member
+		// (coPartitioned); cooperative-sticky only while a member that
+		// lacks it is in the group (a roll onto the join).
+		opts = append(opts, kgo.Balancers(coPartitioned{}, kgo.CooperativeStickyBalancer()))
+		if !cfg.ExactlyOnce {
+			opts = append(opts, kgo.AutoCommitInterval(time.Hour)) // commitLoop commits, with metadata
+		}
+	}
 	if cfg.ExactlyOnce {
 		r.opts = opts
 		if err := r.dialSession(ctx); err != nil {
 			return nil, err
 		}
 		return r, nil
-	}
-	opts = append(opts, kgo.RecordPartitioner(newByRequest()))
-	if cfg.Join != nil {
-		// The same partition number of every input topic to one member
-		// (coPartitioned); cooperative-sticky only while a member that
-		// lacks it is in the group (a roll onto the join).
-		opts = append(opts, kgo.Balancers(coPartitioned{}, kgo.CooperativeStickyBalancer()),
-			kgo.AutoCommitInterval(time.Hour)) // commitLoop commits, with metadata
 	}
 	cl, err := streams.Dial(ctx, cfg.Brokers, cfg.Log, opts...)
 	if err != nil {

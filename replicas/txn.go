@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -85,6 +86,9 @@ func (r *Replica) dialSession(ctx context.Context) error {
 func (r *Replica) renew(ctx context.Context, cause error) error {
 	r.cfg.Log.Warn("transaction failed; starting a new transactional session, its records are read again", "group", r.cfg.Group, "err", cause)
 	r.cl.Close()
+	if r.join != nil {
+		r.join.reset()
+	}
 	r.mu.Lock()
 	for k := range r.parts {
 		r.forgetPartition(k)
@@ -124,26 +128,42 @@ func fence(ctx context.Context, cl *kgo.Client) error {
 func (r *Replica) runTransactions(ctx context.Context) error {
 	fetchErrs := streams.FetchErrors{Log: r.cfg.Log, Msg: "fetch failed"}
 	var renewed time.Time
+	if err := r.txn.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
 	for {
-		if err := r.txn.Begin(); err != nil {
-			return fmt.Errorf("begin transaction: %w", err)
-		}
 		closed := r.fillWindow(ctx, &fetchErrs)
-		if err := r.endWindow(ctx); err != nil {
+		// A join's window timers wait at the gate while the window ends,
+		// and do their work in the next transaction.
+		r.gate.Lock()
+		committed, err := r.endWindow(ctx)
+		if err != nil {
 			// Two live replicas with one slot's ID would fence each
 			// other at every commit: a second failure within
 			// TransactionTimeout of the last ends the replica instead.
 			if ctx.Err() != nil || closed || r.ongoing.Load() != 0 || time.Since(renewed) < r.cfg.TransactionTimeout {
+				r.gate.Unlock()
 				return err
 			}
 			renewed = time.Now()
-			if err := r.renew(ctx, err); err != nil {
-				return err
-			}
-			continue
+			err = r.renew(ctx, err)
+		} else if !committed && r.join != nil && !closed && ctx.Err() == nil {
+			// The window's joins fired in memory, and their outputs
+			// are gone: a new session reads again from the commit.
+			err = r.renew(ctx, errors.New("join transaction aborted"))
+		}
+		if err != nil {
+			r.gate.Unlock()
+			return err
 		}
 		if closed || ctx.Err() != nil {
+			r.gate.Unlock()
 			return nil
+		}
+		err = r.txn.Begin()
+		r.gate.Unlock()
+		if err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
 		}
 	}
 }
@@ -155,11 +175,30 @@ func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors
 	max := int64(r.cfg.MaxOngoing)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	opened := false
+	var once sync.Once
+	open := func() {
+		once.Do(func() {
+			time.AfterFunc(TxnInterval, cancel)
+			go func() {
+				select {
+				case <-r.drained:
+					cancel()
+				case <-wctx.Done():
+				}
+			}()
+		})
+	}
 	select { // a signal left by the previous window's last record
 	case <-r.drained:
 	default:
 	}
+	go func() { // a join's window timer working in this transaction
+		select {
+		case <-r.kick:
+			open()
+		case <-wctx.Done():
+		}
+	}()
 	for wctx.Err() == nil {
 		if free := max - r.ongoing.Load(); free <= 0 { // full: stop fetching until a slot frees
 			select {
@@ -174,16 +213,8 @@ func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors
 		}
 		fetchErrs.Observe(fs) // a closing window's cancel is no failure
 		r.obs.fetched(fs)
-		if !opened && fs.NumRecords() > 0 {
-			opened = true
-			time.AfterFunc(TxnInterval, cancel)
-			go func() {
-				select {
-				case <-r.drained:
-					cancel()
-				case <-wctx.Done():
-				}
-			}()
+		if fs.NumRecords() > 0 {
+			open()
 		}
 		fs.EachRecord(r.dispatch)
 	}
@@ -198,7 +229,14 @@ func (r *Replica) fillWindow(ctx context.Context, fetchErrs *streams.FetchErrors
 // newer replica of the slot took the transactional ID over, or a commit
 // failed for good; runTransactions then dials a new session (renew), and
 // a replica that was really replaced is fenced again at its next commit.
-func (r *Replica) endWindow(ctx context.Context) error {
+//
+// A join's commit carries its commit points and what is done past them
+// (joiner.annotateTxn) in place of the polled offsets: a fired join's
+// outputs and the record of its inputs as done commit together, so a
+// replica killed after the commit replays no fired join, and one killed
+// before it replays the join whose outputs were aborted. It reports
+// whether the transaction committed.
+func (r *Replica) endWindow(ctx context.Context) (bool, error) {
 	r.mu.Lock()
 	for {
 		r.waitLocked(func() bool { return r.ongoing.Load() == 0 })
@@ -215,15 +253,18 @@ func (r *Replica) endWindow(ctx context.Context) error {
 	}
 	ectx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeout)
 	defer cancel()
+	if r.join != nil {
+		ectx = kgo.PreTxnCommitFnContext(ectx, r.join.annotateTxn)
+	}
 	committed, err := r.txn.End(ectx, commit)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w within %v", err, r.cfg.DrainTimeout)
 		}
-		return fmt.Errorf("end transaction: %w", err)
+		return false, fmt.Errorf("end transaction: %w", err)
 	}
 	if bool(commit) && !committed {
 		r.cfg.Log.Info("transaction aborted (a rebalance, or a commit the broker refused); its records are read again", "group", r.cfg.Group)
 	}
-	return nil
+	return committed, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // readCommitted reads topic from its start, read_committed, for d and
@@ -214,4 +215,50 @@ func TestExactlyOnceOutputTooLarge(t *testing.T) {
 		t.Errorf("dead letters %v, outputs %v; want huge dead-lettered once, NEXT out once", dead, got)
 	}
 	rep.stop(t)
+}
+
+// An exactly-once join commits its commit points and what is done past
+// them in its transactions: a held input keeps its partition's commit
+// where it is (not at the records polled), the next owner does not join
+// a done input again, and a window timer's output commits without a
+// record to open its window.
+func TestExactlyOnceJoin(t *testing.T) {
+	t.Parallel()
+	f := newJoinFixture(t, 1)
+	cfg := f.config(JoinInner, 2*time.Second)
+	cfg.ExactlyOnce = true
+	x := start(t, cfg, echo)
+	id := func(k string) []string { return []string{protocol.HeaderID, k} }
+	// A: [h, j1], B: [j1]. j1 fires; h waits, so A's commit stays at h.
+	produce(t, input(f.a, 0, "h", "0", id("h")...), input(f.a, 0, "j1", "1", id("j1")...))
+	produce(t, input(f.b, 0, "j1", "10", id("j1")...))
+	readCommitted(t, f.out, 5*time.Second, func(m map[string]int) bool { return m[`{"A":1,"B":10}`] == 1 })
+	time.Sleep(300 * time.Millisecond) // windows commit
+	if a := committed(t, f.group, f.a)[0]; a != 0 {
+		t.Fatalf("committed A at %d with h held, want 0", a)
+	}
+	x.stop(t)
+	y := start(t, cfg, echo)
+	produce(t, input(f.b, 0, "h", "20", id("h")...))
+	readCommitted(t, f.out, 5*time.Second, func(m map[string]int) bool { return m[`{"A":0,"B":20}`] == 1 })
+	time.Sleep(2500 * time.Millisecond) // past the window
+	got := readCommitted(t, f.out, time.Second, func(map[string]int) bool { return false })
+	if len(got) != 2 || got[`{"A":1,"B":10}`] != 1 || got[`{"A":0,"B":20}`] != 1 {
+		t.Fatalf("outputs %v, want j1 and h once each", got)
+	}
+	if dl := readCommitted(t, f.dlq, time.Second, func(map[string]int) bool { return false }); len(dl) != 0 {
+		t.Fatalf("dead letters %v: the replayed input of j1 waited for its join again", dl)
+	}
+	if st := y.JoinStats(); st.Replayed != 2 || st.TimedOut != 0 {
+		t.Fatalf("join stats %+v, want both of j1's inputs replayed as done", st)
+	}
+
+	g := newJoinFixture(t, 1)
+	outer := g.config(JoinOuter, 300*time.Millisecond)
+	outer.ExactlyOnce = true
+	start(t, outer, echo)
+	produce(t, input(g.a, 0, "o", "5", id("o")...))
+	if got := readCommitted(t, g.out, 5*time.Second, func(m map[string]int) bool { return m[`{"A":5,"B":null}`] == 1 }); got[`{"A":5,"B":null}`] != 1 {
+		t.Fatalf("outer join at its window's end: committed outputs %v", got)
+	}
 }

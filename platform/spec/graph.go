@@ -56,8 +56,7 @@ func (a *App) CheckGraph() error {
 // run: the Python replica neither joins nor drops a mirrored copy's
 // answers, so a join on a deployment of a python-project bundle, and a
 // mirror edge into one, are refused at the field. Go replicas serve both,
-// but not a join under exactly-once delivery: its inputs are committed
-// when it fires, outside the transactions.
+// under either delivery.
 func (a *App) NotServed() error {
 	var es Errors
 	python := func(d *Deployment) bool { return d.Bundle != nil && d.Bundle.Format == formatPython }
@@ -68,10 +67,6 @@ func (a *App) NotServed() error {
 		if d.Join != nil && python(d) {
 			es = append(es, errorAt(a, indexPath("deployments", i)+".join",
 				"%s runs Python code (bundle %s), and the Python replica does not join inputs yet: it would run once per arriving input; run the join in a Go deployment or a kind: cel one", d.Name, d.Bundle.Name))
-		}
-		if d.Join != nil && a.ExactlyOnce() {
-			es = append(es, errorAt(a, indexPath("deployments", i)+".join",
-				"%s joins inputs, and joins are not served under delivery: %s yet (a join commits its inputs when it fires, outside the replica's transactions); use delivery: %s, where a replayed join repeats its output under the same sl-id", d.Name, DeliveryExactlyOnce, DeliveryAtLeastOnce))
 		}
 	}
 	for k, e := range a.Edges {
