@@ -177,6 +177,7 @@ def serve_idle(brokers: str, run: str) -> None:
 
 def start_dev(binary: str, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     log = Path(tmp) / "dev.log"
+    binary = str(Path(binary).resolve())  # started in tmp
     with log.open("w") as out:
         proc = subprocess.Popen([binary, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--builtin=false"],
                                 cwd=tmp, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
