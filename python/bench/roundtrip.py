@@ -8,7 +8,8 @@ replica's memory.
 raw:     client produce -> echo consumer -> echo produce -> client consume,
          the echo loop written directly on confluent-kafka (no protocol);
 replica: the same client path to a sluice.replica.Replica whose handler
-         echoes, answered on the request's sl-reply topic.
+         echoes, answered on the request's sl-reply topic: on asyncio's
+         loop, then on the replica process's (uvloop, when installed).
 Both at concurrency 1, each request waiting for its answer; the echo sides
 run in this process on their own threads. Then a replica is started as
 its own process and its RSS read once it has its partition and is idle."""
@@ -34,6 +35,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from sluice.replica import Input, Output, Replica, ReplicaConfig
+from sluice.replica import loop as event_loop
 
 _READY = re.compile(r"^sluice dev: REST on \S+, gRPC on \S+ \(brokers \[([^\]]+)\]\)", re.M)
 FETCH_WAIT_MS = 250  # the replica's, for the raw echo consumer too
@@ -99,7 +101,7 @@ def measure(name: str, n: int, warmup: int, one: Callable[[int], float]) -> list
         one(-1 - i)
     xs = sorted(one(i) for i in range(n))
     q = statistics.quantiles(xs, n=100)
-    print(f"{name:8} c1 n={n} p50 {q[49] * 1e3:6.2f} ms  p90 {q[89] * 1e3:6.2f} ms  p99 {q[98] * 1e3:6.2f} ms")
+    print(f"{name:18} c1 n={n} p50 {q[49] * 1e3:6.2f} ms  p90 {q[89] * 1e3:6.2f} ms  p99 {q[98] * 1e3:6.2f} ms")
     return xs
 
 
@@ -111,27 +113,33 @@ def bench(brokers: str, n: int, warmup: int) -> None:
     stop = threading.Event()
     echo = threading.Thread(target=raw_echo, args=(brokers, t["raw-in"], t["raw-out"], stop), daemon=True)
     echo.start()
-    cfg = ReplicaConfig(brokers=[brokers], group=f"bench-{run}-group", topics=[t["in"]], output=t["out"],
-                        dead_letter=t["dlq"], deployment="echo")  # fmt: skip
-    replica = Replica(cfg, Echo())
-    loop = asyncio.new_event_loop()
-    served = threading.Thread(target=loop.run_until_complete, args=(replica.run(),), daemon=True)
-    served.start()
-    if not replica.ready.wait(30):
-        raise TimeoutError("the replica got no partition")
-
     raw = Client(brokers, t["raw-out"])
     sl = Client(brokers, t["reply"])
     measure("raw", n, warmup, lambda i: raw.call(t["raw-in"], f"raw-{i}", [("sl-id", f"raw-{i}")]))
-    measure(
-        "replica", n, warmup,
-        lambda i: sl.call(t["in"], f"r-{i}", [("sl-id", f"r-{i}"), ("sl-reply", t["reply"])]),
-    )  # fmt: skip
+    loops = {"asyncio": asyncio.new_event_loop}
+    if event_loop.kind() != "asyncio":
+        loops[event_loop.kind()] = event_loop.new_loop  # the replica process's loop
+    for kind, new_loop in loops.items():
+        topic = f"{t['in']}-{kind}"
+        create(brokers, topic)
+        cfg = ReplicaConfig(brokers=[brokers], group=f"bench-{run}-{kind}", topics=[topic], output=t["out"],
+                            dead_letter=t["dlq"], deployment="echo")  # fmt: skip
+        replica = Replica(cfg, Echo())
+        loop = new_loop()
+        served = threading.Thread(target=loop.run_until_complete, args=(replica.run(),), daemon=True)
+        served.start()
+        if not replica.ready.wait(30):
+            raise TimeoutError("the replica got no partition")
+
+        def one(i: int, k: str = kind, tp: str = topic) -> float:
+            return sl.call(tp, f"r-{k}-{i}", [("sl-id", f"r-{k}-{i}"), ("sl-reply", t["reply"])])
+
+        measure(f"replica ({kind})", n, warmup, one)
+        replica.stop()
+        served.join(30)
     raw.close()
     sl.close()
     stop.set()
-    replica.stop()
-    served.join(30)
     echo.join(10)
     idle_rss(brokers, run)
 
@@ -164,11 +172,12 @@ def serve_idle(brokers: str, run: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, replica.stop)
         await task
 
-    asyncio.run(main())
+    event_loop.run(main())
 
 
 def start_dev(binary: str, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     log = Path(tmp) / "dev.log"
+    binary = str(Path(binary).resolve())  # started in tmp
     with log.open("w") as out:
         proc = subprocess.Popen([binary, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--builtin=false"],
                                 cwd=tmp, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip

@@ -17,10 +17,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+
 from broker import create_topics
 from kafka_io import committed, produce, read_all
 from sluice.protocol import Record, SluiceError, parse_reply
 from sluice.replica import Handler, Input, Output, Publisher, Replica, ReplicaConfig, current, report_key
+from sluice.replica import loop as event_loop
 
 Uniq = Callable[[str], str]
 
@@ -340,3 +343,40 @@ async def test_a_revoked_partition_is_not_committed_by_its_old_owner(brokers: li
 
 def committed_part(brokers: list[str], group: str, topic: str, partition: int) -> int:
     return committed(brokers, group, topic, partition)
+
+
+class AsyncEcho:
+    async def handle(self, inp: Input, out: Output) -> None:
+        out.emit(inp.value, "text/plain")
+
+
+def test_the_process_loop_is_uvloop_when_installed_and_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    assert event_loop.kind() == "uvloop"
+    assert type(event_loop.new_loop()).__module__.startswith("uvloop")
+    monkeypatch.setenv("SLUICE_UVLOOP", "0")
+    assert event_loop.kind() == "asyncio"
+    assert isinstance(event_loop.new_loop(), asyncio.BaseEventLoop)
+
+
+def test_a_replica_on_the_process_loop_answers_and_keeps_deadlines(brokers: list[str], uniq: Uniq) -> None:
+    """The platform's replica process runs on sluice.replica.loop (uvloop
+    where installed): records are handed over from the poll thread, a
+    deadline cuts an async handler short, offsets are committed."""
+    cfg = make(brokers, uniq)
+
+    async def main() -> tuple[dict[str, Record], str]:
+        async with running(cfg, AsyncEcho()):
+            for i in range(20):
+                await asyncio.to_thread(request, brokers, cfg, f"e{i}", f"v{i}".encode())
+            got = await replies(brokers, cfg, 20)
+        async with running(cfg, Sleeper()):
+            deadline = time.time_ns() + 1_000_000_000
+            await asyncio.to_thread(request, brokers, cfg, "d", b"x", sl_deadline=str(deadline))
+            late = await replies(brokers, cfg, 21)
+        return got, parse_reply(late["d"]).status
+
+    got, status = event_loop.run(main())
+    assert {k: parse_reply(r).value for k, r in got.items()} == {f"e{i}": f"v{i}".encode() for i in range(20)}
+    assert status == "deadline_exceeded"
+    assert committed(brokers, cfg.group, cfg.topics[0]) == 21

@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import inspect
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -144,16 +145,16 @@ class Replica:
         self._sender = Sender(cfg.producer_settings(), self._log)
         consumer = Consumer(cfg.consumer_settings(), logger=self._log)
         self._consumer = consumer
+        halt = threading.Event()
         try:
             await loop.run_in_executor(poll, self._subscribe)
-            while not self._stop.is_set():
-                msgs = await loop.run_in_executor(poll, self._poll_once)
-                for msg in msgs:
-                    self._dispatch(msg, pool)
+            await loop.run_in_executor(poll, self._poll_until_stopped, loop, pool, halt)
             await self._drain()
             await loop.run_in_executor(poll, self._close)
         finally:
-            # A hard stop: nothing still running may be marked.
+            # A hard stop: nothing still running may be marked, and the
+            # poll thread ends after its current consume call.
+            halt.set()
             self._tracker.forget()
             for t in self._tasks:
                 t.cancel()
@@ -168,6 +169,26 @@ class Replica:
     def _subscribe(self) -> None:
         assert self._consumer is not None
         self._consumer.subscribe(self.cfg.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+
+    def _poll_until_stopped(
+        self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, halt: threading.Event
+    ) -> None:
+        """The poll thread's loop: each batch is tracked here and handed to
+        the event loop in one wake-up, and the thread goes straight back
+        to its consume call (a batch costs the loop one hand-off, not a
+        round trip through an executor)."""
+        while not self._stop.is_set() and not halt.is_set():
+            slots = [s for s in map(self._track, self._poll_once()) if s is not None]
+            if not slots:
+                continue
+            try:
+                loop.call_soon_threadsafe(self._start, slots, pool, halt)
+            except RuntimeError:  # the loop closed: a hard stop
+                return
+
+    def _track(self, msg: Message) -> Slot[Message] | None:
+        """Tracks a record as read; None when its partition is not owned."""
+        return self._tracker.add((msg.topic() or "", msg.partition() or 0), msg)
 
     def _poll_once(self) -> list[Message]:
         """One consume call. At max_ongoing_requests in flight the owned
@@ -275,14 +296,16 @@ class Replica:
 
     # -- the event loop
 
-    def _dispatch(self, msg: Message, pool: ThreadPoolExecutor) -> None:
-        topic, partition = msg.topic() or "", msg.partition() or 0
-        slot = self._tracker.add((topic, partition), msg)
-        if slot is None:  # revoked between the poll and now
+    def _start(self, slots: list[Slot[Message]], pool: ThreadPoolExecutor, halt: threading.Event) -> None:
+        """Starts one task per record of a batch the poll thread tracked
+        (none after a hard stop: the tracker forgot them)."""
+        if halt.is_set():
             return
-        task = asyncio.get_running_loop().create_task(self._process(slot, pool))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        loop = asyncio.get_running_loop()
+        for slot in slots:
+            task = loop.create_task(self._process(slot, pool))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
         """Waits for every record in flight, bounded by drain_timeout_s."""
@@ -345,8 +368,10 @@ class Replica:
         try:
             if self._async:
                 coro: Any = self._h.handle(inp, run)
-                timeout = None if env.deadline_ns == 0 else max(0.0, (env.deadline_ns - time.time_ns()) / 1e9)
-                await asyncio.wait_for(coro, timeout)
+                if env.deadline_ns == 0:
+                    await coro
+                else:
+                    await _within(coro, max(0.0, (env.deadline_ns - time.time_ns()) / 1e9))
             else:
                 ctx = contextvars.copy_context()
                 await asyncio.get_running_loop().run_in_executor(pool, ctx.run, self._h.handle, inp, run)
@@ -476,6 +501,17 @@ class _Run:
             done = self._pending == 0
         if done:
             self.r._tracker.complete(self.slot)
+
+
+async def _within(coro: Any, timeout_s: float) -> None:
+    """Awaits coro, raising TimeoutError past timeout_s; in the calling
+    task where asyncio can (3.11: no task and loop turn of its own per
+    record, as wait_for takes)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout_s):
+            await coro
+    else:
+        await asyncio.wait_for(coro, timeout_s)
 
 
 async def serve_until_signalled(replica: Replica) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sluice.protocol.names import Namer, check_segment
 from sluice.replica import Replica, ReplicaConfig
+from sluice.replica import loop as event_loop
 from sluice.serve import remote
 from sluice.serve.caller import Caller, ensure_topics
 from sluice.serve.deployment import Application, Deployment
@@ -33,7 +34,7 @@ class _Running:
         self.brokers = brokers
         self.namer = namer
         self.caller = Caller(brokers, namer)
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"sluice-serve-{name}", daemon=True)
         self.replicas: list[Replica] = []
         self.tasks: list[Future[None]] = []

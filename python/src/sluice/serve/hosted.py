@@ -23,6 +23,7 @@ from typing import Any
 
 from sluice.protocol.names import Namer
 from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled
+from sluice.replica import loop as event_loop
 from sluice.serve.caller import Caller
 from sluice.serve.deployment import Application, Options
 from sluice.serve.describe import load, module_deployments, walk
@@ -160,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if pub is not None:
         pub.add(r)
     _tell_ready(r)
-    log.info("replica running", extra={"instance": a.instance, "generation": a.generation})
+    log.info("replica running", extra={"instance": a.instance, "generation": a.generation, "loop": event_loop.kind()})
     try:
-        failed = asyncio.run(_serve(r, pub, inv, opts, user_config, log))
+        failed = event_loop.run(_serve(r, pub, inv, opts, user_config, log))
     finally:
         caller.close()
     if failed:
