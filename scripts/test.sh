@@ -46,6 +46,11 @@ unit() {
 	echo "== vet"
 	$GO vet ./...
 	$GO vet -tags kubernetes ./platform/cli/ # the Kubernetes actuator's CLI wiring
+	echo "== go.mod tidy, the root module and the examples built as modules of their own"
+	local m
+	for m in . $(git ls-files '*/go.mod' | xargs -r -n1 dirname); do
+		(cd "$m" && $GO mod tidy -diff) || { echo "go.mod or go.sum of $m is not tidy: run go mod tidy there" >&2; return 1; }
+	done
 	echo "== unit tests (race detector)"
 	$GO test -race -count=1 $($GO list ./... | grep -v -e /e2e -e /deploy/helm) # the chart has its tier (helm)
 }
