@@ -77,6 +77,7 @@ func RoleACLs(n Namer, role Role, app string) ([]ACL, error) {
 			{Resource: ACLTopic, Name: n.Apps(), Ops: []string{"Create", "Describe", "Read", "Write"}},
 			{Resource: ACLTopic, Name: n.Status(), Ops: []string{"Create", "Describe", "Read"}},
 			{Resource: ACLTopic, Name: n.RegistryEvents(), Ops: []string{"Create", "Describe", "Read", "Write"}},
+			{Resource: ACLTopic, Name: n.Audit(), Ops: []string{"Create", "Describe", "Read", "Write"}}, // the audit trail (gateway/audit)
 			{Resource: ACLGroup, Name: p + ".", Prefixed: true, Ops: []string{"Describe"}},
 			{Resource: ACLCluster, Name: "kafka-cluster", Ops: []string{"Describe"}},
 		}, nil
