@@ -120,4 +120,17 @@ func TestRoleACLsEnforced(t *testing.T) {
 	if err := produce(rep, n.Audit()); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Errorf("replica of a writes the audit topic: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}
+	// An exactly-once replica's transactional id is its group and its
+	// instance (replicas.transactionalOpts): a's own, not b's.
+	txnID := func(app string) error {
+		cl := as("replica-a", kgo.TransactionalID(n.Group(app, "d")+"/i"))
+		_, _, err := cl.ProducerID(ctx)
+		return err
+	}
+	if err := txnID("a"); err != nil {
+		t.Errorf("replica of a takes a transactional id of its group: %v", err)
+	}
+	if err := txnID("b"); !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Errorf("replica of a takes a transactional id of b's group: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
+	}
 }
