@@ -70,6 +70,9 @@ func RoleACLs(n Namer, role Role, app string) ([]ACL, error) {
 		return []ACL{
 			{Resource: ACLTopic, Name: p + ".", Prefixed: true, Ops: []string{"All"}},
 			{Resource: ACLGroup, Name: p + ".", Prefixed: true, Ops: []string{"All"}},
+			// sluice dlq replay's transactional id: the prefix of
+			// platform/dlq's and the dead-letter topic's name.
+			{Resource: ACLTransactionalID, Name: "sluice-dlq-replay/" + p + ".", Prefixed: true, Ops: []string{"Describe", "Write"}},
 			{Resource: ACLCluster, Name: "kafka-cluster", Ops: []string{"Describe"}},
 		}, nil
 	case RoleGateway:

@@ -133,4 +133,10 @@ func TestRoleACLsEnforced(t *testing.T) {
 	if err := txnID("b"); !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
 		t.Errorf("replica of a takes a transactional id of b's group: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
 	}
+	// sluice dlq replay, run as the controller, takes the dead-letter
+	// topic's transactional id (platform/dlq.Replay).
+	dlq := as("controller", kgo.TransactionalID("sluice-dlq-replay/"+n.DeadLetter("a")))
+	if _, _, err := dlq.ProducerID(ctx); err != nil {
+		t.Errorf("controller takes sluice dlq replay's transactional id: %v", err)
+	}
 }
