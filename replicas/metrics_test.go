@@ -215,3 +215,23 @@ func TestMetricsFetchLag(t *testing.T) {
 		t.Errorf("fetch lag after all = %v (found %v), want 0", v, ok)
 	}
 }
+
+// TestMetricsNewFails: a replica whose New fails (no broker answers) is
+// never Run, so New itself takes it out of Metrics: no series of a
+// replica that does not exist stay behind.
+func TestMetricsNewFails(t *testing.T) {
+	t.Parallel()
+	m := NewMetrics()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	cfg := Config{Brokers: []string{"127.0.0.1:1"}, Group: "g", Topics: []string{"in"}, Output: "out", DeadLetter: "dlq",
+		App: "app", Deployment: "dep", Instance: "i1", Metrics: m}
+	if _, err := New(ctx, cfg, handlerFunc(func(context.Context, *Input, Output) error { return nil })); err == nil {
+		t.Fatal("New with no broker: no error")
+	}
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+		t.Errorf("after New failed: %d series (%v), want none", n, err)
+	}
+}

@@ -314,7 +314,7 @@ type slot struct {
 }
 
 // New creates a replica and its client; Run starts consuming.
-func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
+func New(ctx context.Context, cfg Config, h Handler) (_ *Replica, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -322,6 +322,11 @@ func New(ctx context.Context, cfg Config, h Handler) (*Replica, error) {
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
 	r.obs = cfg.Metrics.observe(r)
+	defer func() {
+		if err != nil { // no Run will forget it: its series go now
+			cfg.Metrics.forget(r)
+		}
+	}()
 	if cfg.Join != nil {
 		r.join = newJoiner(r, *cfg.Join)
 	}

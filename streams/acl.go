@@ -37,6 +37,9 @@ const (
 	ACLTopic   ACLResource = "topic"
 	ACLGroup   ACLResource = "group"
 	ACLCluster ACLResource = "cluster"
+	// ACLTransactionalID: an exactly-once replica's transactional id,
+	// its group and instance (kafka-acls.sh --transactional-id).
+	ACLTransactionalID ACLResource = "transactional-id"
 )
 
 // ACL allows Ops on one resource (a name, or every name starting with
@@ -67,6 +70,9 @@ func RoleACLs(n Namer, role Role, app string) ([]ACL, error) {
 		return []ACL{
 			{Resource: ACLTopic, Name: p + ".", Prefixed: true, Ops: []string{"All"}},
 			{Resource: ACLGroup, Name: p + ".", Prefixed: true, Ops: []string{"All"}},
+			// sluice dlq replay's transactional id: the prefix of
+			// platform/dlq's and the dead-letter topic's name.
+			{Resource: ACLTransactionalID, Name: "sluice-dlq-replay/" + p + ".", Prefixed: true, Ops: []string{"Describe", "Write"}},
 			{Resource: ACLCluster, Name: "kafka-cluster", Ops: []string{"Describe"}},
 		}, nil
 	case RoleGateway:
@@ -77,6 +83,7 @@ func RoleACLs(n Namer, role Role, app string) ([]ACL, error) {
 			{Resource: ACLTopic, Name: n.Apps(), Ops: []string{"Create", "Describe", "Read", "Write"}},
 			{Resource: ACLTopic, Name: n.Status(), Ops: []string{"Create", "Describe", "Read"}},
 			{Resource: ACLTopic, Name: n.RegistryEvents(), Ops: []string{"Create", "Describe", "Read", "Write"}},
+			{Resource: ACLTopic, Name: n.Audit(), Ops: []string{"Create", "Describe", "Read", "Write"}}, // the audit trail (gateway/audit)
 			{Resource: ACLGroup, Name: p + ".", Prefixed: true, Ops: []string{"Describe"}},
 			{Resource: ACLCluster, Name: "kafka-cluster", Ops: []string{"Describe"}},
 		}, nil
@@ -89,6 +96,7 @@ func RoleACLs(n Namer, role Role, app string) ([]ACL, error) {
 		return []ACL{
 			{Resource: ACLTopic, Name: own, Prefixed: true, Ops: []string{"Describe", "Read", "Write"}},
 			{Resource: ACLGroup, Name: own, Prefixed: true, Ops: []string{"Describe", "Read"}},
+			{Resource: ACLTransactionalID, Name: own, Prefixed: true, Ops: []string{"Describe", "Write"}}, // exactly-once delivery
 			reply,
 			// Opening the control logs creates them where absent.
 			{Resource: ACLTopic, Name: n.Apps(), Ops: []string{"Create", "Describe", "Read"}},
@@ -104,7 +112,8 @@ func RoleACLs(n Namer, role Role, app string) ([]ACL, error) {
 func KfakeACLs(principal string, acls []ACL) []kfake.ACL {
 	var out []kfake.ACL
 	for _, a := range acls {
-		res := map[ACLResource]kmsg.ACLResourceType{ACLTopic: kmsg.ACLResourceTypeTopic, ACLGroup: kmsg.ACLResourceTypeGroup, ACLCluster: kmsg.ACLResourceTypeCluster}[a.Resource]
+		res := map[ACLResource]kmsg.ACLResourceType{ACLTopic: kmsg.ACLResourceTypeTopic, ACLGroup: kmsg.ACLResourceTypeGroup, ACLCluster: kmsg.ACLResourceTypeCluster,
+			ACLTransactionalID: kmsg.ACLResourceTypeTransactionalId}[a.Resource]
 		pat := kmsg.ACLResourcePatternTypeLiteral
 		if a.Prefixed {
 			pat = kmsg.ACLResourcePatternTypePrefixed

@@ -103,4 +103,40 @@ func TestRoleACLsEnforced(t *testing.T) {
 	if err := consume("gateway", n.Group("a", "d"), aIn); !errors.Is(err, kerr.GroupAuthorizationFailed) {
 		t.Errorf("gateway joins a's group: %v, want GROUP_AUTHORIZATION_FAILED", err)
 	}
+	// The gateway keeps the audit trail (gateway/audit): it creates the
+	// topic, writes its entries and reads the latest back, by partition.
+	if err := CreateTopics(ctx, kadm.NewClient(gw), TopicSpec{Name: n.Audit(), Partitions: 1}); err != nil {
+		t.Errorf("gateway creates the audit topic: %v", err)
+	}
+	if err := produce(gw, n.Audit()); err != nil {
+		t.Errorf("gateway writes the audit topic: %v", err)
+	}
+	trail := as("gateway", kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.Audit(): {0: kgo.NewOffset().AtStart()}}))
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer pcancel()
+	if fs := trail.PollFetches(pctx); fs.Err0() != nil || len(fs.Records()) == 0 {
+		t.Errorf("gateway reads the audit topic: %v (%d records)", fs.Err0(), len(fs.Records()))
+	}
+	if err := produce(rep, n.Audit()); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Errorf("replica of a writes the audit topic: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	// An exactly-once replica's transactional id is its group and its
+	// instance (replicas.transactionalOpts): a's own, not b's.
+	txnID := func(app string) error {
+		cl := as("replica-a", kgo.TransactionalID(n.Group(app, "d")+"/i"))
+		_, _, err := cl.ProducerID(ctx)
+		return err
+	}
+	if err := txnID("a"); err != nil {
+		t.Errorf("replica of a takes a transactional id of its group: %v", err)
+	}
+	if err := txnID("b"); !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Errorf("replica of a takes a transactional id of b's group: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
+	}
+	// sluice dlq replay, run as the controller, takes the dead-letter
+	// topic's transactional id (platform/dlq.Replay).
+	dlq := as("controller", kgo.TransactionalID("sluice-dlq-replay/"+n.DeadLetter("a")))
+	if _, _, err := dlq.ProducerID(ctx); err != nil {
+		t.Errorf("controller takes sluice dlq replay's transactional id: %v", err)
+	}
 }

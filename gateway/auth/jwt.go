@@ -355,7 +355,7 @@ func (v *JWTVerifier) identity(claims map[string]json.RawMessage, now time.Time)
 	if json.Unmarshal(claims["iss"], &iss) != nil || iss != v.cfg.Issuer {
 		return nil, never, ErrIssuer
 	}
-	if aud, err := strings1(claims["aud"]); err != nil || !slices.Contains(aud, v.cfg.Audience) {
+	if aud, err := audience(claims["aud"]); err != nil || !slices.Contains(aud, v.cfg.Audience) {
 		return nil, never, ErrAudience
 	}
 	var name string
@@ -403,6 +403,21 @@ func numericDate(claims map[string]json.RawMessage, name string) (time.Time, boo
 	}
 	whole, frac := math.Modf(secs)
 	return time.Unix(int64(whole), int64(frac*1e9)), true, nil
+}
+
+// audience reads the aud claim (RFC 7519 4.1.3): one string or an array
+// of strings, each whole; a string is not split into words as a scope
+// claim is, or "billing sluice" would pass for "sluice".
+func audience(raw json.RawMessage) ([]string, error) {
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, err
+	}
+	return many, nil
 }
 
 // strings1 reads a claim that is a string (space-separated words) or an

@@ -91,6 +91,7 @@ func TestJWTVerify(t *testing.T) {
 		{"no sub", keys.EC.Mint(t, claims(now, "sub", nil)), ErrMissingClaim, nil},
 		{"wrong issuer", keys.EC.Mint(t, claims(now, "iss", "https://evil.example")), ErrIssuer, nil},
 		{"wrong audience", keys.EC.Mint(t, claims(now, "aud", "billing")), ErrAudience, nil},
+		{"audience among words", keys.EC.Mint(t, claims(now, "aud", "billing sluice")), ErrAudience, nil},
 		{"wrongly signed", keys.Other.Mint(t, claims(now)), ErrSignature, nil},
 		{"tampered payload", tampered(), ErrSignature, nil},
 		{"unknown kid", authtest.Key{Kid: "r9", Alg: "RS256", Signer: keys.RSA.Signer}.Mint(t, claims(now)), ErrUnknownKey, nil},

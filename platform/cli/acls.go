@@ -103,7 +103,11 @@ func writeStrimziUsers(w io.Writer, subjects []aclSubject, cluster, namespace st
 		fmt.Fprintln(w, "  authentication:\n    type: scram-sha-512")
 		fmt.Fprintln(w, "  authorization:\n    type: simple\n    acls:")
 		for _, a := range s.acls {
-			fmt.Fprintf(w, "      - resource:\n          type: %s\n", a.Resource)
+			typ := string(a.Resource)
+			if a.Resource == streams.ACLTransactionalID {
+				typ = "transactionalId" // Strimzi's name of the resource type
+			}
+			fmt.Fprintf(w, "      - resource:\n          type: %s\n", typ)
 			if a.Resource != streams.ACLCluster {
 				pattern := "literal"
 				if a.Prefixed {

@@ -84,6 +84,9 @@ func apiRequest(ctx context.Context, env Env, method, u string, body []byte) ([]
 	if err != nil {
 		return nil, err
 	}
+	// A client per request: its connection goes when the answer is read,
+	// not kept idle for minutes (waitRolled asks four times a second).
+	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("platform not reachable: %w", err)

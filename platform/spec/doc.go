@@ -5,7 +5,7 @@
 // application, and a file may hold several, separated by "---":
 //
 //	name: hello                  # [A-Za-z0-9-], 1..63 chars, as are deployment and handler names
-//	route_prefix: /hello         # URL path; /v2 and /sluice are reserved
+//	route_prefix: /hello         # URL path; /v2, /sluice, /ui and /metrics are reserved
 //	ingress: Classifier          # the deployment that receives requests
 //	partitions: 8                # partitions per topic, 1..1024 (default 8)
 //	request_timeout: 30s         # deadline of sync requests, up to 10m (default 30s)

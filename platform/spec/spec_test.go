@@ -151,6 +151,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`2:15 route_prefix: "/v2/models/x" is reserved`}},
 		{"route sluice", strings.Replace(base, "/a", "/sluice/admin", 1),
 			[]string{`2:15 route_prefix: "/sluice/admin" is reserved`}},
+		{"route ui", strings.Replace(base, "/a", "/ui", 1),
+			[]string{`2:15 route_prefix: "/ui" is reserved`}},
+		{"route metrics", strings.Replace(base, "/a", "/metrics/targets", 1),
+			[]string{`2:15 route_prefix: "/metrics/targets" is reserved`}},
 
 		// ingress and deployments
 		{"ingress missing", strings.Replace(base, "ingress: A\n", "", 1),

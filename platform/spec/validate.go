@@ -22,9 +22,11 @@ const (
 )
 
 // reservedPrefix returns the reserved prefix that p is, or lies under:
-// the server itself serves /v2 (the inference protocol) and /sluice.
+// the server itself serves /v2 (the inference protocol), /sluice, /ui
+// (the dashboard) and /metrics; a GET of an application there would
+// reach the server's page instead.
 func reservedPrefix(p string) string {
-	for _, r := range [...]string{"/v2", "/sluice"} {
+	for _, r := range [...]string{"/v2", "/sluice", "/ui", "/metrics"} {
 		if p == r || strings.HasPrefix(p, r+"/") {
 			return r
 		}
@@ -164,7 +166,7 @@ func routePrefixProblem(p string) string {
 		}
 	}
 	if r := reservedPrefix(p); r != "" {
-		return fmt.Sprintf("%q is reserved: the server itself serves %s and every path under it (reserved prefixes: /v2, /sluice)", p, r)
+		return fmt.Sprintf("%q is reserved: the server itself serves %s and every path under it (reserved prefixes: /v2, /sluice, /ui, /metrics)", p, r)
 	}
 	return ""
 }

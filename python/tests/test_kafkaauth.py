@@ -51,6 +51,7 @@ def test_ca_implies_tls() -> None:
         ({"SLUICE_KAFKA_SASL_MECHANISM": "PLAIN", "SLUICE_KAFKA_SASL_PASSWORD": "p"}, "USERNAME is required"),
         ({"SLUICE_KAFKA_SASL_MECHANISM": "PLAIN", "SLUICE_KAFKA_SASL_USERNAME": "u"}, "needs one of"),
         ({"SLUICE_KAFKA_SASL_MECHANISM": "OAUTHBEARER"}, "OAUTHBEARER needs one of"),
+        ({"SLUICE_KAFKA_SASL_MECHANISM": "OAUTHBEARER", "SLUICE_KAFKA_SASL_TOKEN_COMMAND": "  "}, "is blank"),
         ({"SLUICE_KAFKA_CERT_FILE": "/c"}, "go together"),
         ({"SLUICE_KAFKA_TLS": "maybe"}, "want true or false"),
         ({"SLUICE_KAFKA_SERVER_NAME": "k"}, "not supported by librdkafka"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.server
 import importlib
+import ssl
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sluice.protocol import SluiceError, Unavailable
+from sluice.serve import remote
 from sluice.serve.remote import Platform, RemoteHandle, _Route, import_path
 
 MODULE = """
@@ -104,6 +107,57 @@ def test_the_handle_carries_the_gateways_code() -> None:
         with pytest.raises(SluiceError) as exc:
             h.remote(5).result(timeout_s=10)
         assert (exc.value.code, exc.value.message) == ("not_found", "no application serves /x")
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+def test_an_https_platform_is_trusted_through_sluice_ca_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLUICE_ADDR=https://... with SLUICE_CA_FILE, as the sluice command
+    line takes it: the probe finds the platform (rather than starting a
+    sluice dev of its own) and calls and streams go to it over TLS."""
+
+    def openssl(args: str) -> None:
+        subprocess.run(["openssl", *args.split()], cwd=tmp_path, check=True, capture_output=True)
+
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    openssl(f"req -x509 {ec} -days 1 -subj /CN=test-ca -keyout ca-key.pem -out ca.pem")
+    openssl(f"req {ec} -subj /CN=127.0.0.1 -keyout server-key.pem -out server.csr")
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile ext.cnf -out server.pem"
+    )
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.reply(b'{"ready":true}')
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.reply(b"7\n" if self.headers.get("Accept") == "application/x-ndjson" else b"6")
+
+        def reply(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "server.pem", tmp_path / "server-key.pem")
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_address[1]}"
+    monkeypatch.setenv("SLUICE_CA_FILE", str(tmp_path / "ca.pem"))
+    p = Platform(url)
+    try:
+        assert remote._answers(url)
+        assert p.call("/x", 5).value == b"6"
+        assert list(p.stream("/x", 5)) == [7]
     finally:
         p.stop()
         srv.shutdown()

@@ -140,6 +140,9 @@ func (c Config) Validate() error {
 		if s.Password != "" || s.PasswordFile != "" {
 			return fmt.Errorf("%s takes a token, not a password", OAuthBearer)
 		}
+		if s.TokenCommand != "" && strings.TrimSpace(s.TokenCommand) == "" {
+			return errors.New("sasl.token_command is blank: name the command that prints the token")
+		}
 	default:
 		return fmt.Errorf("sasl.mechanism %q is not one of %s", s.Mechanism, strings.Join(Mechanisms, ", "))
 	}

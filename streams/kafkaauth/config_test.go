@@ -54,6 +54,7 @@ func TestValidate(t *testing.T) {
 		{Config{SASL: SASL{Mechanism: ScramSHA256, Username: "u", Password: "p", TokenFile: "t"}}, "are for OAUTHBEARER"},
 		{Config{SASL: SASL{Mechanism: OAuthBearer}}, "exactly one of sasl.token_file and sasl.token_command"},
 		{Config{SASL: SASL{Mechanism: OAuthBearer, TokenFile: "t", Password: "p"}}, "takes a token, not a password"},
+		{Config{SASL: SASL{Mechanism: OAuthBearer, TokenCommand: "  "}}, "sasl.token_command is blank"},
 		{Config{SASL: SASL{Mechanism: "GSSAPI"}}, "not one of"},
 		{Config{SASL: SASL{Mechanism: ScramSHA512, Username: "u", PasswordFile: "f"}}, ""},
 	} {

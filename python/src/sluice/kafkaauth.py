@@ -59,6 +59,8 @@ class KafkaSecurity:
                 "kafka security: OAUTHBEARER needs one of SLUICE_KAFKA_SASL_TOKEN_FILE"
                 " and SLUICE_KAFKA_SASL_TOKEN_COMMAND"
             )
+        if m == "OAUTHBEARER" and self.token_command and not shlex.split(self.token_command):
+            raise ValueError("kafka security: SLUICE_KAFKA_SASL_TOKEN_COMMAND is blank: name the command")
 
     @property
     def tls_on(self) -> bool:

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.protocol import SluiceError, Unavailable
+from sluice.serve.auth import GatewayAccess
 from sluice.serve.caller import Answer
 from sluice.serve.codec import encode
 from sluice.serve.deployment import Application
@@ -104,6 +106,7 @@ class Platform:
     def __init__(self, addr: str, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
         self.addr = addr
         self.base = (addr if "://" in addr else "http://" + addr).rstrip("/")
+        self.tls = _tls(self.base)
         self.proc = proc
         self.log = log
         self.pool = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="sluice-remote")
@@ -128,8 +131,10 @@ class Platform:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             u = urllib.parse.urlsplit(self.base)
-            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-            conn = cls(u.netloc, timeout=CALL_TIMEOUT_S)
+            if u.scheme == "https":
+                conn = http.client.HTTPSConnection(u.netloc, timeout=CALL_TIMEOUT_S, context=self.tls)
+            else:
+                conn = http.client.HTTPConnection(u.netloc, timeout=CALL_TIMEOUT_S)
             self._local.conn = conn
         return conn
 
@@ -166,7 +171,7 @@ class Platform:
                                      headers={"Content-Type": content_type, "Accept": "application/x-ndjson",
                                               **self.headers()})  # fmt: skip
         try:
-            resp = urllib.request.urlopen(req, timeout=CALL_TIMEOUT_S)
+            resp = urllib.request.urlopen(req, timeout=CALL_TIMEOUT_S, context=self.tls)
         except urllib.error.HTTPError as exc:
             raise _error(exc.code, exc.read()) from None
         except OSError as exc:
@@ -199,10 +204,20 @@ def _error(status: int, body: bytes) -> SluiceError:
         return SluiceError(f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
 
 
+def _tls(base: str) -> ssl.SSLContext | None:
+    """The TLS of an https platform as the sluice command line has it
+    (SLUICE_CA_FILE, the client certificate: sluice.serve.auth); None
+    for http."""
+    if not base.startswith("https://"):
+        return None
+    env = GatewayAccess.from_env({**os.environ, "SLUICE_ADDR": base})
+    return env.ssl_context()
+
+
 def _answers(base: str) -> bool:
     url = (base if "://" in base else "http://" + base).rstrip("/") + "/v2/health/ready"
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S, context=_tls(url)) as resp:
             return bool(resp.status == 200)
     except (OSError, ValueError):
         return False
