@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,13 +110,21 @@ func TestClaimUnfetchableDeadLettered(t *testing.T) {
 		&kgo.Record{Topic: f.in, Key: []byte("k3"), Headers: hdrs(protocol.HeaderClaim, "12 nothex k")},
 		&kgo.Record{Topic: f.in, Key: []byte("k4"), Value: []byte("fine")},
 	)
-	dls := consume(t, f.dlq, 3, wait)
+	// The three fail on workers of their own: their dead letters come in
+	// any order, each naming the record it is by its source.
+	bySource := map[string]*kgo.Record{}
+	for _, d := range consume(t, f.dlq, 3, wait) {
+		bySource[hget(d, protocol.HeaderSource)] = d
+	}
 	for i, tc := range []struct{ key, says string }{
 		{gone.Key, "not found"},
 		{altered.Key, "SHA-256"},
 		{"(unreadable)", "malformed claim reference"},
 	} {
-		d := dls[i]
+		d := bySource[fmt.Sprintf("%s/%d/%d", recs[i].Topic, recs[i].Partition, recs[i].Offset)]
+		if d == nil {
+			t.Fatalf("no dead letter of record %d (sources %v)", i, slices.Collect(maps.Keys(bySource)))
+		}
 		if got := streams.Code(hget(d, protocol.HeaderStatus)); got != streams.CodeInvalidArgument {
 			t.Errorf("dead letter %d: sl-status %q, want invalid_argument", i, got)
 		}
