@@ -381,7 +381,9 @@ class Replica:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and env.expired():
+            if isinstance(exc, DeadlinePassed) or (
+                isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and env.expired()
+            ):
                 run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving")
                 return
             self._log.error(
@@ -503,13 +505,26 @@ class _Run:
             self.r._tracker.complete(self.slot)
 
 
+class DeadlinePassed(Exception):
+    """The record's deadline ended its handler (_within's own timeout, not
+    a TimeoutError the handler raised)."""
+
+
 async def _within(coro: Any, timeout_s: float) -> None:
-    """Awaits coro, raising TimeoutError past timeout_s; in the calling
+    """Awaits coro, raising DeadlinePassed past timeout_s; in the calling
     task where asyncio can (3.11: no task and loop turn of its own per
-    record, as wait_for takes)."""
+    record, as wait_for takes). The loop's clock may end it a hair before
+    the wall clock reaches the deadline (uvloop rounds timers to
+    milliseconds), so the timeout itself says so, not the wall clock."""
     if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout_s):
-            await coro
+        cm = asyncio.timeout(timeout_s)
+        try:
+            async with cm:
+                await coro
+        except TimeoutError:
+            if cm.expired():
+                raise DeadlinePassed from None
+            raise
     else:
         await asyncio.wait_for(coro, timeout_s)
 
