@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -117,6 +118,9 @@ func seed() []kgo.Opt {
 func kafkaSecurity() (embedded []streams.EmbeddedOpt, cfg kafkaauth.Config, cleanup func(), err error) {
 	cleanup = func() {}
 	if len(brokers()) > 0 {
+		if os.Getenv("SLUICE_TEST_KAFKA_SECURE") != "" {
+			return nil, cfg, cleanup, errors.New("SLUICE_TEST_KAFKA_SECURE secures the embedded broker, and SLUICE_TEST_BROKERS names real ones: set one of them")
+		}
 		cfg, err = kafkaauth.Resolve("", os.Getenv, kafkaauth.Config{})
 		return nil, cfg, cleanup, err
 	}

@@ -126,7 +126,10 @@ real() {
 # (TESTING.md, "Kafka security").
 secure() (
 	echo "== Kafka security: core e2e tests on a TLS + SCRAM-SHA-512 embedded broker"
-	SLUICE_TEST_KAFKA_SECURE=1 $GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestNodeFailoverSync|TestNodeKafkaPrincipals|TestPythonBundleDev)$'
+	# the embedded broker: not the real tier's Kafka and MinIO, whose
+	# addresses that tier exported into this shell
+	env -u SLUICE_TEST_BROKERS -u SLUICE_TEST_S3_ENDPOINT -u SLUICE_TEST_S3_ACCESS_KEY -u SLUICE_TEST_S3_SECRET_KEY \
+		SLUICE_TEST_KAFKA_SECURE=1 $GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestNodeFailoverSync|TestNodeKafkaPrincipals|TestPythonBundleDev)$'
 	echo "== Kafka security: Apache Kafka over SASL_SSL with an authorizer, MinIO over HTTPS"
 	export KAFKA_STATE_DIR=$(mktemp -d /tmp/sluice-kafka-secure.XXXXXX) MINIO_STATE_DIR=$(mktemp -d /tmp/sluice-minio-secure.XXXXXX)
 	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
