@@ -9,7 +9,8 @@ from sluice.protocol.errors import bad_header
 ID = "sl-id"  # request id; replies carry the id they answer
 REPLY_TO = "sl-reply"  # topic the terminal result goes to; absent offline
 DEADLINE = "sl-deadline"  # absolute deadline, Unix nanoseconds, decimal
-TRACE = "traceparent"  # W3C trace context, passed through untouched
+TRACE = "traceparent"  # W3C trace context: passed on, with the sender's span when it traces
+TRACE_STATE = "tracestate"  # W3C trace context's vendor state: travels with traceparent when present
 CONTENT_TYPE = "content-type"
 MODEL = "sl-model"  # model id for multiplexed deployments
 VERSION = "sl-version"  # model version the caller asked for

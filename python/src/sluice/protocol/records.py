@@ -86,4 +86,11 @@ def handle_call(parent: Envelope, call: Envelope) -> Envelope:
     deadline = call.deadline_ns
     if deadline == 0 or (parent.deadline_ns and parent.deadline_ns < deadline):
         deadline = parent.deadline_ns
-    return replace(call, reply_to="", deadline_ns=deadline, trace=parent.trace, request=list(parent.request))
+    return replace(
+        call,
+        reply_to="",
+        deadline_ns=deadline,
+        trace=parent.trace,
+        trace_state=parent.trace_state,
+        request=list(parent.request),
+    )

@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.kafkaauth import client_settings
+
+if TYPE_CHECKING:
+    from sluice.replica.metrics import Metrics
+    from sluice.replica.tracing import Tracing
 
 DEFAULT_MAX_ONGOING = 100
 """Records processed at once (the Go replica's default)."""
@@ -72,6 +76,13 @@ class ReplicaConfig:
     # with the same id takes its partitions back without a rebalance.
     instance_id: str = ""
     sync_workers: int = 0  # threads for synchronous handlers; 0: max_ongoing_requests
+
+    # Observability: the process's replica metrics (sluice.replica.metrics;
+    # None: not counted), the address its /metrics is served at (reported
+    # on the status topic), its spans (sluice.replica.tracing; None: off).
+    metrics: Metrics | None = None
+    metrics_addr: str = ""
+    tracing: Tracing | None = None
 
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sluice.replica"))
     # Extra librdkafka settings (tests), applied last.

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sluice import protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
@@ -31,9 +31,11 @@ from sluice.replica.config import PAUSE_GRACE_S, POLL_INTERVAL_S, READY_GRACE_S,
 from sluice.replica.context import RequestContext, set_current
 from sluice.replica.handler import Handler, HTTPIngress, Input, Methods, Streamer
 from sluice.replica.leave import leave_group
+from sluice.replica.metrics import Observers
 from sluice.replica.offsets import Slot, Tracker
 from sluice.replica.producer import Sender, too_large
 from sluice.replica.report import Report, go_time
+from sluice.replica.tracing import Span
 
 
 @dataclass
@@ -73,6 +75,9 @@ class Replica:
         self._paused = False
         self._slots = asyncio.Semaphore(cfg.max_ongoing_requests)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._obs: Observers | None = None  # set by run() when cfg.metrics
+        self._lag: dict[tuple[str, int], int] = {}  # each partition's lag as of its latest fetch
+        self._lag_lock = threading.Lock()
 
     # -- public surface
 
@@ -105,7 +110,19 @@ class Replica:
             processed=st.processed, failed=st.failed, expired=st.expired,
             dead_lettered=st.dead_lettered, ongoing=st.ongoing,
             started=go_time(self._started_ns), at=go_time(time.time_ns()),
+            metrics=cfg.metrics_addr,
         )  # fmt: skip
+
+    def fetch_lag(self) -> int:
+        """Records in the owned partitions past the last one fetched, as
+        of each partition's latest fetch (its high watermark then); the
+        partitions no longer owned are forgotten. Counted only with
+        cfg.metrics."""
+        owned = set(self._tracker.owned())
+        with self._lag_lock:
+            for tp in [tp for tp in self._lag if tp not in owned]:
+                del self._lag[tp]
+            return sum(self._lag.values())
 
     def _mark_ready(self) -> None:
         if not self._ready.is_set() and not self._unhealthy:
@@ -146,6 +163,8 @@ class Replica:
         consumer = Consumer(cfg.consumer_settings(), logger=self._log)
         self._consumer = consumer
         halt = threading.Event()
+        if cfg.metrics is not None:
+            self._obs = cfg.metrics.observe(self, cfg.app, cfg.deployment, cfg.instance)
         try:
             await loop.run_in_executor(poll, self._subscribe)
             await loop.run_in_executor(poll, self._poll_until_stopped, loop, pool, halt)
@@ -163,6 +182,8 @@ class Replica:
                 self._log.warning("outputs unacknowledged at close", extra={"left": left})
             pool.shutdown(wait=False, cancel_futures=True)
             poll.shutdown(wait=False)  # after a hard stop, a poll may still be running
+            if cfg.metrics is not None:
+                cfg.metrics.forget(self)
 
     # -- the poll thread
 
@@ -224,7 +245,27 @@ class Replica:
                 self._log.warning("fetch failed", extra={"err": str(err)})
                 continue
             out.append(m)
+        if self._obs is not None and out:
+            self._fetched(c, out)
         return out
+
+    def _fetched(self, c: Consumer, msgs: list[Message]) -> None:
+        """Records each fetched partition's lag: its high watermark as of
+        the fetch (librdkafka's cached one) less the offset after the last
+        record fetched."""
+        last: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            last[(m.topic() or "", m.partition() or 0)] = m.offset() or 0
+        lags = {}
+        for (topic, part), off in last.items():
+            try:
+                _, hi = c.get_watermark_offsets(TopicPartition(topic, part), cached=True)
+            except KafkaException:
+                continue
+            if hi >= 0:
+                lags[(topic, part)] = max(hi - off - 1, 0)
+        with self._lag_lock:
+            self._lag.update(lags)
 
     def _assigned(self, c: Consumer, parts: list[TopicPartition]) -> None:
         n = self._tracker.assign((p.topic, p.partition) for p in parts)
@@ -242,6 +283,8 @@ class Replica:
             timer.start()
         if parts:
             self._mark_ready()
+            if self._obs is not None:
+                self._obs.rebalanced()
         self._tell()
 
     def _revoked(self, c: Consumer, parts: list[TopicPartition]) -> None:
@@ -254,6 +297,8 @@ class Replica:
         n = self._tracker.forget(tps)
         if n:
             self._log.info("partitions revoked", extra={"group": self.cfg.group, "revoked": n})
+        if parts and self._obs is not None:
+            self._obs.rebalanced()
         self._tell()
         self._commit(c, "commit on revoke failed")
 
@@ -261,6 +306,8 @@ class Replica:
         n = self._tracker.forget((p.topic, p.partition) for p in parts)
         if n:
             self._log.warning("partitions lost", extra={"group": self.cfg.group, "lost": n})
+        if parts and self._obs is not None:
+            self._obs.rebalanced()
         self._tell()
 
     def _store_marks(self, c: Consumer) -> None:
@@ -328,6 +375,17 @@ class Replica:
         )
         req, err = protocol.parse_request(rec)
         run = _Run(self, slot, rec, req)
+        obs, tr = self._obs, self.cfg.tracing
+        if obs is not None or tr is not None:
+            ts_type, ts_ms = msg.timestamp()
+            wait_s = max(time.time() - ts_ms / 1000, 0.0) if ts_type != TIMESTAMP_NOT_AVAILABLE else 0.0
+            if obs is not None and ts_type != TIMESTAMP_NOT_AVAILABLE:
+                obs.picked_up(wait_s)
+            if tr is not None:
+                # The record's traceparent becomes its process span's, so
+                # every record the handler causes is that span's child.
+                run.span = tr.process(req.env, self.cfg.app, self.cfg.deployment, rec.topic, rec.partition,
+                                      rec.offset, wait_s * 1000)  # fmt: skip
         try:
             async with self._slots:
                 await self._serve(run, req, err, pool)
@@ -365,6 +423,28 @@ class Replica:
         # Each record runs in its own task, so its context is its own; a
         # synchronous handler gets a copy of it in the pool.
         set_current(RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers(), env))
+        tr, handle, token = self.cfg.tracing, None, None
+        if tr is not None and run.span is not None:
+            handle, token = tr.handle(run.span, self.cfg.deployment)
+        start = time.perf_counter()
+        code, message = "", ""
+        try:
+            code, message = await self._call(inp, run, env, pool)
+        finally:
+            if self._obs is not None:
+                self._obs.handled(time.perf_counter() - start)
+            if handle is not None and tr is not None:
+                tr.handled(handle, token, code, message)
+        if code:
+            run.fail(code, message)
+            return
+        self._count("processed")
+        if run.stream:
+            run.send(protocol.end(req, self.cfg.output, run.seq))
+
+    async def _call(self, inp: Input, run: _Run, env: protocol.Envelope, pool: ThreadPoolExecutor) -> tuple[str, str]:
+        """Runs the handler on one record: the failure's code and message,
+        or two empty strings."""
         try:
             if self._async:
                 coro: Any = self._h.handle(inp, run)
@@ -376,24 +456,19 @@ class Replica:
                 ctx = contextvars.copy_context()
                 await asyncio.get_running_loop().run_in_executor(pool, ctx.run, self._h.handle, inp, run)
         except SluiceError as exc:
-            run.fail(exc.code, exc.message)
-            return
+            return exc.code, exc.message
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if isinstance(exc, DeadlinePassed) or (
                 isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and env.expired()
             ):
-                run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving")
-                return
+                return Code.DEADLINE_EXCEEDED.value, "deadline passed while serving"
             self._log.error(
                 "deployment raised", extra={"deployment": self.cfg.deployment, "traceback": traceback.format_exc()}
             )
-            run.fail(code_of(exc), f"deployment {self.cfg.deployment} raised {type(exc).__name__}: {exc}")
-            return
-        self._count("processed")
-        if run.stream:
-            run.send(protocol.end(req, self.cfg.output, run.seq))
+            return code_of(exc), f"deployment {self.cfg.deployment} raised {type(exc).__name__}: {exc}"
+        return "", ""
 
 
 class _Run:
@@ -413,6 +488,7 @@ class _Run:
         self._lock = threading.Lock()
         self._pending = 1  # the processing itself; released when it ends
         self._failed = False
+        self.span: Span | None = None  # the process span, when traced
 
     def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
         with self._lock:
@@ -485,6 +561,10 @@ class _Run:
                 return
             self._failed = True
         self.r._count("failed")
+        if self.r._obs is not None:
+            self.r._obs.failed(code)
+        if self.span is not None and self.r.cfg.tracing is not None:
+            self.r.cfg.tracing.failed(self.span, code, message)
         if not self.req.env.reply_to:
             self.r._count("dead_lettered")
         cfg = self.r.cfg
@@ -502,6 +582,8 @@ class _Run:
             self._pending -= 1
             done = self._pending == 0
         if done:
+            if self.span is not None:
+                self.span.end()  # after the last output's acknowledgement
             self.r._tracker.complete(self.slot)
 
 

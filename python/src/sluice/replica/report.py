@@ -54,9 +54,13 @@ class Report:
     ongoing: int
     started: str
     at: str
+    metrics: str = ""  # where the replica's process serves /metrics (host:port); omitted when it serves none
 
     def json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        d = asdict(self)
+        if not self.metrics:
+            del d["metrics"]
+        return json.dumps(d, separators=(",", ":")).encode()
 
 
 class Publisher:

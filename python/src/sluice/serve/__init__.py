@@ -11,6 +11,7 @@ from sluice.serve.ingress import ingress
 from sluice.serve.lookup import get_deployment_handle
 from sluice.serve.multiplex import get_multiplexed_model_id, multiplexed
 from sluice.serve.options import UnsupportedOption
+from sluice.serve.usermetrics import metrics
 
 __all__ = [
     "Application",
@@ -26,6 +27,7 @@ __all__ = [
     "get_deployment_handle",
     "get_multiplexed_model_id",
     "ingress",
+    "metrics",
     "multiplexed",
     "run",
     "shutdown",

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import count
@@ -27,10 +28,12 @@ from sluice.protocol import (
     Request,
     SluiceError,
     Unavailable,
+    code_of,
     headers,
     parse_reply,
 )
 from sluice.protocol.names import Namer
+from sluice.replica.tracing import Span, Tracing
 
 _POLL_S = 0.1
 
@@ -52,10 +55,11 @@ class _Stream:
     an item past a gap is dropped: items come in order on the reply
     partition)."""
 
-    def __init__(self) -> None:
+    def __init__(self, end: Callable[[BaseException | None], None] | None = None) -> None:
         self.head: Link = Future()
         self._tail = self.head
         self._next_seq = 0
+        self._end = end  # told once, when the stream ends or fails
 
     def item(self, seq: int, ans: Answer) -> None:
         if seq != self._next_seq:
@@ -71,18 +75,28 @@ class _Stream:
         if count != self._next_seq:
             return False
         self._tail.set_result(None)
+        self._ended(None)
         return True
 
     def fail(self, exc: BaseException) -> None:
         if not self._tail.done():
             self._tail.set_exception(exc)
+            self._ended(exc)
+
+    def _ended(self, exc: BaseException | None) -> None:
+        end, self._end = self._end, None
+        if end is not None:
+            end(exc)
 
 
 class Caller:
     """One reply topic and the calls waiting on it. Thread-safe."""
 
-    def __init__(self, brokers: list[str], namer: Namer, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self, brokers: list[str], namer: Namer, log: logging.Logger | None = None, tracing: Tracing | None = None
+    ) -> None:
         self._log = log or logging.getLogger("sluice.serve")
+        self._tracing = tracing  # a span per call (sluice.replica.tracing); None: none
         self._instance = "py-" + uuid.uuid4().hex[:12]
         self.reply_topic = namer.reply(self._instance)
         self._ids = count()
@@ -117,6 +131,9 @@ class Caller:
         with the answer, or a SluiceError from an error reply."""
         req.env.reply_to = self.reply_topic
         fut: Future[Answer] = Future()
+        end = self._trace(req)
+        if end is not None:
+            fut.add_done_callback(lambda f: end(f.exception()))
         final = req.env.final_id()
         with self._lock:
             self._waiting[final] = fut
@@ -141,11 +158,30 @@ class Caller:
         of its items (see Link)."""
         req.env.reply_to = self.reply_topic
         final = req.env.final_id()
-        st = _Stream()
+        st = _Stream(self._trace(req))
         with self._lock:
             self._streams[final] = st
         self._produce(req, final)
         return st.head
+
+    def _trace(self, req: Request) -> Callable[[BaseException | None], None] | None:
+        """Starts req's call span (the child of the calling handler's span,
+        or of req's traceparent), which req then carries; returns what ends
+        it with the call's outcome. None when not traced."""
+        tr = self._tracing
+        if tr is None:
+            return None
+        span = tr.call(req)
+        if span is None:
+            return None
+
+        def end(exc: BaseException | None, span: Span = span) -> None:
+            if exc is None:
+                tr.called(span, "", "")
+            else:
+                tr.called(span, code_of(exc), str(exc))
+
+        return end
 
     def forget(self, rid: str) -> None:
         with self._lock:

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.protocol.names import Namer
-from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled
+from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled, tracing
 from sluice.replica import loop as event_loop
+from sluice.replica.metrics import ADDR_ENV, Metrics, Server, new_registry
 from sluice.serve.caller import Caller
 from sluice.serve.deployment import Application, Options
 from sluice.serve.describe import load, module_deployments, walk
@@ -31,6 +32,7 @@ from sluice.serve.handle import DeploymentHandle
 from sluice.serve.http import http_handler, takes_request
 from sluice.serve.invoke import HealthCheckFailed, Invoker, watch_health
 from sluice.serve.lookup import NamedHandle
+from sluice.serve.usermetrics import scope
 
 READY_ENV = "SLUICE_READY_FD"
 """replicas/procs.ReadyEnv: a descriptor to write one byte to when ready."""
@@ -63,6 +65,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--user-config", default=None, help="the deployment's user_config, JSON (the spec's)")
     p.add_argument("--import-path", required=True, help="MODULE:ATTR of the application")
     p.add_argument("--app-dir", default=".")
+    p.add_argument(
+        "--metrics-addr",
+        default=os.environ.get(ADDR_ENV, ""),
+        help=f"serve /metrics at host:port (port 0: any free one), reported on the status topic ({ADDR_ENV})",
+    )
     return p.parse_args(argv)
 
 
@@ -130,6 +137,24 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger(f"sluice.replica.{a.app}.{a.deployment}")
+    # Metrics first: the application registers its own at import.
+    metrics, server = None, None
+    if a.metrics_addr:
+        metrics = Metrics()
+        reg = new_registry(metrics)
+        scope(reg, a.app, a.deployment, a.instance)
+        try:
+            server = Server(a.metrics_addr, reg)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--metrics-addr {a.metrics_addr}: {exc}") from exc
+    try:
+        return _main(a, log, metrics, server)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, server: Server | None) -> int:
     nodes = walk(load(a.import_path, a.app_dir))
     for n, d in module_deployments(a.import_path).items():
         nodes.setdefault(n, d.bind())
@@ -139,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{a.import_path} has no deployment {name} (it has {', '.join(sorted(nodes))})")
     brokers = [b for b in a.brokers.split(",") if b]
     namer = Namer(a.prefix)
-    caller = Caller(brokers, namer, log)
+    tr = tracing.from_env(log=log)
+    caller = Caller(brokers, namer, log, tr)
     cfg = ReplicaConfig(brokers=brokers, group=a.group, topics=a.topic, output=a.output, dead_letter=a.dead_letter,
                         deployment=a.deployment, successors=a.successor, app=a.app, instance=a.instance,
-                        revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log)  # fmt: skip
+                        revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log,
+                        metrics=metrics, metrics_addr=server.addr if server else "", tracing=tr)  # fmt: skip
     cfg.max_ongoing_requests = a.max_ongoing or node.deployment.opts.max_ongoing_requests
     if a.session_timeout > 0:
         cfg.session_timeout_s = a.session_timeout
@@ -161,11 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     if pub is not None:
         pub.add(r)
     _tell_ready(r)
-    log.info("replica running", extra={"instance": a.instance, "generation": a.generation, "loop": event_loop.kind()})
+    log.info("replica running", extra={"instance": a.instance, "generation": a.generation, "loop": event_loop.kind(),
+                                       "metrics": cfg.metrics_addr, "tracing": tr is not None})  # fmt: skip
     try:
         failed = event_loop.run(_serve(r, pub, inv, opts, user_config, log))
     finally:
         caller.close()
+        if tr is not None:
+            tr.shutdown()
     if failed:
         print(f"sluice replica {a.instance}: {failed[0]}", file=sys.stderr)
         return EXIT_UNHEALTHY
