@@ -63,7 +63,7 @@ func TestMetricsAddUp(t *testing.T) {
 	var scrape map[string][]string // deployment → metrics addresses
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		scrape = replicaMetrics(t, n)
+		scrape = replicaMetrics(t, n.bin, n.addr, "metered")
 		if len(scrape["Add10"]) == 2 && len(scrape["Times3"]) == 2 {
 			break
 		}
@@ -74,7 +74,7 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 
 	// The gateway's service discovery names the same addresses.
-	discovered := targets(t, n.addr)
+	discovered := targets(t, n.addr, "metered")
 	for dep, addrs := range scrape {
 		if got := discovered[dep]; !sameSet(got, addrs) {
 			t.Errorf("service discovery of %s: %v, want %v (from sluice status)", dep, got, addrs)
@@ -207,7 +207,7 @@ func TestMetricsAddUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		got := targets(t, n.addr)["Add10"]
+		got := targets(t, n.addr, "metered")["Add10"]
 		kept := 0
 		for _, a := range got {
 			if slices.Contains(scrape["Add10"], a) {
@@ -248,11 +248,11 @@ func TestMetricsAddUp(t *testing.T) {
 	n.stop(t)
 }
 
-// replicaMetrics reads `sluice status --json` for the metered
-// application: the metrics address of each ready replica, by deployment.
-func replicaMetrics(t *testing.T, n *testNode) map[string][]string {
+// replicaMetrics reads `sluice status --json` for app: the metrics
+// address of each ready replica, by deployment.
+func replicaMetrics(t *testing.T, bin, addr, app string) map[string][]string {
 	t.Helper()
-	b, err := exec.Command(n.bin, "status", "--json", "--addr", n.addr, "metered").Output()
+	b, err := exec.Command(bin, "status", "--json", "--addr", addr, app).Output()
 	if err != nil {
 		return nil
 	}
@@ -330,9 +330,9 @@ func sameSet(a, b []string) bool {
 	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
 }
 
-// targets reads the gateway's Prometheus service discovery: the metered
-// application's replica addresses by deployment.
-func targets(t *testing.T, gateway string) map[string][]string {
+// targets reads the gateway's Prometheus service discovery: app's
+// replica addresses by deployment.
+func targets(t *testing.T, gateway, app string) map[string][]string {
 	t.Helper()
 	resp, err := http.Get("http://" + gateway + "/metrics/targets")
 	if err != nil {
@@ -348,7 +348,7 @@ func targets(t *testing.T, gateway string) map[string][]string {
 	}
 	out := map[string][]string{}
 	for _, g := range groups {
-		if g.Labels["app"] == "metered" && len(g.Targets) == 1 && g.Labels["replica"] != "" {
+		if g.Labels["app"] == app && len(g.Targets) == 1 && g.Labels["replica"] != "" {
 			out[g.Labels["deployment"]] = append(out[g.Labels["deployment"]], g.Targets[0])
 		}
 	}

@@ -154,6 +154,7 @@ type pythonReplica struct {
 	session        time.Duration
 	drain          time.Duration
 	registryEnv    []string // what its model loaders need to fetch from the registry (pythonRegistryEnv)
+	metricsAddr    string   // where it serves /metrics (--metrics-addr, SLUICE_METRICS_ADDR); "" none
 }
 
 // pythonRegistryEnv is what a Python replica's model loaders need to run
@@ -241,6 +242,9 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 	}
 	if pr.slot != "" {
 		args = append(args, "--instance-id", instance)
+	}
+	if pr.metricsAddr != "" {
+		args = append(args, "--metrics-addr", pr.metricsAddr)
 	}
 	for _, t := range rc.Topics {
 		args = append(args, "--topic", t)
