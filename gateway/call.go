@@ -50,10 +50,11 @@ const MultiplexHeader = "serve_multiplexed_model_id"
 const maxModelID = 128
 
 // multiplex makes a call that names a model for a multiplexed deployment
-// carry it in sl-model and keys it by it: every call for one model goes
-// to one partition, so to the replica that holds the model, as calls for
-// a registry model do. An id that is not safe as a key is refused.
-func (c *call) multiplex() error {
+// carry it in sl-model and keys it by it (keyOf): every call for one
+// model goes to one partition, so to the replica that holds the model, as
+// calls for a registry model do, unless the model is hot enough to be
+// spread. An id that is not safe as a key is refused.
+func (c *call) multiplex(keyOf func(rt route, id string) []byte) error {
 	if c.model == "" {
 		return nil
 	}
@@ -62,9 +63,27 @@ func (c *call) multiplex() error {
 	}
 	c.env.Model = c.model
 	if c.rt.key == nil {
-		c.rt.key = []byte(c.model)
+		c.rt.key = keyOf(c.rt, c.model)
 	}
 	return nil
+}
+
+// multiplexKey is the record key of a call for model id on rt's
+// application: the id, or, for an id with a large share of the
+// application's multiplexed calls, one of the keys "id#n" that land on
+// partitions of replicas that do not hold it yet (spreader, models.go),
+// from the models reports of the application's replicas (a Python
+// deployment that multiplexes models publishes them). The replica reads
+// the id from sl-model, never from the key. Without reports, the id.
+func (s *Server) multiplexKey(rt route, id string) []byte {
+	if s.cfg.Reports == nil || rt.parts <= 0 {
+		return []byte(id)
+	}
+	sp, ok := s.muxes.Load(rt.app)
+	if !ok {
+		sp, _ = s.muxes.LoadOrStore(rt.app, newSpreader())
+	}
+	return sp.(*spreader).key(id, rt.parts, 0, func() map[int32]string { return s.cfg.Reports.Owners(rt.app, rt.ingress) })
 }
 
 // checkModelID accepts what the Python SDK does: a registry name, and
@@ -128,7 +147,7 @@ func (x *exchange) fail(err error) error {
 // send bounds the call by its deadline, applies the application's rules
 // and produces the request.
 func (x *exchange) send(c *call) error {
-	if err := c.multiplex(); err != nil {
+	if err := c.multiplex(x.s.multiplexKey); err != nil {
 		return x.fail(err)
 	}
 	x.ctx, x.cancel = x.s.deadline(x.ctx, c.rt, c.timeout)

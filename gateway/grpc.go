@@ -120,7 +120,7 @@ func (x *inferenceService) ServerMetadata(context.Context, *inference.ServerMeta
 }
 
 func (x *inferenceService) ModelReady(ctx context.Context, req *inference.ModelReadyRequest) (*inference.ModelReadyResponse, error) {
-	ok, _, err := x.s.modelReady(req.GetName(), req.GetVersion())
+	ok, _, err := x.s.modelReady(req.GetName(), req.GetVersion(), grpcModel(ctx, nil))
 	if streams.CodeOf(err) == streams.CodeNotFound {
 		return &inference.ModelReadyResponse{Ready: false}, nil // as over REST: an unknown model is not ready
 	}

@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -19,6 +21,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/spec"
 	inference "github.com/sluice-serve/sluice/protos/gen/inference"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
+	"github.com/sluice-serve/sluice/replicas/models"
 	"github.com/sluice-serve/sluice/streams"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
@@ -166,4 +169,139 @@ func TestMultiplexedModelKeysTheCall(t *testing.T) {
 	if n := len(cl.PollRecords(more, 100).Records()); n != 0 {
 		t.Errorf("%d more records after the %d sent: a refused call was produced", n, len(sent))
 	}
+}
+
+// pythonReport is a models report as a Python replica that multiplexes
+// models writes it (python/src/sluice/replica/report.py): model ids in
+// loaded and failed, and Go's time format.
+func pythonReport(app, replica string, loaded []string, failed map[string]string, parts map[string][]int32, at time.Time) *kgo.Record {
+	doc := map[string]any{"app": app, "deployment": "M", "replica": replica, "loaded": loaded, "memory_bytes": 0,
+		"hits": 3, "misses": len(loaded), "loads": len(loaded), "evictions": 0, "failures": len(failed),
+		"at": at.UTC().Format("2006-01-02T15:04:05.000000000Z")}
+	if len(failed) > 0 {
+		doc["failed"] = failed
+	}
+	if len(parts) > 0 {
+		doc["partitions"] = parts
+	}
+	b, _ := json.Marshal(doc)
+	return &kgo.Record{Key: []byte(models.ReportKey(app, "M", replica)), Value: b}
+}
+
+// OIP model ready for a multiplexed id: /v2/models/{app}/ready (or
+// versions/{v}/ready, or gRPC ModelReady) with serve_multiplexed_model_id,
+// as the infer call names it, is ready when a live replica of the
+// application reports the id loaded; a failed load says why; an unsafe
+// id is 400; a replica's tombstone or a report older than three periods
+// does not count.
+func TestMultiplexedModelReady(t *testing.T) {
+	t.Parallel()
+	namer, err := streams.NewNamer("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := models.NewReports()
+	ctx := context.Background()
+	rs.Apply(ctx, pythonReport("mux", "r0", []string{"iris-a", "iris-b@2"}, map[string]string{"bad": "Classifier.get_model: loading model bad raised KeyError: 7"}, nil, time.Now()))
+	rs.Apply(ctx, pythonReport("mux", "r1", []string{"gone"}, nil, nil, time.Now()))
+	rs.Apply(ctx, &kgo.Record{Key: []byte(models.ReportKey("mux", "M", "r1"))}) // r1 stopped
+	rs.Apply(ctx, pythonReport("mux", "r2", []string{"stale"}, nil, nil, time.Now().Add(-3*models.ReportEvery-time.Second)))
+	rs.Apply(ctx, pythonReport("other", "r0", []string{"iris-c"}, nil, nil, time.Now()))
+	s := &Server{cfg: Config{Namer: namer, Reports: rs, Limits: Limits{}.WithDefaults(), Log: slog.New(slog.DiscardHandler)}, metrics: newMetrics(), spread: newSpreader()}
+	s.apps.Store(&appTable{byName: map[string]route{}})
+	s.setApps([]*spec.App{{Name: "mux", RoutePrefix: "/mux", Ingress: "M", Partitions: 8, Deployments: []spec.Deployment{{Name: "M"}}}})
+	srv := httptest.NewServer(s.Handler(http.NotFoundHandler()))
+	defer srv.Close()
+
+	for _, c := range []struct {
+		path, id string
+		code     int
+		says     string
+	}{
+		{"/v2/models/mux/ready", "iris-a", 200, `"ready":true`},
+		{"/v2/models/mux/versions/1/ready", "iris-b@2", 200, `"model_id":"iris-b@2"`},
+		{"/v2/models/mux/ready", "iris-c", 503, "model iris-c is not loaded on any replica of mux"}, // another app's
+		{"/v2/models/mux/ready", "gone", 503, "not loaded"},
+		{"/v2/models/mux/ready", "stale", 503, "not loaded"},
+		{"/v2/models/mux/ready", "bad", 503, "raised KeyError: 7"},
+		{"/v2/models/mux/ready", "a/b", 400, `\"a/b\"`},
+		{"/v2/models/mux/versions/9/ready", "iris-a", 404, `no version \"9\"`},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+c.path, nil)
+		req.Header.Set(MultiplexHeader, c.id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(body), c.says) {
+			t.Errorf("GET %s, %s: %s: %d %s, want %d saying %s", c.path, MultiplexHeader, c.id, resp.StatusCode, body, c.code, c.says)
+		}
+	}
+	for id, want := range map[string]bool{"iris-a": true, "iris-c": false} {
+		c := metadata.NewIncomingContext(ctx, metadata.Pairs(MultiplexHeader, id))
+		resp, err := (&inferenceService{s: s}).ModelReady(c, &inference.ModelReadyRequest{Name: "mux"})
+		if err != nil || resp.GetReady() != want {
+			t.Errorf("gRPC ModelReady mux, %s %s: %v %v, want ready %v", MultiplexHeader, id, resp, err, want)
+		}
+	}
+}
+
+// A hot multiplexed id is spread as a hot registry model is: after a
+// window in which it had all of an application's calls, every other call
+// is keyed "id#n" onto a partition of the replica that does not own the
+// id's own partition, by the partitions the replicas' models reports say
+// they own. An application whose replicas publish no models reports keys
+// every call by the id.
+func TestMultiplexedModelSpread(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		namer, err := streams.NewNamer("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic := namer.Ingress("mux")
+		rs := models.NewReports()
+		ctx := context.Background()
+		rs.Apply(ctx, pythonReport("mux", "r0", []string{"hot"}, nil, map[string][]int32{topic: {0, 1, 2, 3}}, time.Now()))
+		rs.Apply(ctx, pythonReport("mux", "r1", nil, nil, map[string][]int32{topic: {4, 5, 6, 7}}, time.Now()))
+		s := &Server{cfg: Config{Namer: namer, Reports: rs}}
+		s.apps.Store(&appTable{byName: map[string]route{}})
+		s.setApps([]*spec.App{
+			{Name: "mux", Ingress: "M", Partitions: 8, Deployments: []spec.Deployment{{Name: "M"}}},
+			{Name: "quiet", Ingress: "M", Partitions: 8, Deployments: []spec.Deployment{{Name: "M"}}},
+		})
+		mux, _ := s.byName("mux")
+		quiet, _ := s.byName("quiet")
+		for range 20 {
+			if k := s.multiplexKey(mux, "hot"); string(k) != "hot" {
+				t.Fatalf("first window: key %q, want the id", k)
+			}
+			if k := s.multiplexKey(quiet, "hot"); string(k) != "hot" {
+				t.Fatalf("an application with no reports: key %q, want the id", k)
+			}
+		}
+		time.Sleep(2100 * time.Millisecond) // the spreader's window
+		owner := func(p int32) string {
+			if p < 4 {
+				return "r0"
+			}
+			return "r1"
+		}
+		owners := map[string]int{}
+		for range 20 {
+			k := s.multiplexKey(mux, "hot")
+			if string(k) != "hot" && !strings.HasPrefix(string(k), "hot#") {
+				t.Fatalf("spread key %q is not the id or id#n", k)
+			}
+			owners[owner(streams.KeyPartition(k, 8))]++
+			if k := s.multiplexKey(quiet, "hot"); string(k) != "hot" {
+				t.Fatalf("an application with no reports: key %q, want the id", k)
+			}
+		}
+		if owners["r0"] != 10 || owners["r1"] != 10 {
+			t.Errorf("a hot id's calls by the owner of their partition: %v, want 10 on each replica", owners)
+		}
+	})
 }

@@ -221,11 +221,20 @@ func defaultVersion(in *spec.Inference) string { return versions(in)[0] }
 // modelReady reports whether the model exists at version and can answer
 // now: an application's replicas run; a registry model's version is
 // loaded on at least one replica (the first request loads it otherwise).
-// why says what is missing.
-func (s *Server) modelReady(model, version string) (ready bool, why string, err error) {
+// multiplexed, the id a call would name in MultiplexHeader, asks about
+// that model of an application that multiplexes models: ready when a
+// live replica of the application reports it loaded. why says what is
+// missing.
+func (s *Server) modelReady(model, version, multiplexed string) (ready bool, why string, err error) {
 	tg, err := s.model(model, version)
 	if err != nil {
 		return false, "", err
+	}
+	if tg.reg == nil && multiplexed != "" {
+		return s.multiplexedReady(tg.route, multiplexed)
+	}
+	if tg.reg != nil && multiplexed != "" && multiplexed != model {
+		return false, "", streams.Errorf(streams.CodeInvalidArgument, "%s %q: model %s is a registry model, named by the path; the header is for applications that multiplex models", MultiplexHeader, multiplexed, model)
 	}
 	if tg.reg == nil {
 		_, ok := s.cfg.Control.Ready(model)
@@ -248,6 +257,24 @@ func (s *Server) modelReady(model, version string) (ready bool, why string, err 
 		return false, failed, nil
 	}
 	return false, fmt.Sprintf("version %s is not loaded on any replica of %s; the first request loads it", v.Version, tg.app.app), nil
+}
+
+// multiplexedReady reports whether a live replica of rt's application
+// holds the model id, from the models reports its replicas publish.
+func (s *Server) multiplexedReady(rt route, id string) (ready bool, why string, err error) {
+	if err := checkModelID(id); err != nil {
+		return false, "", err
+	}
+	if s.cfg.Reports == nil {
+		return false, "no replica reports are read here", nil
+	}
+	if s.cfg.Reports.HoldingOn(rt.app, id) > 0 {
+		return true, "", nil
+	}
+	if failed := s.cfg.Reports.FailingOn(rt.app, id); failed != "" {
+		return false, failed, nil
+	}
+	return false, fmt.Sprintf("model %s is not loaded on any replica of %s; the first request for it loads it", id, rt.app), nil
 }
 
 // modelMetadata is the OIP model metadata of an application or a
@@ -310,13 +337,17 @@ func (s *Server) oipHandler() http.Handler {
 	s.handle(mux, "GET /v2/models/{m}", meta)
 	s.handle(mux, "GET /v2/models/{m}/versions/{v}", meta)
 	readyH := func(w http.ResponseWriter, r *http.Request) {
-		ok, why, err := s.modelReady(r.PathValue("m"), r.PathValue("v"))
+		id := httpModel(r.Header)
+		ok, why, err := s.modelReady(r.PathValue("m"), r.PathValue("v"), id)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		status := http.StatusOK
 		body := map[string]any{"name": r.PathValue("m"), "ready": ok}
+		if id != "" {
+			body["model_id"] = id
+		}
 		if !ok {
 			status = http.StatusServiceUnavailable
 			body["reason"] = why

@@ -32,7 +32,7 @@ func (s *Server) repositoryIndex(readyOnly bool) []indexEntry {
 	t := s.apps.Load()
 	var out []indexEntry
 	add := func(name, version string) {
-		ready, why, err := s.modelReady(name, version)
+		ready, why, err := s.modelReady(name, version, "")
 		e := indexEntry{Name: name, Version: version, State: "READY"}
 		if err != nil || !ready {
 			e.State, e.Reason = "UNAVAILABLE", why

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,6 +132,7 @@ type Server struct {
 	ready    atomic.Bool // /v2/health/ready
 	metrics  *metrics
 	spread   *spreader
+	muxes    sync.Map     // application → *spreader of its multiplexed model ids
 	denied   authCounters // calls refused by authentication or authorisation
 }
 
@@ -148,6 +150,7 @@ type route struct {
 	timeout   time.Duration
 	inference *spec.Inference
 	key       []byte // the record key; nil: the request id
+	parts     int32  // the ingress topic's partitions (the spec's)
 	rules     []gatewayRule
 	http      bool // the ingress is an HTTP ingress: the whole request in, the whole response out
 }
@@ -190,7 +193,7 @@ func (s *Server) setApps(apps []*spec.App) {
 }
 
 func (s *Server) routeOf(a *spec.App) route {
-	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), timeout: time.Duration(a.RequestTimeout),
+	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), parts: a.Partitions, timeout: time.Duration(a.RequestTimeout),
 		inference: a.Inference, rules: s.compileRules(a), http: servesHTTP(a)}
 }
 

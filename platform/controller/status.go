@@ -56,7 +56,8 @@ type DeploymentStatus struct {
 	Error         string `json:"error,omitempty"`
 	// Reports are the live replicas' own reports.
 	Reports []replicas.Report `json:"replica_reports,omitempty"`
-	// Models is what each replica of a model deployment holds.
+	// Models is what each replica of a model deployment, or of a Python
+	// deployment that multiplexes models, holds.
 	Models []models.Report `json:"models,omitempty"`
 	// Autoscaler is the autoscaler's view and its latest decisions.
 	Autoscaler *autoscaler.Status `json:"autoscaler,omitempty"`
@@ -175,7 +176,7 @@ func (s *Status) deployment(app *spec.App, topo *Topology, d spec.Deployment) De
 	if s.cfg.Placements != nil {
 		ds.Placements = s.cfg.Placements(t)
 	}
-	if d.Kind == spec.KindModel && s.cfg.Models != nil {
+	if s.cfg.Models != nil { // model deployments, and Python ones that multiplex models
 		ds.Models = s.cfg.Models.Deployment(app.Name, d.Name)
 	}
 	return ds

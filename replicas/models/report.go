@@ -17,13 +17,18 @@ import (
 // Report is what one model-serving replica holds and has done; replicas
 // publish theirs on the platform's status topic, keyed by ReportKey, and
 // the gateway and `sluice status` read them.
+//
+// A model server's entries are "model/version"; a Python replica whose
+// deployment multiplexes models (@serve.multiplexed, python/src/sluice/
+// serve/multiplex.py) publishes the same report with the model ids it
+// was called with ("iris", "iris@2"; an id never holds a '/').
 type Report struct {
 	App         string            `json:"app"`
 	Deployment  string            `json:"deployment"`
 	Replica     string            `json:"replica"`
-	Loaded      []string          `json:"loaded"` // "model/version", most recently used first
+	Loaded      []string          `json:"loaded"` // "model/version" or a model id, most recently used first
 	Loading     []string          `json:"loading,omitempty"`
-	Failed      map[string]string `json:"failed,omitempty"` // "model/version": why
+	Failed      map[string]string `json:"failed,omitempty"` // "model/version" or a model id: why
 	MemoryBytes int64             `json:"memory_bytes"`
 	Hits        int64             `json:"hits"`
 	Misses      int64             `json:"misses"`
@@ -210,25 +215,38 @@ func (rs *Reports) Deployment(app, deployment string) []Report {
 
 // LoadedOn counts the live replicas of app that have model at version loaded.
 func (rs *Reports) LoadedOn(app, model, version string) int {
+	return rs.HoldingOn(app, model+"/"+version)
+}
+
+// FailedOn returns why model at version failed to load on a live replica
+// of app, or "".
+func (rs *Reports) FailedOn(app, model, version string) string {
+	return rs.FailingOn(app, model+"/"+version)
+}
+
+// HoldingOn counts the live replicas of app whose reports list entry as
+// loaded: "model/version" for a model server, a model id for a
+// deployment that multiplexes models.
+func (rs *Reports) HoldingOn(app, entry string) int {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	key, n := model+"/"+version, 0
+	n := 0
 	rs.live(func(rep Report) {
-		if rep.App == app && slices.Contains(rep.Loaded, key) {
+		if rep.App == app && slices.Contains(rep.Loaded, entry) {
 			n++
 		}
 	})
 	return n
 }
 
-// FailedOn returns why model at version failed to load on a live replica
-// of app, or "".
-func (rs *Reports) FailedOn(app, model, version string) string {
+// FailingOn returns why entry (as HoldingOn) failed to load on a live
+// replica of app, or "".
+func (rs *Reports) FailingOn(app, entry string) string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	why := ""
 	rs.live(func(rep Report) {
-		if w, ok := rep.Failed[model+"/"+version]; ok && rep.App == app && why == "" {
+		if w, ok := rep.Failed[entry]; ok && rep.App == app && why == "" {
 			why = w
 		}
 	})

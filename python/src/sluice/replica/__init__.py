@@ -5,7 +5,7 @@ from sluice.replica.config import ReplicaConfig
 from sluice.replica.context import RequestContext, current
 from sluice.replica.handler import Handler, HTTPIngress, HTTPOutput, Input, Methods, Output, Streamer, StreamOutput
 from sluice.replica.replica import Replica, Stats, serve_until_signalled
-from sluice.replica.report import Publisher, Report, report_key
+from sluice.replica.report import ModelsReport, Publisher, Report, models_report_key, report_key
 
 __all__ = [
     "HTTPIngress",
@@ -13,6 +13,7 @@ __all__ = [
     "Handler",
     "Input",
     "Methods",
+    "ModelsReport",
     "Output",
     "Publisher",
     "Replica",
@@ -23,6 +24,7 @@ __all__ = [
     "StreamOutput",
     "Streamer",
     "current",
+    "models_report_key",
     "report_key",
     "serve_until_signalled",
 ]

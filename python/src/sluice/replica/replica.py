@@ -88,6 +88,13 @@ class Replica:
         s.partitions = len(self._tracker.owned())
         return s
 
+    def assignment(self) -> dict[str, list[int]]:
+        """The partitions the replica owns now, by topic."""
+        out: dict[str, list[int]] = {}
+        for topic, partition in self._tracker.owned():
+            out.setdefault(topic, []).append(partition)
+        return out
+
     @property
     def ready(self) -> threading.Event:
         """Set once the replica holds partitions, or has been a member of

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.protocol.names import Namer
-from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled, tracing
+from sluice.replica import ModelsReport, Publisher, Replica, ReplicaConfig, serve_until_signalled, tracing
 from sluice.replica import loop as event_loop
 from sluice.replica.metrics import ADDR_ENV, Metrics, Server, new_registry
 from sluice.serve.caller import Caller
@@ -32,6 +32,7 @@ from sluice.serve.handle import DeploymentHandle
 from sluice.serve.http import http_handler, takes_request
 from sluice.serve.invoke import HealthCheckFailed, Invoker, watch_health
 from sluice.serve.lookup import NamedHandle
+from sluice.serve.multiplex import ModelCache, model_caches, models_report
 from sluice.serve.usermetrics import scope
 
 READY_ENV = "SLUICE_READY_FD"
@@ -125,6 +126,12 @@ async def _serve(r: Replica, pub: Publisher | None, inv: Invoker, opts: Options,
     return failed
 
 
+def _models_source(r: Replica, caches: list[ModelCache]) -> Callable[[], ModelsReport]:
+    """The models report of a replica whose deployment multiplexes models."""
+    cfg = r.cfg
+    return lambda: models_report(caches, cfg.app, cfg.deployment, cfg.instance, r.assignment())
+
+
 def _on_failure(r: Replica, failed: list[HealthCheckFailed]) -> Callable[[HealthCheckFailed], None]:
     def unhealthy(exc: HealthCheckFailed) -> None:
         failed.append(exc)
@@ -186,7 +193,10 @@ def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, s
     r = Replica(cfg, http_handler(target, fn) if takes_request(target) else inv)
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
     if pub is not None:
-        pub.add(r)
+        caches = model_caches(fn)
+        pub.add(r, _models_source(r, caches) if caches else None)
+        for c in caches:
+            c.on_change = pub.poke
     _tell_ready(r)
     log.info("replica running", extra={"instance": a.instance, "generation": a.generation, "loop": event_loop.kind(),
                                        "metrics": cfg.metrics_addr, "tracing": tr is not None})  # fmt: skip

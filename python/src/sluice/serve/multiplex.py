@@ -11,7 +11,11 @@ request that gives up does not abort a load others wait for). A loader
 that raises fails the requests waiting for it, naming the exception, and
 leaves nothing behind: the next request for the model loads it again.
 An evicted model's __del__ is called (awaited when it is a coroutine
-function), as Ray Serve does, before the cache lets go of it."""
+function), as Ray Serve does, before the cache lets go of it.
+
+A replica publishes what its caches hold and have done as a models
+report (models_report; Go's models.Report), so the gateway knows which
+replica holds which model (OIP model ready, spreading a hot model)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import functools
 import inspect
 import logging
 import re
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
@@ -27,12 +33,20 @@ from typing import Any, TypeVar, overload
 from sluice.protocol import InvalidArgument, SluiceError, Unavailable
 from sluice.protocol.errors import Internal
 from sluice.replica.context import current
+from sluice.replica.report import ModelsReport, go_time
 
 DEFAULT_MAX_MODELS = 3
 """Ray Serve's default max_num_models_per_replica."""
 
 MAX_MODEL_ID = 128
 """The registry's longest model name."""
+
+FAILURE_SHOWN_S = 30.0
+"""How long a failed load's reason stays in the models report (unless
+the model loads first): the Go model cache's failure hold. The next
+request for the model loads it again all the same."""
+
+_CACHE_OF = "_sluice_cache_of"  # on a loader: its cache_of(args)
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
@@ -71,29 +85,58 @@ class ModelCache:
         self.name = name
         self._loaded: OrderedDict[str, Any] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Any]] = {}
+        self._failed: dict[str, tuple[str, float]] = {}  # model id: (why, when, monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.loads = 0  # loads started
+        # Counted as the Go model cache counts: a hit finds the model
+        # loaded or being loaded, a miss starts its load.
+        self.hits = 0
+        self.misses = 0
+        self.loads = 0  # loads that succeeded
+        self.failures = 0  # loads that raised or were cancelled
         self.evictions = 0
+        self.on_change: Callable[[], None] | None = None
+        """Called (on the loop, it must not block) when a load starts,
+        ends or fails and when a model is evicted: a Publisher's poke."""
 
     def loaded(self) -> list[str]:
         """The model ids loaded now, most recently used first."""
         return list(reversed(self._loaded))
 
+    def loading(self) -> list[str]:
+        """The model ids being loaded now, sorted."""
+        return sorted(self._loading)
+
+    def failed(self) -> dict[str, str]:
+        """Why each model whose last load failed in the last
+        FAILURE_SHOWN_S failed, by model id."""
+        oldest = time.monotonic() - FAILURE_SHOWN_S
+        for model_id in [m for m, (_, at) in self._failed.items() if at < oldest]:
+            del self._failed[model_id]
+        return {m: why for m, (why, _) in self._failed.items()}
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
     async def get(self, model_id: str) -> Any:
         """The model of model_id, loading it first when it is not loaded."""
         check_model_id(model_id)
         if model_id in self._loaded:
+            self.hits += 1
             self._loaded.move_to_end(model_id)
             return self._loaded[model_id]
         fut = self._loading.get(model_id)
         if fut is None:
+            self.misses += 1
             fut = asyncio.get_running_loop().create_future()
             fut.add_done_callback(_retrieve)
             self._loading[model_id] = fut
-            self.loads += 1
             task = asyncio.ensure_future(self._run(model_id, fut))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self._changed()
+        else:
+            self.hits += 1
         return await asyncio.shield(fut)
 
     async def _run(self, model_id: str, fut: asyncio.Future[Any]) -> None:
@@ -101,20 +144,30 @@ class ModelCache:
             await self._evict()  # room for this one
             model = await self._load(model_id)
         except asyncio.CancelledError:
-            del self._loading[model_id]
-            fut.set_exception(Unavailable(f"{self.name}: loading model {model_id} was cancelled"))
+            exc: Exception = Unavailable(f"{self.name}: loading model {model_id} was cancelled")
+            self._fail(model_id, exc)
+            fut.set_exception(exc)
             raise
         except Exception as exc:
-            del self._loading[model_id]
             if not isinstance(exc, SluiceError):
                 _log.error("model load failed", exc_info=exc, extra={"loader": self.name, "model": model_id})
                 exc = Internal(f"{self.name}: loading model {model_id} raised {type(exc).__name__}: {exc}")
+            self._fail(model_id, exc)
             fut.set_exception(exc)
             return
         del self._loading[model_id]
+        self._failed.pop(model_id, None)
         self._loaded[model_id] = model
+        self.loads += 1
         await self._evict()  # loads that ran side by side
         fut.set_result(model)
+        self._changed()
+
+    def _fail(self, model_id: str, exc: Exception) -> None:
+        del self._loading[model_id]
+        self.failures += 1
+        self._failed[model_id] = (str(exc), time.monotonic())
+        self._changed()
 
     async def _evict(self) -> None:
         """Evicts the least recently used models until at most capacity
@@ -122,6 +175,7 @@ class ModelCache:
         while self._loaded and len(self._loaded) + len(self._loading) > self.capacity:
             model_id, model = self._loaded.popitem(last=False)
             self.evictions += 1
+            self._changed()
             await _unload(model, model_id)
 
     async def close(self) -> None:
@@ -203,6 +257,7 @@ def multiplexed(
                 )
             return await cache_of(args).get(args[-1])
 
+        setattr(load, _CACHE_OF, (method, cache_of))
         return load  # type: ignore[return-value]
 
     return wrap(func) if func is not None else wrap
@@ -210,10 +265,52 @@ def multiplexed(
 
 def model_cache(bound: Callable[..., Any]) -> ModelCache | None:
     """The cache behind a @serve.multiplexed method bound to an instance
-    (self.get_model), once it has loaded something; None before."""
+    (self.get_model), once it has been called (or model_caches found it);
+    None before."""
     owner = getattr(bound, "__self__", None)
     fn = getattr(bound, "__func__", bound)
     if owner is None:
         return None
     c = owner.__dict__.get(f"_sluice_models_{fn.__name__}")
     return c if isinstance(c, ModelCache) else None
+
+
+def model_caches(deployment: Any) -> list[ModelCache]:
+    """The caches a deployment's replica loads its models into, made now
+    if not yet: those of the @serve.multiplexed methods of deployment (the
+    instance of a deployment class), then those of the plain-function
+    loaders of the module that defines its class (or it, a function)."""
+    out: list[ModelCache] = []
+    module_name = getattr(deployment if inspect.isfunction(deployment) else type(deployment), "__module__", "")
+    if not inspect.isfunction(deployment):
+        seen: set[str] = set()
+        for klass in type(deployment).__mro__:
+            for name, attr in vars(klass).items():
+                got = getattr(attr, _CACHE_OF, None)
+                if got is not None and got[0] and name not in seen:
+                    seen.add(name)
+                    out.append(got[1]((deployment,)))
+    module = sys.modules.get(module_name)
+    for attr in list(vars(module).values()) if module is not None else []:
+        got = getattr(attr, _CACHE_OF, None)
+        if got is not None and not got[0]:
+            out.append(got[1](()))
+    return out
+
+
+def models_report(caches: list[ModelCache], app: str, deployment: str, replica: str,
+                  partitions: dict[str, list[int]]) -> ModelsReport:  # fmt: skip
+    """What caches hold and have done, as one replica's models report."""
+    rep = ModelsReport(app=app, deployment=deployment, replica=replica, loaded=[], loading=[], failed={},
+                       memory_bytes=0, hits=0, misses=0, loads=0, evictions=0, failures=0,
+                       partitions=partitions, at=go_time(time.time_ns()))  # fmt: skip
+    for c in caches:
+        rep.loaded += c.loaded()
+        rep.loading += c.loading()
+        rep.failed.update(c.failed())
+        rep.hits += c.hits
+        rep.misses += c.misses
+        rep.loads += c.loads
+        rep.evictions += c.evictions
+        rep.failures += c.failures
+    return rep
