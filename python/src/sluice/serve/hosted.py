@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sluice import claim
 from sluice.protocol.names import Namer
 from sluice.replica import Publisher, Replica, ReplicaConfig, serve_until_signalled
 from sluice.replica import loop as event_loop
@@ -61,6 +62,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--session-timeout", type=float, default=0.0, help="seconds")
     p.add_argument("--drain-timeout", type=float, default=0.0, help="seconds")
     p.add_argument("--user-config", default=None, help="the deployment's user_config, JSON (the spec's)")
+    p.add_argument("--claim-threshold", type=int, default=claim.DEFAULT_THRESHOLD,
+                   help="values over this many bytes travel through the blob store as claim checks")  # fmt: skip
+    p.add_argument("--claim-limit", type=int, default=claim.DEFAULT_LIMIT,
+                   help="largest value in bytes a claim check carries")  # fmt: skip
     p.add_argument("--import-path", required=True, help="MODULE:ATTR of the application")
     p.add_argument("--app-dir", default=".")
     return p.parse_args(argv)
@@ -139,10 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{a.import_path} has no deployment {name} (it has {', '.join(sorted(nodes))})")
     brokers = [b for b in a.brokers.split(",") if b]
     namer = Namer(a.prefix)
-    caller = Caller(brokers, namer, log)
+    # The store the platform names in the environment (SLUICE_S3_*, or
+    # SLUICE_BLOB_DIR), as the Go replica opens it from its flags.
+    try:
+        claims = claim.open_claims(a.claim_threshold, a.claim_limit)
+    except ValueError as exc:
+        raise SystemExit(f"sluice replica {a.instance}: claim store: {exc}") from None
+    caller = Caller(brokers, namer, log, claims)
     cfg = ReplicaConfig(brokers=brokers, group=a.group, topics=a.topic, output=a.output, dead_letter=a.dead_letter,
                         deployment=a.deployment, successors=a.successor, app=a.app, instance=a.instance,
-                        revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log)  # fmt: skip
+                        revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log,
+                        claims=claims)  # fmt: skip
     cfg.max_ongoing_requests = a.max_ongoing or node.deployment.opts.max_ongoing_requests
     if a.session_timeout > 0:
         cfg.session_timeout_s = a.session_timeout
