@@ -20,3 +20,4 @@ def Tail(x):
 
 
 app = AddOne.bind(serve.get_deployment_handle("Multiplier"))
+
