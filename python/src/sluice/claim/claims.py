@@ -30,6 +30,7 @@ class ClaimError(SluiceError):
     def __init__(self, op: str, key: str, cause: str, code: str, not_found: bool = False) -> None:
         super().__init__(f"claim {key}: {op}: {cause}", code)
         self.key = key
+        self.cause = cause
         self.not_found = not_found
 
 

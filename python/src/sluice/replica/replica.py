@@ -429,6 +429,7 @@ class Replica:
         assert claims is not None
         deadline_ns = run.req.env.deadline_ns
         wait = CLAIM_RETRY_MIN_S
+        down = ""  # the last failure of a store that cannot be reached
         while True:
             left = None if deadline_ns == 0 else (deadline_ns - time.time_ns()) / 1e9
             try:
@@ -436,10 +437,10 @@ class Replica:
                     raise asyncio.TimeoutError
                 b = await asyncio.wait_for(asyncio.to_thread(claims.fetch, ref, left), left)
             except (asyncio.TimeoutError, TimeoutError):
-                raise claim.ClaimError(
-                    "fetch", ref.key, "cut off by the record's deadline", Code.DEADLINE_EXCEEDED.value
-                ) from None
+                why = f"{down} (retried until the deadline)" if down else "cut off by the record's deadline"
+                raise claim.ClaimError("fetch", ref.key, why, Code.DEADLINE_EXCEEDED.value) from None
             except claim.StoreDown as exc:
+                down = exc.cause
                 if not self._store_down:
                     self._store_down = True
                     self._log.warning(
@@ -452,7 +453,7 @@ class Replica:
                         raise _Abandoned from None
                     if deadline_ns and time.time_ns() >= deadline_ns:
                         raise claim.ClaimError(
-                            "fetch", ref.key, f"{exc.message} (retried until the deadline)",
+                            "fetch", ref.key, f"{exc.cause} (retried until the deadline)",
                             Code.DEADLINE_EXCEEDED.value,
                         ) from None  # fmt: skip
                     await asyncio.sleep(min(0.05, end - now))
