@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/claim"
 )
 
 // Ray Serve's API on the platform, with the Python deployments as
@@ -52,9 +55,24 @@ func TestPythonServeAPINode(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyapi-" + streams.Instance()},
+	prefix := "pyapi-" + streams.Instance()
+	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", prefix},
 		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
-	testPythonServeAPI(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs, nil)
+	store, err := blob.NewS3(context.Background(), s3Config(prefix), testLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testPythonServeAPI(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs, func() []string {
+		infos, err := store.List(context.Background(), claim.DefaultPrefix)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		keys := make([]string, len(infos))
+		for i, in := range infos {
+			keys[i] = in.Key
+		}
+		return keys
+	})
 }
 
 func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLeft func() []string) {
@@ -279,7 +297,7 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLe
 	t.Logf("2 MiB request and answer through Python and Go deployments: %s", time.Since(start).Round(time.Millisecond))
 	if claimsLeft != nil {
 		// Every claim of the call was answered: each deleted by its reader
-		// or its caller.
+		// or its caller (in the directory of sluice dev, or MinIO).
 		deadline := time.Now().Add(30 * time.Second)
 		for left := claimsLeft(); len(left) > 0; left = claimsLeft() {
 			if time.Now().After(deadline) {
