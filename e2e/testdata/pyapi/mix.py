@@ -20,4 +20,3 @@ def Tail(x):
 
 
 app = AddOne.bind(serve.get_deployment_handle("Multiplier"))
-
