@@ -1,20 +1,25 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/claim"
 )
 
 // Ray Serve's API on the platform, with the Python deployments as
@@ -32,14 +37,14 @@ func TestPythonServeAPIDev(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	p := startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs}) // see TestPythonBundleDev
-	testPythonServeAPI(t, p, envs)
+	blobs := t.TempDir()
+	p := startDevProcessWith(t, []string{"--blob-dir", blobs}, []string{envs}) // the last --blob-dir counts
+	testPythonServeAPI(t, p, envs, dirClaims(blobs))
 }
 
 // The same on the production topology: `sluice gateway` + `sluice node`
 // with the replicas as processes the node places, the bundles in the
-// real tier's MinIO. The gateway's claim threshold at its body limit
-// claims nothing, so it deploys Python bundles as sluice dev does.
+// real tier's MinIO.
 func TestPythonServeAPINode(t *testing.T) {
 	if pythonForTests() == "" {
 		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
@@ -50,12 +55,27 @@ func TestPythonServeAPINode(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	n := startNodeWith(t, []string{"--claim-threshold", "67108864", "--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyapi-" + streams.Instance()},
+	prefix := "pyapi-" + streams.Instance()
+	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", prefix},
 		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
-	testPythonServeAPI(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs)
+	store, err := blob.NewS3(context.Background(), s3Config(prefix), testLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testPythonServeAPI(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs, func() []string {
+		infos, err := store.List(context.Background(), claim.DefaultPrefix)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		keys := make([]string, len(infos))
+		for i, in := range infos {
+			keys[i] = in.Key
+		}
+		return keys
+	})
 }
 
-func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string) {
+func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLeft func() []string) {
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(p.bin, append(args, "--addr", p.addr)...)
 		cmd.Env = append(os.Environ(), envs)
@@ -245,6 +265,68 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string) {
 	// 3 * (3 * 2) = 18, which the edge takes to Tail.
 	if code, body := postTo(t, p.addr, "/"+mixed, `1`); code != 200 || body != `{"result":18,"by":"python"}` {
 		t.Fatalf("the mixed graph: %d %s\nlogs:\n%s", code, body, p.logs())
+	}
+
+	// Values over the claim threshold through Python and Go: a 2 MiB
+	// request to Python's Big (the gateway's claim), its handle call to
+	// Go's Noop and the answer (the Python caller's claims), Big's
+	// output down an edge to Go's Echo (a replica's claim), Echo's answer.
+	large := "lg" + streams.Instance()[:6]
+	if out, err := cli("code", "push", large, "testdata/pyapi", "--import-path", "large:app"); err != nil {
+		t.Fatalf("code push: %v\n%s", err, out)
+	}
+	yaml = "name: " + large + "\nroute_prefix: /" + large + "\ningress: Big\ndeployments:\n" +
+		"  - {name: Big, handler: Big, code: " + large + "@1, args: [{handle: Noop}]}\n" +
+		"  - {name: Noop, handler: Noop}\n" +
+		"  - {name: Echo, handler: Noop}\n" +
+		"edges:\n  - {from: Big, to: Echo}\n"
+	if out, err := cli("deploy", "-f", writeFile(t, "large.yaml", yaml), "--timeout", "4m"); err != nil {
+		t.Fatalf("deploy the large graph: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	payload := make([]byte, 2<<20)
+	for i := range payload {
+		payload[i] = 'a' + byte(i%26)
+	}
+	reversed := slices.Clone(payload)
+	slices.Reverse(reversed)
+	start := time.Now()
+	code, body = postTo(t, p.addr, "/"+large, `"`+string(payload)+`"`)
+	if want := `{"data":"` + string(reversed) + `"}`; code != 200 || body != want {
+		t.Fatalf("2 MiB through Python and Go: %d, %d bytes (%.80q...), want the %d bytes reversed\nlogs:\n%s", code, len(body), body, len(want), tail(p.logs(), 4000))
+	}
+	t.Logf("2 MiB request and answer through Python and Go deployments: %s", time.Since(start).Round(time.Millisecond))
+	if claimsLeft != nil {
+		// Every claim of the call was answered: each deleted by its reader
+		// or its caller (in the directory of sluice dev, or MinIO).
+		deadline := time.Now().Add(30 * time.Second)
+		for left := claimsLeft(); len(left) > 0; left = claimsLeft() {
+			if time.Now().After(deadline) {
+				t.Fatalf("claims left 30 s after the answer: %v", left)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// dirClaims lists the claim objects under a directory store's root.
+func dirClaims(root string) func() []string {
+	return func() []string {
+		var keys []string
+		_ = filepath.WalkDir(filepath.Join(root, "claims"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".sha256") && !strings.HasPrefix(d.Name(), ".") {
+				keys = append(keys, p)
+			}
+			return nil
+		})
+		return keys
 	}
 }
 

@@ -29,7 +29,7 @@ func TestPythonMetricsDev(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	testPythonMetrics(t, startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs}), envs) // see TestPythonBundleDev
+	testPythonMetrics(t, startDevProcessWith(t, nil, []string{envs}), envs)
 }
 
 // TestPythonMetricsDev on `sluice gateway` + `sluice node`, the bundles
@@ -44,7 +44,7 @@ func TestPythonMetricsNode(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	n := startNodeWith(t, []string{"--claim-threshold", "67108864", "--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pymetrics-" + streams.Instance()},
+	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pymetrics-" + streams.Instance()},
 		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
 	testPythonMetrics(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs)
 }

@@ -27,7 +27,7 @@ func TestPythonPipelineDev(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	p := startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs})
+	p := startDevProcessWith(t, nil, []string{envs})
 	cli := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(p.bin, append(args, "--addr", p.addr)...)

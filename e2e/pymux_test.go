@@ -35,7 +35,7 @@ func TestPythonMultiplexedReportsNode(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	n := startNodeWith(t, []string{"--claim-threshold", "67108864", "--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pymux-" + streams.Instance()},
+	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pymux-" + streams.Instance()},
 		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
 	testPythonMultiplexedReports(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs)
 }
@@ -47,7 +47,7 @@ func TestPythonMultiplexedReportsDev(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	p := startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs}) // see TestPythonBundleDev
+	p := startDevProcessWith(t, nil, []string{envs})
 	testPythonMultiplexedReports(t, p, envs)
 }
 

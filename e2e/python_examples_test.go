@@ -15,11 +15,6 @@ import (
 	"github.com/sluice-serve/sluice/streams"
 )
 
-// pythonNoClaims is --claim-threshold at the largest value a platform
-// takes: no value travels as a claim check, so the Python SDK's bundles
-// (protocol level 0) may be deployed.
-const pythonNoClaims = "67108864"
-
 // pyPlatform is a platform under test with the environment its commands
 // and processes share (SLUICE_PYTHON_ENVS).
 type pyPlatform struct {
@@ -58,7 +53,7 @@ func TestPythonExamples(t *testing.T) {
 		t.Parallel()
 		envs, prefix := t.TempDir(), "d"+streams.Instance()
 		// --prefix again: the last one counts, and the offline check needs it.
-		p := startDevProcessWith(t, []string{"--claim-threshold", pythonNoClaims, "--prefix", prefix}, []string{"SLUICE_PYTHON_ENVS=" + envs})
+		p := startDevProcessWith(t, []string{"--prefix", prefix}, []string{"SLUICE_PYTHON_ENVS=" + envs})
 		testPythonExamples(t, pyPlatform{p, envs, prefix})
 	})
 	t.Run("node", func(t *testing.T) {
@@ -68,7 +63,7 @@ func TestPythonExamples(t *testing.T) {
 		}
 		t.Parallel()
 		envs := t.TempDir()
-		n := startNodeWith(t, []string{"--claim-threshold", pythonNoClaims, "--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyex-" + streams.Instance()},
+		n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyex-" + streams.Instance()},
 			[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, "SLUICE_PYTHON_ENVS=" + envs}, "--code-cache", t.TempDir())
 		testPythonExamples(t, pyPlatform{platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs, n.prefix})
 	})

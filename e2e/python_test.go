@@ -34,9 +34,7 @@ func TestPythonBundleDev(t *testing.T) {
 	}
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	// No claims (threshold = the largest value taken): the Python SDK
-	// speaks protocol level 0, refused where values travel as claims.
-	p := startDevProcessWith(t, []string{"--claim-threshold", "67108864"}, []string{envs})
+	p := startDevProcessWith(t, nil, []string{envs})
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(p.bin, append(args, "--addr", p.addr)...)
 		cmd.Env = append(os.Environ(), envs)
@@ -99,14 +97,6 @@ func TestPythonBundleDev(t *testing.T) {
 	out, err := cli("deploy", "--python", "testdata/pygreet", "--import-path", "broken:app", "--name", "pb"+streams.Instance()[:6])
 	if err == nil || !strings.Contains(out, "AttributeError") || !strings.Contains(out, "broken.py:3") {
 		t.Fatalf("deploy of a broken import path: %v\n%s", err, out)
-	}
-	// Where values may travel as claims, protocol level 0 is refused.
-	q := startDevProcessWith(t, nil, []string{envs})
-	cmd := exec.Command(q.bin, "deploy", "--python", "testdata/pygreet", "--import-path", "greet:app", "--name", "pc"+streams.Instance()[:6], "--addr", q.addr)
-	cmd.Env = append(os.Environ(), envs)
-	b, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(b), "claim checks") {
-		t.Fatalf("deploy of a level-0 bundle where claims travel: %v\n%s", err, b)
 	}
 }
 

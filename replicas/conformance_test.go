@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/claim"
 	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
@@ -40,6 +41,16 @@ type scenario struct {
 	Topics      []string         `json:"topics"`
 	Input       []scenarioRecord `json:"input"`
 	Output      []scenarioRecord `json:"output"`
+	Claims      *scenarioClaims  `json:"claims"`
+}
+
+// scenarioClaims gives the replica a claim store: its threshold, the
+// objects in it before the run, and the keys that must be gone after
+// (every other object must still be there).
+type scenarioClaims struct {
+	Threshold int               `json:"threshold"`
+	Objects   map[string]string `json:"objects"`
+	Gone      []string          `json:"gone"`
 }
 
 type scenarioDep struct {
@@ -71,12 +82,16 @@ type scenarioRecord struct {
 
 // headerMatch is an expected header value: a string to equal, a list of
 // strings (the header repeated, with these values in order), or
-// {"contains": s} or {"any": true}. Input headers are strings or lists.
+// {"contains": s} or {"any": true}, or {"claim": v, "kind": k}: an
+// sl-claim reference to an object in the scenario's store that holds v,
+// its key of kind k. Input headers are strings or lists.
 type headerMatch struct {
-	Exact    *string
-	Values   []string
-	Contains *string
-	Any      bool
+	Exact     *string
+	Values    []string
+	Contains  *string
+	Any       bool
+	Claim     *string
+	ClaimKind string
 }
 
 func (m *headerMatch) UnmarshalJSON(b []byte) error {
@@ -91,16 +106,24 @@ func (m *headerMatch) UnmarshalJSON(b []byte) error {
 	var o struct {
 		Contains *string `json:"contains"`
 		Any      bool    `json:"any"`
+		Claim    *string `json:"claim"`
+		Kind     string  `json:"kind"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&o); err != nil {
-		return fmt.Errorf("header value %s: want a string, a list of strings, {\"contains\": s} or {\"any\": true}: %w", b, err)
+		return fmt.Errorf("header value %s: want a string, a list of strings, {\"contains\": s}, {\"any\": true} or {\"claim\": v, \"kind\": k}: %w", b, err)
 	}
-	if (o.Contains != nil) == o.Any {
-		return fmt.Errorf("header value %s: want exactly one of contains and any", b)
+	set := 0
+	for _, ok := range []bool{o.Contains != nil, o.Any, o.Claim != nil} {
+		if ok {
+			set++
+		}
 	}
-	m.Contains, m.Any = o.Contains, o.Any
+	if set != 1 || o.Kind != "" && o.Claim == nil {
+		return fmt.Errorf("header value %s: want exactly one of contains, any and claim (kind with claim only)", b)
+	}
+	m.Contains, m.Any, m.Claim, m.ClaimKind = o.Contains, o.Any, o.Claim, o.Kind
 	return nil
 }
 
@@ -332,6 +355,20 @@ func runScenario(t *testing.T, sc *scenario) {
 		DrainTimeout: 5 * time.Second,
 		Log:          testLog,
 	}
+	var store *claim.Memory
+	if sc.Claims != nil {
+		store = claim.NewMemory()
+		for k, v := range sc.Claims.Objects {
+			if _, err := store.Put(context.Background(), k, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := claim.New(store, claim.WithThreshold(sc.Claims.Threshold))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Claims = c
+	}
 	start(t, cfg, vocabulary{h: d.Handler, streams: d.Streams})
 
 	inputs := make([]*kgo.Record, len(sc.Input))
@@ -385,17 +422,64 @@ func runScenario(t *testing.T, sc *scenario) {
 			continue
 		}
 		for i, r := range got {
-			if err := matchRecord(r, &want[name][i], topics, inputs); err != nil {
+			if err := matchRecord(r, &want[name][i], topics, inputs, store); err != nil {
 				t.Errorf("topic %s record %d: %v\n%s", name, i, err, describe([]*kgo.Record{r}))
 			}
 		}
 	}
+	if sc.Claims != nil {
+		checkClaimsLeft(t, sc.Claims, store)
+	}
+}
+
+// checkClaimsLeft waits for the scenario's gone keys to leave the store
+// (deletes run in the background) and checks every other object is kept.
+func checkClaimsLeft(t *testing.T, sc *scenarioClaims, store *claim.Memory) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range sc.Gone {
+		waitFor(t, wait, "claim "+k+" deleted", func() bool {
+			_, err := store.Get(ctx, k)
+			return errors.Is(err, claim.ErrNotFound)
+		})
+	}
+	for _, k := range slices.Sorted(maps.Keys(sc.Objects)) {
+		if slices.Contains(sc.Gone, k) {
+			continue
+		}
+		if _, err := store.Get(ctx, k); err != nil {
+			t.Errorf("claim %s: %v, want it kept", k, err)
+		}
+	}
+}
+
+// matchClaim checks an sl-claim value against {"claim": v, "kind": k}.
+func matchClaim(v []byte, m headerMatch, store *claim.Memory) string {
+	if store == nil {
+		return "an sl-claim where the scenario has no claims"
+	}
+	ref, err := claim.Parse(v)
+	if err != nil {
+		return err.Error()
+	}
+	if m.ClaimKind != "" && string(ref.Kind()) != m.ClaimKind {
+		return fmt.Sprintf("claim %s of kind %q, want %q", ref.Key, string(ref.Kind()), m.ClaimKind)
+	}
+	c, _ := claim.New(store)
+	got, _, err := c.Fetch(context.Background(), []kgo.RecordHeader{{Key: protocol.HeaderClaim, Value: v}}, nil)
+	if err != nil {
+		return err.Error()
+	}
+	if string(got) != *m.Claim {
+		return fmt.Sprintf("claim %s holds %q, want %q", ref.Key, got, *m.Claim)
+	}
+	return ""
 }
 
 // matchRecord compares a produced record with an expected one: key (null
 // is no key or an empty one), value (empty and null alike), and headers
 // as a set, each key once, values as the match says.
-func matchRecord(r *kgo.Record, w *scenarioRecord, topics map[string]string, inputs []*kgo.Record) error {
+func matchRecord(r *kgo.Record, w *scenarioRecord, topics map[string]string, inputs []*kgo.Record, store *claim.Memory) error {
 	var problems []string
 	switch {
 	case w.Key == nil && len(r.Key) > 0:
@@ -425,6 +509,10 @@ func matchRecord(r *kgo.Record, w *scenarioRecord, topics map[string]string, inp
 		}
 		switch {
 		case m.Any:
+		case m.Claim != nil:
+			if why := matchClaim(h.Value, m, store); why != "" {
+				problems = append(problems, "header "+h.Key+": "+why)
+			}
 		case m.Contains != nil:
 			if !strings.Contains(string(h.Value), *m.Contains) {
 				problems = append(problems, fmt.Sprintf("header %s=%q, want it to contain %q", h.Key, h.Value, *m.Contains))

@@ -312,10 +312,8 @@ sklearn)
 	"$skvenv/bin/python" examples/python/sklearn/train.py "$models"
 	SUITE=(clients/sklearn)
 	export SLUICE_BIN=$PWD/bin/sluice SLUICE_SKLEARN_MODELS=$models
-	# No claims (a threshold at the largest value): the Python SDK does
-	# not read claim checks yet, and the platform refuses it where they travel.
 	rc=0
-	serve_and_test sluice-sklearn bin/sluice dev --http @HTTP@ --grpc @GRPC@ --claim-threshold 67108864 "${dev_args[@]}" -- "$@" || rc=$?
+	serve_and_test sluice-sklearn bin/sluice dev --http @HTTP@ --grpc @GRPC@ "${dev_args[@]}" -- "$@" || rc=$?
 	rm -rf "$models"
 	exit "$rc"
 	;;

@@ -6,9 +6,7 @@
 # `sluice deploy` (predict with a registry model, `line`, to serve); and
 # the Python ports of the composition examples (examples/python) pushed
 # and deployed as python-project bundles with `sluice deploy --python`,
-# at /py/hello, /py/chain and /py/stream. No value travels as a claim
-# check (--claim-threshold at the largest value taken): the Python
-# runtime does not read them yet.
+# at /py/hello, /py/chain and /py/stream.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -19,7 +17,7 @@ $GO build -o bin/sluice ./cmd/sluice
 (cd examples/greeter && $GO build -o ../../bin/greeter .)
 (cd examples/predict && $GO build -o ../../bin/predict .)
 
-bin/sluice dev --http "$HTTP_ADDR" --grpc "$GRPC_ADDR" --claim-threshold 67108864 -f examples/hello-cel/hello-cel.yaml "$@" &
+bin/sluice dev --http "$HTTP_ADDR" --grpc "$GRPC_ADDR" -f examples/hello-cel/hello-cel.yaml "$@" &
 dev=$!
 trap 'kill -TERM "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM

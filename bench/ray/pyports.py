@@ -11,7 +11,7 @@ a copy whose imports name ray), in the same run on this machine.
          by bench/ray/handle_load.py's threads
 
 Both closed loops at c = 1, 16, 64. Sluice: `bin/sluice dev` (embedded
-broker) with `--claim-threshold 67108864`, the examples deployed with
+broker), the examples deployed with
 `sluice deploy --python examples/python`; chain's driver runs in the
 Python environment the platform prepared for them. Ray: `ray start
 --head --num-cpus 16` (a scheduling figure: every replica of the
@@ -46,7 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "bin"
 EXAMPLES = ROOT / "examples" / "python"
 HELLO_BODY = '{"language":"spanish","name":"x"}'
-NO_CLAIMS = "67108864"
 
 
 def log(msg: str) -> None:
@@ -118,7 +117,7 @@ def run_sluice(concs: list[int], duration: float, warmup: float, work: Path) -> 
     addr = f"127.0.0.1:{port}"
     logf = open(work / "sluice.log", "wb")
     proc = subprocess.Popen([str(BIN / "sluice"), "dev", "--http", addr, "--grpc", f"127.0.0.1:{grpc}",
-                             "--claim-threshold", NO_CLAIMS, "--builtin=false"],
+                             "--builtin=false"],
                             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://{addr}/v2/health/ready", None, "", 120)

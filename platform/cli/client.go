@@ -564,7 +564,8 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	}
 	if pin := d.Bundle; pin != nil && pin.Format == registry.FormatPythonProject {
 		return execPython(ctx, pin, pythonReplica{brokers: bs, namer: namer, applied: applied, dep: d, slot: *slot, revision: *revision,
-			session: *session, drain: 20 * time.Second, metricsAddr: *metricsAddr, registryEnv: pythonRegistryEnv(bs, namer, withS3Env(*s3, env), *blobDir, *cacheDir)}, bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)
+			session: *session, drain: 20 * time.Second, metricsAddr: *metricsAddr, registryEnv: pythonRegistryEnv(bs, namer, withS3Env(*s3, env), *blobDir, *cacheDir),
+			claimThreshold: *claimThreshold, claimLimit: *claimLimit}, bundleSource{brokers: bs, namer: namer, s3: withS3Env(*s3, env), blobDir: *blobDir, cache: *codeCache}, env)
 	}
 	if pin := d.Bundle; pin != nil && env.Getenv(bundleEnv) != pin.SHA256 {
 		// The deployment runs a code bundle: this process becomes it.

@@ -210,11 +210,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev: cannot find this binary to run bundle replicas: %w", err)
 	}
-	res := resolver(cfg.Registry, d.registry, true)
-	// A threshold at or above the largest value taken claims nothing:
-	// code that does not read claims (the Python SDK's) may run.
-	res.NoClaims = int64(cmp.Or(cfg.ClaimThreshold, claim.DefaultThreshold)) >= claimMax
-	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, res, fw, Env{Log: cfg.Log})
+	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, resolver(cfg.Registry, d.registry, true), fw, Env{Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -99,13 +99,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	}
 	var ctl *control
 	if err == nil {
-		res := resolver(env.Registry, reg, false)
-		// As in sluice dev: a threshold at or above the largest value
-		// taken claims nothing here, so code that does not read claims
-		// (the Python SDK's) may be deployed. A replica handed a claim
-		// anyway (a node with a lower threshold) refuses the record.
-		res.NoClaims = int64(*claimThreshold) >= claimLimit(lim)
-		ctl, err = openControl(ctx, runCtx, bs, namer, res, fw, env)
+		ctl, err = openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
 	}
 	var trail *audit.Trail
 	var auditDone <-chan struct{}

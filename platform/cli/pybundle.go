@@ -153,14 +153,17 @@ type pythonReplica struct {
 	slot, revision string
 	session        time.Duration
 	drain          time.Duration
-	registryEnv    []string // what its model loaders need to fetch from the registry (pythonRegistryEnv)
+	registryEnv    []string // what its model loaders and claim checks need of the store (pythonRegistryEnv)
 	metricsAddr    string   // where it serves /metrics (--metrics-addr, SLUICE_METRICS_ADDR); "" none
+	claimThreshold int      // values over it travel as claim checks
+	claimLimit     int64    // the largest value a claim carries
 }
 
 // pythonRegistryEnv is what a Python replica's model loaders need to run
 // `sluice models fetch` (sluice.serve.models): this binary, the brokers
 // and prefix, the store weights are read from (S3 credentials are in the
-// environment already) and the replica's model cache.
+// environment already) and the replica's model cache. Its claim checks
+// (sluice.claim) are kept in the same store.
 func pythonRegistryEnv(bs []string, namer streams.Namer, s3 blob.S3Config, blobDir, cache string) []string {
 	self, err := os.Executable()
 	if err != nil {
@@ -172,7 +175,10 @@ func pythonRegistryEnv(bs []string, namer streams.Namer, s3 blob.S3Config, blobD
 	}
 	switch {
 	case s3.Endpoint != "":
-		e = append(e, "SLUICE_S3_ENDPOINT="+s3.Endpoint, "SLUICE_S3_BUCKET="+s3.Bucket, "SLUICE_S3_PREFIX="+s3.Prefix, "SLUICE_S3_TLS="+strconv.FormatBool(s3.TLS))
+		e = append(e, "SLUICE_S3_ENDPOINT="+s3.Endpoint, "SLUICE_S3_BUCKET="+s3.Bucket, "SLUICE_S3_PREFIX="+s3.Prefix, "SLUICE_S3_TLS="+strconv.FormatBool(s3.TLS || s3.CAFile != ""))
+		if s3.CAFile != "" {
+			e = append(e, "SLUICE_S3_CA_FILE="+s3.CAFile)
+		}
 	case blobDir != "":
 		e = append(e, "SLUICE_BLOB_DIR="+blobDir)
 	}
@@ -231,7 +237,8 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 		"--instance", instance, "--revision", rev, "--generation", strconv.FormatInt(pr.applied.Generation, 10),
 		"--session-timeout", strconv.FormatFloat(pr.session.Seconds(), 'f', -1, 64),
 		"--drain-timeout", strconv.FormatFloat(pr.drain.Seconds(), 'f', -1, 64),
-		"--import-path", m.SDK.Entry, "--app-dir", pe.Project, "--handler", pr.dep.Handler}
+		"--import-path", m.SDK.Entry, "--app-dir", pe.Project, "--handler", pr.dep.Handler,
+		"--claim-threshold", strconv.Itoa(pr.claimThreshold), "--claim-limit", strconv.FormatInt(pr.claimLimit, 10)}
 	if len(pr.dep.UserConfig) > 0 {
 		// The spec's user_config, which a new one rolls (a new revision):
 		// the process hands it to reconfigure after construction.

@@ -42,12 +42,6 @@ type Resolver struct {
 	// DescribeTimeout bounds `BINARY describe --json` of a local binary;
 	// default 10s.
 	DescribeTimeout time.Duration
-	// NoClaims says that no value travels as a claim check on this
-	// platform (its claim threshold is at or above the largest value it
-	// takes): code below bundle.ProtocolClaims, such as the Python SDK's
-	// (level 0), may run. By default Pin refuses it, as a replica of it
-	// would hand a claimed value's handler an empty value.
-	NoClaims bool
 
 	mu    sync.Mutex
 	local map[string]bundle.Manifest // by SHA-256 of a local binary
@@ -102,7 +96,9 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 		m, err := r.manifest(pin) // an image's is the registry's, as Check reads it
 		if err == nil {
 			// Refused at deploy only: a spec deployed before stays readable.
-			if perr := m.CheckProtocol(r.minProtocol()); perr != nil {
+			// Code below claim checks would hand a claimed value's
+			// handler an empty value.
+			if perr := m.CheckProtocol(bundle.ProtocolClaims); perr != nil {
 				err = fmt.Errorf("code %s: bundle %s %w", ref, pinKey(pin), perr)
 			}
 		}
@@ -113,14 +109,6 @@ func (r *Resolver) Pin(ctx context.Context, app *spec.App) error {
 		d.HTTP = servesHTTP(m, d.Handler)
 	}
 	return errors.Join(errs...)
-}
-
-// minProtocol is the lowest record protocol level Pin accepts.
-func (r *Resolver) minProtocol() int {
-	if r.NoClaims {
-		return 0
-	}
-	return bundle.ProtocolClaims
 }
 
 // servesHTTP reports whether m's handler name is an HTTP ingress.

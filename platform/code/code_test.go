@@ -257,13 +257,13 @@ func TestPinRefusesOldProtocol(t *testing.T) {
 }
 
 // A python-project bundle is pinned by the digest of its files, checked
-// against the manifest its describe recorded, and at protocol level 0
-// refused unless the platform moves no value as a claim (NoClaims).
+// against the manifest its describe recorded; one at protocol level 0
+// (an SDK that did not read claims) is refused.
 func TestPinPythonProject(t *testing.T) {
 	t.Parallel()
 	builtin, _ := manifestOf(t, "Echo")
 	m, _ := manifestOf(t, "Greeter")
-	m.Protocol, m.SDK = 0, bundle.SDK{Language: bundle.LanguagePython, Version: "0.1.0", Runtime: "python3.11", Platform: "linux/x86_64", Entry: "greet:app"}
+	m.Protocol, m.SDK = bundle.ProtocolClaims, bundle.SDK{Language: bundle.LanguagePython, Version: "0.1.0", Runtime: "python3.11", Platform: "linux/x86_64", Entry: "greet:app"}
 	raw, err := m.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -272,11 +272,17 @@ func TestPinPythonProject(t *testing.T) {
 	v := &registry.BundleVersion{Bundle: "py", Version: "3", Format: registry.FormatPythonProject, Manifest: raw, Files: files}
 	cat := catalog{"py@3": v}
 	const yaml = "name: a\nroute_prefix: /a\ningress: G\ncode: py@3\ndeployments:\n  - {name: G, handler: Greeter}\n"
-	strict := &Resolver{Builtin: builtin, Catalog: cat}
-	if err := strict.Pin(context.Background(), parse(t, yaml)); !errors.Is(err, bundle.ErrProtocol) {
-		t.Fatalf("Pin of a level-0 Python bundle where claims travel = %v, want ErrProtocol", err)
+	old := m
+	old.Protocol = 0
+	oldRaw, err := old.Encode()
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := &Resolver{Builtin: builtin, Catalog: cat, NoClaims: true}
+	cat["py@2"] = &registry.BundleVersion{Bundle: "py", Version: "2", Format: registry.FormatPythonProject, Manifest: oldRaw, Files: files}
+	r := &Resolver{Builtin: builtin, Catalog: cat}
+	if err := r.Pin(context.Background(), parse(t, strings.ReplaceAll(yaml, "py@3", "py@2"))); !errors.Is(err, bundle.ErrProtocol) {
+		t.Fatalf("Pin of a level-0 Python bundle = %v, want ErrProtocol", err)
+	}
 	app := parse(t, yaml)
 	if err := r.Pin(context.Background(), app); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import pytest
 
 from broker import REPO, create_topics
 from kafka_io import committed, end_offset, produce, read_all
+from sluice import claim
 from sluice.protocol import Record
 from sluice.replica import Replica, ReplicaConfig
 from vocabulary import Spec, Vocabulary
@@ -30,12 +31,15 @@ _PLACEHOLDER = re.compile(r"\{\{([A-Za-z0-9_-]+)(?::(\d+))?\}\}")
 
 @dataclass
 class Match:
-    """An expected header value: exact, repeated values in order, contains, or any."""
+    """An expected header value: exact, repeated values in order, contains,
+    any, or a claim reference to an object holding a value (of a kind)."""
 
     exact: str | None = None
     values: list[str] | None = None
     contains: str | None = None
     any: bool = False
+    claim: str | None = None
+    kind: str = ""
 
     @staticmethod
     def of(v: Any) -> Match:
@@ -47,7 +51,11 @@ class Match:
             return Match(contains=v["contains"])
         if isinstance(v, dict) and v == {"any": True}:
             return Match(any=True)
-        raise ValueError(f"header value {v!r}: want a string, a list of strings, {{contains}} or {{any: true}}")
+        if isinstance(v, dict) and set(v) in ({"claim"}, {"claim", "kind"}) and isinstance(v["claim"], str):
+            return Match(claim=v["claim"], kind=str(v.get("kind", "")))
+        raise ValueError(
+            f"header value {v!r}: want a string, a list of strings, {{contains}}, {{any: true}} or {{claim, kind}}"
+        )
 
 
 @dataclass
@@ -75,11 +83,15 @@ class Scenario:
     topics: list[str]
     input: list[Rec]
     output: list[Rec]
+    # A claim store: threshold, the objects in it before the run, the keys
+    # gone after it (every other object kept). None: the replica has none.
+    claims: dict[str, Any] | None = None
 
     @staticmethod
     def load(path: Path) -> Scenario:
         d = json.loads(path.read_text())
-        if set(d) != {"description", "deployment", "topics", "input", "output"}:
+        required = {"description", "deployment", "topics", "input", "output"}
+        if not required <= set(d) <= required | {"claims"}:
             raise ValueError(f"{path.name}: fields {sorted(d)}")
         sc = Scenario(
             d["description"],
@@ -87,7 +99,10 @@ class Scenario:
             d["topics"],
             [Rec.of(r) for r in d["input"]],
             [Rec.of(r) for r in d["output"]],
+            d.get("claims"),
         )
+        if sc.claims is not None and not set(sc.claims) <= {"threshold", "objects", "gone"}:
+            raise ValueError(f"{path.name}: claims: fields {sorted(sc.claims)}")
         for r in sc.input + sc.output:
             if r.topic not in sc.topics:
                 raise ValueError(f"{path.name}: record topic {r.topic!r} is not in topics")
@@ -107,7 +122,26 @@ def expand(s: str, topics: dict[str, str], inputs: list[Record]) -> str:
     return _PLACEHOLDER.sub(sub, s)
 
 
-def mismatch(got: Record, want: Rec, topics: dict[str, str], inputs: list[Record]) -> list[str]:
+def claim_mismatch(v: bytes, m: Match, claims: claim.Claims | None) -> str:
+    """Why an sl-claim value does not reference an object holding m.claim
+    (of kind m.kind); "" when it does."""
+    if claims is None:
+        return "an sl-claim where the scenario has no claims"
+    try:
+        ref = claim.parse(v)
+        got = claims.fetch(ref)
+    except (claim.MalformedRef, claim.ClaimError) as exc:
+        return str(exc)
+    if m.kind and ref.kind != m.kind:
+        return f"claim {ref.key} of kind {ref.kind!r}, want {m.kind!r}"
+    if got != (m.claim or "").encode():
+        return f"claim {ref.key} holds {got!r}, want {m.claim!r}"
+    return ""
+
+
+def mismatch(
+    got: Record, want: Rec, topics: dict[str, str], inputs: list[Record], claims: claim.Claims | None = None
+) -> list[str]:
     """What differs: key (null is none or empty), value, headers as a set."""
     problems: list[str] = []
     if (want.key is None and got.key) or (want.key is not None and (got.key or b"") != want.key.encode()):
@@ -126,6 +160,9 @@ def mismatch(got: Record, want: Rec, topics: dict[str, str], inputs: list[Record
                 problems.append(f"header {k}={vs}, want {m.values} in that order")
         elif len(vs) > 1:
             problems.append(f"header {k} repeated")
+        elif m.claim is not None:
+            if why := claim_mismatch(vs[0].encode(), m, claims):
+                problems.append(f"header {k}: {why}")
         elif m.contains is not None and m.contains not in vs[0]:
             problems.append(f"header {k}={vs[0]!r}, want it to contain {m.contains!r}")
         elif m.exact is not None and vs[0] != expand(m.exact, topics, inputs):
@@ -143,7 +180,7 @@ async def wait_for(what: str, cond: Callable[[], bool], timeout_s: float) -> Non
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-async def test_conformance(path: Path, brokers: list[str], uniq: Callable[[str], str]) -> None:
+async def test_conformance(path: Path, brokers: list[str], uniq: Callable[[str], str], tmp_path: Path) -> None:
     sc = Scenario.load(path)
     topics = {name: uniq(name) for name in sc.topics}
     await asyncio.to_thread(create_topics, brokers, list(topics.values()))
@@ -162,6 +199,11 @@ async def test_conformance(path: Path, brokers: list[str], uniq: Callable[[str],
         max_ongoing_requests=1,  # one record in flight: each topic's records in input order
         drain_timeout_s=5.0,
     )
+    if sc.claims is not None:
+        store = claim.DirStore(tmp_path / "blobs")
+        for k, v in sc.claims.get("objects", {}).items():
+            store.put(k, v.encode(), "")
+        cfg.claims = claim.Claims(store, threshold=int(sc.claims["threshold"]))
     replica = Replica(cfg, Vocabulary(spec, bool(d.get("streams", False))))
     task = asyncio.create_task(replica.run())
     try:
@@ -196,9 +238,35 @@ async def test_conformance(path: Path, brokers: list[str], uniq: Callable[[str],
             problems.append(f"topic {name}: {len(got)} records, want {len(want)}: {describe(got)}")
             continue
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            if p := mismatch(g, w, topics, inputs):
+            if p := mismatch(g, w, topics, inputs, cfg.claims):
                 problems.append(f"topic {name} record {i}: {'; '.join(p)}\n{describe([g])}")
+    if sc.claims is not None:
+        problems += await claims_left(sc.claims, cfg.claims)
     assert not problems, f"{path.name}: {sc.description}\n" + "\n".join(problems)
+
+
+async def claims_left(want: dict[str, Any], claims: claim.Claims | None) -> list[str]:
+    """Waits for the gone keys to leave the store (deletes run in the
+    background); every other object must be kept."""
+    assert claims is not None
+    store = claims.store
+    gone: list[str] = want.get("gone", [])
+
+    def missing(k: str) -> bool:
+        try:
+            store.get(k)
+        except claim.NotFoundError:
+            return True
+        return False
+
+    problems: list[str] = []
+    for k in gone:
+        try:
+            await wait_for(f"claim {k} deleted", lambda k=k: missing(k), 10.0)  # type: ignore[misc]
+        except TimeoutError:
+            problems.append(f"claim {k} not deleted")
+    problems += [f"claim {k} gone, want it kept" for k in want.get("objects", {}) if k not in gone and missing(k)]
+    return problems
 
 
 def done(brokers: list[str], group: str, topic: str, end: int) -> Callable[[], bool]:

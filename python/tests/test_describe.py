@@ -69,7 +69,7 @@ def project(tmp_path: Path) -> Path:
 
 def test_manifest(project: Path) -> None:
     m = manifest("greetmod:greet_app", str(project))
-    assert m["format"] == 1 and m["protocol"] == 0
+    assert m["format"] == 1 and m["protocol"] == 1  # claim checks read and written
     assert m["sdk"]["language"] == "python" and m["sdk"]["entry"] == "greetmod:greet_app"
     hs = {h["name"]: h for h in m["handlers"]}
     assert [h["name"] for h in m["handlers"]] == ["Greeter", "Upper", "Web", "count"], "the module's, sorted"

@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,6 +159,76 @@ def test_an_https_platform_is_trusted_through_sluice_ca_file(tmp_path: Path, mon
         assert remote._answers(url)
         assert p.call("/x", 5).value == b"6"
         assert list(p.stream("/x", 5)) == [7]
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    """Counts the POSTs it reads. mode "drop": closes the connection after
+    reading the first request, without answering (it may have run); mode
+    "idle-close": answers, then closes each kept-alive connection a moment
+    later, as a gateway's idle timeout does."""
+
+    protocol_version = "HTTP/1.1"
+    posts: list[bytes]
+    mode: str
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.posts.append(body)
+        if self.mode == "drop" and len(self.posts) == 1:
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        if self.mode == "idle-close":
+            self.close_connection = True
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def _counting(mode: str) -> tuple[http.server.ThreadingHTTPServer, list[bytes]]:
+    posts: list[bytes] = []
+    handler = type("H", (_Counting,), {"posts": posts, "mode": mode})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, posts
+
+
+def test_a_call_that_may_have_run_is_not_sent_again() -> None:
+    """The connection is lost after the request was written: the call
+    fails unavailable, and the gateway saw it once."""
+    srv, posts = _counting("drop")
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        with pytest.raises(Unavailable, match="it may have run; not sent again"):
+            p.call("/x", 5)
+        assert posts == [b"5"]
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+def test_a_kept_alive_connection_closed_while_idle_is_replaced() -> None:
+    """The gateway closed the idle connection: the next call goes on a new
+    one, and each call reaches the gateway exactly once."""
+    srv, posts = _counting("idle-close")
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        for i in (1, 2, 3):
+            assert p.call("/x", i).value == str(i).encode()
+            conn = p._local.conn
+            deadline = time.monotonic() + 10
+            while not remote._stale(conn):  # until the server's close arrived
+                assert time.monotonic() < deadline, "the server did not close the connection"
+                time.sleep(0.01)
+        assert posts == [b"1", b"2", b"3"]
     finally:
         p.stop()
         srv.shutdown()

@@ -146,14 +146,14 @@ async def test_exceptions_are_answered_and_the_replica_goes_on(brokers: list[str
     assert (c.status, c.value) == ("", b"FINE")
 
 
-async def test_a_claimed_value_is_refused_not_handed_on_empty(brokers: list[str], uniq: Uniq) -> None:
+async def test_a_claimed_value_without_a_store_is_refused_not_handed_on_empty(brokers: list[str], uniq: Uniq) -> None:
     cfg = make(brokers, uniq)
     async with running(cfg, Named()):
         await asyncio.to_thread(request, brokers, cfg, "k", b"", sl_claim="3000000 " + "0" * 64 + " claims/x/req/y")
         await asyncio.to_thread(request, brokers, cfg, "f", b"fine")
         got = await replies(brokers, cfg, 2)
     k, f = parse_reply(got["k"]), parse_reply(got["f"])
-    assert k.status == "failed_precondition" and "does not read claim checks" in k.error
+    assert k.status == "failed_precondition" and "claim claims/x/req/y: fetch: no claim store configured" in k.error
     assert (f.status, f.value) == ("", b"FINE")
 
 

@@ -22,7 +22,7 @@ SEQ = "sl-seq"  # stream item number, from 0
 EOS = "sl-eos"  # end of stream: the number of items sent
 SOURCE = "sl-source"  # dead letter: "topic/partition/offset"
 DEPLOYMENT = "sl-deployment"  # dead letter: the deployment that failed it
-CLAIM = "sl-claim"  # a claim check: the value is in the blob store (not read here yet)
+CLAIM = "sl-claim"  # a claim check: the value is in the blob store (sluice.claim)
 REQUEST_PREFIX = "h-"  # the caller's x-* request headers, lower case
 
 HTTP_METHOD = "sl-http-method"

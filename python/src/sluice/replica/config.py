@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sluice.claim import Claims
 from sluice.kafkaauth import client_settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,17 @@ PAUSE_GRACE_S = 0.1
 """How long the poll thread waits for a free slot at max_ongoing_requests
 before it pauses the partitions (rebalances wait as long)."""
 
+CLAIM_RETRY_MIN_S = 0.1
+"""A claimed input whose store cannot be reached is fetched again after
+this long, twice as long after each next failure..."""
+
+CLAIM_RETRY_MAX_S = 5.0
+"""...this long at most: until the record's deadline, or, without one,
+as long as the replica runs and owns the partition."""
+
+CLAIM_DELETERS = 4
+"""Threads deleting answered claims in the background."""
+
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]*")
 
 
@@ -76,6 +88,11 @@ class ReplicaConfig:
     # with the same id takes its partitions back without a rebalance.
     instance_id: str = ""
     sync_workers: int = 0  # threads for synchronous handlers; 0: max_ongoing_requests
+    # Claim checks (docs/PROTOCOL.md): claimed inputs are fetched from its
+    # store, outputs over its threshold stored there. None: no store
+    # (every output goes in its record; a claimed input fails
+    # failed_precondition).
+    claims: Claims | None = None
 
     # Observability: the process's replica metrics (sluice.replica.metrics;
     # None: not counted), the address its /metrics is served at (reported

@@ -96,6 +96,13 @@ class Tracker(Generic[M]):
             self._ongoing -= 1
             self._changed.notify_all()
 
+    def abandon(self, slot: Slot[M]) -> None:
+        """Leaves slot's record uncommitted: nothing of its partition is
+        marked from now on (the replica stops, or lost the partition, and
+        the next owner reads the record again)."""
+        with self._lock:
+            slot.part.revoked = True
+
     def take_marks(self) -> list[M]:
         """The records to store offsets for (each partition's latest), once."""
         with self._lock:

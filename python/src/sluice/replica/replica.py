@@ -11,6 +11,7 @@ delivery callbacks, which complete records. Offsets: see offsets.Tracker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import signal
@@ -25,9 +26,17 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from sluice import protocol
+from sluice import claim, protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
-from sluice.replica.config import PAUSE_GRACE_S, POLL_INTERVAL_S, READY_GRACE_S, ReplicaConfig
+from sluice.replica.config import (
+    CLAIM_DELETERS,
+    CLAIM_RETRY_MAX_S,
+    CLAIM_RETRY_MIN_S,
+    PAUSE_GRACE_S,
+    POLL_INTERVAL_S,
+    READY_GRACE_S,
+    ReplicaConfig,
+)
 from sluice.replica.context import RequestContext, set_current
 from sluice.replica.handler import Handler, HTTPIngress, Input, Methods, Streamer
 from sluice.replica.leave import leave_group
@@ -78,6 +87,8 @@ class Replica:
         self._obs: Observers | None = None  # set by run() when cfg.metrics
         self._lag: dict[tuple[str, int], int] = {}  # each partition's lag as of its latest fetch
         self._lag_lock = threading.Lock()
+        self._deleter = ThreadPoolExecutor(CLAIM_DELETERS, thread_name_prefix="sluice-claim-delete")
+        self._store_down = False  # a claim fetch found the store unreachable; logged once per outage
 
     # -- public surface
 
@@ -177,6 +188,8 @@ class Replica:
             await loop.run_in_executor(poll, self._poll_until_stopped, loop, pool, halt)
             await self._drain()
             await loop.run_in_executor(poll, self._close)
+            # The claims of the records answered: each delete is bounded.
+            await asyncio.to_thread(self._deleter.shutdown, True)
         finally:
             # A hard stop: nothing still running may be marked, and the
             # poll thread ends after its current consume call.
@@ -188,6 +201,7 @@ class Replica:
             if left:
                 self._log.warning("outputs unacknowledged at close", extra={"left": left})
             pool.shutdown(wait=False, cancel_futures=True)
+            self._deleter.shutdown(wait=False)
             poll.shutdown(wait=False)  # after a hard stop, a poll may still be running
             if cfg.metrics is not None:
                 cfg.metrics.forget(self)
@@ -403,15 +417,6 @@ class Replica:
         if err is not None:
             run.fail(Code.INVALID_ARGUMENT.value, str(err))
             return
-        if any(k == headers.CLAIM for k, _ in run.rec.headers):
-            # Protocol level 0: the value is in the blob store, which this
-            # runtime does not read; never hand the handler an empty value.
-            run.fail(
-                Code.FAILED_PRECONDITION.value,
-                f"deployment {self.cfg.deployment} is a Python replica, which does not read claim checks (sl-claim)"
-                " yet: send values under the platform's claim threshold",
-            )
-            return
         env = req.env
         if self._http:
             try:
@@ -426,7 +431,26 @@ class Replica:
             self._count("expired")
             run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed before processing")
             return
-        inp = Input(env=env, topic=run.rec.topic, key=run.rec.key, value=run.rec.value or b"")
+        value = run.rec.value or b""
+        raw = claim.find(run.rec.headers)
+        if raw is not None:
+            ref: claim.Ref | None = None
+            try:
+                ref = claim.read_ref(raw, self.cfg.claims)
+                value = await self._fetch_claim(run, ref)
+            except _Abandoned:
+                run.abandon()  # the replica stops, or lost the partition, while the store is down
+                return
+            except claim.ClaimError as exc:
+                if exc.not_found and ref is not None and ref.kind == claim.KIND_RECORD and env.reply_to:
+                    # A replica deletes a record's claim once it answered it
+                    # to a waiting caller: this is a redelivery of work done.
+                    self._log.debug("claim gone: record already answered", extra={"key": ref.key})
+                    return
+                run.fail(exc.code, exc.message)
+                return
+            run.claim = ref
+        inp = Input(env=env, topic=run.rec.topic, key=run.rec.key, value=value)
         # Each record runs in its own task, so its context is its own; a
         # synchronous handler gets a copy of it in the pool.
         set_current(RequestContext(env.id, env.deadline_ns, env.model, env.version, env.request_headers(), env))
@@ -477,6 +501,71 @@ class Replica:
             return code_of(exc), f"deployment {self.cfg.deployment} raised {type(exc).__name__}: {exc}"
         return "", ""
 
+    async def _fetch_claim(self, run: _Run, ref: claim.Ref) -> bytes:
+        """The claimed value of run's record, fetched again while the store
+        cannot be reached (CLAIM_RETRY_MIN_S doubling to CLAIM_RETRY_MAX_S):
+        until the record's deadline (deadline_exceeded), or, without one,
+        as long as the replica runs and owns the partition (_Abandoned).
+        The outage is logged once, and its end."""
+        claims = self.cfg.claims
+        assert claims is not None
+        deadline_ns = run.req.env.deadline_ns
+        wait = CLAIM_RETRY_MIN_S
+        down = ""  # the last failure of a store that cannot be reached
+        while True:
+            left = None if deadline_ns == 0 else (deadline_ns - time.time_ns()) / 1e9
+            try:
+                if left is not None and left <= 0:
+                    raise asyncio.TimeoutError
+                b = await asyncio.wait_for(asyncio.to_thread(claims.fetch, ref, left), left)
+            except (asyncio.TimeoutError, TimeoutError):
+                why = f"{down} (retried until the deadline)" if down else "cut off by the record's deadline"
+                raise claim.ClaimError("fetch", ref.key, why, Code.DEADLINE_EXCEEDED.value) from None
+            except claim.StoreDown as exc:
+                down = exc.cause
+                if not self._store_down:
+                    self._store_down = True
+                    self._log.warning(
+                        "claim store unavailable; retrying claimed records until it answers",
+                        extra={"group": self.cfg.group, "key": ref.key, "err": exc.message},
+                    )
+                end = time.monotonic() + wait
+                while (now := time.monotonic()) < end:
+                    if self._stop.is_set() or run.slot.part.revoked:
+                        raise _Abandoned from None
+                    if deadline_ns and time.time_ns() >= deadline_ns:
+                        raise claim.ClaimError(
+                            "fetch", ref.key, f"{exc.cause} (retried until the deadline)",
+                            Code.DEADLINE_EXCEEDED.value,
+                        ) from None  # fmt: skip
+                    await asyncio.sleep(min(0.05, end - now))
+                wait = min(2 * wait, CLAIM_RETRY_MAX_S)
+                continue
+            if self._store_down:
+                self._store_down = False
+                self._log.info("claim store available again", extra={"group": self.cfg.group})
+            return b
+
+    def _delete_claim(self, ref: claim.Ref) -> None:
+        """Deletes ref in the background (bounded by DELETE_TIMEOUT_S)."""
+        claims = self.cfg.claims
+        if claims is None:
+            return
+
+        def delete() -> None:
+            try:
+                claims.delete(ref)
+            except claim.ClaimError as exc:
+                self._log.warning("claim not deleted; it expires", extra={"key": ref.key, "err": exc.message})
+
+        with contextlib.suppress(RuntimeError):  # stopped: the claim expires
+            self._deleter.submit(delete)
+
+
+class _Abandoned(Exception):
+    """A claim fetch gave up: the replica stops or the record's partition
+    was revoked while the store is down."""
+
 
 class _Run:
     """One record's processing: the Output its handler gets. It counts the
@@ -496,6 +585,8 @@ class _Run:
         self._pending = 1  # the processing itself; released when it ends
         self._failed = False
         self.span: Span | None = None  # the process span, when traced
+        self.claim: claim.Ref | None = None  # the input's claimed value
+        self._dead = False  # dead-lettered: its claim stays for a replay
 
     def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
         with self._lock:
@@ -530,35 +621,59 @@ class _Run:
             self.send(rec)
 
     def send(self, rec: Record) -> None:
+        """Produces rec, a value over the claim threshold as a claim check
+        (never a dead letter's: it is the record as read, claim included)."""
         assert self.r._sender is not None
         with self._lock:
             self._pending += 1
-        self.r._sender.send(rec, self._delivered)
+        cfg = self.r.cfg
+        ref: claim.Ref | None = None
+        if cfg.claims is not None and rec.topic != cfg.dead_letter:
+            kind = claim.KIND_REPLY if rec.topic == self.req.env.reply_to else claim.KIND_RECORD
+            try:
+                ref = cfg.claims.put(rec.value or b"", kind)
+            except claim.ClaimError as exc:
+                self._send_failed(rec, exc.message, isinstance(exc, claim.TooLarge), local=True)
+                self.release()
+                return
+            if ref is not None:
+                rec = Record(rec.topic, rec.key, b"", [*rec.headers, (headers.CLAIM, str(ref).encode())])
+        size = len(rec.value or b"")
 
-    def _delivered(self, rec: Record, err: KafkaError | None) -> None:
-        """A caller that waits gets an error now, naming the cause, not its
-        deadline; when the caller cannot be reached, or nobody waits, the
-        record is dead-lettered."""
+        def delivered(rec: Record, err: KafkaError | None) -> None:
+            if err is not None and ref is not None:  # the record never landed: nobody reads its claim
+                self.r._delete_claim(ref)
+            if err is not None:
+                msg = err.str()
+                if too_large(err) and cfg.claims is None:
+                    msg = no_store(size, msg)
+                self._send_failed(rec, msg, too_large(err), local=too_large(err))
+            self.release()
+
+        self.r._sender.send(rec, delivered)
+
+    def _send_failed(self, rec: Record, err: str, too_big: bool, local: bool) -> None:
+        """A caller that waits gets an error now, naming the cause (an
+        answer too large, a claim that could not be stored, an edge gone),
+        not its deadline; when the caller cannot be reached (its reply
+        topic is gone), or nobody waits, the record is dead-lettered."""
         cfg, log = self.r.cfg, self.r._log
-        if err is not None:
-            reply_to = self.req.env.reply_to
-            reachable = bool(reply_to) and (rec.topic != reply_to or too_large(err))
-            with self._lock:
-                failed = self._failed
-            if rec.topic != cfg.dead_letter and reachable and not failed:
-                log.warning(
-                    "output produce failed; answering the caller with the error",
-                    extra={"topic": rec.topic, "err": str(err)},
-                )
-                code = Code.INTERNAL.value if too_large(err) else Code.UNAVAILABLE.value
-                self.fail(code, f"the answer could not be delivered: produce to {rec.topic}: {err.str()}")
-            elif rec.topic != cfg.dead_letter:
-                log.warning("output produce failed", extra={"topic": rec.topic, "err": str(err)})
-                self.dead_letter(Code.UNAVAILABLE.value, f"produce to {rec.topic}: {err.str()}")
-            else:
-                src = protocol.Source(self.rec.topic, self.rec.partition, self.rec.offset)
-                log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": str(err)})
-        self.release()
+        reply_to = self.req.env.reply_to
+        reachable = bool(reply_to) and (rec.topic != reply_to or local)
+        with self._lock:
+            failed = self._failed
+        if rec.topic != cfg.dead_letter and reachable and not failed:
+            log.warning(
+                "output produce failed; answering the caller with the error", extra={"topic": rec.topic, "err": err}
+            )
+            code = Code.INTERNAL.value if too_big else Code.UNAVAILABLE.value
+            self.fail(code, f"the answer could not be delivered: produce to {rec.topic}: {err}")
+        elif rec.topic != cfg.dead_letter:
+            log.warning("output produce failed", extra={"topic": rec.topic, "err": err})
+            self.dead_letter(Code.UNAVAILABLE.value, f"produce to {rec.topic}: {err}")
+        else:
+            src = protocol.Source(self.rec.topic, self.rec.partition, self.rec.offset)
+            log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": err})
 
     def fail(self, code: str, message: str) -> None:
         """Answers the caller with the failure, or dead-letters the record
@@ -574,6 +689,8 @@ class _Run:
             self.r.cfg.tracing.failed(self.span, code, message)
         if not self.req.env.reply_to:
             self.r._count("dead_lettered")
+            with self._lock:
+                self._dead = True
         cfg = self.r.cfg
         self.send(protocol.failure(self.req, self.rec, cfg.dead_letter, cfg.deployment, code, message))
 
@@ -581,17 +698,44 @@ class _Run:
         """Dead-letters the record whoever waits: an output of it could not
         be produced."""
         self.r._count("dead_lettered")
+        with self._lock:
+            self._dead = True
         cfg = self.r.cfg
         self.send(protocol.new_dead_letter(cfg.dead_letter, self.rec, cfg.deployment, code, message).record())
 
     def release(self) -> None:
+        """Ends one produce (or the processing). After the last, the record
+        completes, and the claim of a record this replica answered to a
+        waiting caller is deleted: nobody reads it again but a
+        redelivery, which finds it gone and skips the record."""
         with self._lock:
             self._pending -= 1
             done = self._pending == 0
-        if done:
-            if self.span is not None:
-                self.span.end()  # after the last output's acknowledgement
-            self.r._tracker.complete(self.slot)
+            dead = self._dead
+        if not done:
+            return
+        if self.span is not None:
+            self.span.end()  # after the last output's acknowledgement
+        ref = self.claim
+        if ref is not None and ref.kind == claim.KIND_RECORD and self.req.env.reply_to and not dead:
+            self.r._delete_claim(ref)
+        self.r._tracker.complete(self.slot)
+
+    def abandon(self) -> None:
+        """Leaves the record to the partition's next owner: nothing after
+        it in the partition is marked for commit by this replica."""
+        self.r._tracker.abandon(self.slot)
+
+
+def no_store(size: int, err: str) -> str:
+    """A produce refused as too large in a process with no claim store:
+    the size, the record limit, and how to configure a store."""
+    return (
+        f"a record of {size} bytes is over the broker's record limit (about 1 MB by default: message.max.bytes) "
+        "and this process has no claim store to carry it: give it a blob store (the platform's --s3-endpoint, "
+        f"or --blob-dir; SLUICE_S3_ENDPOINT or SLUICE_BLOB_DIR) for payloads up to the {claim.DEFAULT_LIMIT}-byte "
+        f"limit: {err}"
+    )
 
 
 class DeadlinePassed(Exception):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from sluice.claim import open_claims
 from sluice.protocol.names import Namer, check_segment
 from sluice.replica import Replica, ReplicaConfig
 from sluice.replica import loop as event_loop
@@ -33,7 +34,10 @@ class _Running:
         self.name = check_segment("application name", name)
         self.brokers = brokers
         self.namer = namer
-        self.caller = Caller(brokers, namer)
+        # Claims on the store the environment names (SLUICE_S3_*,
+        # SLUICE_BLOB_DIR), as the platform's replicas have; none without.
+        self.claims = open_claims()
+        self.caller = Caller(brokers, namer, claims=self.claims)
         self.loop = event_loop.new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"sluice-serve-{name}", daemon=True)
         self.replicas: list[Replica] = []
@@ -88,7 +92,7 @@ class _Running:
                 cfg = ReplicaConfig(
                     brokers=self.brokers, group=self.namer.group(self.name, name), topics=self._inputs(name),
                     output=self.namer.output(self.name), dead_letter=self.namer.dead_letter(self.name),
-                    deployment=name, app=self.name, instance=f"{name}-{i}",
+                    deployment=name, app=self.name, instance=f"{name}-{i}", claims=self.claims,
                     max_ongoing_requests=d.opts.max_ongoing_requests,
                     drain_timeout_s=d.opts.graceful_shutdown_timeout_s,
                     log=logging.getLogger(f"sluice.serve.{self.name}.{name}"),

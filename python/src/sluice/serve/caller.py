@@ -2,16 +2,22 @@
 topic in sl-reply, replies read from it (one partition, no group) and
 handed to whoever waits by id (as streams.Pending does: the first reply or
 error settles a unary call; later ones, and ids nobody waits for, are
-dropped)."""
+dropped).
+
+Claim checks (docs/PROTOCOL.md): with a store, a request value over the
+threshold is stored as a `q` claim, deleted once a reply for it came; a
+claimed reply (`r`) is fetched and checked on the reader thread, in
+order, and deleted after, also when nobody waits for it any more."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count
 
@@ -19,8 +25,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from sluice import claim
 from sluice.kafkaauth import client_settings
 from sluice.protocol import (
+    InvalidArgument,
     ParseError,
     Record,
     Reply,
@@ -93,10 +101,18 @@ class Caller:
     """One reply topic and the calls waiting on it. Thread-safe."""
 
     def __init__(
-        self, brokers: list[str], namer: Namer, log: logging.Logger | None = None, tracing: Tracing | None = None
+        self,
+        brokers: list[str],
+        namer: Namer,
+        log: logging.Logger | None = None,
+        tracing: Tracing | None = None,
+        claims: claim.Claims | None = None,
     ) -> None:
         self._log = log or logging.getLogger("sluice.serve")
         self._tracing = tracing  # a span per call (sluice.replica.tracing); None: none
+        self.claims = claims
+        self._requests: dict[str, claim.Ref] = {}  # the q claims of calls no reply came for yet, by id
+        self._deleter = ThreadPoolExecutor(2, thread_name_prefix="sluice-caller-claims")
         self._instance = "py-" + uuid.uuid4().hex[:12]
         self.reply_topic = namer.reply(self._instance)
         self._ids = count()
@@ -142,16 +158,55 @@ class Caller:
 
     def _produce(self, req: Request, final: str) -> None:
         rec = req.record()
+        ref: claim.Ref | None = None
+        if self.claims is not None:
+            try:
+                ref = self.claims.put(rec.value or b"", claim.KIND_REQUEST)
+            except claim.TooLarge as exc:
+                self._settle(final, exc=InvalidArgument(exc.message))
+                return
+            except claim.ClaimError as exc:
+                self._settle(final, exc=exc)
+                return
+            if ref is not None:
+                with self._lock:
+                    self._requests[final] = ref
+                rec.value = b""
+                rec.headers = [*rec.headers, (headers.CLAIM, str(ref).encode())]
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
+                self._drop_request(final)  # the request never landed: nobody reads its claim
                 self._settle(final, exc=_unavailable(f"produce to {rec.topic}: {err.str()}"))
 
         hs: list[tuple[str, str | bytes | None]] = list(rec.headers)
         try:
             self._p.produce(rec.topic, value=rec.value, key=rec.key, headers=hs, on_delivery=delivered)
         except Exception as exc:  # BufferError, KafkaException: the call fails, not the caller
+            self._drop_request(final)
             self._settle(final, exc=_unavailable(f"produce to {rec.topic}: {exc}"))
+
+    def _drop_request(self, rid: str) -> None:
+        """Deletes the request claim of call rid, if any: a reply for it
+        came (its callee read it), or it never landed."""
+        with self._lock:
+            ref = self._requests.pop(rid, None)
+        if ref is not None:
+            self._delete(ref)
+
+    def _delete(self, ref: claim.Ref) -> None:
+        claims = self.claims
+        if claims is None:
+            return
+
+        def delete() -> None:
+            try:
+                claims.delete(ref)
+            except claim.ClaimError as exc:
+                self._log.warning("claim not deleted; it expires", extra={"key": ref.key, "err": exc.message})
+
+        with contextlib.suppress(RuntimeError):  # closed: the claim expires
+            self._deleter.submit(delete)
 
     def call_stream(self, req: Request) -> Link:
         """Produces req as call does, for a streamed answer: the first step
@@ -216,7 +271,38 @@ class Caller:
             except ParseError as exc:
                 self._log.warning("unreadable reply dropped", extra={"err": str(exc)})
                 continue
+            self._drop_request(r.id)
+            raw = claim.find(rec.headers)
+            if raw is not None and not self._claimed(r, raw):
+                continue
             self._deliver(r)
+
+    def _claimed(self, r: Reply, raw: bytes) -> bool:
+        """Fetches a claimed reply's value into r and deletes its claim;
+        reports whether r is to be delivered (False: nobody waits for it,
+        or its fetch failed, which settles the call)."""
+        with self._lock:
+            waits = r.id in self._waiting or r.id in self._streams
+        try:
+            ref = claim.read_ref(raw, self.claims)
+        except claim.ClaimError as exc:
+            if waits:
+                self._settle(r.id, exc=exc)
+            return False
+        try:
+            if waits:
+                r.value = self._fetch(ref)
+            return waits
+        except claim.ClaimError as exc:
+            self._settle(r.id, exc=exc)
+            return False
+        finally:
+            if ref.kind == claim.KIND_REPLY:
+                self._delete(ref)
+
+    def _fetch(self, ref: claim.Ref) -> bytes:
+        assert self.claims is not None
+        return self.claims.fetch(ref)
 
     def _deliver(self, r: Reply) -> None:
         if r.kind == ReplyKind.ERROR:
@@ -246,6 +332,7 @@ class Caller:
             t.join()
         self._p.flush(5)
         self._c.close()
+        self._deleter.shutdown(wait=True)
         with self._lock:
             waiting, self._waiting = self._waiting, {}
             streams, self._streams = self._streams, {}

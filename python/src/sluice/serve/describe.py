@@ -20,10 +20,9 @@ from sluice.serve.lookup import NamedHandle
 FORMAT = 1
 """platform/bundle.FormatVersion."""
 
-PROTOCOL = 0
-"""The record protocol level this runtime speaks (platform/bundle): 0, as
-it does not read or write claim checks (sl-claim) yet. The platform
-refuses it at deploy where values can travel as claims (bundle.ProtocolClaims)."""
+PROTOCOL = 1
+"""The record protocol level this runtime speaks (platform/bundle): 1,
+claim checks (sl-claim) read and written (bundle.ProtocolClaims)."""
 
 _ANY: dict[str, Any] = {"go": "any", "id": "python:any", "encoding": "json", "schema": {}}
 _HANDLE: dict[str, Any] = {"go": "DeploymentHandle", "id": "python:sluice.serve.DeploymentHandle", "handle": True,

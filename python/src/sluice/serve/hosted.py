@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sluice import claim
 from sluice.protocol.names import Namer
 from sluice.replica import ModelsReport, Publisher, Replica, ReplicaConfig, serve_until_signalled, tracing
 from sluice.replica import loop as event_loop
@@ -64,6 +65,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--session-timeout", type=float, default=0.0, help="seconds")
     p.add_argument("--drain-timeout", type=float, default=0.0, help="seconds")
     p.add_argument("--user-config", default=None, help="the deployment's user_config, JSON (the spec's)")
+    p.add_argument("--claim-threshold", type=int, default=claim.DEFAULT_THRESHOLD,
+                   help="values over this many bytes travel through the blob store as claim checks")  # fmt: skip
+    p.add_argument("--claim-limit", type=int, default=claim.DEFAULT_LIMIT,
+                   help="largest value in bytes a claim check carries")  # fmt: skip
     p.add_argument("--import-path", required=True, help="MODULE:ATTR of the application")
     p.add_argument("--app-dir", default=".")
     p.add_argument(
@@ -172,11 +177,18 @@ def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, s
     brokers = [b for b in a.brokers.split(",") if b]
     namer = Namer(a.prefix)
     tr = tracing.from_env(log=log)
-    caller = Caller(brokers, namer, log, tr)
+    # The store the platform names in the environment (SLUICE_S3_*, or
+    # SLUICE_BLOB_DIR), as the Go replica opens it from its flags.
+    try:
+        claims = claim.open_claims(a.claim_threshold, a.claim_limit)
+    except ValueError as exc:
+        raise SystemExit(f"sluice replica {a.instance}: claim store: {exc}") from None
+    caller = Caller(brokers, namer, log, tracing=tr, claims=claims)
     cfg = ReplicaConfig(brokers=brokers, group=a.group, topics=a.topic, output=a.output, dead_letter=a.dead_letter,
                         deployment=a.deployment, successors=a.successor, app=a.app, instance=a.instance,
                         revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log,
-                        metrics=metrics, metrics_addr=server.addr if server else "", tracing=tr)  # fmt: skip
+                        metrics=metrics, metrics_addr=server.addr if server else "", tracing=tr,
+                        claims=claims)  # fmt: skip
     cfg.max_ongoing_requests = a.max_ongoing or node.deployment.opts.max_ongoing_requests
     if a.session_timeout > 0:
         cfg.session_timeout_s = a.session_timeout

@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import ssl
@@ -65,10 +66,6 @@ its kept-alive connection to the gateway); more wait their turn."""
 CALL_TIMEOUT_S = 60.0
 """The HTTP timeout of one call through the gateway (its deadline is the
 gateway's default unless the call sets one)."""
-
-DEV_NO_CLAIMS = "67108864"
-"""`sluice dev --claim-threshold`: the largest value it takes, so that no
-value travels as a claim check (the Python runtime does not read them)."""
 
 
 def import_path(app: Application) -> tuple[str, Path]:
@@ -127,8 +124,12 @@ class Platform:
             raise RuntimeError(f"serve.run: {' '.join(cmd[1:])}: {(res.stderr or res.stdout).strip()}")
 
     def _conn(self) -> http.client.HTTPConnection:
-        """This thread's connection to the gateway (kept alive)."""
+        """This thread's connection to the gateway (kept alive); a new one
+        when the kept one was closed by the gateway while idle."""
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and _stale(conn):
+            conn.close()
+            conn = None
         if conn is None:
             u = urllib.parse.urlsplit(self.base)
             if u.scheme == "https":
@@ -140,29 +141,43 @@ class Platform:
 
     def call(self, route: str, arg: Any) -> Answer:
         """POSTs arg to route; the answer, or the gateway's error as a
-        SluiceError with its code. A kept-alive connection the gateway
-        closed is opened again once."""
+        SluiceError with its code. A call is not idempotent: it is sent
+        again only when it cannot have reached the gateway, a kept-alive
+        connection found closed before the request was written (once).
+        A connection lost after that fails the call (unavailable), as the
+        gateway may have run it."""
         body, content_type = encode(arg)
         hs = {"Content-Type": content_type, **self.headers()}
         path = urllib.parse.urlsplit(self.base).path + route
         for attempt in (0, 1):
             conn = self._conn()
+            reused = conn.sock is not None
             try:
                 conn.request("POST", path, body=body, headers=hs)
+            except (http.client.HTTPException, OSError) as exc:
+                self._drop(conn)
+                # Not all of it was written: the gateway cannot act on a
+                # request whose body did not all come.
+                if attempt == 0 and reused and isinstance(exc, _STALE):
+                    continue
+                raise Unavailable(f"POST {self.base + route}: {exc}") from None
+            try:
                 resp = conn.getresponse()
                 data = resp.read()
             except (http.client.HTTPException, OSError) as exc:
-                conn.close()
-                self._local.conn = None
-                if attempt == 0 and isinstance(
-                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-                ):
-                    continue
-                raise Unavailable(f"POST {self.base + route}: {exc}") from None
+                self._drop(conn)
+                raise Unavailable(
+                    f"POST {self.base + route}: the connection was lost after the request was sent "
+                    f"(it may have run; not sent again): {exc}"
+                ) from None
             if resp.status >= 300:
                 raise _error(resp.status, data)
             return Answer(data, resp.getheader("Content-Type", "") or "")
         raise Unavailable(f"POST {self.base + route}: the connection closed twice")
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._local.conn = None
 
     def stream(self, route: str, arg: Any) -> Iterator[Any]:
         """The items of a streamed answer (NDJSON), each as it comes."""
@@ -194,6 +209,20 @@ class Platform:
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 """A kept-alive connection the other end closed meanwhile."""
+
+
+def _stale(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection was closed by the other end:
+    its socket is readable (the end of the stream, or bytes nobody asked
+    for) before a request is sent on it."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _error(status: int, body: bytes) -> SluiceError:
@@ -231,7 +260,7 @@ def start_dev() -> Platform:
     log = Path(tempfile.mkstemp(prefix="sluice-dev-", suffix=".log")[1])
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [_binary(), "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--claim-threshold", DEV_NO_CLAIMS],
+            [_binary(), "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + DEV_START_TIMEOUT_S
