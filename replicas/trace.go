@@ -32,7 +32,7 @@ func (r *Replica) traceRecord(x *run, req *protocol.Request) {
 	}
 	rec := x.rec
 	now := time.Now()
-	ctx := tracing.Extract(context.Background(), req.Env.Trace)
+	ctx := tracing.Extract(context.Background(), req.Env.Trace, req.Env.TraceState)
 	ctx, span := t.Start(ctx, "process "+r.cfg.Deployment,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithTimestamp(now),
@@ -46,7 +46,7 @@ func (r *Replica) traceRecord(x *run, req *protocol.Request) {
 			attribute.Float64("sluice.queue_wait_ms", float64(max(now.Sub(rec.Timestamp), 0))/float64(time.Millisecond)),
 		))
 	x.span = span
-	req.Env.Trace = tracing.Inject(ctx, req.Env.Trace)
+	req.Env.Trace, req.Env.TraceState = tracing.Inject(ctx, req.Env.Trace, req.Env.TraceState)
 }
 
 // traceContext is the context a record's handler runs in: its process

@@ -27,7 +27,8 @@ class Envelope:
     id: str = ""
     reply_to: str = ""
     deadline_ns: int = 0  # absolute, Unix nanoseconds; 0: none
-    trace: str = ""
+    trace: str = ""  # traceparent
+    trace_state: str = ""  # tracestate
     content_type: str = ""
     model: str = ""
     version: str = ""
@@ -74,6 +75,8 @@ class Envelope:
             out.append(h.count(h.DEADLINE, clamp_deadline(self.deadline_ns)))
         if self.trace:
             out.append(h.text(h.TRACE, self.trace))
+        if self.trace_state:
+            out.append(h.text(h.TRACE_STATE, self.trace_state))
         if self.content_type:
             out.append(h.text(h.CONTENT_TYPE, self.content_type))
         if self.model:
@@ -119,6 +122,8 @@ def parse_envelope(headers: h.Headers) -> tuple[Envelope, ParseError | None]:
             e.deadline_ns = ns
         elif key == h.TRACE:
             e.trace = _str(value)
+        elif key == h.TRACE_STATE:
+            e.trace_state = _str(value)
         elif key == h.CONTENT_TYPE:
             e.content_type = _str(value)
         elif key == h.MODEL:

@@ -10,6 +10,7 @@ ID = "sl-id"  # request id; replies carry the id they answer
 REPLY_TO = "sl-reply"  # topic the terminal result goes to; absent offline
 DEADLINE = "sl-deadline"  # absolute deadline, Unix nanoseconds, decimal
 TRACE = "traceparent"  # W3C trace context, passed through untouched
+TRACE_STATE = "tracestate"  # W3C vendor trace state, travels beside traceparent untouched
 CONTENT_TYPE = "content-type"
 MODEL = "sl-model"  # model id for multiplexed deployments
 VERSION = "sl-version"  # model version the caller asked for

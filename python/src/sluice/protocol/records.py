@@ -80,10 +80,17 @@ def forward(inp: Request, value: bytes | None, content_type: str) -> Request | N
 
 def handle_call(parent: Envelope, call: Envelope) -> Envelope:
     """The envelope of a call made while serving parent: the call's own id,
-    content type, model, version, method and continuation; the parent's trace and
-    caller headers; the earlier deadline. The reply topic is set when the
-    call is sent."""
+    content type, model, version, method and continuation; the parent's trace
+    context (traceparent and tracestate) and caller headers; the earlier
+    deadline. The reply topic is set when the call is sent."""
     deadline = call.deadline_ns
     if deadline == 0 or (parent.deadline_ns and parent.deadline_ns < deadline):
         deadline = parent.deadline_ns
-    return replace(call, reply_to="", deadline_ns=deadline, trace=parent.trace, request=list(parent.request))
+    return replace(
+        call,
+        reply_to="",
+        deadline_ns=deadline,
+        trace=parent.trace,
+        trace_state=parent.trace_state,
+        request=list(parent.request),
+    )
