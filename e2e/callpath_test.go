@@ -23,12 +23,13 @@ import (
 // seen is what a call-path probe saw of its request.
 type seen struct {
 	Trace    string `json:"trace"`
+	State    string `json:"state"`
 	Tenant   string `json:"tenant"`
 	LeftSecs int    `json:"left_secs"` // time left to its deadline
 }
 
 func see(ctx context.Context) seen {
-	s := seen{Trace: serve.TraceParent(ctx), Tenant: serve.RequestHeader(ctx, "X-Tenant")}
+	s := seen{Trace: serve.TraceParent(ctx), State: serve.TraceState(ctx), Tenant: serve.RequestHeader(ctx, "X-Tenant")}
 	if at, ok := ctx.Deadline(); ok {
 		s.LeftSecs = int(time.Until(at).Round(time.Second).Seconds())
 	}
@@ -52,10 +53,14 @@ func callPathApps() []*serve.Application {
 	}
 }
 
-const testTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+const (
+	testTrace      = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	testTraceState = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+)
 
-// Every transport carries the caller's trace context and x-* headers to
-// the deployment: REST headers on an application route and on the OIP,
+// Every transport carries the caller's trace context (traceparent and
+// tracestate, untouched with tracing off) and x-* headers to the
+// deployment: REST headers on an application route and on the OIP,
 // gRPC metadata on Predict, PredictStream and ModelInfer, and Predict's
 // own headers field.
 func TestTraceOnEveryPath(t *testing.T) {
@@ -64,13 +69,14 @@ func TestTraceOnEveryPath(t *testing.T) {
 	defer cancel()
 	check := func(path string, got seen) {
 		t.Helper()
-		if got.Trace != testTrace || got.Tenant != "acme" {
-			t.Errorf("%s: the deployment saw trace %q and x-tenant %q; want the caller's", path, got.Trace, got.Tenant)
+		if got.Trace != testTrace || got.State != testTraceState || got.Tenant != "acme" {
+			t.Errorf("%s: the deployment saw trace %q, state %q and x-tenant %q; want the caller's", path, got.Trace, got.State, got.Tenant)
 		}
 	}
 	restCall := func(path, body string, hdr map[string]string) []byte {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url(path), strings.NewReader(body))
 		req.Header.Set("traceparent", testTrace)
+		req.Header.Set("tracestate", testTraceState)
 		req.Header.Set("X-Tenant", "acme")
 		for k, v := range hdr {
 			req.Header.Set(k, v)
@@ -105,7 +111,7 @@ func TestTraceOnEveryPath(t *testing.T) {
 	check("OIP REST", got)
 
 	conn := grpcConn(t, plat.GRPCAddr)
-	mdCtx := metadata.AppendToOutgoingContext(ctx, "traceparent", testTrace, "x-tenant", "acme")
+	mdCtx := metadata.AppendToOutgoingContext(ctx, "traceparent", testTrace, "tracestate", testTraceState, "x-tenant", "acme")
 	predict := sluicev1.NewPredictClient(conn)
 	pr, err := predict.Predict(mdCtx, &sluicev1.PredictRequest{App: "tracejson", Payload: []byte(`{}`)})
 	if err != nil {
@@ -115,7 +121,7 @@ func TestTraceOnEveryPath(t *testing.T) {
 	_ = json.Unmarshal(pr.GetPayload(), &got)
 	check("Predict (metadata)", got)
 
-	pr, err = predict.Predict(ctx, &sluicev1.PredictRequest{App: "tracejson", Payload: []byte(`{}`), Headers: map[string]string{"traceparent": testTrace, "x-tenant": "acme"}})
+	pr, err = predict.Predict(ctx, &sluicev1.PredictRequest{App: "tracejson", Payload: []byte(`{}`), Headers: map[string]string{"traceparent": testTrace, "tracestate": testTraceState, "x-tenant": "acme"}})
 	if err != nil {
 		t.Fatal(err)
 	}

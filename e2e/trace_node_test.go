@@ -18,8 +18,8 @@ import (
 
 // otlpSpan is one span an OTLP/HTTP export carried.
 type otlpSpan struct {
-	service, name, trace, id, parent string
-	pid                              int64
+	service, name, trace, id, parent, state string
+	pid                                     int64
 }
 
 // otlpReceiver is an OTLP/HTTP trace receiver: it keeps every span it is
@@ -57,7 +57,7 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 			for _, ss := range rs.GetScopeSpans() {
 				for _, s := range ss.GetSpans() {
 					r.spans = append(r.spans, otlpSpan{service: service, name: s.GetName(), trace: hex.EncodeToString(s.GetTraceId()),
-						id: hex.EncodeToString(s.GetSpanId()), parent: hex.EncodeToString(s.GetParentSpanId()), pid: pid})
+						id: hex.EncodeToString(s.GetSpanId()), parent: hex.EncodeToString(s.GetParentSpanId()), pid: pid, state: s.GetTraceState()})
 				}
 			}
 		}
@@ -114,6 +114,7 @@ deployments:
 	for {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+n.addr+"/tchain", strings.NewReader("5"))
 		req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+		req.Header.Set("tracestate", testTraceState)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
@@ -190,6 +191,11 @@ deployments:
 			t.Errorf("%s was exported by %q pid %d (seen: %v), want a replica process of its own", name, s.service, s.pid, pids)
 		}
 		pids[s.pid] = name
+	}
+	for _, s := range rcv.trace(traceID) {
+		if s.state != testTraceState {
+			t.Errorf("span %q of pid %d has tracestate %q, want the caller's %q", s.name, s.pid, s.state, testTraceState)
+		}
 	}
 	t.Logf("trace %s: %d spans from %d processes (pids %v)", traceID, len(rcv.trace(traceID)), len(pids), pids)
 }

@@ -41,12 +41,15 @@ func traceOn(t *testing.T, sampler sdktrace.Sampler) *tracetest.SpanRecorder {
 // process and handle spans, the handle call to the adder (a client span
 // under the ingress's handler), the adder's process span, and the
 // multiplier's, whose record the adder forwarded along the continuation
-// (its parent is the adder's process span, not the ingress's call).
+// (its parent is the adder's process span, not the ingress's call). The
+// caller's tracestate is every span's: each hop read it from the record
+// it took, beside the traceparent.
 func TestTraceChain(t *testing.T) {
 	rec := traceOn(t, sdktrace.ParentBased(sdktrace.AlwaysSample()))
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	req, _ := http.NewRequest(http.MethodPost, url("/chain"), strings.NewReader("5"))
 	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	req.Header.Set("tracestate", testTraceState)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +68,9 @@ func TestTraceChain(t *testing.T) {
 		for _, s := range rec.Ended() {
 			if s.SpanContext().TraceID().String() != traceID {
 				t.Fatalf("span %q is in trace %s, not the caller's %s", s.Name(), s.SpanContext().TraceID(), traceID)
+			}
+			if got := s.SpanContext().TraceState().String(); got != testTraceState {
+				t.Fatalf("span %q has tracestate %q, not the caller's %q", s.Name(), got, testTraceState)
 			}
 			if strings.HasPrefix(s.Name(), "call ") {
 				calls = append(calls, s)

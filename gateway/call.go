@@ -192,11 +192,27 @@ func (x *exchange) close() {
 // metadata. These functions are the only readers of either.
 
 // httpEnvelope starts the envelope of a REST call: the W3C traceparent
-// and the caller's x-* headers.
+// and tracestate, and the caller's x-* headers.
 func httpEnvelope(h http.Header) protocol.Envelope {
-	env := protocol.Envelope{Trace: h.Get("traceparent")}
+	env := protocol.Envelope{Trace: h.Get("traceparent"), TraceState: traceState(h.Values("tracestate"))}
 	forwardHeaders(&env, h)
 	return env
+}
+
+// maxTraceState bounds the tracestate a request carries along the graph:
+// 32 list members of W3C's longest keys and values fit well under it. A
+// longer one is dropped whole, as W3C Trace Context lets a hop do.
+const maxTraceState = 8192
+
+// traceState joins the values of a tracestate header sent more than
+// once into one list, as W3C Trace Context says to; "" when it is too
+// long to carry.
+func traceState(vs []string) string {
+	s := strings.Join(vs, ",") // one value: itself, no copy
+	if len(s) > maxTraceState {
+		return ""
+	}
+	return s
 }
 
 // grpcEnvelope starts the envelope of a gRPC call from its metadata, and
@@ -212,6 +228,7 @@ func grpcEnvelope(ctx context.Context, extra map[string]string) protocol.Envelop
 	if vs := md.Get("traceparent"); len(vs) > 0 {
 		env.Trace = vs[0]
 	}
+	env.TraceState = traceState(md.Get("tracestate"))
 	forwardHeaders(&env, md)
 	return env
 }

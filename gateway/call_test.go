@@ -48,8 +48,35 @@ func TestEnvelopeFromTransports(t *testing.T) {
 	if env.Trace != other || env.RequestHeaders()["x-tenant"] != "globex" || env.RequestHeaders()["x-region"] != "eu" || len(env.Request) != 2 {
 		t.Errorf("Predict headers: trace %q, headers %v; want Predict's over metadata", env.Trace, env.RequestHeaders())
 	}
-	if env := grpcEnvelope(context.Background(), nil); env.Trace != "" || len(env.Request) != 0 {
+	if env := grpcEnvelope(context.Background(), nil); env.Trace != "" || env.TraceState != "" || len(env.Request) != 0 {
 		t.Errorf("no metadata: %+v", env)
+	}
+}
+
+// The caller's tracestate travels beside its traceparent from either
+// transport; a header sent twice is one list, and one too long to carry
+// is dropped.
+func TestTraceStateFromTransports(t *testing.T) {
+	t.Parallel()
+	const trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	h := http.Header{}
+	h.Set("Traceparent", trace)
+	h.Add("Tracestate", "congo=t61rcWkgMzE")
+	h.Add("Tracestate", "rojo=00f067aa0ba902b7")
+	if env := httpEnvelope(h); env.Trace != trace || env.TraceState != "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" {
+		t.Errorf("REST: trace %q, state %q; want both values as one list", env.Trace, env.TraceState)
+	}
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("traceparent", trace, "tracestate", "congo=t61rcWkgMzE"))
+	if env := grpcEnvelope(ctx, nil); env.TraceState != "congo=t61rcWkgMzE" {
+		t.Errorf("gRPC: state %q, want the metadata's", env.TraceState)
+	}
+	if env := grpcEnvelope(ctx, map[string]string{"Tracestate": "a=1"}); env.TraceState != "a=1" {
+		t.Errorf("Predict headers: state %q, want Predict's over metadata", env.TraceState)
+	}
+	long := http.Header{}
+	long.Set("Tracestate", "k="+strings.Repeat("v", maxTraceState))
+	if env := httpEnvelope(long); env.TraceState != "" {
+		t.Errorf("a tracestate of %d bytes was kept", len(long.Get("Tracestate")))
 	}
 }
 

@@ -23,14 +23,15 @@ func (x *exchange) traceStart(c *call) {
 	if t == nil {
 		return
 	}
-	ctx := tracing.Extract(x.ctx, c.env.Trace)
-	x.ctx, x.span = t.Start(ctx, "gateway "+x.name,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(x.start),
-		trace.WithAttributes(attribute.String("sluice.app", x.name), attribute.String("sluice.ingress", c.rt.ingress)))
+	ctx := tracing.Extract(x.ctx, c.env.Trace, c.env.TraceState)
+	x.ctx, x.span = t.Start(ctx, "gateway "+x.name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(x.start))
+	if x.span.IsRecording() {
+		x.span.SetAttributes(attribute.String("sluice.app", x.name), attribute.String("sluice.ingress", c.rt.ingress))
+	}
 	// The caller's traceparent gives way to the span's (or its
-	// child's, once the request is produced).
-	c.env.Trace = tracing.Inject(x.ctx, c.env.Trace)
+	// child's, once the request is produced); its tracestate travels on
+	// in the span's.
+	c.env.Trace, c.env.TraceState = tracing.Inject(x.ctx, c.env.Trace, c.env.TraceState)
 }
 
 // traceEnd ends the server span with the call's code and request id.
@@ -38,14 +39,16 @@ func (x *exchange) traceEnd() {
 	if x.span == nil {
 		return
 	}
+	code := attribute.String("sluice.code", string(x.code))
 	if x.p != nil {
-		x.span.SetAttributes(attribute.String("sluice.request_id", x.p.ID()))
+		x.span.SetAttributes(attribute.String("sluice.request_id", x.p.ID()), code)
+	} else {
+		x.span.SetAttributes(code)
 	}
-	x.span.SetAttributes(attribute.String("sluice.code", string(x.code)))
 	if x.code != streams.CodeOK {
 		x.span.SetStatus(codes.Error, string(x.code))
 	}
-	x.span.End(trace.WithTimestamp(time.Now()))
+	x.span.End()
 }
 
 // traceID is the trace id of the exchange, or "" when none is known.

@@ -246,6 +246,7 @@ type Stats struct {
 // records in flight, then commits synchronously.
 type Replica struct {
 	cfg    Config
+	spans  spanNames // trace.go
 	h      Handler
 	stream bool
 	http   bool // an HTTPIngress handler
@@ -321,6 +322,7 @@ func New(ctx context.Context, cfg Config, h Handler) (_ *Replica, err error) {
 	r := &Replica{cfg: cfg, h: h, parts: make(map[tp]*partition), freed: make(chan struct{}, 1), drained: make(chan struct{}, 1), kick: make(chan struct{}, 1), work: make(chan *slot, cfg.MaxOngoing),
 		started: time.Now(), ready: make(chan struct{})}
 	r.idle = sync.NewCond(&r.mu)
+	r.nameSpans()
 	r.obs = cfg.Metrics.observe(r)
 	defer func() {
 		if err != nil { // no Run will forget it: its series go now

@@ -22,6 +22,14 @@ import (
 // provider set) each hook returns after one atomic load; a record whose
 // caller did not sample its trace passes its traceparent on untouched.
 
+// spanNames are the names of a record's spans, made once per replica
+// rather than once per record.
+type spanNames struct{ process, handle string }
+
+func (r *Replica) nameSpans() {
+	r.spans = spanNames{process: "process " + r.cfg.Deployment, handle: "handle " + r.cfg.Deployment}
+}
+
 // traceRecord starts rec's process span and makes req's traceparent the
 // span's own. The queue wait (record timestamp to pick-up) is an
 // attribute.
@@ -32,21 +40,22 @@ func (r *Replica) traceRecord(x *run, req *protocol.Request) {
 	}
 	rec := x.rec
 	now := time.Now()
-	ctx := tracing.Extract(context.Background(), req.Env.Trace)
-	ctx, span := t.Start(ctx, "process "+r.cfg.Deployment,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithTimestamp(now),
-		trace.WithAttributes(
-			attribute.String("sluice.app", r.cfg.App),
-			attribute.String("sluice.deployment", r.cfg.Deployment),
-			attribute.String("sluice.request_id", req.Env.ID),
-			attribute.String("messaging.destination.name", rec.Topic),
-			attribute.Int("messaging.destination.partition.id", int(rec.Partition)),
-			attribute.Int64("messaging.kafka.offset", rec.Offset),
-			attribute.Float64("sluice.queue_wait_ms", float64(max(now.Sub(rec.Timestamp), 0))/float64(time.Millisecond)),
-		))
+	ctx := tracing.Extract(context.Background(), req.Env.Trace, req.Env.TraceState)
+	ctx, span := t.Start(ctx, r.spans.process, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(now))
+	// Set on the span, not passed to Start: the attributes are copied
+	// once rather than twice (no sampler the environment can name reads
+	// them).
+	span.SetAttributes(
+		attribute.String("sluice.app", r.cfg.App),
+		attribute.String("sluice.deployment", r.cfg.Deployment),
+		attribute.String("sluice.request_id", req.Env.ID),
+		attribute.String("messaging.destination.name", rec.Topic),
+		attribute.Int("messaging.destination.partition.id", int(rec.Partition)),
+		attribute.Int64("messaging.kafka.offset", rec.Offset),
+		attribute.Float64("sluice.queue_wait_ms", float64(max(now.Sub(rec.Timestamp), 0))/float64(time.Millisecond)),
+	)
 	x.span = span
-	req.Env.Trace = tracing.Inject(ctx, req.Env.Trace)
+	req.Env.Trace, req.Env.TraceState = tracing.Inject(ctx, req.Env.Trace, req.Env.TraceState)
 }
 
 // traceContext is the context a record's handler runs in: its process
@@ -65,7 +74,7 @@ func (r *Replica) traceHandler(ctx context.Context) (context.Context, trace.Span
 	if t == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
-	return t.Start(ctx, "handle "+r.cfg.Deployment, trace.WithSpanKind(trace.SpanKindInternal))
+	return t.Start(ctx, r.spans.handle, trace.WithSpanKind(trace.SpanKindInternal))
 }
 
 // traceHandled ends the handle span with the handler's error.

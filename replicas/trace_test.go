@@ -22,6 +22,7 @@ import (
 //	go test ./replicas -run '^$' -bench TraceHooks
 func BenchmarkTraceHooks(b *testing.B) {
 	r := &Replica{cfg: Config{App: "a", Deployment: "d"}}
+	r.nameSpans()
 	rec := &kgo.Record{Topic: "t", Timestamp: time.Now()}
 	parent := protocol.Request{Env: protocol.Envelope{ID: "r1", Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
 	x := &run{r: r, rec: rec}

@@ -29,15 +29,11 @@ func traceCall(ctx context.Context, req *protocol.Request) trace.Span {
 	} else if tracing.Unsampled(req.Env.Trace) {
 		return nil
 	} else {
-		ctx = tracing.Extract(ctx, req.Env.Trace)
+		ctx = tracing.Extract(ctx, req.Env.Trace, req.Env.TraceState)
 	}
-	ctx, span := t.Start(ctx, "call "+req.Topic,
-		trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
-			attribute.String("sluice.request_id", req.Env.ID),
-			attribute.String("messaging.destination.name", req.Topic),
-		))
-	req.Env.Trace = tracing.Inject(ctx, req.Env.Trace)
+	ctx, span := t.Start(ctx, "call "+req.Topic, trace.WithSpanKind(trace.SpanKindClient))
+	span.SetAttributes(attribute.String("sluice.request_id", req.Env.ID), attribute.String("messaging.destination.name", req.Topic))
+	req.Env.Trace, req.Env.TraceState = tracing.Inject(ctx, req.Env.Trace, req.Env.TraceState)
 	return span
 }
 

@@ -97,7 +97,7 @@ func setupTracing(ctx context.Context, command string, env Env) (func(), error) 
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, err
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp := tracing.NewProvider(exp, sdktrace.WithResource(res))
 	tracing.Set(tp)
 	return func() {
 		tracing.Set(nil)

@@ -42,6 +42,16 @@ func TraceParent(ctx context.Context) string {
 	return ""
 }
 
+// TraceState returns the W3C tracestate that travels with the request
+// being served (the caller's tracestate header or gRPC metadata, as the
+// hops before this one wrote it on), or "".
+func TraceState(ctx context.Context) string {
+	if sc, ok := ctx.Value(scopeKey{}).(*scope); ok {
+		return sc.parent.TraceState
+	}
+	return ""
+}
+
 // RequestHeader returns one of the caller's x-* headers (REST headers,
 // gRPC metadata, or Predict's headers) by name, any case, or "".
 func RequestHeader(ctx context.Context, name string) string {

@@ -16,6 +16,7 @@ ENV = p.Envelope(
     reply_to="reply",
     deadline_ns=1_700_000_000_000_000_000,
     trace="00-abc-def-01",
+    trace_state="congo=t61rcWkgMzE",
     content_type="application/json",
     model="m",
     version="@prod",
@@ -27,8 +28,8 @@ ENV = p.Envelope(
 def test_envelope_round_trip_in_table_order() -> None:
     hs = ENV.header_list()
     assert [k for k, _ in hs] == [
-        "sl-id", "sl-reply", "sl-deadline", "traceparent", "content-type", "sl-model", "sl-version", "sl-cont",
-        "h-x-tenant",
+        "sl-id", "sl-reply", "sl-deadline", "traceparent", "tracestate", "content-type", "sl-model", "sl-version",
+        "sl-cont", "h-x-tenant",
     ]  # fmt: skip
     assert h.first(hs, "sl-cont") == b"t1/id2,t2/a/b"
     env, err = p.parse_envelope(hs)
@@ -99,8 +100,8 @@ def test_edge_forward_and_handle_call_propagate() -> None:
     )
     assert p.forward(p.Request("in", None, None, p.Envelope()), b"", "") is None
     call = p.handle_call(ENV, p.Envelope(id="c1", deadline_ns=ENV.deadline_ns + 1, model="other", reply_to="x"))
-    assert (call.id, call.reply_to, call.deadline_ns, call.trace, call.model) == (
-        "c1", "", ENV.deadline_ns, ENV.trace, "other",
+    assert (call.id, call.reply_to, call.deadline_ns, call.trace, call.trace_state, call.model) == (
+        "c1", "", ENV.deadline_ns, ENV.trace, ENV.trace_state, "other",
     )  # fmt: skip
     assert call.request == ENV.request
 

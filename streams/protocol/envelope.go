@@ -21,10 +21,13 @@ type Hop struct {
 // Envelope is what the headers of a request record say: every request
 // (ingress, edge, handle call, forwarded continuation) carries one.
 type Envelope struct {
-	ID          string
-	ReplyTo     string
-	Deadline    time.Time // zero: none
-	Trace       string
+	ID       string
+	ReplyTo  string
+	Deadline time.Time // zero: none
+	Trace    string    // W3C traceparent
+	// TraceState is the W3C tracestate that travels with Trace: vendor
+	// entries a hop keeps whether or not it traces.
+	TraceState  string
 	ContentType string
 	Model       string
 	Version     string
@@ -92,6 +95,9 @@ func (e *Envelope) AppendHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if e.Trace != "" {
 		hs = append(hs, header(HeaderTrace, e.Trace))
 	}
+	if e.TraceState != "" {
+		hs = append(hs, header(HeaderTraceState, e.TraceState))
+	}
 	if e.ContentType != "" {
 		hs = append(hs, header(HeaderContentType, e.ContentType))
 	}
@@ -154,6 +160,8 @@ func ParseEnvelope(hs []kgo.RecordHeader) (Envelope, error) {
 			e.Deadline = time.Unix(0, ns)
 		case HeaderTrace:
 			e.Trace = string(h.Value)
+		case HeaderTraceState:
+			e.TraceState = string(h.Value)
 		case HeaderContentType:
 			e.ContentType = string(h.Value)
 		case HeaderModel:

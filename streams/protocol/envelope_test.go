@@ -38,6 +38,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"deadline one ns", Envelope{Deadline: time.Unix(0, 1)}, 1},
 		{"deadline far", Envelope{Deadline: time.Unix(0, 1<<62+7)}, 1},
 		{"trace", Envelope{Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, 1},
+		{"trace state", Envelope{Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"}, 2},
 		{"content type", Envelope{ContentType: "application/json"}, 1},
 		{"model", Envelope{Model: "resnet-50"}, 1},
 		{"method", Envelope{Method: "say_hello"}, 1},
@@ -49,11 +50,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			ReplyTo:     "sluice.reply.r",
 			Deadline:    deadline,
 			Trace:       "tp",
+			TraceState:  "ts=1",
 			ContentType: "text/plain",
 			Model:       "m",
 			Method:      "f",
 			Cont:        []Hop{{"a", "1"}, {"b", "2"}},
-		}, 8},
+		}, 9},
 		{"unicode", Envelope{ID: "ïd\x00", Model: "模型"}, 2},
 	}
 	for _, tc := range tests {

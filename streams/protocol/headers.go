@@ -14,6 +14,7 @@ const (
 	HeaderReplyTo     = "sl-reply"    // topic the terminal result goes to; absent offline
 	HeaderDeadline    = "sl-deadline" // absolute deadline, Unix nanoseconds, decimal
 	HeaderTrace       = "traceparent" // W3C trace context: passed on, with the sender's span when it traces
+	HeaderTraceState  = "tracestate"  // W3C vendor trace state: travels beside traceparent
 	HeaderContentType = "content-type"
 	HeaderModel       = "sl-model"   // model id for multiplexed deployments
 	HeaderVersion     = "sl-version" // model version the caller asked for

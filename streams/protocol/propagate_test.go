@@ -14,6 +14,7 @@ func full() Request {
 		ReplyTo:     "sluice.reply.gw",
 		Deadline:    time.Unix(1_900_000_000, 7),
 		Trace:       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		TraceState:  "congo=t61rcWkgMzE",
 		ContentType: "application/json",
 		Model:       "resnet",
 		Version:     "@prod",
@@ -56,7 +57,7 @@ func TestPropagation(t *testing.T) {
 	parent := full().Env
 	call := Envelope{ID: "c1", ReplyTo: "ignored", ContentType: "application/x-go", Model: "other", Version: "2", Method: "other_method", Cont: []Hop{{"t", "c2"}}}
 	got := HandleCall(parent, call)
-	want := Envelope{ID: "c1", Deadline: parent.Deadline, Trace: parent.Trace, ContentType: "application/x-go", Model: "other", Version: "2",
+	want := Envelope{ID: "c1", Deadline: parent.Deadline, Trace: parent.Trace, TraceState: parent.TraceState, ContentType: "application/x-go", Model: "other", Version: "2",
 		Method: "other_method", Cont: []Hop{{"t", "c2"}}, Request: parent.Request}
 	if !envEqual(got, want) {
 		t.Errorf("HandleCall = %+v, want %+v", got, want)
@@ -116,7 +117,7 @@ func TestAnswerEndFailure(t *testing.T) {
 		{"offline item", Answer(&offline, "out", 0, []byte("v"), "text/plain"), "out", "user-key", "sl-id=r1 content-type=text/plain sl-seq=0"},
 		{"offline end", End(&offline, "out", 1), "out", "user-key", "sl-id=r1 sl-eos=1"},
 		{"offline failure", Failure(&offline, rec, "dlq", "D", CodeNotFound, "gone"), "dlq", "user-key",
-			"sl-id=r1 sl-deadline=1900000000000000007 traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 content-type=application/json sl-model=resnet sl-version=@prod sl-method=say_hello h-x-tenant=acme h-x-user=u1 " +
+			"sl-id=r1 sl-deadline=1900000000000000007 traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 tracestate=congo=t61rcWkgMzE content-type=application/json sl-model=resnet sl-version=@prod sl-method=say_hello h-x-tenant=acme h-x-user=u1 " +
 				"sl-status=not_found sl-error=gone sl-source=sluice.app.a.in/1/9 sl-deployment=D"},
 	}
 	for _, tc := range tests {

@@ -91,7 +91,7 @@ func HandleCall(parent, call Envelope) Envelope {
 	if call.Deadline.IsZero() || !parent.Deadline.IsZero() && parent.Deadline.Before(call.Deadline) {
 		call.Deadline = parent.Deadline
 	}
-	call.Trace = parent.Trace
+	call.Trace, call.TraceState = parent.Trace, parent.TraceState
 	call.Request = slices.Clip(parent.Request)
 	return call
 }

@@ -1,7 +1,9 @@
 // Package tracing carries OpenTelemetry spans across the records of a
-// request. A record's trace context is its W3C traceparent header; each
-// hop starts its span as that context's child and writes its own span
-// into the records it sends, so the next hop's span is its child.
+// request. A record's trace context is its W3C traceparent header, with
+// the tracestate header beside it; each hop starts its span as that
+// context's child and writes its own span (and the trace state it
+// inherited) into the records it sends, so the next hop's span is its
+// child.
 //
 // Tracing is off until Set installs a provider: then Tracer returns nil
 // and every caller skips its spans at the cost of one atomic load.
@@ -9,9 +11,9 @@ package tracing
 
 import (
 	"context"
+	"encoding/hex"
 	"sync/atomic"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -39,44 +41,110 @@ func Tracer() trace.Tracer {
 	return nil
 }
 
-var w3c = propagation.TraceContext{}
-
-// carrier is one traceparent header as a propagation carrier.
-type carrier struct{ parent string }
-
-func (c *carrier) Get(key string) string {
-	if key == "traceparent" {
-		return c.parent
-	}
-	return ""
-}
-
-func (c *carrier) Set(key, value string) {
-	if key == "traceparent" {
-		c.parent = value
-	}
-}
-
-func (c *carrier) Keys() []string { return []string{"traceparent"} }
-
-// Extract returns ctx with the remote span context traceparent names; ctx
-// itself when traceparent is empty or malformed.
-func Extract(ctx context.Context, traceparent string) context.Context {
-	if traceparent == "" {
+// Extract returns ctx with the remote span context that traceparent and
+// tracestate name; ctx itself when traceparent is empty or malformed. A
+// malformed tracestate (W3C's rules: at most 32 list members of
+// key=value in their alphabets) is left out: the spans of the hop, and
+// what it writes on, carry none. It reads the header by hand, as the
+// W3C Trace Context propagator would, without its carrier's map and
+// regular expression.
+func Extract(ctx context.Context, traceparent, tracestate string) context.Context {
+	sc, ok := parseParent(traceparent)
+	if !ok {
 		return ctx
 	}
-	return w3c.Extract(ctx, &carrier{parent: traceparent})
+	if tracestate != "" {
+		if ts, err := trace.ParseTraceState(tracestate); err == nil {
+			sc = sc.WithTraceState(ts)
+		}
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc)
 }
 
-// Inject returns the traceparent of ctx's span, or fallback when ctx has
-// no valid span context.
-func Inject(ctx context.Context, fallback string) string {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return fallback
+// Inject returns the traceparent and tracestate of ctx's span, or
+// traceparent and tracestate themselves when ctx has no valid span
+// context.
+func Inject(ctx context.Context, traceparent, tracestate string) (string, string) {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return traceparent, tracestate
 	}
-	c := &carrier{}
-	w3c.Inject(ctx, c)
-	return c.parent
+	return formatParent(sc), sc.TraceState().String()
+}
+
+// parseParent reads a W3C traceparent as the W3C Trace Context
+// propagator does: version-traceid-spanid-flags in lower-case hex, the
+// ids not all zero, the version not ff; version 00 ends after the flags
+// (a '-' may follow, nothing more) and sets no flags but sampled and
+// random; a later version may go on after a '-'.
+func parseParent(tp string) (trace.SpanContext, bool) {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || len(tp) > 55 && tp[55] != '-' {
+		return trace.SpanContext{}, false
+	}
+	version, ok := hexByte(tp[0], tp[1])
+	if !ok || version == 0xff {
+		return trace.SpanContext{}, false
+	}
+	flags, ok := hexByte(tp[53], tp[54])
+	if !ok || version == 0 && (len(tp) > 56 || flags > 3) {
+		return trace.SpanContext{}, false
+	}
+	var tid trace.TraceID
+	var sid trace.SpanID
+	if !hexInto(tid[:], tp[3:35]) || !hexInto(sid[:], tp[36:52]) || !tid.IsValid() || !sid.IsValid() {
+		return trace.SpanContext{}, false
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(flags) & knownFlags, Remote: true,
+	}), true
+}
+
+// knownFlags are the trace flags W3C defines: sampled and random.
+const knownFlags = trace.FlagsSampled | trace.FlagsRandom
+
+// formatParent writes sc as a version 00 traceparent.
+func formatParent(sc trace.SpanContext) string {
+	var b [55]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	f := byte(sc.TraceFlags() & knownFlags)
+	b[53], b[54] = lowerHex[f>>4], lowerHex[f&0xf]
+	return string(b[:])
+}
+
+const lowerHex = "0123456789abcdef"
+
+// hexInto decodes lower-case hex s into dst (len(s) == 2*len(dst)).
+func hexInto(dst []byte, s string) bool {
+	for i := range dst {
+		b, ok := hexByte(s[2*i], s[2*i+1])
+		if !ok {
+			return false
+		}
+		dst[i] = b
+	}
+	return true
+}
+
+func hexByte(hi, lo byte) (byte, bool) {
+	h, ok1 := nibble(hi)
+	l, ok2 := nibble(lo)
+	return h<<4 | l, ok1 && ok2
+}
+
+// nibble is the value of one lower-case hex digit (W3C forbids upper case).
+func nibble(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // TraceID is the trace id of a W3C traceparent

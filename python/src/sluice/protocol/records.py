@@ -80,9 +80,9 @@ def forward(inp: Request, value: bytes | None, content_type: str) -> Request | N
 
 def handle_call(parent: Envelope, call: Envelope) -> Envelope:
     """The envelope of a call made while serving parent: the call's own id,
-    content type, model, version, method and continuation; the parent's trace and
-    caller headers; the earlier deadline. The reply topic is set when the
-    call is sent."""
+    content type, model, version, method and continuation; the parent's trace
+    context (traceparent and tracestate) and caller headers; the earlier
+    deadline. The reply topic is set when the call is sent."""
     deadline = call.deadline_ns
     if deadline == 0 or (parent.deadline_ns and parent.deadline_ns < deadline):
         deadline = parent.deadline_ns
