@@ -58,6 +58,9 @@ class Replica:
         self._log = cfg.log
         self._streams = isinstance(handler, Streamer) and handler.streams()
         self._http = isinstance(handler, HTTPIngress) and handler.http_ingress()
+        # A runtime-checkable Protocol's isinstance inspects every member:
+        # once here, not per record.
+        self._methods = handler if isinstance(handler, Methods) else None
         self._async = inspect.iscoroutinefunction(handler.handle)
         self._tracker: Tracker[Message] = Tracker()
         self._stats = Stats()
@@ -354,7 +357,7 @@ class Replica:
             except protocol.ParseError as exc:
                 run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} is an HTTP ingress: {exc}")
                 return
-        if env.method and not (isinstance(self._h, Methods) and self._h.has_method(env.method)):
+        if env.method and not (self._methods is not None and self._methods.has_method(env.method)):
             run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} has no method {env.method!r}")
             return
         if env.expired():
@@ -384,7 +387,8 @@ class Replica:
             if isinstance(exc, DeadlinePassed) or (
                 isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and env.expired()
             ):
-                run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving")
+                if not run.fail(Code.DEADLINE_EXCEEDED.value, "deadline passed while serving", unless_answered=True):
+                    self._count("processed")  # a handler thread answered as the deadline passed
                 return
             self._log.error(
                 "deployment raised", extra={"deployment": self.cfg.deployment, "traceback": traceback.format_exc()}
@@ -413,6 +417,7 @@ class _Run:
         self._lock = threading.Lock()
         self._pending = 1  # the processing itself; released when it ends
         self._failed = False
+        self._answered = False  # a unary answer was emitted
 
     def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
         with self._lock:
@@ -428,6 +433,11 @@ class _Run:
         the caller, or to the output topic."""
         cfg = self.r.cfg
         with self._lock:
+            if self._failed:
+                # The record was failed first: its deadline passed while a
+                # handler thread computed this. The caller has its answer.
+                return
+            self._answered = not self.stream
             if self.req.env.cont:
                 if self.stream:
                     raise protocol.InvalidArgument(
@@ -477,18 +487,20 @@ class _Run:
                 log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": str(err)})
         self.release()
 
-    def fail(self, code: str, message: str) -> None:
+    def fail(self, code: str, message: str, unless_answered: bool = False) -> bool:
         """Answers the caller with the failure, or dead-letters the record
-        when nobody waits (once)."""
+        when nobody waits (once; with unless_answered, not after a unary
+        answer was emitted); reports whether it did."""
         with self._lock:
-            if self._failed:
-                return
+            if self._failed or (unless_answered and self._answered):
+                return False
             self._failed = True
         self.r._count("failed")
         if not self.req.env.reply_to:
             self.r._count("dead_lettered")
         cfg = self.r.cfg
         self.send(protocol.failure(self.req, self.rec, cfg.dead_letter, cfg.deployment, code, message))
+        return True
 
     def dead_letter(self, code: str, message: str) -> None:
         """Dead-letters the record whoever waits: an output of it could not
