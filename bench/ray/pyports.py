@@ -75,6 +75,21 @@ def wait_http(url: str, body: str | None, want: str, timeout: float) -> None:
     raise RuntimeError(f"{url} not ready after {timeout:.0f}s: {last}")
 
 
+def replica_python(parent: int, app: str) -> str:
+    """The interpreter of a replica of app that the process parent runs:
+    that of the environment the platform prepared for examples/python
+    with the SDK this binary embeds (the code cache may hold others)."""
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            ppid = int(Path(stat).read_text().rsplit(")", 1)[1].split()[1])
+            argv = Path(stat).with_name("cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"sluice.replica" in argv and app.encode() in argv:
+            return argv[0].decode()
+    raise RuntimeError(f"no replica of {app} under process {parent}")
+
+
 def load_http(url: str, body: str, expect: str, conc: int, duration: float, warmup: float) -> dict:
     cmd = [str(BIN / "sluice-load"), "-url", url, "-body", body, "-expect", expect, "-c", str(conc),
            "-duration", f"{duration}s", "-warmup", f"{warmup}s", "-json", "-fail-on-error=false"]
@@ -130,12 +145,7 @@ def run_sluice(concs: list[int], duration: float, warmup: float, work: Path) -> 
                 raise RuntimeError(f"sluice deploy {ex}: exit {r.returncode}: {(r.stderr or r.stdout)[-1500:]}")
         wait_http(f"http://{addr}/py/hello", HELLO_BODY, "Hola x", 60)
         hello = [load_http(f"http://{addr}/py/hello", HELLO_BODY, "Hola x", c, duration, warmup) for c in concs]
-        # The interpreter of the environment the platform prepared for examples/python.
-        envs = os.environ.get("SLUICE_PYTHON_ENVS") or str(Path.home() / ".cache/sluice/code")
-        found = sorted(glob.glob(f"{envs}/python/*/project/chain.py"), key=os.path.getmtime)
-        if not found:
-            raise RuntimeError(f"no environment of examples/python under {envs}")
-        py = str(Path(found[-1]).parents[1] / "venv/bin/python")
+        py = replica_python(proc.pid, "py-chain")
         env = dict(os.environ, SLUICE_ADDR=addr, SLUICE_BIN=str(BIN / "sluice"))
         chain = load_handle(py, EXAMPLES, concs, duration, warmup, env)
         return {"hello": hello, "chain": chain}

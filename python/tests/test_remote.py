@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,88 @@ def test_an_https_platform_is_trusted_through_sluice_ca_file(tmp_path: Path, mon
         srv.shutdown()
 
 
+class _EchoGateway(http.server.BaseHTTPRequestHandler):
+    """Answers a POST with its body, after the server's barrier (when it
+    has one); counts the requests and the connections they came on."""
+
+    protocol_version = "HTTP/1.1"  # kept alive
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        srv: Any = self.server
+        with srv.lock:
+            srv.requests += 1
+            srv.peers.add(self.client_address)
+        if srv.barrier is not None:
+            srv.barrier.wait(10)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def _echo_gateway(barrier: threading.Barrier | None = None) -> Any:
+    srv: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoGateway)
+    srv.daemon_threads = True
+    srv.lock, srv.requests, srv.peers, srv.barrier = threading.Lock(), 0, set(), barrier
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_a_call_is_sent_when_made() -> None:
+    """remote() sends at once: three calls made before any result is
+    asked for all reach the gateway, which answers none before the third
+    arrives; result() then reads each answer."""
+    srv = _echo_gateway(threading.Barrier(3))
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        h = RemoteHandle(_Route(p, "/x"), "Echo")
+        calls = [h.remote(i) for i in range(3)]
+        assert [c.result() for c in reversed(calls)] == [2, 1, 0]
+        assert srv.requests == 3
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+async def test_a_call_through_the_gateway_is_awaited() -> None:
+    srv = _echo_gateway()
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        h = RemoteHandle(_Route(p, "/x"), "Echo")
+        assert await h.remote(7) == 7
+        assert h.remote(8).result(timeout_s=10) == 8
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+def test_an_answer_nobody_reads_frees_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Responses dropped unread are read in the background: their calls
+    reach the gateway, and their connections (at most CALLS_IN_FLIGHT
+    at once) serve the calls after them."""
+    monkeypatch.setattr(remote, "CALLS_IN_FLIGHT", 2)
+    srv = _echo_gateway()
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        h = RemoteHandle(_Route(p, "/x"), "Echo")
+        for i in range(10):
+            h.remote(i)  # dropped at once
+        assert h.remote(42).result(timeout_s=10) == 42
+        deadline = time.monotonic() + 10
+        while srv.requests < 11 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.requests == 11
+        assert len(srv.peers) <= 2
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
 class _Counting(http.server.BaseHTTPRequestHandler):
     """Counts the POSTs it reads. mode "drop": closes the connection after
     reading the first request, without answering (it may have run); mode
@@ -223,7 +306,8 @@ def test_a_kept_alive_connection_closed_while_idle_is_replaced() -> None:
     try:
         for i in (1, 2, 3):
             assert p.call("/x", i).value == str(i).encode()
-            conn = p._local.conn
+            with p._lock:
+                conn = p._idle[-1]
             deadline = time.monotonic() + 10
             while not remote._stale(conn):  # until the server's close arrived
                 assert time.monotonic() < deadline, "the server did not close the connection"

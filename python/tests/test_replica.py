@@ -24,6 +24,8 @@ from kafka_io import committed, produce, read_all
 from sluice.protocol import Record, SluiceError, parse_reply
 from sluice.replica import Handler, Input, Output, Publisher, Replica, ReplicaConfig, current, report_key
 from sluice.replica import loop as event_loop
+from sluice.serve.deployment import Options
+from sluice.serve.invoke import Invoker
 
 Uniq = Callable[[str], str]
 
@@ -190,6 +192,28 @@ async def test_deadline_while_serving(brokers: list[str], uniq: Uniq) -> None:
         got = await replies(brokers, cfg, 1)
     r = parse_reply(got["d"])
     assert r.status == "deadline_exceeded"
+
+
+class SlowGreeter:
+    def say(self, name: str) -> str:  # plain: its thread produces the answer
+        time.sleep(2.0)
+        return f"late {name}"
+
+
+async def test_a_thread_that_answers_past_the_deadline_is_not_heard(brokers: list[str], uniq: Uniq) -> None:
+    """A plain method's thread answers as soon as it returns; one still
+    running when the deadline passes: the caller gets deadline_exceeded,
+    and nothing after it."""
+    cfg = make(brokers, uniq)
+    async with running(cfg, Invoker(SlowGreeter(), Options(name="G"))):
+        deadline = time.time_ns() + 1_000_000_000
+        await asyncio.to_thread(request, brokers, cfg, "d", b'"x"', sl_deadline=str(deadline), sl_method="say",
+                                content_type="application/json")  # fmt: skip
+        got = await replies(brokers, cfg, 1)
+        await asyncio.sleep(2.0)  # the thread returns meanwhile
+        later = await asyncio.to_thread(read_all, brokers, reply_topic(cfg))
+    assert parse_reply(got["d"]).status == "deadline_exceeded"
+    assert [parse_reply(r).status for r in later] == ["deadline_exceeded"]
 
 
 async def test_sigterm_drains_then_commits(brokers: list[str], uniq: Uniq) -> None:

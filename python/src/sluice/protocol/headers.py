@@ -86,6 +86,9 @@ def parse_count(key: str, value: bytes) -> int:
     return n
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def ascii_lower(s: str) -> str:
     """s with ASCII A-Z lower-cased only, as every implementation does."""
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in s)
+    return s.translate(_ASCII_LOWER)

@@ -69,6 +69,9 @@ class Replica:
         self._log = cfg.log
         self._streams = isinstance(handler, Streamer) and handler.streams()
         self._http = isinstance(handler, HTTPIngress) and handler.http_ingress()
+        # A runtime-checkable Protocol's isinstance inspects every member:
+        # once here, not per record.
+        self._methods = handler if isinstance(handler, Methods) else None
         self._async = inspect.iscoroutinefunction(handler.handle)
         self._tracker: Tracker[Message] = Tracker()
         self._stats = Stats()
@@ -424,7 +427,7 @@ class Replica:
             except protocol.ParseError as exc:
                 run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} is an HTTP ingress: {exc}")
                 return
-        if env.method and not (isinstance(self._h, Methods) and self._h.has_method(env.method)):
+        if env.method and not (self._methods is not None and self._methods.has_method(env.method)):
             run.fail(Code.INVALID_ARGUMENT.value, f"deployment {self.cfg.deployment} has no method {env.method!r}")
             return
         if env.expired():
@@ -466,8 +469,9 @@ class Replica:
                 self._obs.handled(time.perf_counter() - start)
             if handle is not None and tr is not None:
                 tr.handled(handle, token, code, message)
-        if code:
-            run.fail(code, message)
+        # A deadline that passes as a sync handler's thread answers fails
+        # the record only when the answer did not go first.
+        if code and run.fail(code, message, unless_answered=code == Code.DEADLINE_EXCEEDED.value):
             return
         self._count("processed")
         if run.stream:
@@ -587,6 +591,7 @@ class _Run:
         self.span: Span | None = None  # the process span, when traced
         self.claim: claim.Ref | None = None  # the input's claimed value
         self._dead = False  # dead-lettered: its claim stays for a replay
+        self._answered = False  # a unary answer was emitted
 
     def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
         with self._lock:
@@ -602,6 +607,11 @@ class _Run:
         the caller, or to the output topic."""
         cfg = self.r.cfg
         with self._lock:
+            if self._failed:
+                # The record was failed first: its deadline passed while a
+                # handler thread computed this. The caller has its answer.
+                return
+            self._answered = not self.stream
             if self.req.env.cont:
                 if self.stream:
                     raise protocol.InvalidArgument(
@@ -675,12 +685,13 @@ class _Run:
             src = protocol.Source(self.rec.topic, self.rec.partition, self.rec.offset)
             log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": err})
 
-    def fail(self, code: str, message: str) -> None:
+    def fail(self, code: str, message: str, unless_answered: bool = False) -> bool:
         """Answers the caller with the failure, or dead-letters the record
-        when nobody waits (once)."""
+        when nobody waits (once; with unless_answered, not after a unary
+        answer was emitted); reports whether it did."""
         with self._lock:
-            if self._failed:
-                return
+            if self._failed or (unless_answered and self._answered):
+                return False
             self._failed = True
         self.r._count("failed")
         if self.r._obs is not None:
@@ -693,6 +704,7 @@ class _Run:
                 self._dead = True
         cfg = self.r.cfg
         self.send(protocol.failure(self.req, self.rec, cfg.dead_letter, cfg.deployment, code, message))
+        return True
 
     def dead_letter(self, code: str, message: str) -> None:
         """Dead-letters the record whoever waits: an output of it could not

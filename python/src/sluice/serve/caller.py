@@ -122,8 +122,11 @@ class Caller:
         # murmur2, as Kafka's Java client and the Go side (streams.KeyPartition)
         # partition keys: a call keyed by a model id lands where the
         # gateway's calls for that model do.
+        # Delivery reports of failures only: a call that was produced
+        # waits for its reply, and a report per call would wake the
+        # producer's thread (and take the GIL) on every call for nothing.
         self._p = Producer({**base, "linger.ms": 0, "enable.idempotence": True,
-                            "partitioner": "murmur2_random"})  # fmt: skip
+                            "partitioner": "murmur2_random", "delivery.report.only.error": True})  # fmt: skip
         self._c = Consumer({**base, "group.id": self._instance, "enable.auto.commit": False,
                             "fetch.wait.max.ms": 100}, logger=self._log)  # fmt: skip
         _, hi = self._c.get_watermark_offsets(TopicPartition(self.reply_topic, 0), timeout=10)

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, Protocol
 
 from sluice.protocol import Envelope, Hop, handle_call, new_request
 from sluice.protocol.names import Namer
@@ -27,16 +27,30 @@ class Forwarded(RuntimeError):
     straight to: it has no result here. Await the response of that call."""
 
 
+class Reader(Protocol):
+    """Reads the answer of a call that was sent, once: in the calling
+    thread, or in the background (a call through the gateway)."""
+
+    def read_here(self) -> None: ...
+
+    def read_later(self) -> None: ...
+
+
 class DeploymentResponse:
     """The future result of a call: await it, or block on result()."""
 
-    def __init__(self, fut: Future[Answer], call: _Call | None = None) -> None:
+    def __init__(self, fut: Future[Answer], call: _Call | None = None, reader: Reader | None = None) -> None:
         self._fut = fut
         self._call = call
+        self._reader = reader
 
-    def _settle_here(self) -> None:
+    def _settle_here(self, blocking: bool = False) -> None:
         """Sends the call now if it waits for the loop's next turn; raises
-        Forwarded if its result went on to another deployment."""
+        Forwarded if its result went on to another deployment. A call
+        with a reader has its answer read here when blocking (the caller
+        waits for it anyway), else in the background."""
+        if self._reader is not None:
+            (self._reader.read_here if blocking else self._reader.read_later)()
         if self._call is None:
             return
         if self._call.next is not None:
@@ -48,7 +62,7 @@ class DeploymentResponse:
         """The answer, decoded; raises the call's SluiceError, or
         TimeoutError when none came within timeout_s (the call goes on).
         Blocks: not for the event loop's thread (await the response there)."""
-        self._settle_here()
+        self._settle_here(blocking=timeout_s is None)  # a bounded wait reads in the background
         try:
             ans = self._fut.result(timeout_s)
         except FutureTimeout:

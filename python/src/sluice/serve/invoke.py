@@ -48,7 +48,15 @@ class Invoker:
         arg = decode(inp.value, inp.env.content_type)
         t = self._target
         fn = getattr(t, inp.env.method) if inp.env.method else t if inspect.isroutine(t) else t.__call__
-        result = await _call(fn, arg)
+        if not self._opts.stream and _plain(fn):
+            # The thread that runs a plain function also produces its
+            # answer, as soon as it returns: no hop back to the event loop
+            # first. What it cannot answer there comes back.
+            result = await asyncio.to_thread(_run_and_emit, fn, arg, out)
+            if result is _EMITTED:
+                return
+        else:
+            result = await _call(fn, arg)
         if isinstance(result, DeploymentResponse):
             result = await result
         if inspect.isasyncgen(result) or inspect.isgenerator(result):
@@ -128,6 +136,26 @@ async def _call0(fn: Any) -> Any:
     if _is_coroutine(fn):
         return await fn()
     return await asyncio.to_thread(fn)
+
+
+def _plain(fn: Any) -> bool:
+    """Whether fn is a plain function (run in a thread), not a coroutine
+    or generator function."""
+    return not (_is_coroutine(fn) or inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn))
+
+
+_EMITTED = object()
+
+
+def _run_and_emit(fn: Any, arg: Any, out: Output) -> Any:
+    """Calls fn and emits its result, in the calling thread; returns a
+    result it cannot emit there (a DeploymentResponse to await, a
+    generator to iterate) for the caller to handle, else _EMITTED."""
+    result = fn(arg)
+    if isinstance(result, DeploymentResponse) or inspect.isasyncgen(result) or inspect.isgenerator(result):
+        return result
+    out.emit(*encode(result))
+    return _EMITTED
 
 
 def _is_coroutine(fn: Any) -> bool:

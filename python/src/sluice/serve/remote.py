@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ DEPLOY_TIMEOUT = "5m"
 Python environment (pip), later ones find it cached."""
 
 CALLS_IN_FLIGHT = 64
-"""Calls of one process's handles in flight at once (a thread each, with
-its kept-alive connection to the gateway); more wait their turn."""
+"""Calls of one process's handles in flight at once, each on a kept-alive
+connection to the gateway of its own; more wait their turn (in a pool of
+as many threads)."""
 
 CALL_TIMEOUT_S = 60.0
 """The HTTP timeout of one call through the gateway (its deadline is the
@@ -107,7 +109,9 @@ class Platform:
         self.proc = proc
         self.log = log
         self.pool = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="sluice-remote")
-        self._local = threading.local()
+        self._slots = threading.BoundedSemaphore(CALLS_IN_FLIGHT)
+        self._idle: list[http.client.HTTPConnection] = []  # kept-alive connections no call holds
+        self._lock = threading.Lock()
 
     def headers(self) -> dict[str, str]:
         token = os.environ.get(TOKEN_ENV, "")
@@ -124,60 +128,90 @@ class Platform:
             raise RuntimeError(f"serve.run: {' '.join(cmd[1:])}: {(res.stderr or res.stdout).strip()}")
 
     def _conn(self) -> http.client.HTTPConnection:
-        """This thread's connection to the gateway (kept alive); a new one
-        when the kept one was closed by the gateway while idle."""
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None and _stale(conn):
+        """A kept-alive connection to the gateway no call holds (one the
+        gateway closed while it was idle is dropped), or a new one."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if not _stale(conn):
+                return conn
             conn.close()
-            conn = None
-        if conn is None:
-            u = urllib.parse.urlsplit(self.base)
-            if u.scheme == "https":
-                conn = http.client.HTTPSConnection(u.netloc, timeout=CALL_TIMEOUT_S, context=self.tls)
-            else:
-                conn = http.client.HTTPConnection(u.netloc, timeout=CALL_TIMEOUT_S)
-            self._local.conn = conn
-        return conn
+        return self._new_conn()
 
     def call(self, route: str, arg: Any) -> Answer:
         """POSTs arg to route; the answer, or the gateway's error as a
-        SluiceError with its code. A call is not idempotent: it is sent
-        again only when it cannot have reached the gateway, a kept-alive
-        connection found closed before the request was written (once).
-        A connection lost after that fails the call (unavailable), as the
-        gateway may have run it."""
+        SluiceError with its code (in this thread, start to end)."""
+        with self._slots:
+            return self.receive(self.send(route, arg))
+
+    def start(self, route: str, arg: Any) -> RemoteCall:
+        """Sends a call now, from this thread; its answer is read once by
+        whoever asks first (see RemoteCall). With CALLS_IN_FLIGHT calls in
+        flight it waits its turn in the pool instead."""
+        c = RemoteCall(self)
+        if not self._slots.acquire(blocking=False):
+            _chain(self.pool.submit(self.call, route, arg), c.fut)
+            c.claimed = True
+            return c
+        try:
+            c.sent = self.send(route, arg)
+        except BaseException as exc:
+            self._slots.release()
+            c.fut.set_exception(exc)
+            c.claimed = True
+        return c
+
+    def send(self, route: str, arg: Any) -> _Sent:
+        """Writes the POST of arg to route on a kept-alive connection."""
         body, content_type = encode(arg)
         hs = {"Content-Type": content_type, **self.headers()}
-        path = urllib.parse.urlsplit(self.base).path + route
-        for attempt in (0, 1):
-            conn = self._conn()
-            reused = conn.sock is not None
-            try:
-                conn.request("POST", path, body=body, headers=hs)
-            except (http.client.HTTPException, OSError) as exc:
-                self._drop(conn)
-                # Not all of it was written: the gateway cannot act on a
-                # request whose body did not all come.
-                if attempt == 0 and reused and isinstance(exc, _STALE):
-                    continue
+        sent = _Sent(self._conn(), urllib.parse.urlsplit(self.base).path + route, body, hs)
+        try:
+            sent.conn.request("POST", sent.path, body=body, headers=hs)
+        except (http.client.HTTPException, OSError) as exc:
+            sent.conn.close()
+            if not isinstance(exc, _STALE):
                 raise Unavailable(f"POST {self.base + route}: {exc}") from None
+            sent.conn = self._new_conn()  # the gateway closed it while it was idle: once more
             try:
-                resp = conn.getresponse()
-                data = resp.read()
-            except (http.client.HTTPException, OSError) as exc:
-                self._drop(conn)
-                raise Unavailable(
-                    f"POST {self.base + route}: the connection was lost after the request was sent "
-                    f"(it may have run; not sent again): {exc}"
-                ) from None
-            if resp.status >= 300:
-                raise _error(resp.status, data)
-            return Answer(data, resp.getheader("Content-Type", "") or "")
-        raise Unavailable(f"POST {self.base + route}: the connection closed twice")
+                sent.conn.request("POST", sent.path, body=body, headers=hs)
+            except (http.client.HTTPException, OSError) as exc2:
+                sent.conn.close()
+                raise Unavailable(f"POST {self.base + route}: {exc2}") from None
+            sent.retried = True
+        return sent
 
-    def _drop(self, conn: http.client.HTTPConnection) -> None:
-        conn.close()
-        self._local.conn = None
+    def receive(self, sent: _Sent) -> Answer:
+        """Reads the answer of a call send wrote. A call is not idempotent:
+        a connection lost once the request was written fails the call
+        (unavailable), as the gateway may have run it; it is never sent
+        again."""
+        try:
+            resp = sent.conn.getresponse()
+            data = resp.read()
+        except (http.client.HTTPException, OSError) as exc:
+            sent.conn.close()
+            raise Unavailable(
+                f"POST {self.base}{sent.path}: the connection was lost after the request was sent "
+                f"(it may have run; not sent again): {exc}"
+            ) from None
+        if resp.will_close:
+            sent.conn.close()
+        else:
+            with self._lock:
+                self._idle.append(sent.conn)
+        if resp.status >= 300:
+            raise _error(resp.status, data)
+        return Answer(data, resp.getheader("Content-Type", "") or "")
+
+    def _new_conn(self) -> http.client.HTTPConnection:
+        """A new connection, never an idle one (which may be stale too)."""
+        u = urllib.parse.urlsplit(self.base)
+        if u.scheme == "https":
+            return http.client.HTTPSConnection(u.netloc, timeout=CALL_TIMEOUT_S, context=self.tls)
+        return http.client.HTTPConnection(u.netloc, timeout=CALL_TIMEOUT_S)
 
     def stream(self, route: str, arg: Any) -> Iterator[Any]:
         """The items of a streamed answer (NDJSON), each as it comes."""
@@ -198,6 +232,10 @@ class Platform:
 
     def stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -223,6 +261,69 @@ def _stale(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+@dataclass
+class _Sent:
+    """A POST written on a connection, its answer not read yet."""
+
+    conn: http.client.HTTPConnection
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    retried: bool = False
+
+
+class RemoteCall:
+    """A call through the gateway, sent when made. Its answer is read
+    once: by result() in the thread that waits for it (no hand-off to
+    another thread and back), else by a pool thread (awaited, waited for
+    with a timeout, or never asked for: the response was dropped)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.fut: Future[Answer] = Future()
+        self.sent: _Sent | None = None
+        self.claimed = False  # read, or being read
+        self._p = platform
+        self._lock = threading.Lock()
+
+    def _claim(self) -> bool:
+        with self._lock:
+            if self.claimed:
+                return False
+            self.claimed = True
+            return True
+
+    def read_here(self) -> None:
+        if self._claim():
+            self._read()
+
+    def read_later(self) -> None:
+        if self._claim():
+            try:
+                self._p.pool.submit(self._read)
+            except RuntimeError:  # the pool was shut down: serve.shutdown
+                self._settle(exc=Unavailable("the platform's handles were shut down"))
+
+    def _read(self) -> None:
+        assert self.sent is not None
+        try:
+            ans = self._p.receive(self.sent)
+        except BaseException as exc:
+            self._settle(exc=exc)
+        else:
+            self._settle(ans)
+        finally:
+            self._p._slots.release()
+
+    def _settle(self, ans: Answer | None = None, exc: BaseException | None = None) -> None:
+        if self.fut.done():
+            return
+        if exc is not None:
+            self.fut.set_exception(exc)
+        else:
+            assert ans is not None
+            self.fut.set_result(ans)
 
 
 def _error(status: int, body: bytes) -> SluiceError:
@@ -342,9 +443,13 @@ class RemoteHandle(DeploymentHandle):
                 _chain(r.platform.pool.submit(r.platform.call, r.route, value), fut)
 
             r.platform.pool.submit(arg.result).add_done_callback(upstream)
-        else:
-            _chain(r.platform.pool.submit(r.platform.call, r.route, arg), fut)
-        return DeploymentResponse(fut)
+            return DeploymentResponse(fut)
+        call = r.platform.start(r.route, arg)
+        resp = DeploymentResponse(call.fut, reader=call)
+        # A response dropped unread: its answer is read (and the
+        # connection freed) in the background.
+        weakref.finalize(resp, call.read_later).atexit = False
+        return resp
 
 
 def _chain(src: Future[Answer], dst: Future[Answer]) -> None:
