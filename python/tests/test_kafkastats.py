@@ -67,9 +67,15 @@ async def test_a_replica_exports_its_kafka_clients_bytes(brokers: list[str], uni
             for i in range(n):
                 request(brokers, cfg, f"b{i}", b"y" * 100)
             assert len(await replies(brokers, cfg, 2 * n)) == 2 * n
+            # The lag as of a document after the records were consumed
+            # (one taken between their fetch and their consume counts them).
             s2 = await scraped_until(
                 srv.addr,
-                lambda s: by_topic(s, fetched, inp) >= f1 + n * 100 and by_topic(s, produced, reply) >= p1 + n * 100,
+                lambda s: (
+                    by_topic(s, fetched, inp) >= f1 + n * 100
+                    and by_topic(s, produced, reply) >= p1 + n * 100
+                    and by_topic(s, "sluice_rdkafka_consumer_lag", inp) == 0
+                ),
             )
             assert by_topic(s2, fetched, inp) >= f1 + n * 100
             assert by_topic(s2, produced, reply) >= p1 + n * 100
