@@ -21,7 +21,8 @@ import (
 // each deployment's scraped counters and histograms add up to N; every
 // replica series the Grafana dashboard reads is there (one failure
 // counted by its code where it failed), with the
-// process's and the interpreter's. On `sluice dev` here; on the
+// process's and the interpreter's, and its Kafka clients' bytes under
+// kprom's sluice_kgo_* names. On `sluice dev` here; on the
 // production topology in TestPythonMetricsNode.
 func TestPythonMetricsDev(t *testing.T) {
 	if pythonForTests() == "" {
@@ -135,7 +136,31 @@ func testPythonMetrics(t *testing.T, p platformUnderTest, envs string) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	// Every replica series the dashboard reads, the Python replica serves.
+	// Its Kafka clients' statistics (every 5 s) under kprom's names: the
+	// dashboard's Kafka panel sums them with the Go processes'.
+	deadline = time.Now().Add(30 * time.Second)
+	for _, dep := range []string{"Greeter", "Upper"} {
+		for {
+			f := scrapeMetrics(t, scrape[dep][0], names)
+			sum := func(name string) float64 {
+				var v float64
+				for _, m := range f[name].GetMetric() {
+					v += m.GetCounter().GetValue()
+				}
+				return v
+			}
+			fetched, produced := sum("sluice_kgo_fetch_bytes_total"), sum("sluice_kgo_produce_bytes_total")
+			if fetched > 0 && produced > 0 {
+				t.Logf("%s: its Kafka clients fetched %v and produced %v bytes", dep, fetched, produced)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: sluice_kgo_fetch_bytes_total %v, sluice_kgo_produce_bytes_total %v at %v; want both above 0", dep, fetched, produced, scrape[dep][0])
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	// Every replica and Kafka client series the dashboard reads, the Python replica serves.
 	b, err := os.ReadFile("../deploy/grafana/sluice.json")
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +170,7 @@ func testPythonMetrics(t *testing.T, p platformUnderTest, envs string) {
 		t.Fatal(err)
 	}
 	for _, u := range used {
-		if (strings.HasPrefix(u, "sluice_replica_") || strings.HasPrefix(u, "process_")) && !names[u] {
+		if (strings.HasPrefix(u, "sluice_replica_") || strings.HasPrefix(u, "sluice_kgo_") || strings.HasPrefix(u, "process_")) && !names[u] {
 			t.Errorf("the dashboard reads %s, which the Python replica does not export", u)
 		}
 	}

@@ -17,7 +17,10 @@ calls the replica makes per record with metrics on (the queue wait's
 clock and observation, the handler's two clock reads and observation,
 and the fetched partition's cached high watermark, which the replica
 reads once per partition per poll: here once per record, as when
-records come one at a time), timed in a loop of their own."""
+records come one at a time), timed in a loop of their own; and the
+Kafka clients' statistics callback (sluice.replica.kafkastats) on a
+real producer's document, which each client calls every 5 s with
+metrics on (its cost is in the rounds' "on" too)."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from roundtrip import Echo, create, start_dev
 from sluice.replica import Replica, ReplicaConfig
 from sluice.replica import loop as event_loop
+from sluice.replica.kafkastats import STATS_INTERVAL_MS, KafkaStats
 from sluice.replica.metrics import Metrics, Observers, Server, new_registry
 
 
@@ -104,6 +108,11 @@ def bench(brokers: str, n: int, rounds: int) -> None:
             f"({(b - a) * 1e6:+.1f} us/record)"
         )
     print(f"hooks alone: {hooks(brokers, f'bench-{run}-out', 200_000) * 1e6:.2f} us CPU/record")
+    size, per = stats_callback(brokers, f"bench-{run}-out", 2000)
+    print(
+        f"statistics callback alone: {per * 1e6:.1f} us CPU per call ({size}-byte document; "
+        f"each client makes one every {STATS_INTERVAL_MS / 1000:g} s)"
+    )
 
 
 def hooks(brokers: str, topic: str, n: int) -> float:
@@ -121,6 +130,30 @@ def hooks(brokers: str, topic: str, n: int) -> float:
     cpu = time.process_time() - cpu0
     c.close()
     return cpu / n
+
+
+def stats_callback(brokers: str, topic: str, n: int) -> tuple[int, float]:
+    """The size of a producer's statistics document, taken from a real
+    client that produced to topic, and CPU seconds per stats_cb call of
+    sluice.replica.kafkastats on it."""
+    docs: list[str] = []
+    p = Producer({"bootstrap.servers": brokers, "statistics.interval.ms": 100, "stats_cb": docs.append})
+    for _ in range(100):
+        p.produce(topic, b"x" * 100)
+    p.flush(10)
+    deadline = time.monotonic() + 10
+    while len(docs) < 2 and time.monotonic() < deadline:
+        p.poll(0.1)
+    if not docs:
+        raise TimeoutError("no statistics from the producer")
+    settings: dict[str, object] = {}
+    KafkaStats().enable(settings, "bench")
+    cb = settings["stats_cb"]
+    assert callable(cb)
+    cpu0 = time.process_time()
+    for _ in range(n):
+        cb(docs[-1])
+    return len(docs[-1]), (time.process_time() - cpu0) / n
 
 
 def main() -> None:

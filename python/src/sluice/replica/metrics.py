@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from sluice.replica.kafkastats import STATS_INTERVAL_MS, KafkaStats
 from sluice.replica.report import Report
 
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -147,9 +148,12 @@ class Observers:
 class Metrics(Collector):
     """The replicas of a process as a Prometheus collector: register it
     once (new_registry does), then give it to each replica
-    (ReplicaConfig.metrics). A replica that stops leaves the scrape."""
+    (ReplicaConfig.metrics). A replica that stops leaves the scrape.
+    Its kafka collects the statistics of the process's Kafka clients
+    (sluice.replica.kafkastats), every kafka_interval_ms."""
 
-    def __init__(self) -> None:
+    def __init__(self, kafka_interval_ms: int = STATS_INTERVAL_MS) -> None:
+        self.kafka = KafkaStats(kafka_interval_ms)
         self._lock = threading.Lock()
         self._reps: dict[int, tuple[Observed, Observers]] = {}
 
@@ -224,13 +228,15 @@ def _merged(fams: list[HistogramMetricFamily], name: str, doc: str) -> Histogram
 
 def new_registry(m: Metrics | None = None) -> CollectorRegistry:
     """A process's registry: the process's collectors (process_*), the
-    interpreter's (python_info, python_gc_*), and m when given."""
+    interpreter's (python_info, python_gc_*), and m (with its Kafka
+    clients' statistics) when given."""
     reg = CollectorRegistry()
     ProcessCollector(registry=reg)
     PlatformCollector(registry=reg)
     GCCollector(registry=reg)
     if m is not None:
         reg.register(m)
+        reg.register(m.kafka)
     return reg
 
 

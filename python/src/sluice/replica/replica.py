@@ -28,6 +28,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 
 from sluice import claim, protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
+from sluice.replica import kafkastats
 from sluice.replica.config import (
     CLAIM_DELETERS,
     CLAIM_RETRY_MAX_S,
@@ -180,8 +181,12 @@ class Replica:
         loop = asyncio.get_running_loop()
         poll = ThreadPoolExecutor(1, thread_name_prefix="sluice-poll")
         pool = ThreadPoolExecutor(cfg.sync_workers or cfg.max_ongoing_requests, thread_name_prefix="sluice-handler")
-        self._sender = Sender(cfg.producer_settings(), self._log)
-        consumer = Consumer(cfg.consumer_settings(), logger=self._log)
+        # With metrics, the clients' statistics (sluice_kgo_*, sluice_rdkafka_*).
+        kafka = cfg.metrics.kafka if cfg.metrics is not None else None
+        pconf, cconf = cfg.producer_settings(), cfg.consumer_settings()
+        unstat = [kafkastats.enable(kafka, pconf, "replica"), kafkastats.enable(kafka, cconf, "replica")]
+        self._sender = Sender(pconf, self._log)
+        consumer = Consumer(cconf, logger=self._log)
         self._consumer = consumer
         halt = threading.Event()
         if cfg.metrics is not None:
@@ -208,6 +213,8 @@ class Replica:
             poll.shutdown(wait=False)  # after a hard stop, a poll may still be running
             if cfg.metrics is not None:
                 cfg.metrics.forget(self)
+            for forget in unstat:
+                forget()
 
     # -- the poll thread
 

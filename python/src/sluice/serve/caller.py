@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -41,6 +42,8 @@ from sluice.protocol import (
     parse_reply,
 )
 from sluice.protocol.names import Namer
+from sluice.replica import kafkastats
+from sluice.replica.kafkastats import KafkaStats
 from sluice.replica.tracing import Span, Tracing
 
 _POLL_S = 0.1
@@ -107,6 +110,7 @@ class Caller:
         log: logging.Logger | None = None,
         tracing: Tracing | None = None,
         claims: claim.Claims | None = None,
+        kafka_stats: KafkaStats | None = None,
     ) -> None:
         self._log = log or logging.getLogger("sluice.serve")
         self._tracing = tracing  # a span per call (sluice.replica.tracing); None: none
@@ -125,10 +129,14 @@ class Caller:
         # Delivery reports of failures only: a call that was produced
         # waits for its reply, and a report per call would wake the
         # producer's thread (and take the GIL) on every call for nothing.
-        self._p = Producer({**base, "linger.ms": 0, "enable.idempotence": True,
-                            "partitioner": "murmur2_random", "delivery.report.only.error": True})  # fmt: skip
-        self._c = Consumer({**base, "group.id": self._instance, "enable.auto.commit": False,
-                            "fetch.wait.max.ms": 100}, logger=self._log)  # fmt: skip
+        pconf: dict[str, Any] = {**base, "linger.ms": 0, "enable.idempotence": True,
+                                 "partitioner": "murmur2_random", "delivery.report.only.error": True}  # fmt: skip
+        cconf: dict[str, Any] = {**base, "group.id": self._instance, "enable.auto.commit": False,
+                                 "fetch.wait.max.ms": 100}  # fmt: skip
+        # kafka_stats: the clients' statistics, as the replica's (sluice.replica.kafkastats).
+        self._unstat = [kafkastats.enable(kafka_stats, conf, "caller") for conf in (pconf, cconf)]
+        self._p = Producer(pconf)
+        self._c = Consumer(cconf, logger=self._log)
         _, hi = self._c.get_watermark_offsets(TopicPartition(self.reply_topic, 0), timeout=10)
         self._c.assign([TopicPartition(self.reply_topic, 0, max(hi, 0))])
         self._lock = threading.Lock()
@@ -335,6 +343,8 @@ class Caller:
             t.join()
         self._p.flush(5)
         self._c.close()
+        for forget in self._unstat:
+            forget()
         self._deleter.shutdown(wait=True)
         with self._lock:
             waiting, self._waiting = self._waiting, {}

@@ -183,7 +183,7 @@ def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, s
         claims = claim.open_claims(a.claim_threshold, a.claim_limit)
     except ValueError as exc:
         raise SystemExit(f"sluice replica {a.instance}: claim store: {exc}") from None
-    caller = Caller(brokers, namer, log, tracing=tr, claims=claims)
+    caller = Caller(brokers, namer, log, tracing=tr, claims=claims, kafka_stats=metrics.kafka if metrics else None)
     cfg = ReplicaConfig(brokers=brokers, group=a.group, topics=a.topic, output=a.output, dead_letter=a.dead_letter,
                         deployment=a.deployment, successors=a.successor, app=a.app, instance=a.instance,
                         revision=a.revision, generation=a.generation, instance_id=a.instance_id, log=log,
