@@ -194,13 +194,9 @@ func testRenderBundles(t *testing.T, p platformUnderTest) {
 }
 
 func TestCodeBundleNode(t *testing.T) {
-	s3 := s3Config("")
-	if s3.Endpoint == "" {
-		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
-	}
+	s3 := nodeS3(t)
 	t.Parallel()
-	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "bundles-" + streams.Instance()},
-		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}, "--code-cache", t.TempDir())
+	n := startS3Node(t, s3, "bundles-"+streams.Instance())
 	testCodeBundle(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String})
 }
 

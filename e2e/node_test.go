@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-serve/sluice/registry/blob"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -238,4 +239,23 @@ func (s *syncWriter) String() string {
 		return st.String()
 	}
 	return ""
+}
+
+// nodeS3 is the real tier's MinIO, where nodes fetch code bundles (and
+// model weights) from; it skips t without one.
+func nodeS3(t *testing.T) blob.S3Config {
+	t.Helper()
+	s3 := s3Config("")
+	if s3.Endpoint == "" {
+		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles and weights from S3")
+	}
+	return s3
+}
+
+// startS3Node is startNodeWith on s3 under prefix (bundles, weights,
+// claims), with a code cache of its own and env added to both processes.
+func startS3Node(t *testing.T, s3 blob.S3Config, prefix string, env ...string) *testNode {
+	t.Helper()
+	return startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", prefix},
+		append([]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}, env...), "--code-cache", t.TempDir())
 }

@@ -32,9 +32,7 @@ import (
 // deployment calls a Python one through a handle, which calls a Go one
 // by name, and a YAML edge runs from Go to Python.
 func TestPythonServeAPIDev(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
+	needPython(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	blobs := t.TempDir()
@@ -46,18 +44,12 @@ func TestPythonServeAPIDev(t *testing.T) {
 // with the replicas as processes the node places, the bundles in the
 // real tier's MinIO.
 func TestPythonServeAPINode(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
-	s3 := s3Config("")
-	if s3.Endpoint == "" {
-		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
-	}
+	needPython(t)
+	s3 := nodeS3(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	prefix := "pyapi-" + streams.Instance()
-	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", prefix},
-		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
+	n := startS3Node(t, s3, prefix, envs)
 	store, err := blob.NewS3(context.Background(), s3Config(prefix), testLog)
 	if err != nil {
 		t.Fatal(err)

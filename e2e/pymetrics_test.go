@@ -25,9 +25,7 @@ import (
 // kprom's sluice_kgo_* names. On `sluice dev` here; on the
 // production topology in TestPythonMetricsNode.
 func TestPythonMetricsDev(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
+	needPython(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	testPythonMetrics(t, startDevProcessWith(t, nil, []string{envs}), envs)
@@ -36,17 +34,11 @@ func TestPythonMetricsDev(t *testing.T) {
 // TestPythonMetricsDev on `sluice gateway` + `sluice node`, the bundles
 // in the real tier's MinIO.
 func TestPythonMetricsNode(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
-	s3 := s3Config("")
-	if s3.Endpoint == "" {
-		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
-	}
+	needPython(t)
+	s3 := nodeS3(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pymetrics-" + streams.Instance()},
-		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
+	n := startS3Node(t, s3, "pymetrics-"+streams.Instance(), envs)
 	testPythonMetrics(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs)
 }
 

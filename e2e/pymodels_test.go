@@ -22,9 +22,7 @@ import (
 // means to run) the first time it is asked for, and a version published
 // after the deploy answers at once, with no redeploy.
 func TestPythonPipelineDev(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
+	needPython(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	p := startDevProcessWith(t, nil, []string{envs})

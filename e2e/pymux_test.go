@@ -26,25 +26,17 @@ import (
 // spread by the gateway over both replicas, each loading it (spread keys
 // id#n still reach the replica with the id in sl-model).
 func TestPythonMultiplexedReportsNode(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
-	s3 := s3Config("")
-	if s3.Endpoint == "" {
-		t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
-	}
+	needPython(t)
+	s3 := nodeS3(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
-	n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pymux-" + streams.Instance()},
-		[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, envs}, "--code-cache", t.TempDir())
+	n := startS3Node(t, s3, "pymux-"+streams.Instance(), envs)
 	testPythonMultiplexedReports(t, platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs)
 }
 
 // The same on `sluice dev`, whose Python replicas are processes too.
 func TestPythonMultiplexedReportsDev(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
+	needPython(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	p := startDevProcessWith(t, nil, []string{envs})

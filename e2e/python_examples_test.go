@@ -57,14 +57,10 @@ func TestPythonExamples(t *testing.T) {
 		testPythonExamples(t, pyPlatform{p, envs, prefix})
 	})
 	t.Run("node", func(t *testing.T) {
-		s3 := s3Config("")
-		if s3.Endpoint == "" {
-			t.Skip("needs the real tier's MinIO (SLUICE_TEST_S3_*): nodes fetch bundles from S3")
-		}
+		s3 := nodeS3(t)
 		t.Parallel()
 		envs := t.TempDir()
-		n := startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", "pyex-" + streams.Instance()},
-			[]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey, "SLUICE_PYTHON_ENVS=" + envs}, "--code-cache", t.TempDir())
+		n := startS3Node(t, s3, "pyex-"+streams.Instance(), "SLUICE_PYTHON_ENVS="+envs)
 		testPythonExamples(t, pyPlatform{platformUnderTest{bin: n.bin, addr: n.addr, logs: n.stderr.String}, envs, n.prefix})
 	})
 }

@@ -29,9 +29,7 @@ func pythonForTests() string {
 // environment prepared once per content and SDK. The first deploy
 // builds it (cold), a second application of the same project finds it.
 func TestPythonBundleDev(t *testing.T) {
-	if pythonForTests() == "" {
-		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
-	}
+	needPython(t)
 	t.Parallel()
 	envs := "SLUICE_PYTHON_ENVS=" + t.TempDir()
 	p := startDevProcessWith(t, nil, []string{envs})
@@ -104,5 +102,13 @@ func writeAt(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// needPython skips t where the machine has no Python for the SDK.
+func needPython(t *testing.T) {
+	t.Helper()
+	if pythonForTests() == "" {
+		t.Skip("needs python3 >= 3.10 (or SLUICE_PYTHON) with pip and an index for confluent-kafka")
 	}
 }
