@@ -404,3 +404,36 @@ def test_a_replica_on_the_process_loop_answers_and_keeps_deadlines(brokers: list
     assert {k: parse_reply(r).value for k, r in got.items()} == {f"e{i}": f"v{i}".encode() for i in range(20)}
     assert status == "deadline_exceeded"
     assert committed(brokers, cfg.group, cfg.topics[0]) == 21
+
+
+class AnswersThenRaises:
+    """Emits an answer too large to produce (no claim store), waits until
+    its failed delivery failed the record, then raises."""
+
+    def __init__(self) -> None:
+        self.r: Replica | None = None
+
+    def handle(self, inp: Input, out: Output) -> None:  # synchronous: runs in the thread pool
+        out.emit(b"x" * 2_000_000, "application/octet-stream")
+        deadline = time.monotonic() + 10
+        while self.r is not None and self.r.stats().failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise ValueError("after the answer failed")
+
+
+async def test_a_record_failed_by_its_output_is_not_counted_processed(brokers: list[str], uniq: Uniq) -> None:
+    """The handler raises after the record was failed (its answer could not
+    be produced): the caller has one error, and the record counts as
+    failed once, never as processed."""
+    cfg = make(brokers, uniq)
+    h = AnswersThenRaises()
+    async with running(cfg, h) as r:
+        h.r = r
+        await asyncio.to_thread(request, brokers, cfg, "big", b"x")
+        got = await replies(brokers, cfg, 1)
+        await committed_to(brokers, cfg, 1)
+        st = r.stats()
+    reply = parse_reply(got["big"])
+    assert reply.status == "internal", reply
+    assert "could not be delivered" in reply.error
+    assert (st.processed, st.failed) == (0, 1), st

@@ -476,9 +476,13 @@ class Replica:
                 self._obs.handled(time.perf_counter() - start)
             if handle is not None and tr is not None:
                 tr.handled(handle, token, code, message)
-        # A deadline that passes as a sync handler's thread answers fails
-        # the record only when the answer did not go first.
-        if code and run.fail(code, message, unless_answered=code == Code.DEADLINE_EXCEEDED.value):
+        if code:
+            # A deadline that passes as a sync handler's thread answers fails
+            # the record only when the answer did not go first: then it was
+            # processed. A record failed already (an output's produce) is not.
+            late = code == Code.DEADLINE_EXCEEDED.value
+            if not run.fail(code, message, unless_answered=late) and late and run.answered():
+                self._count("processed")
             return
         self._count("processed")
         if run.stream:
@@ -599,6 +603,11 @@ class _Run:
         self.claim: claim.Ref | None = None  # the input's claimed value
         self._dead = False  # dead-lettered: its claim stays for a replay
         self._answered = False  # a unary answer was emitted
+
+    def answered(self) -> bool:
+        """Whether a unary answer was emitted before any failure."""
+        with self._lock:
+            return self._answered and not self._failed
 
     def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
         with self._lock:
