@@ -643,8 +643,15 @@ class _Run:
                 recs = [protocol.answer(self.req, cfg.output, seq, value, content_type, self._resp)]
                 self._resp = None  # on the first answer only
             self.seq += 1
-        for rec in recs:
-            self.send(rec)
+            # Held from the moment the answer counts as given: a deadline
+            # that passes before send() takes its own hold must not see
+            # the processing as the last one and complete the record.
+            self._pending += 1
+        try:
+            for rec in recs:
+                self.send(rec)
+        finally:
+            self.release()
 
     def send(self, rec: Record) -> None:
         """Produces rec, a value over the claim threshold as a claim check
