@@ -6,6 +6,7 @@ against sluice node + sluice gateway)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import importlib
 import ssl
@@ -313,6 +314,22 @@ def test_a_kept_alive_connection_closed_while_idle_is_replaced() -> None:
                 assert time.monotonic() < deadline, "the server did not close the connection"
                 time.sleep(0.01)
         assert posts == [b"1", b"2", b"3"]
+    finally:
+        p.stop()
+        srv.shutdown()
+
+
+async def test_calls_over_the_limit_do_not_starve_the_answers_they_wait_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More calls than CALLS_IN_FLIGHT, held, then awaited: the calls that
+    wait their turn must not take every thread that reads the answers of
+    those in flight (which free the turns they wait for)."""
+    monkeypatch.setattr(remote, "CALLS_IN_FLIGHT", 2)
+    srv = _echo_gateway()
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        h = RemoteHandle(_Route(p, "/x"), "Echo")
+        calls = [h.remote(i) for i in range(6)]
+        assert await asyncio.wait_for(asyncio.gather(*calls), 10) == list(range(6))
     finally:
         p.stop()
         srv.shutdown()

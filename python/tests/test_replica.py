@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -404,3 +405,71 @@ def test_a_replica_on_the_process_loop_answers_and_keeps_deadlines(brokers: list
     assert {k: parse_reply(r).value for k, r in got.items()} == {f"e{i}": f"v{i}".encode() for i in range(20)}
     assert status == "deadline_exceeded"
     assert committed(brokers, cfg.group, cfg.topics[0]) == 21
+
+
+class AnswersThenRaises:
+    """Emits an answer too large to produce (no claim store), waits until
+    its failed delivery failed the record, then raises."""
+
+    def __init__(self) -> None:
+        self.r: Replica | None = None
+
+    def handle(self, inp: Input, out: Output) -> None:  # synchronous: runs in the thread pool
+        out.emit(b"x" * 2_000_000, "application/octet-stream")
+        deadline = time.monotonic() + 10
+        while self.r is not None and self.r.stats().failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise ValueError("after the answer failed")
+
+
+async def test_a_record_failed_by_its_output_is_not_counted_processed(brokers: list[str], uniq: Uniq) -> None:
+    """The handler raises after the record was failed (its answer could not
+    be produced): the caller has one error, and the record counts as
+    failed once, never as processed."""
+    cfg = make(brokers, uniq)
+    h = AnswersThenRaises()
+    async with running(cfg, h) as r:
+        h.r = r
+        await asyncio.to_thread(request, brokers, cfg, "big", b"x")
+        got = await replies(brokers, cfg, 1)
+        await committed_to(brokers, cfg, 1)
+        st = r.stats()
+    reply = parse_reply(got["big"])
+    assert reply.status == "internal", reply
+    assert "could not be delivered" in reply.error
+    assert (st.processed, st.failed) == (0, 1), st
+
+
+class AnswersAtTheDeadline:
+    def say(self, name: str) -> str:  # plain: its thread produces the answer
+        time.sleep(1.0)
+        return f"just {name}"
+
+
+async def test_a_thread_that_answers_as_the_deadline_passes_completes_its_record_once(
+    brokers: list[str], uniq: Uniq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread's answer is emitted just before the deadline and handed
+    to the producer just after it (a delay put between the two): the
+    answer stands, and the record completes once, after the answer's
+    acknowledgement, not once when the deadline passes and again then."""
+    from sluice.replica import replica as replica_mod
+
+    send = replica_mod._Run.send
+
+    def late_send(self: Any, rec: Record) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(1.0)  # past the deadline, which the loop meanwhile sees
+        send(self, rec)
+
+    monkeypatch.setattr(replica_mod._Run, "send", late_send)
+    cfg = make(brokers, uniq)
+    async with running(cfg, Invoker(AnswersAtTheDeadline(), Options(name="G"))) as r:
+        deadline = time.time_ns() + 1_500_000_000
+        await asyncio.to_thread(request, brokers, cfg, "d", b'"x"', sl_deadline=str(deadline), sl_method="say",
+                                content_type="application/json")  # fmt: skip
+        got = await replies(brokers, cfg, 1)
+        await asyncio.sleep(0.5)
+        st = r.stats()
+    assert parse_reply(got["d"]).value == b"just x"
+    assert (st.processed, st.failed, st.ongoing) == (1, 0, 0), st

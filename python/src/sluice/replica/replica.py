@@ -476,9 +476,13 @@ class Replica:
                 self._obs.handled(time.perf_counter() - start)
             if handle is not None and tr is not None:
                 tr.handled(handle, token, code, message)
-        # A deadline that passes as a sync handler's thread answers fails
-        # the record only when the answer did not go first.
-        if code and run.fail(code, message, unless_answered=code == Code.DEADLINE_EXCEEDED.value):
+        if code:
+            # A deadline that passes as a sync handler's thread answers fails
+            # the record only when the answer did not go first: then it was
+            # processed. A record failed already (an output's produce) is not.
+            late = code == Code.DEADLINE_EXCEEDED.value
+            if not run.fail(code, message, unless_answered=late) and late and run.answered():
+                self._count("processed")
             return
         self._count("processed")
         if run.stream:
@@ -600,6 +604,11 @@ class _Run:
         self._dead = False  # dead-lettered: its claim stays for a replay
         self._answered = False  # a unary answer was emitted
 
+    def answered(self) -> bool:
+        """Whether a unary answer was emitted before any failure."""
+        with self._lock:
+            return self._answered and not self._failed
+
     def respond(self, resp: HTTPResponse, streamed: bool = False) -> None:
         with self._lock:
             self._resp = resp
@@ -634,8 +643,15 @@ class _Run:
                 recs = [protocol.answer(self.req, cfg.output, seq, value, content_type, self._resp)]
                 self._resp = None  # on the first answer only
             self.seq += 1
-        for rec in recs:
-            self.send(rec)
+            # Held from the moment the answer counts as given: a deadline
+            # that passes before send() takes its own hold must not see
+            # the processing as the last one and complete the record.
+            self._pending += 1
+        try:
+            for rec in recs:
+                self.send(rec)
+        finally:
+            self.release()
 
     def send(self, rec: Record) -> None:
         """Produces rec, a value over the claim threshold as a claim check

@@ -109,6 +109,11 @@ class Platform:
         self.proc = proc
         self.log = log
         self.pool = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="sluice-remote")
+        # The answers read in the background, in a pool of their own: the
+        # calls waiting their turn in pool hold its threads until a call
+        # in flight is read, so a read queued behind them would never run.
+        # Each read holds a turn: at most CALLS_IN_FLIGHT wait at once.
+        self.readers = ThreadPoolExecutor(max_workers=CALLS_IN_FLIGHT, thread_name_prefix="sluice-remote-read")
         self._slots = threading.BoundedSemaphore(CALLS_IN_FLIGHT)
         self._idle: list[http.client.HTTPConnection] = []  # kept-alive connections no call holds
         self._lock = threading.Lock()
@@ -232,6 +237,9 @@ class Platform:
 
     def stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        # The reads queued still run (each bounded by CALL_TIMEOUT_S):
+        # they settle their calls and free their connections.
+        self.readers.shutdown(wait=False)
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -301,7 +309,7 @@ class RemoteCall:
     def read_later(self) -> None:
         if self._claim():
             try:
-                self._p.pool.submit(self._read)
+                self._p.readers.submit(self._read)
             except RuntimeError:  # the pool was shut down: serve.shutdown
                 self._settle(exc=Unavailable("the platform's handles were shut down"))
 
@@ -454,7 +462,9 @@ class RemoteHandle(DeploymentHandle):
 
 def _chain(src: Future[Answer], dst: Future[Answer]) -> None:
     def done(f: Future[Answer]) -> None:
-        if (exc := f.exception()) is not None:
+        if f.cancelled():  # queued when the handles were shut down
+            dst.set_exception(Unavailable("the platform's handles were shut down"))
+        elif (exc := f.exception()) is not None:
             dst.set_exception(exc)
         else:
             dst.set_result(f.result())
