@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +30,7 @@ from confluent_kafka.cimpl import NewTopic
 from sluice import claim
 from sluice.kafkaauth import client_settings
 from sluice.protocol import (
+    DeadlineExceeded,
     InvalidArgument,
     ParseError,
     Record,
@@ -47,6 +49,10 @@ from sluice.replica.kafkastats import KafkaStats
 from sluice.replica.tracing import Span, Tracing
 
 _POLL_S = 0.1
+EXPIRY_GRACE_S = 2.0
+"""How long past its deadline a call waits for its answer (the callee's
+deadline_exceeded error reply among them) before it is failed here."""
+_EXPIRE_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,10 @@ class Caller:
         self._lock = threading.Lock()
         self._waiting: dict[str, Future[Answer]] = {}
         self._streams: dict[str, _Stream] = {}
+        # The deadlines of the calls that have one, by id: a call whose
+        # answer never comes (its record lost with a replica, a callee that
+        # dropped it) is failed EXPIRY_GRACE_S after, and forgotten.
+        self._deadlines: dict[str, int] = {}
         self._closing = threading.Event()
         self._threads = [
             threading.Thread(target=self._read, name="sluice-caller-read", daemon=True),
@@ -164,6 +174,8 @@ class Caller:
         final = req.env.final_id()
         with self._lock:
             self._waiting[final] = fut
+            if req.env.deadline_ns:
+                self._deadlines[final] = req.env.deadline_ns
         self._produce(req, final)
         return fut
 
@@ -227,6 +239,8 @@ class Caller:
         st = _Stream(self._trace(req))
         with self._lock:
             self._streams[final] = st
+            if req.env.deadline_ns:
+                self._deadlines[final] = req.env.deadline_ns
         self._produce(req, final)
         return st.head
 
@@ -252,6 +266,7 @@ class Caller:
     def forget(self, rid: str) -> None:
         with self._lock:
             self._waiting.pop(rid, None)
+            self._deadlines.pop(rid, None)
             st = self._streams.pop(rid, None)
         if st is not None:
             st.fail(_unavailable("the call was abandoned"))
@@ -260,6 +275,7 @@ class Caller:
         with self._lock:
             fut = self._waiting.pop(rid, None)
             st = self._streams.pop(rid, None) if fut is None else None
+            self._deadlines.pop(rid, None)
         if st is not None:
             st.fail(exc if exc is not None else TypeError("a single answer to a call made with stream=True"))
             return
@@ -271,8 +287,25 @@ class Caller:
             assert answer is not None
             fut.set_result(answer)
 
+    def _expire(self, now_ns: int) -> None:
+        """Fails the calls EXPIRY_GRACE_S past their deadline with no
+        answer, and forgets them: their request claims are left to expire
+        (a callee may still be reading one)."""
+        grace = int(EXPIRY_GRACE_S * 1e9)
+        with self._lock:
+            late = [rid for rid, d in self._deadlines.items() if d + grace < now_ns]
+            for rid in late:
+                del self._deadlines[rid]
+                self._requests.pop(rid, None)
+        for rid in late:
+            self._settle(rid, exc=DeadlineExceeded("no answer came by the call's deadline"))
+
     def _read(self) -> None:
+        next_expiry = time.monotonic() + _EXPIRE_EVERY_S
         while not self._closing.is_set():
+            if time.monotonic() >= next_expiry:
+                self._expire(time.time_ns())
+                next_expiry = time.monotonic() + _EXPIRE_EVERY_S
             m = self._c.poll(_POLL_S)
             if m is None or m.error() is not None:
                 continue
@@ -330,6 +363,7 @@ class Caller:
             else:
                 with self._lock:
                     self._streams.pop(r.id, None)
+                    self._deadlines.pop(r.id, None)
                 if not st.end(r.eos):
                     st.fail(_unavailable(f"the stream ended after {r.eos} items, not all of which came"))
 
