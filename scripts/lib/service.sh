@@ -39,7 +39,7 @@ die() { printf '%s: error: %s\n' "$SERVICE_NAME" "$*" >&2; exit 1; }
 proc_cmdline() {
   local pid="$1"
   if [[ -r "/proc/${pid}/cmdline" ]]; then
-    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null || true
+    { tr '\0' ' ' <"/proc/${pid}/cmdline"; } 2>/dev/null || true # gone meanwhile: empty
   else
     ps -p "$pid" -o args= 2>/dev/null || true
   fi
@@ -189,18 +189,26 @@ abort_start_attempt() {
   return 1
 }
 
-# Up to three start_attempt runs (with the given arguments), retrying only
-# after port clashes. Returns 0 once one succeeded, else 1.
+# Up to three start_attempt runs (with the given arguments): after a port
+# clash, and once after any other failed start (a server that hung or died
+# starting, its log shown above), each with fresh ports and state. Returns
+# 0 once one succeeded, else 1.
 start_with_retries() {
-  local attempt rc
+  local attempt rc other=0
   for attempt in 1 2 3; do
     rc=0
     start_attempt "$@" || rc=$?
     if (( rc == 0 )); then
       return 0
     fi
-    if (( rc == 3 && attempt < 3 )); then
+    (( attempt < 3 )) || break
+    if (( rc == 3 )); then
       log "port clash, retrying with fresh ports"
+      continue
+    fi
+    if (( other == 0 )); then
+      other=1
+      log "start failed; one more attempt with fresh ports and state"
       continue
     fi
     break
