@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -143,7 +143,7 @@ class Caller:
         self._unstat = [kafkastats.enable(kafka_stats, conf, "caller") for conf in (pconf, cconf)]
         self._p = Producer(pconf)
         self._c = Consumer(cconf, logger=self._log)
-        _, hi = self._c.get_watermark_offsets(TopicPartition(self.reply_topic, 0), timeout=10)
+        hi = _end_offset(self._c, self.reply_topic)
         self._c.assign([TopicPartition(self.reply_topic, 0, max(hi, 0))])
         self._lock = threading.Lock()
         self._waiting: dict[str, Future[Answer]] = {}
@@ -392,6 +392,32 @@ class Caller:
 
 def _unavailable(msg: str) -> BaseException:
     return Unavailable(msg)
+
+
+WATERMARK_TIMEOUT_S = 15.0
+"""How long a new reply topic may take to reach the client's metadata."""
+
+
+def _end_offset(c: Consumer, topic: str) -> int:
+    """The end of topic's partition 0. A topic just created may not be in
+    the client's metadata yet (a real broker's controller takes a moment
+    to tell the others): "unknown partition" is asked again, until
+    WATERMARK_TIMEOUT_S."""
+    deadline = time.monotonic() + WATERMARK_TIMEOUT_S
+    while True:
+        try:
+            _, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            return int(hi)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            unknown = isinstance(err, KafkaError) and err.code() in (
+                KafkaError._UNKNOWN_PARTITION,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError._UNKNOWN_TOPIC,
+            )
+            if not unknown or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
 
 
 def ensure_topics(brokers: list[str], names: list[str], partitions: int = 1) -> None:
