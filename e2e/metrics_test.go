@@ -225,14 +225,7 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 
 	// The dashboard reads nothing the processes do not export.
-	b, err := os.ReadFile("../deploy/grafana/sluice.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	used, err := grafana.Metrics(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	used := dashboardMetrics(t)
 	described := map[string]bool{}
 	descs := make(chan *prometheus.Desc, 64)
 	models.NewMetrics().Describe(descs)
@@ -394,4 +387,18 @@ func childPIDs(t *testing.T, parent int, arg string) []int {
 		}
 	}
 	return out
+}
+
+// dashboardMetrics are the metric names deploy/grafana's dashboard reads.
+func dashboardMetrics(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/grafana/sluice.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, err := grafana.Metrics(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return used
 }

@@ -9,7 +9,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sluice-serve/sluice/deploy/grafana"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -153,14 +152,7 @@ func testPythonMetrics(t *testing.T, p platformUnderTest, envs string) {
 		}
 	}
 	// Every replica and Kafka client series the dashboard reads, the Python replica serves.
-	b, err := os.ReadFile("../deploy/grafana/sluice.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	used, err := grafana.Metrics(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	used := dashboardMetrics(t)
 	for _, u := range used {
 		if (strings.HasPrefix(u, "sluice_replica_") || strings.HasPrefix(u, "sluice_kgo_") || strings.HasPrefix(u, "process_")) && !names[u] {
 			t.Errorf("the dashboard reads %s, which the Python replica does not export", u)
