@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,10 +182,11 @@ func metrics(t *testing.T, addr string) string {
 	return string(b)
 }
 
-func grepLines(s, sub string) string {
+// grepLines is the lines of s that contain any of subs.
+func grepLines(s string, subs ...string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
+		if slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(l, sub) }) {
 			out = append(out, l)
 		}
 	}
@@ -343,6 +345,9 @@ func joinFailover(t *testing.T, app string, exactlyOnce bool) {
 		total-len(seen), dups, bound, uncommitted, records, dlq)
 	if dups > 0 {
 		t.Logf("the join replicas' partition and join log lines:\n%s", grepLines(grepLines(n.errw.String(), "Final"), "partitions")+"\n"+grepLines(n.errw.String(), "join:"))
+	}
+	if lost, dlq := total-len(seen), dlq; lost != 0 || dlq != 0 {
+		t.Logf("the join replicas' partitions and transactions:\n%s", grepLines(grepLines(n.errw.String(), app+".Final."), "partitions", "transaction", "join:", "exited"))
 	}
 	if lost := total - len(seen); lost != 0 {
 		t.Errorf("%d of %d keys lost", lost, total)

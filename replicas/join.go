@@ -221,10 +221,27 @@ func (j *joiner) ready(g *joinGroup) bool {
 // another cannot stop the replica from polling the other.
 func (j *joiner) hold(x *run) {
 	x.pending.Add(1)
-	j.r.ongoing.Add(-1)
+	j.r.outOfFlight()
+}
+
+// outOfFlight ends one count of a record in flight outside complete: the
+// poll loop may take another, and whoever waits for the count to reach
+// zero (a transaction's window ending, a revoke, the stop) looks again.
+// Without the wake-up such a waiter slept until its bound.
+func (r *Replica) outOfFlight() {
+	drained := r.ongoing.Add(-1) == 0
+	r.mu.Lock()
+	r.idle.Broadcast()
+	r.mu.Unlock()
 	select {
-	case j.r.freed <- struct{}{}:
+	case r.freed <- struct{}{}:
 	default:
+	}
+	if drained {
+		select {
+		case r.drained <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -420,17 +437,7 @@ func (r *Replica) enterWindow() func() {
 	case r.kick <- struct{}{}:
 	default:
 	}
-	return func() {
-		if r.ongoing.Add(-1) == 0 {
-			select {
-			case r.drained <- struct{}{}:
-			default:
-			}
-		}
-		r.mu.Lock()
-		r.idle.Broadcast()
-		r.mu.Unlock()
-	}
+	return r.outOfFlight
 }
 
 // reset forgets the requests remembered as fired and gives up the

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,5 +359,46 @@ func TestJoinReplayDone(t *testing.T) {
 	}
 	if st := y.JoinStats(); st.Replayed != 1 || st.TimedOut != 0 {
 		t.Fatalf("join stats %+v, want j1's input on A replayed as done", st)
+	}
+}
+
+// An input parked for its join leaves the count of records in flight,
+// and whoever waits for that count to reach zero wakes at once: an
+// exactly-once window ends when its other records are done, not at the
+// waiter's bound (the ended window's timers, held at its gate meanwhile,
+// failed every join they held once it ended).
+func TestJoinHoldWakesWaiters(t *testing.T) {
+	r := &Replica{cfg: Config{DrainTimeout: time.Minute}, freed: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
+	r.idle = sync.NewCond(&r.mu)
+	j := &joiner{r: r}
+	r.ongoing.Store(1)
+	x := &run{r: r}
+	waiting := make(chan struct{})
+	woke := make(chan time.Duration)
+	go func() {
+		r.mu.Lock()
+		close(waiting)
+		began := time.Now()
+		r.waitLocked(func() bool { return r.ongoing.Load() == 0 })
+		r.mu.Unlock()
+		woke <- time.Since(began)
+	}()
+	<-waiting
+	r.mu.Lock() // the waiter is in Wait once it let go of r.mu
+	r.mu.Unlock()
+	j.hold(x)
+	select {
+	case d := <-woke:
+		t.Logf("the waiter waited %v", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a held input did not wake the waiter for the records in flight: it sleeps until its bound")
+	}
+	select {
+	case <-r.drained:
+	default:
+		t.Error("no drained signal: an exactly-once window whose records are all held stays open until its interval")
+	}
+	if n := x.pending.Load(); n != 1 {
+		t.Errorf("held run's pending count %d, want 1", n)
 	}
 }
