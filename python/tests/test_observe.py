@@ -9,26 +9,33 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
+from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from prometheus_client import Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker import create_topics
 from kafka_io import read_all
-from sluice.protocol import SluiceError, parse_reply
+from sluice.protocol import Record, SluiceError, parse_reply
 from sluice.protocol.names import Namer
 from sluice.replica import Input, Output, Replica, tracing
 from sluice.replica.metrics import LATENCY_BUCKETS, Metrics, Server, new_registry, split_addr
 from sluice.replica.otel import Tracing
 from sluice.serve.caller import Caller
+from sluice.serve.deployment import Options
 from sluice.serve.handle import DeploymentHandle
+from sluice.serve.invoke import Invoker
 from sluice.serve.usermetrics import metrics as user_metrics
 from sluice.serve.usermetrics import scope
-from test_replica import Uniq, make, replies, request, running
+from test_replica import AnswersAtTheDeadline, Uniq, make, replies, request, running
 
 
 def scrape(addr: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -242,3 +249,40 @@ async def test_spans_follow_the_traceparent_through_a_handle_call(brokers: list[
     assert sampled["tracestate"] == b"vendor=x"
     # The unsampled request's call passed its traceparent on as it came.
     assert calls[unsampled[3:35]]["traceparent"].decode() == unsampled
+
+
+async def test_an_answer_that_beats_the_deadline_leaves_its_spans_ok(
+    brokers: list[str], uniq: Uniq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync method's thread emits its answer just before the deadline;
+    the loop sees the deadline pass before the thread hands the answer to
+    the producer. The answer stands and the record counts as processed, so
+    neither its handle span nor its process span is marked failed."""
+    from sluice.replica import replica as replica_mod
+
+    send = replica_mod._Run.send
+
+    def late_send(self: Any, rec: Record) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(1.0)  # past the deadline, which the loop meanwhile sees
+        send(self, rec)
+
+    monkeypatch.setattr(replica_mod._Run, "send", late_send)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    cfg = make(brokers, uniq, deployment="G", tracing=Tracing(provider.get_tracer("test")))
+    async with running(cfg, Invoker(AnswersAtTheDeadline(), Options(name="G"))) as r:
+        deadline = time.time_ns() + 1_500_000_000
+        parent = f"00-{TRACE}-{CALLER_SPAN}-01"
+        await asyncio.to_thread(request, brokers, cfg, "d", b'"x"', sl_deadline=str(deadline), sl_method="say",
+                                content_type="application/json", traceparent=parent)  # fmt: skip
+        got = await replies(brokers, cfg, 1)
+        await asyncio.sleep(0.5)  # the process span ends after the answer's acknowledgement
+        st = r.stats()
+    assert parse_reply(got["d"]).value == b"just x"
+    assert (st.processed, st.failed) == (1, 0), st
+    spans = exporter.get_finished_spans()
+    for name in ("handle G", "process G"):
+        span = by_name(spans, name)
+        assert span.status.status_code != StatusCode.ERROR, (name, span.status)

@@ -471,19 +471,21 @@ class Replica:
         code, message = "", ""
         try:
             code, message = await self._call(inp, run, env, pool)
+            if code:
+                # A deadline that passes as a sync handler's thread answers
+                # fails the record only when the answer did not go first:
+                # then it was processed, and its handle span succeeded. A
+                # record failed already (an output's produce) is not.
+                late = code == Code.DEADLINE_EXCEEDED.value
+                if not run.fail(code, message, unless_answered=late) and late and run.answered():
+                    self._count("processed")
+                    code, message = "", ""
+                return
         finally:
             if self._obs is not None:
                 self._obs.handled(time.perf_counter() - start)
             if handle is not None and tr is not None:
                 tr.handled(handle, token, code, message)
-        if code:
-            # A deadline that passes as a sync handler's thread answers fails
-            # the record only when the answer did not go first: then it was
-            # processed. A record failed already (an output's produce) is not.
-            late = code == Code.DEADLINE_EXCEEDED.value
-            if not run.fail(code, message, unless_answered=late) and late and run.answered():
-                self._count("processed")
-            return
         self._count("processed")
         if run.stream:
             run.send(protocol.end(req, self.cfg.output, run.seq))
