@@ -18,7 +18,7 @@ from kafka_io import produce, read_all
 from sluice import claim
 from sluice.claim.s3 import S3Config, S3Store
 from sluice.protocol import Record, headers, parse_reply
-from sluice.replica import ReplicaConfig
+from sluice.replica import Input, Output, ReplicaConfig
 from test_replica import committed_to, make, replies, reply_topic, running
 from vocabulary import Spec, Vocabulary
 
@@ -160,3 +160,56 @@ async def test_no_store_and_store_down(brokers: list[str], uniq: Uniq, tmp_path:
     assert r.error.startswith("claim claims/") and r.error.count("claim store unavailable") == 1
     assert "retried until the deadline" in r.error
     assert time.monotonic() - start >= 1.0  # retried, not failed at once
+
+
+class SlowPuts(claim.DirStore):
+    """A directory store whose puts take PUT_S, as a far S3 would."""
+
+    PUT_S = 0.4
+
+    def put(self, key: str, value: bytes, sha256_hex: str = "", timeout_s: float | None = None) -> None:
+        time.sleep(self.PUT_S)
+        super().put(key, value, sha256_hex, timeout_s)
+
+
+class StreamsBigAndSmall:
+    """An async streaming handler: for "mixed", small and claimed items
+    in turn; for anything else, one small item at once."""
+
+    def streams(self) -> bool:
+        return True
+
+    async def handle(self, inp: Input, out: Output) -> None:
+        if inp.value != b"mixed":
+            out.emit(b"quick", "text/plain")
+            return
+        for i in range(5):
+            out.emit(bytes([48 + i]) * (MiB if i % 2 else 1), "application/octet-stream")
+
+
+async def test_an_async_handlers_claims_leave_the_loop_free(brokers: list[str], uniq: Uniq, tmp_path: Path) -> None:
+    """An async handler's outputs over the threshold are stored off the
+    event loop: a record that arrives while they upload is answered
+    before they are, and the stream's items keep their order, claimed or
+    not."""
+    c = claim.Claims(SlowPuts(tmp_path), threshold=512 << 10)
+    cfg = make(brokers, uniq, claims=c)
+    hs = [("sl-reply", reply_topic(cfg).encode())]
+    async with running(cfg, StreamsBigAndSmall()):
+        produce(brokers, Record(cfg.topics[0], b"m", b"mixed", [("sl-id", b"mixed"), *hs]))
+        await asyncio.sleep(0.2)  # the first upload under way
+        produce(brokers, Record(cfg.topics[0], b"q", b"q", [("sl-id", b"quick"), *hs]))
+        deadline = time.monotonic() + 20
+        got: list[Record] = []
+        while time.monotonic() < deadline and len(got) < 8:  # 5 items and an end, 1 item and an end
+            got = await asyncio.to_thread(read_all, brokers, reply_topic(cfg))
+            await asyncio.sleep(0.1)
+    order = [(parse_reply(r).id, dict(r.headers).get(headers.SEQ)) for r in got]
+    assert order.index(("quick", b"0")) < order.index(("mixed", b"1")), f"quick waited for an upload: {order}"
+    items = [r for r in got if parse_reply(r).id == "mixed" and dict(r.headers).get(headers.SEQ) is not None]
+    assert [dict(r.headers)[headers.SEQ] for r in items] == [b"0", b"1", b"2", b"3", b"4"], items
+    for i, rec in enumerate(items):
+        ref = claim_of(rec)
+        want = bytes([48 + i]) * (MiB if i % 2 else 1)
+        assert (c.fetch(ref) if ref is not None else rec.value) == want, i
+        assert (ref is not None) == bool(i % 2), i

@@ -59,6 +59,9 @@ as long as the replica runs and owns the partition."""
 CLAIM_DELETERS = 4
 """Threads deleting answered claims in the background."""
 
+CLAIM_UPLOADERS = 4
+"""Threads storing the claims of outputs emitted on the event loop."""
+
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]*")
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from sluice.replica.config import (
     CLAIM_DELETERS,
     CLAIM_RETRY_MAX_S,
     CLAIM_RETRY_MIN_S,
+    CLAIM_UPLOADERS,
     PAUSE_GRACE_S,
     POLL_INTERVAL_S,
     READY_GRACE_S,
@@ -92,6 +93,9 @@ class Replica:
         self._lag: dict[tuple[str, int], int] = {}  # each partition's lag as of its latest fetch
         self._lag_lock = threading.Lock()
         self._deleter = ThreadPoolExecutor(CLAIM_DELETERS, thread_name_prefix="sluice-claim-delete")
+        # Claims of outputs emitted on the event loop (an async handler's)
+        # are stored here, so that an upload does not stop the loop.
+        self._uploader = ThreadPoolExecutor(CLAIM_UPLOADERS, thread_name_prefix="sluice-claim-put")
         self._store_down = False  # a claim fetch found the store unreachable; logged once per outage
 
     # -- public surface
@@ -210,6 +214,7 @@ class Replica:
                 self._log.warning("outputs unacknowledged at close", extra={"left": left})
             pool.shutdown(wait=False, cancel_futures=True)
             self._deleter.shutdown(wait=False)
+            self._uploader.shutdown(wait=False)
             poll.shutdown(wait=False)  # after a hard stop, a poll may still be running
             if cfg.metrics is not None:
                 cfg.metrics.forget(self)
@@ -605,6 +610,7 @@ class _Run:
         self.claim: claim.Ref | None = None  # the input's claimed value
         self._dead = False  # dead-lettered: its claim stays for a replay
         self._answered = False  # a unary answer was emitted
+        self._upload: Future[None] | None = None  # the last output queued behind a claim upload
 
     def answered(self) -> bool:
         """Whether a unary answer was emitted before any failure."""
@@ -657,10 +663,31 @@ class _Run:
 
     def send(self, rec: Record) -> None:
         """Produces rec, a value over the claim threshold as a claim check
-        (never a dead letter's: it is the record as read, claim included)."""
-        assert self.r._sender is not None
+        (never a dead letter's: it is the record as read, claim included).
+        On the event loop (an async handler's output), a value to store
+        is put by an uploader thread, and the run's later outputs queue
+        behind it, so that stream items keep their order."""
+        cfg = self.r.cfg
+        claims = cfg.claims if rec.topic != cfg.dead_letter else None
         with self._lock:
             self._pending += 1
+            behind = self._upload if self._upload is not None and not self._upload.done() else None
+            if claims is not None and (behind is not None or (len(rec.value or b"") > claims.threshold and _on_loop())):
+                self._upload = self.r._uploader.submit(self._send_after, behind, rec)
+                return
+        self._send_now(rec)
+
+    def _send_after(self, behind: Future[None] | None, rec: Record) -> None:
+        if behind is not None:
+            wait([behind])
+        try:
+            self._send_now(rec)
+        except Exception as exc:  # the record must not wait for an acknowledgement that never comes
+            self._send_failed(rec, f"{type(exc).__name__}: {exc}", False, local=True)
+            self.release()
+
+    def _send_now(self, rec: Record) -> None:
+        assert self.r._sender is not None
         cfg = self.r.cfg
         ref: claim.Ref | None = None
         if cfg.claims is not None and rec.topic != cfg.dead_letter:
@@ -762,6 +789,15 @@ class _Run:
         """Leaves the record to the partition's next owner: nothing after
         it in the partition is marked for commit by this replica."""
         self.r._tracker.abandon(self.slot)
+
+
+def _on_loop() -> bool:
+    """Whether the calling thread runs an event loop (an async handler's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def no_store(size: int, err: str) -> str:
