@@ -333,3 +333,41 @@ async def test_calls_over_the_limit_do_not_starve_the_answers_they_wait_for(monk
     finally:
         p.stop()
         srv.shutdown()
+
+
+class _HeldGateway(_EchoGateway):
+    """Answers the first POST once the server's release is set, the
+    others at once."""
+
+    def do_POST(self) -> None:
+        srv: Any = self.server
+        with srv.lock:
+            first = srv.requests == 0
+        if first:
+            srv.release.wait(10)
+        super().do_POST()
+
+
+def test_a_call_waiting_for_its_argument_holds_no_thread() -> None:
+    """Calls whose argument is another call's response are sent once it
+    settles, with no thread waiting for it meanwhile: twenty of them on
+    one held call start no call thread, and each then gets its answer."""
+    srv: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeldGateway)
+    srv.daemon_threads = True
+    srv.lock, srv.requests, srv.peers, srv.barrier, srv.release = threading.Lock(), 0, set(), None, threading.Event()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    p = Platform(f"127.0.0.1:{srv.server_address[1]}")
+    try:
+        h = RemoteHandle(_Route(p, "/x"), "Echo")
+        first = h.remote(41)
+        chained = [h.remote(first) for _ in range(20)]
+        time.sleep(0.2)
+        waiting = [t.name for t in threading.enumerate() if t.name.startswith("sluice-remote_")]
+        assert waiting == [], f"threads wait for the argument: {waiting}"
+        srv.release.set()
+        assert [c.result(timeout_s=10) for c in chained] == [41] * 20
+        assert srv.requests == 21
+    finally:
+        srv.release.set()
+        p.stop()
+        srv.shutdown()

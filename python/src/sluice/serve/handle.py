@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
@@ -68,6 +68,27 @@ class DeploymentResponse:
         except FutureTimeout:
             raise TimeoutError(f"no answer within {timeout_s}s") from None
         return decode(ans.value, ans.content_type)
+
+    def _then(self, fn: Callable[[Any, BaseException | None], None]) -> None:
+        """Calls fn with the decoded answer, or the error, once the call
+        settles, with no thread waiting for it meanwhile (its answer is
+        read in the background)."""
+        try:
+            self._settle_here()
+        except BaseException as exc:
+            fn(None, exc)
+            return
+
+        def settled(f: Future[Answer]) -> None:
+            try:
+                ans = f.result()
+                value = decode(ans.value, ans.content_type)
+            except BaseException as exc:
+                fn(None, exc)
+                return
+            fn(value, None)
+
+        self._fut.add_done_callback(settled)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._resolve().__await__()

@@ -440,17 +440,15 @@ class RemoteHandle(DeploymentHandle):
         if self._stream:
             return r.platform.stream(r.route, arg)
         fut: Future[Answer] = Future()
-        if isinstance(arg, DeploymentResponse):  # sent when it settles
+        if isinstance(arg, DeploymentResponse):  # sent when it settles; no thread waits for it
 
-            def upstream(f: Future[Any]) -> None:
-                try:
-                    value = f.result()
-                except BaseException as exc:
+            def upstream(value: Any, exc: BaseException | None) -> None:
+                if exc is not None:
                     fut.set_exception(exc)
                     return
                 _chain(r.platform.pool.submit(r.platform.call, r.route, value), fut)
 
-            r.platform.pool.submit(arg.result).add_done_callback(upstream)
+            arg._then(upstream)
             return DeploymentResponse(fut)
         call = r.platform.start(r.route, arg)
         resp = DeploymentResponse(call.fut, reader=call)
