@@ -303,5 +303,13 @@ func TestMultiplexedModelSpread(t *testing.T) {
 		if owners["r0"] != 10 || owners["r1"] != 10 {
 			t.Errorf("a hot id's calls by the owner of their partition: %v, want 10 on each replica", owners)
 		}
+		// A deleted application's spreader goes; one still served stays.
+		s.setApps([]*spec.App{{Name: "quiet", Ingress: "M", Partitions: 8, Deployments: []spec.Deployment{{Name: "M"}}}})
+		if _, ok := s.muxes.Load("mux"); ok {
+			t.Error("the deleted application's spreader is kept")
+		}
+		if _, ok := s.muxes.Load("quiet"); !ok {
+			t.Error("the served application's spreader was dropped")
+		}
 	})
 }

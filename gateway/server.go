@@ -190,6 +190,12 @@ func (s *Server) setApps(apps []*spec.App) {
 	t.models = modelApps(apps, s.routeOf)
 	slices.SortStableFunc(t.byPrefix, func(a, b route) int { return len(b.prefix) - len(a.prefix) })
 	s.apps.Store(t)
+	s.muxes.Range(func(app, _ any) bool { // a deleted application's spreader goes with it
+		if _, ok := t.byName[app.(string)]; !ok {
+			s.muxes.Delete(app)
+		}
+		return true
+	})
 }
 
 func (s *Server) routeOf(a *spec.App) route {
