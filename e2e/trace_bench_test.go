@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,7 +144,8 @@ func BenchmarkTraceOverhead(b *testing.B) {
 					tp = provider(m.ratio)
 					tracing.Set(tp)
 				}
-				cpu0, spans0 := cpuTime(), spans()
+				stopProfile := profileRound(b, fmt.Sprintf("%s-round%d", m.name, round))
+				cpu0, spans0, sink0 := cpuTime(), spans(), procCPU(b, sink.Process.Pid)
 				p50, p99, r := load(b, 64, call)
 				// The export is paid inside the round. A replica's
 				// process span ends when its answer's produce is
@@ -160,6 +162,7 @@ func BenchmarkTraceOverhead(b *testing.B) {
 				if tp != nil {
 					_ = tp.Shutdown(context.Background())
 				}
+				stopProfile()
 				got := spans() - spans0
 				if m.ratio == 1 && got != want {
 					b.Fatalf("the sink got %d spans, want %d: %d a request, none dropped", got, want, spansPerRequest)
@@ -168,6 +171,7 @@ func BenchmarkTraceOverhead(b *testing.B) {
 				perReq := float64(cpuTime()-cpu0) / float64(time.Microsecond) / float64(b.N+50) // load's warm-up too
 				b.ReportMetric(perReq, "cpu_us/req")
 				cpu[fmt.Sprint(m.name, round)] = perReq
+				b.ReportMetric(float64(procCPU(b, sink.Process.Pid)-sink0)/float64(time.Microsecond)/float64(b.N+50), "sink_cpu_us/req")
 				b.ReportMetric(p50, "p50_ms")
 				b.ReportMetric(p99, "p99_ms")
 				b.ReportMetric(r, "req/s")
@@ -200,6 +204,31 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		return fmt.Sprintf("x%.3f (x%.3f to x%.3f)", v[len(v)/2], v[0], v[len(v)-1])
 	}
 	b.Logf("process CPU per request over the same round's off, median (range) of %d rounds: 1%% %s, 100%% %s", rounds, paired("sampled1pct"), paired("sampled100pct"))
+}
+
+// profileRound writes a CPU profile of the round named name to
+// $SLUICE_TRACE_CPUPROFILE/name.pprof when that variable names a
+// directory (go tool pprof -diff_base off-round*.pprof
+// sampled100pct-round*.pprof sets the modes side by side); the returned
+// function stops it. Without the variable it does nothing.
+func profileRound(b *testing.B, name string) func() {
+	dir := os.Getenv("SLUICE_TRACE_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // spansPerRequest is what one traced /chain request makes: the gateway's
