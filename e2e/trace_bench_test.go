@@ -107,7 +107,7 @@ func BenchmarkTraceOverhead(b *testing.B) {
 	}
 	defer d.Close()
 	provider := func(ratio float64) *sdktrace.TracerProvider {
-		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(sinkURL+"/v1/traces"), otlptracehttp.WithInsecure())
+		exp, err := tracing.NewExporter(context.Background(), otlptracehttp.NewClient(otlptracehttp.WithEndpointURL(sinkURL+"/v1/traces"), otlptracehttp.WithInsecure()))
 		if err != nil {
 			b.Fatal(err)
 		}
