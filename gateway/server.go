@@ -152,7 +152,7 @@ type route struct {
 	key       []byte // the record key; nil: the request id
 	parts     int32  // the ingress topic's partitions (the spec's)
 	rules     []gatewayRule
-	http      bool // the ingress is an HTTP ingress: the whole request in, the whole response out
+	http      bool   // the ingress is an HTTP ingress: the whole request in, the whole response out
 	span      string // the name of a call's server span, "gateway <app>" (trace.go), made once
 }
 

@@ -54,24 +54,24 @@ type group struct {
 // The field numbers of opentelemetry-proto (trace/v1, common/v1,
 // resource/v1) that the exporter writes.
 const (
-	rsResource, rsScopeSpans, rsSchemaURL           = 1, 2, 3
-	ssScope, ssSpans, ssSchemaURL                   = 1, 2, 3
-	scName, scVersion, scAttributes, scDropped      = 1, 2, 3, 4
-	resAttributes                                   = 1
-	kvKey, kvValue                                  = 1, 2
-	avString, avBool, avInt, avDouble               = 1, 2, 3, 4
-	avArray, avKvlist, avBytes                      = 5, 6, 7
-	listValues                                      = 1 // ArrayValue and KeyValueList
-	spTraceID, spSpanID, spTraceState, spParentID   = 1, 2, 3, 4
-	spName, spKind, spStart, spEnd                  = 5, 6, 7, 8
-	spAttributes, spDroppedAttrs, spEvents          = 9, 10, 11
-	spDroppedEvents, spLinks, spDroppedLinks        = 12, 13, 14
-	spStatus, spFlags                               = 15, 16
-	evTime, evName, evAttributes, evDropped         = 1, 2, 3, 4
-	lkTraceID, lkSpanID, lkAttributes, lkDropped    = 1, 2, 4, 5
-	lkFlags                                         = 6
-	stMessage, stCode                               = 2, 3
-	flagHasIsRemote, flagIsRemote           uint32 = 0x100, 0x200
+	rsResource, rsScopeSpans, rsSchemaURL                = 1, 2, 3
+	ssScope, ssSpans, ssSchemaURL                        = 1, 2, 3
+	scName, scVersion, scAttributes                      = 1, 2, 3
+	resAttributes                                        = 1
+	kvKey, kvValue                                       = 1, 2
+	avString, avBool, avInt, avDouble                    = 1, 2, 3, 4
+	avArray, avKvlist, avBytes                           = 5, 6, 7
+	listValues                                           = 1 // ArrayValue and KeyValueList
+	spTraceID, spSpanID, spTraceState, spParentID        = 1, 2, 3, 4
+	spName, spKind, spStart, spEnd                       = 5, 6, 7, 8
+	spAttributes, spDroppedAttrs, spEvents               = 9, 10, 11
+	spDroppedEvents, spLinks, spDroppedLinks             = 12, 13, 14
+	spStatus, spFlags                                    = 15, 16
+	evTime, evName, evAttributes, evDropped              = 1, 2, 3, 4
+	lkTraceID, lkSpanID, lkAttributes, lkDropped         = 1, 2, 4, 5
+	lkFlags                                              = 6
+	stMessage, stCode                                    = 2, 3
+	flagHasIsRemote, flagIsRemote                 uint32 = 0x100, 0x200
 )
 
 func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
