@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -131,7 +132,7 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		name  string
 		ratio float64 // <0: off
 	}{{"off", -1}, {"sampled1pct", 0.01}, {"sampled100pct", 1}}
-	rps, cpu := map[string]float64{}, map[string]float64{}
+	rps, cpu, allocs := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	const rounds = 7
 	for round := range rounds {
 		// The order turns each round, so that no mode always runs first
@@ -145,6 +146,9 @@ func BenchmarkTraceOverhead(b *testing.B) {
 					tracing.Set(tp)
 				}
 				stopProfile := profileRound(b, fmt.Sprintf("%s-round%d", m.name, round))
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				mallocs0 := ms.Mallocs
 				cpu0, spans0, sink0 := cpuTime(), spans(), procCPU(b, sink.Process.Pid)
 				p50, p99, r := load(b, 64, call)
 				// The export is paid inside the round. A replica's
@@ -170,6 +174,9 @@ func BenchmarkTraceOverhead(b *testing.B) {
 				b.ReportMetric(float64(got)/float64(b.N+50), "spans/req")
 				perReq := float64(cpuTime()-cpu0) / float64(time.Microsecond) / float64(b.N+50) // load's warm-up too
 				b.ReportMetric(perReq, "cpu_us/req")
+				runtime.ReadMemStats(&ms)
+				allocs[fmt.Sprint(m.name, round)] = float64(ms.Mallocs-mallocs0) / float64(b.N+50)
+				b.ReportMetric(allocs[fmt.Sprint(m.name, round)], "allocs/req")
 				cpu[fmt.Sprint(m.name, round)] = perReq
 				b.ReportMetric(float64(procCPU(b, sink.Process.Pid)-sink0)/float64(time.Microsecond)/float64(b.N+50), "sink_cpu_us/req")
 				b.ReportMetric(p50, "p50_ms")
@@ -204,6 +211,12 @@ func BenchmarkTraceOverhead(b *testing.B) {
 		return fmt.Sprintf("x%.3f (x%.3f to x%.3f)", v[len(v)/2], v[0], v[len(v)-1])
 	}
 	b.Logf("process CPU per request over the same round's off, median (range) of %d rounds: 1%% %s, 100%% %s", rounds, paired("sampled1pct"), paired("sampled100pct"))
+	// Allocations, which the machine's load does not disturb: the
+	// process's heap allocations per request (the client's, gateway's,
+	// replicas' and broker's).
+	offAllocs := median(allocs, "off")
+	b.Logf("heap allocations per request, median: off %.0f, 1%% %.0f (+%.0f), 100%% %.0f (+%.0f)", offAllocs,
+		median(allocs, "sampled1pct"), median(allocs, "sampled1pct")-offAllocs, median(allocs, "sampled100pct"), median(allocs, "sampled100pct")-offAllocs)
 }
 
 // profileRound writes a CPU profile of the round named name to
