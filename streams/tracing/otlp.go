@@ -76,6 +76,9 @@ const (
 	flagHasIsRemote, flagIsRemote                 uint32 = 0x100, 0x200
 )
 
+// ExportSpans sends spans in one request: a ResourceSpans for each
+// resource, holding a ScopeSpans for each of its scopes, in the order
+// they first come.
 func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	var groups []group
 	for _, s := range spans {
@@ -102,7 +105,7 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	var out []*tracepb.ResourceSpans
 	b := e.buf[:0]
 	for i, g := range groups {
-		if slicesIndexKey(groups[:i], g.key) >= 0 {
+		if hasResource(groups[:i], g.key) {
 			continue // written with the resource's first group
 		}
 		start := len(b)
@@ -131,13 +134,14 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	return nil
 }
 
-func slicesIndexKey(gs []group, key attribute.Distinct) int {
-	for i, g := range gs {
+// hasResource reports whether one of gs is of the resource key names.
+func hasResource(gs []group, key attribute.Distinct) bool {
+	for _, g := range gs {
 		if g.key == key {
-			return i
+			return true
 		}
 	}
-	return -1
+	return false
 }
 
 func (e *exporter) Shutdown(ctx context.Context) error {
