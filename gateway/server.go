@@ -152,7 +152,8 @@ type route struct {
 	key       []byte // the record key; nil: the request id
 	parts     int32  // the ingress topic's partitions (the spec's)
 	rules     []gatewayRule
-	http      bool // the ingress is an HTTP ingress: the whole request in, the whole response out
+	http      bool   // the ingress is an HTTP ingress: the whole request in, the whole response out
+	span      string // the name of a call's server span, "gateway <app>" (trace.go), made once
 }
 
 // New builds the gateway and subscribes it to application changes.
@@ -200,7 +201,7 @@ func (s *Server) setApps(apps []*spec.App) {
 
 func (s *Server) routeOf(a *spec.App) route {
 	return route{prefix: a.RoutePrefix, app: a.Name, ingress: s.cfg.Namer.Ingress(a.Name), parts: a.Partitions, timeout: time.Duration(a.RequestTimeout),
-		inference: a.Inference, rules: s.compileRules(a), http: servesHTTP(a)}
+		inference: a.Inference, rules: s.compileRules(a), http: servesHTTP(a), span: spanName(a.Name)}
 }
 
 func (s *Server) byPath(path string) (route, bool) {

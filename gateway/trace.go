@@ -12,6 +12,13 @@ import (
 	"github.com/sluice-serve/sluice/streams/tracing"
 )
 
+// spanName is the name of the server span of a call counted under name.
+func spanName(name string) string { return "gateway " + name }
+
+// serverKind is the server span's kind option, made once: an option
+// made per call is an allocation per call, sampled or not.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // traceStart starts the exchange's server span, from admission on, as the
 // child of the caller's traceparent (a new trace when there is none).
 // The request's produce is its child (streams.Caller). Nothing happens
@@ -23,8 +30,12 @@ func (x *exchange) traceStart(c *call) {
 	if t == nil {
 		return
 	}
+	name := c.rt.span
+	if x.name != c.rt.app || name == "" { // a model called through its application
+		name = spanName(x.name)
+	}
 	ctx := tracing.Extract(x.ctx, c.env.Trace, c.env.TraceState)
-	x.ctx, x.span = t.Start(ctx, "gateway "+x.name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(x.start))
+	x.ctx, x.span = t.Start(ctx, name, serverKind, trace.WithTimestamp(x.start))
 	if x.span.IsRecording() {
 		x.span.SetAttributes(attribute.String("sluice.app", x.name), attribute.String("sluice.ingress", c.rt.ingress))
 	}
@@ -36,8 +47,8 @@ func (x *exchange) traceStart(c *call) {
 
 // traceEnd ends the server span with the call's code and request id.
 func (x *exchange) traceEnd() {
-	if x.span == nil {
-		return
+	if x.span == nil || !x.span.IsRecording() {
+		return // a span the sampler dropped records nothing
 	}
 	code := attribute.String("sluice.code", string(x.code))
 	if x.p != nil {

@@ -925,7 +925,8 @@ type run struct {
 	dead    atomic.Bool // dead-lettered: its claim stays for a replay
 	joined  []*run      // the other inputs of the join this run fired: they complete with it
 
-	span trace.Span // the record's process span (trace.go); nil when tracing is off
+	span     trace.Span      // the record's process span (trace.go); nil when tracing is off
+	traceCtx context.Context // the context Start gave span, which holds it
 
 	stream bool                   // outputs are items: the deployment streams, or its HTTP handler chose to
 	resp   *protocol.HTTPResponse // an HTTP ingress's status and headers, for the first answer

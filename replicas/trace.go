@@ -30,6 +30,13 @@ func (r *Replica) nameSpans() {
 	r.spans = spanNames{process: "process " + r.cfg.Deployment, handle: "handle " + r.cfg.Deployment}
 }
 
+// The spans' kinds, as options made once: an option made per record is
+// an allocation per record.
+var (
+	consumerKind = trace.WithSpanKind(trace.SpanKindConsumer)
+	internalKind = trace.WithSpanKind(trace.SpanKindInternal)
+)
+
 // traceRecord starts rec's process span and makes req's traceparent the
 // span's own. The queue wait (record timestamp to pick-up) is an
 // attribute.
@@ -39,9 +46,11 @@ func (r *Replica) traceRecord(x *run, req *protocol.Request) {
 		return
 	}
 	rec := x.rec
-	now := time.Now()
 	ctx := tracing.Extract(context.Background(), req.Env.Trace, req.Env.TraceState)
-	ctx, span := t.Start(ctx, r.spans.process, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(now))
+	// The span starts now, by the SDK's clock: a start time passed as
+	// an option would cost an allocation.
+	ctx, span := t.Start(ctx, r.spans.process, consumerKind)
+	now := time.Now()
 	// Set on the span, not passed to Start: the attributes are copied
 	// once rather than twice (no sampler the environment can name reads
 	// them).
@@ -54,17 +63,17 @@ func (r *Replica) traceRecord(x *run, req *protocol.Request) {
 		attribute.Int64("messaging.kafka.offset", rec.Offset),
 		attribute.Float64("sluice.queue_wait_ms", float64(max(now.Sub(rec.Timestamp), 0))/float64(time.Millisecond)),
 	)
-	x.span = span
+	x.span, x.traceCtx = span, ctx
 	req.Env.Trace, req.Env.TraceState = tracing.Inject(ctx, req.Env.Trace, req.Env.TraceState)
 }
 
 // traceContext is the context a record's handler runs in: its process
 // span's, or the background.
 func (x *run) traceContext() context.Context {
-	if x.span == nil {
+	if x.traceCtx == nil {
 		return context.Background()
 	}
-	return trace.ContextWithSpan(context.Background(), x.span)
+	return x.traceCtx
 }
 
 // traceHandler starts the handle span inside ctx's process span; nil
@@ -74,7 +83,7 @@ func (r *Replica) traceHandler(ctx context.Context) (context.Context, trace.Span
 	if t == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
-	return t.Start(ctx, r.spans.handle, trace.WithSpanKind(trace.SpanKindInternal))
+	return t.Start(ctx, r.spans.handle, internalKind)
 }
 
 // traceHandled ends the handle span with the handler's error.

@@ -27,7 +27,7 @@ func BenchmarkTraceHooks(b *testing.B) {
 	parent := protocol.Request{Env: protocol.Envelope{ID: "r1", Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
 	x := &run{r: r, rec: rec}
 	hooks := func() {
-		x.span = nil
+		x.span, x.traceCtx = nil, nil
 		req := parent
 		r.traceRecord(x, &req)
 		_, span := r.traceHandler(x.traceContext())

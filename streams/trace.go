@@ -13,6 +13,10 @@ import (
 	"github.com/sluice-serve/sluice/streams/tracing"
 )
 
+// clientKind is a call span's kind option, made once: an option made per
+// call is an allocation per call.
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
+
 // traceCall starts the client span of a call (a gateway's request, a
 // handle call) as the child of ctx's span, or else of the request's
 // traceparent, and makes the request carry the span's own traceparent.
@@ -31,7 +35,7 @@ func traceCall(ctx context.Context, req *protocol.Request) trace.Span {
 	} else {
 		ctx = tracing.Extract(ctx, req.Env.Trace, req.Env.TraceState)
 	}
-	ctx, span := t.Start(ctx, "call "+req.Topic, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := t.Start(ctx, "call "+req.Topic, clientKind)
 	span.SetAttributes(attribute.String("sluice.request_id", req.Env.ID), attribute.String("messaging.destination.name", req.Topic))
 	req.Env.Trace, req.Env.TraceState = tracing.Inject(ctx, req.Env.Trace, req.Env.TraceState)
 	return span

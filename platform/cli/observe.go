@@ -85,7 +85,10 @@ func setupTracing(ctx context.Context, command string, env Env) (func(), error) 
 	if !endpoint || strings.EqualFold(env.Getenv("OTEL_SDK_DISABLED"), "true") || env.Getenv("OTEL_TRACES_EXPORTER") == "none" {
 		return func() {}, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	// The SDK's OTLP/HTTP client (OTEL_EXPORTER_OTLP_* read as the SDK
+	// reads them) under the project's exporter, which writes the spans'
+	// protobuf itself.
+	exp, err := tracing.NewExporter(ctx, otlptracehttp.NewClient())
 	if err != nil {
 		return nil, err
 	}
