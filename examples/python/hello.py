@@ -1,10 +1,11 @@
 # A language classifier in front of two greeters: the ingress reads the
 # HTTP request's JSON and asks the greeter of the language it names.
-# Ray Serve code; only the imports name sluice.
+# Ray Serve code; only the imports name sluice. As in Ray Serve, the
+# ingress's unannotated http_request is the HTTP request (a Starlette
+# Request).
 #
+#   sluice deploy --python . --import-path hello:language_classifier
 #   curl -d '{"language":"spanish","name":"Dora"}' localhost:8000/py/hello
-from starlette.requests import Request
-
 from sluice import serve
 from sluice.serve.handle import DeploymentHandle
 
@@ -15,7 +16,7 @@ class LanguageClassifier:
         self.english = english
         self.spanish = spanish
 
-    async def __call__(self, http_request: Request) -> str:
+    async def __call__(self, http_request):
         body = await http_request.json()
         language, name = body["language"], body["name"]
         if language == "english":
@@ -39,4 +40,5 @@ class SpanishGreeter:
         return f"Hola {name}"
 
 
-app = LanguageClassifier.bind(EnglishGreeter.bind(), SpanishGreeter.bind())
+language_classifier = LanguageClassifier.bind(EnglishGreeter.bind(), SpanishGreeter.bind())
+app = language_classifier

@@ -53,10 +53,12 @@ func (a *App) CheckGraph() error {
 }
 
 // NotServed refuses, at deploy, what the spec accepts but replicas do not
-// run: the Python replica neither joins nor drops a mirrored copy's
-// answers, so a join on a deployment of a python-project bundle, and a
-// mirror edge into one, are refused at the field. Go replicas serve both,
-// under either delivery.
+// run: the Python replica neither joins, nor drops a mirrored copy's
+// answers, nor keeps a partition's order, nor routes its outputs by
+// rules, so a join on a deployment of a python-project bundle, a mirror
+// edge into one, `ordered: true` on one, and rules on its outgoing edges
+// (routing other than all, when, transform, a mirror) are refused at the
+// field. Go replicas serve them all, under either delivery.
 func (a *App) NotServed() error {
 	var es Errors
 	python := func(d *Deployment) bool { return d.Bundle != nil && d.Bundle.Format == formatPython }
@@ -68,11 +70,29 @@ func (a *App) NotServed() error {
 			es = append(es, errorAt(a, indexPath("deployments", i)+".join",
 				"%s runs Python code (bundle %s), and the Python replica does not join inputs yet: it would run once per arriving input; run the join in a Go deployment or a kind: cel one", d.Name, d.Bundle.Name))
 		}
+		if d.Ordered && python(d) {
+			es = append(es, errorAt(a, indexPath("deployments", i)+".ordered",
+				"%s runs Python code (bundle %s), and the Python replica does not keep a partition's order yet: its records run concurrently; drop ordered, or set max_ongoing_requests: 1", d.Name, d.Bundle.Name))
+		}
+		if d.Routing != "" && d.Routing != RouteAll && python(d) {
+			es = append(es, errorAt(a, indexPath("deployments", i)+".routing",
+				"%s runs Python code (bundle %s), and the Python replica does not route its outputs by rules yet: routing %s needs a Go deployment, or a kind: cel one after it", d.Name, d.Bundle.Name, d.Routing))
+		}
 	}
 	for k, e := range a.Edges {
 		if d := byName[e.To]; e.Mirror && d != nil && python(d) {
 			es = append(es, errorAt(a, indexPath("edges", k)+".mirror",
 				"%s runs Python code (bundle %s), and the Python replica does not drop a mirrored copy's answers yet: they would reach the output topic; mirror to a Go deployment", e.To, d.Bundle.Name))
+		}
+		from := byName[e.From]
+		if from == nil || !python(from) {
+			continue
+		}
+		for field, set := range map[string]bool{"when": e.When != "", "transform": e.Transform != "", "mirror": e.Mirror} {
+			if set {
+				es = append(es, errorAt(a, indexPath("edges", k)+"."+field,
+					"%s runs Python code (bundle %s), and the Python replica does not route its outputs by rules yet: an edge out of it with %s needs a kind: cel deployment between them", e.From, from.Bundle.Name, field))
+			}
 		}
 	}
 	es.sortByPosition()

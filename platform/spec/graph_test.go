@@ -419,6 +419,7 @@ edges:
 	want := []string{
 		"g.yaml:8:21: deployments[3].join: J runs Python code (bundle shop), and the Python replica does not join inputs yet: it would run once per arriving input; run the join in a Go deployment or a kind: cel one",
 		"g.yaml:15:30: edges[4].mirror: S runs Python code (bundle shop), and the Python replica does not drop a mirrored copy's answers yet: they would reach the output topic; mirror to a Go deployment",
+		"g.yaml:15:30: edges[4].mirror: J runs Python code (bundle shop), and the Python replica does not route its outputs by rules yet: an edge out of it with mirror needs a kind: cel deployment between them",
 	}
 	if got := errorLines(t, a.NotServed()); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -427,5 +428,46 @@ edges:
 	a.Delivery = DeliveryExactlyOnce
 	if err := a.NotServed(); err != nil {
 		t.Errorf("a join under exactly-once delivery: %v", err)
+	}
+}
+
+// A Python deployment neither keeps a partition's order nor routes its
+// outputs by rules: ordered, a routing other than all, and when or
+// transform on an edge out of it are refused at deploy with their place;
+// the same graph of Go deployments is served.
+func TestNotServedPythonRules(t *testing.T) {
+	t.Parallel()
+	a := parseOne(t, graphHead+`  - {name: In, kind: cel}
+  - {name: P, ordered: true, routing: first}
+  - {name: A}
+  - {name: B}
+edges:
+  - {from: In, to: P}
+  - {from: P, to: A, when: 'body.x > 1', transform: 'body'}
+  - {from: P, to: B}
+`)
+	if err := a.CheckGraph(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.NotServed(); err != nil {
+		t.Fatalf("rules of Go deployments: %v", err)
+	}
+	a.Deployments[1].Bundle = &BundlePin{Name: "shop", Version: "3", Format: "python-project"}
+	got := strings.Join(errorLines(t, a.NotServed()), "\n")
+	for _, want := range []string{
+		"deployments[1].ordered: P runs Python code (bundle shop), and the Python replica does not keep a partition's order yet",
+		"deployments[1].routing: P runs Python code (bundle shop), and the Python replica does not route its outputs by rules yet: routing first",
+		"edges[1].when: P runs Python code (bundle shop), and the Python replica does not route its outputs by rules yet: an edge out of it with when",
+		"edges[1].transform: P runs Python code (bundle shop), and the Python replica does not route its outputs by rules yet: an edge out of it with transform",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "\n") + 1; n != 4 {
+		t.Errorf("%d refusals, want 4:\n%s", n, got)
+	}
+	if !strings.Contains(got, "g.yaml:") {
+		t.Errorf("refusals without their place:\n%s", got)
 	}
 }

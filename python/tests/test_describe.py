@@ -173,3 +173,56 @@ def test_cli_json_and_a_broken_import(project: Path) -> None:
     assert "importlib" not in syntax.stderr
     plain = subprocess.run([*run, "--import-path", "plain:Plain"], capture_output=True, text=True)
     assert plain.returncode == 2 and "Plain is a plain class, not a deployment" in plain.stderr
+
+
+RAY_STYLE = """
+from sluice import serve
+from sluice.serve.handle import DeploymentHandle
+
+
+@serve.deployment
+class Classifier:
+    def __init__(self, greeter: DeploymentHandle) -> None:
+        self.greeter = greeter
+
+    async def __call__(self, http_request):
+        body = await http_request.json()
+        return await self.greeter.say_hello.remote(body["name"])
+
+
+@serve.deployment
+class Greeter:
+    def say_hello(self, request):
+        return "Hola " + request
+
+
+@serve.deployment
+class Plain:
+    def __call__(self, value):
+        return value
+
+
+classifier = Classifier.bind(Greeter.bind())
+plain = Plain.bind()
+serve.run(classifier)
+raise SystemExit("the platform's import went on past serve.run")
+"""
+
+
+def test_ray_style_module_with_serve_run_at_its_top_level(tmp_path: Path) -> None:
+    """A module written as Ray Serve's examples are: the ingress's HTTP
+    request an unannotated parameter named http_request, and serve.run
+    called at the module's top level. The platform's import stops at
+    serve.run (nothing after it runs, nothing is deployed) and reads what
+    was defined before it; the ingress takes the HTTP request, a
+    deployment's unannotated parameter elsewhere (and an ingress's named
+    otherwise) takes the decoded body."""
+    (tmp_path / "raystyle.py").write_text(RAY_STYLE)
+    m = manifest("raystyle:classifier", str(tmp_path))
+    kinds = {h["name"]: h["kind"] for h in m["handlers"]}
+    assert kinds == {"Classifier": "http", "Greeter": "unary", "Plain": "unary"}
+    assert m["apps"][0]["ingress"] == "Classifier"
+    assert {h["name"]: h["kind"] for h in manifest("raystyle:plain", str(tmp_path))["handlers"]}["Plain"] == "unary"
+    run = [sys.executable, "-m", "sluice", "describe", "--json", "--app-dir", str(tmp_path)]
+    out = subprocess.run([*run, "--import-path", "raystyle:classifier"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["apps"][0]["name"] == "classifier"

@@ -17,7 +17,7 @@ from sluice.claim import open_claims
 from sluice.protocol.names import Namer, check_segment
 from sluice.replica import Replica, ReplicaConfig
 from sluice.replica import loop as event_loop
-from sluice.serve import remote
+from sluice.serve import importing, remote
 from sluice.serve.caller import Caller, ensure_topics
 from sluice.serve.deployment import Application, Deployment
 from sluice.serve.handle import DeploymentHandle
@@ -144,7 +144,12 @@ def run(
 ) -> DeploymentHandle:
     """Serves app in this process (each deployment's replicas as members of
     its consumer group) and returns a handle to its ingress deployment.
-    Without brokers: deploys it to the platform (sluice.serve.remote)."""
+    Without brokers: deploys it to the platform (sluice.serve.remote).
+    Called at the top level of a module the platform imports (to describe
+    the application, or in a replica), it ends the module's import there
+    instead (sluice.serve.importing)."""
+    if importing.active():
+        raise importing.Stop(app)
     if brokers is None:
         return remote.run(app, name, route_prefix)
     r = _Running(app, name, brokers, Namer(prefix))

@@ -5,7 +5,6 @@ graph makes as a spec the platform can deploy."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import platform
@@ -13,6 +12,7 @@ import sys
 from typing import Any
 
 import sluice
+from sluice.serve import importing
 from sluice.serve.deployment import Application, Deployment
 from sluice.serve.http import takes_request
 from sluice.serve.lookup import NamedHandle
@@ -38,7 +38,7 @@ def load(import_path: str, app_dir: str | None = None) -> Application:
         raise ValueError(f"import path {import_path!r}: want MODULE:ATTR")
     if app_dir is not None and app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    obj: Any = importlib.import_module(mod_name)
+    obj: Any = importing.load_module(mod_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, Deployment):
@@ -93,10 +93,10 @@ def _yields(target: Any) -> bool:
     return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
 
-def handler(node: Application) -> dict[str, Any]:
-    """A deployment as a manifest handler."""
+def handler(node: Application, ingress: bool = False) -> dict[str, Any]:
+    """A deployment as a manifest handler; ingress: the application's."""
     d = node.deployment
-    kind = "http" if takes_request(d.target) else "stream" if d.opts.stream or _yields(d.target) else "unary"
+    kind = "http" if takes_request(d.target, ingress) else "stream" if d.opts.stream or _yields(d.target) else "unary"
     h: dict[str, Any] = {"name": d.name, "kind": kind, "input": _ANY, "output": _ANY}
     if not inspect.isclass(d.target):
         h["func"] = True
@@ -183,7 +183,7 @@ def manifest(import_path: str, app_dir: str | None = None, name: str | None = No
             "platform": sys.platform + "/" + platform.machine(),
             "entry": import_path,
         },
-        "handlers": [handler(all_nodes[n]) for n in sorted(all_nodes)],
+        "handlers": [handler(all_nodes[n], n == app.deployment.name) for n in sorted(all_nodes)],
         # A graph with handles to deployments it does not hold is a part
         # of an application a spec in YAML completes: handlers, no app.
         "apps": [] if _outside(nodes) else [app_spec(app, name or attr.replace("_", "-").lower(), nodes=nodes)],

@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, server: Server | None) -> int:
-    nodes = walk(load(a.import_path, a.app_dir))
+    root = load(a.import_path, a.app_dir)
+    nodes = walk(root)
     for n, d in module_deployments(a.import_path).items():
         nodes.setdefault(n, d.bind())
     name = a.handler or a.deployment
@@ -202,7 +203,8 @@ def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, s
     fn = instance(node, caller, namer, a.app, a.deployment)
     inv = Invoker(fn, opts)  # the handler, and the hooks (reconfigure, check_health) of an HTTP ingress too
     target = node.deployment.target
-    r = Replica(cfg, http_handler(target, fn) if takes_request(target) else inv)
+    ingress = name == root.deployment.name
+    r = Replica(cfg, http_handler(target, fn) if takes_request(target, ingress) else inv)
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
     if pub is not None:
         caches = model_caches(fn)

@@ -75,10 +75,18 @@ def make_request(req: HTTPRequest, body: bytes, content_type: str) -> Any:
     return Starlette(scope, receive)
 
 
-def takes_request(target: Any) -> bool:
+REQUEST_NAMES = frozenset({"request", "http_request", "starlette_request", "req"})
+"""The names of an ingress's unannotated first parameter that take the
+HTTP request itself."""
+
+
+def takes_request(target: Any, ingress: bool = False) -> bool:
     """Whether a deployment's callable (a class's __call__, or a function)
-    takes an HTTP request: its first parameter is annotated Request, or
-    it is a class @serve.ingress serves with an ASGI app."""
+    takes an HTTP request: its first parameter is annotated Request, or,
+    on the application's ingress, not annotated and named as Ray Serve's
+    examples name the HTTP request it hands an ingress (REQUEST_NAMES),
+    or it is a class @serve.ingress serves with an ASGI app. Any other
+    parameter gets the request's body, decoded (JSON)."""
     if asgi_app(target) is not None:
         return True
     fn = getattr(target, "__call__", None) if inspect.isclass(target) else target  # noqa: B004
@@ -93,6 +101,8 @@ def takes_request(target: Any) -> bool:
     if not params:
         return False
     ann = params[0].annotation
+    if ann is inspect.Parameter.empty:
+        return ingress and params[0].name in REQUEST_NAMES
     name = ann if isinstance(ann, str) else getattr(ann, "__name__", "")
     return isinstance(name, str) and (name == "Request" or name.endswith(".Request"))
 
