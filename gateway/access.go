@@ -116,6 +116,19 @@ func MethodScope(method string) (scope auth.Scope, ok bool) {
 // with the identity, the target and the outcome.
 func audited(s auth.Scope) bool { return s == auth.Deploy || s == auth.ModelsWrite }
 
+// refused reports whether err refused a call for its credential or its
+// scope (401, 403): every such refusal is audited, whatever the call.
+func refused(err error) bool {
+	if err == nil {
+		return false
+	}
+	c := streams.CodeOf(err)
+	if st, ok := status.FromError(err); ok {
+		c = codeOf(st.Code())
+	}
+	return c == streams.CodeUnauthenticated || c == streams.CodePermissionDenied
+}
+
 // Denial reasons, the reason label of sluice_gateway_auth_denied_total.
 const (
 	deniedMissing = "missing" // no credential
@@ -247,7 +260,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) 
 			h(w, r)
 			return
 		}
-		_, _, err := s.authorize(r.Header.Get("Authorization"), pattern, r.Method+" "+r.URL.Path, func() string {
+		id, need, err := s.authorize(r.Header.Get("Authorization"), pattern, r.Method+" "+r.URL.Path, func() string {
 			if m := r.PathValue("m"); m != "" {
 				return s.appOfModel(m, r.PathValue("v"))
 			}
@@ -255,6 +268,7 @@ func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) 
 			return rt.app
 		})
 		if err != nil {
+			s.audit(r.Context(), id, pattern, need, r.Method+" "+r.URL.Path, err)
 			writeError(w, err)
 			return
 		}
@@ -416,10 +430,11 @@ func auditTarget(req, resp any) string {
 	return ""
 }
 
-// audit writes an admin action with its identity, target and outcome to
-// the log and, when the gateway has one, the audit trail.
+// audit writes an admin action, and any call refused for its credential
+// or scope, with its identity, target and outcome to the log and, when
+// the gateway has one, the audit trail.
 func (s *Server) audit(ctx context.Context, id *auth.Identity, method string, need auth.Scope, target string, err error) {
-	if !audited(need) {
+	if !audited(need) && !refused(err) {
 		return
 	}
 	who := "anonymous"

@@ -230,7 +230,8 @@ func (f *fakeTrail) Record(_ context.Context, e audit.Entry) { f.entries = appen
 func (f *fakeTrail) Latest(int) []audit.Entry                { return f.entries }
 
 // Admin actions are logged and written to the trail with identity,
-// action, target and outcome, granted or refused; other calls are not.
+// action, target and outcome, granted or refused; other calls only when
+// refused for their credential or scope, over gRPC and REST.
 func TestAuditLog(t *testing.T) {
 	t.Parallel()
 	s := testServer(t, testTokens)
@@ -247,21 +248,34 @@ func TestAuditLog(t *testing.T) {
 	_, _ = s.unaryAuth(ctx("Bearer tok-deploy"), &sluicev1.DeployRequest{FileName: "shop.yaml"}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/Deploy"}, ok)
 	_, _ = s.unaryAuth(ctx("Bearer tok-read"), &sluicev1.DeleteVersionRequest{Model: "m", Version: "3"}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Models/DeleteVersion"}, ok)
 	_, _ = s.unaryAuth(ctx("Bearer tok-read"), &sluicev1.ListRequest{}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/List"}, ok)
+	_, _ = s.unaryAuth(ctx("Bearer nope"), &sluicev1.ListRequest{}, &grpc.UnaryServerInfo{FullMethod: "/sluice.v1.Applications/Get"}, ok)
+	mux := http.NewServeMux()
+	s.handle(mux, "POST /v2/models/{m}/infer", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v2/models/iris/infer", strings.NewReader("{}")))
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("REST inference without a token: %d, want 401", rec.Code)
+	}
 	for _, want := range []string{
 		`level=INFO msg=audit identity=deploy action=deploy target="apps shop" method=/sluice.v1.Applications/Deploy outcome=ok`,
 		`level=WARN msg=audit identity=read action=models.rm target="model m version 3" method=/sluice.v1.Models/DeleteVersion outcome=permission_denied`,
+		`level=WARN msg=audit identity=anonymous action=/sluice.v1.Applications/Get target="" method=/sluice.v1.Applications/Get outcome=unauthenticated`,
+		`level=WARN msg=audit identity=anonymous action="POST /v2/models/{m}/infer" target="POST /v2/models/iris/infer" method="POST /v2/models/{m}/infer" outcome=unauthenticated`,
 	} {
 		if !strings.Contains(logged.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logged.String())
 		}
 	}
 	if strings.Contains(logged.String(), "Applications/List") {
-		t.Errorf("a read was audited:\n%s", logged.String())
+		t.Errorf("a granted read was audited:\n%s", logged.String())
 	}
 	want := []audit.Entry{
 		{Identity: "deploy", Action: "deploy", Target: "apps shop", Outcome: "ok"},
 		{Identity: "read", Action: "models.rm", Target: "model m version 3", Outcome: "permission_denied",
 			Error: "token read lacks scope models:write, which /sluice.v1.Models/DeleteVersion needs"},
+		{Identity: "anonymous", Action: "/sluice.v1.Applications/Get", Outcome: "unauthenticated", Error: "the bearer token is not valid"},
+		{Identity: "anonymous", Action: "POST /v2/models/{m}/infer", Target: "POST /v2/models/iris/infer", Outcome: "unauthenticated",
+			Error: "a bearer token is required (Authorization: Bearer <token>; the CLI reads SLUICE_TOKEN)"},
 	}
 	if !slices.Equal(trail.entries, want) {
 		t.Errorf("trail %+v, want %+v", trail.entries, want)
