@@ -141,6 +141,22 @@ def test_env() -> None:
     assert s._path("claims/k") == "/sluice-models/p/claims/k"
 
 
+def test_credentials_from_files(tmp_path: Path) -> None:
+    """The keys from SLUICE_S3_*_KEY_FILE (a mounted Secret) when the
+    variables naming them are unset, ahead of AWS's; an unreadable file
+    is an error naming its variable."""
+    (tmp_path / "ak").write_text("file-ak\n")
+    (tmp_path / "sk").write_text("file-sk\r\n")
+    env = {"SLUICE_S3_ENDPOINT": "h:1", "SLUICE_S3_ACCESS_KEY_FILE": str(tmp_path / "ak"),
+           "SLUICE_S3_SECRET_KEY_FILE": str(tmp_path / "sk"), "AWS_ACCESS_KEY_ID": "aws-ak"}  # fmt: skip
+    s = claim.store_from_env(env)
+    assert isinstance(s, S3Store) and (s.cfg.access_key, s.cfg.secret_key) == ("file-ak", "file-sk")
+    s = claim.store_from_env({**env, "SLUICE_S3_ACCESS_KEY": "env-ak"})
+    assert isinstance(s, S3Store) and s.cfg.access_key == "env-ak"
+    with pytest.raises(ValueError, match=r"\$SLUICE_S3_SECRET_KEY_FILE"):
+        claim.store_from_env({**env, "SLUICE_S3_SECRET_KEY_FILE": str(tmp_path / "missing")})
+
+
 def test_sigv4_example() -> None:
     """AWS's worked example of Signature Version 4 for S3 ("GET Object",
     with a Range header) gives this signature."""

@@ -317,6 +317,39 @@ func TestS3ConfigDefaults(t *testing.T) {
 	}
 }
 
+// Credentials from files (a mounted Secret): used when the variables
+// naming the keys themselves are unset, ahead of AWS's, trailing white
+// space dropped; a file that cannot be read is an error naming its
+// variable, not an empty key.
+func TestS3ConfigCredentialFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ak, sk := filepath.Join(dir, "ak"), filepath.Join(dir, "sk")
+	if err := os.WriteFile(ak, []byte("file-ak\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sk, []byte("file-sk\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SLUICE_S3_ACCESS_KEY_FILE": ak, "SLUICE_S3_SECRET_KEY_FILE": sk, "AWS_ACCESS_KEY_ID": "aws-ak"}
+	c := S3Config{Endpoint: "e", Bucket: "bucket"}.resolve(func(k string) string { return env[k] })
+	if c.AccessKey != "file-ak" || c.SecretKey != "file-sk" {
+		t.Errorf("keys from files: %s", c.rawString())
+	}
+	if err := c.validate(); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+	env["SLUICE_S3_ACCESS_KEY"] = "env-ak"
+	if c := (S3Config{}).resolve(func(k string) string { return env[k] }); c.AccessKey != "env-ak" {
+		t.Errorf("SLUICE_S3_ACCESS_KEY should win over the file: %s", c.rawString())
+	}
+	env["SLUICE_S3_SECRET_KEY_FILE"] = filepath.Join(dir, "missing")
+	err := S3Config{Endpoint: "e", Bucket: "bucket"}.resolve(func(k string) string { return env[k] }).validate()
+	if err == nil || !strings.Contains(err.Error(), "$SLUICE_S3_SECRET_KEY_FILE") || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("an unreadable key file: %v, want an error naming the variable and the file", err)
+	}
+}
+
 // TestS3ConfigEnvFallback is not parallel: it sets the process environment.
 func TestS3ConfigEnvFallback(t *testing.T) {
 	cfg := S3Config{Endpoint: "minio:9000", Bucket: "models"}
