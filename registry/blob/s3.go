@@ -62,7 +62,7 @@ const (
 // MarshalJSON/MarshalYAML methods redact the credentials, so a config can be
 // printed, logged and dumped.
 type S3Config struct {
-	Endpoint  string // host[:port], no scheme
+	Endpoint string // host[:port], no scheme
 	// AccessKey and SecretKey default to $SLUICE_S3_ACCESS_KEY and
 	// $SLUICE_S3_SECRET_KEY, then to the contents of the files
 	// $SLUICE_S3_ACCESS_KEY_FILE and $SLUICE_S3_SECRET_KEY_FILE (a mounted
