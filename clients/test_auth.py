@@ -108,3 +108,38 @@ def test_metadata_needs_read(kind, client):
     md = client.get_model_metadata("doubler", headers=bearer(TOKENS["read"]))
     name = md["name"] if kind == "http" else md.name
     assert name == "doubler"
+
+
+# The KServe SDK passes headers too: its REST client (httpx) and its gRPC
+# client, over TLS trusting the gateway's CA. Each call runs in a child
+# interpreter (kserve_auth.py): kserve cannot be imported next to
+# tritonclient.grpc (both register the "inference" protobuf package).
+
+
+def kserve_call(kind, http_addr, grpc_addr, token):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("kserve_auth.py")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, str(script), kind, http_addr, grpc_addr, token or ""],
+                          env=env, capture_output=True, text=True, timeout=50)  # fmt: skip
+    assert proc.returncode == 0, f"kserve_auth.py exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "token, code",
+    [(None, 401), ("wrong", 401), (TOKENS["infer:upper"], 403)],
+    ids=["no token", "wrong token", "another app's"],
+)
+def test_kserve_infer_refused(kind, http_addr, grpc_addr, token, code):
+    got = kserve_call(kind, http_addr, grpc_addr, token)
+    assert got.get("status") == status(kind, code), got
+
+
+def test_kserve_infer_with_scope(kind, http_addr, grpc_addr):
+    got = kserve_call(kind, http_addr, grpc_addr, TOKENS["infer:doubler"])
+    assert got.get("output") == [2, 5], got
