@@ -281,17 +281,22 @@ def test_a_failing_health_check_stops_the_replica_process(brokers: list[str], tm
 
 
 def test_a_failing_health_check_stops_an_in_process_replica(brokers: list[str], app_name: str) -> None:
-    checked = threading.Event()
+    """A replica whose check starts failing once it serves goes unready.
+    (It fails only from then on: a replica failing before it was ever
+    ready is never ready, and serve.run would wait for it in vain.)"""
+    sick, checked = threading.Event(), threading.Event()
 
     class Sick:
         def check_health(self) -> None:
-            checked.set()
-            raise RuntimeError("sick")
+            if sick.is_set():
+                checked.set()
+                raise RuntimeError("sick")
 
         def __call__(self, x: int) -> int:
             return x
 
     serve.run(serve.deployment(health_check_period_s=0.1)(Sick).bind(), name=app_name, brokers=brokers)
+    sick.set()
     assert checked.wait(10)
     from sluice.serve import api
 
