@@ -1,8 +1,13 @@
 package replicas
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/protocol"
 )
 
 // A report's handler p99 is the bucket bound of the 99th percentile of
@@ -54,5 +59,34 @@ func TestLatencyWindow(t *testing.T) {
 	}
 	if got := w.p99(t2.Add(10100 * time.Millisecond)); got != 0 {
 		t.Errorf("at +10.1 s: p99 %v, want 0", got)
+	}
+}
+
+// A replica's report carries the p99 of its handler's runs: a handler
+// that takes at least 30 ms reports no less than the 50 ms bound.
+func TestReportHandlerP99(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	r := start(t, f.config(), handlerFunc(func(ctx context.Context, in *Input, out Output) error {
+		time.Sleep(30 * time.Millisecond)
+		return upper(ctx, in, out)
+	}))
+	if got := r.Report().HandlerP99; got != 0 {
+		t.Errorf("before any record: handler p99 %v, want 0", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := streams.NewCaller(ctx, brokers, streams.Namer{}, streams.Instance(), testLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for i := range 5 {
+		if _, err := c.Call(ctx, &protocol.Request{Topic: f.in, Value: fmt.Appendf(nil, "r%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.Report().HandlerP99; got < 0.05 || got > 2.5 {
+		t.Errorf("after five runs of 30 ms or more: handler p99 %v s, want 0.05 to 2.5", got)
 	}
 }
