@@ -272,6 +272,7 @@ type Replica struct {
 	work    chan *slot   // unordered records for the workers; cap MaxOngoing
 	workers atomic.Int64 // workers started; at least one per record in flight, at most MaxOngoing
 	stats   struct{ processed, failed, expired, deadLettered, mirrored atomic.Int64 }
+	handled latencyWindow  // the handler's recent run times, for Report (latency.go)
 	join    *joiner        // nil unless the deployment joins its inputs
 	bg      sync.WaitGroup // claim deletes; added to under mu until closed
 	closed  bool           // under mu: no more background work
@@ -408,6 +409,13 @@ func (r *Replica) Stats() Stats {
 		Partitions:   n,
 		Mirrored:     r.stats.mirrored.Load(),
 	}
+}
+
+// timed observes the handler's time since start; deferred around it.
+func (r *Replica) timed(start time.Time) {
+	now := time.Now()
+	r.handled.observe(now, now.Sub(start))
+	r.obs.handled(start)
 }
 
 // Run consumes until ctx ends, then stops softly: no new records, in-flight
@@ -897,7 +905,7 @@ func (r *Replica) fetchClaim(ctx context.Context, s *slot) ([]byte, claim.Ref, e
 
 // call runs the handler, turning a panic into an internal error.
 func (r *Replica) call(ctx context.Context, in *Input, out Output) (err error) {
-	defer r.obs.handled(time.Now())
+	defer r.timed(time.Now())
 	ctx, span := r.traceHandler(ctx)
 	defer traceHandled(span, &err)
 	defer func() {

@@ -36,13 +36,18 @@ type Report struct {
 	Ongoing      int64 `json:"ongoing"`
 	// Mirrored: answers of mirrored copies dropped (shadow traffic).
 	// JoinsFired, JoinsTimedOut, JoinLate: a join's JoinStats.
-	Mirrored      int64     `json:"mirrored,omitempty"`
-	JoinsFired    int64     `json:"joins_fired,omitempty"`
-	JoinsTimedOut int64     `json:"joins_timed_out,omitempty"`
-	JoinLate      int64     `json:"join_late,omitempty"`
-	JoinReplayed  int64     `json:"join_replayed,omitempty"`
-	Started       time.Time `json:"started"`
-	At            time.Time `json:"at"`
+	Mirrored      int64 `json:"mirrored,omitempty"`
+	JoinsFired    int64 `json:"joins_fired,omitempty"`
+	JoinsTimedOut int64 `json:"joins_timed_out,omitempty"`
+	JoinLate      int64 `json:"join_late,omitempty"`
+	JoinReplayed  int64 `json:"join_replayed,omitempty"`
+	// HandlerP99 is the p99 of the handler's run time over the last
+	// five to ten seconds, in seconds: the upper bound of the bucket of
+	// LatencyBuckets that holds it; 0 when the handler did not run
+	// then, -1 when it lies past the last bound.
+	HandlerP99 float64   `json:"handler_p99_seconds,omitempty"`
+	Started    time.Time `json:"started"`
+	At         time.Time `json:"at"`
 	// Metrics is where the replica's process serves /metrics (host:port);
 	// empty when it serves none of its own (a goroutine of sluice dev,
 	// scraped with its process's gateway).
@@ -71,7 +76,8 @@ func (r *Replica) Report() Report {
 		Revision: rev, Generation: gen,
 		Ready: isClosed(r.ready), Partitions: st.Partitions,
 		Processed: st.Processed, Failed: st.Failed, Expired: st.Expired, DeadLettered: st.DeadLettered, Ongoing: st.Ongoing,
-		Mirrored: st.Mirrored, JoinsFired: js.Fired, JoinsTimedOut: js.TimedOut, JoinLate: js.Late, JoinReplayed: js.Replayed,
+		HandlerP99: r.handled.p99(time.Now()),
+		Mirrored:   st.Mirrored, JoinsFired: js.Fired, JoinsTimedOut: js.TimedOut, JoinLate: js.Late, JoinReplayed: js.Replayed,
 		Started: r.started.UTC(), At: time.Now().UTC(), Metrics: r.cfg.MetricsAddr,
 	}
 }

@@ -52,6 +52,17 @@ function fmtSeconds(s) {
   return `≤ ${s} s`;
 }
 
+// fmtDepP99 is a deployment's handler p99 as its replicas report it:
+// a bucket's upper bound in seconds, 0 when no handler ran lately, -1
+// past the last bound.
+function fmtDepP99(s) {
+  if (!s) return "—";
+  return fmtSeconds(s < 0 ? Infinity : s);
+}
+
+// P99_TITLE says what a deployment's p99 is.
+const P99_TITLE = "p99 of handler time: the slowest of the replicas' own p99 over their last 5–10 s, each reported every 5 s (a bucket's upper bound)";
+
 function ago(t) {
   const d = (Date.now() - Date.parse(t)) / 1000;
   if (!isFinite(d)) return "";
@@ -150,7 +161,7 @@ function layers(app) {
   return layer;
 }
 
-const NODE_W = 178, NODE_H = 66, COL = 250, ROW = 88, PORT_W = 96, PAD = 16;
+const NODE_W = 178, NODE_H = 82, COL = 250, ROW = 88, PORT_W = 96, PAD = 16;
 
 function drawGraph(app, now, then) {
   const layer = layers(app);
@@ -216,13 +227,14 @@ function drawGraph(app, now, then) {
       el("svg:text", { class: "name", x: p.x + 10, y: p.y + 19, text: d.name }),
       el("svg:text", { class: "line", x: p.x + 10, y: p.y + 37, "data-metric": "rate", text: `${fmtRate(r)} req/s · ${fmtRate(f)} err/s` }),
       el("svg:text", { class: "line", x: p.x + 10, y: p.y + 54, text: `${d.replicas}/${d.target} replicas · lag ${lag}` }),
-      el("svg:title", { text: `${d.name}\nhandler ${d.handler || "—"}\ngroup ${d.group}\nrevision ${d.revision || "—"}` })));
+      el("svg:text", { class: "line", x: p.x + 10, y: p.y + 71, "data-metric": "p99", text: `p99 ${fmtDepP99(d.handler_p99_seconds)}` }),
+      el("svg:title", { text: `${d.name}\nhandler ${d.handler || "—"}\ngroup ${d.group}\nrevision ${d.revision || "—"}\n${P99_TITLE}` })));
   }
   return svg;
 }
 
 function deploymentRows(app, now, then) {
-  const head = el("tr", {}, ["deployment", "replicas", "req/s", "err/s", "in flight", "lag", "processed", "failed", "partitions", "revision", "last scaling decision"].map((h) => el("th", { text: h })));
+  const head = el("tr", {}, ["deployment", "replicas", "req/s", "err/s", "p99", "in flight", "lag", "processed", "failed", "partitions", "revision", "last scaling decision"].map((h) => el("th", { text: h })));
   const rows = (app.deployments || []).map((d) => {
     const r = depRate(now, app.name, d.name, "processed"), f = depRate(now, app.name, d.name, "failed");
     const roll = d.outdated > 0 ? ` (rolling: ${d.updated} new, ${d.outdated} old)` : "";
@@ -231,6 +243,7 @@ function deploymentRows(app, now, then) {
       el("td", { text: `${d.replicas}/${d.target}`, class: d.replicas < d.target ? "warn" : "" }),
       el("td", { "data-metric": "rate", text: fmtRate(r) }),
       el("td", { "data-metric": "errors", text: fmtRate(f), class: f > 0 ? "bad" : "" }),
+      el("td", { "data-metric": "p99", text: fmtDepP99(d.handler_p99_seconds), title: P99_TITLE }),
       el("td", { text: fmtNum(d.ongoing) }),
       el("td", { "data-metric": "lag", text: d.lag < 0 ? "?" : fmtNum(d.lag) }),
       el("td", { "data-metric": "processed", text: fmtNum(d.processed) }),

@@ -47,6 +47,11 @@ type DeploymentStatus struct {
 	Failed     int64  `json:"failed"`
 	Ongoing    int64  `json:"ongoing"`
 	Lag        int64  `json:"lag"`
+	// HandlerP99 is the slowest of the live replicas' reported p99 of
+	// handler time (replicas.Report.HandlerP99: seconds over their last
+	// five to ten seconds, -1 past the last bucket), a bound on the
+	// deployment's own; 0 when no replica's handler ran then.
+	HandlerP99 float64 `json:"handler_p99_seconds,omitempty"`
 	// Mirrored: answers of mirrored copies dropped (replicas.Report);
 	// JoinsFired, JoinsTimedOut, JoinLate: a join's counters.
 	Mirrored      int64  `json:"mirrored,omitempty"`
@@ -159,6 +164,9 @@ func (s *Status) deployment(app *spec.App, topo *Topology, d spec.Deployment) De
 		ds.JoinsTimedOut += r.JoinsTimedOut
 		ds.JoinLate += r.JoinLate
 		ds.Partitions += r.Partitions
+		if r.HandlerP99 < 0 || ds.HandlerP99 >= 0 && r.HandlerP99 > ds.HandlerP99 {
+			ds.HandlerP99 = r.HandlerP99
+		}
 		switch {
 		case r.Revision != ds.Revision:
 			ds.Outdated++

@@ -41,6 +41,7 @@ from sluice.replica.config import (
 )
 from sluice.replica.context import RequestContext, set_current
 from sluice.replica.handler import Handler, HTTPIngress, Input, Methods, Streamer
+from sluice.replica.latency import LatencyWindow
 from sluice.replica.leave import leave_group
 from sluice.replica.metrics import Observers
 from sluice.replica.offsets import Slot, Tracker
@@ -68,6 +69,7 @@ class Replica:
     def __init__(self, cfg: ReplicaConfig, handler: Handler) -> None:
         self.cfg = cfg
         self._h = handler
+        self._latency = LatencyWindow()  # the handler's recent run times, for report()
         self._log = cfg.log
         self._streams = isinstance(handler, Streamer) and handler.streams()
         self._http = isinstance(handler, HTTPIngress) and handler.http_ingress()
@@ -136,7 +138,7 @@ class Replica:
             processed=st.processed, failed=st.failed, expired=st.expired,
             dead_lettered=st.dead_lettered, ongoing=st.ongoing,
             started=go_time(self._started_ns), at=go_time(time.time_ns()),
-            metrics=cfg.metrics_addr,
+            metrics=cfg.metrics_addr, handler_p99_seconds=self._latency.p99(time.monotonic()),
         )  # fmt: skip
 
     def fetch_lag(self) -> int:
@@ -487,8 +489,10 @@ class Replica:
                     code, message = "", ""
                 return
         finally:
+            took = time.perf_counter() - start
+            self._latency.observe(time.monotonic(), took)
             if self._obs is not None:
-                self._obs.handled(time.perf_counter() - start)
+                self._obs.handled(took)
             if handle is not None and tr is not None:
                 tr.handled(handle, token, code, message)
         self._count("processed")

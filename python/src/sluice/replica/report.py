@@ -68,11 +68,15 @@ class Report:
     started: str
     at: str
     metrics: str = ""  # where the replica's process serves /metrics (host:port); omitted when it serves none
+    # p99 of the handler's run time over the last 5-10 s, in seconds (a
+    # bucket's upper bound; -1 past the last); omitted when 0 (no run).
+    handler_p99_seconds: float = 0.0
 
     def json(self) -> bytes:
         d = asdict(self)
-        if not self.metrics:
-            del d["metrics"]
+        for k in ("metrics", "handler_p99_seconds"):  # Go's omitempty
+            if not d[k]:
+                del d[k]
         return json.dumps(d, separators=(",", ":")).encode()
 
 
