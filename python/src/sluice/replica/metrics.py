@@ -2,7 +2,9 @@
 exports the Go replicas': the same series, types, labels (app,
 deployment, replica) and buckets, so that the gateway's service discovery
 (/metrics/targets) and the Grafana dashboard take a Python replica as
-they take a Go one.
+they take a Go one. A replica whose deployment multiplexes models adds
+replicas/models/metrics.go's sluice_model_cache_* series (Metrics.models),
+all but the memory bytes, which a Python replica does not know.
 
 What a replica already counts for its Report is read when scraped; the
 consume loop makes a few calls of its own (pick-up, handler time,
