@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,12 +47,13 @@ func TestPythonMultiplexedReportsDev(t *testing.T) {
 // modelReplica is one replica's models report as `sluice status --json`
 // shows it (int64s are strings in protobuf's JSON).
 type modelReplica struct {
-	Replica string            `json:"replica"`
-	Loaded  []string          `json:"loaded"`
-	Failed  map[string]string `json:"failed"`
-	Hits    string            `json:"hits"`
-	Misses  string            `json:"misses"`
-	Loads   string            `json:"loads"`
+	Replica      string            `json:"replica"`
+	Loaded       []string          `json:"loaded"`
+	Failed       map[string]string `json:"failed"`
+	Hits         string            `json:"hits"`
+	Misses       string            `json:"misses"`
+	Loads        string            `json:"loads"`
+	LoadFailures string            `json:"load_failures"`
 }
 
 func testPythonMultiplexedReports(t *testing.T, p platformUnderTest, envs string) {
@@ -213,4 +215,40 @@ func testPythonMultiplexedReports(t *testing.T, p platformUnderTest, envs string
 		t.Errorf("OIP ready for the hot id: %d %s", code, body)
 	}
 	t.Logf("a hot id spread over two replica processes: answers by pid %v; model replicas %+v", pids, rs)
+
+	// Each replica's /metrics has its cache's sluice_model_cache_* series,
+	// the counts its models report has, under the Go replica's labels.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cached, reported := map[string][5]float64{}, map[string][5]float64{}
+		for _, addr := range replicaMetrics(t, p.bin, p.addr, app)["Mux"] {
+			f := scrapeMetrics(t, addr, map[string]bool{})
+			for i, name := range []string{"sluice_model_cache_hits_total", "sluice_model_cache_misses_total", "sluice_model_cache_loads_total", "sluice_model_cache_failures_total", "sluice_model_cache_loaded"} {
+				for _, m := range f[name].GetMetric() {
+					if label(m, "app") == app && label(m, "deployment") == "Mux" {
+						c := cached[label(m, "replica")]
+						c[i] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+						cached[label(m, "replica")] = c
+					}
+				}
+			}
+		}
+		failures := 0.0
+		for _, r := range reports() {
+			hits, _ := strconv.Atoi(r.Hits)
+			misses, _ := strconv.Atoi(r.Misses)
+			loads, _ := strconv.Atoi(r.Loads)
+			failed, _ := strconv.Atoi(r.LoadFailures)
+			reported[r.Replica] = [5]float64{float64(hits), float64(misses), float64(loads), float64(failed), float64(len(r.Loaded))}
+			failures += float64(failed)
+		}
+		if len(cached) == 2 && maps.Equal(cached, reported) && failures >= 1 {
+			t.Logf("model caches scraped (hits, misses, loads, failures, loaded by replica): %v", cached)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("model caches scraped %v, reported %v (failures %v, want the broken load)", cached, reported, failures)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }

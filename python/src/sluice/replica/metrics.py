@@ -2,7 +2,9 @@
 exports the Go replicas': the same series, types, labels (app,
 deployment, replica) and buckets, so that the gateway's service discovery
 (/metrics/targets) and the Grafana dashboard take a Python replica as
-they take a Go one.
+they take a Go one. A replica whose deployment multiplexes models adds
+replicas/models/metrics.go's sluice_model_cache_* series (Metrics.models),
+all but the memory bytes, which a Python replica does not know.
 
 What a replica already counts for its Report is read when scraped; the
 consume loop makes a few calls of its own (pick-up, handler time,
@@ -16,8 +18,8 @@ from __future__ import annotations
 import bisect
 import socket
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, start_http_server
 from prometheus_client.metrics_core import (
@@ -63,6 +65,34 @@ _REPORT_SERIES: tuple[tuple[str, str, str, str], ...] = (
     ("sluice_replica_in_flight", "gauge", "Records picked up and not yet completed.", "ongoing"),
     ("sluice_replica_partitions", "gauge", "Partitions the replica owns.", "partitions"),
     ("sluice_replica_ready", "gauge", "1 once the replica holds partitions (or joined with none to hold).", "ready"),
+)
+
+
+class ModelCounts(NamedTuple):
+    """What a replica's model caches have done and hold (the counts of its
+    models report), read when scraped."""
+
+    hits: int
+    misses: int
+    loads: int
+    evictions: int
+    failures: int
+    loaded: int
+
+
+ModelCountsSource = Callable[[], ModelCounts]
+"""What gives a replica's model counts as of now, from the scrape's
+thread: it must read counters only, not walk what the loop mutates."""
+
+_MODEL_SERIES: tuple[tuple[str, str, str, str], ...] = (
+    # name, type, help, ModelCounts field (replicas/models/metrics.go's,
+    # less sluice_model_cache_memory_bytes: a Python model's size is not known)
+    ("sluice_model_cache_hits_total", "counter", "Requests whose model version was loaded.", "hits"),
+    ("sluice_model_cache_misses_total", "counter", "Requests whose model version was not loaded.", "misses"),
+    ("sluice_model_cache_loads_total", "counter", "Model versions loaded.", "loads"),
+    ("sluice_model_cache_evictions_total", "counter", "Model versions evicted to make room.", "evictions"),
+    ("sluice_model_cache_failures_total", "counter", "Model versions that failed to load.", "failures"),
+    ("sluice_model_cache_loaded", "gauge", "Model versions loaded.", "loaded"),
 )
 
 
@@ -156,6 +186,14 @@ class Metrics(Collector):
         self.kafka = KafkaStats(kafka_interval_ms)
         self._lock = threading.Lock()
         self._reps: dict[int, tuple[Observed, Observers]] = {}
+        self._models: dict[int, ModelCountsSource] = {}  # by id() of a replica, exported while it is in _reps
+
+    def models(self, r: Observed, counts: ModelCountsSource) -> None:
+        """Exports the model caches of r (a replica whose deployment
+        multiplexes models) as the sluice_model_cache_* series, while r
+        is observed; give it before r runs."""
+        with self._lock:
+            self._models[id(r)] = counts
 
     def observe(self, r: Observed, app: str, deployment: str, instance: str) -> Observers:
         """Starts exporting r; the observers returned are its hooks."""
@@ -168,6 +206,7 @@ class Metrics(Collector):
         """Stops exporting r: its series leave the scrape."""
         with self._lock:
             self._reps.pop(id(r), None)
+            self._models.pop(id(r), None)
 
     def describe(self) -> Iterable[Metric]:
         return []  # unchecked: the names are this module's
@@ -175,6 +214,7 @@ class Metrics(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             reps = list(self._reps.values())
+            models = [(self._models.get(k), o) for k, (_, o) in self._reps.items()]
         report = {name: (GaugeMetricFamily if typ == "gauge" else CounterMetricFamily)(name, doc, labels=list(LABELS))
                   for name, typ, doc, _ in _REPORT_SERIES}  # fmt: skip
         lag = GaugeMetricFamily(
@@ -210,6 +250,21 @@ class Metrics(Collector):
         yield _merged(handlers, _HANDLER, _HANDLER_HELP)
         yield errors
         yield rebalances
+        yield from _model_families([(src, o.labels) for src, o in models if src is not None])
+
+
+def _model_families(sources: list[tuple[ModelCountsSource, list[str]]]) -> Iterator[Metric]:
+    """The sluice_model_cache_* families of the replicas that multiplex
+    models; none when no replica does."""
+    if not sources:
+        return
+    fams = {name: (GaugeMetricFamily if typ == "gauge" else CounterMetricFamily)(name, doc, labels=list(LABELS))
+            for name, typ, doc, _ in _MODEL_SERIES}  # fmt: skip
+    for src, labels in sources:
+        counts = src()
+        for name, _, _, fld in _MODEL_SERIES:
+            fams[name].add_metric(labels, float(getattr(counts, fld)))
+    yield from fams.values()
 
 
 _QUEUE_WAIT = "sluice_replica_queue_wait_seconds"

@@ -33,7 +33,7 @@ from sluice.serve.handle import DeploymentHandle
 from sluice.serve.http import http_handler, takes_request
 from sluice.serve.invoke import HealthCheckFailed, Invoker, watch_health
 from sluice.serve.lookup import NamedHandle
-from sluice.serve.multiplex import ModelCache, model_caches, models_report
+from sluice.serve.multiplex import ModelCache, model_caches, model_counts, models_report
 from sluice.serve.usermetrics import scope
 
 READY_ENV = "SLUICE_READY_FD"
@@ -131,6 +131,21 @@ async def _serve(r: Replica, pub: Publisher | None, inv: Invoker, opts: Options,
     return failed
 
 
+def watch_models(r: Replica, fn: Any, pub: Publisher | None, metrics: Metrics | None) -> list[ModelCache]:
+    """Publishes r's reports with pub, and when fn (its deployment's
+    instance) multiplexes models, its models report with pub and its
+    caches' counts as the sluice_model_cache_* series of metrics. The
+    caches found (none: fn multiplexes no models)."""
+    caches = model_caches(fn) if pub is not None or metrics is not None else []
+    if pub is not None:
+        pub.add(r, _models_source(r, caches) if caches else None)
+        for c in caches:
+            c.on_change = pub.poke
+    if metrics is not None and caches:
+        metrics.models(r, lambda: model_counts(caches))
+    return caches
+
+
 def _models_source(r: Replica, caches: list[ModelCache]) -> Callable[[], ModelsReport]:
     """The models report of a replica whose deployment multiplexes models."""
     cfg = r.cfg
@@ -206,11 +221,7 @@ def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, s
     ingress = name == root.deployment.name
     r = Replica(cfg, http_handler(target, fn) if takes_request(target, ingress) else inv)
     pub = Publisher(brokers, a.status_topic, log) if a.status_topic else None
-    if pub is not None:
-        caches = model_caches(fn)
-        pub.add(r, _models_source(r, caches) if caches else None)
-        for c in caches:
-            c.on_change = pub.poke
+    watch_models(r, fn, pub, metrics)
     _tell_ready(r)
     log.info("replica running", extra={"instance": a.instance, "generation": a.generation, "loop": event_loop.kind(),
                                        "metrics": cfg.metrics_addr, "tracing": tr is not None})  # fmt: skip

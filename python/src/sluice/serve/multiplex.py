@@ -15,7 +15,9 @@ function), as Ray Serve does, before the cache lets go of it.
 
 A replica publishes what its caches hold and have done as a models
 report (models_report; Go's models.Report), so the gateway knows which
-replica holds which model (OIP model ready, spreading a hot model)."""
+replica holds which model (OIP model ready, spreading a hot model), and
+with metrics on, the same counts as Go's sluice_model_cache_* series
+(model_counts; sluice.replica.metrics)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from typing import Any, TypeVar, overload
 from sluice.protocol import InvalidArgument, SluiceError, Unavailable
 from sluice.protocol.errors import Internal
 from sluice.replica.context import current
+from sluice.replica.metrics import ModelCounts
 from sluice.replica.report import ModelsReport, go_time
 
 DEFAULT_MAX_MODELS = 3
@@ -101,6 +104,10 @@ class ModelCache:
     def loaded(self) -> list[str]:
         """The model ids loaded now, most recently used first."""
         return list(reversed(self._loaded))
+
+    def held(self) -> int:
+        """How many models are loaded now (from any thread)."""
+        return len(self._loaded)
 
     def loading(self) -> list[str]:
         """The model ids being loaded now, sorted."""
@@ -314,3 +321,18 @@ def models_report(caches: list[ModelCache], app: str, deployment: str, replica: 
         rep.evictions += c.evictions
         rep.failures += c.failures
     return rep
+
+
+def model_counts(caches: list[ModelCache]) -> ModelCounts:
+    """The counts of caches' models report, summed, and how many models
+    they hold: safe from any thread (it reads counters and lengths, while
+    the loop may be loading or evicting)."""
+    hits = misses = loads = evictions = failures = loaded = 0
+    for c in caches:
+        hits += c.hits
+        misses += c.misses
+        loads += c.loads
+        evictions += c.evictions
+        failures += c.failures
+        loaded += c.held()
+    return ModelCounts(hits, misses, loads, evictions, failures, loaded)
