@@ -156,6 +156,11 @@ def test_the_flag_sets_the_format_and_text_is_the_default(brokers: list[str], tm
 
 
 def test_a_bad_format_is_named() -> None:
+    cmd = [sys.executable, "-m", "sluice.replica", "--brokers", "127.0.0.1:1", "--app", "a", "--deployment", "D",
+           "--group", "g", "--topic", "t", "--output", "o", "--dead-letter", "d", "--instance", "D-0",
+           "--import-path", "nowhere:app", "--log-format", "xml"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--log-format 'xml': want text or json" in p.stderr, p.stderr
     with pytest.raises(ValueError, match="SLUICE_LOG_FORMAT 'yaml': want text or json"):
         logfmt.format_of("", {logfmt.FORMAT_ENV: "yaml"})
     with pytest.raises(ValueError, match="--log-format 'xml'"):

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fmt = logfmt.format_of(a.log_format)
     except ValueError as exc:
-        raise SystemExit(f"python -m sluice.replica: {exc}") from None
+        print(f"python -m sluice.replica: {exc}", file=sys.stderr)
+        return 2
     logfmt.configure(fmt, {"app": a.app, "deployment": a.deployment, "instance": a.instance})
     log = logging.getLogger(f"sluice.replica.{a.app}.{a.deployment}")
     # Metrics first: the application registers its own at import.
