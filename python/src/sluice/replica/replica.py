@@ -28,7 +28,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 
 from sluice import claim, protocol
 from sluice.protocol import Code, HTTPResponse, Record, Request, SluiceError, code_of, headers
-from sluice.replica import kafkastats
+from sluice.replica import kafkastats, logfmt
 from sluice.replica.config import (
     CLAIM_DELETERS,
     CLAIM_RETRY_MAX_S,
@@ -47,7 +47,7 @@ from sluice.replica.metrics import Observers
 from sluice.replica.offsets import Slot, Tracker
 from sluice.replica.producer import Sender, too_large
 from sluice.replica.report import Report, go_time
-from sluice.replica.tracing import Span
+from sluice.replica.tracing import Span, trace_id
 
 
 @dataclass
@@ -413,6 +413,9 @@ class Replica:
         )
         req, err = protocol.parse_request(rec)
         run = _Run(self, slot, rec, req)
+        # Each record runs in its own task: the lines logged while it is
+        # served, the deployment's own included, carry its ids.
+        logfmt.set_request(req.env.id, trace_id(req.env.trace))
         obs, tr = self._obs, self.cfg.tracing
         if obs is not None or tr is not None:
             ts_type, ts_ms = msg.timestamp()
@@ -462,7 +465,7 @@ class Replica:
                 if exc.not_found and ref is not None and ref.kind == claim.KIND_RECORD and env.reply_to:
                     # A replica deletes a record's claim once it answered it
                     # to a waiting caller: this is a redelivery of work done.
-                    self._log.debug("claim gone: record already answered", extra={"key": ref.key})
+                    self._log.debug("claim gone: record already answered", extra={"key": ref.key, **run.ids()})
                     return
                 run.fail(exc.code, exc.message)
                 return
@@ -522,7 +525,8 @@ class Replica:
             ):
                 return Code.DEADLINE_EXCEEDED.value, "deadline passed while serving"
             self._log.error(
-                "deployment raised", extra={"deployment": self.cfg.deployment, "traceback": traceback.format_exc()}
+                "deployment raised",
+                extra={"deployment": self.cfg.deployment, "traceback": traceback.format_exc(), **run.ids()},
             )
             return code_of(exc), f"deployment {self.cfg.deployment} raised {type(exc).__name__}: {exc}"
         return "", ""
@@ -553,7 +557,7 @@ class Replica:
                     self._store_down = True
                     self._log.warning(
                         "claim store unavailable; retrying claimed records until it answers",
-                        extra={"group": self.cfg.group, "key": ref.key, "err": exc.message},
+                        extra={"group": self.cfg.group, "key": ref.key, "err": exc.message, **run.ids()},
                     )
                 end = time.monotonic() + wait
                 while (now := time.monotonic()) < end:
@@ -615,6 +619,11 @@ class _Run:
         self._dead = False  # dead-lettered: its claim stays for a replay
         self._answered = False  # a unary answer was emitted
         self._upload: Future[None] | None = None  # the last output queued behind a claim upload
+
+    def ids(self) -> dict[str, str]:
+        """The record's request and trace ids, for a log line's extra: a
+        line logged outside its task (an acknowledgement's) has them too."""
+        return {"request_id": self.req.env.id, "trace_id": trace_id(self.req.env.trace)}
 
     def answered(self) -> bool:
         """Whether a unary answer was emitted before any failure."""
@@ -730,16 +739,17 @@ class _Run:
             failed = self._failed
         if rec.topic != cfg.dead_letter and reachable and not failed:
             log.warning(
-                "output produce failed; answering the caller with the error", extra={"topic": rec.topic, "err": err}
+                "output produce failed; answering the caller with the error",
+                extra={"topic": rec.topic, "err": err, **self.ids()},
             )
             code = Code.INTERNAL.value if too_big else Code.UNAVAILABLE.value
             self.fail(code, f"the answer could not be delivered: produce to {rec.topic}: {err}")
         elif rec.topic != cfg.dead_letter:
-            log.warning("output produce failed", extra={"topic": rec.topic, "err": err})
+            log.warning("output produce failed", extra={"topic": rec.topic, "err": err, **self.ids()})
             self.dead_letter(Code.UNAVAILABLE.value, f"produce to {rec.topic}: {err}")
         else:
             src = protocol.Source(self.rec.topic, self.rec.partition, self.rec.offset)
-            log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": err})
+            log.error("dead letter lost", extra={"topic": rec.topic, "source": str(src), "err": err, **self.ids()})
 
     def fail(self, code: str, message: str, unless_answered: bool = False) -> bool:
         """Answers the caller with the failure, or dead-letters the record
@@ -754,10 +764,15 @@ class _Run:
             self.r._obs.failed(code)
         if self.span is not None and self.r.cfg.tracing is not None:
             self.r.cfg.tracing.failed(self.span, code, message)
+        src = str(protocol.Source(self.rec.topic, self.rec.partition, self.rec.offset))
+        what = {"code": code, "err": message, "source": src, **self.ids()}
         if not self.req.env.reply_to:
             self.r._count("dead_lettered")
             with self._lock:
                 self._dead = True
+            self.r._log.warning("record dead-lettered", extra=what)
+        else:
+            self.r._log.debug("request failed", extra=what)
         cfg = self.r.cfg
         self.send(protocol.failure(self.req, self.rec, cfg.dead_letter, cfg.deployment, code, message))
         return True

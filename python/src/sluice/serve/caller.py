@@ -141,7 +141,7 @@ class Caller:
                                  "fetch.wait.max.ms": 100}  # fmt: skip
         # kafka_stats: the clients' statistics, as the replica's (sluice.replica.kafkastats).
         self._unstat = [kafkastats.enable(kafka_stats, conf, "caller") for conf in (pconf, cconf)]
-        self._p = Producer(pconf)
+        self._p = Producer(pconf, logger=self._log)
         self._c = Consumer(cconf, logger=self._log)
         hi = _end_offset(self._c, self.reply_topic)
         self._c.assign([TopicPartition(self.reply_topic, 0, max(hi, 0))])
@@ -422,7 +422,8 @@ def _end_offset(c: Consumer, topic: str) -> int:
 
 def ensure_topics(brokers: list[str], names: list[str], partitions: int = 1) -> None:
     """Creates the topics that do not exist yet."""
-    admin = AdminClient(client_settings(brokers))
+    # The client's own lines go through logging, as the process's others.
+    admin = AdminClient(client_settings(brokers), logger=logging.getLogger("sluice.kafka"))
     futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=10)
     for f in futures.values():
         try:

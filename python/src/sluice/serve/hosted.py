@@ -23,7 +23,7 @@ from typing import Any
 
 from sluice import claim
 from sluice.protocol.names import Namer
-from sluice.replica import ModelsReport, Publisher, Replica, ReplicaConfig, serve_until_signalled, tracing
+from sluice.replica import ModelsReport, Publisher, Replica, ReplicaConfig, logfmt, serve_until_signalled, tracing
 from sluice.replica import loop as event_loop
 from sluice.replica.metrics import ADDR_ENV, Metrics, Server, new_registry
 from sluice.serve.caller import Caller
@@ -76,6 +76,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get(ADDR_ENV, ""),
         help=f"serve /metrics at host:port (port 0: any free one), reported on the status topic ({ADDR_ENV})",
     )
+    p.add_argument("--log-format", default="",
+                   help=f"text or json: one JSON object a line, as the Go processes log (default: {logfmt.FORMAT_ENV}, "
+                        "else text)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -162,7 +165,12 @@ def _on_failure(r: Replica, failed: list[HealthCheckFailed]) -> Callable[[Health
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        fmt = logfmt.format_of(a.log_format)
+    except ValueError as exc:
+        print(f"python -m sluice.replica: {exc}", file=sys.stderr)
+        return 2
+    logfmt.configure(fmt, {"app": a.app, "deployment": a.deployment, "instance": a.instance})
     log = logging.getLogger(f"sluice.replica.{a.app}.{a.deployment}")
     # Metrics first: the application registers its own at import.
     metrics, server = None, None
