@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -30,3 +31,22 @@ def test_decode(value: bytes, content_type: str, want: Any) -> None:
 def test_round_trip() -> None:
     for v in (12, "Hola Dora", {"x": [1, 2]}, b"\xff", None):
         assert decode(*encode(v)) == v
+
+
+def test_several_arguments_travel_as_args() -> None:
+    from sluice.serve.codec import ARGS, Args, apply, call_value
+
+    assert call_value((), {}) is None and call_value((5,), {}) == 5
+    a = call_value((1, "x"), {"k": [2]})
+    assert a == Args((1, "x"), {"k": [2]})
+    body, ct = encode(a)
+    assert ct == ARGS and json.loads(body) == {"args": [1, "x"], "kwargs": {"k": [2]}}
+    back = decode(body, ct)
+    assert back == a and apply(lambda p, q, k: (p, q, k), back) == (1, "x", [2])
+    assert apply(lambda v: v * 2, decode(*encode(21))) == 42
+    # A call with no argument: none given to a function that needs none.
+    assert apply(lambda: "none", None) == "none" and apply(lambda v: v, None) is None
+    assert apply(lambda v=5: v, None) == 5
+    for bad in (b"[1]", b'{"args": 1}', b'{"kwargs": []}'):
+        with pytest.raises(ValueError, match="args"):
+            decode(bad, ARGS)

@@ -371,3 +371,49 @@ def test_a_named_handle_reaches_a_deployment_served_elsewhere(brokers: list[str]
         running.result(30)
         loop.call_soon_threadsafe(loop.stop)
         t.join(10)
+
+
+class Calc:
+    def add(self, a: int, b: int, *, scale: int = 1) -> int:
+        return (a + b) * scale
+
+    async def join(self, *parts: str, sep: str = "-") -> str:
+        return sep.join(parts)
+
+    def one(self, x: int) -> int:
+        return x + 1
+
+    def none(self) -> str:
+        return "no arguments"
+
+
+class CalcFront:
+    """Calls Calc's methods with several arguments, keyword ones, and a
+    response among them, from inside a replica."""
+
+    def __init__(self, calc: DeploymentHandle) -> None:
+        self.calc = calc
+
+    async def __call__(self, x: int) -> dict[str, Any]:
+        return {
+            "add": await self.calc.add.remote(x, 3, scale=10),
+            "join": await self.calc.join.remote("a", "b", "c", sep="+"),
+            "from_response": await self.calc.add.remote(self.calc.one.remote(x), b=self.calc.one.remote(1)),
+            "none": await self.calc.none.remote(),
+        }
+
+
+def test_calls_with_several_and_keyword_arguments(brokers: list[str], app_name: str) -> None:
+    """handle.method.remote(a, b, k=v) as in Ray Serve: spread into the
+    method's parameters, inside a replica and from serve.run's handle; a
+    response among the arguments awaited first; one argument still
+    travels as itself."""
+    calc = serve.deployment(Calc)
+    h = serve.run(serve.deployment(CalcFront).bind(calc.bind()), name=app_name, brokers=brokers)
+    assert h.remote(2).result(timeout_s=30) == {"add": 50, "join": "a+b+c", "from_response": 5, "none": "no arguments"}
+    c = serve.run(calc.bind(), name=app_name + "-c", brokers=brokers)
+    assert c.add.remote(1, 2, scale=3).result(timeout_s=30) == 9
+    assert c.add.remote(c.one.remote(1), 2).result(timeout_s=30) == 4
+    with pytest.raises(SluiceError) as exc:
+        c.add.remote(1).result(timeout_s=30)
+    assert "TypeError" in exc.value.message and "b" in exc.value.message

@@ -15,7 +15,7 @@ from sluice.protocol import Envelope, Hop, handle_call, new_request
 from sluice.protocol.names import Namer
 from sluice.replica.context import current
 from sluice.serve.caller import Answer, Caller, Link
-from sluice.serve.codec import decode, encode
+from sluice.serve.codec import Args, call_value, decode, encode
 from sluice.serve.multiplex import check_model_id
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -200,11 +200,14 @@ class DeploymentHandle:
             return self._namer.ingress(self._app)
         return self._namer.edge(self._app, self._source, self.deployment_name)
 
-    def remote(self, arg: Any = None) -> Any:
-        """Calls the deployment with one argument. Returns a
-        DeploymentResponse, or a DeploymentResponseGenerator for a
-        handle with stream=True (typed Any, as which one depends on the
-        handle's options).
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Calls the deployment with args and kwargs (one positional
+        argument travels as itself; several, or keyword ones, as
+        codec.Args, which a Python deployment spreads into its method's
+        parameters). Returns a DeploymentResponse, or a
+        DeploymentResponseGenerator for a handle with stream=True (typed
+        Any, as which one depends on the handle's options). A response
+        among several arguments is awaited first.
 
         A unary call made on an event loop is sent at the loop's next turn
         (or when awaited): a DeploymentResponse passed to another unary
@@ -212,6 +215,7 @@ class DeploymentHandle:
         continuation (sl-cont) takes the first deployment's answer
         straight to the second, never back here. Otherwise a response
         passed in is awaited first, and the call sent when it settles."""
+        arg = call_value(args, kwargs)
         parent = current()
         deadline_ns = time.time_ns() + int(DEFAULT_TIMEOUT_S * 1e9)
         if parent is not None and parent.envelope is not None and parent.envelope.deadline_ns:
@@ -266,6 +270,8 @@ class DeploymentHandle:
                     send(decode(ans.value, ans.content_type))
 
                 arg._fut.add_done_callback(upstream_done)
+        elif isinstance(arg, Args) and has_responses(arg):
+            resolve_args(arg, lambda value, exc: out.set_exception(exc) if exc is not None else send(value))
         elif not self._stream and loop is not None:
             c = _Call(self, envelope, deadline_ns, arg)
             loop.call_soon(_send, c)
@@ -275,6 +281,41 @@ class DeploymentHandle:
         if self._stream:
             return DeploymentResponseGenerator(out, deadline_ns)
         return DeploymentResponse(out)
+
+
+def has_responses(a: Args) -> bool:
+    """Whether a call's arguments hold responses still to settle."""
+    return any(isinstance(v, DeploymentResponse) for v in (*a.args, *a.kwargs.values()))
+
+
+def resolve_args(a: Args, done: Callable[[Any, BaseException | None], None]) -> None:
+    """Calls done with a's arguments, each response among them replaced by
+    its answer once all have settled (no thread waits meanwhile), or with
+    the first error."""
+    args, kwargs = list(a.args), dict(a.kwargs)
+    slots: list[tuple[Any, Any]] = [(args, i) for i, v in enumerate(args) if isinstance(v, DeploymentResponse)]
+    slots += [(kwargs, k) for k, v in kwargs.items() if isinstance(v, DeploymentResponse)]
+    lock = threading.Lock()
+    state = {"left": len(slots), "failed": False}
+    for holder, key in slots:
+        resp: DeploymentResponse = holder[key]
+
+        def settled(value: Any, exc: BaseException | None, holder: Any = holder, key: Any = key) -> None:
+            with lock:
+                if state["failed"]:
+                    return
+                if exc is None:
+                    holder[key] = value
+                    state["left"] -= 1
+                    finished = state["left"] == 0
+                else:
+                    state["failed"] = True
+            if exc is not None:
+                done(None, exc)
+            elif finished:
+                done(Args(tuple(args), kwargs), None)
+
+        resp._then(settled)
 
 
 _chains = threading.Lock()

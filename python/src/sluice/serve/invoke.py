@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.replica import Input, Output, StreamOutput
-from sluice.serve.codec import decode, encode
+from sluice.serve.codec import apply, decode, encode
 from sluice.serve.deployment import Options
 from sluice.serve.handle import DeploymentResponse
 
@@ -126,10 +126,10 @@ async def watch_health(inv: Invoker, period_s: float, unhealthy: Callable[[Healt
 
 async def _call(fn: Any, arg: Any) -> Any:
     if _is_coroutine(fn):
-        return await fn(arg)
+        return await apply(fn, arg)
     if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
-        return fn(arg)  # iterated by the caller
-    return await asyncio.to_thread(fn, arg)
+        return apply(fn, arg)  # iterated by the caller
+    return await asyncio.to_thread(apply, fn, arg)
 
 
 async def _call0(fn: Any) -> Any:
@@ -151,7 +151,7 @@ def _run_and_emit(fn: Any, arg: Any, out: Output) -> Any:
     """Calls fn and emits its result, in the calling thread; returns a
     result it cannot emit there (a DeploymentResponse to await, a
     generator to iterate) for the caller to handle, else _EMITTED."""
-    result = fn(arg)
+    result = apply(fn, arg)
     if isinstance(result, DeploymentResponse) or inspect.isasyncgen(result) or inspect.isgenerator(result):
         return result
     out.emit(*encode(result))

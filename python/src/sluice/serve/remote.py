@@ -41,9 +41,9 @@ from typing import Any
 from sluice.protocol import SluiceError, Unavailable
 from sluice.serve.auth import GatewayAccess
 from sluice.serve.caller import Answer
-from sluice.serve.codec import encode
+from sluice.serve.codec import Args, call_value, encode
 from sluice.serve.deployment import Application
-from sluice.serve.handle import DeploymentHandle, DeploymentResponse
+from sluice.serve.handle import DeploymentHandle, DeploymentResponse, has_responses, resolve_args
 
 ADDR_ENV = "SLUICE_ADDR"
 TOKEN_ENV = "SLUICE_TOKEN"
@@ -435,12 +435,14 @@ class RemoteHandle(DeploymentHandle):
             raise ValueError(f"method_name {method_name!r}: a call through the gateway reaches __call__ only")
         return RemoteHandle(self._route, self.deployment_name, self._stream if stream is None else stream)
 
-    def remote(self, arg: Any = None) -> Any:
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
         r = self._route
+        arg = call_value(args, kwargs)
         if self._stream:
             return r.platform.stream(r.route, arg)
         fut: Future[Answer] = Future()
-        if isinstance(arg, DeploymentResponse):  # sent when it settles; no thread waits for it
+        pending = isinstance(arg, DeploymentResponse) or (isinstance(arg, Args) and has_responses(arg))
+        if pending:  # sent when its responses settle; no thread waits for them
 
             def upstream(value: Any, exc: BaseException | None) -> None:
                 if exc is not None:
@@ -448,7 +450,10 @@ class RemoteHandle(DeploymentHandle):
                     return
                 _chain(r.platform.pool.submit(r.platform.call, r.route, value), fut)
 
-            arg._then(upstream)
+            if isinstance(arg, DeploymentResponse):
+                arg._then(upstream)
+            else:
+                resolve_args(arg, upstream)
             return DeploymentResponse(fut)
         call = r.platform.start(r.route, arg)
         resp = DeploymentResponse(call.fut, reader=call)
