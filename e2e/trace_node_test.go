@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -91,7 +92,7 @@ func (r *otlpReceiver) trace(id string) []otlpSpan {
 func TestTraceNode(t *testing.T) {
 	rcv := newOTLPReceiver(t)
 	n := startNodeWith(t, nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.URL, "OTEL_BSP_SCHEDULE_DELAY=100",
-		"SLUICE_LOG_FORMAT=json", "SLUICE_ACCESS_LOG=1"})
+		"SLUICE_LOG_FORMAT=json", "SLUICE_ACCESS_LOG=1", "SLUICE_DEBUG=1"})
 	spec := writeFile(t, "tchain.yaml", `name: tchain
 route_prefix: /tchain
 ingress: Ingress
@@ -198,6 +199,43 @@ deployments:
 		}
 	}
 	t.Logf("trace %s: %d spans from %d processes (pids %v)", traceID, len(rcv.trace(traceID)), len(pids), pids)
+
+	// The JSON logs of each process a request crosses carry its trace id:
+	// the gateway's access line and the ingress replica process's own line
+	// about the request (a body Ingress cannot decode: "request failed",
+	// at debug level, SLUICE_DEBUG).
+	const failTrace = "6bf92f3577b34da6a3ce929d0e0e4738"
+	req, _ := http.NewRequest(http.MethodPost, "http://"+n.addr+"/tchain", strings.NewReader(`"not a number"`))
+	req.Header.Set("traceparent", "00-"+failTrace+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("Sluice-Request-Id")
+	if resp.StatusCode != http.StatusBadRequest || id == "" {
+		t.Fatalf("POST /tchain with a string = %d, request id %q; want 400 and an id", resp.StatusCode, id)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n.errw.mu.Lock()
+		logs := n.stderr.String()
+		n.errw.mu.Unlock()
+		var access, replica bool
+		for _, l := range strings.Split(logs, "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) != nil || m["request_id"] != id || m["trace_id"] != failTrace {
+				continue
+			}
+			access = access || (m["log"] == "access" && m["app"] == "tchain")
+			replica = replica || (m["msg"] == "request failed" && strings.HasPrefix(fmt.Sprint(m["instance"]), "tchain.Ingress."))
+		}
+		if access && replica {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request %s: access line with trace_id %s %v, the ingress replica process's line %v:\n%s", id, failTrace, access, replica, grepLines(logs, id))
+		}
+	}
 }
 
 // accessLine reports whether logs hold a JSON access log line of a
