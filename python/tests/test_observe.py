@@ -9,10 +9,8 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -24,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broker import create_topics
 from kafka_io import read_all
-from sluice.protocol import Record, SluiceError, parse_reply
+from sluice.protocol import SluiceError, parse_reply
 from sluice.protocol.names import Namer
 from sluice.replica import Input, Output, Replica, tracing
 from sluice.replica.metrics import LATENCY_BUCKETS, Metrics, Server, new_registry, split_addr
@@ -35,7 +33,7 @@ from sluice.serve.handle import DeploymentHandle
 from sluice.serve.invoke import Invoker
 from sluice.serve.usermetrics import metrics as user_metrics
 from sluice.serve.usermetrics import scope
-from test_replica import AnswersAtTheDeadline, Uniq, make, replies, request, running
+from test_replica import AnswersAtTheDeadline, Uniq, hand_answers_over_late, make, replies, request, running
 
 
 def scrape(addr: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -258,16 +256,7 @@ async def test_an_answer_that_beats_the_deadline_leaves_its_spans_ok(
     the loop sees the deadline pass before the thread hands the answer to
     the producer. The answer stands and the record counts as processed, so
     neither its handle span nor its process span is marked failed."""
-    from sluice.replica import replica as replica_mod
-
-    send = replica_mod._Run.send
-
-    def late_send(self: Any, rec: Record) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            time.sleep(1.0)  # past the deadline, which the loop meanwhile sees
-        send(self, rec)
-
-    monkeypatch.setattr(replica_mod._Run, "send", late_send)
+    hand_answers_over_late(monkeypatch)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -446,6 +446,21 @@ class AnswersAtTheDeadline:
         return f"just {name}"
 
 
+def hand_answers_over_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes a handler thread's outputs reach the producer 1 s after they
+    are emitted (past a deadline the loop meanwhile sees)."""
+    from sluice.replica import replica as replica_mod
+
+    send = replica_mod._Run.send
+
+    def late_send(self: Any, rec: Record) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(1.0)
+        send(self, rec)
+
+    monkeypatch.setattr(replica_mod._Run, "send", late_send)
+
+
 async def test_a_thread_that_answers_as_the_deadline_passes_completes_its_record_once(
     brokers: list[str], uniq: Uniq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -453,16 +468,7 @@ async def test_a_thread_that_answers_as_the_deadline_passes_completes_its_record
     to the producer just after it (a delay put between the two): the
     answer stands, and the record completes once, after the answer's
     acknowledgement, not once when the deadline passes and again then."""
-    from sluice.replica import replica as replica_mod
-
-    send = replica_mod._Run.send
-
-    def late_send(self: Any, rec: Record) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            time.sleep(1.0)  # past the deadline, which the loop meanwhile sees
-        send(self, rec)
-
-    monkeypatch.setattr(replica_mod._Run, "send", late_send)
+    hand_answers_over_late(monkeypatch)
     cfg = make(brokers, uniq)
     async with running(cfg, Invoker(AnswersAtTheDeadline(), Options(name="G"))) as r:
         deadline = time.time_ns() + 1_500_000_000
