@@ -28,40 +28,12 @@ import (
 // that serve /metrics of their own.
 func TestMetricsCollector(t *testing.T) {
 	t.Parallel()
-	emb, err := streams.StartEmbedded(0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	namer, _ := streams.NewNamer("mt")
-	store, err := appstore.Open(ctx, appstore.Config{Brokers: emb.Brokers(), Namer: namer, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); store.Run(rctx) }()
-	defer func() { stop(); <-done }()
-	apps, err := spec.Parse("a.yaml", []byte("name: a\nroute_prefix: /a\ningress: D\ndeployments:\n  - {name: D, handler: H}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Deploy(ctx, apps...); err != nil {
-		t.Fatal(err)
-	}
+	ctx, namer, store, caller, log := statusPlatform(t, "mt", "name: a\nroute_prefix: /a\ningress: D\ndeployments:\n  - {name: D, handler: H}\n")
 	reports := replicas.NewReports()
 	for i, addr := range []string{"10.0.0.1:4000", ""} { // one replica serves metrics, one does not
 		b, _ := json.Marshal(replicas.Report{App: "a", Deployment: "D", Instance: string(rune('p' + i)), Ready: true, Processed: 5, Metrics: addr, At: time.Now()})
 		reports.Apply(ctx, &kgo.Record{Key: []byte(replicas.ReportKey("a", "D", string(rune('p'+i)))), Value: b})
 	}
-	caller, err := streams.NewCaller(ctx, emb.Brokers(), namer, "gw-test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close(context.Background())
 	reg := prometheus.NewPedanticRegistry()
 	s := New(Config{Caller: caller, Namer: namer, Control: controller.NewStatus(controller.StatusConfig{Namer: namer, Store: store, Replicas: reports, Log: log}), Log: log, Metrics: reg})
 	s.metrics.observe("a", streams.CodeOK, 3*time.Millisecond)
@@ -139,4 +111,41 @@ func TestMetricsCollector(t *testing.T) {
 		groups[0].Labels["app"] != "a" || groups[0].Labels["deployment"] != "D" || groups[0].Labels["replica"] != "p" {
 		t.Errorf("targets %s, want the one replica that serves metrics", rec.Body.Bytes())
 	}
+}
+
+// statusPlatform is what a gateway's status side reads, on an embedded
+// broker: an app store running with yaml deployed, and a caller; the
+// context ends with the test (30 s at most).
+func statusPlatform(t *testing.T, prefix, yaml string) (context.Context, streams.Namer, *appstore.Store, *streams.Caller, *slog.Logger) {
+	t.Helper()
+	emb, err := streams.StartEmbedded(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	log := slog.New(slog.DiscardHandler)
+	namer, _ := streams.NewNamer(prefix)
+	store, err := appstore.Open(ctx, appstore.Config{Brokers: emb.Brokers(), Namer: namer, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); store.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	apps, err := spec.Parse("a.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Deploy(ctx, apps...); err != nil {
+		t.Fatal(err)
+	}
+	caller, err := streams.NewCaller(ctx, emb.Brokers(), namer, "gw-test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { caller.Close(context.Background()) })
+	return ctx, namer, store, caller, log
 }

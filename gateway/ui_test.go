@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,11 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-serve/sluice/platform/appstore"
 	"github.com/sluice-serve/sluice/platform/controller"
-	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
-	"github.com/sluice-serve/sluice/streams"
 )
 
 // The dashboard's files are served from the binary at /ui/ to anyone
@@ -55,32 +50,9 @@ func TestDashboardRoutes(t *testing.T) {
 // lower it; one past the last bucket makes it -1), next to the bounds.
 func TestDashboardStateHandlerP99(t *testing.T) {
 	t.Parallel()
-	emb, err := streams.StartEmbedded(0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	namer, _ := streams.NewNamer("uip")
-	store, err := appstore.Open(ctx, appstore.Config{Brokers: emb.Brokers(), Namer: namer, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); store.Run(rctx) }()
-	defer func() { stop(); <-done }()
-	apps, err := spec.Parse("a.yaml", []byte("name: a\nroute_prefix: /a\ningress: D\ndeployments:\n"+
+	ctx, namer, store, caller, log := statusPlatform(t, "uip", "name: a\nroute_prefix: /a\ningress: D\ndeployments:\n"+
 		"  - {name: D, handler: H}\n  - {name: E, handler: H}\n  - {name: F, handler: H}\n"+
-		"edges:\n  - {from: D, to: E}\n  - {from: E, to: F}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Deploy(ctx, apps...); err != nil {
-		t.Fatal(err)
-	}
+		"edges:\n  - {from: D, to: E}\n  - {from: E, to: F}\n")
 	reports := replicas.NewReports()
 	for _, r := range []replicas.Report{
 		{Deployment: "D", Instance: "d1", HandlerP99: 0.025},
@@ -94,11 +66,6 @@ func TestDashboardStateHandlerP99(t *testing.T) {
 		b, _ := json.Marshal(r)
 		reports.Apply(ctx, &kgo.Record{Key: []byte(replicas.ReportKey("a", r.Deployment, r.Instance)), Value: b})
 	}
-	caller, err := streams.NewCaller(ctx, emb.Brokers(), namer, "gw-test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close(context.Background())
 	s := New(Config{Caller: caller, Namer: namer, Control: controller.NewStatus(controller.StatusConfig{Namer: namer, Store: store, Replicas: reports, Log: log}), Log: log})
 
 	rec := httptest.NewRecorder()
