@@ -125,6 +125,7 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLe
 		{`{"op":"hello","name":"ada"}`, `howdy, ada, from say_hello`},
 		{`{"op":"count","n":4}`, `[0,1,2,3]`},
 		{`{"op":"chain","name":"ada"}`, `howdy howdy ada (forwarded)`},
+		{`{"op":"args","first":"ada","last":"lovelace"}`, `howdy, ada howdy lovelace!`},
 	} {
 		if code, body := call(c.body); code != 200 || body != c.want {
 			t.Fatalf("%s: %d %s, want %s\nlogs:\n%s", c.body, code, body, c.want, p.logs())

@@ -45,6 +45,9 @@ class Greeter:
     def boom(self, _):
         raise ValueError("no such greeting")
 
+    def greet(self, first, last, *, punct="."):
+        return f"{self.greeting}, {first} {last}{punct}"
+
 
 @serve.deployment(max_ongoing_requests=32)
 class Front:
@@ -74,6 +77,8 @@ class Front:
             except serve.Forwarded:
                 return second + " (forwarded)"
             return second
+        if op == "args":  # several and keyword arguments, one a response
+            return await self.greeter.greet.remote(body["first"], self.greeter.remote(body["last"]), punct="!")
         if op == "boom":
             return await self.greeter.boom.remote(None)
         if op == "missing":
