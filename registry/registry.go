@@ -512,3 +512,40 @@ func (r *Registry) open(ctx context.Context, kind Kind, name, version string, f 
 // Sync waits, bounded by ctx, until every event written before the call
 // is applied (Run must be running).
 func (r *Registry) Sync(ctx context.Context) error { return r.log.Sync(ctx) }
+
+// Tensors is the registry as the deploy-time check of tensor joins reads
+// it (spec.TensorCatalog); nil for no registry.
+func (r *Registry) Tensors() spec.TensorCatalog {
+	if r == nil {
+		return nil
+	}
+	return tensorCatalog{r}
+}
+
+type tensorCatalog struct{ r *Registry }
+
+func (c tensorCatalog) ModelsServed(d *spec.Deployment) []string {
+	var out []string
+	for _, m := range c.r.Models() {
+		if d.Model == nil || d.Model.Serves(m.Name, m.Labels()...) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+func (c tensorCatalog) Outputs(d *spec.Deployment, model string) ([]string, string, bool) {
+	var version string
+	if d.Model != nil {
+		version = d.Model.DefaultVersion
+	}
+	v, err := c.r.Version(model, version)
+	if err != nil || len(v.Outputs) == 0 {
+		return nil, "", false
+	}
+	names := make([]string, len(v.Outputs))
+	for i, t := range v.Outputs {
+		names[i] = t.Name
+	}
+	return names, v.Version, true
+}

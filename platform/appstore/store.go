@@ -36,6 +36,10 @@ type Config struct {
 	// checked and written: it pins the code it names to versions. Nil
 	// writes it as given.
 	Prepare func(context.Context, *spec.App) error
+	// Tensors tells what the model deployments upstream of a tensor join
+	// answer with, to refuse a clash of tensor names at deploy (see
+	// spec.App.CheckTensorJoins). Nil checks declared outputs only.
+	Tensors spec.TensorCatalog
 	// Watch, when set, sees every application spec as it is applied.
 	Watch func(Applied)
 	Log   *slog.Logger
@@ -265,6 +269,9 @@ func (s *Store) Deploy(ctx context.Context, apps ...*spec.App) (map[string]int64
 		// The dataflow rules hold for what is deployed from now on; a
 		// stored spec that predates them is not refused when read back.
 		if err := a.CheckGraph(); err != nil {
+			return nil, fmt.Errorf("%w %s: %w", ErrInvalid, a.Name, err)
+		}
+		if err := a.CheckTensorJoins(s.cfg.Tensors); err != nil {
 			return nil, fmt.Errorf("%w %s: %w", ErrInvalid, a.Name, err)
 		}
 	}

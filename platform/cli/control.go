@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-serve/sluice/platform/controller"
 	"github.com/sluice-serve/sluice/platform/serve"
 	"github.com/sluice-serve/sluice/platform/spec"
+	"github.com/sluice-serve/sluice/registry"
 	"github.com/sluice-serve/sluice/streams"
 )
 
@@ -35,9 +36,10 @@ func resolver(reg *serve.Registry, catalog code.Catalog, localPaths bool) *code.
 
 // openControl opens the store, follows it until runCtx ends, and returns
 // once it has caught up (bounded by ctx and 30 s). Every spec is checked
-// against its code with res, and pinned by res when deployed here.
-func openControl(ctx, runCtx context.Context, bs []string, namer streams.Namer, res *code.Resolver, fw followed, env Env) (*control, error) {
-	store, err := appstore.Open(ctx, appstore.Config{Brokers: bs, Namer: namer, Check: res.Check, Prepare: res.Pin, Log: env.Log})
+// against its code with res, and pinned by res when deployed here; the
+// tensor joins of one deployed here are checked against reg's models.
+func openControl(ctx, runCtx context.Context, bs []string, namer streams.Namer, res *code.Resolver, reg *registry.Registry, fw followed, env Env) (*control, error) {
+	store, err := appstore.Open(ctx, appstore.Config{Brokers: bs, Namer: namer, Check: res.Check, Prepare: res.Pin, Tensors: reg.Tensors(), Log: env.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -210,7 +210,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev: cannot find this binary to run bundle replicas: %w", err)
 	}
-	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, resolver(cfg.Registry, d.registry, true), fw, Env{Log: cfg.Log})
+	ctl, err := openControl(ctx, runCtx, d.Brokers, namer, resolver(cfg.Registry, d.registry, true), d.registry, fw, Env{Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func runGateway(ctx context.Context, args []string, env Env) error {
 	}
 	var ctl *control
 	if err == nil {
-		ctl, err = openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
+		ctl, err = openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), reg, fw, env)
 	}
 	var trail *audit.Trail
 	var auditDone <-chan struct{}

@@ -201,7 +201,7 @@ func runScaler(ctx context.Context, env Env, name string, bs []string, namer str
 	if err != nil {
 		return err
 	}
-	ctl, err := openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), fw, env)
+	ctl, err := openControl(ctx, runCtx, bs, namer, resolver(env.Registry, reg, false), reg, fw, env)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func joinConfig(topo *Topology, d string, dt DeploymentTopics) *replicas.JoinCon
 	if dt.Join == nil {
 		return nil
 	}
-	jc := &replicas.JoinConfig{Type: dt.Join.Type, Window: time.Duration(dt.Join.Window), Trigger: dt.Join.Trigger, Sources: map[string]string{}, Merge: mergeTensors}
+	jc := &replicas.JoinConfig{Type: dt.Join.Type, Window: time.Duration(dt.Join.Window), Trigger: dt.Join.Trigger, Sources: map[string]string{}, Merge: tensorMerge(dt.Join)}
 	for _, e := range topo.Edges {
 		if e.To == d && !e.Handle {
 			jc.Sources[e.Topic] = e.From

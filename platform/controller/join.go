@@ -4,16 +4,24 @@ import (
 	"fmt"
 
 	"github.com/sluice-serve/sluice/gateway/oip"
+	"github.com/sluice-serve/sluice/platform/spec"
 	"github.com/sluice-serve/sluice/replicas"
 )
+
+// tensorMerge is the merge of a join that names tensors as j says.
+func tensorMerge(j *spec.Join) func([]replicas.JoinInput) ([]byte, string, bool, error) {
+	prefixed := j.Prefixed()
+	return func(ins []replicas.JoinInput) ([]byte, string, bool, error) { return mergeTensors(ins, prefixed) }
+}
 
 // mergeTensors is a join's merge of Open Inference Protocol inputs: when
 // every input that came is an OIP payload (the upstreams' inference
 // responses, or requests), the joined input is one inference request
-// whose input tensors are theirs, by name, in upstream-name order. Two
-// tensors of one name fail the request naming both upstreams. Any other
-// input leaves the join's JSON object.
-func mergeTensors(ins []replicas.JoinInput) ([]byte, string, bool, error) {
+// whose input tensors are theirs, in upstream-name order: by their own
+// names, two of one name failing the request naming both upstreams, or
+// prefixed, each named "<upstream>.<name>". Any other input leaves the
+// join's JSON object.
+func mergeTensors(ins []replicas.JoinInput, prefixed bool) ([]byte, string, bool, error) {
 	for _, in := range ins {
 		if in.ContentType != oip.ContentType {
 			return nil, "", false, nil
@@ -27,8 +35,11 @@ func mergeTensors(ins []replicas.JoinInput) ([]byte, string, bool, error) {
 			return nil, "", false, fmt.Errorf("the inference payload from %s: %w", in.From, err)
 		}
 		for _, t := range ts {
+			if prefixed {
+				t.Name = in.From + "." + t.Name
+			}
 			if f, dup := from[t.Name]; dup {
-				return nil, "", false, fmt.Errorf("tensor %q comes from both %s and %s: a joined inference request takes each name once; rename the output of one", t.Name, f, in.From)
+				return nil, "", false, fmt.Errorf("tensor %q comes from both %s and %s: a joined inference request takes each name once; set join.tensors: %s, or rename the output of one", t.Name, f, in.From, spec.JoinTensorsPrefix)
 			}
 			from[t.Name] = in.From
 			req.Inputs = append(req.Inputs, t)

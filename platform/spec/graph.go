@@ -245,6 +245,11 @@ func (v *validator) joinFields(p string, j *Join) {
 	case v.app.RequestTimeout > 0 && j.Window > v.app.RequestTimeout:
 		v.add(p+".window", "%v is longer than request_timeout %v: a sync caller would give up first", j.Window, v.app.RequestTimeout)
 	}
+	switch j.Tensors {
+	case "", JoinTensorsMerge, JoinTensorsPrefix:
+	default:
+		v.add(p+".tensors", "unknown tensor naming %q: use %q (each tensor under its own name) or %q (named <upstream>.<name>)", j.Tensors, JoinTensorsMerge, JoinTensorsPrefix)
+	}
 }
 
 // shadowed reports, under routing first, the edges that follow one

@@ -158,9 +158,10 @@ func equalInference(a, b *Inference) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	eq := func(x, y TensorSpec) bool {
-		return x.Name == y.Name && x.Datatype == y.Datatype && slices.Equal(x.Shape, y.Shape)
-	}
 	return a.Platform == b.Platform && slices.Equal(a.Versions, b.Versions) &&
-		slices.EqualFunc(a.Inputs, b.Inputs, eq) && slices.EqualFunc(a.Outputs, b.Outputs, eq)
+		slices.EqualFunc(a.Inputs, b.Inputs, equalTensor) && slices.EqualFunc(a.Outputs, b.Outputs, equalTensor)
+}
+
+func equalTensor(x, y TensorSpec) bool {
+	return x.Name == y.Name && x.Datatype == y.Datatype && slices.Equal(x.Shape, y.Shape)
 }

@@ -235,7 +235,7 @@ func (d *decoder) app(root *yaml.Node) (*App, []string) {
 func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 	var dep Deployment
 	keys := []string{"name", "kind", "model", "handler", "args", "replicas", "autoscaling", "max_ongoing_requests", "user_config",
-		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform", "code", "join"}
+		"resources", "batching", "max_models_per_replica", "ordered", "routing", "split_key", "transform", "code", "join", "outputs"}
 	d.fields(n, path, keys, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "name":
@@ -276,6 +276,8 @@ func (d *decoder) deployment(n *yaml.Node, path string) Deployment {
 			d.str(v, p, &dep.Code)
 		case "join":
 			dep.Join = d.join(v, p)
+		case "outputs":
+			dep.Outputs = d.tensors(v, p)
 		}
 	})
 	return dep
@@ -287,7 +289,7 @@ func (d *decoder) join(n *yaml.Node, path string) *Join {
 		return nil
 	}
 	j := &Join{}
-	d.fields(n, path, []string{"type", "window", "trigger"}, func(key string, v *yaml.Node, p string) {
+	d.fields(n, path, []string{"type", "window", "trigger", "tensors"}, func(key string, v *yaml.Node, p string) {
 		switch key {
 		case "type":
 			d.str(v, p, &j.Type)
@@ -299,6 +301,8 @@ func (d *decoder) join(n *yaml.Node, path string) *Join {
 				d.str(n, p, &name)
 				j.Trigger = append(j.Trigger, name)
 			})
+		case "tensors":
+			d.str(v, p, &j.Tensors)
 		}
 	})
 	return j

@@ -91,6 +91,11 @@ type Deployment struct {
 	// edge combines them into one input per request. Required there,
 	// refused elsewhere.
 	Join *Join `json:"join,omitempty"`
+	// Outputs declares the Open Inference Protocol tensors the
+	// deployment answers with, for the deploy-time check of a tensor
+	// join downstream (a model deployment's are its models' signatures,
+	// from the registry).
+	Outputs []TensorSpec `json:"outputs,omitempty"`
 }
 
 // Join types: which inputs a join waits for.
@@ -112,7 +117,23 @@ type Join struct {
 	// and dropped when they come later. An inner join whose window ends
 	// first fails naming the trigger inputs that never came.
 	Trigger []string `json:"trigger,omitempty"`
+	// Tensors is how the Open Inference Protocol outputs of the
+	// upstreams merge into the joined inference request: merge (the
+	// default, ""), each tensor under its own name, a name from two
+	// upstreams refused; or prefix, each tensor named
+	// "<upstream>.<name>".
+	Tensors string `json:"tensors,omitempty"`
 }
+
+// How a join names the tensors it merges.
+const (
+	JoinTensorsMerge  = "merge"  // by their own names; two of one name are refused (the default)
+	JoinTensorsPrefix = "prefix" // "<upstream>.<name>"
+)
+
+// Prefixed reports whether the join names each merged tensor after its
+// upstream.
+func (j *Join) Prefixed() bool { return j != nil && j.Tensors == JoinTensorsPrefix }
 
 // Clone returns a deep copy of j (nil for nil).
 func (j *Join) Clone() *Join {
@@ -128,7 +149,7 @@ func equalJoin(a, b *Join) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Type == b.Type && a.Window == b.Window && slices.Equal(a.Trigger, b.Trigger)
+	return a.Type == b.Type && a.Window == b.Window && slices.Equal(a.Trigger, b.Trigger) && a.Tensors == b.Tensors
 }
 
 // BundlePin is a code bundle version as deployed: a registry bundle's
@@ -377,6 +398,7 @@ func (a *App) Clone() *App {
 		d.Args = slices.Clone(d.Args)
 		d.Model = d.Model.clone()
 		d.Join = d.Join.Clone()
+		d.Outputs = cloneTensors(d.Outputs)
 		if d.Bundle != nil {
 			pin := *d.Bundle
 			d.Bundle = &pin
@@ -429,6 +451,7 @@ func equalDeployment(a, b Deployment) bool {
 		a.Ordered == b.Ordered &&
 		a.Routing == b.Routing && a.SplitKey == b.SplitKey && a.Transform == b.Transform &&
 		equalJoin(a.Join, b.Join) &&
+		slices.EqualFunc(a.Outputs, b.Outputs, equalTensor) &&
 		a.Code == b.Code && (a.Bundle == nil) == (b.Bundle == nil) && (a.Bundle == nil || *a.Bundle == *b.Bundle) && a.HTTP == b.HTTP &&
 		equalJSON(a.UserConfig, b.UserConfig) &&
 		slices.EqualFunc(a.Args, b.Args, func(x, y Arg) bool {

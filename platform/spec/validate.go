@@ -199,6 +199,10 @@ func (v *validator) deployment(i int) {
 	v.model(p, d)
 	v.routing(p, d)
 	v.joinFields(p+".join", d.Join)
+	if d.Kind == KindModel && len(d.Outputs) > 0 {
+		v.add(p+".outputs", "a model deployment answers with its models' outputs, as the registry has their signatures: leave outputs out")
+	}
+	v.tensorSpecs(p+".outputs", d.Outputs)
 	v.replicas(p+".replicas", d.Replicas, d.Autoscaling.AddPartitions)
 	v.autoscaling(p+".autoscaling", d.Autoscaling)
 	if d.MaxOngoingRequests < 1 || d.MaxOngoingRequests > maxOngoingRequests {
