@@ -30,6 +30,8 @@ import (
 	"github.com/sluice-serve/sluice/gateway/certs/certstest"
 	"github.com/sluice-serve/sluice/platform/cli"
 	sluicev1 "github.com/sluice-serve/sluice/protos/gen/sluice/v1"
+	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/kafkaauth"
 )
 
 // bearerCreds sends one token on every gRPC call.
@@ -249,44 +251,7 @@ func BenchmarkSecureGatewayProcesses(b *testing.B) {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	sec := newSecurityFiles(b)
-	brokers := regexp.MustCompile(`\(brokers \[([^\]]+)\]\)`)
-	start := func(args ...string) (pid int, line []string) {
-		cmd := exec.Command(bin, args...)
-		cmd.Dir = b.TempDir()
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		cmd.Stderr = io.Discard
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-		lines := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if m := brokers.FindStringSubmatch(sc.Text()); m != nil {
-					lines <- m[1]
-				}
-			}
-			close(lines)
-		}()
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				b.Fatalf("sluice %v exited before it was ready", args)
-			}
-			go func() { // keep the pipe drained
-				for range lines {
-				}
-			}()
-			return cmd.Process.Pid, strings.Fields(l)
-		case <-time.After(2 * time.Minute):
-			b.Fatalf("sluice %v not ready", args)
-		}
-		return 0, nil
-	}
+	start := func(args ...string) (int, []string) { return startSluice(b, bin, nil, args...) }
 	noop, err := filepath.Abs("../bench/sluice/noop.yaml")
 	if err != nil {
 		b.Fatal(err)
@@ -296,6 +261,110 @@ func BenchmarkSecureGatewayProcesses(b *testing.B) {
 		app: "noop", body: `{"x":1}`, sec: sec}
 	plainPid, _ := start("gateway", "--http", p.plainHTTP, "--grpc", p.plainGRPC, "--brokers", strings.Join(bs, ","))
 	securePid, _ := start(append([]string{"gateway", "--http", p.secureHTTP, "--grpc", p.secureGRPC, "--brokers", strings.Join(bs, ",")}, sec.args...)...)
+	p.cpu = [2]func() time.Duration{func() time.Duration { return procCPU(b, plainPid) }, func() time.Duration { return procCPU(b, securePid) }}
+	waitReady(b, readyAt(&http.Client{}, "http://"+p.plainHTTP+"/v2/health/ready"))
+	waitReady(b, readyAt(&http.Client{Transport: &http.Transport{TLSClientConfig: sec.tlsc}}, "https://"+p.secureHTTP+"/v2/health/ready"))
+	compareGateways(b, p)
+}
+
+// readyBrokers finds the brokers in a started sluice process's ready line.
+var readyBrokers = regexp.MustCompile(`\(brokers \[([^\]]+)\]\)`)
+
+// startSluice starts `bin args...` with env added, stopped when the
+// benchmark ends, and waits for its ready line: its pid and the brokers
+// it names.
+func startSluice(b *testing.B, bin string, env []string, args ...string) (pid int, brokers []string) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = b.TempDir()
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := readyBrokers.FindStringSubmatch(sc.Text()); m != nil {
+				lines <- m[1]
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			b.Fatalf("sluice %v exited before it was ready", args)
+		}
+		go func() { // keep the pipe drained
+			for range lines {
+			}
+		}()
+		return cmd.Process.Pid, strings.Fields(l)
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("sluice %v not ready", args)
+	}
+	return 0, nil
+}
+
+// BenchmarkSecurePath is the whole secured path against the whole clear
+// one, in one run: two embedded brokers in this process, one in clear
+// text, one with a TLS listener taking SCRAM-SHA-512 only; on each a
+// `sluice dev --brokers` process running bench's no-op (one hop) as a
+// replica process, and a `sluice gateway` process in front. The clear
+// side has no authentication; on the secured one the gateway serves TLS
+// with tokens and JWTs, and every Kafka client (gateway, dev, replica)
+// speaks TLS + SCRAM. Rows and ratios as BenchmarkSecureGateway's; the
+// CPU per call is each gateway process's.
+//
+//	go test ./e2e -run '^$' -bench SecurePath -benchtime 8000x
+func BenchmarkSecurePath(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sluice").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	sec := newSecurityFiles(b)
+	plainBroker, err := streams.StartEmbedded(0, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(plainBroker.Close)
+	dir := b.TempDir()
+	files, err := kafkaauth.SelfSigned(dir, "127.0.0.1", "localhost")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tlsOpt, err := streams.WithTLS(files.Cert, files.Key, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	password := "pw-" + streams.Instance()
+	secureBroker, err := streams.StartEmbedded(0, "", tlsOpt, streams.WithSASLUser(kafkaauth.ScramSHA512, "sluice", password))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(secureBroker.Close)
+	kafkaEnv := kafkaauth.Config{
+		TLS:  kafkaauth.TLS{Enabled: true, CAFile: files.CA},
+		SASL: kafkaauth.SASL{Mechanism: kafkaauth.ScramSHA512, Username: "sluice", Password: password},
+	}.Environ()
+	noop, err := filepath.Abs("../bench/sluice/noop.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := gatewayPair{plainHTTP: freeAddr(b), plainGRPC: freeAddr(b), secureHTTP: freeAddr(b), secureGRPC: freeAddr(b),
+		app: "noop", body: `{"x":1}`, sec: sec}
+	plainBs, secureBs := strings.Join(plainBroker.Brokers(), ","), strings.Join(secureBroker.Brokers(), ",")
+	dev := []string{"dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--builtin=false", "-f", noop, "--blob-dir", b.TempDir()}
+	startSluice(b, bin, nil, append(dev, "--brokers", plainBs)...)
+	startSluice(b, bin, kafkaEnv, append(dev, "--brokers", secureBs)...)
+	plainPid, _ := startSluice(b, bin, nil, "gateway", "--http", p.plainHTTP, "--grpc", p.plainGRPC, "--brokers", plainBs)
+	securePid, _ := startSluice(b, bin, kafkaEnv, append([]string{"gateway", "--http", p.secureHTTP, "--grpc", p.secureGRPC, "--brokers", secureBs}, sec.args...)...)
 	p.cpu = [2]func() time.Duration{func() time.Duration { return procCPU(b, plainPid) }, func() time.Duration { return procCPU(b, securePid) }}
 	waitReady(b, readyAt(&http.Client{}, "http://"+p.plainHTTP+"/v2/health/ready"))
 	waitReady(b, readyAt(&http.Client{Transport: &http.Transport{TLSClientConfig: sec.tlsc}}, "https://"+p.secureHTTP+"/v2/health/ready"))
