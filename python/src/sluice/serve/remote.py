@@ -92,12 +92,12 @@ def import_path(app: Application) -> tuple[str, Path]:
 
 
 def _binary() -> str:
-    """The sluice binary: SLUICE_BIN when set (an executable file), else
-    `sluice` on PATH."""
+    """The sluice binary: SLUICE_BIN when set (an executable file, or a
+    command on PATH), else `sluice` on PATH."""
     if b := os.environ.get(BIN_ENV):
-        if not os.path.isfile(b) or not os.access(b, os.X_OK):
-            raise FileNotFoundError(f"serve.run: {BIN_ENV}={b} is not an executable file (set it to a sluice binary)")
-        return b
+        if found := shutil.which(b):
+            return found
+        raise FileNotFoundError(f"serve.run: {BIN_ENV}={b} is not an executable file (set it to a sluice binary)")
     if b := shutil.which("sluice"):
         return b
     addr = os.environ.get(ADDR_ENV, DEFAULT_ADDR)
