@@ -25,7 +25,7 @@ var (
 
 // greeterBinaries builds examples/greeter, a module of its own that links
 // the SDK, twice: greetings "Hello" and "Howdy" are two versions.
-func greeterBinaries(t *testing.T) map[string]string {
+func greeterBinaries(t testing.TB) map[string]string {
 	t.Helper()
 	greeterOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sluice-e2e-greeter-")
@@ -81,7 +81,7 @@ func startDevProcess(t *testing.T) platformUnderTest {
 }
 
 // startDevProcessWith is startDevProcess with more flags and environment.
-func startDevProcessWith(t *testing.T, args, environ []string) platformUnderTest {
+func startDevProcessWith(t testing.TB, args, environ []string) platformUnderTest {
 	t.Helper()
 	bin := sluiceBinary(t)
 	logs := &syncWriter{w: &strings.Builder{}}

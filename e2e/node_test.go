@@ -50,10 +50,16 @@ func sluiceBinary(t testing.TB) string {
 	return binPath
 }
 
-// removeBinary deletes what sluiceBinary built; TestMain calls it.
+// removeBinary deletes what sluiceBinary, greeterBinaries and
+// goStreamsBinary built; TestMain calls it.
 func removeBinary() {
 	if binPath != "" && !prebuilt {
 		os.RemoveAll(filepath.Dir(binPath))
+	}
+	for _, bin := range []string{greeterBins["Hello"], goStreamsBin} {
+		if bin != "" {
+			os.RemoveAll(filepath.Dir(bin))
+		}
 	}
 }
 

@@ -137,11 +137,14 @@ def test_an_https_platform_is_trusted_through_sluice_ca_file(tmp_path: Path, mon
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
-            self.reply(b"7\n" if self.headers.get("Accept") == "application/x-ndjson" else b"6")
+            if self.headers.get("Accept") == "text/event-stream":
+                self.reply(b"data: 7\n\n", "text/event-stream")
+            else:
+                self.reply(b"6")
 
-        def reply(self, body: bytes) -> None:
+        def reply(self, body: bytes, content_type: str = "application/json") -> None:
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -32,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,7 @@ from typing import Any
 from sluice.protocol import SluiceError, Unavailable
 from sluice.serve.auth import GatewayAccess
 from sluice.serve.caller import Answer
-from sluice.serve.codec import Args, call_value, encode
+from sluice.serve.codec import Args, call_value, decode, encode
 from sluice.serve.deployment import Application
 from sluice.serve.handle import DeploymentHandle, DeploymentResponse, has_responses, resolve_args
 
@@ -92,10 +92,19 @@ def import_path(app: Application) -> tuple[str, Path]:
 
 
 def _binary() -> str:
-    b = os.environ.get(BIN_ENV) or shutil.which("sluice")
-    if not b:
-        raise FileNotFoundError(f"serve.run: no sluice binary (set {BIN_ENV} or put sluice on PATH)")
-    return b
+    """The sluice binary: SLUICE_BIN when set (an executable file, or a
+    command on PATH), else `sluice` on PATH."""
+    if b := os.environ.get(BIN_ENV):
+        if found := shutil.which(b):
+            return found
+        raise FileNotFoundError(f"serve.run: {BIN_ENV}={b} is not an executable file (set it to a sluice binary)")
+    if b := shutil.which("sluice"):
+        return b
+    addr = os.environ.get(ADDR_ENV, DEFAULT_ADDR)
+    raise FileNotFoundError(
+        f"serve.run: no platform answers at {addr} ({ADDR_ENV}) and there is no sluice binary to start a local "
+        f"`sluice dev` with: set {BIN_ENV} to one, put sluice on PATH, or set {ADDR_ENV} to a running platform"
+    )
 
 
 class Platform:
@@ -219,10 +228,13 @@ class Platform:
         return http.client.HTTPConnection(u.netloc, timeout=CALL_TIMEOUT_S)
 
     def stream(self, route: str, arg: Any) -> Iterator[Any]:
-        """The items of a streamed answer (NDJSON), each as it comes."""
+        """The items of a streamed answer, each as it comes, read as
+        server-sent events: a failure after the first item is an event of
+        its own (error), raised where the stream ends with it. A unary
+        answer is one item."""
         body, content_type = encode(arg)
         req = urllib.request.Request(self.base + route, data=body, method="POST",
-                                     headers={"Content-Type": content_type, "Accept": "application/x-ndjson",
+                                     headers={"Content-Type": content_type, "Accept": "text/event-stream",
                                               **self.headers()})  # fmt: skip
         try:
             resp = urllib.request.urlopen(req, timeout=CALL_TIMEOUT_S, context=self.tls)
@@ -231,9 +243,17 @@ class Platform:
         except OSError as exc:
             raise Unavailable(f"POST {self.base + route}: {exc}") from None
         with resp:
-            for line in resp:
-                if line.strip():
-                    yield json.loads(line)
+            ctype = resp.headers.get("Content-Type", "") or ""
+            if not ctype.startswith("text/event-stream"):
+                yield decode(resp.read(), ctype)
+                return
+            try:
+                for event, data in _events(resp):
+                    if event == "error":
+                        raise _error(200, data.encode())
+                    yield json.loads(data)
+            except (http.client.HTTPException, OSError) as exc:
+                raise Unavailable(f"POST {self.base + route}: the stream was cut: {exc}") from None
 
     def stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -251,6 +271,8 @@ class Platform:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None and self.log is not None:
+            self.log.unlink(missing_ok=True)  # the log of a `sluice dev` that ran and stopped
 
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -334,6 +356,28 @@ class RemoteCall:
             self.fut.set_result(ans)
 
 
+def _events(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+    """The server-sent events of a response, as (event, data): the event
+    named by its event field ("" for none), its data lines joined."""
+    event = ""
+    data: list[str] = []
+    for raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield event, "\n".join(data)
+
+
 def _error(status: int, body: bytes) -> SluiceError:
     try:
         doc = json.loads(body)
@@ -366,10 +410,13 @@ _REST_LINE = re.compile(rb"sluice dev: REST on http://([^,\s]+),")
 
 def start_dev() -> Platform:
     """A `sluice dev` for this process, on ports the kernel picks."""
-    log = Path(tempfile.mkstemp(prefix="sluice-dev-", suffix=".log")[1])
+    binary = _binary()
+    fd, name = tempfile.mkstemp(prefix="sluice-dev-", suffix=".log")
+    os.close(fd)
+    log = Path(name)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [_binary(), "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
+            [binary, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + DEV_START_TIMEOUT_S
@@ -377,8 +424,7 @@ def start_dev() -> Platform:
         if m := _REST_LINE.search(log.read_bytes()):
             return Platform(m.group(1).decode(), proc, log)
         time.sleep(0.2)
-    p = Platform("", proc, log)
-    p.stop()
+    Platform("", proc).stop()  # its log stays, for the message
     raise RuntimeError(f"serve.run: sluice dev did not start; its log {log}:\n{log.read_text()[-2000:]}")
 
 
