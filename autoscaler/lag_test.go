@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-serve/sluice/streams"
+	"github.com/sluice-serve/sluice/streams/kafkaauth"
 )
 
 // ---- what a read_committed consumer is given: no broker ----
@@ -273,6 +274,19 @@ func newLagKafka(t *testing.T) *lagKafka {
 	brokers := lagTestBrokers()
 	if brokers == nil {
 		brokers = lagEmbedded(t)
+	} else {
+		// A real broker's TLS and SASL, as its SLUICE_KAFKA_* lines say
+		// (scripts/kafka.sh with KAFKA_SECURITY=sasl_ssl): every client of
+		// these addresses, the lag reader's included, connects so.
+		cfg, err := kafkaauth.Resolve("", os.Getenv, kafkaauth.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cfg.IsZero() {
+			if err := streams.Secure(brokers, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

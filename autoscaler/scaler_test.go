@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-serve/sluice/streams"
 )
 
 // fakeActuator records what it is asked; its size is what it was last
@@ -103,7 +105,8 @@ func TestScalerWakesOnFirstRecord(t *testing.T) {
 
 	// The status topic carries it, for other processes.
 	followed := NewStatuses()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.brokers...), kgo.ConsumeTopics(status), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	opts := append([]kgo.Opt{kgo.SeedBrokers(k.brokers...)}, streams.SecurityOptions(k.brokers)...)
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(status), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -243,8 +243,7 @@ func TestClaimChecksNode(t *testing.T) {
 	s3 := s3Config("claims-" + streams.Instance())
 	var both, env []string
 	if s3.Endpoint != "" {
-		both = []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix}
-		env = []string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}
+		both, env = s3Process(s3)
 	}
 	n := startNodeWith(t, both, env)
 	spec := writeFile(t, "nodehello.yaml", nodeHelloYAML)
@@ -300,16 +299,14 @@ func TestClaimSweepByGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	flags, keys := s3Process(s3)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out lockedBuffer
 	go func() {
-		done <- cli.Run(ctx, []string{"gateway", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
-			"--brokers", strings.Join(plat.Brokers, ","), "--prefix", namer.Prefix(),
-			"--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix},
-			cli.Env{Stdout: &out, Stderr: &out, Log: testLog, Registry: registry, Getenv: func(k string) string {
-				return map[string]string{"SLUICE_S3_ACCESS_KEY": s3.AccessKey, "SLUICE_S3_SECRET_KEY": s3.SecretKey}[k]
-			}})
+		done <- cli.Run(ctx, append([]string{"gateway", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
+			"--brokers", strings.Join(plat.Brokers, ","), "--prefix", namer.Prefix()}, flags...),
+			cli.Env{Stdout: &out, Stderr: &out, Log: testLog, Registry: registry, Getenv: environ(keys)})
 	}()
 	defer func() {
 		cancel()

@@ -66,6 +66,30 @@ func s3Config(prefix string) blob.S3Config {
 	}
 }
 
+// s3Process is how a sluice process a test starts reaches the store s3
+// names: its flags (with the CA file when MinIO serves HTTPS) and the
+// environment holding its keys.
+func s3Process(s3 blob.S3Config) (flags, env []string) {
+	flags = []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", s3.Bucket, "--s3-prefix", s3.Prefix}
+	if s3.CAFile != "" {
+		flags = append(flags, "--s3-ca-file", s3.CAFile)
+	}
+	return flags, []string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}
+}
+
+// environ is a Getenv of the KEY=value pairs kv, for a command run in
+// this process.
+func environ(kv []string) func(string) string {
+	return func(k string) string {
+		for _, e := range kv {
+			if name, v, _ := strings.Cut(e, "="); name == k {
+				return v
+			}
+		}
+		return ""
+	}
+}
+
 func TestMain(m *testing.M) {
 	var err error
 	registry, err = serve.NewRegistry(

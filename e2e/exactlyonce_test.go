@@ -60,8 +60,8 @@ func readBatch(ctx context.Context, t testing.TB, topic string, from, total int,
 // readBatchWant is readBatch with key k<i> wanted as want(i).
 func readBatchWant(ctx context.Context, t testing.TB, topic string, from, total int, committed bool, want func(int) int) *batchReader {
 	t.Helper()
-	opts := []kgo.Opt{kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond)}
+	opts := append(seed(), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	if committed {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
@@ -118,7 +118,7 @@ func (r *batchReader) counts() (records, dups int) {
 // produceBatch writes keyed records k<i> = i for i in [from, from+total)
 // to topic, perSecond records a second at most (0: as fast as it goes).
 func produceBatch(ctx context.Context, topic string, from, total, perSecond int) error {
-	prod, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	prod, err := kgo.NewClient(seed()...)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func produceBatch(ctx context.Context, topic string, from, total, perSecond int)
 // topic.
 func deadLetters(t testing.TB, nm streams.Namer, app string) int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	cl, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestJoinDiamond(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	cl, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ edges:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	cl, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,9 +249,9 @@ func joinFailover(t *testing.T, app string, exactlyOnce bool) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cons, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...), kgo.ConsumeTopics(nm.Output(app)),
+	cons, err := kgo.NewClient(append(seed(), kgo.ConsumeTopics(nm.Output(app)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func joinFailover(t *testing.T, app string, exactlyOnce bool) {
 		defer mu.Unlock()
 		return len(seen)
 	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(plat.Brokers...))
+	prod, err := kgo.NewClient(seed()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func startNodeWith(t testing.TB, both, env []string, nodeArgs ...string) *testNo
 	t.Cleanup(func() { _ = gw.Process.Signal(syscall.SIGTERM); _ = gw.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		t.Fatalf("gateway did not start: %v", err)
+		t.Fatalf("gateway did not start: %v\n%s", err, n.stderr.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	n.addr = strings.TrimSuffix(strings.Fields(strings.SplitN(line, "http://", 2)[1])[0], ",")
@@ -262,6 +262,7 @@ func nodeS3(t *testing.T) blob.S3Config {
 // claims), with a code cache of its own and env added to both processes.
 func startS3Node(t *testing.T, s3 blob.S3Config, prefix string, env ...string) *testNode {
 	t.Helper()
-	return startNodeWith(t, []string{"--s3-endpoint", s3.Endpoint, "--s3-bucket", "sluice-e2e", "--s3-prefix", prefix},
-		append([]string{"SLUICE_S3_ACCESS_KEY=" + s3.AccessKey, "SLUICE_S3_SECRET_KEY=" + s3.SecretKey}, env...), "--code-cache", t.TempDir())
+	s3.Prefix = prefix
+	flags, keys := s3Process(s3)
+	return startNodeWith(t, flags, append(keys, env...), "--code-cache", t.TempDir())
 }

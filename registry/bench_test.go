@@ -78,7 +78,7 @@ func BenchmarkPushPull512MiB(b *testing.B) {
 	}
 	ak, sk := os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), os.Getenv("SLUICE_TEST_S3_SECRET_KEY")
 	ctx := context.Background()
-	cfg := blob.S3Config{Endpoint: ep, AccessKey: ak, SecretKey: sk, Bucket: "registry-bench", Prefix: streams.Instance()}
+	cfg := blob.S3Config{Endpoint: ep, AccessKey: ak, SecretKey: sk, CAFile: os.Getenv("SLUICE_TEST_S3_CA_FILE"), Bucket: "registry-bench", Prefix: streams.Instance()}
 	store, err := blob.NewS3(ctx, cfg, quiet)
 	if err != nil {
 		b.Fatal(err)

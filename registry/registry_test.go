@@ -32,7 +32,8 @@ func stores(t *testing.T) map[string]Store {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		s, err := blob.NewS3(ctx, blob.S3Config{Endpoint: ep, AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"),
-			SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"), Bucket: "registry-test", Prefix: streams.Instance()}, quiet)
+			SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"), CAFile: os.Getenv("SLUICE_TEST_S3_CA_FILE"),
+			Bucket: "registry-test", Prefix: streams.Instance()}, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -130,7 +130,7 @@ func benchStore(b *testing.B) (registry.Store, string) {
 	if ep := os.Getenv("SLUICE_TEST_S3_ENDPOINT"); ep != "" {
 		s, err := blob.NewS3(context.Background(), blob.S3Config{
 			Endpoint: ep, AccessKey: os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("SLUICE_TEST_S3_SECRET_KEY"),
-			Bucket: "models-bench", Prefix: streams.Instance(),
+			CAFile: os.Getenv("SLUICE_TEST_S3_CA_FILE"), Bucket: "models-bench", Prefix: streams.Instance(),
 		}, quietLog)
 		if err != nil {
 			b.Fatal(err)

@@ -2,7 +2,9 @@
 produced to the application's ingress topic as the HTTP request the
 online route takes (POST /predict), keyed by its line number, with no one
 waiting; the answers land on the application's output topic keyed the
-same, and are printed as they come: key, status, body.
+same, and are printed as they come: key, status, body. Its clients
+connect as every Sluice process does: TLS and SASL from the SLUICE_KAFKA_*
+environment, plaintext without it.
 
     python offline.py --brokers HOST:PORT --app moderate [--prefix sluice] texts.jsonl
 """
@@ -15,6 +17,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from sluice.kafkaauth import client_settings
 from sluice.protocol import Envelope, HTTPRequest, Record, headers, new_request, parse_output
 from sluice.protocol.names import Namer
 
@@ -32,14 +35,15 @@ def main() -> int:
     with open(a.file) as f:
         lines = [ln for ln in f if ln.strip()]
     # Read the output topic from its end now: only this run's answers.
-    c = Consumer({"bootstrap.servers": a.brokers, "group.id": "offline-" + uuid.uuid4().hex, "enable.auto.commit": False})
+    kafka = client_settings(a.brokers.split(","))
+    c = Consumer({**kafka, "group.id": "offline-" + uuid.uuid4().hex, "enable.auto.commit": False})
     parts = c.list_topics(output, timeout=10).topics[output].partitions
     tps = []
     for n in parts:
         _, hi = c.get_watermark_offsets(TopicPartition(output, n), timeout=10)
         tps.append(TopicPartition(output, n, hi))
     c.assign(tps)
-    prod = Producer({"bootstrap.servers": a.brokers, "enable.idempotence": True})
+    prod = Producer({**kafka, "enable.idempotence": True})
     run = uuid.uuid4().hex[:8]
     keys = set()
     for i, line in enumerate(lines):
