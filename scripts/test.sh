@@ -3,13 +3,15 @@
 #   unit   go vet, then unit tests with the race detector (no broker needed)
 #   fuzz   each fuzz target for a few seconds (FUZZTIME, default 5s)
 #   e2e    the end-to-end suite against the embedded broker
-#   real   the same suite, the registry, the blob stores and the
-#          autoscaler's lag reader and loop against a real
-#          Apache Kafka broker (scripts/kafka.sh) and a real MinIO (scripts/minio.sh)
-#   secure Kafka TLS and SASL: the core e2e tests on a TLS+SCRAM embedded
-#          broker, then on Apache Kafka with a SASL_SSL listener and an
-#          authorizer (KAFKA_SECURITY=sasl_ssl) and MinIO over HTTPS
-#          (MINIO_TLS=1), role ACLs enforced, the Python replica's tests
+#   real   the same suite (with the tests of the broker's refusals, OAuth
+#          and ACLs), the registry, the blob stores and the autoscaler's
+#          lag reader and loop, the broker restart, the Python package's
+#          tests and scikit-learn models, against a real Apache Kafka
+#          broker with a SASL_SSL listener and an authorizer
+#          (KAFKA_SECURITY=sasl_ssl scripts/kafka.sh) and a real MinIO
+#          over HTTPS (MINIO_TLS=1 scripts/minio.sh)
+#   secure the whole end-to-end suite on a TLS + SCRAM-SHA-512 embedded
+#          broker (SLUICE_TEST_KAFKA_SECURE=1)
 #   gen    the committed generated protobuf code is what buf generates now
 #   helm   the Helm chart (deploy/helm/sluice): helm lint, then helm template
 #          with the default values and each ci/ values file, every rendered
@@ -19,8 +21,9 @@
 #          and scikit-learn models multiplexed by a Python deployment
 #          (scripts/pyclients.sh sklearn; the real tier runs it on Kafka and MinIO)
 #   tf     TensorFlow SavedModels pushed with `sluice models push` and served
-#          by a model deployment of a `-tags tensorflow` build, on a real Kafka
-#          and a real MinIO, driven by tritonclient (scripts/pyclients.sh tf)
+#          by a model deployment of a `-tags tensorflow` build, on the real
+#          tier's Kafka (SASL_SSL) and MinIO (HTTPS), driven by tritonclient
+#          (scripts/pyclients.sh tf)
 #   smoke  bin/sluice-load against `sluice dev -f bench/sluice/noop.yaml` for
 #          SMOKETIME (default 10s): the benchmark's path runs with no error
 #   ui     the dashboard (/ui) in a headless Chromium, over the Chrome
@@ -93,65 +96,77 @@ e2e() {
 	$GO test -count=1 -timeout 30m ./e2e/
 }
 
-# services starts a real Kafka and a real MinIO, stopped when the script
-# exits, and exports SLUICE_TEST_BROKERS and SLUICE_TEST_S3_*.
+# services starts a real Kafka with a SASL_SSL listener and an authorizer
+# (KAFKA_SECURITY=sasl_ssl) and a real MinIO over HTTPS (MINIO_TLS=1),
+# stopped when the script exits, and exports SLUICE_TEST_BROKERS and
+# SLUICE_TEST_S3_* (the CA file included). How a client connects to that
+# Kafka (the SLUICE_KAFKA_* lines of scripts/kafka.sh and
+# KAFKA_ADMIN_PASSWORD_FILE) goes into KAFKA_ENV, not into the script's
+# environment: the other tiers' embedded brokers are plaintext;
+# on_services runs a command with it. With SLUICE_TEST_BROKERS set
+# already, those brokers are used as they are (their SLUICE_KAFKA_* in
+# the environment when secured).
+KAFKA_ENV=()
 services() {
 	[ -n "${SLUICE_TEST_BROKERS:-}" ] && return
 	export KAFKA_STATE_DIR=${KAFKA_STATE_DIR:-$(mktemp -d /tmp/sluice-kafka-test.XXXXXX)}
 	export MINIO_STATE_DIR=${MINIO_STATE_DIR:-$(mktemp -d /tmp/sluice-minio-test.XXXXXX)}
 	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
-	local line s3
-	line=$(scripts/kafka.sh start)
-	export SLUICE_TEST_BROKERS=${line#KAFKA_BROKERS=}
-	s3=$(scripts/minio.sh start)
-	eval "$s3"
-	export SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY SLUICE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
-	echo "kafka at $SLUICE_TEST_BROKERS, minio at $SLUICE_TEST_S3_ENDPOINT"
-}
-
-real() {
-	echo "== end-to-end, real Apache Kafka and real MinIO"
-	services
-	$GO test -count=1 -timeout 40m ./e2e/ ./registry/... ./autoscaler/
-	echo "== broker restart under load (scripts/kafka.sh restart), alone"
-	SLUICE_TEST_BROKER_RESTART=1 $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
-	echo "== the Python package's tests (conformance on the Python replica), real Apache Kafka"
-	python_tests
-	echo "== scikit-learn models multiplexed by a Python deployment, weights from the real MinIO"
-	SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY \
-		scripts/pyclients.sh sklearn --real "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
-}
-
-# secure runs what proves Kafka's TLS, SASL and ACLs end to end
-# (TESTING.md, "Kafka security").
-secure() (
-	echo "== Kafka security: core e2e tests on a TLS + SCRAM-SHA-512 embedded broker"
-	# the embedded broker: not the real tier's Kafka and MinIO, whose
-	# addresses that tier exported into this shell
-	env -u SLUICE_TEST_BROKERS -u SLUICE_TEST_S3_ENDPOINT -u SLUICE_TEST_S3_ACCESS_KEY -u SLUICE_TEST_S3_SECRET_KEY \
-		SLUICE_TEST_KAFKA_SECURE=1 $GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestNodeFailoverSync|TestNodeKafkaPrincipals|TestPythonBundleDev)$'
-	echo "== Kafka security: Apache Kafka over SASL_SSL with an authorizer, MinIO over HTTPS"
-	export KAFKA_STATE_DIR=$(mktemp -d /tmp/sluice-kafka-secure.XXXXXX) MINIO_STATE_DIR=$(mktemp -d /tmp/sluice-minio-secure.XXXXXX)
-	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
 	local kafka s3
 	kafka=$(KAFKA_SECURITY=sasl_ssl scripts/kafka.sh start)
-	eval "$(sed 's/^/export /' <<<"$kafka")"
+	SLUICE_TEST_BROKERS=$(sed -n 's/^KAFKA_BROKERS=//p' <<<"$kafka")
+	mapfile -t KAFKA_ENV < <(grep -v '^KAFKA_BROKERS=' <<<"$kafka")
 	s3=$(MINIO_TLS=1 scripts/minio.sh start)
 	eval "$s3"
-	export SLUICE_TEST_BROKERS=$KAFKA_BROKERS SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
+	export SLUICE_TEST_BROKERS SLUICE_TEST_S3_ENDPOINT=$S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY \
 		SLUICE_TEST_S3_SECRET_KEY=$S3_SECRET_KEY SLUICE_TEST_S3_CA_FILE=$S3_CA_FILE
-	$GO test -count=1 ./e2e/ -run '^(TestKafkaSecured|TestKafkaSecurityRefusedByBroker|TestKafkaOAuthBearerOnBroker|TestKafkaACLsOnBroker|TestNodeKafkaPrincipals|TestExamples|TestOfflineBatch|TestNodeRunsReplicaProcesses|TestModelsCLI|TestPythonBundleDev)$'
-	$GO test -count=1 ./registry/blob/ -run '^TestS3TLS$'
-	python_tests
+	echo "kafka (SASL_SSL) at $SLUICE_TEST_BROKERS, minio (HTTPS) at $SLUICE_TEST_S3_ENDPOINT"
+}
+
+# on_services runs a command (a function too) with the Kafka security of
+# services in its environment.
+on_services() (
+	[ ${#KAFKA_ENV[@]} -eq 0 ] || export "${KAFKA_ENV[@]}"
+	"$@"
 )
+
+# with_s3 runs a command with the S3 keys and CA of a sluice process
+# storing in the MinIO of services.
+with_s3() (
+	export SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY
+	[ -z "${SLUICE_TEST_S3_CA_FILE:-}" ] || export SLUICE_S3_CA_FILE=$SLUICE_TEST_S3_CA_FILE
+	"$@"
+)
+
+real() {
+	echo "== end-to-end, real Apache Kafka over SASL_SSL with an authorizer, real MinIO over HTTPS"
+	services
+	on_services $GO test -count=1 -timeout 40m ./e2e/ ./registry/... ./autoscaler/
+	echo "== broker restart under load (scripts/kafka.sh restart), alone"
+	SLUICE_TEST_BROKER_RESTART=1 on_services $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
+	echo "== the Python package's tests (conformance on the Python replica), real Apache Kafka over SASL_SSL"
+	on_services python_tests
+	echo "== scikit-learn models multiplexed by a Python deployment, weights from the real MinIO"
+	on_services with_s3 scripts/pyclients.sh sklearn --real "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
+}
+
+# secure runs the end-to-end suite on an embedded broker whose listener
+# is TLS and takes SCRAM-SHA-512 only (TESTING.md, "Kafka security"); the
+# real tier runs it on Apache Kafka over SASL_SSL.
+secure() {
+	echo "== Kafka security: the end-to-end suite on a TLS + SCRAM-SHA-512 embedded broker"
+	# the embedded broker: not the real tier's Kafka and MinIO, whose
+	# addresses that tier exported into this shell
+	env -u SLUICE_TEST_BROKERS -u SLUICE_TEST_S3_ENDPOINT -u SLUICE_TEST_S3_ACCESS_KEY -u SLUICE_TEST_S3_SECRET_KEY -u SLUICE_TEST_S3_CA_FILE \
+		SLUICE_TEST_KAFKA_SECURE=1 $GO test -count=1 -timeout 30m ./e2e/
+}
 
 tf() {
 	echo "== TensorFlow runtime (-tags tensorflow, libraries from the tensorflow-cpu wheel)"
 	(eval "$(scripts/tf.sh env)" && $GO test -count=1 -tags tensorflow ./replicas/runtime/tensorflow/)
 	echo "== TensorFlow models from the registry, tritonclient, real Apache Kafka and real MinIO"
 	services
-	SLUICE_S3_ACCESS_KEY=$SLUICE_TEST_S3_ACCESS_KEY SLUICE_S3_SECRET_KEY=$SLUICE_TEST_S3_SECRET_KEY \
-		scripts/pyclients.sh tf "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
+	on_services with_s3 scripts/pyclients.sh tf "$SLUICE_TEST_BROKERS" "$SLUICE_TEST_S3_ENDPOINT"
 }
 
 gen() {
