@@ -17,7 +17,8 @@ run:
 # Every test tier: generated code current, the Helm chart rendered and
 # validated offline, unit (race detector), short fuzz
 # runs, end-to-end on the embedded broker, end-to-end on a real Apache Kafka
-# broker and a real MinIO, real inference clients against sluice dev, and the
+# broker over SASL_SSL and a real MinIO over HTTPS, end-to-end on a TLS +
+# SCRAM embedded broker, real inference clients against sluice dev, and the
 # load generator's smoke run against sluice dev, and the dashboard in a
 # headless Chromium.
 test:

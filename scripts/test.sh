@@ -106,9 +106,10 @@ e2e() {
 # on_services runs a command with it. With SLUICE_TEST_BROKERS set
 # already, those brokers are used as they are (their SLUICE_KAFKA_* in
 # the environment when secured).
-KAFKA_ENV=()
+KAFKA_ENV=() SERVICES_STARTED=
 services() {
 	[ -n "${SLUICE_TEST_BROKERS:-}" ] && return
+	SERVICES_STARTED=1
 	export KAFKA_STATE_DIR=${KAFKA_STATE_DIR:-$(mktemp -d /tmp/sluice-kafka-test.XXXXXX)}
 	export MINIO_STATE_DIR=${MINIO_STATE_DIR:-$(mktemp -d /tmp/sluice-minio-test.XXXXXX)}
 	trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true; scripts/minio.sh stop >/dev/null 2>&1 || true' EXIT
@@ -127,6 +128,17 @@ services() {
 # services in its environment.
 on_services() (
 	[ ${#KAFKA_ENV[@]} -eq 0 ] || export "${KAFKA_ENV[@]}"
+	"$@"
+)
+
+# without_services runs a command (a function too) without the services
+# an earlier tier started in this shell: the tiers that run on an
+# embedded broker unless told otherwise (SLUICE_TEST_BROKERS set by the
+# caller is kept).
+without_services() (
+	if [ -n "$SERVICES_STARTED" ]; then
+		unset SLUICE_TEST_BROKERS SLUICE_TEST_S3_ENDPOINT SLUICE_TEST_S3_ACCESS_KEY SLUICE_TEST_S3_SECRET_KEY SLUICE_TEST_S3_CA_FILE
+	fi
 	"$@"
 )
 
@@ -241,7 +253,7 @@ ui() {
 	echo "== ui: the dashboard in headless Chromium"
 	SLUICE_CHROMIUM=$(scripts/chromium.sh)
 	export SLUICE_CHROMIUM
-	$GO test -count=1 -v -timeout 10m ./e2e/ui/
+	without_services $GO test -count=1 -v -timeout 10m ./e2e/ui/
 }
 
 # python_venv prints the path of the virtualenv of the Python package's
@@ -282,7 +294,7 @@ python() (
 	local venv
 	venv=$(python_venv)
 	(cd python && "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check . && "$venv/bin/mypy")
-	python_tests
+	without_services python_tests
 )
 
 if [ $# -eq 0 ]; then
