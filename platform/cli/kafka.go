@@ -73,13 +73,12 @@ func kafkaFlags(fs *flagSet) (secure func(brokers []string) error) {
 // kafkaEnv is the environment of a child process that dials brokers: the
 // Kafka security this process registered for them, so that the child
 // (a replica process, the Python replica) connects as this process does
-// without a secret in its arguments.
+// without a secret in its arguments. Every SLUICE_KAFKA_* variable is
+// set, plaintext included, so none the child inherited counts: `sluice
+// dev` on its plaintext embedded broker, started with the SLUICE_KAFKA_*
+// of another cluster in its environment, gives its replicas plaintext.
 func kafkaEnv(brokers []string) []string {
-	cfg := streams.SecurityOf(brokers)
-	if cfg.IsZero() {
-		return nil
-	}
-	return cfg.Environ()
+	return streams.SecurityOf(brokers).Environ()
 }
 
 // replicaPrincipals registers the node's flags giving each application's

@@ -46,12 +46,28 @@ func TestKafkaFlags(t *testing.T) {
 			t.Errorf("child environment lacks %s: %v", kv, env)
 		}
 	}
-	if kafkaEnv([]string{"elsewhere:9092"}) != nil {
-		t.Error("brokers never secured got a security environment")
+	// Brokers never secured: every variable set to plaintext, so that a
+	// child's inherited SLUICE_KAFKA_* (another cluster's) do not count.
+	inherited := []string{"SLUICE_KAFKA_TLS=true", "SLUICE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512", "SLUICE_KAFKA_SASL_USERNAME=other", "SLUICE_KAFKA_SASL_PASSWORD=x"}
+	plain := kafkaEnv([]string{"elsewhere:9092"})
+	cfg, err := kafkaauth.Resolve("", envMap(environMap(append(inherited, plain...))).get, kafkaauth.Config{})
+	if err != nil || !cfg.IsZero() {
+		t.Errorf("a child of plaintext brokers resolves %+v, %v from %v; want plaintext", cfg, err, plain)
 	}
 }
 
 type envMap map[string]string
+
+// environMap is kv as a map, a later KEY=value winning, as for a process.
+func environMap(kv []string) map[string]string {
+	m := map[string]string{}
+	for _, e := range kv {
+		if k, v, ok := strings.Cut(e, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
 
 func (m envMap) get(k string) string { return m[k] }
 
