@@ -7,10 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -177,33 +174,8 @@ func TestHTTPIngress(t *testing.T) {
 	}
 }
 
-var (
-	predictOnce sync.Once
-	predictBin  string
-	predictErr  error
-)
-
-// predictBinary builds examples/predict, a module of its own.
-func predictBinary(t *testing.T) string {
-	t.Helper()
-	predictOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-e2e-predict-")
-		if err != nil {
-			predictErr = err
-			return
-		}
-		predictBin = filepath.Join(dir, "predict")
-		cmd := exec.Command("go", "build", "-o", predictBin, ".")
-		cmd.Dir = "../examples/predict"
-		if out, err := cmd.CombinedOutput(); err != nil {
-			predictErr = fmt.Errorf("build examples/predict: %v\n%s", err, out)
-		}
-	})
-	if predictErr != nil {
-		t.Fatal(predictErr)
-	}
-	return predictBin
-}
+// predict is examples/predict, a module of its own.
+var predict = &goProgram{name: "predict", pkg: ".", dir: "../examples/predict"}
 
 // examples/predict on `sluice dev` (bundle replicas as processes).
 func TestPredictExampleDev(t *testing.T) {
@@ -228,7 +200,7 @@ func TestPredictExampleNode(t *testing.T) {
 func testPredictExample(t *testing.T, p platformUnderTest) {
 	id := streams.Instance()[:6]
 	app, model, label := "pr"+id, "line"+id, "p"+id
-	p.cli(t, "code", "push", "predict", predictBinary(t), "--alias", "production")
+	p.cli(t, "code", "push", "predict", predict.binary(t), "--alias", "production")
 	p.cli(t, "models", "push", model, "../examples/models/affine-v1", "--label", "demo="+label)
 	b, err := os.ReadFile("../examples/predict/app.yaml")
 	if err != nil {

@@ -50,17 +50,48 @@ func sluiceBinary(t testing.TB) string {
 	return binPath
 }
 
-// removeBinary deletes what sluiceBinary, greeterBinaries and
-// goStreamsBinary built; TestMain calls it.
+// removeBinary deletes what sluiceBinary, greeterBinaries and the
+// goPrograms built; TestMain calls it.
 func removeBinary() {
 	if binPath != "" && !prebuilt {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
-	for _, bin := range []string{greeterBins["Hello"], goStreamsBin} {
+	for _, bin := range []string{greeterBins["Hello"], goStreams.path, predict.path} {
 		if bin != "" {
 			os.RemoveAll(filepath.Dir(bin))
 		}
 	}
+}
+
+// goProgram is a Go program the suite builds once per run, into a
+// directory of its own that removeBinary deletes.
+type goProgram struct {
+	name, pkg string // the binary's name, the package to build
+	dir       string // where to build it (a module of its own); "": this one
+	once      sync.Once
+	path      string
+	err       error
+}
+
+func (p *goProgram) binary(t testing.TB) string {
+	t.Helper()
+	p.once.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-e2e-"+p.name+"-")
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.path = filepath.Join(dir, p.name)
+		cmd := exec.Command("go", "build", "-o", p.path, p.pkg)
+		cmd.Dir = p.dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			p.err = fmt.Errorf("build %s: %v\n%s", p.name, err, out)
+		}
+	})
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return p.path
 }
 
 const nodeHelloYAML = `name: nodehello

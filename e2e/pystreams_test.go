@@ -5,40 +5,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sluice-serve/sluice/streams"
 )
 
-var (
-	goStreamsOnce sync.Once
-	goStreamsBin  string
-	goStreamsErr  error
-)
-
-// goStreamsBinary builds testdata/gostreams, an SDK binary of streaming
-// Go deployments pushed as a go-binary bundle.
-func goStreamsBinary(t *testing.T) string {
-	t.Helper()
-	goStreamsOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-e2e-gostreams-")
-		if err != nil {
-			goStreamsErr = err
-			return
-		}
-		goStreamsBin = filepath.Join(dir, "gostreams")
-		if out, err := exec.Command("go", "build", "-o", goStreamsBin, "./testdata/gostreams").CombinedOutput(); err != nil {
-			goStreamsErr = fmt.Errorf("build testdata/gostreams: %v\n%s", err, out)
-		}
-	})
-	if goStreamsErr != nil {
-		t.Fatal(goStreamsErr)
-	}
-	return goStreamsBin
-}
+// goStreams is testdata/gostreams, an SDK binary of streaming Go
+// deployments pushed as a go-binary bundle.
+var goStreams = &goProgram{name: "gostreams", pkg: "./testdata/gostreams"}
 
 // Streams across languages, on `sluice dev` with its replicas as
 // processes: a Go deployment (a go-binary bundle) streams a Python
@@ -77,7 +52,7 @@ func testPythonStreams(t *testing.T, p platformUnderTest, envs string) {
 	}
 	id := streams.Instance()[:6]
 	gob, pyb, pyc := "gs"+id, "ps"+id, "pc"+id
-	cli("code", "push", gob, goStreamsBinary(t))
+	cli("code", "push", gob, goStreams.binary(t))
 	cli("code", "push", pyb, "testdata/pystreams", "--import-path", "streams:app")
 	// A bundle's manifest gives the arguments of the deployments its
 	// application binds: Collect's handle is bound by another one.
