@@ -362,11 +362,30 @@ func scrapes(addr string) bool {
 // line has the argument arg (Linux: /proc).
 func childPIDs(t *testing.T, parent int, arg string) []int {
 	t.Helper()
+	var out []int
+	for _, p := range processes(t) {
+		if p.ppid == parent && slices.Contains(p.args, arg) {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// process is a running process as /proc shows it.
+type process struct {
+	pid, ppid int
+	args      []string // its command line
+}
+
+// processes lists the running processes (Linux: /proc; t skips
+// without it).
+func processes(t testing.TB) []process {
+	t.Helper()
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
-	var out []int
+	var out []process
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
@@ -378,13 +397,15 @@ func childPIDs(t *testing.T, parent int, arg string) []int {
 		}
 		// pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
 		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 2 || fields[1] != strconv.Itoa(parent) {
+		if len(fields) < 2 {
 			continue
 		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if slices.Contains(strings.Split(string(cmdline), "\x00"), arg) {
-			out = append(out, pid)
+		ppid, _ := strconv.Atoi(fields[1])
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
 		}
+		out = append(out, process{pid: pid, ppid: ppid, args: strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")})
 	}
 	return out
 }

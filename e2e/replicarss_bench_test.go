@@ -75,7 +75,7 @@ func BenchmarkIdleReplicaRSS(b *testing.B) {
 	b.Logf("%-6s %-20s %8s %9s %8s %9s", "lang", "deployment", "pid", "RSS MiB", "PSS MiB", "priv MiB")
 	mean := map[string][3]float64{}
 	for _, app := range []struct{ lang, name string }{{"python", py}, {"go", gr}} {
-		procs := replicaProcesses(app.name)
+		procs := replicaProcesses(b, app.name)
 		if len(procs) == 0 {
 			b.Fatalf("no replica process of %s found", app.name)
 		}
@@ -109,19 +109,10 @@ type replicaProcess struct {
 // replicaProcesses finds the replica processes of an application by
 // their command line (`... replica --app NAME --deployment D`, or
 // `python -m sluice.replica --app NAME ...`), sorted by deployment.
-func replicaProcesses(app string) []replicaProcess {
+func replicaProcesses(b *testing.B, app string) []replicaProcess {
 	var found []replicaProcess
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	for _, p := range processes(b) {
+		args := p.args
 		if !slices.Contains(args, "replica") && !slices.Contains(args, "sluice.replica") {
 			continue
 		}
@@ -132,7 +123,7 @@ func replicaProcesses(app string) []replicaProcess {
 		if i := slices.Index(args, "--deployment"); i >= 0 && i+1 < len(args) {
 			dep = args[i+1]
 		}
-		found = append(found, replicaProcess{pid: pid, deployment: dep})
+		found = append(found, replicaProcess{pid: p.pid, deployment: dep})
 	}
 	slices.SortFunc(found, func(a, b replicaProcess) int { return strings.Compare(a.deployment, b.deployment) })
 	return found
