@@ -617,7 +617,7 @@ func runReplica(ctx context.Context, args []string, env Env) error {
 	rc.Claims = claims
 	rc.Revision = rev
 	pm.replica(&rc)
-	addr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	addr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg, env.Log)
 	if err != nil {
 		return err
 	}

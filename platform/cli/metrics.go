@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -38,10 +39,14 @@ func (m processMetrics) replica(rc *replicas.Config) {
 }
 
 // serveMetrics serves reg's /metrics at addr ("" serves none) and
-// returns the address bound and the stop.
-func serveMetrics(addr string, reg prometheus.Gatherer) (string, func(), error) {
+// returns the address bound and the stop. It serves without
+// authentication, read-only, and warns when addr is not loopback.
+func serveMetrics(addr string, reg prometheus.Gatherer, log *slog.Logger) (string, func(), error) {
 	if addr == "" {
 		return "", func() {}, nil
+	}
+	if !loopback(addr) && log != nil {
+		log.Warn("serving /metrics without authentication on an address other than loopback: its counters, and the names of applications and deployments, are readable by anyone who reaches it; keep it on a network only the scraper reaches", "addr", addr)
 	}
 	srv, err := metrics.Listen(addr, reg)
 	if err != nil {

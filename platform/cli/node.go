@@ -112,7 +112,7 @@ func runNode(ctx context.Context, args []string, env Env) error {
 	go func() { agentDone <- agent.Run(agentCtx) }()
 	defer func() { stopAgent(); <-agentDone }()
 	pm := newProcessMetrics()
-	maddr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	maddr, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg, env.Log)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func runAutoscaler(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	pm := newProcessMetrics()
-	_, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg)
+	_, stopMetrics, err := serveMetrics(*metricsAddr, pm.reg, env.Log)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,24 @@ func TestLoopback(t *testing.T) {
 	}
 }
 
+// A /metrics listener (node, autoscaler, replica) serves without
+// authentication: beyond loopback it warns that anyone who reaches it
+// reads it; on loopback it says nothing.
+func TestMetricsBeyondLoopbackWarns(t *testing.T) {
+	t.Parallel()
+	for addr, warns := range map[string]bool{"127.0.0.1:0": false, "0.0.0.0:0": true} {
+		var buf strings.Builder
+		_, stop, err := serveMetrics(addr, newProcessMetrics().reg, slog.New(slog.NewTextHandler(&buf, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		if got := strings.Contains(buf.String(), "serving /metrics without authentication"); got != warns {
+			t.Errorf("%s: warned %v, want %v: %q", addr, got, warns, buf.String())
+		}
+	}
+}
+
 // A gateway or dev platform listening beyond loopback without
 // authentication refuses to start, saying what to do; --insecure or an
 // auth file lets it. Files that do not load refuse the start naming the
