@@ -205,16 +205,9 @@ deployments:
 	// about the request (a body Ingress cannot decode: "request failed",
 	// at debug level, SLUICE_DEBUG).
 	const failTrace = "6bf92f3577b34da6a3ce929d0e0e4738"
-	req, _ := http.NewRequest(http.MethodPost, "http://"+n.addr+"/tchain", strings.NewReader(`"not a number"`))
-	req.Header.Set("traceparent", "00-"+failTrace+"-00f067aa0ba902b7-01")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	id := resp.Header.Get("Sluice-Request-Id")
-	if resp.StatusCode != http.StatusBadRequest || id == "" {
-		t.Fatalf("POST /tchain with a string = %d, request id %q; want 400 and an id", resp.StatusCode, id)
+	status, id := postTraced(t, "http://"+n.addr+"/tchain", `"not a number"`, "00-"+failTrace+"-00f067aa0ba902b7-01")
+	if status != http.StatusBadRequest || id == "" {
+		t.Fatalf("POST /tchain with a string = %d, request id %q; want 400 and an id", status, id)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		n.errw.mu.Lock()

@@ -215,16 +215,9 @@ func TestTraceLogIDs(t *testing.T) {
 		if on {
 			traceID = "1af7651916cd43dd8448eb211c80319d"
 		}
-		req, _ := http.NewRequest(http.MethodPost, "http://"+d.Addr+"/faults", strings.NewReader(`{"fail":"logged"}`))
-		req.Header.Set("traceparent", "00-"+traceID+"-b7ad6b7169203331-01")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		id := resp.Header.Get("Sluice-Request-Id")
-		if resp.StatusCode != http.StatusBadRequest || id == "" {
-			t.Fatalf("tracing %v: POST /faults = %d, request id %q; want 400 and an id", on, resp.StatusCode, id)
+		status, id := postTraced(t, "http://"+d.Addr+"/faults", `{"fail":"logged"}`, "00-"+traceID+"-b7ad6b7169203331-01")
+		if status != http.StatusBadRequest || id == "" {
+			t.Fatalf("tracing %v: POST /faults = %d, request id %q; want 400 and an id", on, status, id)
 		}
 		about := func(b *syncBuffer, msg string) map[string]any {
 			deadline := time.Now().Add(5 * time.Second)
@@ -249,4 +242,21 @@ func TestTraceLogIDs(t *testing.T) {
 			t.Errorf("access line %v: want app faults, route /faults, code invalid_argument", l)
 		}
 	}
+}
+
+// postTraced POSTs body to u with the traceparent given and returns the
+// status and the request id the gateway answered with.
+func postTraced(t *testing.T, u, body, traceparent string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("traceparent", traceparent)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Sluice-Request-Id")
 }
