@@ -150,12 +150,29 @@ with_s3() (
 	"$@"
 )
 
+# broker_restart runs the broker restart test alone: its figures are
+# printed; when it fails, the test's whole report too (the node's stderr
+# in it, not the shared platform's) and the broker's log since the
+# restart, which together say why.
+broker_restart() {
+	local log
+	log=$(mktemp "${TMPDIR:-/tmp}/sluice-broker-restart.XXXXXX.log")
+	if ! SLUICE_TEST_BROKER_RESTART=1 on_services $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ >"$log" 2>&1; then
+		grep -v '^time=' "$log" || true
+		echo "== the broker's log since the restart"
+		tail -n 200 "$KAFKA_STATE_DIR/kafka.log" 2>/dev/null || true
+		return 1
+	fi
+	grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)' "$log"
+	rm -f -- "$log"
+}
+
 real() {
 	echo "== end-to-end, real Apache Kafka over SASL_SSL with an authorizer, real MinIO over HTTPS"
 	services
 	on_services $GO test -count=1 -timeout 40m ./e2e/ ./registry/... ./autoscaler/
 	echo "== broker restart under load (scripts/kafka.sh restart), alone"
-	SLUICE_TEST_BROKER_RESTART=1 on_services $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ | grep -E '^(=== RUN|--- |\s+broker_test|PASS|FAIL|ok)'
+	broker_restart
 	echo "== the Python package's tests (conformance on the Python replica), real Apache Kafka over SASL_SSL"
 	on_services python_tests
 	echo "== scikit-learn models multiplexed by a Python deployment, weights from the real MinIO"
