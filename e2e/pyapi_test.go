@@ -30,7 +30,8 @@ import (
 // forms batches under concurrent load, an exception reaches the caller
 // and the replica goes on. Then one graph mixes Go and Python: a Go
 // deployment calls a Python one through a handle, which calls a Go one
-// by name, and a YAML edge runs from Go to Python.
+// by name, and a YAML edge runs from Go to Python; a class no graph
+// binds is constructed with the spec's args.
 func TestPythonServeAPIDev(t *testing.T) {
 	needPython(t)
 	t.Parallel()
@@ -258,6 +259,25 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLe
 	// 3 * (3 * 2) = 18, which the edge takes to Tail.
 	if code, body := postTo(t, p.addr, "/"+mixed, `1`); code != 200 || body != `{"result":18,"by":"python"}` {
 		t.Fatalf("the mixed graph: %d %s\nlogs:\n%s", code, body, p.logs())
+	}
+	// A class the module's graph does not bind, constructed with the
+	// spec's args: a handle (to Python, then to Go) and a value, or the
+	// default. Outer(2) = 5 * Inner(2) = 5 * 2 * Multiplier(2) = 60.
+	scaled := "sc" + streams.Instance()[:6]
+	yaml = "name: " + scaled + "\nroute_prefix: /" + scaled + "\ningress: Outer\ndeployments:\n" +
+		"  - {name: Outer, handler: Scaled, code: " + bundle + "@1, args: [{handle: Inner}, 5]}\n" +
+		"  - {name: Inner, handler: Scaled, code: " + bundle + "@1, args: [{handle: Multiplier}]}\n" +
+		"  - {name: Multiplier, handler: Multiplier, args: [3]}\n"
+	if out, err := cli("deploy", "-f", writeFile(t, "scaled.yaml", yaml), "--timeout", "4m"); err != nil {
+		t.Fatalf("deploy the spec-bound graph: %v\n%s\nlogs:\n%s", err, out, p.logs())
+	}
+	if code, body := postTo(t, p.addr, "/"+scaled, `2`); code != 200 || body != "60" {
+		t.Fatalf("the spec-bound graph: %d %s\nlogs:\n%s", code, body, p.logs())
+	}
+	bad := strings.Replace(yaml, "args: [{handle: Inner}, 5]", "args: [{handle: Inner}, 5, 6]", 1)
+	if out, err := cli("deploy", "-f", writeFile(t, "scaled-bad.yaml", bad), "--timeout", "4m"); err == nil ||
+		!strings.Contains(out, "/Scaled takes 1 to 2 arguments, got 3") {
+		t.Fatalf("a spec-bound class given too many arguments: %v\n%s", err, out)
 	}
 
 	// Values over the claim threshold through Python and Go: a 2 MiB

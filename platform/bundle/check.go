@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-serve/sluice/cel"
@@ -109,8 +110,12 @@ func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (str
 		}
 		return "", nil
 	}
-	if len(dep.Args) != len(h.Args) {
-		return "args", fmt.Errorf("args: handler %s takes %d arguments, got %d", h.Name, len(h.Args), len(dep.Args))
+	if least := h.RequiredArgs(); len(dep.Args) < least || len(dep.Args) > len(h.Args) {
+		takes := strconv.Itoa(len(h.Args))
+		if least < len(h.Args) {
+			takes = fmt.Sprintf("%d to %d", least, len(h.Args))
+		}
+		return "args", fmt.Errorf("args: handler %s takes %s arguments, got %d", h.Name, takes, len(dep.Args))
 	}
 	for i, a := range dep.Args {
 		field := fmt.Sprintf("args[%d]", i)
@@ -124,6 +129,9 @@ func checkArgs(h *Handler, dep spec.Deployment, byName map[string]*Handler) (str
 				return field, fmt.Errorf("%s: %w", field, errHTTPTarget(a.Handle, target))
 			}
 			if !param.Handle {
+				if param.ID == TypeAny {
+					continue // its SDK states no type (Python without an annotation): a handle too
+				}
 				return field, fmt.Errorf("%s: parameter type %s is not a *serve.Handle, cannot take bound deployment %s", field, param.Go, target.Name)
 			}
 			if !fits(param.Input, &target.Input) || !fits(param.Output, &target.Output) {

@@ -228,3 +228,33 @@ func TestCheckHandleToAndFromPython(t *testing.T) {
 		t.Fatalf("Check = %v", err)
 	}
 }
+
+// A Python class no graph binds is described by its constructor's
+// signature: parameters with defaults are optional, and one without a
+// type annotation (TypeAny) takes a value or a handle.
+func TestCheckOptionalAndUntypedArgs(t *testing.T) {
+	t.Parallel()
+	m := testManifest()
+	anyT := Type{Go: "any", ID: TypeAny, Encoding: EncodingJSON, Schema: &Schema{}}
+	intT := typeOf[int](EncodingJSON)
+	m.Handlers = append(m.Handlers, Handler{Name: "Scaled", Kind: KindUnary, Input: anyT, Output: anyT,
+		Args: []Arg{{Type: anyT}, {Type: intT, Optional: true}, {Type: anyT, Optional: true}}})
+	for _, tc := range []struct{ args, want string }{
+		{"[{handle: G}]", ""},
+		{"[{handle: G}, 5]", ""},
+		{"[1, 5, {handle: G}]", ""},
+		{"[]", "args: handler Scaled takes 1 to 3 arguments, got 0"},
+		{"[1, 2, 3, 4]", "args: handler Scaled takes 1 to 3 arguments, got 4"},
+		{"[1, {handle: G}]", "args[1]: parameter type int is not a *serve.Handle, cannot take bound deployment Front"},
+		{`[1, "five"]`, "args[1]: value \"five\" does not fit parameter type int"},
+	} {
+		apps, err := spec.Parse("a.yaml", []byte(head+"  - {name: F, handler: Scaled, args: "+tc.args+"}\n  - {name: G, handler: Front, args: [{handle: Q}]}\n  - {name: Q, handler: Scaled, args: [2]}\nedges:\n  - {from: F, to: G}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Check(apps[0], m)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("args %s: Check = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

@@ -113,6 +113,17 @@ func (h *Handler) Batches() bool { return h.Kind == KindBatch }
 // ServesHTTP reports whether the handler is an HTTP ingress.
 func (h *Handler) ServesHTTP() bool { return h.Kind == KindHTTP }
 
+// RequiredArgs is how many of the constructor's parameters a spec must
+// give: those before the first optional one.
+func (h *Handler) RequiredArgs() int {
+	for i, a := range h.Args {
+		if a.Optional {
+			return i
+		}
+	}
+	return len(h.Args)
+}
+
 // Type is a Go type a handler takes, returns or is constructed with.
 type Type struct {
 	// Go is the type as Go prints it ("hello.Request"), for messages.
@@ -133,6 +144,9 @@ type Type struct {
 type Arg struct {
 	Type        // the parameter's type
 	Handle bool `json:"handle,omitempty"`
+	// Optional is set for a parameter with a default: a spec may leave it
+	// out, and every parameter after it (all optional too).
+	Optional bool `json:"optional,omitempty"`
 	// Input and Output are what the handle's deployment must take and
 	// return.
 	Input  *Type `json:"input,omitempty"`
@@ -241,6 +255,9 @@ func (m *Manifest) Validate() error {
 		for j, a := range h.Args {
 			ap := fmt.Sprintf("%s.args[%d]", p, j)
 			checkType(ap, &a.Type, !a.Handle)
+			if j > 0 && h.Args[j-1].Optional && !a.Optional {
+				bad(ap, "a required parameter after an optional one")
+			}
 			if a.Handle {
 				checkType(ap+".input", a.Input, true)
 				checkType(ap+".output", a.Output, true)

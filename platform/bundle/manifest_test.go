@@ -76,6 +76,11 @@ func TestDecodeRefuses(t *testing.T) {
 		{"handle without types", edit(func(m map[string]any) {
 			delete(handler(m, 1)["args"].([]any)[0].(map[string]any), "input")
 		}), "manifest: handlers[1].args[0].input: missing"},
+		{"required after optional", edit(func(m map[string]any) {
+			a := handler(m, 1)["args"].([]any)[0].(map[string]any)
+			a["optional"] = true
+			handler(m, 1)["args"] = []any{a, handler(m, 0)["args"].([]any)[0]}
+		}), "manifest: handlers[1].args[1]: a required parameter after an optional one"},
 		{"function with args", edit(func(m map[string]any) { handler(m, 2)["args"] = handler(m, 0)["args"] }), "manifest: handlers[2].args: a function takes no arguments"},
 		{"invalid app", edit(func(m map[string]any) {
 			m["apps"] = []any{map[string]any{"name": "a", "route_prefix": "/a", "ingress": "Z", "deployments": []any{map[string]any{"name": "A"}}}}

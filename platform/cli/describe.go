@@ -50,6 +50,9 @@ func printManifest(w io.Writer, m bundle.Manifest) error {
 				if a.Handle {
 					parts[i] = "handle " + a.Input.Go + "→" + a.Output.Go
 				}
+				if a.Optional {
+					parts[i] += "?"
+				}
 			}
 			args = "(" + strings.Join(parts, ", ") + ")"
 		}

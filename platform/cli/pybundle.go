@@ -244,6 +244,15 @@ func execPython(ctx context.Context, pin *spec.BundlePin, pr pythonReplica, src 
 		// the process hands it to reconfigure after construction.
 		args = append(args, "--user-config", string(pr.dep.UserConfig))
 	}
+	if len(pr.dep.Args) > 0 {
+		// The spec's constructor arguments, which a deployment its
+		// module's graph does not bind is constructed with.
+		b, err := json.Marshal(pr.dep.Args)
+		if err != nil {
+			return fmt.Errorf("deployment %s: args: %w", pr.dep.Name, err)
+		}
+		args = append(args, "--args", string(b))
+	}
 	if pr.dep.MaxOngoingRequests > 0 {
 		args = append(args, "--max-ongoing", strconv.Itoa(pr.dep.MaxOngoingRequests))
 	}

@@ -226,3 +226,79 @@ def test_ray_style_module_with_serve_run_at_its_top_level(tmp_path: Path) -> Non
     run = [sys.executable, "-m", "sluice", "describe", "--json", "--app-dir", str(tmp_path)]
     out = subprocess.run([*run, "--import-path", "raystyle:classifier"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["apps"][0]["name"] == "classifier"
+
+
+UNBOUND_APP = """
+from sluice import serve
+from sluice.serve import DeploymentHandle
+
+
+@serve.deployment
+class Inner:
+    def __call__(self, x):
+        return x
+
+
+@serve.deployment
+class Scaled:
+    def __init__(self, inner: DeploymentHandle, factor: int = 2, *rest, label: str = "x") -> None:
+        self.inner, self.factor = inner, factor
+
+    async def __call__(self, x):
+        return self.factor * await self.inner.remote(x)
+
+
+@serve.deployment
+class Loose:
+    def __init__(self, anything, more="m") -> None:
+        self.anything = anything
+
+
+app = Inner.bind()
+part = Loose.bind(serve.get_deployment_handle("Scaled"))
+"""
+
+
+def test_a_class_no_graph_binds_is_described_by_its_signature(tmp_path: Path) -> None:
+    (tmp_path / "unbound.py").write_text(UNBOUND_APP)
+    m = manifest("unbound:app", str(tmp_path))
+    hs = {h["name"]: h for h in m["handlers"]}
+    scaled = hs["Scaled"]["args"]
+    # inner a handle, factor an optional value; *rest and the keyword-only
+    # label take nothing from a spec's positional args.
+    assert [(a.get("handle", False), a.get("optional", False)) for a in scaled] == [(True, False), (False, True)]
+    assert scaled[1]["id"] == "python:any"
+    loose = hs["Loose"]["args"]
+    assert [(a.get("handle", False), a.get("optional", False), a["id"]) for a in loose] == [
+        (False, False, "python:any"),
+        (False, True, "python:any"),
+    ], "an unannotated parameter states no type: a value or a handle"
+    assert "args" not in hs["Inner"], "bound with no arguments by the graph"
+    assert [d["name"] for d in m["apps"][0]["deployments"]] == ["Inner"]
+    # A handle to a declared class whose constructor needs arguments: the
+    # graph is a part a spec in YAML completes, not an application.
+    assert manifest("unbound:part", str(tmp_path))["apps"] == []
+
+
+def test_spec_args_bind_a_class_no_graph_binds(tmp_path: Path) -> None:
+    (tmp_path / "unbound2.py").write_text(UNBOUND_APP)
+    from sluice.serve.describe import load, module_deployments
+    from sluice.serve.hosted import spec_bound
+    from sluice.serve.lookup import NamedHandle
+
+    load("unbound2:app", str(tmp_path))
+    scaled = module_deployments("unbound2:app")["Scaled"].bind()
+    node = spec_bound(scaled, '[{"handle": "Inner"}, 5]')
+    assert node.args == (NamedHandle("Inner"), 5)
+    assert spec_bound(scaled, "").args == (), "no spec args: as bound"
+    # An object with more keys than "handle" is a value.
+    assert spec_bound(scaled, '[{"handle": "Inner", "x": 1}]').args == ({"handle": "Inner", "x": 1},)
+    with pytest.raises(ValueError, match=r"deployment Scaled: the spec's args do not fit Scaled: .*argument"):
+        spec_bound(scaled, "[]")
+    with pytest.raises(ValueError, match="not a list"):
+        spec_bound(scaled, '{"a": 1}')
+    with pytest.raises(ValueError, match="not JSON"):
+        spec_bound(scaled, "[1,")
+    inner = module_deployments("unbound2:app")["Inner"].bind()
+    with pytest.raises(ValueError, match="do not fit Inner"):
+        spec_bound(inner, "[1]")

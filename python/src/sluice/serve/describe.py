@@ -14,6 +14,7 @@ from typing import Any
 import sluice
 from sluice.serve import importing
 from sluice.serve.deployment import Application, Deployment
+from sluice.serve.handle import DeploymentHandle
 from sluice.serve.http import takes_request
 from sluice.serve.lookup import NamedHandle
 
@@ -93,15 +94,57 @@ def _yields(target: Any) -> bool:
     return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
 
-def handler(node: Application, ingress: bool = False) -> dict[str, Any]:
-    """A deployment as a manifest handler; ingress: the application's."""
+def signature_args(target: type) -> list[dict[str, Any]]:
+    """The constructor parameters of a class no graph binds, as manifest
+    args a spec fills: a handle where annotated DeploymentHandle, any
+    value (a handle too) where not annotated, a value otherwise; those
+    with a default optional. Keyword-only and variadic parameters take
+    nothing from a spec's positional args."""
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    args: list[dict[str, Any]] = []
+    for p in params:
+        if p.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            continue
+        arg = dict(_HANDLE) if _is_handle_type(p.annotation) else dict(_ANY)
+        if p.default is not inspect.Parameter.empty:
+            arg["optional"] = True
+        args.append(arg)
+    return args
+
+
+def _is_handle_type(annotation: Any) -> bool:
+    """Whether a parameter's annotation (an object, or a string under
+    `from __future__ import annotations`) names DeploymentHandle."""
+    if isinstance(annotation, str):
+        return annotation.rsplit(".", 1)[-1] == "DeploymentHandle"
+    return inspect.isclass(annotation) and issubclass(annotation, DeploymentHandle)
+
+
+def required_args(target: Any) -> int:
+    """How many constructor arguments a spec must give target (a class
+    no graph binds; a function takes none)."""
+    if not inspect.isclass(target):
+        return 0
+    return sum(1 for a in signature_args(target) if not a.get("optional"))
+
+
+def handler(node: Application, ingress: bool = False, unbound: bool = False) -> dict[str, Any]:
+    """A deployment as a manifest handler; ingress: the application's;
+    unbound: declared by the module but bound by no graph, so a spec gives
+    its constructor's arguments."""
     d = node.deployment
     kind = "http" if takes_request(d.target, ingress) else "stream" if d.opts.stream or _yields(d.target) else "unary"
     h: dict[str, Any] = {"name": d.name, "kind": kind, "input": _ANY, "output": _ANY}
     if not inspect.isclass(d.target):
         h["func"] = True
         return h
-    args = [dict(_HANDLE) if isinstance(a, (Application, NamedHandle)) else dict(_ANY) for a in _bound(node)]
+    if unbound:
+        args = signature_args(d.target)
+    else:
+        args = [dict(_HANDLE) if isinstance(a, (Application, NamedHandle)) else dict(_ANY) for a in _bound(node)]
     if args:
         h["args"] = args
     if callable(getattr(d.target, "reconfigure", None)):
@@ -168,10 +211,14 @@ def manifest(import_path: str, app_dir: str | None = None, name: str | None = No
     # one outside the graph is bound with no arguments, and is in the
     # application when a get_deployment_handle names it.
     declared = {n: d.bind() for n, d in module_deployments(import_path).items()}
+    bound = set(nodes)
     for n in _outside(nodes):
         if n in declared:
             nodes[n] = declared[n]
     all_nodes = {**declared, **nodes}
+    # A deployment a get_deployment_handle names whose constructor needs
+    # arguments makes the graph a part a spec in YAML completes.
+    partial = bool(_outside(nodes)) or any(required_args(nodes[n].deployment.target) for n in set(nodes) - bound)
     attr = import_path.partition(":")[2].rsplit(".", 1)[-1]
     return {
         "format": FORMAT,
@@ -183,8 +230,8 @@ def manifest(import_path: str, app_dir: str | None = None, name: str | None = No
             "platform": sys.platform + "/" + platform.machine(),
             "entry": import_path,
         },
-        "handlers": [handler(all_nodes[n], n == app.deployment.name) for n in sorted(all_nodes)],
+        "handlers": [handler(all_nodes[n], n == app.deployment.name, n not in bound) for n in sorted(all_nodes)],
         # A graph with handles to deployments it does not hold is a part
         # of an application a spec in YAML completes: handlers, no app.
-        "apps": [] if _outside(nodes) else [app_spec(app, name or attr.replace("_", "-").lower(), nodes=nodes)],
+        "apps": [] if partial else [app_spec(app, name or attr.replace("_", "-").lower(), nodes=nodes)],
     }

@@ -70,6 +70,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--claim-limit", type=int, default=claim.DEFAULT_LIMIT,
                    help="largest value in bytes a claim check carries")  # fmt: skip
     p.add_argument("--import-path", required=True, help="MODULE:ATTR of the application")
+    p.add_argument("--args", default="",
+                   help="the spec's constructor arguments, JSON ({\"handle\": NAME} a handle): what a deployment "
+                        "the module's graph does not bind is constructed with")  # fmt: skip
     p.add_argument("--app-dir", default=".")
     p.add_argument(
         "--metrics-addr",
@@ -98,6 +101,35 @@ def instance(node: Application, caller: Caller, namer: Namer, app: str, source: 
     if inspect.isclass(target):
         return target(*map(bind, node.args), **{k: bind(v) for k, v in node.kwargs.items()})
     return target
+
+
+def spec_bound(node: Application, raw: str) -> Application:
+    """node bound with the spec's constructor arguments raw (platform/spec
+    Args as JSON: {"handle": NAME} a handle, a value otherwise); node as
+    it is when raw is empty. A class that takes no such arguments is
+    refused naming what it takes."""
+    if not raw:
+        return node
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"deployment {node.deployment.name}: --args is not JSON: {exc}") from None
+    if not isinstance(given, list):
+        raise ValueError(f"deployment {node.deployment.name}: --args is a {type(given).__name__}, not a list")
+    args = [NamedHandle(a["handle"]) if _is_handle_arg(a) else a for a in given]
+    target = node.deployment.target
+    if not inspect.isclass(target):
+        raise ValueError(f"deployment {node.deployment.name} is a function and takes no arguments, got {len(args)}")
+    try:
+        inspect.signature(target).bind(*args)
+    except TypeError as exc:
+        what = f"deployment {node.deployment.name}: the spec's args do not fit {target.__name__}"
+        raise ValueError(f"{what}: {exc}") from None
+    return Application(node.deployment, tuple(args))
+
+
+def _is_handle_arg(a: Any) -> bool:
+    return isinstance(a, dict) and len(a) == 1 and isinstance(a.get("handle"), str)
 
 
 def _tell_ready(r: Replica) -> None:
@@ -192,12 +224,20 @@ def main(argv: list[str] | None = None) -> int:
 def _main(a: argparse.Namespace, log: logging.Logger, metrics: Metrics | None, server: Server | None) -> int:
     root = load(a.import_path, a.app_dir)
     nodes = walk(root)
+    bound = set(nodes)
     for n, d in module_deployments(a.import_path).items():
         nodes.setdefault(n, d.bind())
     name = a.handler or a.deployment
     node = nodes.get(name)
     if node is None:
         raise SystemExit(f"{a.import_path} has no deployment {name} (it has {', '.join(sorted(nodes))})")
+    if name not in bound:
+        # Declared by the module, bound by no graph: the spec gives its
+        # constructor's arguments.
+        try:
+            node = spec_bound(node, a.args)
+        except ValueError as exc:
+            raise SystemExit(f"sluice replica {a.instance}: {exc}") from None
     brokers = [b for b in a.brokers.split(",") if b]
     namer = Namer(a.prefix)
     tr = tracing.from_env(log=log)
