@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -424,6 +425,7 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	retentionBytes := fs.String("retention-bytes", spec.Bytes(streams.EmbeddedRetention.Bytes).String(), "the embedded broker keeps at most this much of each partition of a topic that is not compacted, e.g. 64MiB (0: no bound)")
 	prefix := fs.String("prefix", "", "prefix of every topic and group name (default sluice)")
 	builtin := fs.Bool("builtin", true, "deploy the applications built into this binary")
+	stdinStops := fs.Bool("stop-on-stdin-close", false, "stop, as on SIGTERM, when standard input reaches its end: a parent holding the other end of a pipe stops it by exiting, however it exits")
 	var files listFlag
 	fs.Var(&files, "f", "deploy the applications of this YAML file at start (repeatable)")
 	s3 := s3Flags(fs)
@@ -505,8 +507,19 @@ func runDev(ctx context.Context, args []string, env Env) error {
 	authDone := sec.watch(wctx, env.Log)
 	defer func() { cancel(); <-authDone }()
 	fmt.Fprintf(env.Stdout, "sluice dev: REST on %s://%s, gRPC on %s (brokers %v)\n", sec.scheme(), d.Addr, d.GRPCAddr, d.Brokers)
+	var stdinClosed chan struct{} // nil: never
+	if *stdinStops {
+		stdinClosed = make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			close(stdinClosed)
+		}()
+	}
 	select {
 	case <-ctx.Done():
+		return nil
+	case <-stdinClosed:
+		env.Log.Info("standard input closed: stopping (--stop-on-stdin-close)")
 		return nil
 	case err := <-d.Done():
 		return err

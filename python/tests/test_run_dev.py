@@ -1,16 +1,21 @@
 """serve.run when no platform answers at SLUICE_ADDR: it starts a local
 `sluice dev` (SLUICE_BIN), deploys the application there, answers
 through its gateway, and serve.shutdown stops that `sluice dev` with
-every replica process it started. Without a sluice binary to start,
-serve.run says what to set."""
+every replica process it started; so does a `kill -9` of the process
+that started it. Without a sluice binary to start, serve.run says what
+to set."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import select
+import signal
 import socket
+import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -145,7 +150,8 @@ def test_serve_run_starts_a_local_sluice_dev_and_shutdown_stops_it(
     p = remote._platform
     assert p is not None and p.proc is not None and p.log is not None
     assert p.addr != addr and p.proc.poll() is None, "the application runs on the sluice dev serve.run started"
-    assert _cmdline(p.proc.pid).split()[:2] == [sluice_binary, "dev"]
+    cmd = _cmdline(p.proc.pid).split()
+    assert cmd[:2] == [sluice_binary, "dev"] and "--builtin=false" in cmd and "--stop-on-stdin-close" in cmd
 
     # A stream through the gateway: its items in order, and a failure
     # midway raised after the items before it.
@@ -188,3 +194,49 @@ def test_serve_run_without_a_platform_or_a_sluice_binary_says_what_to_set(
     with pytest.raises(FileNotFoundError, match=r"SLUICE_BIN=\S+no-such-sluice is not an executable file"):
         serve.run(localapp.app)
     assert remote._platform is None
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import time
+import localapp
+from sluice import serve
+from sluice.serve import remote
+assert serve.run(localapp.app).remote(5).result() == 12
+print(remote._platform.proc.pid, remote._platform.log, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_the_sluice_dev_stops_when_the_process_that_started_it_is_killed(
+    localapp: ModuleType, sluice_binary: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SLUICE_ADDR": _free_addr(), "SLUICE_BIN": sluice_binary,
+           "SLUICE_PYTHON_ENVS": str(tmp_path / "envs")}  # fmt: skip
+    env.pop("SLUICE_TOKEN", None)
+    assert localapp.__file__ is not None
+    project = str(Path(localapp.__file__).parent)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, project], env=env, stdout=subprocess.PIPE)
+    try:
+        assert driver.stdout is not None
+        ready, _, _ = select.select([driver.stdout], [], [], 180)
+        line = driver.stdout.readline().decode().split() if ready else []
+        assert len(line) == 2, f"the driver did not deploy within 180 s (exit {driver.poll()})"
+        dev, log = int(line[0]), Path(line[1])
+        pids = {dev, *_descendants(dev)}
+        assert any("sluice.replica" in _cmdline(pid) for pid in pids), "the chain's Python replicas run"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and pids & set(_children()):
+            time.sleep(0.2)
+        alive = {pid: _cmdline(pid) for pid in pids & set(_children())}
+        assert not alive, f"processes of the sluice dev left 60 s after kill -9 of its starter: {alive}"
+        assert "standard input closed: stopping" in log.read_text(), "stopped by the pipe closing"
+        log.unlink()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

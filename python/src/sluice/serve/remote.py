@@ -264,6 +264,8 @@ class Platform:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()  # --stop-on-stdin-close: stopping too
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -409,15 +411,19 @@ _REST_LINE = re.compile(rb"sluice dev: REST on http://([^,\s]+),")
 
 
 def start_dev() -> Platform:
-    """A `sluice dev` for this process, on ports the kernel picks."""
+    """A `sluice dev` for this process, on ports the kernel picks, with
+    none of the binary's own applications. It stops when this process
+    ends, however it ends: its standard input is a pipe only this
+    process holds, and it stops when the pipe closes."""
     binary = _binary()
     fd, name = tempfile.mkstemp(prefix="sluice-dev-", suffix=".log")
     os.close(fd)
     log = Path(name)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [binary, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [binary, "dev", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--builtin=false",
+             "--stop-on-stdin-close"],
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + DEV_START_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
