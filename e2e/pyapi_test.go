@@ -279,6 +279,11 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLe
 		!strings.Contains(out, "/Scaled takes 1 to 2 arguments, got 3") {
 		t.Fatalf("a spec-bound class given too many arguments: %v\n%s", err, out)
 	}
+	bad = strings.Replace(yaml, "args: [{handle: Inner}, 5]", `args: [{handle: Inner}, "five"]`, 1)
+	if out, err := cli("deploy", "-f", writeFile(t, "scaled-str.yaml", bad), "--timeout", "4m"); err == nil ||
+		!strings.Contains(out, `value "five" does not fit parameter type int`) {
+		t.Fatalf("a string for Scaled's factor: int: %v\n%s", err, out)
+	}
 
 	// Values over the claim threshold through Python and Go: a 2 MiB
 	// request to Python's Big (the gateway's claim), its handle call to

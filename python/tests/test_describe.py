@@ -259,6 +259,13 @@ part = Loose.bind(serve.get_deployment_handle("Scaled"))
 """
 
 
+def _greetmod(tmp_path: Path) -> Path:
+    d = tmp_path / "greet"
+    d.mkdir()
+    (d / "greetmod.py").write_text(APP)
+    return d
+
+
 def test_a_class_no_graph_binds_is_described_by_its_signature(tmp_path: Path) -> None:
     (tmp_path / "unbound.py").write_text(UNBOUND_APP)
     m = manifest("unbound:app", str(tmp_path))
@@ -267,13 +274,18 @@ def test_a_class_no_graph_binds_is_described_by_its_signature(tmp_path: Path) ->
     # inner a handle, factor an optional value; *rest and the keyword-only
     # label take nothing from a spec's positional args.
     assert [(a.get("handle", False), a.get("optional", False)) for a in scaled] == [(True, False), (False, True)]
-    assert scaled[1]["id"] == "python:any"
+    # An annotated scalar is a value of its JSON type, which the platform
+    # checks a spec's value against.
+    assert scaled[1]["id"] == "python:int" and scaled[1]["schema"]["type"] == "integer"
     loose = hs["Loose"]["args"]
     assert [(a.get("handle", False), a.get("optional", False), a["id"]) for a in loose] == [
         (False, False, "python:any"),
         (False, True, "python:any"),
     ], "an unannotated parameter states no type: a value or a handle"
     assert "args" not in hs["Inner"], "bound with no arguments by the graph"
+    # A value the graph binds is a value: a spec cannot give a handle there.
+    greeter = {h["name"]: h for h in manifest("greetmod:greet_app", str(_greetmod(tmp_path)))["handlers"]}["Greeter"]
+    assert [a["id"] for a in greeter["args"]] == ["python:sluice.serve.DeploymentHandle", "python:value"]
     assert [d["name"] for d in m["apps"][0]["deployments"]] == ["Inner"]
     # A handle to a declared class whose constructor needs arguments: the
     # graph is a part a spec in YAML completes, not an application.
@@ -290,7 +302,8 @@ def test_spec_args_bind_a_class_no_graph_binds(tmp_path: Path) -> None:
     scaled = module_deployments("unbound2:app")["Scaled"].bind()
     node = spec_bound(scaled, '[{"handle": "Inner"}, 5]')
     assert node.args == (NamedHandle("Inner"), 5)
-    assert spec_bound(scaled, "").args == (), "no spec args: as bound"
+    with pytest.raises(ValueError, match=r"do not fit Scaled: missing a required argument: 'inner'"):
+        spec_bound(scaled, "")
     # An object with more keys than "handle" is a value.
     assert spec_bound(scaled, '[{"handle": "Inner", "x": 1}]').args == ({"handle": "Inner", "x": 1},)
     with pytest.raises(ValueError, match=r"deployment Scaled: the spec's args do not fit Scaled: .*argument"):
@@ -300,5 +313,6 @@ def test_spec_args_bind_a_class_no_graph_binds(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not JSON"):
         spec_bound(scaled, "[1,")
     inner = module_deployments("unbound2:app")["Inner"].bind()
+    assert spec_bound(inner, "").args == (), "a class taking nothing, given nothing"
     with pytest.raises(ValueError, match="do not fit Inner"):
         spec_bound(inner, "[1]")

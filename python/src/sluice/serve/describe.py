@@ -26,6 +26,11 @@ PROTOCOL = 1
 claim checks (sl-claim) read and written (bundle.ProtocolClaims)."""
 
 _ANY: dict[str, Any] = {"go": "any", "id": "python:any", "encoding": "json", "schema": {}}
+_VALUE: dict[str, Any] = {"go": "any", "id": "python:value", "encoding": "json", "schema": {}}
+"""A value argument: a spec gives it as JSON, never as a handle."""
+_SCALARS = {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}
+"""The JSON type of a parameter annotated with one of these, which the
+platform checks a spec's value against."""
 _HANDLE: dict[str, Any] = {"go": "DeploymentHandle", "id": "python:sluice.serve.DeploymentHandle", "handle": True,
                            "input": _ANY, "output": _ANY}  # fmt: skip
 
@@ -96,10 +101,10 @@ def _yields(target: Any) -> bool:
 
 def signature_args(target: type) -> list[dict[str, Any]]:
     """The constructor parameters of a class no graph binds, as manifest
-    args a spec fills: a handle where annotated DeploymentHandle, any
-    value (a handle too) where not annotated, a value otherwise; those
-    with a default optional. Keyword-only and variadic parameters take
-    nothing from a spec's positional args."""
+    args a spec fills, typed by _param_type; those with a default
+    optional. Keyword-only and variadic parameters take nothing from a
+    spec's positional args (a required keyword-only one fails the
+    replica's start, naming it)."""
     try:
         params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
@@ -108,11 +113,27 @@ def signature_args(target: type) -> list[dict[str, Any]]:
     for p in params:
         if p.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
             continue
-        arg = dict(_HANDLE) if _is_handle_type(p.annotation) else dict(_ANY)
+        arg = _param_type(p.annotation)
         if p.default is not inspect.Parameter.empty:
             arg["optional"] = True
         args.append(arg)
     return args
+
+
+def _param_type(annotation: Any) -> dict[str, Any]:
+    """A constructor parameter's manifest type by its annotation: none,
+    python:any (a value or a handle); DeploymentHandle, a handle; int,
+    float, str or bool, a value of that JSON type; any other, a value."""
+    if annotation is inspect.Parameter.empty:
+        return dict(_ANY)
+    if _is_handle_type(annotation):
+        return dict(_HANDLE)
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    scalar = annotation in (int, float, str, bool) or isinstance(annotation, str)
+    if scalar and name in _SCALARS:
+        return {"go": name, "id": "python:" + name, "encoding": "json",
+                "schema": {"type": _SCALARS[name], "x-go-type": name}}  # fmt: skip
+    return {**_VALUE, "go": annotation if isinstance(annotation, str) else repr(annotation)}
 
 
 def _is_handle_type(annotation: Any) -> bool:
@@ -144,7 +165,7 @@ def handler(node: Application, ingress: bool = False, unbound: bool = False) -> 
     if unbound:
         args = signature_args(d.target)
     else:
-        args = [dict(_HANDLE) if isinstance(a, (Application, NamedHandle)) else dict(_ANY) for a in _bound(node)]
+        args = [dict(_HANDLE) if isinstance(a, (Application, NamedHandle)) else dict(_VALUE) for a in _bound(node)]
     if args:
         h["args"] = args
     if callable(getattr(d.target, "reconfigure", None)):

@@ -104,14 +104,12 @@ def instance(node: Application, caller: Caller, namer: Namer, app: str, source: 
 
 
 def spec_bound(node: Application, raw: str) -> Application:
-    """node bound with the spec's constructor arguments raw (platform/spec
-    Args as JSON: {"handle": NAME} a handle, a value otherwise); node as
-    it is when raw is empty. A class that takes no such arguments is
-    refused naming what it takes."""
-    if not raw:
-        return node
+    """node, a deployment no graph binds, bound with the spec's
+    constructor arguments raw (platform/spec Args as JSON: {"handle":
+    NAME} a handle, a value otherwise; none when empty). Arguments its
+    class does not take are refused naming what it takes."""
     try:
-        given = json.loads(raw)
+        given = json.loads(raw) if raw else []
     except json.JSONDecodeError as exc:
         raise ValueError(f"deployment {node.deployment.name}: --args is not JSON: {exc}") from None
     if not isinstance(given, list):
@@ -119,7 +117,9 @@ def spec_bound(node: Application, raw: str) -> Application:
     args = [NamedHandle(a["handle"]) if _is_handle_arg(a) else a for a in given]
     target = node.deployment.target
     if not inspect.isclass(target):
-        raise ValueError(f"deployment {node.deployment.name} is a function and takes no arguments, got {len(args)}")
+        if args:
+            raise ValueError(f"deployment {node.deployment.name} is a function and takes no arguments, got {len(args)}")
+        return node
     try:
         inspect.signature(target).bind(*args)
     except TypeError as exc:
