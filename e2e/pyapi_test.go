@@ -132,6 +132,16 @@ func testPythonServeAPI(t *testing.T, p platformUnderTest, envs string, claimsLe
 			t.Fatalf("%s: %d %s, want %s\nlogs:\n%s", c.body, code, body, c.want, p.logs())
 		}
 	}
+	// A tail call (`return await handle.remote(x)`) is handed over: the
+	// callee answers the gateway's reply topic, not Front's (a Python
+	// caller's, sluice.reply.py-...); a call whose answer Front keeps
+	// in a variable first is answered to Front.
+	if code, body := call(`{"op":"tail"}`); code != 200 || !strings.Contains(body, ".reply.") || strings.Contains(body, ".reply.py-") {
+		t.Errorf("tail call: %d %q, want the gateway's reply topic", code, body)
+	}
+	if code, body := call(`{"op":"kept"}`); code != 200 || !strings.Contains(body, ".reply.py-") {
+		t.Errorf("awaited call: %d %q, want Front's reply topic", code, body)
+	}
 	// Sixteen calls at once form batches; one bad item fails its whole
 	// batch, and only it.
 	xs := make([]int, 16)

@@ -20,6 +20,15 @@ applications deployed by serve.run; chain's driver is a Ray driver on
 that cluster. Deployment options are the code's: Ray's defaults on both
 (one replica, max_ongoing_requests 5).
 
+Then, on the same broker, the floor each port's Kafka hops set:
+python/bench/hops.py sends requests along the same route (hello: ingress,
+greeter: 3 hops; chain: ingress, adder, multiplier: 4; each ingress
+returns its call's answer, so the last deployment answers the gateway)
+through echo processes written directly on confluent-kafka, with no
+Sluice code, and the last lines say how much of 10x Ray's c = 1
+throughput those hops alone leave room for (at c = 1 a closed loop's
+throughput is one over its mean latency).
+
 Run by `scripts/bench.sh pyports` with the Ray virtualenv's Python.
 Environment: BENCH_DURATION (seconds per point, default 5), BENCH_WARMUP
 (default 2), BENCH_CONCURRENCY (default "1 16 64"). Prints a table and
@@ -32,6 +41,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -148,10 +158,52 @@ def run_sluice(concs: list[int], duration: float, warmup: float, work: Path) -> 
         py = replica_python(proc.pid, "py-chain")
         env = dict(os.environ, SLUICE_ADDR=addr, SLUICE_BIN=str(BIN / "sluice"))
         chain = load_handle(py, EXAMPLES, concs, duration, warmup, env)
-        return {"hello": hello, "chain": chain}
+        log("python/bench/hops.py: the same routes as raw confluent-kafka hops on the same broker")
+        return {"hello": hello, "chain": chain, "hops": raw_hops(py, work / "sluice.log")}
     finally:
         stop_group(proc)
         logf.close()
+
+
+# The deployments each request visits, in order. hello's ingress returns
+# what its greeter answers, chain's what its multiplier answers, so each
+# hands its call over (sluice.serve.tail) and the last deployment answers
+# the gateway: hello 3 hops, chain (the adder's answer forwarded to the
+# multiplier) 4.
+ROUTES = {"hello": "ingress,greeter", "chain": "ingress,adder,multiplier"}
+
+
+def raw_hops(python: str, sluice_log: Path) -> dict[str, dict]:
+    """Each port's route as raw confluent-kafka hops (python/bench/hops.py)
+    on the broker of the `sluice dev` that logged to sluice_log."""
+    m = re.search(r"\(brokers \[([^\]]+)\]\)", sluice_log.read_text(errors="replace"))
+    if m is None:
+        raise RuntimeError(f"{sluice_log}: no broker address logged")
+    cmd = [python, str(ROOT / "python/bench/hops.py"), "--brokers", m.group(1).split()[0]]
+    for name, route in ROUTES.items():
+        cmd += ["--route", f"{name}={route}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = {d["name"]: d for d in (json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{"))}
+    if set(out) != set(ROUTES):
+        raise RuntimeError(f"hops.py exit {r.returncode}: {r.stderr.strip()[-1500:]}")
+    return out
+
+
+def floor(res: dict[str, dict]) -> str:
+    """What the raw hops leave of 10x Ray's c = 1 throughput: at c = 1 a
+    closed loop's throughput is one over its mean latency, so 10x Ray's
+    needs a mean a tenth of Ray's."""
+    lines = []
+    for w, hops in res["sluice"].get("hops", {}).items():
+        ray = next((r for r in res["ray"][w] if r.get("c") == 1 and r.get("rps")), None)
+        if ray is None:
+            continue
+        budget = 1e3 / ray["rps"] / 10
+        lines.append(f"{w}: {hops['hops']} raw confluent-kafka hops (no Sluice code) take p50 {hops['p50_ms']:.2f} ms, "
+                     f"mean {hops['mean_ms']:.2f} ms; 10x Ray's c = 1 throughput ({ray['rps']:,.0f} req/s) needs a "
+                     f"mean of {budget:.2f} ms: the hops alone allow at most "
+                     f"{1e3 / ray['rps'] / hops['mean_ms']:.1f}x")
+    return "\n".join(lines)
 
 
 RAY_IMPORTS = [("from sluice import serve", "from ray import serve"),
@@ -241,6 +293,7 @@ def main() -> int:
     print(f"Python ports on Sluice (embedded broker) and Ray Serve, {duration:g} s per point after {warmup:g} s; "
           f"{os.cpu_count()} cores; load average before {before[0]:.2f}, between {mid[0]:.2f}, after {after[0]:.2f}")
     print(table(res))
+    print(floor(res))
     print(json.dumps(res), file=open(work / "results.json", "w"))
     return 0
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -247,6 +248,53 @@ async def test_spans_follow_the_traceparent_through_a_handle_call(brokers: list[
     assert sampled["tracestate"] == b"vendor=x"
     # The unsampled request's call passed its traceparent on as it came.
     assert calls[unsampled[3:35]]["traceparent"].decode() == unsampled
+
+
+class TailFront:
+    """Answers with what B answers: a tail call, handed over."""
+
+    def __init__(self, b: DeploymentHandle) -> None:
+        self.b = b
+
+    async def __call__(self, x: str) -> Any:
+        return await self.b.remote(x)
+
+
+class Shout:
+    def __call__(self, x: str) -> str:
+        return x.upper()
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="tail awaits are read from CPython 3.11 bytecode")
+async def test_a_tail_call_keeps_the_span_tree(brokers: list[str], uniq: Uniq) -> None:
+    """A handed-over call has its call span too: the callee, which
+    answers the caller straight, is its child, as for an awaited call."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tr = Tracing(provider.get_tracer("test"))
+    namer = Namer(uniq("p"))
+    edge = namer.edge("shop", "A", "B")
+    cfg_a = make(brokers, uniq, app="shop", deployment="A", tracing=tr)
+    cfg_b = make(brokers, uniq, app="shop", deployment="B", tracing=tr)
+    cfg_b.topics = [edge]
+    create_topics(brokers, [edge])
+    caller = Caller(brokers, namer, None, tr)
+    front = Invoker(TailFront(DeploymentHandle(caller, namer, "shop", "B", "A")), Options(name="A"))
+    try:
+        async with running(cfg_b, Invoker(Shout(), Options(name="B"))), running(cfg_a, front):
+            request(brokers, cfg_a, "t1", b"hi", traceparent=f"00-{TRACE}-{CALLER_SPAN}-01", content_type="text/plain")
+            got = await replies(brokers, cfg_a, 1)
+            await asyncio.sleep(0.3)  # process spans end after their answers' acknowledgement
+    finally:
+        caller.close()
+    assert parse_reply(got["t1"]).value == b"HI"
+    spans = exporter.get_finished_spans()
+    proc_a, handle_a = by_name(spans, "process A"), by_name(spans, "handle A")
+    call, proc_b = by_name(spans, "call " + edge), by_name(spans, "process B")
+    assert parent_of(handle_a) == span_id(proc_a) and parent_of(call) == span_id(handle_a)
+    assert parent_of(proc_b) == span_id(call)
+    assert call.status.status_code != StatusCode.ERROR and proc_a.status.status_code != StatusCode.ERROR
 
 
 async def test_an_answer_that_beats_the_deadline_leaves_its_spans_ok(

@@ -3,6 +3,7 @@ spec, methods and streams through handles, user_config through
 reconfigure, @serve.batch, and errors that reach the caller."""
 
 from sluice import serve
+from sluice.replica import current
 
 
 @serve.deployment(
@@ -48,6 +49,11 @@ class Greeter:
     def greet(self, first, last, *, punct="."):
         return f"{self.greeting}, {first} {last}{punct}"
 
+    def reply_topic(self, _):
+        # Where this call's answer goes: the gateway's reply topic when
+        # Front handed the call over, Front's own when Front awaits it.
+        return current().envelope.reply_to
+
 
 @serve.deployment(max_ongoing_requests=32)
 class Front:
@@ -81,6 +87,11 @@ class Front:
             return await self.greeter.greet.remote(body["first"], self.greeter.remote(body["last"]), punct="!")
         if op == "boom":
             return await self.greeter.boom.remote(None)
+        if op == "tail":  # a tail call: handed over, Greeter answers the gateway
+            return await self.greeter.reply_topic.remote(None)
+        if op == "kept":  # the answer is used here: Greeter answers Front
+            topic = await self.greeter.reply_topic.remote(None)
+            return topic
         if op == "missing":
             return await self.greeter.options(method_name="nope").remote(None)
         return await self.greeter.remote(body["name"])

@@ -23,7 +23,7 @@ from sluice.protocol.errors import (
 )
 from sluice.protocol.http import HTTPHeaders, HTTPRequest, HTTPResponse
 from sluice.protocol.output import Output, end_output, item_output, parse_output, unary_output
-from sluice.protocol.records import Record, Request, edge, forward, handle_call, new_request, parse_request
+from sluice.protocol.records import Record, Request, edge, forward, hand_over, handle_call, new_request, parse_request
 from sluice.protocol.reply import Reply, ReplyKind, end_reply, error_reply, item_reply, parse_reply, unary_reply
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "error_reply",
     "failure",
     "forward",
+    "hand_over",
     "handle_call",
     "headers",
     "is_retryable",

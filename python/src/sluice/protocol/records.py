@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from sluice.protocol import headers as h
-from sluice.protocol.envelope import Envelope, parse_envelope
+from sluice.protocol.envelope import Envelope, Hop, parse_envelope
 from sluice.protocol.errors import ParseError
 
 
@@ -76,6 +76,21 @@ def forward(inp: Request, value: bytes | None, content_type: str) -> Request | N
         request=list(inp.env.request),
     )
     return Request(nxt.topic, nxt.id.encode("utf-8", "surrogateescape"), value, env)
+
+
+def hand_over(inp: Request, call: Request) -> Request:
+    """The call a deployment makes as its answer to inp (a tail call),
+    sent so that the callee's answer takes the way inp's would have: inp's
+    continuation after the call's own, inp's reply topic, and, where inp
+    has no continuation, inp's id in place of the call's last step's, so
+    that the caller finds its answer under the id it waits on."""
+    env = replace(call.env, reply_to=inp.env.reply_to, cont=[*call.env.cont, *inp.env.cont])
+    if not inp.env.cont:
+        if env.cont:
+            env.cont[-1] = Hop(env.cont[-1].topic, inp.env.id)
+        else:
+            env.id = inp.env.id
+    return Request(call.topic, call.key, call.value, env)
 
 
 def handle_call(parent: Envelope, call: Envelope) -> Envelope:

@@ -674,6 +674,31 @@ class _Run:
         finally:
             self.release()
 
+    def can_hand_over(self) -> bool:
+        """Whether the record's answer may be a call it hands over
+        (hand_over): not where it goes to successors or the output topic
+        (no caller and no continuation), nor for a record that streams,
+        has an HTTP response set, or failed."""
+        env = self.req.env
+        with self._lock:
+            if self._failed or self.stream or self._resp is not None:
+                return False
+        return bool(env.cont) or (not self.r.cfg.successors and bool(env.reply_to))
+
+    def hand_over(self, call: Request) -> None:
+        """Sends call, a handle call the handler answers with (a tail
+        call), as the record's answer: the callee answers where this
+        answer would have gone (protocol.hand_over), and the record is
+        done once the call is acknowledged. Ask can_hand_over first."""
+        with self._lock:
+            self._answered = True
+            self.seq += 1
+            self._pending += 1  # as emit's
+        try:
+            self.send(protocol.hand_over(self.req, call).record())
+        finally:
+            self.release()
+
     def send(self, rec: Record) -> None:
         """Produces rec, a value over the claim threshold as a claim check
         (never a dead letter's: it is the record as read, claim included).

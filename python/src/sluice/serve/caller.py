@@ -168,7 +168,7 @@ class Caller:
         with the answer, or a SluiceError from an error reply."""
         req.env.reply_to = self.reply_topic
         fut: Future[Answer] = Future()
-        end = self._trace(req)
+        end = self.trace(req)
         if end is not None:
             fut.add_done_callback(lambda f: end(f.exception()))
         final = req.env.final_id()
@@ -236,7 +236,7 @@ class Caller:
         of its items (see Link)."""
         req.env.reply_to = self.reply_topic
         final = req.env.final_id()
-        st = _Stream(self._trace(req))
+        st = _Stream(self.trace(req))
         with self._lock:
             self._streams[final] = st
             if req.env.deadline_ns:
@@ -244,7 +244,7 @@ class Caller:
         self._produce(req, final)
         return st.head
 
-    def _trace(self, req: Request) -> Callable[[BaseException | None], None] | None:
+    def trace(self, req: Request) -> Callable[[BaseException | None], None] | None:
         """Starts req's call span (the child of the calling handler's span,
         or of req's traceparent), which req then carries; returns what ends
         it with the call's outcome. None when not traced."""

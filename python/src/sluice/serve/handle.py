@@ -4,6 +4,7 @@ application, as Ray Serve's DeploymentHandle and DeploymentResponse."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -11,12 +12,13 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
-from sluice.protocol import Envelope, Hop, handle_call, new_request
+from sluice.protocol import Envelope, Hop, Request, handle_call, new_request
 from sluice.protocol.names import Namer
 from sluice.replica.context import current
 from sluice.serve.caller import Answer, Caller, Link
 from sluice.serve.codec import Args, call_value, decode, encode
 from sluice.serve.multiplex import check_model_id
+from sluice.serve.tail import tail_await
 
 DEFAULT_TIMEOUT_S = 30.0
 """The deadline of a call made outside any request (a request's calls take its own)."""
@@ -91,7 +93,33 @@ class DeploymentResponse:
         self._fut.add_done_callback(settled)
 
     def __await__(self) -> Generator[Any, None, Any]:
+        c = self._call
+        if c is not None and not c.sent and c.next is None and self._reader is None and tail_await(sys._getframe(1)):
+            # `return await response` in the handler itself: the response
+            # goes back to the replica's handler, which hands it over.
+            return _itself(self).__await__()
         return self._resolve().__await__()
+
+    def _hand_over(self, out: Any) -> bool:
+        """Sends this call, not sent yet, as the answer of the record being
+        served (out, the replica's Output), so that the callee answers
+        where that answer would have gone (sluice.serve.tail). False, and
+        nothing sent, when it cannot be: the call was sent, or the
+        record's answer cannot be a call (it is then awaited as usual)."""
+        c = self._call
+        may = getattr(out, "can_hand_over", None)
+        if c is None or c.next is not None or self._reader is not None or may is None or not may():
+            return False
+        chain = _take(c)
+        if chain is None:
+            return False
+        req = _request(chain)
+        end = chain[0].caller.trace(req)  # the call span, the callee's spans its children
+        out.hand_over(req)
+        if end is not None:
+            end(None)
+        chain[-1].out.set_exception(Forwarded(f"this call to {chain[-1].deployment} answered the caller"))
+        return True
 
     async def _resolve(self) -> Any:
         self._settle_here()
@@ -347,17 +375,31 @@ def _send(c: _Call) -> None:
     """Sends c's chain (from its head) unless it was sent: the head's
     value to its deployment, the later calls as its continuation; the
     answer settles the last call's response."""
+    chain = _take(c)
+    if chain is not None:
+        _chain(chain[0].caller.call(_request(chain)), chain[-1].out)
+
+
+def _take(c: _Call) -> list[_Call] | None:
+    """c's chain from its head, marked sent; None if it was sent."""
     with _chains:
         head = c
         while head.prev is not None:
             head = head.prev
         if head.sent:
-            return
+            return None
         chain = [head]
         while chain[-1].next is not None:
             chain.append(chain[-1].next)
         for x in chain:
             x.sent = True
+    return chain
+
+
+def _request(chain: list[_Call]) -> Request:
+    """The request of a chain: the head's value to its deployment, the
+    later calls as its continuation."""
+    head = chain[0]
     body, content_type = encode(head.value)
     hops = [Hop(x.topic, x.id) for x in chain[1:]]
     env = Envelope(id=head.id, content_type=content_type, method=head.method, model=head.model, cont=hops)
@@ -365,7 +407,11 @@ def _send(c: _Call) -> None:
         env = handle_call(head.parent, env)
     if env.deadline_ns == 0:
         env.deadline_ns = head.deadline_ns
-    _chain(head.caller.call(new_request(head.topic, head.model.encode() or None, env, body)), chain[-1].out)
+    return new_request(head.topic, head.model.encode() or None, env, body)
+
+
+async def _itself(r: DeploymentResponse) -> DeploymentResponse:
+    return r
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from sluice.protocol import HTTPRequest
 from sluice.replica import Input, Output
+from sluice.serve import tail
 from sluice.serve.codec import encode
 from sluice.serve.handle import DeploymentResponse
 from sluice.serve.ingress import ASGICallable, asgi_app
@@ -120,10 +121,16 @@ class HTTPCallable:
         request = make_request(inp.env.http_request(), inp.value, inp.env.content_type)
         fn = self._fn
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
-            result = await fn(request)
+            served = tail.serving(fn, HTTPCallable.handle)
+            try:
+                result = await fn(request)
+            finally:
+                tail.done(served)
         else:
             result = await asyncio.to_thread(fn, request)
         if isinstance(result, DeploymentResponse):
+            if result._hand_over(out):
+                return
             result = await result
         out.emit(*encode(result))  # status 200, the body's content type
 

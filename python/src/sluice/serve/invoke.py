@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.replica import Input, Output, StreamOutput
+from sluice.serve import tail
 from sluice.serve.codec import apply, decode, encode
 from sluice.serve.deployment import Options
 from sluice.serve.handle import DeploymentResponse
@@ -56,8 +57,14 @@ class Invoker:
             if result is _EMITTED:
                 return
         else:
-            result = await _call(fn, arg)
+            served = tail.serving(fn, _call) if not self._opts.stream else None
+            try:
+                result = await _call(fn, arg)
+            finally:
+                tail.done(served)
         if isinstance(result, DeploymentResponse):
+            if result._hand_over(out):
+                return
             result = await result
         if inspect.isasyncgen(result) or inspect.isgenerator(result):
             if not self._opts.stream:
