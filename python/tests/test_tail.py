@@ -4,7 +4,9 @@ straight; a handler that could still catch or change the result does not."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -97,20 +99,21 @@ def test_only_an_await_returned_as_it_is_outside_any_handler_is_a_tail(fn: Any, 
 
 def test_hand_over_takes_the_answers_way() -> None:
     inp = Request("in", b"k", b"5", Envelope(id="outer", reply_to="caller-replies", deadline_ns=7))
-    call = Request("callee", b"c", b"5", Envelope(id="inner", deadline_ns=7))
+    call = Request("callee", b"c", b"5", Envelope(id="inner", deadline_ns=7, model="m"))
     got = hand_over(inp, call)
     assert (got.topic, got.key, got.value) == ("callee", b"c", b"5")
-    assert (got.env.id, got.env.reply_to, got.env.cont) == ("outer", "caller-replies", [])
+    assert (got.env.id, got.env.reply_to, got.env.cont, got.env.model) == ("outer", "caller-replies", [], "m")
     # A chain of calls (a continuation of its own): the last step answers
     # under the id the caller waits on.
     call.env.cont = [Hop("b", "inner-b")]
     got = hand_over(inp, call)
     assert (got.env.id, got.env.cont) == ("inner", [Hop("b", "outer")])
     assert call.env.cont == [Hop("b", "inner-b")], "the call's own continuation is not changed"
-    # A record that was itself forwarded: its continuation follows the call's.
+    # A record that was itself forwarded answers along its continuation:
+    # its call is awaited, not handed over.
     inp.env.cont = [Hop("next", "final")]
-    got = hand_over(inp, call)
-    assert (got.env.id, got.env.cont) == ("inner", [Hop("b", "inner-b"), Hop("next", "final")])
+    with pytest.raises(ValueError, match="continuation"):
+        hand_over(inp, call)
 
 
 class Where:
@@ -174,6 +177,41 @@ class Guarded:
             return {"caught": exc.code}
 
 
+CACHE: dict[str, Any] = {}
+
+
+class Cached:
+    """Returns a response it also keeps for later requests."""
+
+    def __init__(self, inner: DeploymentHandle) -> None:
+        self.inner = inner
+
+    async def __call__(self, x: str) -> Any:
+        _front_id(x)
+        if x not in CACHE:
+            CACHE[x] = self.inner.remote(x)
+        return await CACHE[x]
+
+
+AUDITED: list[Any] = []
+
+
+class Audited:
+    """Returns a response that a task it started also awaits."""
+
+    def __init__(self, inner: DeploymentHandle) -> None:
+        self.inner = inner
+
+    async def audit(self, r: Any) -> None:
+        AUDITED.append(await r)
+
+    async def __call__(self, x: str) -> Any:
+        _front_id(x)
+        r = self.inner.remote(x)
+        asyncio.get_running_loop().create_task(self.audit(r))
+        return await r
+
+
 class Chained:
     """The first call's answer forwarded to the second, whose answer is
     the handler's."""
@@ -201,7 +239,9 @@ def app_name() -> Iterator[str]:
 @py311
 def test_a_tail_call_is_answered_by_the_callee_straight(brokers: list[str], app_name: str) -> None:
     where = serve.deployment(Where).bind()
-    for i, (front, handed) in enumerate([(Tail, True), (Unawaited, True), (Stored, False), (Guarded, False)]):
+    fronts: list[tuple[type, bool]] = [(Tail, True), (Unawaited, True), (Stored, False), (Guarded, False),
+                                       (Cached, False), (Audited, False)]  # fmt: skip
+    for i, (front, handed) in enumerate(fronts):
         h = serve.run(serve.deployment(front).bind(where), name=f"{app_name}-{i}", brokers=brokers)
         x = f"{front.__name__}-{i}"
         got = h.remote(x).result(timeout_s=30)
@@ -210,6 +250,15 @@ def test_a_tail_call_is_answered_by_the_callee_straight(brokers: list[str], app_
         # request (the driver's call); else under the id of the front's
         # call, answered to the front, which answers on.
         assert (got["id"] == FRONT_IDS[x]) is handed, (front.__name__, got, FRONT_IDS[x])
+        if front is Cached:  # a second request answered from the kept response
+            assert h.remote(x).result(timeout_s=30) == got
+            continue
+        if front is Audited:  # the task got the answer too
+            deadline = time.monotonic() + 10
+            while got not in AUDITED and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert got in AUDITED
+            continue
         if front is Guarded:
             assert h.remote("boom").result(timeout_s=30) == {"caught": "internal"}
             continue

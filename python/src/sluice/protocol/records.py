@@ -80,16 +80,18 @@ def forward(inp: Request, value: bytes | None, content_type: str) -> Request | N
 
 def hand_over(inp: Request, call: Request) -> Request:
     """The call a deployment makes as its answer to inp (a tail call),
-    sent so that the callee's answer takes the way inp's would have: inp's
-    continuation after the call's own, inp's reply topic, and, where inp
-    has no continuation, inp's id in place of the call's last step's, so
-    that the caller finds its answer under the id it waits on."""
-    env = replace(call.env, reply_to=inp.env.reply_to, cont=[*call.env.cont, *inp.env.cont])
-    if not inp.env.cont:
-        if env.cont:
-            env.cont[-1] = Hop(env.cont[-1].topic, inp.env.id)
-        else:
-            env.id = inp.env.id
+    sent so that the callee's answer takes the way inp's would have: to
+    inp's reply topic, under inp's id (the id of the call's last step
+    where the call has a continuation of its own). inp has no
+    continuation: where it has one, the call is awaited (its model,
+    version and deadline are not the continuation's)."""
+    if inp.env.cont:
+        raise ValueError("a record with a continuation cannot hand its answer over")
+    env = replace(call.env, reply_to=inp.env.reply_to, cont=list(call.env.cont))
+    if env.cont:
+        env.cont[-1] = Hop(env.cont[-1].topic, inp.env.id)
+    else:
+        env.id = inp.env.id
     return Request(call.topic, call.key, call.value, env)
 
 

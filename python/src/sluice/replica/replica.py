@@ -676,14 +676,15 @@ class _Run:
 
     def can_hand_over(self) -> bool:
         """Whether the record's answer may be a call it hands over
-        (hand_over): not where it goes to successors or the output topic
-        (no caller and no continuation), nor for a record that streams,
-        has an HTTP response set, or failed."""
+        (hand_over): only an answer to a waiting caller (not one that goes
+        on along a continuation, to successors or to the output topic),
+        of a record that does not stream, has no HTTP response set, and
+        has not failed."""
         env = self.req.env
         with self._lock:
             if self._failed or self.stream or self._resp is not None:
                 return False
-        return bool(env.cont) or (not self.r.cfg.successors and bool(env.reply_to))
+        return not env.cont and not self.r.cfg.successors and bool(env.reply_to)
 
     def hand_over(self, call: Request) -> None:
         """Sends call, a handle call the handler answers with (a tail

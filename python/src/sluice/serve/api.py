@@ -70,7 +70,9 @@ class _Running:
     def _instance(self, node: Application) -> Any:
         def handle(a: Any) -> Any:
             if isinstance(a, Application):
-                return DeploymentHandle(self.caller, self.namer, self.name, a.deployment.name, node.deployment.name)
+                return DeploymentHandle(
+                    self.caller, self.namer, self.name, a.deployment.name, node.deployment.name, callee=a.deployment
+                )
             if isinstance(a, NamedHandle):  # a deployment this process does not serve, on the same brokers
                 return DeploymentHandle(self.caller, self.namer, self.name, a.deployment_name, node.deployment.name)
             return a

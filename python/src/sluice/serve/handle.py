@@ -4,12 +4,14 @@ application, as Ray Serve's DeploymentHandle and DeploymentResponse."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import lru_cache
 from typing import Any, Protocol
 
 from sluice.protocol import Envelope, Hop, Request, handle_call, new_request
@@ -94,37 +96,66 @@ class DeploymentResponse:
 
     def __await__(self) -> Generator[Any, None, Any]:
         c = self._call
-        if c is not None and not c.sent and c.next is None and self._reader is None and tail_await(sys._getframe(1)):
+        if c is not None and c.once and not c.sent and c.next is None and tail_await(sys._getframe(1)):
             # `return await response` in the handler itself: the response
             # goes back to the replica's handler, which hands it over.
             return _itself(self).__await__()
         return self._resolve().__await__()
 
-    def _hand_over(self, out: Any) -> bool:
+    def _hand_over(self, out: Any, served: Envelope) -> bool:
         """Sends this call, not sent yet, as the answer of the record being
-        served (out, the replica's Output), so that the callee answers
-        where that answer would have gone (sluice.serve.tail). False, and
-        nothing sent, when it cannot be: the call was sent, or the
-        record's answer cannot be a call (it is then awaited as usual)."""
+        served (served, its envelope; out, its Output), so that the callee
+        answers where that answer would have gone (sluice.serve.tail).
+        Only a call made while serving that record, which nothing else
+        holds (no other task or cache can await it after), to a Python
+        deployment of this graph that answers one value, small enough to
+        go in its record; False, nothing sent, otherwise (it is then
+        awaited as usual)."""
         c = self._call
-        may = getattr(out, "can_hand_over", None)
-        if c is None or c.next is not None or self._reader is not None or may is None or not may():
+        if c is None or not c.once or c.parent is not served or self._reader is not None:
             return False
-        chain = _take(c)
+        # Held by the handler's return value, this frame and the count's
+        # own argument only.
+        if sys.getrefcount(self) > _SOLE_REFS:
+            return False
+        may = getattr(out, "can_hand_over", None)
+        if may is None or not may():
+            return False
+        chain = _take(c, last=True)
         if chain is None:
             return False
         req = _request(chain)
-        end = chain[0].caller.trace(req)  # the call span, the callee's spans its children
+        claims = c.caller.claims
+        if len(req.value or b"") > (claims.threshold if claims is not None else HAND_OVER_MAX_BYTES):
+            _chain(c.caller.call(req), c.out)  # a claim check is the caller's (sluice.serve.caller)
+            return False
+        end = c.caller.trace(req)  # the call span, the callee's spans its children
         out.hand_over(req)
         if end is not None:
             end(None)
-        chain[-1].out.set_exception(Forwarded(f"this call to {chain[-1].deployment} answered the caller"))
         return True
 
     async def _resolve(self) -> Any:
         self._settle_here()
         ans = await asyncio.shield(asyncio.wrap_future(self._fut))
         return decode(ans.value, ans.content_type)
+
+
+_SOLE_REFS = 3
+"""sys.getrefcount of a response only the handler's result holds, seen in
+_hand_over (CPython 3.11, where tail calls are read)."""
+
+HAND_OVER_MAX_BYTES = 256 << 10
+"""The largest call value handed over without a claim store (a larger one
+is sent by the caller, which answers a produce refused as too large)."""
+
+
+@lru_cache(maxsize=1024)
+def _answers_once(target: Any, method: str, streams: bool) -> bool:
+    if streams:
+        return False
+    fn = getattr(target, method or "__call__", None) if inspect.isclass(target) else target
+    return fn is not None and not (inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn))
 
 
 class DeploymentResponseGenerator:
@@ -179,7 +210,8 @@ class DeploymentHandle:
     DeploymentResponseGenerator."""
 
     def __init__(self, caller: Caller, namer: Namer, app: str, deployment: str, source: str | None,
-                 *, method_name: str = "", stream: bool = False, model: str = "") -> None:  # fmt: skip
+                 *, method_name: str = "", stream: bool = False, model: str = "",
+                 callee: Any = None) -> None:  # fmt: skip
         self._caller = caller
         self._namer = namer
         self._app = app
@@ -188,6 +220,10 @@ class DeploymentHandle:
         self._method = method_name
         self._stream = stream
         self._model = model  # options(multiplexed_model_id=): sl-model and the record key
+        # The called deployment (a serve Deployment) when it is a Python one
+        # bound in this graph: only a call known to answer one value as
+        # Python encodes it may be a tail call (sluice.serve.tail).
+        self._callee = callee
 
     def options(
         self,
@@ -216,7 +252,15 @@ class DeploymentHandle:
             model = check_model_id(multiplexed_model_id) if multiplexed_model_id else ""
         return DeploymentHandle(self._caller, self._namer, self._app, self.deployment_name, self._source,
                                 method_name=m, stream=self._stream if stream is None else stream,
-                                model=model)  # fmt: skip
+                                model=model, callee=self._callee)  # fmt: skip
+
+    def _answers_once(self) -> bool:
+        """Whether a unary call of this handle is answered with one value,
+        encoded as a Python deployment encodes its result: the callee is a
+        Python deployment of this graph that does not stream, and the
+        method called is not a generator function."""
+        d = self._callee
+        return d is not None and not self._stream and _answers_once(d.target, self._method, d.opts.stream)
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
@@ -369,6 +413,7 @@ class _Call:
         self.sent = False
         self.prev: _Call | None = None
         self.next: _Call | None = None
+        self.once = h._answers_once()
 
 
 def _send(c: _Call) -> None:
@@ -380,9 +425,12 @@ def _send(c: _Call) -> None:
         _chain(chain[0].caller.call(_request(chain)), chain[-1].out)
 
 
-def _take(c: _Call) -> list[_Call] | None:
-    """c's chain from its head, marked sent; None if it was sent."""
+def _take(c: _Call, last: bool = False) -> list[_Call] | None:
+    """c's chain from its head, marked sent; None if it was sent (or, with
+    last, if a call was chained after c)."""
     with _chains:
+        if last and c.next is not None:
+            return None
         head = c
         while head.prev is not None:
             head = head.prev

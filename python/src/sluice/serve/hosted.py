@@ -92,7 +92,7 @@ def instance(node: Application, caller: Caller, namer: Namer, app: str, source: 
 
     def bind(a: Any) -> Any:
         if isinstance(a, Application):
-            return DeploymentHandle(caller, namer, app, a.deployment.name, source)
+            return DeploymentHandle(caller, namer, app, a.deployment.name, source, callee=a.deployment)
         if isinstance(a, NamedHandle):
             return DeploymentHandle(caller, namer, app, a.deployment_name, source)
         return a

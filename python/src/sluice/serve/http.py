@@ -129,7 +129,7 @@ class HTTPCallable:
         else:
             result = await asyncio.to_thread(fn, request)
         if isinstance(result, DeploymentResponse):
-            if result._hand_over(out):
+            if result._hand_over(out, inp.env):
                 return
             result = await result
         out.emit(*encode(result))  # status 200, the body's content type

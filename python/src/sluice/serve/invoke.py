@@ -63,7 +63,7 @@ class Invoker:
             finally:
                 tail.done(served)
         if isinstance(result, DeploymentResponse):
-            if result._hand_over(out):
+            if result._hand_over(out, inp.env):
                 return
             result = await result
         if inspect.isasyncgen(result) or inspect.isgenerator(result):
