@@ -36,7 +36,7 @@ func TestNodeBrokerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 
 	// Offline: every key must come out, however often.
@@ -87,9 +87,11 @@ func TestNodeBrokerRestart(t *testing.T) {
 	down := time.Now()
 	restart := exec.Command("../scripts/kafka.sh", "restart")
 	restart.Env = append(os.Environ(), "KAFKA_STATE_DIR="+state)
-	if b, err := restart.CombinedOutput(); err != nil {
+	b, err := restart.CombinedOutput()
+	if err != nil {
 		t.Fatalf("kafka.sh restart: %v\n%s", err, b)
 	}
+	t.Logf("kafka.sh restart (%v):\n%s", time.Since(down).Round(100*time.Millisecond), b)
 	up := time.Now()
 	// The broker serves the deployments' groups only once it leads their
 	// coordinator partitions again, which a broker holding many partitions
@@ -148,7 +150,7 @@ func waitCoordinators(t *testing.T, groups ...string) time.Time {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	var last error
-	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		gs, err := adm.DescribeGroups(ctx, groups...)
 		cancel()
@@ -160,6 +162,6 @@ func waitCoordinators(t *testing.T, groups ...string) time.Time {
 		}
 		last = err
 	}
-	t.Fatalf("the broker's group coordinator did not answer for %v within 3 minutes of its restart: %v", groups, last)
+	t.Fatalf("the broker's group coordinator did not answer for %v within 5 minutes of its restart: %v", groups, last)
 	return time.Time{}
 }

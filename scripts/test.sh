@@ -157,7 +157,7 @@ with_s3() (
 broker_restart() {
 	local log
 	log=$(mktemp "${TMPDIR:-/tmp}/sluice-broker-restart.XXXXXX.log")
-	if ! SLUICE_TEST_BROKER_RESTART=1 on_services $GO test -count=1 -run '^TestNodeBrokerRestart$' -v ./e2e/ >"$log" 2>&1; then
+	if ! SLUICE_TEST_BROKER_RESTART=1 on_services $GO test -count=1 -timeout 20m -run '^TestNodeBrokerRestart$' -v ./e2e/ >"$log" 2>&1; then
 		grep -v '^time=' "$log" || true
 		echo "== the broker's log since the restart (the whole output, the shared platform's too: $log)"
 		tail -n 200 "${KAFKA_STATE_DIR:-}/kafka.log" 2>/dev/null || true

@@ -18,6 +18,9 @@
 #   SCRIPT_PATH         absolute path of the script (the watchdog re-runs it)
 #   START_TIMEOUT_S     max seconds a start attempt waits for readiness
 #   STOP_TIMEOUT_S      seconds between SIGTERM and SIGKILL
+#   KEEP_STOP_TIMEOUT_S the same for `stop --keep` (default STOP_TIMEOUT_S):
+#                       a server kept for its next start may need longer
+#                       to shut down cleanly
 #   WATCHDOG_START_DELAY_S  optional (default 0): seconds the watchdog waits
 #                       before its first check of the server pid
 # and define these functions:
@@ -272,6 +275,7 @@ cmd_stop() {
   local pid
   if pid="$(read_pid "$SERVER_PID_FILE")" && is_our_server "$pid"; then
     log "stopping ${SERVER_NOUN} pid ${pid}"
+    if (( keep )); then STOP_TIMEOUT_S="${KEEP_STOP_TIMEOUT_S:-$STOP_TIMEOUT_S}"; fi
     kill_server "$pid"
   else
     log "${SERVER_NOUN} not running"
