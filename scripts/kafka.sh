@@ -93,8 +93,7 @@ STOP_TIMEOUT_S=15
 # A broker kept for its next start (stop --keep, restart) gets longer to
 # shut down cleanly: killed, it recovers every partition's log when it
 # starts again, which with thousands of partitions on a busy machine can
-# take minutes (a restart after 15 s then refused SCRAM logins as
-# "invalid credentials" and served no group for over 4 minutes in CI).
+# take minutes.
 KEEP_STOP_TIMEOUT_S=180
 
 SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
