@@ -30,6 +30,9 @@ class _Handler:
     driver: CodeType  # the coroutine that awaits the handler's
 
 
+_READS_TAILS = sys.version_info[:2] == (3, 11)
+"""Whether this interpreter's bytecode is the one returns_awaited reads."""
+
 _SERVING: ContextVar[_Handler | None] = ContextVar("sluice_tail_handler", default=None)
 
 
@@ -46,11 +49,20 @@ def code_of(fn: Any) -> CodeType | None:
 def serving(fn: Any, driver: Callable[..., Any]) -> Token[_Handler | None] | None:
     """Marks the calling task as awaiting the coroutine of fn directly in
     driver (a coroutine function): a tail await in fn's frame may hand its
-    call over. Undo with done(token)."""
+    call over. Undo with done(token). Nothing to mark where tail awaits
+    are not read (not CPython 3.11): the request path pays nothing there."""
+    if not _READS_TAILS:
+        return None
     code, dcode = code_of(fn), code_of(driver)
     if code is None or dcode is None:
         return None
-    return _SERVING.set(_Handler(code, dcode))
+    return _SERVING.set(_handler(code, dcode))
+
+
+@lru_cache(maxsize=1024)
+def _handler(code: CodeType, driver: CodeType) -> _Handler:
+    """One mark per handler, not one per request."""
+    return _Handler(code, driver)
 
 
 def done(token: Token[_Handler | None] | None) -> None:
@@ -75,7 +87,7 @@ def returns_awaited(code: CodeType, lasti: int) -> bool:
     """Whether the await that starts at offset lasti of code is returned
     as it is, outside every exception handler's range (CPython 3.11:
     GET_AWAITABLE, LOAD_CONST None, SEND to a RETURN_VALUE)."""
-    if sys.version_info[:2] != (3, 11):
+    if not _READS_TAILS:
         return False
     ins = list(dis.get_instructions(code))
     at = next((i for i, x in enumerate(ins) if x.offset == lasti), None)
@@ -91,5 +103,5 @@ def returns_awaited(code: CodeType, lasti: int) -> bool:
         return False
     parse = getattr(dis, "_parse_exception_table", None)
     if parse is None:
-        return not code.co_exceptiontable
+        return not getattr(code, "co_exceptiontable", b"")
     return not any(e.start <= lasti < e.end for e in parse(code))
